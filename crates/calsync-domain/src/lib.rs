@@ -1,1 +1,10 @@
+//! Pure types and rules of calsync: ids, tenancy, accounts and appointments. No I/O lives here, so
+//! every rule can be tested without a database or a network.
 
+pub mod account;
+pub mod appointment;
+pub mod error;
+pub mod ids;
+pub mod tenant;
+
+pub use error::ValidationError;

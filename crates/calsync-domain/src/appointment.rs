@@ -1,0 +1,485 @@
+//! Appointments: the firm's own events, which sync later carries to external calendars.
+//!
+//! Input arrives as loose strings ([`AppointmentInput`]) and is parsed once into
+//! [`AppointmentData`], whose invariants hold from then on: a non-empty title, an IANA zone, an end
+//! after the start, and either instants (timed) or dates with an exclusive end (all-day). An
+//! all-day appointment is never stored as midnight UTC: its dates stand on their own, and the UTC
+//! range used for searching is derived from the appointment's zone.
+
+use crate::ValidationError;
+use crate::account::Email;
+use crate::ids::{AppointmentId, FirmId, UserId};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+pub const TITLE_MAX: usize = 500;
+pub const DESCRIPTION_MAX: usize = 10_000;
+pub const LOCATION_MAX: usize = 1_000;
+pub const ATTENDEES_MAX: usize = 100;
+const NAME_MAX: usize = 200;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppointmentStatus {
+    Confirmed,
+    Tentative,
+    Cancelled,
+}
+
+impl AppointmentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Confirmed => "confirmed",
+            Self::Tentative => "tentative",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for AppointmentStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for AppointmentStatus {
+    type Err = ValidationError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "confirmed" => Ok(Self::Confirmed),
+            "tentative" => Ok(Self::Tentative),
+            "cancelled" => Ok(Self::Cancelled),
+            other => Err(ValidationError::new(
+                "status",
+                format!("unknown status {other:?}: expected confirmed, tentative or cancelled"),
+            )),
+        }
+    }
+}
+
+/// An invited person. The e-mail is normalised (lower case); the name may be empty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attendee {
+    pub email: String,
+    pub name: String,
+}
+
+/// When an appointment happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// Instants; rendered in the appointment's zone.
+    Timed { start: DateTime<Utc>, end: DateTime<Utc> },
+    /// Calendar dates, end exclusive (a one-day event on the 3rd ends on the 4th).
+    AllDay { start: NaiveDate, end: NaiveDate },
+}
+
+/// The validated content of an appointment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppointmentData {
+    pub title: String,
+    pub description: String,
+    pub location: String,
+    pub when: When,
+    pub time_zone: Tz,
+    pub attendees: Vec<Attendee>,
+    pub status: AppointmentStatus,
+}
+
+/// A stored appointment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Appointment {
+    pub id: AppointmentId,
+    pub firm_id: FirmId,
+    pub owner_id: UserId,
+    pub data: AppointmentData,
+    /// Bumped on every change; the sync engine compares it with the version it last pushed.
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Raw fields as a client sends them. `None` means "not given".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AppointmentInput {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub location: Option<String>,
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub time_zone: Option<String>,
+    pub all_day: Option<bool>,
+    pub attendees: Option<Vec<AttendeeInput>>,
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttendeeInput {
+    pub email: String,
+    pub name: Option<String>,
+}
+
+impl AppointmentData {
+    /// Parses a new appointment: `title`, `start` and `end` are required; the zone defaults to UTC
+    /// and the status to confirmed.
+    pub fn create(input: AppointmentInput) -> Result<Self, ValidationError> {
+        for (field, given) in
+            [("title", input.title.is_some()), ("start", input.start.is_some()), ("end", input.end.is_some())]
+        {
+            if !given {
+                return Err(ValidationError::new(field, "is required"));
+            }
+        }
+        Self::parse(input)
+    }
+
+    /// Applies a partial update: given fields replace the current ones, then the whole is
+    /// validated again, so a patch can never leave an invalid appointment behind.
+    pub fn patched(&self, patch: AppointmentInput) -> Result<Self, ValidationError> {
+        let current = self.to_input();
+        let merged = AppointmentInput {
+            title: patch.title.or(current.title),
+            description: patch.description.or(current.description),
+            location: patch.location.or(current.location),
+            start: patch.start.or(current.start),
+            end: patch.end.or(current.end),
+            time_zone: patch.time_zone.or(current.time_zone),
+            all_day: patch.all_day.or(current.all_day),
+            attendees: patch.attendees.or(current.attendees),
+            status: patch.status.or(current.status),
+        };
+        Self::parse(merged)
+    }
+
+    fn parse(input: AppointmentInput) -> Result<Self, ValidationError> {
+        let title = input.title.unwrap_or_default();
+        let title = title.trim();
+        if title.is_empty() {
+            return Err(ValidationError::new("title", "must not be empty"));
+        }
+        if title.chars().count() > TITLE_MAX {
+            return Err(ValidationError::new("title", format!("must be at most {TITLE_MAX} characters")));
+        }
+        if title.chars().any(char::is_control) {
+            return Err(ValidationError::new("title", "must not contain control characters"));
+        }
+        let description = input.description.unwrap_or_default();
+        if description.chars().count() > DESCRIPTION_MAX {
+            return Err(ValidationError::new("description", format!("must be at most {DESCRIPTION_MAX} characters")));
+        }
+        let location = input.location.unwrap_or_default().trim().to_owned();
+        if location.chars().count() > LOCATION_MAX {
+            return Err(ValidationError::new("location", format!("must be at most {LOCATION_MAX} characters")));
+        }
+        let status = match input.status {
+            Some(s) => s.parse()?,
+            None => AppointmentStatus::Confirmed,
+        };
+        let time_zone = match input.time_zone.as_deref() {
+            None => Tz::UTC,
+            Some(name) => parse_time_zone(name)?,
+        };
+        let all_day = input.all_day.unwrap_or(false);
+        let start = input.start.unwrap_or_default();
+        let end = input.end.unwrap_or_default();
+        let when = if all_day {
+            let s = parse_date(&start, "start")?;
+            let e = parse_date(&end, "end")?;
+            if e <= s {
+                return Err(ValidationError::new(
+                    "end",
+                    "must be after start (all-day end dates are exclusive: a one-day event on the 3rd ends on the 4th)",
+                ));
+            }
+            When::AllDay { start: s, end: e }
+        } else {
+            let s = parse_instant(&start, "start")?;
+            let e = parse_instant(&end, "end")?;
+            if e <= s {
+                return Err(ValidationError::new("end", "must be after start"));
+            }
+            When::Timed { start: s, end: e }
+        };
+        let attendees = parse_attendees(input.attendees.unwrap_or_default())?;
+        Ok(Self { title: title.to_owned(), description, location, when, time_zone, attendees, status })
+    }
+
+    /// The fields as a client would send them; `patched` merges against this.
+    pub fn to_input(&self) -> AppointmentInput {
+        AppointmentInput {
+            title: Some(self.title.clone()),
+            description: Some(self.description.clone()),
+            location: Some(self.location.clone()),
+            start: Some(self.start_string()),
+            end: Some(self.end_string()),
+            time_zone: Some(self.time_zone.name().to_owned()),
+            all_day: Some(self.is_all_day()),
+            attendees: Some(
+                self.attendees
+                    .iter()
+                    .map(|a| AttendeeInput { email: a.email.clone(), name: Some(a.name.clone()) })
+                    .collect(),
+            ),
+            status: Some(self.status.as_str().to_owned()),
+        }
+    }
+
+    pub fn is_all_day(&self) -> bool {
+        matches!(self.when, When::AllDay { .. })
+    }
+
+    /// RFC 3339 in the appointment's zone, or `YYYY-MM-DD` for all-day.
+    pub fn start_string(&self) -> String {
+        match self.when {
+            When::Timed { start, .. } => format_instant(start, self.time_zone),
+            When::AllDay { start, .. } => start.to_string(),
+        }
+    }
+
+    pub fn end_string(&self) -> String {
+        match self.when {
+            When::Timed { end, .. } => format_instant(end, self.time_zone),
+            When::AllDay { end, .. } => end.to_string(),
+        }
+    }
+
+    /// The UTC span the appointment covers, used for range searches. All-day dates are taken as
+    /// local days in the appointment's zone.
+    pub fn utc_range(&self) -> (DateTime<Utc>, DateTime<Utc>) {
+        match self.when {
+            When::Timed { start, end } => (start, end),
+            When::AllDay { start, end } => (local_midnight(start, self.time_zone), local_midnight(end, self.time_zone)),
+        }
+    }
+}
+
+fn format_instant(t: DateTime<Utc>, tz: Tz) -> String {
+    t.with_timezone(&tz).to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// The first instant of `date` in `tz`. Where midnight does not exist (a DST gap at 00:00, as in
+/// some zones), the day starts at the first valid minute after it.
+pub fn local_midnight(date: NaiveDate, tz: Tz) -> DateTime<Utc> {
+    let mut local = NaiveDateTime::new(date, NaiveTime::MIN);
+    for _ in 0..=24 * 4 {
+        if let Some(t) = tz.from_local_datetime(&local).earliest() {
+            return t.with_timezone(&Utc);
+        }
+        local += chrono::Duration::minutes(15);
+    }
+    Utc.from_utc_datetime(&NaiveDateTime::new(date, NaiveTime::MIN))
+}
+
+pub fn parse_time_zone(name: &str) -> Result<Tz, ValidationError> {
+    name.parse::<Tz>().map_err(|_| {
+        ValidationError::new(
+            "time_zone",
+            format!("unknown time zone {name:?}: use an IANA name such as \"Europe/Berlin\""),
+        )
+    })
+}
+
+/// Years outside this range are almost always typos (`0202` for `2026`), and are refused.
+const YEAR_RANGE: std::ops::RangeInclusive<i32> = 1900..=2199;
+
+fn parse_date(raw: &str, field: &str) -> Result<NaiveDate, ValidationError> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Err(ValidationError::new(field, "is required"));
+    }
+    if raw.contains('T') || raw.contains(':') {
+        return Err(ValidationError::new(
+            field,
+            format!("expected a date (YYYY-MM-DD) because all_day is true, got a date-time {raw:?}"),
+        ));
+    }
+    let d = NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .map_err(|_| ValidationError::new(field, format!("{raw:?} is not a date in the form YYYY-MM-DD")))?;
+    if !YEAR_RANGE.contains(&chrono::Datelike::year(&d)) {
+        return Err(ValidationError::new(field, "year must be between 1900 and 2199"));
+    }
+    Ok(d)
+}
+
+fn parse_instant(raw: &str, field: &str) -> Result<DateTime<Utc>, ValidationError> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Err(ValidationError::new(field, "is required"));
+    }
+    if NaiveDate::parse_from_str(raw, "%Y-%m-%d").is_ok() {
+        return Err(ValidationError::new(
+            field,
+            format!(
+                "expected a date-time with offset because all_day is false, got a date {raw:?} (set all_day to true for all-day events)"
+            ),
+        ));
+    }
+    let t = DateTime::parse_from_rfc3339(raw).map_err(|_| {
+        ValidationError::new(
+            field,
+            format!("{raw:?} is not an RFC 3339 date-time with offset, e.g. 2026-12-01T09:30:00+01:00"),
+        )
+    })?;
+    if !YEAR_RANGE.contains(&chrono::Datelike::year(&t)) {
+        return Err(ValidationError::new(field, "year must be between 1900 and 2199"));
+    }
+    // Calendar providers work in whole seconds; keeping sub-second parts would make every
+    // round trip look like a change.
+    let t = t.with_timezone(&Utc);
+    Ok(t - chrono::Duration::nanoseconds(i64::from(chrono::Timelike::nanosecond(&t))))
+}
+
+fn parse_attendees(list: Vec<AttendeeInput>) -> Result<Vec<Attendee>, ValidationError> {
+    if list.len() > ATTENDEES_MAX {
+        return Err(ValidationError::new("attendees", format!("at most {ATTENDEES_MAX} attendees")));
+    }
+    let mut out: Vec<Attendee> = Vec::with_capacity(list.len());
+    for (i, a) in list.into_iter().enumerate() {
+        let email = Email::parse_field(&a.email, &format!("attendees[{i}].email"))?;
+        let name = a.name.unwrap_or_default().trim().to_owned();
+        if name.chars().count() > NAME_MAX || name.chars().any(char::is_control) {
+            return Err(ValidationError::new(
+                format!("attendees[{i}].name"),
+                format!("must be at most {NAME_MAX} characters, without control characters"),
+            ));
+        }
+        if out.iter().any(|o| o.email == email.as_str()) {
+            return Err(ValidationError::new(format!("attendees[{i}].email"), format!("{email} is listed twice")));
+        }
+        out.push(Attendee { email: email.as_str().to_owned(), name });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timed(start: &str, end: &str) -> AppointmentInput {
+        AppointmentInput {
+            title: Some("Consultation".into()),
+            start: Some(start.into()),
+            end: Some(end.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn timed_appointment_keeps_its_zone_for_display() {
+        let mut input = timed("2026-12-01T09:00:00+01:00", "2026-12-01T10:00:00+01:00");
+        input.time_zone = Some("Europe/Berlin".into());
+        let a = AppointmentData::create(input).unwrap();
+        assert_eq!(a.start_string(), "2026-12-01T09:00:00+01:00");
+        assert_eq!(a.utc_range().0.to_rfc3339(), "2026-12-01T08:00:00+00:00");
+        assert_eq!(a.status, AppointmentStatus::Confirmed);
+    }
+
+    #[test]
+    fn end_must_follow_start() {
+        let e = AppointmentData::create(timed("2026-12-01T10:00:00Z", "2026-12-01T10:00:00Z")).unwrap_err();
+        assert_eq!(e.field, "end");
+        let e = AppointmentData::create(timed("2026-12-01T10:00:00Z", "2026-12-01T09:00:00Z")).unwrap_err();
+        assert_eq!(e.field, "end");
+    }
+
+    #[test]
+    fn date_and_date_time_must_match_all_day() {
+        let e = AppointmentData::create(timed("2026-12-01", "2026-12-02")).unwrap_err();
+        assert_eq!(e.field, "start");
+        assert!(e.message.contains("all_day is false"), "{}", e.message);
+
+        let mut input = timed("2026-12-01T10:00:00Z", "2026-12-02T10:00:00Z");
+        input.all_day = Some(true);
+        let e = AppointmentData::create(input).unwrap_err();
+        assert_eq!(e.field, "start");
+        assert!(e.message.contains("all_day is true"), "{}", e.message);
+    }
+
+    #[test]
+    fn all_day_is_dates_in_its_zone_with_exclusive_end() {
+        let mut input = timed("2026-03-29", "2026-03-30");
+        input.all_day = Some(true);
+        input.time_zone = Some("Europe/Berlin".into());
+        let a = AppointmentData::create(input.clone()).unwrap();
+        assert_eq!(a.start_string(), "2026-03-29");
+        assert_eq!(a.end_string(), "2026-03-30");
+        let (s, e) = a.utc_range();
+        assert_eq!(s.to_rfc3339(), "2026-03-28T23:00:00+00:00");
+        // The DST change shortens that day to 23 hours.
+        assert_eq!(e.to_rfc3339(), "2026-03-29T22:00:00+00:00");
+
+        input.end = Some("2026-03-29".into());
+        assert_eq!(AppointmentData::create(input).unwrap_err().field, "end");
+    }
+
+    #[test]
+    fn midnight_in_a_dst_gap_moves_to_the_first_valid_minute() {
+        // America/Santiago skipped 2024-09-08 00:00 → 01:00.
+        let t = local_midnight(NaiveDate::from_ymd_opt(2024, 9, 8).unwrap(), "America/Santiago".parse().unwrap());
+        assert_eq!(t.to_rfc3339(), "2024-09-08T04:00:00+00:00");
+    }
+
+    #[test]
+    fn rejects_bad_fields_naming_them() {
+        let cases: Vec<(Box<dyn Fn(&mut AppointmentInput)>, &str)> = vec![
+            (Box::new(|i| i.title = Some("  ".into())), "title"),
+            (Box::new(|i| i.title = Some("x".repeat(501))), "title"),
+            (Box::new(|i| i.time_zone = Some("Mars/Olympus".into())), "time_zone"),
+            (Box::new(|i| i.status = Some("done".into())), "status"),
+            (Box::new(|i| i.start = Some("yesterday".into())), "start"),
+            (Box::new(|i| i.end = Some("2026-12-01T10:00:00".into())), "end"),
+            (
+                Box::new(|i| i.attendees = Some(vec![AttendeeInput { email: "nope".into(), name: None }])),
+                "attendees[0].email",
+            ),
+            (
+                Box::new(|i| {
+                    i.attendees = Some(vec![
+                        AttendeeInput { email: "a@b.test".into(), name: None },
+                        AttendeeInput { email: "A@B.test".into(), name: None },
+                    ])
+                }),
+                "attendees[1].email",
+            ),
+        ];
+        for (mutate, field) in cases {
+            let mut input = timed("2026-12-01T09:00:00Z", "2026-12-01T10:00:00Z");
+            mutate(&mut input);
+            assert_eq!(AppointmentData::create(input).unwrap_err().field, field);
+        }
+        assert!(AppointmentData::create(timed("2026-12-01T09:00:00Z", "2026-12-01T10:00:00Z")).is_ok());
+        let e =
+            AppointmentData::create(AppointmentInput { title: Some("x".into()), ..Default::default() }).unwrap_err();
+        assert_eq!((e.field.as_str(), e.message.as_str()), ("start", "is required"));
+    }
+
+    #[test]
+    fn title_of_exactly_500_characters_is_accepted() {
+        let mut input = timed("2026-12-01T09:00:00Z", "2026-12-01T10:00:00Z");
+        input.title = Some("é".repeat(500));
+        assert!(AppointmentData::create(input).is_ok());
+    }
+
+    #[test]
+    fn patch_revalidates_the_whole() {
+        let a = AppointmentData::create(timed("2026-12-01T09:00:00Z", "2026-12-01T10:00:00Z")).unwrap();
+        let moved = a
+            .patched(AppointmentInput { start: Some("2026-12-01T11:00:00Z".into()), ..Default::default() })
+            .unwrap_err();
+        assert_eq!(moved.field, "end");
+        let renamed = a.patched(AppointmentInput { title: Some("Follow-up".into()), ..Default::default() }).unwrap();
+        assert_eq!(renamed.title, "Follow-up");
+        assert_eq!(renamed.when, a.when);
+        // Switching to all-day without new dates is refused rather than guessed.
+        let e = a.patched(AppointmentInput { all_day: Some(true), ..Default::default() }).unwrap_err();
+        assert_eq!(e.field, "start");
+    }
+
+    #[test]
+    fn sub_second_parts_are_dropped() {
+        let a = AppointmentData::create(timed("2026-12-01T09:00:00.750Z", "2026-12-01T10:00:00Z")).unwrap();
+        assert_eq!(a.start_string(), "2026-12-01T09:00:00Z");
+    }
+}
