@@ -1,0 +1,274 @@
+//! Appointments, always read and written within one firm. Updates and deletes carry the version
+//! the caller read, so two concurrent edits cannot silently overwrite each other.
+
+use crate::{Db, StoreError, on_pool};
+use calsync_domain::appointment::{Appointment, AppointmentData, AppointmentStatus, Attendee, When};
+use calsync_domain::ids::{AppointmentId, FirmId, UserId};
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::types::Json;
+use uuid::Uuid;
+
+/// Position after the last item of a page: appointments are ordered by (start, id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub start_utc: DateTime<Utc>,
+    pub id: AppointmentId,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AppointmentQuery {
+    /// Only this owner's appointments; `None` for the whole firm.
+    pub owner: Option<UserId>,
+    /// Appointments overlapping `[start, end)`; either bound may be open.
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+    pub limit: u32,
+    pub after: Option<Cursor>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AppointmentPage {
+    pub items: Vec<Appointment>,
+    /// Set when more items may follow.
+    pub next: Option<Cursor>,
+}
+
+const COLUMNS: &str = "id, firm_id, owner_id, title, description, location, all_day, start_utc, end_utc, \
+                       start_date, end_date, time_zone, attendees, status, version, created_at, updated_at";
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: Uuid,
+    firm_id: Uuid,
+    owner_id: Uuid,
+    title: String,
+    description: String,
+    location: String,
+    all_day: bool,
+    start_utc: DateTime<Utc>,
+    end_utc: DateTime<Utc>,
+    start_date: Option<NaiveDate>,
+    end_date: Option<NaiveDate>,
+    time_zone: String,
+    attendees: Json<Vec<Attendee>>,
+    status: String,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<Row> for Appointment {
+    type Error = StoreError;
+    fn try_from(r: Row) -> Result<Self, StoreError> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("appointment {}: {what}", r.id));
+        let when = match (r.all_day, r.start_date, r.end_date) {
+            (true, Some(start), Some(end)) => When::AllDay { start, end },
+            (false, _, _) => When::Timed { start: r.start_utc, end: r.end_utc },
+            _ => return Err(corrupt("all-day without dates")),
+        };
+        Ok(Appointment {
+            id: r.id.into(),
+            firm_id: r.firm_id.into(),
+            owner_id: r.owner_id.into(),
+            data: AppointmentData {
+                title: r.title,
+                description: r.description,
+                location: r.location,
+                when,
+                time_zone: r.time_zone.parse().map_err(|_| corrupt("time zone"))?,
+                attendees: r.attendees.0,
+                status: r.status.parse::<AppointmentStatus>().map_err(|_| corrupt("status"))?,
+            },
+            version: r.version,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+fn dates(data: &AppointmentData) -> (Option<NaiveDate>, Option<NaiveDate>) {
+    match data.when {
+        When::AllDay { start, end } => (Some(start), Some(end)),
+        When::Timed { .. } => (None, None),
+    }
+}
+
+impl Db {
+    pub async fn insert_appointment(
+        &self,
+        firm: FirmId,
+        owner: UserId,
+        data: AppointmentData,
+    ) -> Result<Appointment, StoreError> {
+        let now = Utc::now();
+        let a = Appointment {
+            id: AppointmentId::new(),
+            firm_id: firm,
+            owner_id: owner,
+            data,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        let (start_utc, end_utc) = a.data.utc_range();
+        let (start_date, end_date) = dates(&a.data);
+        on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO appointments (id, firm_id, owner_id, title, description, location, all_day, start_utc, \
+                 end_utc, start_date, end_date, time_zone, attendees, status, version, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16)",
+            )
+            .bind(a.id.as_uuid())
+            .bind(firm.as_uuid())
+            .bind(owner.as_uuid())
+            .bind(&a.data.title)
+            .bind(&a.data.description)
+            .bind(&a.data.location)
+            .bind(a.data.is_all_day())
+            .bind(start_utc)
+            .bind(end_utc)
+            .bind(start_date)
+            .bind(end_date)
+            .bind(a.data.time_zone.name())
+            .bind(Json(&a.data.attendees))
+            .bind(a.data.status.as_str())
+            .bind(a.version)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map_err(|e| match e.as_database_error() {
+                // The owner is not a user of this firm.
+                Some(db) if db.is_foreign_key_violation() => StoreError::NotFound,
+                _ => StoreError::Database(e),
+            })?;
+        });
+        Ok(a)
+    }
+
+    /// One live appointment of `firm`, optionally only if `owner` owns it.
+    pub async fn appointment(
+        &self,
+        firm: FirmId,
+        owner: Option<UserId>,
+        id: AppointmentId,
+    ) -> Result<Appointment, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM appointments WHERE id = $1 AND firm_id = $2 AND ($3 IS NULL OR owner_id = $3) \
+             AND deleted_at IS NULL"
+        );
+        let row: Option<Row> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(id.as_uuid())
+                .bind(firm.as_uuid())
+                .bind(owner.map(|o| o.as_uuid()))
+                .fetch_optional(pool)
+                .await?
+        });
+        row.ok_or(StoreError::NotFound)?.try_into()
+    }
+
+    /// A page of live appointments of `firm` overlapping the query window, by start then id.
+    pub async fn list_appointments(&self, firm: FirmId, q: &AppointmentQuery) -> Result<AppointmentPage, StoreError> {
+        let limit = q.limit.clamp(1, 1000);
+        let sql = format!(
+            "SELECT {COLUMNS} FROM appointments WHERE firm_id = $1 AND deleted_at IS NULL \
+             AND ($2 IS NULL OR owner_id = $2) AND ($3 IS NULL OR end_utc > $3) AND ($4 IS NULL OR start_utc < $4) \
+             AND ($5 IS NULL OR (start_utc, id) > ($5, $6)) ORDER BY start_utc, id LIMIT $7"
+        );
+        let rows: Vec<Row> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(firm.as_uuid())
+                .bind(q.owner.map(|o| o.as_uuid()))
+                .bind(q.start)
+                .bind(q.end)
+                .bind(q.after.map(|c| c.start_utc))
+                .bind(q.after.map(|c| c.id.as_uuid()))
+                .bind(i64::from(limit) + 1)
+                .fetch_all(pool)
+                .await?
+        });
+        let mut items = rows.into_iter().map(Appointment::try_from).collect::<Result<Vec<_>, _>>()?;
+        let next = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|a| Cursor { start_utc: a.data.utc_range().0, id: a.id })
+        } else {
+            None
+        };
+        Ok(AppointmentPage { items, next })
+    }
+
+    /// Replaces the content of an appointment whose stored version is `expected_version`, bumping
+    /// the version. [`StoreError::VersionMismatch`] when it changed meanwhile.
+    pub async fn update_appointment(
+        &self,
+        firm: FirmId,
+        id: AppointmentId,
+        expected_version: i64,
+        data: AppointmentData,
+    ) -> Result<Appointment, StoreError> {
+        let (start_utc, end_utc) = data.utc_range();
+        let (start_date, end_date) = dates(&data);
+        let sql = format!(
+            "UPDATE appointments SET title = $1, description = $2, location = $3, all_day = $4, start_utc = $5, \
+             end_utc = $6, start_date = $7, end_date = $8, time_zone = $9, attendees = $10, status = $11, \
+             version = version + 1, updated_at = $12 \
+             WHERE id = $13 AND firm_id = $14 AND version = $15 AND deleted_at IS NULL RETURNING {COLUMNS}"
+        );
+        let row: Option<Row> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(&data.title)
+                .bind(&data.description)
+                .bind(&data.location)
+                .bind(data.is_all_day())
+                .bind(start_utc)
+                .bind(end_utc)
+                .bind(start_date)
+                .bind(end_date)
+                .bind(data.time_zone.name())
+                .bind(Json(&data.attendees))
+                .bind(data.status.as_str())
+                .bind(Utc::now())
+                .bind(id.as_uuid())
+                .bind(firm.as_uuid())
+                .bind(expected_version)
+                .fetch_optional(pool)
+                .await?
+        });
+        match row {
+            Some(r) => r.try_into(),
+            None => Err(self.missing_or_changed(firm, id).await),
+        }
+    }
+
+    /// Deletes (tombstones) an appointment whose stored version is `expected_version`.
+    pub async fn delete_appointment(
+        &self,
+        firm: FirmId,
+        id: AppointmentId,
+        expected_version: i64,
+    ) -> Result<(), StoreError> {
+        let now = Utc::now();
+        let done = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE appointments SET deleted_at = $1, updated_at = $1, version = version + 1 \
+                 WHERE id = $2 AND firm_id = $3 AND version = $4 AND deleted_at IS NULL",
+            )
+            .bind(now)
+            .bind(id.as_uuid())
+            .bind(firm.as_uuid())
+            .bind(expected_version)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if done == 1 { Ok(()) } else { Err(self.missing_or_changed(firm, id).await) }
+    }
+
+    /// Tells a vanished row from one whose version moved on, after a conditional write matched none.
+    async fn missing_or_changed(&self, firm: FirmId, id: AppointmentId) -> StoreError {
+        match self.appointment(firm, None, id).await {
+            Ok(_) => StoreError::VersionMismatch,
+            Err(e) => e,
+        }
+    }
+}
