@@ -1,1 +1,16 @@
+//! calsync's HTTP service and command line: the REST API, the web UI, authentication and the
+//! services they share. The binary in `main.rs` is a thin shell around [`commands::run`].
 
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod crypto;
+pub mod logging;
+pub mod ops;
+pub mod services;
+pub mod startup;
+pub mod state;
+pub mod throttle;
+pub mod web;

@@ -1,0 +1,383 @@
+//! `/api/appointments/`: thin handlers that parse, call the appointments service and map errors.
+
+use super::error::{ApiError, ErrorBody};
+use super::json::ApiJson;
+use crate::auth::ApiCaller;
+use crate::services::appointments as service;
+use crate::state::AppState;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use calsync_domain::appointment::{Appointment, AppointmentInput, AttendeeInput};
+use calsync_domain::ids::AppointmentId;
+use calsync_store::{AppointmentQuery, Cursor};
+use chrono::{DateTime, NaiveDate, Utc};
+use data_encoding::BASE64URL_NOPAD;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/appointments/", get(list).post(create))
+        .route("/api/appointments/{id}/", get(show).patch(update).delete(remove))
+}
+
+pub const DEFAULT_LIMIT: u32 = 100;
+pub const MAX_LIMIT: u32 = 500;
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusSchema {
+    Confirmed,
+    Tentative,
+    Cancelled,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttendeeBody {
+    #[schema(example = "client@example.com")]
+    pub email: String,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// Fields of an appointment as sent by clients. On `POST`, `title`, `start` and `end` are required;
+/// on `PATCH` every field is optional and only the given ones change (arrays are replaced whole).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppointmentBody {
+    /// 1–500 characters.
+    #[schema(example = "Initial consultation")]
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub location: Option<String>,
+    /// RFC 3339 with offset (`2026-12-01T09:00:00+01:00`), or `YYYY-MM-DD` when `all_day` is true.
+    #[schema(example = "2026-12-01T09:00:00+01:00")]
+    pub start: Option<String>,
+    /// Like `start`; must be after it. For all-day appointments the date is exclusive.
+    #[schema(example = "2026-12-01T10:00:00+01:00")]
+    pub end: Option<String>,
+    /// IANA zone name; default `UTC`.
+    #[schema(example = "Europe/Berlin")]
+    pub time_zone: Option<String>,
+    pub all_day: Option<bool>,
+    pub attendees: Option<Vec<AttendeeBody>>,
+    #[schema(value_type = Option<StatusSchema>)]
+    pub status: Option<String>,
+}
+
+impl From<AppointmentBody> for AppointmentInput {
+    fn from(b: AppointmentBody) -> Self {
+        AppointmentInput {
+            title: b.title,
+            description: b.description,
+            location: b.location,
+            start: b.start,
+            end: b.end,
+            time_zone: b.time_zone,
+            all_day: b.all_day,
+            attendees: b
+                .attendees
+                .map(|list| list.into_iter().map(|a| AttendeeInput { email: a.email, name: a.name }).collect()),
+            status: b.status,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppointmentView {
+    pub id: Uuid,
+    pub title: String,
+    pub description: String,
+    pub location: String,
+    /// In the appointment's zone, or a date for all-day appointments.
+    pub start: String,
+    pub end: String,
+    pub time_zone: String,
+    pub all_day: bool,
+    pub attendees: Vec<AttendeeBody>,
+    pub status: StatusSchema,
+    /// The staff user who owns the appointment.
+    pub owner: Uuid,
+    /// Bumped on every change; send it back in `If-Match` to update only that version.
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&Appointment> for AppointmentView {
+    fn from(a: &Appointment) -> Self {
+        use calsync_domain::appointment::AppointmentStatus as S;
+        AppointmentView {
+            id: a.id.as_uuid(),
+            title: a.data.title.clone(),
+            description: a.data.description.clone(),
+            location: a.data.location.clone(),
+            start: a.data.start_string(),
+            end: a.data.end_string(),
+            time_zone: a.data.time_zone.name().to_owned(),
+            all_day: a.data.is_all_day(),
+            attendees: a
+                .data
+                .attendees
+                .iter()
+                .map(|x| AttendeeBody { email: x.email.clone(), name: Some(x.name.clone()) })
+                .collect(),
+            status: match a.data.status {
+                S::Confirmed => StatusSchema::Confirmed,
+                S::Tentative => StatusSchema::Tentative,
+                S::Cancelled => StatusSchema::Cancelled,
+            },
+            owner: a.owner_id.as_uuid(),
+            version: a.version,
+            created_at: a.created_at,
+            updated_at: a.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppointmentList {
+    pub items: Vec<AppointmentView>,
+    /// Pass as `cursor` to get the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Query parameters of the list (documented here; parsed strictly by hand so each error names
+/// its parameter).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct ListParams {
+    /// Only appointments ending after this instant (RFC 3339, or a date meaning 00:00 UTC).
+    start: Option<String>,
+    /// Only appointments starting before this instant.
+    end: Option<String>,
+    /// Page size, 1–500 (default 100).
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+fn item_response(status: StatusCode, a: &Appointment) -> Response {
+    let mut resp = (status, Json(AppointmentView::from(a))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", a.version)) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    resp
+}
+
+fn parse_id(raw: &str) -> Result<AppointmentId, ApiError> {
+    // An id that cannot exist is simply not found.
+    raw.parse().map_err(|_| ApiError::NotFound)
+}
+
+/// `If-Match: "3"` (or `*`, meaning any version).
+fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+    let Some(v) = headers.get(header::IF_MATCH) else { return Ok(None) };
+    let s = v.to_str().unwrap_or("").trim();
+    if s == "*" {
+        return Ok(None);
+    }
+    s.trim_start_matches("W/").trim_matches('"').parse::<i64>().map(Some).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_header",
+            "If-Match",
+            "If-Match must be the quoted version from the ETag, e.g. \"3\"",
+        )
+    })
+}
+
+fn parse_bound(name: &str, raw: &str) -> Result<DateTime<Utc>, ApiError> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
+    }
+    Err(ApiError::bad_request("invalid_parameter", name, format!("{raw:?} is not an RFC 3339 date-time or a date")))
+}
+
+fn encode_cursor(c: &Cursor) -> String {
+    BASE64URL_NOPAD.encode(format!("{}|{}", c.start_utc.to_rfc3339(), c.id).as_bytes())
+}
+
+fn decode_cursor(raw: &str) -> Result<Cursor, ApiError> {
+    let bad = || ApiError::bad_request("invalid_parameter", "cursor", "not a cursor returned by this API");
+    let bytes = BASE64URL_NOPAD.decode(raw.as_bytes()).map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let (t, id) = text.split_once('|').ok_or_else(bad)?;
+    Ok(Cursor {
+        start_utc: DateTime::parse_from_rfc3339(t).map_err(|_| bad())?.with_timezone(&Utc),
+        id: id.parse().map_err(|_| bad())?,
+    })
+}
+
+fn parse_list_query(raw: Option<&str>) -> Result<AppointmentQuery, ApiError> {
+    let mut q = AppointmentQuery { limit: DEFAULT_LIMIT, ..Default::default() };
+    for (key, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        match key.as_ref() {
+            "start" => q.start = Some(parse_bound("start", &value)?),
+            "end" => q.end = Some(parse_bound("end", &value)?),
+            "limit" => {
+                q.limit = value.parse::<u32>().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_parameter",
+                        "limit",
+                        format!("must be a whole number from 1 to {MAX_LIMIT}"),
+                    )
+                })?
+            }
+            "cursor" => q.after = Some(decode_cursor(&value)?),
+            other => {
+                return Err(ApiError::bad_request(
+                    "unknown_parameter",
+                    other,
+                    "unknown query parameter; allowed: start, end, limit, cursor",
+                ));
+            }
+        }
+    }
+    if let (Some(s), Some(e)) = (q.start, q.end)
+        && e <= s
+    {
+        return Err(ApiError::bad_request("invalid_parameter", "end", "must be after start"));
+    }
+    Ok(q)
+}
+
+/// List appointments overlapping a window, ordered by start. Staff see their own; admins the firm's.
+#[utoipa::path(get, path = "/api/appointments/", tag = "appointments", params(ListParams),
+    responses(
+        (status = 200, body = AppointmentList),
+        (status = 400, body = ErrorBody, description = "bad parameter"),
+        (status = 401, body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<AppointmentList>, ApiError> {
+    let query = parse_list_query(raw.as_deref())?;
+    let page = service::list(&state.db, &caller.actor, query).await?;
+    Ok(Json(AppointmentList {
+        items: page.items.iter().map(AppointmentView::from).collect(),
+        next_cursor: page.next.as_ref().map(encode_cursor),
+    }))
+}
+
+/// Create an appointment owned by the caller.
+#[utoipa::path(post, path = "/api/appointments/", tag = "appointments", request_body = AppointmentBody,
+    responses(
+        (status = 201, body = AppointmentView, headers(("ETag" = String), ("Location" = String))),
+        (status = 400, body = ErrorBody, description = "malformed JSON or unknown field"),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "a field breaks a rule; `field` names it"),
+    ),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    ApiJson(body): ApiJson<AppointmentBody>,
+) -> Result<Response, ApiError> {
+    let a = service::create(&state.db, &caller.actor, body.into()).await?;
+    let mut resp = item_response(StatusCode::CREATED, &a);
+    if let Ok(v) = HeaderValue::from_str(&format!("/api/appointments/{}/", a.id)) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
+}
+
+/// Read one appointment.
+#[utoipa::path(get, path = "/api/appointments/{id}/", tag = "appointments",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = AppointmentView, headers(("ETag" = String))), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn show(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let a = service::get(&state.db, &caller.actor, parse_id(&id)?).await?;
+    Ok(item_response(StatusCode::OK, &a))
+}
+
+/// Change some fields of an appointment the caller owns.
+#[utoipa::path(patch, path = "/api/appointments/{id}/", tag = "appointments", request_body = AppointmentBody,
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "only update this version")),
+    responses(
+        (status = 200, body = AppointmentView, headers(("ETag" = String))),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody, description = "not the owner"),
+        (status = 404, body = ErrorBody), (status = 412, body = ErrorBody), (status = 422, body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn update(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<AppointmentBody>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let a = service::update(&state.db, &caller.actor, id, if_match(&headers)?, body.into()).await?;
+    Ok(item_response(StatusCode::OK, &a))
+}
+
+/// Delete an appointment the caller owns. The deletion reaches linked calendars on the next sync.
+#[utoipa::path(delete, path = "/api/appointments/{id}/", tag = "appointments",
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 412, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn remove(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_id(&id)?;
+    service::delete(&state.db, &caller.actor, id, if_match(&headers)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let c = Cursor { start_utc: "2026-12-01T09:00:00Z".parse().unwrap(), id: AppointmentId::new() };
+        assert_eq!(decode_cursor(&encode_cursor(&c)).unwrap(), c);
+        assert!(decode_cursor("nope").is_err());
+        assert!(decode_cursor(&BASE64URL_NOPAD.encode(b"x|y")).is_err());
+    }
+
+    #[test]
+    fn list_query_is_strict() {
+        assert_eq!(parse_list_query(None).unwrap().limit, DEFAULT_LIMIT);
+        let q = parse_list_query(Some("start=2026-12-01&end=2026-12-02T00:00:00%2B01:00&limit=5")).unwrap();
+        assert_eq!(q.limit, 5);
+        assert_eq!(q.end.unwrap().to_rfc3339(), "2026-12-01T23:00:00+00:00");
+        for bad in
+            ["limit=0", "limit=501", "limit=x", "start=tomorrow", "colour=red", "start=2026-12-02&end=2026-12-01"]
+        {
+            assert!(parse_list_query(Some(bad)).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn if_match_forms() {
+        let mut h = HeaderMap::new();
+        assert_eq!(if_match(&h).unwrap(), None);
+        h.insert(header::IF_MATCH, HeaderValue::from_static("\"3\""));
+        assert_eq!(if_match(&h).unwrap(), Some(3));
+        h.insert(header::IF_MATCH, HeaderValue::from_static("*"));
+        assert_eq!(if_match(&h).unwrap(), None);
+        h.insert(header::IF_MATCH, HeaderValue::from_static("\"abc\""));
+        assert!(if_match(&h).is_err());
+    }
+}

@@ -1,0 +1,44 @@
+//! The OpenAPI 3 document: every `/api/` route, generated from the handlers' annotations.
+
+use super::appointments;
+use super::error::{ErrorBody, ErrorDetail};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "calsync API", description = "Appointments and calendar sync for professional-services firms. \
+        Authenticate with `Authorization: Bearer <token>` (create one with `calsync admin create-token`). \
+        Errors are `{\"error\": {\"code\", \"message\", \"field\"}}`."),
+    paths(
+        appointments::list,
+        appointments::create,
+        appointments::show,
+        appointments::update,
+        appointments::remove,
+    ),
+    components(schemas(
+        ErrorBody,
+        ErrorDetail,
+        appointments::AppointmentBody,
+        appointments::AppointmentView,
+        appointments::AppointmentList,
+        appointments::AttendeeBody,
+        appointments::StatusSchema,
+    )),
+    modifiers(&BearerAuth),
+    tags((name = "appointments", description = "The firm's appointments, which sync carries to external calendars"))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}

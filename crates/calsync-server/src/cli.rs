@@ -1,0 +1,101 @@
+//! The `calsync` command line. Every setting is a global flag with an environment variable, so
+//! `calsync --bind … serve` and `CALSYNC_BIND=… calsync` mean the same thing.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "calsync", version, about = "Two-way sync between a firm's appointments and its staff's calendars")]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Settings given on the command line or in the environment; they override `calsync.toml`.
+#[derive(Debug, Default, Args)]
+pub struct SettingsArgs {
+    /// Configuration file (TOML). Optional unless given explicitly.
+    #[arg(long, global = true, env = "CALSYNC_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// `sqlite://path/to/file.db` or `postgres://user@host/db` [default: sqlite://data/calsync.db]
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, global = true, env = "CALSYNC_BIND")]
+    pub bind: Option<String>,
+    /// Public base URL of this service, used in links and OAuth redirects [default: http://<bind>]
+    #[arg(long, global = true, env = "CALSYNC_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Token encryption keys: `id:base64key[,id:base64key…]`, newest first.
+    #[arg(long, global = true, env = "CALSYNC_ENCRYPTION_KEY", hide_env_values = true)]
+    pub encryption_key: Option<String>,
+    /// `development` or `production`; production refuses unsafe defaults.
+    #[arg(long, global = true, env = "CALSYNC_ENV")]
+    pub environment: Option<String>,
+    /// Log line format.
+    #[arg(long, global = true, env = "CALSYNC_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Log filter in `RUST_LOG` syntax [default: info]
+    #[arg(long, global = true, env = "CALSYNC_LOG")]
+    pub log: Option<String>,
+    /// Web session lifetime in hours [default: 336]
+    #[arg(long, global = true, env = "CALSYNC_SESSION_TTL_HOURS")]
+    pub session_ttl_hours: Option<u32>,
+    /// Largest accepted request body in bytes [default: 65536]
+    #[arg(long, global = true, env = "CALSYNC_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the web service (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage firms, users and API tokens.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a firm (tenant).
+    CreateFirm {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        slug: String,
+    },
+    /// Create a user in a firm.
+    CreateUser {
+        /// The firm's slug.
+        #[arg(long)]
+        firm: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// `staff` or `admin`.
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        password: String,
+    },
+    /// Create an API token for a user; prints the token alone on stdout.
+    CreateToken {
+        #[arg(long)]
+        email: String,
+        /// A label to recognise the token by.
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+}

@@ -1,0 +1,72 @@
+//! What each subcommand does. Errors become one line on stderr and a non-zero exit status.
+
+use crate::cli::{AdminCommand, Command};
+use crate::config::Config;
+use crate::services::{ServiceError, accounts};
+use crate::startup::{Application, shutdown_signal};
+use anyhow::{Context, anyhow};
+use calsync_store::Db;
+
+pub async fn run(config: Config, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            open(&config).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Admin(cmd) => admin(&config, cmd).await,
+    }
+}
+
+async fn open(config: &Config) -> anyhow::Result<Db> {
+    let db = Db::connect(&config.database_url).await.context("cannot open the database")?;
+    db.migrate().await.context("cannot apply database migrations")?;
+    Ok(db)
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let db = open(&config).await?;
+    let login_url = config.public("/login");
+    if let Some(first) = accounts::bootstrap_if_empty(&db).await.map_err(plain)? {
+        println!(
+            "\ncalsync first run: created the demo firm and its admin.\n\n  sign in:    {login_url}\n  e-mail:     {}\n  password:   {}\n  API token:  {}\n\nThese are shown once. Create more with `calsync admin create-user` / `create-token`.\n",
+            first.email, first.password, first.api_token
+        );
+    }
+    tracing::info!(config = ?config, "starting");
+    let app = Application::build_with_db(config, db).await?;
+    tracing::info!("listening on http://{}", app.addr());
+    app.run_until_stopped(shutdown_signal()).await.context("server error")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn admin(config: &Config, cmd: AdminCommand) -> anyhow::Result<()> {
+    let db = open(config).await?;
+    match cmd {
+        AdminCommand::CreateFirm { name, slug } => {
+            let firm = accounts::create_firm(&db, &name, &slug).await.map_err(plain)?;
+            println!("created firm {:?} (slug {}, id {})", firm.name, firm.slug, firm.id);
+        }
+        AdminCommand::CreateUser { firm, email, name, role, password } => {
+            let user = accounts::create_user(&db, &firm, &email, &name, &role, &password).await.map_err(plain)?;
+            println!("created {} {} in firm {} (id {})", user.role, user.email, firm, user.id);
+        }
+        AdminCommand::CreateToken { email, name } => {
+            let token = accounts::create_api_token(&db, &email, &name).await.map_err(plain)?;
+            println!("{token}");
+        }
+    }
+    db.close().await;
+    Ok(())
+}
+
+/// A service error as the one-line reason a CLI user needs.
+fn plain(e: ServiceError) -> anyhow::Error {
+    match e {
+        ServiceError::Validation(v) => anyhow!("{}: {}", v.field, v.message),
+        ServiceError::Internal(e) => e,
+        other => anyhow!("{other}"),
+    }
+}

@@ -1,0 +1,251 @@
+//! The one typed configuration: defaults, then `calsync.toml`, then environment and flags.
+//! Everything is validated here, at load, so a bad value fails start-up instead of a request.
+
+use crate::cli::{LogFormat, SettingsArgs};
+use crate::crypto::Keyring;
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use url::Url;
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/calsync.db";
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+const DEFAULT_CONFIG_FILE: &str = "calsync.toml";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub bind: String,
+    /// Base URL the browser uses, without a trailing slash.
+    pub public_url: Url,
+    pub environment: Environment,
+    pub keyring: Keyring,
+    pub log_format: LogFormat,
+    pub log_filter: String,
+    pub session_ttl_hours: u32,
+    pub max_body_bytes: usize,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &calsync_store::redact_url(&self.database_url))
+            .field("bind", &self.bind)
+            .field("public_url", &self.public_url.as_str())
+            .field("environment", &self.environment)
+            .field("keyring", &self.keyring)
+            .field("log_format", &self.log_format)
+            .field("log_filter", &self.log_filter)
+            .field("session_ttl_hours", &self.session_ttl_hours)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish()
+    }
+}
+
+/// `calsync.toml`: the same settings, snake_case.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    database_url: Option<String>,
+    bind: Option<String>,
+    public_url: Option<String>,
+    encryption_key: Option<String>,
+    environment: Option<Environment>,
+    log_format: Option<LogFormat>,
+    log: Option<String>,
+    session_ttl_hours: Option<u32>,
+    max_body_bytes: Option<usize>,
+}
+
+impl Config {
+    /// Loads the configuration. `key_file_allowed` lets development set-ups generate a key file
+    /// when none is configured.
+    pub fn load(args: &SettingsArgs) -> anyhow::Result<Self> {
+        let file = read_file(args.config.as_deref())?;
+        let environment = match args.environment.as_deref() {
+            Some("development") => Environment::Development,
+            Some("production") => Environment::Production,
+            Some(other) => bail!("CALSYNC_ENV must be \"development\" or \"production\", not {other:?}"),
+            None => file.environment.unwrap_or(Environment::Development),
+        };
+        let database_url =
+            args.database_url.clone().or(file.database_url).unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
+        let scheme = database_url.split_once(':').map(|(s, _)| s).unwrap_or("");
+        if !matches!(scheme, "sqlite" | "postgres" | "postgresql") {
+            bail!(
+                "unsupported DATABASE_URL {:?}: use sqlite://path/to/file.db or postgres://user@host/db",
+                calsync_store::redact_url(&database_url)
+            );
+        }
+        let bind = args.bind.clone().or(file.bind).unwrap_or_else(|| DEFAULT_BIND.into());
+        bind.parse::<std::net::SocketAddr>()
+            .with_context(|| format!("CALSYNC_BIND {bind:?} is not an address such as 127.0.0.1:8080"))?;
+        let public_url = match args.public_url.clone().or(file.public_url) {
+            Some(u) => u,
+            None => format!("http://{bind}"),
+        };
+        let mut public_url =
+            Url::parse(&public_url).with_context(|| format!("CALSYNC_PUBLIC_URL {public_url:?} is not a URL"))?;
+        if !matches!(public_url.scheme(), "http" | "https") {
+            bail!("CALSYNC_PUBLIC_URL must be http:// or https://");
+        }
+        if environment == Environment::Production && public_url.scheme() != "https" {
+            bail!("CALSYNC_PUBLIC_URL must be https:// in production (session cookies are Secure)");
+        }
+        let trimmed = public_url.path().trim_end_matches('/').to_owned();
+        public_url.set_path(&trimmed);
+
+        let keyring = match args.encryption_key.clone().or(file.encryption_key) {
+            Some(spec) => Keyring::parse(&spec).context("CALSYNC_ENCRYPTION_KEY")?,
+            None if environment == Environment::Production => {
+                bail!("CALSYNC_ENCRYPTION_KEY is required in production (id:base64key, 32-byte keys)")
+            }
+            None => Keyring::load_or_generate(&key_file_path(&database_url))?,
+        };
+        let log_format = args.log_format.or(file.log_format).unwrap_or(LogFormat::Text);
+        let log_filter = args.log.clone().or(file.log).unwrap_or_else(|| "info".into());
+        let session_ttl_hours = args.session_ttl_hours.or(file.session_ttl_hours).unwrap_or(14 * 24);
+        if !(1..=24 * 90).contains(&session_ttl_hours) {
+            bail!("CALSYNC_SESSION_TTL_HOURS must be between 1 and 2160");
+        }
+        let max_body_bytes = args.max_body_bytes.or(file.max_body_bytes).unwrap_or(64 * 1024);
+        if !(1024..=16 * 1024 * 1024).contains(&max_body_bytes) {
+            bail!("CALSYNC_MAX_BODY_BYTES must be between 1024 and 16777216");
+        }
+        Ok(Config {
+            database_url,
+            bind,
+            public_url,
+            environment,
+            keyring,
+            log_format,
+            log_filter,
+            session_ttl_hours,
+            max_body_bytes,
+        })
+    }
+
+    /// Cookies get the `Secure` attribute when the service is reached over https.
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+
+    /// `path` (starting with `/`) under the public URL.
+    pub fn public(&self, path: &str) -> String {
+        format!("{}{}", self.public_url.as_str().trim_end_matches('/'), path)
+    }
+}
+
+fn read_file(explicit: Option<&Path>) -> anyhow::Result<FileSettings> {
+    let (path, required) = match explicit {
+        Some(p) => (p.to_path_buf(), true),
+        None => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(FileSettings::default()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read config file {}", path.display())),
+    };
+    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+/// Where a generated development key lives: beside the SQLite database, else in `./data`.
+fn key_file_path(database_url: &str) -> PathBuf {
+    let dir = database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))
+        .map(|rest| rest.split('?').next().unwrap_or(rest))
+        .filter(|p| !p.is_empty() && !p.contains(":memory:"))
+        .and_then(|p| Path::new(p).parent().map(Path::to_path_buf))
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("data"));
+    dir.join("calsync.key")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> SettingsArgs {
+        let dir = tempfile::tempdir().unwrap().keep();
+        SettingsArgs {
+            config: Some(dir.join("none.toml")),
+            database_url: Some(format!("sqlite://{}/x.db", dir.display())),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn defaults_and_key_file() {
+        let mut a = args();
+        a.config = None;
+        let c = Config::load(&a).unwrap();
+        assert_eq!(c.bind, DEFAULT_BIND);
+        assert_eq!(c.public_url.as_str(), "http://127.0.0.1:8080/");
+        assert_eq!(c.public("/login"), "http://127.0.0.1:8080/login");
+        assert!(!c.secure_cookies());
+        let key_file = key_file_path(a.database_url.as_deref().unwrap());
+        assert!(key_file.exists(), "a development key file is generated beside the database");
+        // The same key is read back on the next start.
+        let again = Config::load(&a).unwrap();
+        assert_eq!(again.keyring.primary_id(), c.keyring.primary_id());
+    }
+
+    #[test]
+    fn explicit_config_file_must_exist_and_be_valid() {
+        let a = args();
+        let err = Config::load(&a).unwrap_err();
+        assert!(format!("{err:#}").contains("cannot read config file"), "{err:#}");
+        let path = a.config.clone().unwrap();
+        std::fs::write(&path, "bind = \"127.0.0.1:9999\"\nsession_ttl_hours = 2\n").unwrap();
+        let c = Config::load(&a).unwrap();
+        assert_eq!((c.bind.as_str(), c.session_ttl_hours), ("127.0.0.1:9999", 2));
+        std::fs::write(&path, "bnid = \"x\"\n").unwrap();
+        assert!(format!("{:#}", Config::load(&a).unwrap_err()).contains("unknown field"));
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let mut a = args();
+        std::fs::write(a.config.as_ref().unwrap(), "bind = \"127.0.0.1:9999\"\n").unwrap();
+        a.bind = Some("127.0.0.1:7000".into());
+        assert_eq!(Config::load(&a).unwrap().bind, "127.0.0.1:7000");
+    }
+
+    #[test]
+    fn bad_values_fail_at_load() {
+        let mut a = args();
+        std::fs::write(a.config.as_ref().unwrap(), "").unwrap();
+        a.database_url = Some("mysql://root@localhost/x".into());
+        assert!(format!("{:#}", Config::load(&a).unwrap_err()).contains("unsupported DATABASE_URL"));
+        let mut a = args();
+        std::fs::write(a.config.as_ref().unwrap(), "").unwrap();
+        a.bind = Some("localhost".into());
+        assert!(Config::load(&a).is_err());
+        let mut a = args();
+        std::fs::write(a.config.as_ref().unwrap(), "").unwrap();
+        a.environment = Some("production".into());
+        a.public_url = Some("https://calsync.example".into());
+        assert!(format!("{:#}", Config::load(&a).unwrap_err()).contains("CALSYNC_ENCRYPTION_KEY is required"));
+    }
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let mut a = args();
+        std::fs::write(a.config.as_ref().unwrap(), "").unwrap();
+        a.database_url = Some("postgres://app:hunter2@db/x".into());
+        a.encryption_key = Some(format!("k1:{}", data_encoding::BASE64.encode(&[7u8; 32])));
+        let c = Config::load(&a).unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains(&data_encoding::BASE64.encode(&[7u8; 32])), "{shown}");
+    }
+}

@@ -1,0 +1,152 @@
+//! Firms, users, credentials and the first-run bootstrap.
+
+use super::ServiceError;
+use crate::crypto::{random_token, token_hash};
+use anyhow::Context;
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
+use calsync_domain::account::{Email, FirmSlug, Password, parse_name};
+use calsync_domain::tenant::Role;
+use calsync_store::{AuthenticatedUser, Db, Firm, NewUser, StoreError, User};
+use std::sync::OnceLock;
+
+pub async fn create_firm(db: &Db, name: &str, slug: &str) -> Result<Firm, ServiceError> {
+    let name = parse_name(name, "name")?;
+    let slug = FirmSlug::parse(slug)?;
+    Ok(db.create_firm(&name, &slug).await?)
+}
+
+pub async fn create_user(
+    db: &Db,
+    firm_slug: &str,
+    email: &str,
+    name: &str,
+    role: &str,
+    password: &str,
+) -> Result<User, ServiceError> {
+    let email = Email::parse(email)?;
+    let name = parse_name(name, "name")?;
+    let role: Role = role.parse()?;
+    let password = Password::parse(password)?;
+    let firm = db.firm_by_slug(firm_slug).await.map_err(|e| match e {
+        StoreError::NotFound => ServiceError::Validation(calsync_domain::ValidationError::new(
+            "firm",
+            format!("no firm with slug {firm_slug:?}"),
+        )),
+        other => other.into(),
+    })?;
+    let password_hash = hash_password(password).await?;
+    let user =
+        db.create_user(NewUser { firm_id: firm.id, email, name, role, password_hash }).await.map_err(|e| match e {
+            StoreError::Duplicate(_) => ServiceError::Conflict {
+                field: "email".into(),
+                message: "a user with this e-mail already exists".into(),
+            },
+            other => other.into(),
+        })?;
+    Ok(user)
+}
+
+/// Creates an API token and returns it; only its hash is stored, so this is the one chance to see it.
+pub async fn create_api_token(db: &Db, email: &str, name: &str) -> Result<String, ServiceError> {
+    let email = Email::parse(email)?;
+    let name = parse_name(name, "name")?;
+    let user = db.user_by_email(&email).await.map_err(|e| match e {
+        StoreError::NotFound => ServiceError::Validation(calsync_domain::ValidationError::new(
+            "email",
+            format!("no user with e-mail {email}"),
+        )),
+        other => other.into(),
+    })?;
+    let token = random_token("cs_");
+    db.create_api_token(&user, &name, &token_hash(&token)).await?;
+    Ok(token)
+}
+
+pub async fn user_for_api_token(db: &Db, token: &str) -> Result<AuthenticatedUser, ServiceError> {
+    Ok(db.user_by_api_token(&token_hash(token)).await?)
+}
+
+/// Checks an e-mail and password. Unknown e-mails cost the same hash verification as known ones,
+/// so response times do not reveal which accounts exist.
+pub async fn authenticate(db: &Db, email: &str, password: &str) -> Result<Option<User>, ServiceError> {
+    let found = match Email::parse(email) {
+        Ok(email) => match db.user_credentials(&email).await {
+            Ok(found) => Some(found),
+            Err(StoreError::NotFound) => None,
+            Err(e) => return Err(e.into()),
+        },
+        Err(_) => None,
+    };
+    let (user, hash) = match found {
+        Some((u, h)) => (Some(u), h),
+        None => (None, dummy_hash().to_owned()),
+    };
+    let ok = verify_password(password.to_owned(), hash).await?;
+    Ok(user.filter(|_| ok))
+}
+
+pub async fn hash_password(password: Password) -> Result<String, ServiceError> {
+    // Argon2 is deliberately slow: keep it off the async worker threads.
+    tokio::task::spawn_blocking(move || {
+        Argon2::default()
+            .hash_password(password.expose().as_bytes())
+            .map(|h| h.to_string())
+            .map_err(|e| anyhow::anyhow!("hash password: {e}"))
+    })
+    .await
+    .context("password hashing task")?
+    .map_err(ServiceError::Internal)
+}
+
+async fn verify_password(password: String, hash: String) -> Result<bool, ServiceError> {
+    tokio::task::spawn_blocking(move || {
+        let Ok(parsed) = PasswordHash::new(&hash) else { return false };
+        Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok()
+    })
+    .await
+    .context("password verification task")
+    .map_err(ServiceError::Internal)
+}
+
+fn dummy_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| {
+        Argon2::default().hash_password(b"calsync-timing-equaliser").map(|h| h.to_string()).unwrap_or_default()
+    })
+}
+
+/// What the first run created, to show once.
+pub struct FirstRun {
+    pub email: String,
+    pub password: String,
+    pub api_token: String,
+}
+
+pub const DEMO_FIRM_SLUG: &str = "demo";
+pub const DEMO_ADMIN_EMAIL: &str = "admin@demo.test";
+
+/// On an empty database, creates the demo firm and its admin with a random password and token.
+/// Returns `None` when any user exists (or another process bootstrapped first).
+pub async fn bootstrap_if_empty(db: &Db) -> Result<Option<FirstRun>, ServiceError> {
+    if db.count_users().await? > 0 {
+        return Ok(None);
+    }
+    // An earlier attempt may have stopped after creating the firm: reuse it.
+    match db.firm_by_slug(DEMO_FIRM_SLUG).await {
+        Ok(_) => {}
+        Err(StoreError::NotFound) => match create_firm(db, "Demo Firm", DEMO_FIRM_SLUG).await {
+            Ok(_) | Err(ServiceError::Conflict { .. }) => {}
+            Err(e) => return Err(e),
+        },
+        Err(e) => return Err(e.into()),
+    }
+    let password = random_token("").chars().take(20).collect::<String>();
+    match create_user(db, DEMO_FIRM_SLUG, DEMO_ADMIN_EMAIL, "Demo Admin", "admin", &password).await {
+        Ok(_) => {}
+        Err(ServiceError::Conflict { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let api_token = create_api_token(db, DEMO_ADMIN_EMAIL, "first-run").await?;
+    Ok(Some(FirstRun { email: DEMO_ADMIN_EMAIL.into(), password, api_token }))
+}

@@ -1,0 +1,118 @@
+//! The one start-up seam shared by the binary and the tests: [`Application::build`] binds the
+//! listener (port 0 works) and assembles the router; [`Application::run_until_stopped`] serves until
+//! the given shutdown future completes, finishing in-flight requests.
+
+use crate::config::Config;
+use crate::state::AppState;
+use crate::throttle::Throttle;
+use crate::{api, ops, web};
+use anyhow::Context;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::MatchedPath;
+use axum::http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
+use axum::http::{HeaderName, Request, StatusCode};
+use calsync_store::Db;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::{SetSensitiveRequestHeadersLayer, SetSensitiveResponseHeadersLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    addr: SocketAddr,
+    db: Db,
+}
+
+impl Application {
+    /// Connects to the configured database, applies migrations and binds.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let db = Db::connect(&config.database_url).await.context("cannot open the database")?;
+        db.migrate().await.context("cannot apply database migrations")?;
+        Self::build_with_db(config, db).await
+    }
+
+    /// Binds with an already migrated database.
+    pub async fn build_with_db(config: Config, db: Db) -> anyhow::Result<Self> {
+        let listener =
+            TcpListener::bind(&config.bind).await.with_context(|| format!("cannot listen on {}", config.bind))?;
+        let addr = listener.local_addr()?;
+        let state = AppState {
+            db: db.clone(),
+            config: Arc::new(config),
+            login_throttle: Arc::new(Throttle::new(10, Duration::from_secs(15 * 60))),
+        };
+        Ok(Self { listener, router: router(state), addr, db })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        let result = axum::serve(self.listener, service).with_graceful_shutdown(shutdown).await;
+        self.db.close().await;
+        result
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config.max_body_bytes;
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new().merge(api::router(max_body)).merge(web::router()).merge(ops::router()).with_state(state).layer(
+        ServiceBuilder::new()
+            .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION, COOKIE]))
+            .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(|req: &Request<Body>| {
+                        let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+                        // The matched route, never the query string (it may hold OAuth codes).
+                        let route = req.extensions().get::<MatchedPath>().map_or(req.uri().path(), |m| m.as_str());
+                        tracing::info_span!("request", method = %req.method(), route, request_id = id)
+                    })
+                    .on_response(DefaultOnResponse::new().level(Level::INFO)),
+            )
+            .layer(SetSensitiveResponseHeadersLayer::new([SET_COOKIE]))
+            .layer(PropagateRequestIdLayer::new(request_id))
+            .layer(CatchPanicLayer::new())
+            .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30))),
+    )
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

@@ -1,0 +1,87 @@
+//! The server-rendered web UI: sign-in, sign-out and the appointments page. Every page goes through
+//! askama templates (escaped), every form carries a CSRF token, and the router adds
+//! Origin/Sec-Fetch-Site checking on top.
+
+mod appointments;
+mod session;
+
+use crate::services::ServiceError;
+use crate::state::AppState;
+use askama::Template;
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use tower_http::csrf::CsrfLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(appointments::home))
+        .route("/appointments", post(appointments::create))
+        .route("/appointments/{id}/delete", post(appointments::delete))
+        .route("/login", get(session::login_page).post(session::login))
+        .route("/logout", post(session::logout))
+        .route("/static/app.css", get(stylesheet))
+        .layer(CsrfLayer::new())
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
+        .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+}
+
+async fn stylesheet() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
+        include_str!("../../static/app.css"),
+    )
+}
+
+/// Renders a template, or a plain 500 if the template itself fails.
+pub(crate) fn render(status: StatusCode, t: &impl Template) -> Response {
+    match t.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "template rendering failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    title: &'a str,
+    message: &'a str,
+}
+
+pub(crate) fn message_page(status: StatusCode, title: &str, message: &str) -> Response {
+    render(status, &ErrorPage { title, message })
+}
+
+/// The web counterpart of the API error: a page that says what happened, never internals.
+pub(crate) fn error_page(e: ServiceError) -> Response {
+    match e {
+        ServiceError::NotFound => message_page(StatusCode::NOT_FOUND, "Not found", "That item does not exist."),
+        ServiceError::Forbidden(m) => message_page(StatusCode::FORBIDDEN, "Not allowed", &m),
+        ServiceError::Validation(v) => message_page(StatusCode::UNPROCESSABLE_ENTITY, "Invalid input", &v.to_string()),
+        ServiceError::Conflict { message, .. } | ServiceError::PreconditionFailed(message) => {
+            message_page(StatusCode::CONFLICT, "Conflict", &message)
+        }
+        ServiceError::Internal(e) => {
+            tracing::error!(error = format!("{e:#}"), "internal error");
+            message_page(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "The error was logged. Try again.")
+        }
+    }
+}
+
+pub(crate) fn csrf_rejected() -> Response {
+    message_page(
+        StatusCode::FORBIDDEN,
+        "Form expired",
+        "This form is no longer valid (it may have been open for too long, or come from another site). Go back, reload the page and try again.",
+    )
+}
