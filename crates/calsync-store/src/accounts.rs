@@ -119,7 +119,7 @@ const AUTH_COLUMNS: &str = "u.id AS user_id, u.firm_id, u.role, u.email, u.name,
 impl Db {
     pub async fn create_firm(&self, name: &str, slug: &FirmSlug) -> Result<Firm, StoreError> {
         let firm =
-            Firm { id: FirmId::new(), name: name.to_owned(), slug: slug.as_str().to_owned(), created_at: Utc::now() };
+            Firm { id: FirmId::new(), name: name.to_owned(), slug: slug.as_str().to_owned(), created_at: crate::now() };
         on_pool!(self, pool => {
             sqlx::query("INSERT INTO firms (id, name, slug, created_at) VALUES ($1, $2, $3, $4)")
                 .bind(firm.id.as_uuid())
@@ -144,7 +144,7 @@ impl Db {
     }
 
     pub async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
-        let now = Utc::now();
+        let now = crate::now();
         let user = User {
             id: UserId::new(),
             firm_id: new.firm_id,
@@ -219,7 +219,7 @@ impl Db {
             .bind(user.id.as_uuid())
             .bind(name)
             .bind(token_hash)
-            .bind(Utc::now())
+            .bind(crate::now())
             .execute(pool)
             .await
             .map_err(|e| StoreError::unique(e, "token"))?;
@@ -246,7 +246,7 @@ impl Db {
             sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(token_hash).fetch_optional(pool).await?
         });
         let row = row.ok_or(StoreError::NotFound)?;
-        let now = Utc::now();
+        let now = crate::now();
         if row.last_used_at.is_none_or(|t| now - t > Duration::minutes(1)) {
             on_pool!(self, pool => {
                 sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
@@ -267,7 +267,7 @@ impl Db {
         expires_at: DateTime<Utc>,
     ) -> Result<SessionId, StoreError> {
         let id = SessionId::new();
-        let now = Utc::now();
+        let now = crate::now();
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             // Expired sessions are swept at login, the one moment a new row is written anyway.
@@ -299,7 +299,7 @@ impl Db {
              WHERE s.token_hash = $1 AND s.expires_at > $2"
         );
         let row: Option<SessionRow> = on_pool!(self, pool => {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(token_hash).bind(Utc::now()).fetch_optional(pool).await?
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(token_hash).bind(crate::now()).fetch_optional(pool).await?
         });
         let row = row.ok_or(StoreError::NotFound)?;
         Ok(WebSession {

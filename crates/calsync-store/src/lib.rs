@@ -126,6 +126,13 @@ impl Db {
     }
 }
 
+/// The current time at the precision both backends keep (PostgreSQL stores microseconds), so a
+/// record returned from a write equals the same record read back.
+pub(crate) fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound;
+    chrono::Utc::now().trunc_subsecs(6)
+}
+
 /// The URL without its password, for messages and logs.
 pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {

@@ -122,6 +122,7 @@ async fn appointments_round_trip(backend: Backend) {
     data.attendees = vec![calsync_domain::appointment::Attendee { email: "c@client.test".into(), name: "Cé".into() }];
     let created = db.insert_appointment(firm, u.id, data.clone()).await.unwrap();
     let read = db.appointment(firm, Some(u.id), created.id).await.unwrap();
+    assert_eq!(read, created, "what a write returns is what a read returns, timestamps included");
     assert_eq!(read.data, data);
     assert_eq!(read.version, 1);
     assert_eq!(read.data.start_string(), "2026-12-01T09:00:00+01:00");

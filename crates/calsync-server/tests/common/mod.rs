@@ -1,0 +1,153 @@
+//! Test harness: the real application on port 0 over a fresh database, spoken to over HTTP.
+#![allow(dead_code)]
+
+use calsync_server::cli::LogFormat;
+use calsync_server::config::{Config, Environment};
+use calsync_server::crypto::Keyring;
+use calsync_server::services::accounts;
+use calsync_server::startup::Application;
+use calsync_store::Db;
+use calsync_testkit::{Backend, TestDb};
+use reqwest::header::{COOKIE, HeaderMap, SET_COOKIE};
+use std::collections::BTreeMap;
+use std::sync::Once;
+use tokio::sync::oneshot;
+
+pub const PASSWORD: &str = "correct horse battery";
+pub const MAX_BODY: usize = 16 * 1024;
+
+pub fn install_tls() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub db: Db,
+    pub http: reqwest::Client,
+    _tdb: TestDb,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub fn test_config() -> Config {
+    Config {
+        database_url: String::new(),
+        bind: "127.0.0.1:0".into(),
+        public_url: "http://127.0.0.1".parse().unwrap(),
+        environment: Environment::Development,
+        keyring: Keyring::parse("test:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=").unwrap(),
+        log_format: LogFormat::Text,
+        log_filter: "warn".into(),
+        session_ttl_hours: 1,
+        max_body_bytes: MAX_BODY,
+    }
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        install_tls();
+        let tdb = TestDb::new(backend).await;
+        let mut config = test_config();
+        config.database_url = tdb.url.clone();
+        let app = Application::build_with_db(config, tdb.db.clone()).await.expect("app builds");
+        let base = format!("http://{}", app.addr());
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(app.run_until_stopped(async move {
+            let _ = rx.await;
+        }));
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        TestApp { base, db: tdb.db.clone(), http, _tdb: tdb, stop: Some(tx) }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Creates the firm if needed, a user in it, and returns an API token for that user.
+    pub async fn user(&self, firm: &str, email: &str, role: &str) -> String {
+        if self.db.firm_by_slug(firm).await.is_err() {
+            accounts::create_firm(&self.db, &format!("Firm {firm}"), firm).await.unwrap();
+        }
+        accounts::create_user(&self.db, firm, email, &format!("User {email}"), role, PASSWORD).await.unwrap();
+        accounts::create_api_token(&self.db, email, "test").await.unwrap()
+    }
+
+    pub fn get(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.http.get(self.url(path)).bearer_auth(token)
+    }
+
+    pub fn post(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.http.post(self.url(path)).bearer_auth(token)
+    }
+
+    pub fn patch(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.http.patch(self.url(path)).bearer_auth(token)
+    }
+
+    pub fn delete(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.http.delete(self.url(path)).bearer_auth(token)
+    }
+}
+
+/// A minimal cookie jar for the web tests (reqwest's is a feature we do not build).
+#[derive(Default, Debug, Clone)]
+pub struct Cookies(pub BTreeMap<String, String>);
+
+impl Cookies {
+    pub fn absorb(&mut self, headers: &HeaderMap) {
+        for v in headers.get_all(SET_COOKIE) {
+            let s = v.to_str().unwrap();
+            let pair = s.split(';').next().unwrap();
+            let (k, v) = pair.split_once('=').unwrap();
+            let expired = s.contains("Max-Age=0");
+            if expired || v.is_empty() {
+                self.0.remove(k);
+            } else {
+                self.0.insert(k.to_owned(), v.to_owned());
+            }
+        }
+    }
+
+    pub fn header(&self) -> String {
+        self.0.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    pub fn apply(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        if self.0.is_empty() { rb } else { rb.header(COOKIE, self.header()) }
+    }
+}
+
+/// The value of `<input … name="{name}" value="…">` in a page.
+pub fn form_value(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).unwrap_or_else(|| panic!("no input {name} in page")) + marker.len();
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+/// Signs in through the login form and returns the cookies of the session.
+pub async fn sign_in(app: &TestApp, email: &str, password: &str) -> (Cookies, reqwest::StatusCode) {
+    let mut jar = Cookies::default();
+    let page = app.http.get(app.url("/login")).send().await.unwrap();
+    jar.absorb(page.headers());
+    let html = page.text().await.unwrap();
+    let csrf = form_value(&html, "csrf_token");
+    let resp = jar
+        .apply(app.http.post(app.url("/login")))
+        .form(&[("email", email), ("password", password), ("csrf_token", &csrf), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    jar.absorb(resp.headers());
+    (jar, status)
+}
