@@ -1,0 +1,193 @@
+//! The web UI over real HTTP: sign-in, sessions, CSRF and escaping, on SQLite and PostgreSQL.
+
+mod common;
+
+use calsync_testkit::{Backend, backend_tests};
+use common::{Cookies, PASSWORD, TestApp, form_value, sign_in};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+async fn pages_require_a_session(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let resp = app.http.get(app.url("/?notice=created")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(resp.headers()["location"], "/login?next=%2F%3Fnotice%3Dcreated");
+    let forged = app.http.get(app.url("/")).header("cookie", "calsync_session=forged").send().await.unwrap();
+    assert_eq!(forged.status(), StatusCode::SEE_OTHER);
+}
+
+async fn sign_in_and_out(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.user("acme", "ann@acme.test", "staff").await;
+
+    let (_, status) = sign_in(&app, "ann@acme.test", "wrong password!").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (_, status) = sign_in(&app, "nobody@acme.test", PASSWORD).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let mut jar = Cookies::default();
+    let page = app.http.get(app.url("/login?next=/%3Fx%3D1")).send().await.unwrap();
+    jar.absorb(page.headers());
+    let html = page.text().await.unwrap();
+    let resp = jar
+        .apply(app.http.post(app.url("/login")))
+        .form(&[
+            ("email", "Ann@Acme.test"),
+            ("password", PASSWORD),
+            ("csrf_token", &form_value(&html, "csrf_token")),
+            ("next", &form_value(&html, "next")),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(resp.headers()["location"], "/?x=1", "back to where the user was going");
+    let session_cookie = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("calsync_session="))
+        .expect("session cookie");
+    assert!(session_cookie.contains("HttpOnly") && session_cookie.contains("SameSite=Lax"), "{session_cookie}");
+    assert!(!session_cookie.contains("Secure"), "plain http in tests");
+    jar.absorb(resp.headers());
+
+    let home = jar.apply(app.http.get(app.url("/"))).send().await.unwrap();
+    assert_eq!(home.status(), StatusCode::OK);
+    assert!(home.headers()["content-security-policy"].to_str().unwrap().contains("default-src 'self'"));
+    let html = home.text().await.unwrap();
+    assert!(html.contains("User ann@acme.test · Firm acme"), "{html}");
+
+    let logout = jar
+        .apply(app.http.post(app.url("/logout")))
+        .form(&[("csrf_token", form_value(&html, "csrf_token"))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), StatusCode::SEE_OTHER);
+    let old = jar.clone();
+    jar.absorb(logout.headers());
+    assert!(!jar.0.contains_key("calsync_session"), "logout clears the cookie");
+    let replay = old.apply(app.http.get(app.url("/"))).send().await.unwrap();
+    assert_eq!(replay.status(), StatusCode::SEE_OTHER, "the old session no longer works");
+}
+
+async fn forms_reject_forgery(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let token = app.user("acme", "ann@acme.test", "staff").await;
+    // Login without the double-submit cookie.
+    let resp = app
+        .http
+        .post(app.url("/login"))
+        .form(&[("email", "ann@acme.test"), ("password", PASSWORD), ("csrf_token", "guess"), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+
+    let (jar, status) = sign_in(&app, "ann@acme.test", PASSWORD).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let html = jar.apply(app.http.get(app.url("/"))).send().await.unwrap().text().await.unwrap();
+    let csrf = form_value(&html, "csrf_token");
+    let new = |csrf: &str| {
+        vec![
+            ("csrf_token", csrf.to_owned()),
+            ("title", "Forged".to_owned()),
+            ("start", "2026-12-01T09:00".to_owned()),
+            ("end", "2026-12-01T10:00".to_owned()),
+            ("time_zone", "UTC".to_owned()),
+        ]
+    };
+    let wrong_token =
+        jar.apply(app.http.post(app.url("/appointments"))).form(&new("not-the-token")).send().await.unwrap();
+    assert_eq!(wrong_token.status(), StatusCode::FORBIDDEN);
+    // A cross-site request is refused by the Origin / Sec-Fetch-Site check even with a valid token.
+    let cross_site = jar
+        .apply(app.http.post(app.url("/appointments")))
+        .header("origin", "https://evil.example")
+        .header("sec-fetch-site", "cross-site")
+        .form(&new(&csrf))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site.status(), StatusCode::FORBIDDEN);
+    let list: Value = app.get("/api/appointments/", &token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["items"], json!([]), "no forged appointment was created");
+
+    let same_site = jar.apply(app.http.post(app.url("/appointments"))).form(&new(&csrf)).send().await.unwrap();
+    assert_eq!(same_site.status(), StatusCode::SEE_OTHER);
+    let list: Value = app.get("/api/appointments/", &token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["items"][0]["title"], "Forged");
+
+    let bad_logout = jar.apply(app.http.post(app.url("/logout"))).form(&[("csrf_token", "x")]).send().await.unwrap();
+    assert_eq!(bad_logout.status(), StatusCode::FORBIDDEN);
+    let still_in = jar.apply(app.http.get(app.url("/"))).send().await.unwrap();
+    assert_eq!(still_in.status(), StatusCode::OK, "a forged logout does not end the session");
+}
+
+async fn appointments_page_creates_lists_deletes_and_escapes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let token = app.user("acme", "ann@acme.test", "staff").await;
+    let soon = (chrono::Utc::now() + chrono::Duration::days(2)).format("%Y-%m-%d").to_string();
+    let body = json!({
+        "title": "<script>alert('x')</script>",
+        "location": "\"quoted\" & <b>bold</b>",
+        "start": format!("{soon}T09:00:00Z"),
+        "end": format!("{soon}T10:00:00Z"),
+    });
+    let created: Value = app.post("/api/appointments/", &token).json(&body).send().await.unwrap().json().await.unwrap();
+    let (jar, _) = sign_in(&app, "ann@acme.test", PASSWORD).await;
+    let html = jar.apply(app.http.get(app.url("/"))).send().await.unwrap().text().await.unwrap();
+    assert!(!html.contains("<script>alert"), "user content is escaped");
+    assert!(html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"), "{html}");
+    assert!(!html.contains("<b>bold</b>"));
+
+    let csrf = form_value(&html, "csrf_token");
+    let invalid = jar
+        .apply(app.http.post(app.url("/appointments")))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("title", "Review"),
+            ("start", &format!("{soon}T10:00")),
+            ("end", &format!("{soon}T09:00")),
+            ("time_zone", "Europe/Berlin"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(invalid.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = invalid.text().await.unwrap();
+    assert!(page.contains("end: must be after start"), "the form says what is wrong");
+    assert!(page.contains("value=\"Review\""), "and keeps what was typed");
+
+    let id = created["id"].as_str().unwrap();
+    let del = jar
+        .apply(app.http.post(app.url(&format!("/appointments/{id}/delete"))))
+        .form(&[("csrf_token", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), StatusCode::SEE_OTHER);
+    let gone = app.get(&format!("/api/appointments/{id}/"), &token).send().await.unwrap();
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+}
+
+async fn sign_in_is_throttled(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.user("acme", "ann@acme.test", "staff").await;
+    for _ in 0..10 {
+        let (_, status) = sign_in(&app, "ann@acme.test", "not the password").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (_, status) = sign_in(&app, "ann@acme.test", PASSWORD).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "even the right password waits once the limit is hit");
+}
+
+backend_tests!(
+    pages_require_a_session,
+    sign_in_and_out,
+    forms_reject_forgery,
+    appointments_page_creates_lists_deletes_and_escapes,
+    sign_in_is_throttled,
+);
