@@ -421,9 +421,11 @@ mod tests {
         assert_eq!(t.to_rfc3339(), "2024-09-08T04:00:00+00:00");
     }
 
+    type Mutation = Box<dyn Fn(&mut AppointmentInput)>;
+
     #[test]
     fn rejects_bad_fields_naming_them() {
-        let cases: Vec<(Box<dyn Fn(&mut AppointmentInput)>, &str)> = vec![
+        let cases: Vec<(Mutation, &str)> = vec![
             (Box::new(|i| i.title = Some("  ".into())), "title"),
             (Box::new(|i| i.title = Some("x".repeat(501))), "title"),
             (Box::new(|i| i.time_zone = Some("Mars/Olympus".into())), "time_zone"),

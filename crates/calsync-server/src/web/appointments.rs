@@ -1,7 +1,7 @@
 //! The appointments page: what is coming up, a form to add one, and deletion.
 
-use super::session::check_csrf;
-use super::{error_page, render};
+use super::session::csrf_ok;
+use super::{csrf_rejected, error_page, render};
 use crate::auth::WebCaller;
 use crate::services::{ServiceError, appointments as service};
 use crate::state::AppState;
@@ -207,8 +207,8 @@ fn to_input(f: &NewForm) -> Result<AppointmentInput, ValidationError> {
 }
 
 pub async fn create(State(state): State<AppState>, caller: WebCaller, Form(f): Form<NewForm>) -> Response {
-    if let Err(r) = check_csrf(&caller, &f.csrf_token) {
-        return r;
+    if !csrf_ok(&caller, &f.csrf_token) {
+        return csrf_rejected();
     }
     let result = match to_input(&f) {
         Ok(input) => service::create(&state.db, &caller.user.actor, input).await,
@@ -244,8 +244,8 @@ pub async fn delete(
     Path(id): Path<String>,
     Form(f): Form<DeleteForm>,
 ) -> Response {
-    if let Err(r) = check_csrf(&caller, &f.csrf_token) {
-        return r;
+    if !csrf_ok(&caller, &f.csrf_token) {
+        return csrf_rejected();
     }
     let Ok(id) = id.parse::<AppointmentId>() else { return error_page(ServiceError::NotFound) };
     match service::delete(&state.db, &caller.user.actor, id, None).await {

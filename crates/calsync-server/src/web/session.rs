@@ -149,7 +149,7 @@ pub async fn login(
 }
 
 pub async fn logout(State(state): State<AppState>, caller: WebCaller, Form(form): Form<CsrfForm>) -> Response {
-    if !constant_time_eq(caller.session.csrf_token.as_bytes(), form.csrf_token.as_bytes()) {
+    if !csrf_ok(&caller, &form.csrf_token) {
         return csrf_rejected();
     }
     if let Err(e) = state.db.delete_session(caller.session.id).await {
@@ -160,9 +160,9 @@ pub async fn logout(State(state): State<AppState>, caller: WebCaller, Form(form)
     resp
 }
 
-/// Checks the form's CSRF token against the session's.
-pub fn check_csrf(caller: &WebCaller, token: &str) -> Result<(), Response> {
-    if constant_time_eq(caller.session.csrf_token.as_bytes(), token.as_bytes()) { Ok(()) } else { Err(csrf_rejected()) }
+/// Whether the form's CSRF token is the session's.
+pub fn csrf_ok(caller: &WebCaller, token: &str) -> bool {
+    constant_time_eq(caller.session.csrf_token.as_bytes(), token.as_bytes())
 }
 
 #[cfg(test)]

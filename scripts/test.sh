@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Runs every test of calsync on this machine or a fresh one.
+#
+# It needs PostgreSQL on 127.0.0.1:5432 with trust auth for user `postgres` (every storage test runs
+# on SQLite and on PostgreSQL, each in its own database). When none answers, it starts the local
+# cluster, or installs Debian's postgresql first. Then: rustfmt check, clippy with -D warnings, and
+# all tests of the workspace (cargo-nextest when installed, else cargo test).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CALSYNC_TEST_POSTGRES_URL="${CALSYNC_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+export SQLX_OFFLINE=true
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+pg_answers() {
+  if command -v pg_isready >/dev/null 2>&1; then
+    pg_isready -h 127.0.0.1 -p 5432 -q
+  else
+    (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null
+  fi
+}
+
+ensure_postgres() {
+  pg_answers && return 0
+  local installed_now=0
+  if ! ls -d /etc/postgresql/*/main >/dev/null 2>&1; then
+    echo "test.sh: PostgreSQL not found; installing Debian's postgresql" >&2
+    as_root apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql
+    installed_now=1
+  fi
+  local version
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  if [ "$installed_now" = 1 ]; then
+    # A fresh Debian cluster asks loopback TCP clients for a password; tests connect as postgres with trust.
+    local hba="/etc/postgresql/$version/main/pg_hba.conf"
+    as_root sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+  fi
+  echo "test.sh: starting PostgreSQL $version" >&2
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  for _ in $(seq 1 60); do
+    pg_answers && return 0
+    sleep 0.5
+  done
+  echo "test.sh: PostgreSQL did not come up on 127.0.0.1:5432" >&2
+  exit 1
+}
+
+sweep_test_databases() {
+  # Databases left by test runs that were killed before their cleanup ran.
+  command -v psql >/dev/null 2>&1 || return 0
+  psql "$CALSYNC_TEST_POSTGRES_URL" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'calsync\_t\_%'" 2>/dev/null |
+    while read -r db; do
+      psql "$CALSYNC_TEST_POSTGRES_URL" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
+    done
+}
+
+ensure_postgres
+sweep_test_databases
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
