@@ -32,7 +32,10 @@ impl FromRequestParts<AppState> for ApiCaller {
             return Err(ApiError::Unauthorized("the Authorization header must use the Bearer scheme"));
         }
         match accounts::user_for_api_token(&state.db, token.trim()).await {
-            Ok(user) => Ok(ApiCaller(user)),
+            Ok(user) => match state.api_limiter.check(&user.actor.user_id.to_string()) {
+                Ok(()) => Ok(ApiCaller(user)),
+                Err(retry_after) => Err(ApiError::RateLimited { retry_after }),
+            },
             Err(ServiceError::NotFound) => Err(ApiError::Unauthorized("invalid or revoked API token")),
             Err(e) => Err(e.into()),
         }

@@ -46,6 +46,12 @@ pub struct SettingsArgs {
     /// Largest accepted request body in bytes [default: 65536]
     #[arg(long, global = true, env = "CALSYNC_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// API requests allowed per user per minute [default: 600]
+    #[arg(long, global = true, env = "CALSYNC_API_RATE_PER_MINUTE")]
+    pub api_rate_per_minute: Option<u32>,
+    /// API requests a user may make in a burst [default: 100]
+    #[arg(long, global = true, env = "CALSYNC_API_RATE_BURST")]
+    pub api_rate_burst: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]

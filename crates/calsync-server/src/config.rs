@@ -32,6 +32,9 @@ pub struct Config {
     pub log_filter: String,
     pub session_ttl_hours: u32,
     pub max_body_bytes: usize,
+    /// API requests per user per minute, and how many may come at once.
+    pub api_rate_per_minute: u32,
+    pub api_rate_burst: u32,
 }
 
 impl fmt::Debug for Config {
@@ -46,6 +49,8 @@ impl fmt::Debug for Config {
             .field("log_filter", &self.log_filter)
             .field("session_ttl_hours", &self.session_ttl_hours)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("api_rate_per_minute", &self.api_rate_per_minute)
+            .field("api_rate_burst", &self.api_rate_burst)
             .finish()
     }
 }
@@ -63,6 +68,8 @@ struct FileSettings {
     log: Option<String>,
     session_ttl_hours: Option<u32>,
     max_body_bytes: Option<usize>,
+    api_rate_per_minute: Option<u32>,
+    api_rate_burst: Option<u32>,
 }
 
 impl Config {
@@ -120,6 +127,11 @@ impl Config {
         if !(1024..=16 * 1024 * 1024).contains(&max_body_bytes) {
             bail!("CALSYNC_MAX_BODY_BYTES must be between 1024 and 16777216");
         }
+        let api_rate_per_minute = args.api_rate_per_minute.or(file.api_rate_per_minute).unwrap_or(600);
+        let api_rate_burst = args.api_rate_burst.or(file.api_rate_burst).unwrap_or(100);
+        if api_rate_per_minute == 0 || api_rate_burst == 0 {
+            bail!("CALSYNC_API_RATE_PER_MINUTE and CALSYNC_API_RATE_BURST must be at least 1");
+        }
         Ok(Config {
             database_url,
             bind,
@@ -130,6 +142,8 @@ impl Config {
             log_filter,
             session_ttl_hours,
             max_body_bytes,
+            api_rate_per_minute,
+            api_rate_burst,
         })
     }
 
@@ -235,6 +249,16 @@ mod tests {
         a.environment = Some("production".into());
         a.public_url = Some("https://calsync.example".into());
         assert!(format!("{:#}", Config::load(&a).unwrap_err()).contains("CALSYNC_ENCRYPTION_KEY is required"));
+    }
+
+    #[test]
+    fn https_public_url_makes_cookies_secure() {
+        let mut a = args();
+        std::fs::write(a.config.as_ref().unwrap(), "").unwrap();
+        a.public_url = Some("https://calsync.example/".into());
+        let c = Config::load(&a).unwrap();
+        assert!(c.secure_cookies());
+        assert_eq!(c.public("/login"), "https://calsync.example/login");
     }
 
     #[test]

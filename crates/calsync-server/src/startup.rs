@@ -4,7 +4,7 @@
 
 use crate::config::Config;
 use crate::state::AppState;
-use crate::throttle::Throttle;
+use crate::throttle::{RateLimiter, Throttle};
 use crate::{api, ops, web};
 use anyhow::Context;
 use axum::Router;
@@ -46,10 +46,13 @@ impl Application {
         let listener =
             TcpListener::bind(&config.bind).await.with_context(|| format!("cannot listen on {}", config.bind))?;
         let addr = listener.local_addr()?;
+        let api_limiter = Arc::new(RateLimiter::new(config.api_rate_per_minute, config.api_rate_burst));
         let state = AppState {
             db: db.clone(),
             config: Arc::new(config),
             login_throttle: Arc::new(Throttle::new(10, Duration::from_secs(15 * 60))),
+            login_ip_throttle: Arc::new(Throttle::new(100, Duration::from_secs(15 * 60))),
+            api_limiter,
         };
         Ok(Self { listener, router: router(state), addr, db })
     }

@@ -64,3 +64,58 @@ mod tests {
         assert_eq!(short.blocked_for("x"), None, "an elapsed window no longer blocks");
     }
 }
+
+/// A token bucket per key: `burst` requests at once, refilled at `per_minute`. Used per API user,
+/// so one client's loop cannot starve the firm, and a shared office address is not one client.
+pub struct RateLimiter {
+    per_second: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    pub fn new(per_minute: u32, burst: u32) -> Self {
+        Self {
+            per_second: f64::from(per_minute) / 60.0,
+            burst: f64::from(burst.max(1)),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one token for `key`; when none is left, returns the seconds until one is.
+    pub fn check(&self, key: &str) -> Result<(), u64> {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() > 100_000 {
+            let burst = self.burst;
+            let rate = self.per_second;
+            buckets.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * rate < burst);
+        }
+        let (tokens, at) = buckets.entry(key.to_owned()).or_insert((self.burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second).min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else if self.per_second > 0.0 {
+            Err(((1.0 - *tokens) / self.per_second).ceil().max(1.0) as u64)
+        } else {
+            Err(60)
+        }
+    }
+}
+
+#[cfg(test)]
+mod rate_tests {
+    use super::*;
+
+    #[test]
+    fn allows_a_burst_then_refuses_with_a_wait() {
+        let r = RateLimiter::new(60, 3);
+        for _ in 0..3 {
+            assert!(r.check("ann").is_ok());
+        }
+        assert_eq!(r.check("ann"), Err(1));
+        assert!(r.check("bob").is_ok(), "buckets are per key");
+    }
+}

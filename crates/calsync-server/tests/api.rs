@@ -234,7 +234,7 @@ async fn bad_inputs_name_the_field(backend: Backend) {
         (StatusCode::BAD_REQUEST, "invalid_header".into(), Some("If-Match".into()))
     );
     let no_slash = app.get("/api/appointments", &token).send().await.unwrap();
-    assert_eq!(error_of(no_slash).await.1, "no_such_route");
+    assert_eq!(error_of(no_slash).await, (StatusCode::NOT_FOUND, "no_such_route".into(), None));
 }
 
 async fn list_filters_and_paginates(backend: Backend) {
@@ -332,7 +332,25 @@ async fn openapi_covers_every_api_route(backend: Backend) {
     assert_eq!(asset.status(), StatusCode::OK, "Swagger UI is served from the binary");
 }
 
+async fn api_calls_are_rate_limited_per_user(backend: Backend) {
+    let mut config = common::test_config();
+    config.api_rate_per_minute = 1;
+    config.api_rate_burst = 3;
+    let app = TestApp::spawn_with(backend, config).await;
+    let ann = app.user("acme", "ann@acme.test", "staff").await;
+    let bob = app.user("acme", "bob@acme.test", "staff").await;
+    for _ in 0..3 {
+        assert_eq!(app.get("/api/appointments/", &ann).send().await.unwrap().status(), StatusCode::OK);
+    }
+    let limited = app.get("/api/appointments/", &ann).send().await.unwrap();
+    let retry_after: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert_eq!(error_of(limited).await.1, "rate_limited");
+    assert_eq!(app.get("/api/appointments/", &bob).send().await.unwrap().status(), StatusCode::OK, "per user");
+}
+
 backend_tests!(
+    api_calls_are_rate_limited_per_user,
     health_and_readiness,
     api_requires_a_valid_bearer_token,
     appointment_crud_round_trip,

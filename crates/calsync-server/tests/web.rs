@@ -182,6 +182,10 @@ async fn sign_in_is_throttled(backend: Backend) {
     }
     let (_, status) = sign_in(&app, "ann@acme.test", PASSWORD).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "even the right password waits once the limit is hit");
+    // The limit is per account: a colleague behind the same address still signs in.
+    app.user("acme", "bob@acme.test", "staff").await;
+    let (_, status) = sign_in(&app, "bob@acme.test", PASSWORD).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
 }
 
 backend_tests!(

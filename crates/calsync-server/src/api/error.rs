@@ -21,12 +21,18 @@ pub enum ApiError {
     Unauthorized(&'static str),
     Forbidden(String),
     NotFound,
+    /// No API route has this path (or it lacks the trailing slash).
+    NoSuchRoute,
     Conflict {
         field: String,
         message: String,
     },
     PreconditionFailed(String),
     PayloadTooLarge(usize),
+    /// 429 with `Retry-After`.
+    RateLimited {
+        retry_after: u64,
+    },
     UnsupportedMediaType,
     Internal(anyhow::Error),
 }
@@ -75,6 +81,12 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", None, m.to_owned()),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", None, m),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", None, "not found".to_owned()),
+            ApiError::NoSuchRoute => (
+                StatusCode::NOT_FOUND,
+                "no_such_route",
+                None,
+                "no such API route (API paths end with a slash, e.g. /api/appointments/); see /api/docs".to_owned(),
+            ),
             ApiError::Conflict { field, message } => (StatusCode::CONFLICT, "conflict", Some(field), message),
             ApiError::PreconditionFailed(m) => (StatusCode::PRECONDITION_FAILED, "precondition_failed", None, m),
             ApiError::PayloadTooLarge(limit) => (
@@ -83,6 +95,18 @@ impl IntoResponse for ApiError {
                 None,
                 format!("request body is larger than {limit} bytes"),
             ),
+            ApiError::RateLimited { retry_after } => {
+                let body = ErrorBody {
+                    error: ErrorDetail {
+                        code: "rate_limited".into(),
+                        message: format!("too many requests; retry in {retry_after} s"),
+                        field: None,
+                    },
+                };
+                let mut resp = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                return resp;
+            }
             ApiError::UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",

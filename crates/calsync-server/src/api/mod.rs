@@ -24,9 +24,5 @@ pub fn router(max_body_bytes: usize) -> Router<AppState> {
 }
 
 async fn no_such_route() -> ApiError {
-    ApiError::BadRequest {
-        code: "no_such_route",
-        field: None,
-        message: "no such API route (API paths end with a slash, e.g. /api/appointments/); see /api/docs".into(),
-    }
+    ApiError::NoSuchRoute
 }

@@ -106,10 +106,10 @@ pub async fn login(
     if !cookie_ok {
         return csrf_rejected();
     }
-    let email_key = format!("email:{}", form.email.trim().to_lowercase());
-    let peer_key = format!("ip:{}", peer.ip());
-    let throttle = &state.login_throttle;
-    if let Some(wait) = throttle.blocked_for(&email_key).or_else(|| throttle.blocked_for(&peer_key)) {
+    let email_key = form.email.trim().to_lowercase();
+    let peer_key = peer.ip().to_string();
+    let (throttle, ip_throttle) = (&state.login_throttle, &state.login_ip_throttle);
+    if let Some(wait) = throttle.blocked_for(&email_key).or_else(|| ip_throttle.blocked_for(&peer_key)) {
         let msg = format!("Too many failed sign-in attempts. Try again in {} minutes.", wait.div_ceil(60));
         return login_form(&state, &jar, StatusCode::TOO_MANY_REQUESTS, &next, &form.email, Some(&msg));
     }
@@ -117,7 +117,7 @@ pub async fn login(
         Ok(Some(u)) => u,
         Ok(None) => {
             throttle.record_failure(&email_key);
-            throttle.record_failure(&peer_key);
+            ip_throttle.record_failure(&peer_key);
             tracing::info!("sign-in failed");
             return login_form(
                 &state,

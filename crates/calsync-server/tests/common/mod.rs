@@ -50,14 +50,19 @@ pub fn test_config() -> Config {
         log_filter: "warn".into(),
         session_ttl_hours: 1,
         max_body_bytes: MAX_BODY,
+        api_rate_per_minute: 60_000,
+        api_rate_burst: 10_000,
     }
 }
 
 impl TestApp {
     pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, test_config()).await
+    }
+
+    pub async fn spawn_with(backend: Backend, mut config: Config) -> Self {
         install_tls();
         let tdb = TestDb::new(backend).await;
-        let mut config = test_config();
         config.database_url = tdb.url.clone();
         let app = Application::build_with_db(config, tdb.db.clone()).await.expect("app builds");
         let base = format!("http://{}", app.addr());
