@@ -19,7 +19,6 @@ pub(crate) fn token(rng: &mut StdRng, prefix: &str, n: usize) -> String {
 }
 
 /// A random (version 4 layout) UUID drawn from the sandbox generator, so seeded runs repeat.
-#[allow(dead_code)] // Graph emulation lands in the next commit.
 pub(crate) fn uuid(rng: &mut StdRng) -> uuid::Uuid {
     let mut bytes = [0u8; 16];
     rng.fill_bytes(&mut bytes);

@@ -20,7 +20,6 @@ pub(crate) async fn google_layer(
     provider_layer(shared, Provider::Google, req, next).await
 }
 
-#[allow(dead_code)] // Graph emulation lands in the next commit.
 pub(crate) async fn microsoft_layer(
     State(shared): State<Arc<Shared>>,
     req: Request,

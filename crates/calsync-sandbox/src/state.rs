@@ -3,9 +3,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard};
 
-use axum::Router;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::Deserialize;
@@ -28,7 +27,6 @@ pub(crate) enum Provider {
 
 /// Everything a request may change, behind one mutex: operations are short and in memory,
 /// and one lock keeps the change sequence and the random generator deterministic.
-#[allow(dead_code)] // Graph emulation lands in the next commit.
 pub(crate) struct World {
     pub rng: StdRng,
     /// Global change sequence; every stored change takes the next number.
@@ -62,14 +60,12 @@ impl World {
 
 /// Per-mailbox Graph load, for the Outlook throttling rules.
 #[derive(Debug, Default)]
-#[allow(dead_code)] // Graph emulation lands in the next commit.
 pub(crate) struct MailboxLoad {
     /// Admission times (sandbox ms) inside the current sliding window.
     pub recent: std::collections::VecDeque<i64>,
     pub in_flight: u32,
 }
 
-#[allow(dead_code)] // Graph emulation lands in the next commit.
 pub(crate) struct Shared {
     pub config: SandboxConfig,
     pub clock: Clock,
@@ -78,8 +74,6 @@ pub(crate) struct Shared {
     pub latency_ms: AtomicU64,
     pub requests: Mutex<BTreeMap<String, u64>>,
     pub graph_load: Mutex<HashMap<String, MailboxLoad>>,
-    /// The Graph router, kept so `$batch` can dispatch its items through the same stack.
-    pub graph_router: OnceLock<Router>,
 }
 
 impl Shared {
@@ -93,7 +87,6 @@ impl Shared {
             latency_ms: AtomicU64::new(0),
             requests: Mutex::new(BTreeMap::new()),
             graph_load: Mutex::new(HashMap::new()),
-            graph_router: OnceLock::new(),
         }
     }
 

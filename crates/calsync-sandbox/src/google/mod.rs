@@ -159,3 +159,4 @@ pub(crate) fn revoke_account(world: &mut World, email: &str) -> bool {
     world.google.oauth.revoke_account(&email);
     true
 }
+pub(crate) use model::resolve_local;
