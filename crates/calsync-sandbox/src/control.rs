@@ -1,0 +1,201 @@
+//! The control API under `/_sandbox/`: accounts, faults, cursor expiry, revocation, latency,
+//! clock and request counters. Not part of any provider; never counted or faulted.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::extract::{Json, State, rejection::JsonRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::faults::FaultSpec;
+use crate::state::{Provider, Shared};
+use crate::{google, microsoft};
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/_sandbox/accounts", post(accounts))
+        .route("/_sandbox/faults", post(faults))
+        .route("/_sandbox/expire-cursors", post(expire_cursors))
+        .route("/_sandbox/revoke", post(revoke))
+        .route("/_sandbox/latency", post(latency))
+        .route("/_sandbox/clock", post(clock))
+        .route("/_sandbox/requests", get(requests))
+        .route("/_sandbox/reset", post(reset))
+        .with_state(shared)
+}
+
+fn bad(msg: impl Into<String>) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({"error": msg.into()}))).into_response()
+}
+
+fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, Response> {
+    payload.map(|Json(v)| v).map_err(|e| bad(e.body_text()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountReq {
+    provider: Provider,
+    email: String,
+    /// IANA zone of the primary calendar (default `UTC`).
+    time_zone: Option<String>,
+}
+
+async fn accounts(
+    State(shared): State<Arc<Shared>>,
+    payload: Result<Json<AccountReq>, JsonRejection>,
+) -> Response {
+    let req = match body(payload) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    if !req.email.contains('@') {
+        return bad("email must be an e-mail address");
+    }
+    let tz = req.time_zone.as_deref().unwrap_or("UTC");
+    if tz.parse::<chrono_tz::Tz>().is_err() {
+        return bad("time_zone must be an IANA zone");
+    }
+    let tokens = match req.provider {
+        Provider::Google => google::control_account(&shared, &req.email, tz),
+        Provider::Microsoft => microsoft::control_account(&shared, &req.email, tz),
+    };
+    Json(json!({
+        "email": tokens.email,
+        "access_token": tokens.access_token,
+        "refresh_token": tokens.refresh_token,
+    }))
+    .into_response()
+}
+
+/// Tokens minted for a control-API account.
+pub(crate) struct Minted {
+    pub email: String,
+    pub access_token: String,
+    pub refresh_token: String,
+}
+
+async fn faults(
+    State(shared): State<Arc<Shared>>,
+    payload: Result<Json<FaultSpec>, JsonRejection>,
+) -> Response {
+    let spec = match body(payload) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    match shared.faults.add(spec) {
+        Ok(()) => Json(json!({"ok": true})).into_response(),
+        Err(e) => bad(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProviderEmail {
+    provider: Provider,
+    email: Option<String>,
+}
+
+async fn expire_cursors(
+    State(shared): State<Arc<Shared>>,
+    payload: Result<Json<ProviderEmail>, JsonRejection>,
+) -> Response {
+    let req = match body(payload) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    let mut world = shared.world();
+    let n = match req.provider {
+        Provider::Google => google::expire_cursors(&mut world, req.email.as_deref()),
+        Provider::Microsoft => microsoft::expire_cursors(&mut world, req.email.as_deref()),
+    };
+    Json(json!({"accounts": n})).into_response()
+}
+
+async fn revoke(
+    State(shared): State<Arc<Shared>>,
+    payload: Result<Json<ProviderEmail>, JsonRejection>,
+) -> Response {
+    let req = match body(payload) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    let Some(email) = req.email else {
+        return bad("email is required");
+    };
+    let now = shared.clock.now_ms();
+    let mut world = shared.world();
+    let found = match req.provider {
+        Provider::Google => google::revoke_account(&mut world, &email),
+        Provider::Microsoft => microsoft::revoke_account(&mut world, &email, now),
+    };
+    if !found {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "no such account"})),
+        )
+            .into_response();
+    }
+    Json(json!({"ok": true})).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LatencyReq {
+    milliseconds: u64,
+}
+
+async fn latency(
+    State(shared): State<Arc<Shared>>,
+    payload: Result<Json<LatencyReq>, JsonRejection>,
+) -> Response {
+    match body(payload) {
+        Ok(r) => {
+            shared.latency_ms.store(r.milliseconds, Ordering::Relaxed);
+            Json(json!({"milliseconds": r.milliseconds})).into_response()
+        }
+        Err(e) => e,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClockReq {
+    advance_seconds: i64,
+}
+
+async fn clock(
+    State(shared): State<Arc<Shared>>,
+    payload: Result<Json<ClockReq>, JsonRejection>,
+) -> Response {
+    let req = match body(payload) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    // Time only moves forward: expiry and log order depend on it.
+    if req.advance_seconds < 0 {
+        return bad("advance_seconds must not be negative");
+    }
+    shared.clock.advance(req.advance_seconds);
+    Json(json!({"now": shared.clock.now().to_rfc3339()})).into_response()
+}
+
+async fn requests(State(shared): State<Arc<Shared>>) -> Response {
+    let map = shared
+        .requests
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let total: u64 = map.values().sum();
+    Json(json!({"total": total, "requests": map})).into_response()
+}
+
+async fn reset(State(shared): State<Arc<Shared>>) -> Response {
+    shared.reset();
+    Json(json!({"ok": true})).into_response()
+}

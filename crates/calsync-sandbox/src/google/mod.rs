@@ -1,0 +1,162 @@
+//! Google: OAuth 2.0 (`oauth`) and Calendar API v3 (`calendar`), sharing one account model.
+
+mod calendar;
+mod error;
+mod model;
+mod oauth;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono_tz::Tz;
+
+use crate::control::Minted;
+use crate::faults::Fired;
+use crate::middleware::google_layer;
+use crate::state::{Shared, World};
+use crate::store::EventStore;
+
+pub(crate) use error::ApiError;
+
+#[derive(Debug, Default)]
+pub(crate) struct GoogleWorld {
+    /// Keyed by lowercase e-mail.
+    pub accounts: HashMap<String, Account>,
+    pub calendars: HashMap<String, Calendar>,
+    pub oauth: oauth::GoogleOAuth,
+}
+
+#[derive(Debug)]
+pub(crate) struct Account {
+    pub sub: String,
+    /// Calendar ids; the first is the primary calendar, whose id is the e-mail.
+    pub calendars: Vec<String>,
+    /// Bumped by `expire-cursors`: tokens minted under an older epoch are dead.
+    pub epoch: u32,
+}
+
+#[derive(Debug)]
+pub(crate) struct Calendar {
+    pub id: String,
+    pub summary: String,
+    pub description: Option<String>,
+    pub time_zone: String,
+    pub tz: Tz,
+    pub primary: bool,
+    pub deleted: bool,
+    /// Change sequence of the calendar-list entry (for calendarList sync tokens).
+    pub list_seq: u64,
+    pub updated_ms: i64,
+    pub events: EventStore<model::Event>,
+    /// iCalUID → event id, for `iCalUID=` filters and `import`.
+    pub by_ical: HashMap<String, String>,
+}
+
+/// Creates the account and its primary calendar if missing.
+pub(crate) fn ensure_account(world: &mut World, email: &str, time_zone: &str, now_ms: i64) {
+    let email = email.to_ascii_lowercase();
+    if world.google.accounts.contains_key(&email) {
+        return;
+    }
+    let seq = world.next_seq();
+    let sub = {
+        use rand::Rng;
+        // Google subjects are 21 decimal digits.
+        format!(
+            "1{:010}{:010}",
+            world.rng.random_range(0..10_000_000_000u64),
+            world.rng.random_range(0..10_000_000_000u64)
+        )
+    };
+    let tz: Tz = time_zone.parse().unwrap_or(Tz::UTC);
+    world.google.calendars.insert(
+        email.clone(),
+        Calendar {
+            id: email.clone(),
+            summary: email.clone(),
+            description: None,
+            time_zone: tz.name().to_owned(),
+            tz,
+            primary: true,
+            deleted: false,
+            list_seq: seq,
+            updated_ms: now_ms,
+            events: EventStore::default(),
+            by_ical: HashMap::new(),
+        },
+    );
+    world.google.accounts.insert(
+        email.clone(),
+        Account {
+            sub,
+            calendars: vec![email],
+            epoch: 0,
+        },
+    );
+}
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    let c = "/google/calendar/v3";
+    let r = Router::new()
+        .route(
+            "/google/o/oauth2/v2/auth",
+            get(oauth::authorize).post(oauth::consent),
+        )
+        .route("/google/token", post(oauth::token))
+        .route("/google/revoke", post(oauth::revoke))
+        .route("/google/oauth2/v3/userinfo", get(oauth::userinfo))
+        .route("/google/oauth2/v2/userinfo", get(oauth::userinfo));
+    calendar::routes(r, c)
+        .layer(from_fn_with_state(shared.clone(), google_layer))
+        .with_state(shared)
+}
+
+/// The error body an injected status fault answers with, by endpoint family.
+pub(crate) fn fault_response(path: &str, fired: &Fired) -> Response {
+    if path.starts_with("/google/token") || path.starts_with("/google/revoke") {
+        let mut e = error::OAuthError::for_status(fired.status, fired.reason.as_deref());
+        e.retry_after = fired.retry_after;
+        return e.into_response();
+    }
+    let mut e = ApiError::for_status(fired.status, fired.reason.as_deref());
+    e.retry_after = fired.retry_after;
+    e.into_response()
+}
+
+pub(crate) fn control_account(shared: &Shared, email: &str, time_zone: &str) -> Minted {
+    let now = shared.clock.now_ms();
+    let email = email.to_ascii_lowercase();
+    let mut world = shared.world();
+    ensure_account(&mut world, &email, time_zone, now);
+    let (access_token, refresh_token) = oauth::mint_full_grant(&mut world, now, &email);
+    Minted {
+        email,
+        access_token,
+        refresh_token,
+    }
+}
+
+pub(crate) fn expire_cursors(world: &mut World, email: Option<&str>) -> usize {
+    let mut n = 0;
+    for (e, acc) in world.google.accounts.iter_mut() {
+        if email.is_none_or(|x| x.eq_ignore_ascii_case(e)) {
+            acc.epoch += 1;
+            n += 1;
+        }
+    }
+    n
+}
+
+pub(crate) fn revoke_account(world: &mut World, email: &str) -> bool {
+    let email = email.to_ascii_lowercase();
+    if !world.google.accounts.contains_key(&email) {
+        return false;
+    }
+    world.google.oauth.revoke_account(&email);
+    true
+}
+pub(crate) use model::resolve_local;

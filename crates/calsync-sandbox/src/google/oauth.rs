@@ -1,0 +1,860 @@
+//! Google OAuth 2.0 web-server flow: authorize (consent page or `sandbox_approve=1`), token
+//! (code exchange and refresh, no rotation), revoke, userinfo, and the bearer-token check that
+//! every Calendar call goes through.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, RawQuery, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde_json::{Value, json};
+
+use super::GoogleWorld;
+use super::error::{ApiError, OAuthError};
+use crate::html::{ConsentPage, error_page, render};
+use crate::ids;
+use crate::oauth::{
+    CODE_TTL_MS, Pkce, bearer, client_credentials, parse_params, parse_pkce, pkce_matches,
+    redirect_allowed, with_query,
+};
+use crate::state::{DEV_CLIENT_ID, DEV_CLIENT_SECRET, Shared, World};
+
+const SCOPE_PREFIX: &str = "https://www.googleapis.com/auth/";
+const ACCESS_TTL_S: i64 = 3599;
+/// Unused refresh tokens die after six months.
+const REFRESH_IDLE_MS: i64 = 183 * 24 * 3600 * 1000;
+/// Consent screens in "Testing" issue refresh tokens that die after seven days.
+const TESTING_REFRESH_MS: i64 = 7 * 24 * 3600 * 1000;
+/// Live refresh tokens per account per client; the 101st evicts the oldest.
+const REFRESH_CAP: usize = 100;
+
+/// Scopes the sandbox knows; anything else is `invalid_scope`.
+const KNOWN_SCOPES: &[&str] = &[
+    "calendar",
+    "calendar.readonly",
+    "calendar.events",
+    "calendar.events.readonly",
+    "calendar.settings.readonly",
+    "calendar.events.owned",
+    "calendar.events.owned.readonly",
+    "calendar.calendarlist",
+    "calendar.calendarlist.readonly",
+    "calendar.calendars",
+    "calendar.calendars.readonly",
+    "calendar.freebusy",
+    "calendar.events.freebusy",
+    "calendar.app.created",
+    "calendar.acls",
+    "calendar.acls.readonly",
+    "userinfo.email",
+    "userinfo.profile",
+];
+
+#[derive(Debug, Default)]
+pub(crate) struct GoogleOAuth {
+    codes: HashMap<String, Code>,
+    access: HashMap<String, Access>,
+    refresh: HashMap<String, Refresh>,
+    /// Consent per (account e-mail, client id).
+    grants: HashMap<(String, String), Grant>,
+}
+
+#[derive(Debug)]
+struct Code {
+    client_id: String,
+    redirect_uri: String,
+    email: String,
+    scopes: Vec<String>,
+    pkce: Option<Pkce>,
+    expires_ms: i64,
+    used: bool,
+    /// Whether the exchange returns a refresh token (decided at consent time).
+    issue_refresh: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Access {
+    email: String,
+    client_id: String,
+    scopes: Arc<[String]>,
+    expires_ms: i64,
+}
+
+#[derive(Debug)]
+struct Refresh {
+    email: String,
+    client_id: String,
+    scopes: Vec<String>,
+    last_used_ms: i64,
+}
+
+#[derive(Debug, Default)]
+struct Grant {
+    scopes: BTreeSet<String>,
+    consented_ms: i64,
+    /// Oldest first, for the per-client cap.
+    refresh_tokens: VecDeque<String>,
+    access_tokens: Vec<String>,
+    /// A refresh token was already handed out for this consent: later consents get none
+    /// unless `prompt=consent`.
+    refresh_issued: bool,
+}
+
+impl GoogleOAuth {
+    /// Revokes the whole grant of `email` for `client_id`: every token and the consent.
+    fn revoke_grant(&mut self, email: &str, client_id: &str) {
+        if let Some(grant) = self
+            .grants
+            .remove(&(email.to_owned(), client_id.to_owned()))
+        {
+            for t in grant.refresh_tokens {
+                self.refresh.remove(&t);
+            }
+            for t in grant.access_tokens {
+                self.access.remove(&t);
+            }
+        }
+    }
+
+    pub(crate) fn revoke_account(&mut self, email: &str) {
+        let clients: Vec<String> = self
+            .grants
+            .keys()
+            .filter(|(e, _)| e == email)
+            .map(|(_, c)| c.clone())
+            .collect();
+        for c in clients {
+            self.revoke_grant(email, &c);
+        }
+    }
+
+    /// Mints an access token (and optionally a refresh token) on the grant.
+    fn mint(
+        &mut self,
+        rng: &mut rand::rngs::StdRng,
+        now_ms: i64,
+        email: &str,
+        client_id: &str,
+        scopes: &[String],
+        with_refresh: bool,
+    ) -> (String, Option<String>) {
+        let access = ids::token(rng, "ya29.a0", 96);
+        let grant = self
+            .grants
+            .entry((email.to_owned(), client_id.to_owned()))
+            .or_default();
+        // Expired access tokens are pruned here so long-lived grants stay small.
+        let table = &mut self.access;
+        grant
+            .access_tokens
+            .retain(|t| table.get(t).is_some_and(|a| a.expires_ms > now_ms));
+        grant.access_tokens.push(access.clone());
+        table.insert(
+            access.clone(),
+            Access {
+                email: email.to_owned(),
+                client_id: client_id.to_owned(),
+                scopes: scopes.to_vec().into(),
+                expires_ms: now_ms + ACCESS_TTL_S * 1000,
+            },
+        );
+        let refresh = with_refresh.then(|| {
+            let token = ids::token(rng, "1//0g", 72);
+            grant.refresh_tokens.push_back(token.clone());
+            grant.refresh_issued = true;
+            self.refresh.insert(
+                token.clone(),
+                Refresh {
+                    email: email.to_owned(),
+                    client_id: client_id.to_owned(),
+                    scopes: scopes.to_vec(),
+                    last_used_ms: now_ms,
+                },
+            );
+            while grant.refresh_tokens.len() > REFRESH_CAP {
+                if let Some(old) = grant.refresh_tokens.pop_front() {
+                    self.refresh.remove(&old);
+                }
+            }
+            token
+        });
+        (access, refresh)
+    }
+}
+
+/// Full scope names; `email`/`profile` shorthands map to their userinfo URLs as Google
+/// reports them in granted scopes.
+fn normalize_scope(s: &str) -> Option<String> {
+    match s {
+        "openid" => Some("openid".into()),
+        "email" => Some(format!("{SCOPE_PREFIX}userinfo.email")),
+        "profile" => Some(format!("{SCOPE_PREFIX}userinfo.profile")),
+        _ => {
+            let short = s.strip_prefix(SCOPE_PREFIX)?;
+            KNOWN_SCOPES.contains(&short).then(|| s.to_owned())
+        }
+    }
+}
+
+fn parse_scopes(raw: &str) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in raw.split(' ').filter(|s| !s.is_empty()) {
+        let n = normalize_scope(s).ok_or_else(|| s.to_owned())?;
+        if !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    Ok(out)
+}
+
+/// A validated authorize request.
+struct AuthzRequest {
+    client_id: String,
+    redirect_uri: String,
+    scopes: Vec<String>,
+    state: Option<String>,
+    offline: bool,
+    prompt_consent: bool,
+    prompt_none: bool,
+    include_granted: bool,
+    login_hint: Option<String>,
+    pkce: Option<Pkce>,
+}
+
+/// Errors before the redirect URI is trusted are shown on the page; later ones redirect.
+enum AuthzError {
+    Page(StatusCode, &'static str, String),
+    Redirect(String),
+}
+
+impl AuthzError {
+    fn into_response(self) -> Response {
+        match self {
+            AuthzError::Page(status, error, desc) => error_page("Google", status, error, &desc),
+            AuthzError::Redirect(url) => Redirect::to(&url).into_response(),
+        }
+    }
+}
+
+fn parse_authz(shared: &Shared, q: &HashMap<String, String>) -> Result<AuthzRequest, AuthzError> {
+    let page = |e: &'static str, d: String| AuthzError::Page(StatusCode::BAD_REQUEST, e, d);
+    let missing = |p: &str| {
+        page(
+            "invalid_request",
+            format!("Missing required parameter: {p}"),
+        )
+    };
+    let client_id = q.get("client_id").ok_or_else(|| missing("client_id"))?;
+    if client_id != DEV_CLIENT_ID {
+        return Err(AuthzError::Page(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "The OAuth client was not found.".into(),
+        ));
+    }
+    let redirect_uri = q
+        .get("redirect_uri")
+        .ok_or_else(|| missing("redirect_uri"))?;
+    if !redirect_allowed(&shared.config, redirect_uri) {
+        return Err(page(
+            "redirect_uri_mismatch",
+            format!(
+                "You can't sign in to this app because it doesn't comply with Google's OAuth 2.0 policy. redirect_uri={redirect_uri}"
+            ),
+        ));
+    }
+    let state = q.get("state").cloned();
+    let response_type = q
+        .get("response_type")
+        .ok_or_else(|| missing("response_type"))?;
+    if response_type != "code" {
+        let mut pairs = vec![("error", "unsupported_response_type")];
+        if let Some(s) = &state {
+            pairs.push(("state", s));
+        }
+        return Err(AuthzError::Redirect(with_query(redirect_uri, &pairs)));
+    }
+    let scopes = parse_scopes(q.get("scope").ok_or_else(|| missing("scope"))?).map_err(|bad| {
+        page(
+            "invalid_scope",
+            format!("Some requested scopes were invalid. {{invalid=[{bad}]}}"),
+        )
+    })?;
+    if scopes.is_empty() {
+        return Err(missing("scope"));
+    }
+    let offline = match q.get("access_type").map(String::as_str) {
+        None | Some("online") => false,
+        Some("offline") => true,
+        Some(other) => {
+            return Err(page(
+                "invalid_request",
+                format!("Invalid access_type: {other}"),
+            ));
+        }
+    };
+    let prompts: Vec<&str> = q
+        .get("prompt")
+        .map(|p| p.split(' ').filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
+    if prompts
+        .iter()
+        .any(|p| !matches!(*p, "none" | "consent" | "select_account"))
+        || (prompts.contains(&"none") && prompts.len() > 1)
+    {
+        return Err(page("invalid_request", "Invalid prompt value.".into()));
+    }
+    let include_granted = match q.get("include_granted_scopes").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            return Err(page(
+                "invalid_request",
+                "Invalid include_granted_scopes".into(),
+            ));
+        }
+    };
+    let pkce = parse_pkce(q).map_err(|e| page("invalid_request", e))?;
+    Ok(AuthzRequest {
+        client_id: client_id.clone(),
+        redirect_uri: redirect_uri.clone(),
+        scopes,
+        state,
+        offline,
+        prompt_consent: prompts.contains(&"consent"),
+        prompt_none: prompts.contains(&"none"),
+        include_granted,
+        login_hint: q.get("login_hint").map(|s| s.to_ascii_lowercase()),
+        pkce,
+    })
+}
+
+fn deny_redirect(req: &AuthzRequest, error: &str) -> Response {
+    let mut pairs = vec![("error", error)];
+    if let Some(s) = &req.state {
+        pairs.push(("state", s));
+    }
+    Redirect::to(&with_query(&req.redirect_uri, &pairs)).into_response()
+}
+
+/// Records consent and redirects with a fresh code.
+fn approve(shared: &Shared, req: &AuthzRequest, email: &str, granted: Vec<String>) -> Response {
+    let now = shared.clock.now_ms();
+    let mut world = shared.world();
+    super::ensure_account(&mut world, email, "UTC", now);
+    let World { rng, google, .. } = &mut *world;
+    let key = (email.to_owned(), req.client_id.clone());
+    let grant = google.oauth.grants.entry(key).or_default();
+    let mut scopes: BTreeSet<String> = granted.into_iter().collect();
+    if req.include_granted {
+        scopes.extend(grant.scopes.iter().cloned());
+    }
+    grant.scopes.extend(scopes.iter().cloned());
+    grant.consented_ms = now;
+    let issue_refresh = req.offline && (!grant.refresh_issued || req.prompt_consent);
+    let code = ids::token(rng, "4/0A", 60);
+    google.oauth.codes.insert(
+        code.clone(),
+        Code {
+            client_id: req.client_id.clone(),
+            redirect_uri: req.redirect_uri.clone(),
+            email: email.to_owned(),
+            scopes: scopes.iter().cloned().collect(),
+            pkce: req.pkce.clone(),
+            expires_ms: now + CODE_TTL_MS,
+            used: false,
+            issue_refresh,
+        },
+    );
+    let scope = scopes.into_iter().collect::<Vec<_>>().join(" ");
+    let mut pairs = vec![("code", code.as_str()), ("scope", scope.as_str())];
+    if let Some(s) = &req.state {
+        pairs.push(("state", s));
+    }
+    Redirect::to(&with_query(&req.redirect_uri, &pairs)).into_response()
+}
+
+pub(crate) async fn authorize(
+    State(shared): State<Arc<Shared>>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let q = match parse_params(raw.unwrap_or_default().as_bytes()) {
+        Ok(q) => q,
+        Err(dup) => {
+            return error_page(
+                "Google",
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                &format!("Parameter specified more than once: {dup}"),
+            );
+        }
+    };
+    let req = match parse_authz(&shared, &q) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    if q.get("sandbox_approve").map(String::as_str) == Some("1") {
+        let Some(email) = req.login_hint.clone().filter(|e| e.contains('@')) else {
+            return error_page(
+                "Google",
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "sandbox_approve=1 needs login_hint=<email>",
+            );
+        };
+        let granted = match q.get("sandbox_grant_scopes") {
+            None => req.scopes.clone(),
+            Some(subset) => match parse_scopes(subset) {
+                Ok(s) if s.iter().all(|x| req.scopes.contains(x)) => s,
+                _ => {
+                    return error_page(
+                        "Google",
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request",
+                        "sandbox_grant_scopes must be a subset of scope",
+                    );
+                }
+            },
+        };
+        return approve(&shared, &req, &email, granted);
+    }
+    if req.prompt_none {
+        // Silent approval only for a known account that already consented to every scope.
+        let consented = req.login_hint.as_ref().and_then(|email| {
+            let world = shared.world();
+            let grant = world
+                .google
+                .oauth
+                .grants
+                .get(&(email.clone(), req.client_id.clone()))?;
+            req.scopes
+                .iter()
+                .all(|s| grant.scopes.contains(s))
+                .then(|| email.clone())
+        });
+        return match consented {
+            Some(email) => {
+                let scopes = req.scopes.clone();
+                approve(&shared, &req, &email, scopes)
+            }
+            None if req.login_hint.is_none() => deny_redirect(&req, "login_required"),
+            None => deny_redirect(&req, "consent_required"),
+        };
+    }
+    let accounts = {
+        let world = shared.world();
+        let mut emails: Vec<String> = world.google.accounts.keys().cloned().collect();
+        emails.sort();
+        emails.truncate(50);
+        if let Some(h) = &req.login_hint
+            && !emails.contains(h)
+            && world.google.accounts.contains_key(h)
+        {
+            emails.insert(0, h.clone());
+        }
+        emails
+            .into_iter()
+            .map(|e| {
+                let checked = req.login_hint.as_deref() == Some(e.as_str());
+                (e, checked)
+            })
+            .collect()
+    };
+    let mut hidden: Vec<(String, String)> = q.into_iter().collect();
+    hidden.sort();
+    let action = shared.public_url("/google/o/oauth2/v2/auth");
+    render(
+        StatusCode::OK,
+        &ConsentPage {
+            provider: "Google",
+            client_id: &req.client_id,
+            action: &action,
+            scopes: req.scopes.clone(),
+            accounts,
+            login_hint: req.login_hint.as_deref().unwrap_or_default(),
+            hidden,
+        },
+    )
+}
+
+/// The consent form's POST: the original parameters plus the user's choices.
+pub(crate) async fn consent(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let mut q = HashMap::new();
+    let mut granted_raw = Vec::new();
+    for (k, v) in url::form_urlencoded::parse(&body) {
+        if k == "grant_scope" {
+            granted_raw.push(v.to_string());
+        } else {
+            q.insert(k.to_string(), v.to_string());
+        }
+    }
+    let req = match parse_authz(&shared, &q) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    if q.get("decision").map(String::as_str) != Some("allow") {
+        return deny_redirect(&req, "access_denied");
+    }
+    let email = q
+        .get("new_account")
+        .filter(|s| !s.trim().is_empty())
+        .or_else(|| q.get("account"))
+        .map(|s| s.trim().to_ascii_lowercase());
+    let Some(email) = email.filter(|e| e.contains('@')) else {
+        return error_page(
+            "Google",
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Choose an account.",
+        );
+    };
+    let granted: Vec<String> = granted_raw
+        .iter()
+        .filter_map(|s| normalize_scope(s))
+        .filter(|s| req.scopes.contains(s))
+        .collect();
+    if granted.is_empty() {
+        return deny_redirect(&req, "access_denied");
+    }
+    approve(&shared, &req, &email, granted)
+}
+
+/// `(email, client_id)` of a grant.
+type Who<'a> = (&'a str, &'a str);
+
+fn token_response(
+    google: &GoogleWorld,
+    rng: &mut rand::rngs::StdRng,
+    now_ms: i64,
+    (email, client_id): Who<'_>,
+    scopes: &[String],
+    access: &str,
+    refresh: Option<String>,
+) -> Response {
+    let mut body = json!({
+        "access_token": access,
+        "expires_in": ACCESS_TTL_S,
+        "scope": scopes.join(" "),
+        "token_type": "Bearer",
+    });
+    if let Some(r) = refresh {
+        body["refresh_token"] = json!(r);
+    }
+    if scopes.iter().any(|s| s == "openid") {
+        let sub = google
+            .accounts
+            .get(email)
+            .map(|a| a.sub.clone())
+            .unwrap_or_default();
+        let mut claims = json!({
+            "iss": "https://accounts.google.com",
+            "azp": client_id,
+            "aud": client_id,
+            "sub": sub,
+            "iat": now_ms / 1000,
+            "exp": now_ms / 1000 + ACCESS_TTL_S,
+        });
+        if scopes.iter().any(|s| s.ends_with("userinfo.email")) {
+            claims["email"] = json!(email);
+            claims["email_verified"] = json!(true);
+        }
+        body["id_token"] = json!(ids::jwt_like(rng, &claims));
+    }
+    let mut resp = Json(body).into_response();
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        "no-cache, no-store, max-age=0, must-revalidate"
+            .parse()
+            .expect("static"),
+    );
+    resp
+}
+
+pub(crate) async fn token(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match token_inner(&shared, &headers, &body) {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn token_inner(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<Response, OAuthError> {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Err(OAuthError::invalid_request(
+            "Invalid Content-Type; expected application/x-www-form-urlencoded",
+        ));
+    }
+    let form = parse_params(body).map_err(|p| {
+        OAuthError::invalid_request(&format!("Parameter specified more than once: {p}"))
+    })?;
+    let (client_id, secret) = client_credentials(headers, &form);
+    let client_id = client_id.ok_or_else(|| {
+        OAuthError::invalid_request("Could not determine client ID from request.")
+    })?;
+    if client_id != DEV_CLIENT_ID {
+        return Err(OAuthError::new(
+            401,
+            "invalid_client",
+            "The OAuth client was not found.",
+        ));
+    }
+    match secret.as_deref() {
+        None => return Err(OAuthError::invalid_request("client_secret is missing.")),
+        Some(s) if s != DEV_CLIENT_SECRET => {
+            return Err(OAuthError::new(401, "invalid_client", "Unauthorized"));
+        }
+        Some(_) => {}
+    }
+    let now = shared.clock.now_ms();
+    let param = |name: &str| {
+        form.get(name).ok_or_else(|| {
+            OAuthError::invalid_request(&format!("Missing required parameter: {name}"))
+        })
+    };
+    let grant_type = param("grant_type")?;
+    let mut world = shared.world();
+    let World { rng, google, .. } = &mut *world;
+    match grant_type.as_str() {
+        "authorization_code" => {
+            let code_value = param("code")?;
+            let redirect_uri = param("redirect_uri")?;
+            let code = google
+                .oauth
+                .codes
+                .get_mut(code_value)
+                .ok_or_else(OAuthError::invalid_grant)?;
+            if code.used || code.expires_ms <= now || code.client_id != client_id {
+                return Err(OAuthError::invalid_grant());
+            }
+            if &code.redirect_uri != redirect_uri {
+                return Err(OAuthError::new(400, "redirect_uri_mismatch", "Bad Request"));
+            }
+            if let Some(pkce) = &code.pkce {
+                let verifier = form.get("code_verifier").ok_or_else(|| {
+                    OAuthError::new(400, "invalid_grant", "Missing code verifier.")
+                })?;
+                if !pkce_matches(pkce, verifier) {
+                    return Err(OAuthError::new(
+                        400,
+                        "invalid_grant",
+                        "Invalid code verifier.",
+                    ));
+                }
+            }
+            code.used = true;
+            let (email, scopes, issue_refresh) =
+                (code.email.clone(), code.scopes.clone(), code.issue_refresh);
+            let (access, refresh) =
+                google
+                    .oauth
+                    .mint(rng, now, &email, &client_id, &scopes, issue_refresh);
+            Ok(token_response(
+                google,
+                rng,
+                now,
+                (&email, &client_id),
+                &scopes,
+                &access,
+                refresh,
+            ))
+        }
+        "refresh_token" => {
+            let token = param("refresh_token")?;
+            let testing = shared.config.google_testing_mode;
+            let rt = google
+                .oauth
+                .refresh
+                .get_mut(token)
+                .ok_or_else(OAuthError::expired_or_revoked)?;
+            if rt.client_id != client_id {
+                return Err(OAuthError::new(401, "unauthorized_client", "Unauthorized"));
+            }
+            let consented = google
+                .oauth
+                .grants
+                .get(&(rt.email.clone(), client_id.clone()))
+                .map_or(0, |g| g.consented_ms);
+            let dead = now - rt.last_used_ms > REFRESH_IDLE_MS
+                || (testing && now - consented > TESTING_REFRESH_MS);
+            if dead {
+                google.oauth.refresh.remove(token);
+                return Err(OAuthError::expired_or_revoked());
+            }
+            rt.last_used_ms = now;
+            let (email, mut scopes) = (rt.email.clone(), rt.scopes.clone());
+            if let Some(requested) = form.get("scope") {
+                let requested = parse_scopes(requested).map_err(|s| {
+                    OAuthError::new(400, "invalid_scope", &format!("Invalid scope: {s}"))
+                })?;
+                if requested.iter().any(|s| !scopes.contains(s)) {
+                    return Err(OAuthError::new(400, "invalid_scope", "Bad Request"));
+                }
+                scopes = requested;
+            }
+            let (access, _) = google
+                .oauth
+                .mint(rng, now, &email, &client_id, &scopes, false);
+            Ok(token_response(
+                google,
+                rng,
+                now,
+                (&email, &client_id),
+                &scopes,
+                &access,
+                None,
+            ))
+        }
+        other => Err(OAuthError::new(
+            400,
+            "unsupported_grant_type",
+            &format!("Invalid grant_type: {other}"),
+        )),
+    }
+}
+
+/// `POST /revoke?token=…` or with the token in a form body. Revokes the whole grant.
+pub(crate) async fn revoke(
+    State(shared): State<Arc<Shared>>,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Response {
+    let from_query = parse_params(raw.unwrap_or_default().as_bytes())
+        .ok()
+        .and_then(|q| q.get("token").cloned());
+    let token = from_query.or_else(|| {
+        parse_params(&body)
+            .ok()
+            .and_then(|f| f.get("token").cloned())
+    });
+    let Some(token) = token else {
+        return OAuthError::invalid_request("Missing required parameter: token").into_response();
+    };
+    let mut world = shared.world();
+    let oauth = &mut world.google.oauth;
+    let owner = oauth
+        .access
+        .get(&token)
+        .map(|a| (a.email.clone(), a.client_id.clone()))
+        .or_else(|| {
+            oauth
+                .refresh
+                .get(&token)
+                .map(|r| (r.email.clone(), r.client_id.clone()))
+        });
+    match owner {
+        Some((email, client)) => {
+            oauth.revoke_grant(&email, &client);
+            (StatusCode::OK, Json(json!({}))).into_response()
+        }
+        None => OAuthError::new(400, "invalid_token", "Token expired or revoked").into_response(),
+    }
+}
+
+/// An authenticated Calendar API caller.
+#[derive(Debug, Clone)]
+pub(crate) struct GoogleAuth {
+    pub email: String,
+    scopes: Arc<[String]>,
+}
+
+impl GoogleAuth {
+    /// Passes when the token holds any of `accepted` (short names below the scope prefix).
+    pub(crate) fn require(&self, accepted: &[&str]) -> Result<(), ApiError> {
+        let ok = self.scopes.iter().any(|s| {
+            s.strip_prefix(SCOPE_PREFIX)
+                .is_some_and(|short| accepted.contains(&short))
+        });
+        if ok {
+            Ok(())
+        } else {
+            Err(ApiError::insufficient_scope())
+        }
+    }
+
+    fn has(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+}
+
+impl FromRequestParts<Arc<Shared>> for GoogleAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared>) -> Result<Self, ApiError> {
+        let token = bearer(&parts.headers).ok_or_else(ApiError::login_required)?;
+        let now = shared.clock.now_ms();
+        let world = shared.world();
+        let access = world
+            .google
+            .oauth
+            .access
+            .get(token)
+            .filter(|a| a.expires_ms > now)
+            .ok_or_else(ApiError::unauthorized)?;
+        Ok(GoogleAuth {
+            email: access.email.clone(),
+            scopes: access.scopes.clone(),
+        })
+    }
+}
+
+/// OpenID userinfo. The calendar-only way to learn the account e-mail is the primary
+/// calendar's id (`GET /calendar/v3/calendars/primary`); this endpoint needs `openid`,
+/// `email` or `profile` and returns `email` only with the email scope.
+pub(crate) async fn userinfo(
+    State(shared): State<Arc<Shared>>,
+    auth: Result<GoogleAuth, ApiError>,
+) -> Response {
+    let auth = match auth {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
+    let email_scope = format!("{SCOPE_PREFIX}userinfo.email");
+    let profile_scope = format!("{SCOPE_PREFIX}userinfo.profile");
+    if !(auth.has("openid") || auth.has(&email_scope) || auth.has(&profile_scope)) {
+        return ApiError::insufficient_scope().into_response();
+    }
+    let world = shared.world();
+    let sub = world
+        .google
+        .accounts
+        .get(&auth.email)
+        .map(|a| a.sub.clone())
+        .unwrap_or_default();
+    let mut body: Value = json!({"sub": sub});
+    if auth.has(&email_scope) {
+        body["email"] = json!(auth.email);
+        body["email_verified"] = json!(true);
+    }
+    Json(body).into_response()
+}
+
+/// The control API's full-scope offline grant for the dev client.
+pub(crate) fn mint_full_grant(world: &mut World, now_ms: i64, email: &str) -> (String, String) {
+    let scopes: Vec<String> = ["openid", "userinfo.email", "calendar"]
+        .iter()
+        .map(|s| normalize_scope(s).unwrap_or_else(|| format!("{SCOPE_PREFIX}{s}")))
+        .collect();
+    let World { rng, google, .. } = world;
+    let grant = google
+        .oauth
+        .grants
+        .entry((email.to_owned(), DEV_CLIENT_ID.to_owned()))
+        .or_default();
+    grant.scopes.extend(scopes.iter().cloned());
+    grant.consented_ms = now_ms;
+    let (access, refresh) = google
+        .oauth
+        .mint(rng, now_ms, email, DEV_CLIENT_ID, &scopes, true);
+    (access, refresh.expect("requested"))
+}

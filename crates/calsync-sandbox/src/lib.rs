@@ -1,0 +1,120 @@
+//! A faithful local emulator of Google (OAuth 2.0 + Calendar API v3) and Microsoft (identity
+//! platform v2.0 + Graph calendar), following `specs/provider-apis.md`. When the real service's
+//! behaviour is uncertain the sandbox is stricter, never kinder.
+//!
+//! Mount [`Sandbox::router`] anywhere (for example under `/sandbox`), or run it alone with
+//! [`serve`]. Paths below the mount point:
+//!
+//! | service | path |
+//! |---|---|
+//! | Google authorize / token / revoke | `/google/o/oauth2/v2/auth`, `/google/token`, `/google/revoke` |
+//! | Google user info (e-mail of the account) | `/google/oauth2/v3/userinfo` (also `/google/oauth2/v2/userinfo`) |
+//! | Google Calendar v3 | `/google/calendar/v3/…` |
+//! | Microsoft authorize / token | `/microsoft/{tenant}/oauth2/v2.0/authorize`, `…/token` |
+//! | Microsoft Graph v1.0 | `/microsoft/graph/v1.0/…` |
+//! | control | `/_sandbox/…` |
+
+// The Graph event resource is one large `json!` literal.
+#![recursion_limit = "256"]
+// Error types carry whole provider error bodies by value; they are the cold path, and
+// boxing every one would only add noise to the handlers.
+#![allow(clippy::result_large_err)]
+
+mod clock;
+mod control;
+mod cursor;
+mod faults;
+mod google;
+mod html;
+mod ids;
+mod microsoft;
+mod middleware;
+mod oauth;
+mod state;
+mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+
+pub use state::{DEV_CLIENT_ID, DEV_CLIENT_SECRET};
+
+/// Sandbox settings. `Default` gives the documented provider limits.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Seeds every id and token, so a seeded run issuing the same requests repeats exactly.
+    pub seed: Option<u64>,
+    /// The externally visible URL of the sandbox root (for example
+    /// `http://127.0.0.1:8080/sandbox`), used in Graph `@odata.nextLink`/`deltaLink`, Google
+    /// `htmlLink`-style self references and consent-page form targets. [`serve`] fills it in
+    /// from the bound address when empty.
+    pub public_base_url: String,
+    /// Redirect URIs accepted besides the always-allowed loopback ones.
+    pub extra_redirect_uris: Vec<String>,
+    /// How long a `timeout` fault holds the request before dropping the connection.
+    pub timeout_fault_duration: Duration,
+    /// Graph per-mailbox request budget per window (Outlook: 10,000 per 10 minutes).
+    pub graph_mailbox_limit: u32,
+    pub graph_mailbox_window: Duration,
+    /// Graph concurrent requests per mailbox (Outlook: 4).
+    pub graph_mailbox_concurrency: u32,
+    /// Oldest `updatedMin` Google accepts before answering 410 `updatedMinTooLongAgo`.
+    pub google_updated_min_max_age: Duration,
+    /// Google consent screen in "Testing": refresh tokens die 7 days after consent.
+    pub google_testing_mode: bool,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            seed: None,
+            public_base_url: String::new(),
+            extra_redirect_uris: Vec::new(),
+            timeout_fault_duration: Duration::from_secs(30),
+            graph_mailbox_limit: 10_000,
+            graph_mailbox_window: Duration::from_secs(600),
+            graph_mailbox_concurrency: 4,
+            google_updated_min_max_age: Duration::from_secs(30 * 24 * 3600),
+            google_testing_mode: false,
+        }
+    }
+}
+
+/// A running emulator's state; cheap to clone.
+#[derive(Clone)]
+pub struct Sandbox {
+    shared: Arc<state::Shared>,
+}
+
+impl Sandbox {
+    pub fn new(config: SandboxConfig) -> Self {
+        Self {
+            shared: Arc::new(state::Shared::new(config)),
+        }
+    }
+
+    /// All sandbox routes, ready for `Router::nest("/sandbox", sandbox.router())`.
+    pub fn router(&self) -> Router {
+        let shared = self.shared.clone();
+        let google = google::router(shared.clone());
+        let microsoft = microsoft::router(shared.clone());
+        Router::new()
+            .merge(google)
+            .merge(microsoft)
+            .merge(control::router(shared))
+    }
+}
+
+/// Serves a sandbox on `listener` until the task is dropped. With an empty
+/// `public_base_url` the sandbox advertises `http://<bound address>`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    mut config: SandboxConfig,
+) -> std::io::Result<()> {
+    if config.public_base_url.is_empty() {
+        config.public_base_url = format!("http://{}", listener.local_addr()?);
+    }
+    let sandbox = Sandbox::new(config);
+    axum::serve(listener, sandbox.router()).await
+}

@@ -1,0 +1,1073 @@
+//! Graph v1.0 calendar: `/me`, calendars, events CRUD, calendarView and calendarView/delta,
+//! with Outlook's etags, `transactionId` dedupe and `Prefer` handling.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, Timelike, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::error::{GraphError, GraphResult};
+use super::identity::GraphAuth;
+use super::{MsCalendar, MsWorld, tz};
+use crate::cursor;
+use crate::ids;
+use crate::state::{Shared, World};
+use crate::store::Item;
+
+const READ: &[&str] = &[
+    "Calendars.Read",
+    "Calendars.ReadWrite",
+    "Calendars.Read.Shared",
+    "Calendars.ReadWrite.Shared",
+];
+const WRITE: &[&str] = &["Calendars.ReadWrite", "Calendars.ReadWrite.Shared"];
+const USER: &[&str] = &["User.Read", "User.ReadBasic.All"];
+const DEFAULT_PAGE: usize = 10;
+const MAX_PAGE: usize = 1000;
+
+pub(super) fn routes(r: Router<Arc<Shared>>) -> Router<Arc<Shared>> {
+    let g = "/microsoft/graph/v1.0";
+    r.route(&format!("{g}/me"), get(me))
+        .route(&format!("{g}/me/calendars"), get(list_calendars))
+        .route(&format!("{g}/me/calendar"), get(default_calendar))
+        .route(&format!("{g}/me/calendars/{{cal}}"), get(get_calendar))
+        .route(
+            &format!("{g}/me/events"),
+            get(list_default_events).post(create_default),
+        )
+        .route(
+            &format!("{g}/me/calendars/{{cal}}/events"),
+            get(list_events).post(create),
+        )
+        .route(
+            &format!("{g}/me/events/{{id}}"),
+            get(get_event).patch(patch_event).delete(delete_event),
+        )
+        .route(&format!("{g}/me/calendarView"), get(view_default))
+        .route(&format!("{g}/me/calendars/{{cal}}/calendarView"), get(view))
+        .route(&format!("{g}/me/calendarView/delta"), get(delta_default))
+        .route(
+            &format!("{g}/me/calendars/{{cal}}/calendarView/delta"),
+            get(delta),
+        )
+}
+
+/// The stored event: client-settable properties (validated) plus server-owned state.
+#[derive(Debug, Clone)]
+pub(crate) struct GEvent {
+    props: Map<String, Value>,
+    id: String,
+    change_key: String,
+    created_ms: i64,
+    ical_uid: String,
+    all_day: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)] // Parsed for validation only.
+struct EventInput {
+    #[serde(rename = "@odata.type")]
+    odata_type: Option<String>,
+    subject: Option<String>,
+    body: Option<ItemBody>,
+    start: Option<DateTimeTimeZone>,
+    end: Option<DateTimeTimeZone>,
+    is_all_day: Option<bool>,
+    location: Option<Value>,
+    locations: Option<Vec<Value>>,
+    attendees: Option<Vec<Value>>,
+    categories: Option<Vec<String>>,
+    show_as: Option<String>,
+    sensitivity: Option<String>,
+    importance: Option<String>,
+    is_reminder_on: Option<bool>,
+    reminder_minutes_before_start: Option<i64>,
+    transaction_id: Option<String>,
+    single_value_extended_properties: Option<Vec<ExtProp>>,
+    recurrence: Option<Value>,
+    is_online_meeting: Option<bool>,
+    online_meeting_provider: Option<String>,
+    response_requested: Option<bool>,
+    allow_new_time_proposals: Option<bool>,
+    hide_attendees: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)]
+struct ItemBody {
+    content_type: Option<String>,
+    content: Option<String>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct DateTimeTimeZone {
+    date_time: String,
+    time_zone: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct ExtProp {
+    id: String,
+    value: String,
+}
+
+fn respond(r: GraphResult<Response>) -> Response {
+    r.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `Prefer` preferences: `outlook.timezone` and `odata.maxpagesize`.
+struct Prefer {
+    tz: Option<(String, Tz)>,
+    page: Option<usize>,
+}
+
+fn prefer(headers: &HeaderMap) -> GraphResult<Prefer> {
+    let mut p = Prefer {
+        tz: None,
+        page: None,
+    };
+    for value in headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+    {
+        for part in value.split(',').map(str::trim) {
+            if let Some(rest) = part.strip_prefix("outlook.timezone=") {
+                let name = rest.trim_matches('"');
+                let zone = tz::resolve(name).ok_or_else(|| tz_unsupported(name))?;
+                p.tz = Some((name.to_owned(), zone));
+            } else if let Some(n) = part.strip_prefix("odata.maxpagesize=") {
+                p.page = n.trim_matches('"').parse().ok();
+            }
+        }
+    }
+    Ok(p)
+}
+
+fn tz_unsupported(name: &str) -> GraphError {
+    GraphError::new(
+        400,
+        "TimeZoneNotSupportedException",
+        &format!(
+            "A valid TimeZone value must be specified. The following TimeZone value is not supported: '{name}'."
+        ),
+    )
+}
+
+fn with_preference(mut resp: Response, p: &Prefer) -> Response {
+    let mut applied = Vec::new();
+    if let Some((name, _)) = &p.tz {
+        applied.push(format!("outlook.timezone=\"{name}\""));
+    }
+    if let Some(n) = p.page {
+        applied.push(format!("odata.maxpagesize={n}"));
+    }
+    if !applied.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&applied.join(", "))
+    {
+        resp.headers_mut().insert("preference-applied", v);
+    }
+    resp
+}
+
+/// Graph's `dateTime` shape: no offset, seven fractional digits.
+fn graph_time(t: DateTime<Utc>, zone: Tz) -> String {
+    t.with_timezone(&zone)
+        .format("%Y-%m-%dT%H:%M:%S.0000000")
+        .to_string()
+}
+
+fn utc_stamp(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn parse_dtz(d: &DateTimeTimeZone) -> GraphResult<(DateTime<Utc>, Tz, String, NaiveDateTime)> {
+    let name = d.time_zone.clone().unwrap_or_else(|| "UTC".into());
+    let zone = tz::resolve(&name).ok_or_else(|| tz_unsupported(&name))?;
+    let naive =
+        NaiveDateTime::parse_from_str(&d.date_time, "%Y-%m-%dT%H:%M:%S%.f").map_err(|_| {
+            GraphError::bad_request(&format!(
+                "Cannot convert the literal '{}' to the expected type 'Edm.DateTime'.",
+                d.date_time
+            ))
+        })?;
+    Ok((crate::google::resolve_local(naive, zone), zone, name, naive))
+}
+
+/// Validates merged properties and returns `(start_ms, end_ms, all_day)`.
+fn check(props: &Map<String, Value>) -> GraphResult<(i64, i64, bool)> {
+    let input: EventInput = serde_json::from_value(Value::Object(props.clone())).map_err(|e| {
+        GraphError::new(
+            400,
+            "RequestBodyRead",
+            &format!("Invalid request body: {e}"),
+        )
+    })?;
+    let (Some(start), Some(end)) = (&input.start, &input.end) else {
+        return Err(GraphError::new(
+            400,
+            "ErrorInvalidRequest",
+            "Your request can't be completed. The start and end time must be specified.",
+        ));
+    };
+    let (s, _, s_name, s_naive) = parse_dtz(start)?;
+    let (e, _, e_name, e_naive) = parse_dtz(end)?;
+    if e < s {
+        return Err(GraphError::new(
+            400,
+            "ErrorInvalidRequest",
+            "The end time must be later than the start time.",
+        ));
+    }
+    let all_day = input.is_all_day.unwrap_or(false);
+    if all_day {
+        let midnight =
+            |n: NaiveDateTime| n.time().num_seconds_from_midnight() == 0 && n.nanosecond() == 0;
+        if !midnight(s_naive) || !midnight(e_naive) || s_name != e_name || e <= s {
+            return Err(GraphError::new(
+                400,
+                "ErrorPropertyValidationFailure",
+                "Your request can't be completed. If the event is an all-day event, the start and end time must be midnight in the same time zone.",
+            ));
+        }
+    }
+    for (field, allowed) in [
+        (
+            &input.show_as,
+            &[
+                "free",
+                "tentative",
+                "busy",
+                "oof",
+                "workingElsewhere",
+                "unknown",
+            ][..],
+        ),
+        (
+            &input.sensitivity,
+            &["normal", "personal", "private", "confidential"][..],
+        ),
+        (&input.importance, &["low", "normal", "high"][..]),
+    ] {
+        if let Some(v) = field
+            && !allowed.contains(&v.as_str())
+        {
+            return Err(GraphError::new(
+                400,
+                "RequestBodyRead",
+                &format!("Requested value '{v}' was not found."),
+            ));
+        }
+    }
+    Ok((s.timestamp_millis(), e.timestamp_millis(), all_day))
+}
+
+/// The event resource as Graph returns it.
+fn render(ev: &GEvent, item_modified_ms: i64, owner: &str, zone: Option<&(String, Tz)>) -> Value {
+    let p = &ev.props;
+    let time = |key: &str| -> Value {
+        let Some(d) = p
+            .get(key)
+            .and_then(|v| serde_json::from_value::<DateTimeTimeZone>(v.clone()).ok())
+        else {
+            return Value::Null;
+        };
+        let Ok((t, own_zone, own_name, _)) = parse_dtz(&d) else {
+            return Value::Null;
+        };
+        // All-day events stay in their own zone whatever `Prefer` says.
+        match zone.filter(|_| !ev.all_day) {
+            Some((name, z)) => json!({"dateTime": graph_time(t, *z), "timeZone": name}),
+            None if ev.all_day => {
+                json!({"dateTime": graph_time(t, own_zone), "timeZone": own_name})
+            }
+            None => json!({"dateTime": graph_time(t, Tz::UTC), "timeZone": "UTC"}),
+        }
+    };
+    let tz_name = |key: &str| {
+        p.get(key)
+            .and_then(|v| v.get("timeZone"))
+            .and_then(Value::as_str)
+            .unwrap_or("UTC")
+            .to_owned()
+    };
+    let body = p
+        .get("body")
+        .cloned()
+        .unwrap_or_else(|| json!({"contentType": "html", "content": ""}));
+    let preview: String = body
+        .get("content")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .chars()
+        .take(255)
+        .collect();
+    let mut out = json!({
+        "@odata.etag": format!("W/\"{}\"", ev.change_key),
+        "id": ev.id,
+        "createdDateTime": utc_stamp(ev.created_ms),
+        "lastModifiedDateTime": utc_stamp(item_modified_ms),
+        "changeKey": ev.change_key,
+        "categories": p.get("categories").cloned().unwrap_or(json!([])),
+        "originalStartTimeZone": tz_name("start"),
+        "originalEndTimeZone": tz_name("end"),
+        "iCalUId": ev.ical_uid,
+        "reminderMinutesBeforeStart": p.get("reminderMinutesBeforeStart").cloned().unwrap_or(json!(15)),
+        "isReminderOn": p.get("isReminderOn").cloned().unwrap_or(json!(true)),
+        "hasAttachments": false,
+        "subject": p.get("subject").cloned().unwrap_or(json!("")),
+        "bodyPreview": preview,
+        "importance": p.get("importance").cloned().unwrap_or(json!("normal")),
+        "sensitivity": p.get("sensitivity").cloned().unwrap_or(json!("normal")),
+        "isAllDay": ev.all_day,
+        "isCancelled": false,
+        "isOrganizer": true,
+        "responseRequested": p.get("responseRequested").cloned().unwrap_or(json!(true)),
+        "seriesMasterId": null,
+        "showAs": p.get("showAs").cloned().unwrap_or(json!("busy")),
+        "type": "singleInstance",
+        "webLink": format!("https://outlook.office365.com/owa/?itemid={}&exvsurl=1&path=/calendar/item", ev.id),
+        "onlineMeetingUrl": null,
+        "isOnlineMeeting": p.get("isOnlineMeeting").cloned().unwrap_or(json!(false)),
+        "onlineMeetingProvider": p.get("onlineMeetingProvider").cloned().unwrap_or(json!("unknown")),
+        "allowNewTimeProposals": p.get("allowNewTimeProposals").cloned().unwrap_or(json!(true)),
+        "isDraft": false,
+        "hideAttendees": p.get("hideAttendees").cloned().unwrap_or(json!(false)),
+        "responseStatus": {"response": "organizer", "time": "0001-01-01T00:00:00Z"},
+        "body": body,
+        "start": time("start"),
+        "end": time("end"),
+        "location": p.get("location").cloned().unwrap_or(json!({"displayName": "", "locationType": "default", "uniqueIdType": "unknown", "address": {}, "coordinates": {}})),
+        "locations": p.get("locations").cloned().unwrap_or(json!([])),
+        "recurrence": p.get("recurrence").cloned().unwrap_or(Value::Null),
+        "attendees": p.get("attendees").cloned().unwrap_or(json!([])),
+        "organizer": {"emailAddress": {"name": owner, "address": owner}},
+        "onlineMeeting": null,
+    });
+    if let Some(t) = p.get("transactionId") {
+        out["transactionId"] = t.clone();
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+
+async fn me(State(shared): State<Arc<Shared>>, auth: Result<GraphAuth, GraphError>) -> Response {
+    respond((|| {
+        let auth = auth?;
+        auth.require(USER)?;
+        let world = shared.world();
+        let acc = world
+            .microsoft
+            .accounts
+            .get(&auth.email)
+            .ok_or_else(GraphError::not_found)?;
+        let local = auth.email.split('@').next().unwrap_or_default();
+        Ok(Json(json!({
+            "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users/$entity",
+            "businessPhones": [], "displayName": local, "givenName": local, "jobTitle": null,
+            "mail": auth.email, "mobilePhone": null, "officeLocation": null, "preferredLanguage": null,
+            "surname": null, "userPrincipalName": auth.email, "id": acc.id,
+        }))
+        .into_response())
+    })())
+}
+
+fn calendar_json(cal: &MsCalendar, owner: &str, default: bool) -> Value {
+    json!({
+        "id": cal.id, "name": cal.name, "color": "auto", "hexColor": "", "isDefaultCalendar": default,
+        "changeKey": cal.change_key, "canShare": true, "canViewPrivateItems": true, "canEdit": true,
+        "allowedOnlineMeetingProviders": ["teamsForBusiness"], "defaultOnlineMeetingProvider": "teamsForBusiness",
+        "isTallyingResponses": true, "isRemovable": !default,
+        "owner": {"name": owner, "address": owner},
+    })
+}
+
+/// Resolves a calendar id (or the default calendar) the caller owns.
+fn calendar_id(microsoft: &MsWorld, auth: &GraphAuth, cal: Option<&str>) -> GraphResult<String> {
+    let acc = microsoft
+        .accounts
+        .get(&auth.email)
+        .ok_or_else(GraphError::not_found)?;
+    match cal {
+        None => Ok(acc.calendars[0].clone()),
+        Some(c) if acc.calendars.iter().any(|x| x == c) => Ok(c.to_owned()),
+        Some(_) => Err(GraphError::not_found()),
+    }
+}
+
+async fn list_calendars(
+    State(shared): State<Arc<Shared>>,
+    auth: Result<GraphAuth, GraphError>,
+) -> Response {
+    respond((|| {
+        let auth = auth?;
+        auth.require(READ)?;
+        let world = shared.world();
+        let acc = world
+            .microsoft
+            .accounts
+            .get(&auth.email)
+            .ok_or_else(GraphError::not_found)?;
+        let items: Vec<Value> = acc
+            .calendars
+            .iter()
+            .enumerate()
+            .filter_map(|(i, id)| {
+                world
+                    .microsoft
+                    .calendars
+                    .get(id)
+                    .map(|c| calendar_json(c, &auth.email, i == 0))
+            })
+            .collect();
+        Ok(Json(json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users('me')/calendars", "value": items})).into_response())
+    })())
+}
+
+async fn default_calendar(
+    State(shared): State<Arc<Shared>>,
+    auth: Result<GraphAuth, GraphError>,
+) -> Response {
+    calendar_by(shared, auth, None)
+}
+
+async fn get_calendar(
+    State(shared): State<Arc<Shared>>,
+    auth: Result<GraphAuth, GraphError>,
+    Path(cal): Path<String>,
+) -> Response {
+    calendar_by(shared, auth, Some(cal))
+}
+
+fn calendar_by(
+    shared: Arc<Shared>,
+    auth: Result<GraphAuth, GraphError>,
+    cal: Option<String>,
+) -> Response {
+    respond((|| {
+        let auth = auth?;
+        auth.require(READ)?;
+        let world = shared.world();
+        let id = calendar_id(&world.microsoft, &auth, cal.as_deref())?;
+        let default = world.microsoft.accounts[&auth.email].calendars[0] == id;
+        Ok(Json(calendar_json(
+            &world.microsoft.calendars[&id],
+            &auth.email,
+            default,
+        ))
+        .into_response())
+    })())
+}
+
+/// Finds the calendar holding event `id` among the caller's calendars.
+fn locate(microsoft: &MsWorld, auth: &GraphAuth, id: &str) -> GraphResult<String> {
+    let acc = microsoft
+        .accounts
+        .get(&auth.email)
+        .ok_or_else(GraphError::not_found)?;
+    acc.calendars
+        .iter()
+        .find(|c| {
+            microsoft
+                .calendars
+                .get(*c)
+                .and_then(|cal| cal.events.get(id))
+                .is_some_and(|i| !i.deleted)
+        })
+        .cloned()
+        .ok_or_else(GraphError::not_found)
+}
+
+fn parse_object(body: &[u8]) -> GraphResult<Map<String, Value>> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(GraphError::new(
+            400,
+            "RequestBodyRead",
+            "Invalid JSON in request body.",
+        )),
+    }
+}
+
+fn store(
+    world: &mut World,
+    cal_id: &str,
+    ev: GEvent,
+    times: (i64, i64),
+    now: i64,
+    deleted: bool,
+) -> u64 {
+    let seq = world.next_seq();
+    let cal = world
+        .microsoft
+        .calendars
+        .get_mut(cal_id)
+        .expect("calendar exists");
+    let id = ev.id.clone();
+    cal.events.put(
+        &id,
+        Item {
+            ev,
+            seq,
+            start: times.0,
+            end: times.1,
+            updated_ms: now,
+            deleted,
+        },
+    );
+    seq
+}
+
+async fn create_default(
+    State(shared): State<Arc<Shared>>,
+    auth: Result<GraphAuth, GraphError>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    respond(create_inner(&shared, auth, None, &headers, &body))
+}
+
+async fn create(
+    State(shared): State<Arc<Shared>>,
+    auth: Result<GraphAuth, GraphError>,
+    Path(cal): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    respond(create_inner(&shared, auth, Some(&cal), &headers, &body))
+}
+
+fn create_inner(
+    shared: &Shared,
+    auth: GraphResult<GraphAuth>,
+    cal: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> GraphResult<Response> {
+    let auth = auth?;
+    auth.require(WRITE)?;
+    let pref = prefer(headers)?;
+    let props = parse_object(body)?;
+    let (s, e, all_day) = check(&props)?;
+    let now = shared.clock.now_ms();
+    let mut world = shared.world();
+    let cal_id = calendar_id(&world.microsoft, &auth, cal)?;
+    let tx = props
+        .get("transactionId")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    // A retried POST with the same transactionId returns the first event, unchanged.
+    if let Some(tx) = &tx
+        && let Some(existing) = world.microsoft.calendars[&cal_id].transactions.get(tx)
+        && let Some(item) = world.microsoft.calendars[&cal_id].events.get(existing)
+    {
+        let v = render(&item.ev, item.updated_ms, &auth.email, pref.tz.as_ref());
+        return Ok(with_preference(
+            (StatusCode::CREATED, Json(v)).into_response(),
+            &pref,
+        ));
+    }
+    let id = ids::token(&mut world.rng, "AAMkAGI2", 96);
+    let change_key = ids::token(&mut world.rng, "", 18);
+    let ical = format!(
+        "040000008200E00074C5B7101A82E008{}",
+        ids::token(&mut world.rng, "", 24)
+    );
+    let ev = GEvent {
+        props,
+        id: id.clone(),
+        change_key,
+        created_ms: now,
+        ical_uid: ical,
+        all_day,
+    };
+    if let Some(tx) = tx {
+        world
+            .microsoft
+            .calendars
+            .get_mut(&cal_id)
+            .expect("exists")
+            .transactions
+            .insert(tx, id.clone());
+    }
+    let v = render(&ev, now, &auth.email, pref.tz.as_ref());
+    store(&mut world, &cal_id, ev, (s, e), now, false);
+    Ok(with_preference(
+        (StatusCode::CREATED, Json(v)).into_response(),
+        &pref,
+    ))
+}
+
+async fn get_event(
+    State(shared): State<Arc<Shared>>,
+    auth: Result<GraphAuth, GraphError>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    respond((|| {
+        let auth = auth?;
+        auth.require(READ)?;
+        let pref = prefer(&headers)?;
+        let world = shared.world();
+        let cal = locate(&world.microsoft, &auth, &id)?;
+        let item = world.microsoft.calendars[&cal]
+            .events
+            .get(&id)
+            .ok_or_else(GraphError::not_found)?;
+        let v = render(&item.ev, item.updated_ms, &auth.email, pref.tz.as_ref());
+        Ok(with_preference(Json(v).into_response(), &pref))
+    })())
+}
+
+/// `If-Match` must carry the current `W/"changeKey"` (a bare change key does not match).
+fn if_match(headers: &HeaderMap, change_key: &str) -> GraphResult<()> {
+    match headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
+        None | Some("*") => Ok(()),
+        Some(v) if v == format!("W/\"{change_key}\"") => Ok(()),
+        Some(_) => Err(GraphError::conflict()),
+    }
+}
+
+async fn patch_event(
+    State(shared): State<Arc<Shared>>,
+    auth: Result<GraphAuth, GraphError>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    respond((|| {
+        let auth = auth?;
+        auth.require(WRITE)?;
+        let pref = prefer(&headers)?;
+        let patch = parse_object(&body)?;
+        if patch.contains_key("transactionId") {
+            return Err(GraphError::bad_request(
+                "The property 'transactionId' is read-only after creation.",
+            ));
+        }
+        let now = shared.clock.now_ms();
+        let mut world = shared.world();
+        let cal = locate(&world.microsoft, &auth, &id)?;
+        let item = world.microsoft.calendars[&cal]
+            .events
+            .get(&id)
+            .ok_or_else(GraphError::not_found)?;
+        if_match(&headers, &item.ev.change_key)?;
+        let mut ev = item.ev.clone();
+        // Top-level properties replace whole values, arrays and complex types included.
+        for (k, v) in patch {
+            ev.props.insert(k, v);
+        }
+        let (s, e, all_day) = check(&ev.props)?;
+        ev.all_day = all_day;
+        ev.change_key = ids::token(&mut world.rng, "", 18);
+        let v = render(&ev, now, &auth.email, pref.tz.as_ref());
+        store(&mut world, &cal, ev, (s, e), now, false);
+        Ok(with_preference(Json(v).into_response(), &pref))
+    })())
+}
+
+async fn delete_event(
+    State(shared): State<Arc<Shared>>,
+    auth: Result<GraphAuth, GraphError>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    respond((|| {
+        let auth = auth?;
+        auth.require(WRITE)?;
+        let now = shared.clock.now_ms();
+        let mut world = shared.world();
+        let cal = locate(&world.microsoft, &auth, &id)?;
+        let item = world.microsoft.calendars[&cal]
+            .events
+            .get(&id)
+            .ok_or_else(GraphError::not_found)?;
+        if_match(&headers, &item.ev.change_key)?;
+        let (ev, times) = (item.ev.clone(), (item.start, item.end));
+        store(&mut world, &cal, ev, times, now, true);
+        Ok(StatusCode::NO_CONTENT.into_response())
+    })())
+}
+
+// ---------------------------------------------------------------------------------------
+// Listing: /events, calendarView, calendarView/delta
+
+#[derive(Serialize, Deserialize)]
+struct ViewCursor {
+    c: String,
+    ep: u32,
+    /// Window in epoch ms (`None` for plain `/events`).
+    w: Option<(i64, i64)>,
+    /// Delta only: `false` while the initial round runs, then incremental.
+    inc: bool,
+    /// Incremental: log position already delivered; round end snapshot.
+    p: u64,
+    e: u64,
+    /// Initial round / plain listing: `(start, id)` already delivered.
+    k: Option<(i64, String)>,
+}
+
+fn parse_window_bound(q: &[(String, String)], name: &str) -> GraphResult<Option<i64>> {
+    let Some((_, v)) = q.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)) else {
+        return Ok(None);
+    };
+    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
+        return Ok(Some(t.timestamp_millis()));
+    }
+    NaiveDateTime::parse_from_str(v, "%Y-%m-%dT%H:%M:%S%.f")
+        .map(|n| Some(n.and_utc().timestamp_millis()))
+        .map_err(|_| {
+            GraphError::invalid_param(&format!(
+                "The value '{v}' of parameter '{name}' is invalid."
+            ))
+        })
+}
+
+fn window_required() -> GraphError {
+    GraphError::invalid_param(
+        "This request requires a time window specified by the query string parameters StartDateTime and EndDateTime.",
+    )
+}
+
+fn query_pairs(raw: Option<String>) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+struct ListReq<'a> {
+    cal: Option<&'a str>,
+    mode: Mode,
+    path: String,
+}
+
+#[derive(PartialEq, Clone, Copy)]
+enum Mode {
+    Events,
+    View,
+    Delta,
+}
+
+async fn list_default_events(
+    State(s): State<Arc<Shared>>,
+    a: Result<GraphAuth, GraphError>,
+    uri: OriginalUri,
+    RawQuery(q): RawQuery,
+    h: HeaderMap,
+) -> Response {
+    respond(listing(
+        &s,
+        a,
+        ListReq {
+            cal: None,
+            mode: Mode::Events,
+            path: rel_path(&uri),
+        },
+        q,
+        &h,
+    ))
+}
+async fn list_events(
+    State(s): State<Arc<Shared>>,
+    a: Result<GraphAuth, GraphError>,
+    Path(cal): Path<String>,
+    uri: OriginalUri,
+    RawQuery(q): RawQuery,
+    h: HeaderMap,
+) -> Response {
+    respond(listing(
+        &s,
+        a,
+        ListReq {
+            cal: Some(&cal),
+            mode: Mode::Events,
+            path: rel_path(&uri),
+        },
+        q,
+        &h,
+    ))
+}
+async fn view_default(
+    State(s): State<Arc<Shared>>,
+    a: Result<GraphAuth, GraphError>,
+    uri: OriginalUri,
+    RawQuery(q): RawQuery,
+    h: HeaderMap,
+) -> Response {
+    respond(listing(
+        &s,
+        a,
+        ListReq {
+            cal: None,
+            mode: Mode::View,
+            path: rel_path(&uri),
+        },
+        q,
+        &h,
+    ))
+}
+async fn view(
+    State(s): State<Arc<Shared>>,
+    a: Result<GraphAuth, GraphError>,
+    Path(cal): Path<String>,
+    uri: OriginalUri,
+    RawQuery(q): RawQuery,
+    h: HeaderMap,
+) -> Response {
+    respond(listing(
+        &s,
+        a,
+        ListReq {
+            cal: Some(&cal),
+            mode: Mode::View,
+            path: rel_path(&uri),
+        },
+        q,
+        &h,
+    ))
+}
+async fn delta_default(
+    State(s): State<Arc<Shared>>,
+    a: Result<GraphAuth, GraphError>,
+    uri: OriginalUri,
+    RawQuery(q): RawQuery,
+    h: HeaderMap,
+) -> Response {
+    respond(listing(
+        &s,
+        a,
+        ListReq {
+            cal: None,
+            mode: Mode::Delta,
+            path: rel_path(&uri),
+        },
+        q,
+        &h,
+    ))
+}
+async fn delta(
+    State(s): State<Arc<Shared>>,
+    a: Result<GraphAuth, GraphError>,
+    Path(cal): Path<String>,
+    uri: OriginalUri,
+    RawQuery(q): RawQuery,
+    h: HeaderMap,
+) -> Response {
+    respond(listing(
+        &s,
+        a,
+        ListReq {
+            cal: Some(&cal),
+            mode: Mode::Delta,
+            path: rel_path(&uri),
+        },
+        q,
+        &h,
+    ))
+}
+
+/// The request path below the sandbox root, wherever the sandbox is mounted.
+fn rel_path(uri: &OriginalUri) -> String {
+    let p = uri.0.path();
+    p.find("/microsoft/graph/")
+        .map_or(p, |i| &p[i..])
+        .to_owned()
+}
+
+fn listing(
+    shared: &Shared,
+    auth: GraphResult<GraphAuth>,
+    req: ListReq<'_>,
+    raw: Option<String>,
+    headers: &HeaderMap,
+) -> GraphResult<Response> {
+    let auth = auth?;
+    auth.require(READ)?;
+    let pref = prefer(headers)?;
+    let q = query_pairs(raw);
+    let token_param = q
+        .iter()
+        .find(|(k, _)| k == "$skiptoken" || k == "$deltatoken")
+        .map(|(_, v)| v.clone());
+    let start = parse_window_bound(&q, "startDateTime")?;
+    let end = parse_window_bound(&q, "endDateTime")?;
+    for (k, _) in &q {
+        let ok = match req.mode {
+            Mode::Delta => matches!(
+                k.as_str(),
+                "startDateTime" | "endDateTime" | "$skiptoken" | "$deltatoken"
+            ),
+            Mode::View => matches!(
+                k.as_str(),
+                "startDateTime"
+                    | "endDateTime"
+                    | "$skiptoken"
+                    | "$top"
+                    | "$select"
+                    | "$orderby"
+                    | "$filter"
+            ),
+            Mode::Events => matches!(
+                k.as_str(),
+                "$skiptoken" | "$top" | "$select" | "$orderby" | "$filter"
+            ),
+        };
+        if !ok {
+            return Err(GraphError::bad_request(&format!(
+                "The query parameter '{k}' is not supported with this request."
+            )));
+        }
+    }
+    let page = pref
+        .page
+        .or_else(|| {
+            q.iter()
+                .find(|(k, _)| k == "$top")
+                .and_then(|(_, v)| v.parse().ok())
+        })
+        .unwrap_or(DEFAULT_PAGE)
+        .clamp(1, MAX_PAGE);
+    let world = shared.world();
+    let cal_id = calendar_id(&world.microsoft, &auth, req.cal)?;
+    let epoch = world.microsoft.accounts[&auth.email].epoch;
+    let head = world.seq();
+    let cal = &world.microsoft.calendars[&cal_id];
+
+    let cursor: ViewCursor = match &token_param {
+        Some(t) => {
+            // The window lives in the token; sending it again is a client bug.
+            if start.is_some() || end.is_some() {
+                return Err(GraphError::bad_request(
+                    "startDateTime/endDateTime cannot be combined with a $skiptoken or $deltatoken.",
+                ));
+            }
+            let c: ViewCursor = cursor::decode(t).ok_or_else(GraphError::sync_state_not_found)?;
+            if c.c != cal_id {
+                return Err(GraphError::sync_state_not_found());
+            }
+            if req.mode == Mode::Delta && c.ep != epoch {
+                let mut e = GraphError::sync_state_not_found();
+                if let Some((ws, we)) = c.w {
+                    e.location = Some(shared.public_url(&format!(
+                        "{}?startDateTime={}&endDateTime={}",
+                        req.path,
+                        utc_stamp(ws),
+                        utc_stamp(we)
+                    )));
+                }
+                return Err(e);
+            }
+            // A deltaLink starts the next round: the snapshot moves to now.
+            if c.inc && q.iter().any(|(k, _)| k == "$deltatoken") {
+                ViewCursor { e: head, ..c }
+            } else {
+                c
+            }
+        }
+        None => {
+            let w = match (req.mode, start, end) {
+                (Mode::Events, _, _) => None,
+                (_, Some(s), Some(e)) => Some((s, e)),
+                _ => return Err(window_required()),
+            };
+            ViewCursor {
+                c: cal_id.clone(),
+                ep: epoch,
+                w,
+                inc: false,
+                p: 0,
+                e: head,
+                k: None,
+            }
+        }
+    };
+    let owner = auth.email.as_str();
+    let zone = pref.tz.as_ref();
+    let in_window = |i: &Item<GEvent>| cursor.w.is_none_or(|(ws, we)| i.start < we && i.end > ws);
+    let mut items = Vec::new();
+    let mut done = true;
+    let mut next = ViewCursor {
+        ..cursor_clone(&cursor)
+    };
+    if cursor.inc {
+        for (id, item) in cal.events.log_range(cursor.p, cursor.e) {
+            if items.len() == page {
+                done = false;
+                break;
+            }
+            next.p = item.seq;
+            if !item.deleted && in_window(item) {
+                items.push(render(&item.ev, item.updated_ms, owner, zone));
+            } else {
+                // Deleted, or changed outside the window: both arrive as removals.
+                items.push(json!({"@odata.type": "#microsoft.graph.event", "id": id, "@removed": {"reason": "deleted"}}));
+            }
+        }
+    } else {
+        let floor = cursor.w.map(|(ws, _)| ws);
+        for (_, item) in cal.events.by_start_from(cursor.k.clone(), floor) {
+            if cursor.w.is_some_and(|(_, we)| item.start >= we) {
+                break;
+            }
+            if items.len() == page {
+                done = false;
+                break;
+            }
+            next.k = Some((item.start, item.ev.id.clone()));
+            if !item.deleted && in_window(item) {
+                items.push(render(&item.ev, item.updated_ms, owner, zone));
+            }
+        }
+    }
+    let mut body = json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(event)", "value": items});
+    if !done {
+        body["@odata.nextLink"] = json!(shared.public_url(&format!(
+            "{}?$skiptoken={}",
+            req.path,
+            cursor::encode(&next)
+        )));
+    } else if req.mode == Mode::Delta {
+        let round_end = ViewCursor {
+            inc: true,
+            p: cursor.e,
+            k: None,
+            ..cursor_clone(&cursor)
+        };
+        body["@odata.deltaLink"] = json!(shared.public_url(&format!(
+            "{}?$deltatoken={}",
+            req.path,
+            cursor::encode(&round_end)
+        )));
+    }
+    Ok(with_preference(Json(body).into_response(), &pref))
+}
+
+fn cursor_clone(c: &ViewCursor) -> ViewCursor {
+    ViewCursor {
+        c: c.c.clone(),
+        ep: c.ep,
+        w: c.w,
+        inc: c.inc,
+        p: c.p,
+        e: c.e,
+        k: c.k.clone(),
+    }
+}

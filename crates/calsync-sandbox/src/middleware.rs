@@ -1,0 +1,88 @@
+//! The layer in front of every provider route: request counting, fault injection, Graph
+//! per-mailbox throttling and injected latency, in that order.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use crate::faults::{FaultKind, reset_response};
+use crate::state::{Provider, Shared};
+use crate::{google, microsoft};
+
+pub(crate) async fn google_layer(
+    State(shared): State<Arc<Shared>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    provider_layer(shared, Provider::Google, req, next).await
+}
+
+pub(crate) async fn microsoft_layer(
+    State(shared): State<Arc<Shared>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    provider_layer(shared, Provider::Microsoft, req, next).await
+}
+
+/// The route template relative to the sandbox root, whatever prefix the sandbox is mounted at.
+fn route_key(req: &Request) -> String {
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| req.uri().path().to_owned());
+    let rel = ["/google/", "/microsoft/"]
+        .iter()
+        .filter_map(|p| path.find(p))
+        .min()
+        .map_or(path.as_str(), |i| &path[i..]);
+    format!("{} {}", req.method(), rel)
+}
+
+async fn provider_layer(
+    shared: Arc<Shared>,
+    provider: Provider,
+    req: Request,
+    next: Next,
+) -> Response {
+    shared.count_request(route_key(&req));
+    let path = req.uri().path().to_owned();
+    if let Some(fired) = shared.faults.take(provider, req.method(), &path) {
+        match fired.kind {
+            FaultKind::Status => {
+                return match provider {
+                    Provider::Google => google::fault_response(&path, &fired),
+                    Provider::Microsoft => microsoft::fault_response(&path, &fired),
+                };
+            }
+            FaultKind::Timeout => {
+                tokio::time::sleep(shared.config.timeout_fault_duration).await;
+                return reset_response();
+            }
+            FaultKind::Reset => return reset_response(),
+            FaultKind::DropAfterCommit => {
+                let _committed = next.run(req).await;
+                return reset_response();
+            }
+        }
+    }
+    // Graph throttling holds its concurrency slot across the latency and the handler, as a
+    // slow mailbox would.
+    let _slot = if provider == Provider::Microsoft && path.starts_with("/microsoft/graph/") {
+        match microsoft::admit(&shared, req.headers()) {
+            Ok(slot) => slot,
+            Err(resp) => return resp,
+        }
+    } else {
+        None
+    };
+    let latency = shared.latency();
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    next.run(req).await
+}

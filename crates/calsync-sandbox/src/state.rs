@@ -1,0 +1,130 @@
+//! Shared sandbox state: configuration, clock, the provider "worlds" behind one lock,
+//! injected faults, latency and request counters.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde::Deserialize;
+
+use crate::SandboxConfig;
+use crate::clock::Clock;
+use crate::faults::Faults;
+use crate::{google, microsoft};
+
+/// The OAuth client that is always registered, for both providers.
+pub const DEV_CLIENT_ID: &str = "calsync-dev";
+pub const DEV_CLIENT_SECRET: &str = "calsync-dev-secret";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Provider {
+    Google,
+    Microsoft,
+}
+
+/// Everything a request may change, behind one mutex: operations are short and in memory,
+/// and one lock keeps the change sequence and the random generator deterministic.
+pub(crate) struct World {
+    pub rng: StdRng,
+    /// Global change sequence; every stored change takes the next number.
+    seq: u64,
+    pub google: google::GoogleWorld,
+    pub microsoft: microsoft::MsWorld,
+}
+
+impl World {
+    fn new(seed: Option<u64>) -> Self {
+        Self {
+            rng: match seed {
+                Some(s) => StdRng::seed_from_u64(s),
+                None => StdRng::from_os_rng(),
+            },
+            seq: 0,
+            google: Default::default(),
+            microsoft: Default::default(),
+        }
+    }
+
+    pub(crate) fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+/// Per-mailbox Graph load, for the Outlook throttling rules.
+#[derive(Debug, Default)]
+pub(crate) struct MailboxLoad {
+    /// Admission times (sandbox ms) inside the current sliding window.
+    pub recent: std::collections::VecDeque<i64>,
+    pub in_flight: u32,
+}
+
+pub(crate) struct Shared {
+    pub config: SandboxConfig,
+    pub clock: Clock,
+    world: Mutex<World>,
+    pub faults: Faults,
+    pub latency_ms: AtomicU64,
+    pub requests: Mutex<BTreeMap<String, u64>>,
+    pub graph_load: Mutex<HashMap<String, MailboxLoad>>,
+}
+
+impl Shared {
+    pub(crate) fn new(config: SandboxConfig) -> Self {
+        let world = World::new(config.seed);
+        Self {
+            config,
+            clock: Clock::default(),
+            world: Mutex::new(world),
+            faults: Faults::default(),
+            latency_ms: AtomicU64::new(0),
+            requests: Mutex::new(BTreeMap::new()),
+            graph_load: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn world(&self) -> MutexGuard<'_, World> {
+        // A panic while holding the lock must not wedge the whole sandbox.
+        self.world.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn count_request(&self, key: String) {
+        let mut map = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry(key).or_insert(0) += 1;
+    }
+
+    pub(crate) fn latency(&self) -> u64 {
+        self.latency_ms.load(Ordering::Relaxed)
+    }
+
+    /// Back to a freshly started sandbox (same configuration and seed).
+    pub(crate) fn reset(&self) {
+        *self.world() = World::new(self.config.seed);
+        self.faults.clear();
+        self.latency_ms.store(0, Ordering::Relaxed);
+        self.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.graph_load
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.clock.reset();
+    }
+
+    pub(crate) fn public_url(&self, path: &str) -> String {
+        format!(
+            "{}{}",
+            self.config.public_base_url.trim_end_matches('/'),
+            path
+        )
+    }
+}
