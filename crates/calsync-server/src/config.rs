@@ -2,7 +2,7 @@
 //! Everything is validated here, at load, so a bad value fails start-up instead of a request.
 
 use crate::cli::{LogFormat, SettingsArgs};
-use crate::crypto::Keyring;
+use crate::crypto::{Keyring, load_or_generate_keyring};
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use std::fmt;
@@ -115,7 +115,7 @@ impl Config {
             None if environment == Environment::Production => {
                 bail!("CALSYNC_ENCRYPTION_KEY is required in production (id:base64key, 32-byte keys)")
             }
-            None => Keyring::load_or_generate(&key_file_path(&database_url))?,
+            None => load_or_generate_keyring(&key_file_path(&database_url))?,
         };
         let log_format = args.log_format.or(file.log_format).unwrap_or(LogFormat::Text);
         let log_filter = args.log.clone().or(file.log).unwrap_or_else(|| "info".into());

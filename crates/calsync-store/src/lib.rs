@@ -11,6 +11,7 @@
 
 mod accounts;
 mod appointments;
+pub mod crypto;
 mod error;
 
 pub use accounts::{AuthenticatedUser, Firm, NewUser, User, WebSession};

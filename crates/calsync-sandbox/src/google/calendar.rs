@@ -58,28 +58,13 @@ const GLOBAL_PARAMS: &[&str] = &[
 
 pub(super) fn routes(r: Router<Arc<Shared>>, base: &str) -> Router<Arc<Shared>> {
     r.route(&format!("{base}/users/me/calendarList"), get(calendar_list))
-        .route(
-            &format!("{base}/users/me/calendarList/{{calendar_id}}"),
-            get(calendar_list_get),
-        )
-        .route(
-            &format!("{base}/calendars/{{calendar_id}}"),
-            get(calendar_get),
-        )
-        .route(
-            &format!("{base}/calendars/{{calendar_id}}/events"),
-            get(list_events).post(insert_event),
-        )
-        .route(
-            &format!("{base}/calendars/{{calendar_id}}/events/import"),
-            post(import_event),
-        )
+        .route(&format!("{base}/users/me/calendarList/{{calendar_id}}"), get(calendar_list_get))
+        .route(&format!("{base}/calendars/{{calendar_id}}"), get(calendar_get))
+        .route(&format!("{base}/calendars/{{calendar_id}}/events"), get(list_events).post(insert_event))
+        .route(&format!("{base}/calendars/{{calendar_id}}/events/import"), post(import_event))
         .route(
             &format!("{base}/calendars/{{calendar_id}}/events/{{event_id}}"),
-            get(get_event)
-                .put(update_event)
-                .patch(patch_event)
-                .delete(delete_event),
+            get(get_event).put(update_event).patch(patch_event).delete(delete_event),
         )
 }
 
@@ -88,33 +73,23 @@ struct Query(Vec<(String, String)>);
 
 impl Query {
     fn parse(raw: Option<String>, allowed: &[&str]) -> ApiResult<Self> {
-        let pairs: Vec<(String, String)> =
-            url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect();
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
         for (k, _) in &pairs {
             if !allowed.contains(&k.as_str()) && !GLOBAL_PARAMS.contains(&k.as_str()) {
-                return Err(ApiError::invalid_param(
-                    k,
-                    &format!("Invalid parameter: {k}"),
-                ));
+                return Err(ApiError::invalid_param(k, &format!("Invalid parameter: {k}")));
             }
         }
         Ok(Self(pairs))
     }
 
     fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     fn all(&self, name: &str) -> impl Iterator<Item = &str> {
-        self.0
-            .iter()
-            .filter(move |(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.0.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     fn bool(&self, name: &str) -> ApiResult<Option<bool>> {
@@ -122,10 +97,7 @@ impl Query {
             None => Ok(None),
             Some("true") => Ok(Some(true)),
             Some("false") => Ok(Some(false)),
-            Some(v) => Err(ApiError::invalid_param(
-                name,
-                &format!("Invalid boolean value: '{v}'."),
-            )),
+            Some(v) => Err(ApiError::invalid_param(name, &format!("Invalid boolean value: '{v}'."))),
         }
     }
 
@@ -141,10 +113,7 @@ impl Query {
 
     fn tz(&self) -> ApiResult<Option<Tz>> {
         self.get("timeZone")
-            .map(|v| {
-                model::parse_tz(v)
-                    .ok_or_else(|| ApiError::invalid_param("timeZone", "Invalid time zone."))
-            })
+            .map(|v| model::parse_tz(v).ok_or_else(|| ApiError::invalid_param("timeZone", "Invalid time zone.")))
             .transpose()
     }
 
@@ -165,15 +134,8 @@ impl Query {
 
 /// Resolves `primary` and checks the caller owns the calendar (404 otherwise, as Google
 /// answers for calendars the user cannot see).
-fn calendar_mut<'a>(
-    google: &'a mut GoogleWorld,
-    auth: &GoogleAuth,
-    cal_id: &str,
-) -> ApiResult<&'a mut Calendar> {
-    let account = google
-        .accounts
-        .get(&auth.email)
-        .ok_or_else(ApiError::not_found)?;
+fn calendar_mut<'a>(google: &'a mut GoogleWorld, auth: &GoogleAuth, cal_id: &str) -> ApiResult<&'a mut Calendar> {
+    let account = google.accounts.get(&auth.email).ok_or_else(ApiError::not_found)?;
     let id = if cal_id == "primary" {
         account.calendars[0].clone()
     } else if account.calendars.iter().any(|c| c == cal_id) {
@@ -181,11 +143,7 @@ fn calendar_mut<'a>(
     } else {
         return Err(ApiError::not_found());
     };
-    google
-        .calendars
-        .get_mut(&id)
-        .filter(|c| !c.deleted)
-        .ok_or_else(ApiError::not_found)
+    google.calendars.get_mut(&id).filter(|c| !c.deleted).ok_or_else(ApiError::not_found)
 }
 
 fn epoch_of(google: &GoogleWorld, email: &str) -> u32 {
@@ -193,8 +151,8 @@ fn epoch_of(google: &GoogleWorld, email: &str) -> u32 {
 }
 
 fn json_body(body: &[u8]) -> ApiResult<Value> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|_| ApiError::new(400, "global", "parseError", "Parse Error"))?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|_| ApiError::new(400, "global", "parseError", "Parse Error"))?;
     if !value.is_object() {
         return Err(ApiError::new(400, "global", "parseError", "Parse Error"));
     }
@@ -202,8 +160,7 @@ fn json_body(body: &[u8]) -> ApiResult<Value> {
 }
 
 fn event_from(value: Value) -> ApiResult<Event> {
-    serde_json::from_value(value)
-        .map_err(|e| ApiError::invalid(&format!("Invalid JSON payload received. {e}")))
+    serde_json::from_value(value).map_err(|e| ApiError::invalid(&format!("Invalid JSON payload received. {e}")))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -216,17 +173,9 @@ fn etag_for(updated_ms: i64, seq: u64) -> String {
 }
 
 fn render_time(edt: &EventDateTime, tz: Tz) -> EventDateTime {
-    match edt
-        .date_time
-        .as_deref()
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-    {
+    match edt.date_time.as_deref().and_then(|s| DateTime::parse_from_rfc3339(s).ok()) {
         Some(t) => {
-            let zone = edt
-                .time_zone
-                .as_deref()
-                .and_then(model::parse_tz)
-                .unwrap_or(tz);
+            let zone = edt.time_zone.as_deref().and_then(model::parse_tz).unwrap_or(tz);
             EventDateTime {
                 date: None,
                 date_time: Some(model::format_instant(t.with_timezone(&Utc), zone)),
@@ -308,35 +257,15 @@ async fn calendar_list(
     respond(calendar_list_inner(&shared, auth, raw))
 }
 
-fn calendar_list_inner(
-    shared: &Shared,
-    auth: ApiResult<GoogleAuth>,
-    raw: Option<String>,
-) -> ApiResult<Response> {
+fn calendar_list_inner(shared: &Shared, auth: ApiResult<GoogleAuth>, raw: Option<String>) -> ApiResult<Response> {
     let auth = auth?;
     auth.require(CALENDARS_READ)?;
-    let q = Query::parse(
-        raw,
-        &[
-            "maxResults",
-            "pageToken",
-            "syncToken",
-            "showDeleted",
-            "showHidden",
-            "minAccessRole",
-        ],
-    )?;
+    let q = Query::parse(raw, &["maxResults", "pageToken", "syncToken", "showDeleted", "showHidden", "minAccessRole"])?;
     let max = parse_max(&q, 100, 250)?;
     let world = shared.world();
     let google = &world.google;
-    let account = google
-        .accounts
-        .get(&auth.email)
-        .ok_or_else(ApiError::not_found)?;
-    let fp = cursor::fingerprint(&[
-        q.get("showDeleted").unwrap_or(""),
-        q.get("showHidden").unwrap_or(""),
-    ]);
+    let account = google.accounts.get(&auth.email).ok_or_else(ApiError::not_found)?;
+    let fp = cursor::fingerprint(&[q.get("showDeleted").unwrap_or(""), q.get("showHidden").unwrap_or("")]);
     let since = match q.get("syncToken") {
         Some(tok) => {
             if q.get("minAccessRole").is_some() {
@@ -345,8 +274,8 @@ fn calendar_list_inner(
                     "Sync token cannot be used with other request restrictions.",
                 ));
             }
-            let c: ListCursor = cursor::decode(tok)
-                .ok_or_else(|| ApiError::invalid_param("syncToken", "Invalid sync token value."))?;
+            let c: ListCursor =
+                cursor::decode(tok).ok_or_else(|| ApiError::invalid_param("syncToken", "Invalid sync token value."))?;
             if c.a != auth.email || c.ep != account.epoch {
                 return Err(ApiError::full_sync_required());
             }
@@ -357,10 +286,7 @@ fn calendar_list_inner(
     if let Some(role) = q.get("minAccessRole")
         && !matches!(role, "freeBusyReader" | "reader" | "writer" | "owner")
     {
-        return Err(ApiError::invalid_param(
-            "minAccessRole",
-            "Invalid minAccessRole.",
-        ));
+        return Err(ApiError::invalid_param("minAccessRole", "Invalid minAccessRole."));
     }
     let show_deleted = q.bool("showDeleted")?.unwrap_or(false) || since.is_some();
     let entries: Vec<&Calendar> = account
@@ -372,8 +298,8 @@ fn calendar_list_inner(
         .collect();
     let offset = match q.get("pageToken") {
         Some(t) => {
-            let c: ListCursor = cursor::decode(t)
-                .ok_or_else(|| ApiError::invalid_param("pageToken", "Invalid page token."))?;
+            let c: ListCursor =
+                cursor::decode(t).ok_or_else(|| ApiError::invalid_param("pageToken", "Invalid page token."))?;
             if c.a != auth.email || c.fp != fp {
                 return Err(ApiError::invalid_param("pageToken", "Invalid page token."));
             }
@@ -381,21 +307,10 @@ fn calendar_list_inner(
         }
         None => 0,
     };
-    let page: Vec<Value> = entries
-        .iter()
-        .skip(offset)
-        .take(max)
-        .map(|c| list_entry(c))
-        .collect();
+    let page: Vec<Value> = entries.iter().skip(offset).take(max).map(|c| list_entry(c)).collect();
     let mut body = json!({"kind": "calendar#calendarList", "etag": format!("\"{}\"", world.seq()), "items": page});
     let next = offset + max;
-    let tok = ListCursor {
-        a: auth.email.clone(),
-        fp,
-        ep: account.epoch,
-        s: world.seq(),
-        o: next,
-    };
+    let tok = ListCursor { a: auth.email.clone(), fp, ep: account.epoch, s: world.seq(), o: next };
     if next < entries.len() {
         body["nextPageToken"] = json!(cursor::encode(&tok));
     } else {
@@ -532,9 +447,7 @@ struct Filters {
 impl Filters {
     /// `Some(include_as_stub)` when the item belongs on the page.
     fn admit(&self, item: &Item<Event>) -> Option<bool> {
-        if self.time_min.is_some_and(|t| item.end <= t)
-            || self.time_max.is_some_and(|t| item.start >= t)
-        {
+        if self.time_min.is_some_and(|t| item.end <= t) || self.time_max.is_some_and(|t| item.start >= t) {
             return None;
         }
         if self.updated_min.is_some_and(|t| item.updated_ms < t) {
@@ -551,37 +464,23 @@ impl Filters {
             return None;
         }
         let props = ev.extended_properties.as_ref();
-        let has = |map: Option<&std::collections::BTreeMap<String, String>>,
-                   (k, v): &(String, String)| {
+        let has = |map: Option<&std::collections::BTreeMap<String, String>>, (k, v): &(String, String)| {
             map.and_then(|m| m.get(k)).is_some_and(|x| x == v)
         };
-        if !self
-            .private_props
-            .iter()
-            .all(|p| has(props.and_then(|p| p.private.as_ref()), p))
-            || !self
-                .shared_props
-                .iter()
-                .all(|p| has(props.and_then(|p| p.shared.as_ref()), p))
+        if !self.private_props.iter().all(|p| has(props.and_then(|p| p.private.as_ref()), p))
+            || !self.shared_props.iter().all(|p| has(props.and_then(|p| p.shared.as_ref()), p))
         {
             return None;
         }
         if let Some(text) = &self.q {
-            let hay = [
-                ev.summary.as_deref(),
-                ev.description.as_deref(),
-                ev.location.as_deref(),
-            ]
-            .into_iter()
-            .flatten()
-            .map(str::to_lowercase)
-            .chain(ev.attendees.iter().flatten().flat_map(|a| {
-                [a.email.as_deref(), a.display_name.as_deref()]
-                    .into_iter()
-                    .flatten()
-                    .map(str::to_lowercase)
-            }))
-            .any(|h| h.contains(text.as_str()));
+            let hay = [ev.summary.as_deref(), ev.description.as_deref(), ev.location.as_deref()]
+                .into_iter()
+                .flatten()
+                .map(str::to_lowercase)
+                .chain(ev.attendees.iter().flatten().flat_map(|a| {
+                    [a.email.as_deref(), a.display_name.as_deref()].into_iter().flatten().map(str::to_lowercase)
+                }))
+                .any(|h| h.contains(text.as_str()));
             if !hay {
                 return None;
             }
@@ -626,16 +525,11 @@ fn list_events_inner(
         None | Some("updated") => {}
         Some("startTime") if single_events => {}
         Some("startTime") => {
-            return Err(ApiError::bad_request(
-                "The requested ordering is not available for the particular query.",
-            )
-            .at("parameter", "orderBy"));
+            return Err(ApiError::bad_request("The requested ordering is not available for the particular query.")
+                .at("parameter", "orderBy"));
         }
         Some(_) => {
-            return Err(ApiError::invalid_param(
-                "orderBy",
-                "Invalid value for orderBy.",
-            ));
+            return Err(ApiError::invalid_param("orderBy", "Invalid value for orderBy."));
         }
     }
     let time_min = q.time("timeMin")?;
@@ -643,24 +537,14 @@ fn list_events_inner(
     if let (Some(a), Some(b)) = (time_min, time_max)
         && a >= b
     {
-        return Err(ApiError::new(
-            400,
-            "calendar",
-            "timeRangeEmpty",
-            "The specified time range is empty.",
-        )
-        .at("parameter", "timeMax"));
+        return Err(ApiError::new(400, "calendar", "timeRangeEmpty", "The specified time range is empty.")
+            .at("parameter", "timeMax"));
     }
     let updated_min = q.time("updatedMin")?;
     let req_tz = q.tz()?;
     let sync_token = q.get("syncToken");
-    if sync_token.is_some()
-        && (SYNC_FORBIDDEN.iter().any(|p| q.get(p).is_some()) || show_deleted == Some(false))
-    {
-        return Err(ApiError::invalid_param(
-            "syncToken",
-            "Sync token cannot be used with other request restrictions.",
-        ));
+    if sync_token.is_some() && (SYNC_FORBIDDEN.iter().any(|p| q.get(p).is_some()) || show_deleted == Some(false)) {
+        return Err(ApiError::invalid_param("syncToken", "Sync token cannot be used with other request restrictions."));
     }
     let now = shared.clock.now_ms();
     if let Some(t) = updated_min
@@ -689,8 +573,8 @@ fn list_events_inner(
     // Where this page starts: (snapshot, log position, time key).
     let (snapshot, mut pos, mut key) = match (q.get("pageToken"), sync_token) {
         (Some(t), _) => {
-            let c: PageCursor = cursor::decode(t)
-                .ok_or_else(|| ApiError::invalid_param("pageToken", "Invalid page token."))?;
+            let c: PageCursor =
+                cursor::decode(t).ok_or_else(|| ApiError::invalid_param("pageToken", "Invalid page token."))?;
             if c.c != cal.id || c.fp != page_fp {
                 return Err(ApiError::invalid_param("pageToken", "Invalid page token."));
             }
@@ -700,13 +584,10 @@ fn list_events_inner(
             (c.e, c.p, c.k)
         }
         (None, Some(t)) => {
-            let c: SyncCursor = cursor::decode(t)
-                .ok_or_else(|| ApiError::invalid_param("syncToken", "Invalid sync token value."))?;
+            let c: SyncCursor =
+                cursor::decode(t).ok_or_else(|| ApiError::invalid_param("syncToken", "Invalid sync token value."))?;
             if c.c != cal.id {
-                return Err(ApiError::invalid_param(
-                    "syncToken",
-                    "Invalid sync token value.",
-                ));
+                return Err(ApiError::invalid_param("syncToken", "Invalid sync token value."));
             }
             if c.ep != epoch || c.s > head {
                 return Err(ApiError::full_sync_required());
@@ -741,11 +622,7 @@ fn list_events_inner(
             scanned += 1;
             key = Some((item.start, item.ev.id.clone().unwrap_or_default()));
             if let Some(as_stub) = filters.admit(item) {
-                items.push(if as_stub {
-                    stub(&item.ev)
-                } else {
-                    to_value(&render(&item.ev, tz))
-                });
+                items.push(if as_stub { stub(&item.ev) } else { to_value(&render(&item.ev, tz)) });
             }
         }
     } else {
@@ -757,11 +634,7 @@ fn list_events_inner(
             scanned += 1;
             pos = item.seq;
             if let Some(as_stub) = filters.admit(item) {
-                items.push(if as_stub {
-                    stub(&item.ev)
-                } else {
-                    to_value(&render(&item.ev, tz))
-                });
+                items.push(if as_stub { stub(&item.ev) } else { to_value(&render(&item.ev, tz)) });
             }
         }
     }
@@ -779,22 +652,10 @@ fn list_events_inner(
     }
     body["items"] = Value::Array(items);
     if exhausted {
-        let c = SyncCursor {
-            c: cal.id.clone(),
-            fp: sync_fp,
-            ep: epoch,
-            s: snapshot,
-        };
+        let c = SyncCursor { c: cal.id.clone(), fp: sync_fp, ep: epoch, s: snapshot };
         body["nextSyncToken"] = json!(cursor::encode(&c));
     } else {
-        let c = PageCursor {
-            c: cal.id.clone(),
-            fp: page_fp,
-            ep: epoch,
-            e: snapshot,
-            p: pos,
-            k: key,
-        };
+        let c = PageCursor { c: cal.id.clone(), fp: page_fp, ep: epoch, e: snapshot, p: pos, k: key };
         body["nextPageToken"] = json!(cursor::encode(&c));
     }
     Ok(Json(body).into_response())
@@ -814,45 +675,26 @@ struct Times {
 }
 
 fn check_times(ev: &mut Event, cal_tz: Tz) -> ApiResult<Times> {
-    let start = ev
-        .start
-        .as_ref()
-        .ok_or_else(|| ApiError::required("Missing start time."))?;
-    let end = ev
-        .end
-        .as_ref()
-        .ok_or_else(|| ApiError::required("Missing end time."))?;
+    let start = ev.start.as_ref().ok_or_else(|| ApiError::required("Missing start time."))?;
+    let end = ev.end.as_ref().ok_or_else(|| ApiError::required("Missing end time."))?;
     let s = model::resolve(start, "start")?;
     let e = model::resolve(end, "end")?;
     let ok_order = match (s, e) {
         (When::Date(a), When::Date(b)) => a < b,
         (When::Instant(a), When::Instant(b)) => a <= b,
         _ => {
-            return Err(ApiError::bad_request(
-                "Start and end times must either both be date or both be dateTime.",
-            ));
+            return Err(ApiError::bad_request("Start and end times must either both be date or both be dateTime."));
         }
     };
     if !ok_order {
-        return Err(ApiError::new(
-            400,
-            "calendar",
-            "timeRangeEmpty",
-            "The specified time range is empty.",
-        ));
+        return Err(ApiError::new(400, "calendar", "timeRangeEmpty", "The specified time range is empty."));
     }
     if ev.recurrence.as_ref().is_some_and(|r| !r.is_empty())
         && matches!(s, When::Instant(_))
         && (start.time_zone.is_none() || end.time_zone.is_none())
     {
-        let which = if start.time_zone.is_none() {
-            "start"
-        } else {
-            "end"
-        };
-        return Err(ApiError::bad_request(&format!(
-            "Missing time zone definition for {which} time."
-        )));
+        let which = if start.time_zone.is_none() { "start" } else { "end" };
+        return Err(ApiError::bad_request(&format!("Missing time zone definition for {which} time.")));
     }
     // Store instants in UTC; rendering converts per request.
     for (edt, w) in [(ev.start.as_mut(), s), (ev.end.as_mut(), e)] {
@@ -860,10 +702,7 @@ fn check_times(ev: &mut Event, cal_tz: Tz) -> ApiResult<Times> {
             edt.date_time = Some(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
         }
     }
-    Ok(Times {
-        start: s.key(cal_tz),
-        end: e.key(cal_tz),
-    })
+    Ok(Times { start: s.key(cal_tz), end: e.key(cal_tz) })
 }
 
 /// Clears what clients cannot set and applies server defaults.
@@ -888,10 +727,7 @@ fn sanitize(ev: &mut Event, q: &Query) {
         ev.status = Some("confirmed".into());
     }
     if ev.reminders.is_none() {
-        ev.reminders = Some(model::Reminders {
-            use_default: Some(true),
-            overrides: None,
-        });
+        ev.reminders = Some(model::Reminders { use_default: Some(true), overrides: None });
     }
     if ev.event_type.is_none() {
         ev.event_type = Some("default".into());
@@ -899,38 +735,16 @@ fn sanitize(ev: &mut Event, q: &Query) {
 }
 
 /// Stores a write: new log position, `updated`, `etag`.
-fn commit(
-    world: &mut World,
-    cal_id: &str,
-    id: &str,
-    mut ev: Event,
-    times: &Times,
-    deleted: bool,
-    now: i64,
-) -> Event {
+fn commit(world: &mut World, cal_id: &str, id: &str, mut ev: Event, times: &Times, deleted: bool, now: i64) -> Event {
     let seq = world.next_seq();
     ev.updated = Some(model::format_stamp(now));
     ev.etag = Some(etag_for(now, seq));
-    let cal = world
-        .google
-        .calendars
-        .get_mut(cal_id)
-        .expect("calendar exists");
+    let cal = world.google.calendars.get_mut(cal_id).expect("calendar exists");
     if let Some(uid) = &ev.ical_uid {
         cal.by_ical.insert(uid.clone(), id.to_owned());
     }
     cal.updated_ms = now;
-    cal.events.put(
-        id,
-        Item {
-            ev: ev.clone(),
-            seq,
-            start: times.start,
-            end: times.end,
-            updated_ms: now,
-            deleted,
-        },
-    );
+    cal.events.put(id, Item { ev: ev.clone(), seq, start: times.start, end: times.end, updated_ms: now, deleted });
     ev
 }
 
@@ -982,10 +796,7 @@ fn create(
     if let Some(sendupdates) = q.get("sendUpdates")
         && !matches!(sendupdates, "all" | "externalOnly" | "none")
     {
-        return Err(ApiError::invalid_param(
-            "sendUpdates",
-            "Invalid sendUpdates value.",
-        ));
+        return Err(ApiError::invalid_param("sendUpdates", "Invalid sendUpdates value."));
     }
     if import && ev.ical_uid.is_none() {
         return Err(ApiError::required("Missing iCalUID."));
@@ -1000,10 +811,7 @@ fn create(
     let times = check_times(&mut ev, cal_tz)?;
     let existing_by_uid = if import {
         let cal = &world.google.calendars[&cal_key];
-        ev.ical_uid
-            .as_ref()
-            .and_then(|u| cal.by_ical.get(u))
-            .cloned()
+        ev.ical_uid.as_ref().and_then(|u| cal.by_ical.get(u)).cloned()
     } else {
         None
     };
@@ -1015,42 +823,21 @@ fn create(
                 return Err(ApiError::invalid("Invalid resource id value."));
             }
             if world.google.calendars[&cal_key].events.get(id).is_some() {
-                return Err(ApiError::new(
-                    409,
-                    "global",
-                    "duplicate",
-                    "The requested identifier already exists.",
-                ));
+                return Err(ApiError::new(409, "global", "duplicate", "The requested identifier already exists."));
             }
             id.clone()
         }
         (None, None) => ids::base32hex_id(&mut world.rng),
     };
-    let prior = world.google.calendars[&cal_key]
-        .events
-        .get(&id)
-        .map(|i| i.ev.clone());
+    let prior = world.google.calendars[&cal_key].events.get(&id).map(|i| i.ev.clone());
     ev.id = Some(id.clone());
     ev.kind = Some("calendar#event".into());
     if ev.ical_uid.is_none() {
         ev.ical_uid = Some(format!("{id}@google.com"));
     }
-    ev.created = Some(
-        prior
-            .as_ref()
-            .and_then(|p| p.created.clone())
-            .unwrap_or_else(|| model::format_stamp(now)),
-    );
-    ev.sequence = Some(
-        ev.sequence
-            .unwrap_or(0)
-            .max(prior.as_ref().and_then(|p| p.sequence).unwrap_or(0)),
-    );
-    let owner = model::Person {
-        email: Some(auth.email.clone()),
-        is_self: Some(true),
-        ..Default::default()
-    };
+    ev.created = Some(prior.as_ref().and_then(|p| p.created.clone()).unwrap_or_else(|| model::format_stamp(now)));
+    ev.sequence = Some(ev.sequence.unwrap_or(0).max(prior.as_ref().and_then(|p| p.sequence).unwrap_or(0)));
+    let owner = model::Person { email: Some(auth.email.clone()), is_self: Some(true), ..Default::default() };
     ev.creator = Some(owner.clone());
     if ev.organizer.is_none() || !import {
         ev.organizer = Some(owner);
@@ -1089,9 +876,7 @@ async fn get_event(
         let mut world = shared.world();
         let cal = calendar_mut(&mut world.google, &auth, &cal_id)?;
         let item = cal.events.get(&event_id).ok_or_else(ApiError::not_found)?;
-        if let Some(inm) = headers
-            .get(header::IF_NONE_MATCH)
-            .and_then(|v| v.to_str().ok())
+        if let Some(inm) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok())
             && item.ev.etag.as_deref() == Some(inm)
         {
             return Ok(StatusCode::NOT_MODIFIED.into_response());
@@ -1108,9 +893,7 @@ async fn update_event(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    respond(modify(
-        &shared, auth, &cal_id, &event_id, raw, &headers, &body, false,
-    ))
+    respond(modify(&shared, auth, &cal_id, &event_id, raw, &headers, &body, false))
 }
 
 async fn patch_event(
@@ -1121,9 +904,7 @@ async fn patch_event(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    respond(modify(
-        &shared, auth, &cal_id, &event_id, raw, &headers, &body, true,
-    ))
+    respond(modify(&shared, auth, &cal_id, &event_id, raw, &headers, &body, true))
 }
 
 /// JSON merge patch, except that arrays and `start`/`end` objects replace wholesale and
@@ -1165,12 +946,7 @@ fn modify(
     let mut world = shared.world();
     let cal = calendar_mut(&mut world.google, &auth, cal_id)?;
     let (cal_key, cal_tz) = (cal.id.clone(), cal.tz);
-    let current = cal
-        .events
-        .get(event_id)
-        .ok_or_else(ApiError::not_found)?
-        .ev
-        .clone();
+    let current = cal.events.get(event_id).ok_or_else(ApiError::not_found)?.ev.clone();
     if_match(headers, current.etag.as_ref())?;
     let body_sequence = patch_body.get("sequence").and_then(Value::as_i64);
     let mut ev = if patch {
@@ -1193,19 +969,14 @@ fn modify(
     if let Some(id) = &ev.id
         && id != event_id
     {
-        return Err(ApiError::invalid(
-            "The event id in the body does not match the request.",
-        ));
+        return Err(ApiError::invalid("The event id in the body does not match the request."));
     }
     if ev.ical_uid.is_some() && ev.ical_uid != current.ical_uid {
-        return Err(ApiError::invalid(
-            "The iCalUID of an event cannot be changed.",
-        ));
+        return Err(ApiError::invalid("The iCalUID of an event cannot be changed."));
     }
     sanitize(&mut ev, &q);
     let times = check_times(&mut ev, cal_tz)?;
-    let time_changed =
-        ev.start != current.start || ev.end != current.end || ev.recurrence != current.recurrence;
+    let time_changed = ev.start != current.start || ev.end != current.end || ev.recurrence != current.recurrence;
     ev.sequence = Some(body_sequence.unwrap_or(cur_seq).max(cur_seq) + i64::from(time_changed));
     // Read-only fields survive a full replacement.
     ev.kind = current.kind.clone();
@@ -1238,19 +1009,11 @@ async fn delete_event(
         let cal_key = cal.id.clone();
         let item = cal.events.get(&event_id).ok_or_else(ApiError::not_found)?;
         if item.deleted {
-            return Err(ApiError::new(
-                410,
-                "global",
-                "deleted",
-                "Resource has been deleted",
-            ));
+            return Err(ApiError::new(410, "global", "deleted", "Resource has been deleted"));
         }
         if_match(&headers, item.ev.etag.as_ref())?;
         let mut ev = item.ev.clone();
-        let times = Times {
-            start: item.start,
-            end: item.end,
-        };
+        let times = Times { start: item.start, end: item.end };
         ev.status = Some("cancelled".into());
         commit(&mut world, &cal_key, &event_id, ev, &times, true, now);
         Ok(StatusCode::NO_CONTENT.into_response())

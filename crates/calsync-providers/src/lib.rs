@@ -1,0 +1,67 @@
+//! Clients for the calendar providers: OAuth 2.0 for Google and the Microsoft identity platform,
+//! and the few API calls a connection needs (whose account is this, which calendars it has).
+//! Every failure is translated here into a [`ProviderError`] classified by how the caller reacts,
+//! so nothing above this crate looks at HTTP statuses or provider error strings.
+
+mod error;
+pub mod google;
+pub mod microsoft;
+pub mod oauth;
+pub mod pkce;
+
+pub use error::{ProviderError, ReauthKind};
+
+use std::time::Duration;
+
+/// Which provider a connection talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Provider {
+    Google,
+    Microsoft,
+}
+
+impl Provider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Google => "google",
+            Provider::Microsoft => "microsoft",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Provider::Google => "Google Calendar",
+            Provider::Microsoft => "Microsoft Outlook",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "google" => Some(Provider::Google),
+            "microsoft" => Some(Provider::Microsoft),
+            _ => None,
+        }
+    }
+}
+
+/// A calendar of the connected account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteCalendar {
+    pub remote_id: String,
+    pub name: String,
+    pub primary: bool,
+    pub can_write: bool,
+    pub time_zone: Option<String>,
+}
+
+/// The HTTP client every provider call goes through: bounded time, no redirects (a token endpoint
+/// that redirects is misconfigured or hostile), one connection pool.
+pub fn http_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("calsync/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("HTTP client configuration is static")
+}
