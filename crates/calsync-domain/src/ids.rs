@@ -58,3 +58,6 @@ typed_id!(UserId);
 typed_id!(ApiTokenId);
 typed_id!(SessionId);
 typed_id!(AppointmentId);
+typed_id!(ConnectionId);
+typed_id!(AuthorizationId);
+typed_id!(SyncedCalendarId);

@@ -13,36 +13,7 @@ pub use error::{ProviderError, ReauthKind};
 
 use std::time::Duration;
 
-/// Which provider a connection talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Provider {
-    Google,
-    Microsoft,
-}
-
-impl Provider {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Provider::Google => "google",
-            Provider::Microsoft => "microsoft",
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Provider::Google => "Google Calendar",
-            Provider::Microsoft => "Microsoft Outlook",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "google" => Some(Provider::Google),
-            "microsoft" => Some(Provider::Microsoft),
-            _ => None,
-        }
-    }
-}
+pub use calsync_domain::connection::Provider;
 
 /// A calendar of the connected account.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,11 +11,16 @@
 
 mod accounts;
 mod appointments;
+mod connections;
 pub mod crypto;
 mod error;
 
 pub use accounts::{AuthenticatedUser, Firm, NewUser, User, WebSession};
 pub use appointments::{AppointmentPage, AppointmentQuery, Cursor};
+pub use connections::{
+    Authorization, CalendarInfo, Connection, NewAuthorization, NewGrant, SettingsChange, StateRejection,
+    SyncedCalendar, Tokens,
+};
 pub use error::StoreError;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

@@ -1,0 +1,788 @@
+//! Calendar connections, their OAuth authorization records and calendars. Tokens and PKCE
+//! verifiers pass through this module in the clear only in memory: they are sealed with the
+//! [`Keyring`] before any SQL sees them.
+
+use crate::crypto::{Binding, CryptoError, Keyring};
+use crate::{Backend, Db, StoreError, on_pool};
+use calsync_domain::ValidationError;
+use calsync_domain::connection::{
+    ConflictStrategy, ConnectionSettings, ConnectionStatus, DeletePolicy, Provider, SyncWindowDays,
+};
+use calsync_domain::ids::{AuthorizationId, ConnectionId, FirmId, SyncedCalendarId, UserId};
+use chrono::{DateTime, Duration, Utc};
+use std::fmt;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    pub id: ConnectionId,
+    pub firm_id: FirmId,
+    pub user_id: UserId,
+    pub provider: Provider,
+    pub account_email: String,
+    pub status: ConnectionStatus,
+    /// What the user should know or do, in words (empty when all is well).
+    pub status_message: String,
+    pub token_expires_at: Option<DateTime<Utc>>,
+    pub granted_scopes: Vec<String>,
+    pub settings: ConnectionSettings,
+    pub last_sync_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub has_refresh_token: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Tokens in the clear, in memory only. `Debug` never shows them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Tokens {
+    pub access_token: Option<String>,
+    pub refresh_token: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tokens")
+            .field("access_token", &self.access_token.as_ref().map(|_| "[redacted]"))
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[redacted]"))
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// A completed authorization, to store as a new connection or onto the existing one for the account.
+#[derive(Debug, Clone)]
+pub struct NewGrant {
+    pub firm_id: FirmId,
+    pub user_id: UserId,
+    pub provider: Provider,
+    pub account_email: String,
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    pub expires_at: DateTime<Utc>,
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncedCalendar {
+    pub id: SyncedCalendarId,
+    pub connection_id: ConnectionId,
+    pub remote_id: String,
+    pub name: String,
+    pub is_primary: bool,
+    pub can_write: bool,
+    pub time_zone: Option<String>,
+    pub selected: bool,
+}
+
+/// A calendar as the provider lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CalendarInfo {
+    pub remote_id: String,
+    pub name: String,
+    pub is_primary: bool,
+    pub can_write: bool,
+    pub time_zone: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAuthorization {
+    pub firm_id: FirmId,
+    pub user_id: UserId,
+    pub provider: Provider,
+    pub state_hash: String,
+    pub pkce_verifier: String,
+    pub redirect_uri: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A consumed authorization record.
+#[derive(Debug, Clone)]
+pub struct Authorization {
+    pub id: AuthorizationId,
+    pub provider: Provider,
+    pub pkce_verifier: String,
+    pub redirect_uri: String,
+}
+
+/// Why a `state` was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateRejection {
+    /// Never issued (forged or mistyped).
+    Unknown,
+    /// Issued to someone else.
+    OtherUser,
+    /// Already used once.
+    Used,
+    Expired,
+}
+
+/// The settings part of a PATCH, already validated; `None` leaves a value alone.
+#[derive(Debug, Clone, Default)]
+pub struct SettingsChange {
+    pub sync_enabled: Option<bool>,
+    pub sync_window_days: Option<SyncWindowDays>,
+    pub conflict_strategy: Option<ConflictStrategy>,
+    pub delete_policy: Option<DeletePolicy>,
+    /// Remote ids of the calendars to sync; all others are deselected.
+    pub selected_calendars: Option<Vec<String>>,
+}
+
+const COLUMNS: &str = "id, firm_id, user_id, provider, account_email, status, status_message, token_expires_at, \
+    granted_scopes, sync_enabled, sync_window_days, conflict_strategy, delete_policy, last_sync_at, last_error, \
+    refresh_token IS NOT NULL AS has_refresh_token, created_at, updated_at";
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: Uuid,
+    firm_id: Uuid,
+    user_id: Uuid,
+    provider: String,
+    account_email: String,
+    status: String,
+    status_message: String,
+    token_expires_at: Option<DateTime<Utc>>,
+    granted_scopes: String,
+    sync_enabled: bool,
+    sync_window_days: i32,
+    conflict_strategy: String,
+    delete_policy: String,
+    last_sync_at: Option<DateTime<Utc>>,
+    last_error: Option<String>,
+    has_refresh_token: bool,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+fn corrupt(what: &str) -> impl Fn(ValidationError) -> StoreError + '_ {
+    move |e| StoreError::Corrupt(format!("oauth_connections.{what}: {e}"))
+}
+
+impl TryFrom<Row> for Connection {
+    type Error = StoreError;
+    fn try_from(r: Row) -> Result<Self, StoreError> {
+        Ok(Connection {
+            id: r.id.into(),
+            firm_id: r.firm_id.into(),
+            user_id: r.user_id.into(),
+            provider: r.provider.parse().map_err(corrupt("provider"))?,
+            account_email: r.account_email,
+            status: r.status.parse().map_err(corrupt("status"))?,
+            status_message: r.status_message,
+            token_expires_at: r.token_expires_at,
+            granted_scopes: r.granted_scopes.split_whitespace().map(str::to_owned).collect(),
+            settings: ConnectionSettings {
+                sync_enabled: r.sync_enabled,
+                sync_window_days: SyncWindowDays::parse(i64::from(r.sync_window_days))
+                    .map_err(corrupt("sync_window_days"))?,
+                conflict_strategy: r.conflict_strategy.parse().map_err(corrupt("conflict_strategy"))?,
+                delete_policy: r.delete_policy.parse().map_err(corrupt("delete_policy"))?,
+            },
+            last_sync_at: r.last_sync_at,
+            last_error: r.last_error,
+            has_refresh_token: r.has_refresh_token,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct CalendarRow {
+    id: Uuid,
+    connection_id: Uuid,
+    remote_id: String,
+    name: String,
+    is_primary: bool,
+    can_write: bool,
+    time_zone: Option<String>,
+    selected: bool,
+}
+
+impl From<CalendarRow> for SyncedCalendar {
+    fn from(r: CalendarRow) -> Self {
+        SyncedCalendar {
+            id: r.id.into(),
+            connection_id: r.connection_id.into(),
+            remote_id: r.remote_id,
+            name: r.name,
+            is_primary: r.is_primary,
+            can_write: r.can_write,
+            time_zone: r.time_zone,
+            selected: r.selected,
+        }
+    }
+}
+
+fn access_binding(firm: FirmId, id: ConnectionId) -> Binding<'static> {
+    Binding { firm: firm.as_uuid(), record: id.as_uuid(), column: "access_token" }
+}
+
+fn refresh_binding(firm: FirmId, id: ConnectionId) -> Binding<'static> {
+    Binding { firm: firm.as_uuid(), record: id.as_uuid(), column: "refresh_token" }
+}
+
+fn verifier_binding(firm: FirmId, id: AuthorizationId) -> Binding<'static> {
+    Binding { firm: firm.as_uuid(), record: id.as_uuid(), column: "pkce_verifier" }
+}
+
+fn open(keyring: &Keyring, sealed: &str, binding: &Binding<'_>) -> Result<String, StoreError> {
+    keyring
+        .open(sealed, binding)
+        .map_err(|e: CryptoError| StoreError::Corrupt(format!("sealed {}: {e}", binding.column)))
+}
+
+impl Db {
+    /// `BEGIN` for a transaction that will write after reading: SQLite must take the write lock
+    /// up front, or a concurrent writer makes the upgrade fail instead of wait.
+    fn begin_write_sql(&self) -> &'static str {
+        match self.backend() {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        }
+    }
+
+    pub async fn create_authorization(
+        &self,
+        keyring: &Keyring,
+        new: NewAuthorization,
+    ) -> Result<AuthorizationId, StoreError> {
+        let id = AuthorizationId::new();
+        let sealed = keyring.seal(&new.pkce_verifier, &verifier_binding(new.firm_id, id));
+        let now = crate::now();
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            // Records are useless after their ten minutes; keep a day for diagnosis, then sweep.
+            sqlx::query("DELETE FROM oauth_authorization_codes WHERE expires_at < $1")
+                .bind(now - Duration::days(1))
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO oauth_authorization_codes (id, firm_id, user_id, provider, state_hash, pkce_verifier, \
+                 redirect_uri, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(id.as_uuid())
+            .bind(new.firm_id.as_uuid())
+            .bind(new.user_id.as_uuid())
+            .bind(new.provider.as_str())
+            .bind(&new.state_hash)
+            .bind(&sealed)
+            .bind(&new.redirect_uri)
+            .bind(new.expires_at)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| StoreError::unique(e, "state"))?;
+            tx.commit().await?;
+        });
+        Ok(id)
+    }
+
+    /// Uses up the authorization record for `state_hash` if it belongs to this user. A record is
+    /// consumed at most once, whatever happens next, so a state can never be replayed.
+    pub async fn consume_authorization(
+        &self,
+        keyring: &Keyring,
+        state_hash: &str,
+        firm: FirmId,
+        user: UserId,
+    ) -> Result<Result<Authorization, StateRejection>, StoreError> {
+        #[derive(sqlx::FromRow)]
+        struct Consumed {
+            id: Uuid,
+            provider: String,
+            pkce_verifier: String,
+            redirect_uri: String,
+            expires_at: DateTime<Utc>,
+        }
+        let now = crate::now();
+        let row: Option<Consumed> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "UPDATE oauth_authorization_codes SET consumed_at = $1 \
+                 WHERE state_hash = $2 AND firm_id = $3 AND user_id = $4 AND consumed_at IS NULL \
+                 RETURNING id, provider, pkce_verifier, redirect_uri, expires_at",
+            )
+            .bind(now)
+            .bind(state_hash)
+            .bind(firm.as_uuid())
+            .bind(user.as_uuid())
+            .fetch_optional(pool)
+            .await?
+        });
+        if let Some(r) = row {
+            if r.expires_at <= now {
+                return Ok(Err(StateRejection::Expired));
+            }
+            let id = AuthorizationId::from(r.id);
+            return Ok(Ok(Authorization {
+                id,
+                provider: r
+                    .provider
+                    .parse()
+                    .map_err(|e| StoreError::Corrupt(format!("authorization provider: {e}")))?,
+                pkce_verifier: open(keyring, &r.pkce_verifier, &verifier_binding(firm, id))?,
+                redirect_uri: r.redirect_uri,
+            }));
+        }
+        let other: Option<(Uuid, Uuid, Option<DateTime<Utc>>)> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT firm_id, user_id, consumed_at FROM oauth_authorization_codes WHERE state_hash = $1")
+                .bind(state_hash)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(Err(match other {
+            None => StateRejection::Unknown,
+            Some((f, u, _)) if f != firm.as_uuid() || u != user.as_uuid() => StateRejection::OtherUser,
+            Some(_) => StateRejection::Used,
+        }))
+    }
+
+    /// Stores a fresh grant: onto the user's existing connection for this account (reconnect), or
+    /// as a new one. The refresh token is kept when the provider sent none this time.
+    pub async fn save_grant(&self, keyring: &Keyring, g: &NewGrant) -> Result<Connection, StoreError> {
+        let scopes = g.scopes.join(" ");
+        for attempt in 0..2 {
+            let now = crate::now();
+            let result: Result<ConnectionId, StoreError> = on_pool!(self, pool => {
+                async {
+                    let mut tx = pool.begin_with(self.begin_write_sql()).await?;
+                    let existing: Option<(Uuid,)> = sqlx::query_as(
+                        "SELECT id FROM oauth_connections WHERE firm_id = $1 AND user_id = $2 AND provider = $3 AND account_email = $4",
+                    )
+                    .bind(g.firm_id.as_uuid())
+                    .bind(g.user_id.as_uuid())
+                    .bind(g.provider.as_str())
+                    .bind(&g.account_email)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let id = existing.map(|(id,)| ConnectionId::from(id)).unwrap_or_default();
+                    let access = keyring.seal(&g.access_token, &access_binding(g.firm_id, id));
+                    let refresh = g.refresh_token.as_ref().map(|r| keyring.seal(r, &refresh_binding(g.firm_id, id)));
+                    if existing.is_some() {
+                        sqlx::query(
+                            "UPDATE oauth_connections SET access_token = $1, refresh_token = COALESCE($2, refresh_token), \
+                             token_expires_at = $3, granted_scopes = $4, status = 'active', status_message = '', \
+                             last_error = NULL, failure_count = 0, refresh_owner = NULL, refresh_until = NULL, \
+                             updated_at = $5 WHERE id = $6",
+                        )
+                        .bind(&access)
+                        .bind(&refresh)
+                        .bind(g.expires_at)
+                        .bind(&scopes)
+                        .bind(now)
+                        .bind(id.as_uuid())
+                        .execute(&mut *tx)
+                        .await?;
+                    } else {
+                        let d = ConnectionSettings::default();
+                        sqlx::query(
+                            "INSERT INTO oauth_connections (id, firm_id, user_id, provider, account_email, status, \
+                             status_message, access_token, refresh_token, token_expires_at, granted_scopes, sync_enabled, \
+                             sync_window_days, conflict_strategy, delete_policy, next_sync_at, created_at, updated_at) \
+                             VALUES ($1, $2, $3, $4, $5, 'active', '', $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $14)",
+                        )
+                        .bind(id.as_uuid())
+                        .bind(g.firm_id.as_uuid())
+                        .bind(g.user_id.as_uuid())
+                        .bind(g.provider.as_str())
+                        .bind(&g.account_email)
+                        .bind(&access)
+                        .bind(&refresh)
+                        .bind(g.expires_at)
+                        .bind(&scopes)
+                        .bind(d.sync_enabled)
+                        .bind(d.sync_window_days.days() as i32)
+                        .bind(d.conflict_strategy.as_str())
+                        .bind(d.delete_policy.as_str())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| StoreError::unique(e, "account"))?;
+                    }
+                    tx.commit().await?;
+                    Ok(id)
+                }
+                .await
+            });
+            match result {
+                Ok(id) => return self.connection(g.firm_id, Some(g.user_id), id).await,
+                // Two callbacks for a new account raced; the loser updates the winner's row.
+                Err(StoreError::Duplicate(_)) if attempt == 0 => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::VersionMismatch)
+    }
+
+    /// Connections of `firm`, optionally only `user`'s, oldest first.
+    pub async fn connections(&self, firm: FirmId, user: Option<UserId>) -> Result<Vec<Connection>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM oauth_connections WHERE firm_id = $1 AND ($2 IS NULL OR user_id = $2) ORDER BY created_at, id"
+        );
+        let rows: Vec<Row> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(firm.as_uuid()).bind(user.map(|u| u.as_uuid())).fetch_all(pool).await?
+        });
+        rows.into_iter().map(Connection::try_from).collect()
+    }
+
+    pub async fn connection(
+        &self,
+        firm: FirmId,
+        user: Option<UserId>,
+        id: ConnectionId,
+    ) -> Result<Connection, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM oauth_connections WHERE id = $1 AND firm_id = $2 AND ($3 IS NULL OR user_id = $3)"
+        );
+        let row: Option<Row> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(id.as_uuid())
+                .bind(firm.as_uuid())
+                .bind(user.map(|u| u.as_uuid()))
+                .fetch_optional(pool)
+                .await?
+        });
+        row.ok_or(StoreError::NotFound)?.try_into()
+    }
+
+    /// The connection's tokens, decrypted.
+    pub async fn tokens(&self, keyring: &Keyring, firm: FirmId, id: ConnectionId) -> Result<Tokens, StoreError> {
+        let row: Option<(Option<String>, Option<String>, Option<DateTime<Utc>>)> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT access_token, refresh_token, token_expires_at FROM oauth_connections WHERE id = $1 AND firm_id = $2")
+                .bind(id.as_uuid())
+                .bind(firm.as_uuid())
+                .fetch_optional(pool)
+                .await?
+        });
+        let (access, refresh, expires_at) = row.ok_or(StoreError::NotFound)?;
+        Ok(Tokens {
+            access_token: access.map(|a| open(keyring, &a, &access_binding(firm, id))).transpose()?,
+            refresh_token: refresh.map(|r| open(keyring, &r, &refresh_binding(firm, id))).transpose()?,
+            expires_at,
+        })
+    }
+
+    /// Takes the refresh lock for `owner` until `until`, unless another owner holds a live one.
+    pub async fn try_lock_refresh(
+        &self,
+        firm: FirmId,
+        id: ConnectionId,
+        owner: &str,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let now = crate::now();
+        let n = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE oauth_connections SET refresh_owner = $1, refresh_until = $2 WHERE id = $3 AND firm_id = $4 \
+                 AND (refresh_until IS NULL OR refresh_until < $5 OR refresh_owner = $1)",
+            )
+            .bind(owner)
+            .bind(until)
+            .bind(id.as_uuid())
+            .bind(firm.as_uuid())
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    pub async fn release_refresh_lock(&self, firm: FirmId, id: ConnectionId, owner: &str) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE oauth_connections SET refresh_owner = NULL, refresh_until = NULL WHERE id = $1 AND firm_id = $2 AND refresh_owner = $3",
+            )
+            .bind(id.as_uuid())
+            .bind(firm.as_uuid())
+            .bind(owner)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Stores refreshed tokens (a new refresh token replaces the old one; none keeps it), marks the
+    /// connection active and releases the refresh lock, in one statement.
+    pub async fn store_refreshed_tokens(
+        &self,
+        keyring: &Keyring,
+        firm: FirmId,
+        id: ConnectionId,
+        access_token: &str,
+        refresh_token: Option<&str>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let access = keyring.seal(access_token, &access_binding(firm, id));
+        let refresh = refresh_token.map(|r| keyring.seal(r, &refresh_binding(firm, id)));
+        let n = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE oauth_connections SET access_token = $1, refresh_token = COALESCE($2, refresh_token), \
+                 token_expires_at = $3, status = 'active', status_message = '', last_error = NULL, \
+                 refresh_owner = NULL, refresh_until = NULL, updated_at = $4 WHERE id = $5 AND firm_id = $6",
+            )
+            .bind(&access)
+            .bind(&refresh)
+            .bind(expires_at)
+            .bind(crate::now())
+            .bind(id.as_uuid())
+            .bind(firm.as_uuid())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if n == 1 { Ok(()) } else { Err(StoreError::NotFound) }
+    }
+
+    /// Sets the status and message; `wipe_tokens` forgets the grant (it is useless or withdrawn).
+    /// Releases the refresh lock.
+    pub async fn set_connection_status(
+        &self,
+        firm: FirmId,
+        id: ConnectionId,
+        status: ConnectionStatus,
+        message: &str,
+        wipe_tokens: bool,
+    ) -> Result<(), StoreError> {
+        let n = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE oauth_connections SET status = $1, status_message = $2, \
+                 last_error = CASE WHEN $1 = 'active' THEN NULL ELSE $2 END, \
+                 access_token = CASE WHEN $3 THEN NULL ELSE access_token END, \
+                 refresh_token = CASE WHEN $3 THEN NULL ELSE refresh_token END, \
+                 token_expires_at = CASE WHEN $3 THEN NULL ELSE token_expires_at END, \
+                 refresh_owner = NULL, refresh_until = NULL, updated_at = $4 WHERE id = $5 AND firm_id = $6",
+            )
+            .bind(status.as_str())
+            .bind(message)
+            .bind(wipe_tokens)
+            .bind(crate::now())
+            .bind(id.as_uuid())
+            .bind(firm.as_uuid())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if n == 1 { Ok(()) } else { Err(StoreError::NotFound) }
+    }
+
+    /// Disconnects: tokens wiped, status `revoked`, sync off. Appointments already pulled stay.
+    pub async fn disconnect(
+        &self,
+        firm: FirmId,
+        user: UserId,
+        id: ConnectionId,
+        message: &str,
+    ) -> Result<Connection, StoreError> {
+        let n = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE oauth_connections SET status = 'revoked', status_message = $1, access_token = NULL, \
+                 refresh_token = NULL, token_expires_at = NULL, sync_enabled = FALSE, next_sync_at = NULL, \
+                 refresh_owner = NULL, refresh_until = NULL, updated_at = $2 \
+                 WHERE id = $3 AND firm_id = $4 AND user_id = $5",
+            )
+            .bind(message)
+            .bind(crate::now())
+            .bind(id.as_uuid())
+            .bind(firm.as_uuid())
+            .bind(user.as_uuid())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if n != 1 {
+            return Err(StoreError::NotFound);
+        }
+        self.connection(firm, Some(user), id).await
+    }
+
+    /// Applies a settings change atomically; an unknown calendar id fails it as a whole.
+    pub async fn update_connection_settings(
+        &self,
+        firm: FirmId,
+        user: UserId,
+        id: ConnectionId,
+        change: &SettingsChange,
+    ) -> Result<Result<Connection, ValidationError>, StoreError> {
+        let current = self.connection(firm, Some(user), id).await?;
+        let s = ConnectionSettings {
+            sync_enabled: change.sync_enabled.unwrap_or(current.settings.sync_enabled),
+            sync_window_days: change.sync_window_days.unwrap_or(current.settings.sync_window_days),
+            conflict_strategy: change.conflict_strategy.unwrap_or(current.settings.conflict_strategy),
+            delete_policy: change.delete_policy.unwrap_or(current.settings.delete_policy),
+        };
+        let outcome: Result<(), ValidationError> = on_pool!(self, pool => {
+            let mut tx = pool.begin_with(self.begin_write_sql()).await?;
+            let known: Vec<(String,)> = sqlx::query_as("SELECT remote_id FROM synced_calendars WHERE connection_id = $1 AND firm_id = $2")
+                .bind(id.as_uuid())
+                .bind(firm.as_uuid())
+                .fetch_all(&mut *tx)
+                .await?;
+            let unknown = change
+                .selected_calendars
+                .iter()
+                .flatten()
+                .enumerate()
+                .find(|(_, r)| !known.iter().any(|(k,)| k == *r));
+            if let Some((i, r)) = unknown {
+                Err(ValidationError::new(format!("selected_calendars[{i}]"), format!("{r:?} is not a calendar of this connection")))
+            } else {
+                sqlx::query(
+                    "UPDATE oauth_connections SET sync_enabled = $1, sync_window_days = $2, conflict_strategy = $3, \
+                     delete_policy = $4, updated_at = $5 WHERE id = $6 AND firm_id = $7 AND user_id = $8",
+                )
+                .bind(s.sync_enabled)
+                .bind(s.sync_window_days.days() as i32)
+                .bind(s.conflict_strategy.as_str())
+                .bind(s.delete_policy.as_str())
+                .bind(crate::now())
+                .bind(id.as_uuid())
+                .bind(firm.as_uuid())
+                .bind(user.as_uuid())
+                .execute(&mut *tx)
+                .await?;
+                if let Some(selected) = &change.selected_calendars {
+                    for (remote,) in &known {
+                        sqlx::query("UPDATE synced_calendars SET selected = $1 WHERE connection_id = $2 AND remote_id = $3")
+                            .bind(selected.contains(remote))
+                            .bind(id.as_uuid())
+                            .bind(remote)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+        });
+        match outcome {
+            Ok(()) => Ok(Ok(self.connection(firm, Some(user), id).await?)),
+            Err(v) => Ok(Err(v)),
+        }
+    }
+
+    /// Makes the stored calendars match the provider's list. Existing selections are kept; on a
+    /// connection with nothing selected, the primary calendar is selected.
+    pub async fn replace_calendars(
+        &self,
+        firm: FirmId,
+        id: ConnectionId,
+        list: &[CalendarInfo],
+    ) -> Result<(), StoreError> {
+        let now = crate::now();
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_with(self.begin_write_sql()).await?;
+            let existing: Vec<(String, bool)> =
+                sqlx::query_as("SELECT remote_id, selected FROM synced_calendars WHERE connection_id = $1 AND firm_id = $2")
+                    .bind(id.as_uuid())
+                    .bind(firm.as_uuid())
+                    .fetch_all(&mut *tx)
+                    .await?;
+            let keeps_selection = existing.iter().any(|(r, sel)| *sel && list.iter().any(|c| &c.remote_id == r));
+            for (remote, _) in existing.iter().filter(|(r, _)| !list.iter().any(|c| &c.remote_id == r)) {
+                sqlx::query("DELETE FROM synced_calendars WHERE connection_id = $1 AND remote_id = $2")
+                    .bind(id.as_uuid())
+                    .bind(remote)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for c in list {
+                if existing.iter().any(|(r, _)| r == &c.remote_id) {
+                    sqlx::query(
+                        "UPDATE synced_calendars SET name = $1, is_primary = $2, can_write = $3, time_zone = $4, \
+                         selected = CASE WHEN $5 THEN selected ELSE $2 END, updated_at = $6 \
+                         WHERE connection_id = $7 AND remote_id = $8",
+                    )
+                    .bind(&c.name)
+                    .bind(c.is_primary)
+                    .bind(c.can_write)
+                    .bind(&c.time_zone)
+                    .bind(keeps_selection)
+                    .bind(now)
+                    .bind(id.as_uuid())
+                    .bind(&c.remote_id)
+                    .execute(&mut *tx)
+                    .await?;
+                } else {
+                    sqlx::query(
+                        "INSERT INTO synced_calendars (id, firm_id, connection_id, remote_id, name, is_primary, can_write, \
+                         time_zone, selected, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+                    )
+                    .bind(SyncedCalendarId::new().as_uuid())
+                    .bind(firm.as_uuid())
+                    .bind(id.as_uuid())
+                    .bind(&c.remote_id)
+                    .bind(&c.name)
+                    .bind(c.is_primary)
+                    .bind(c.can_write)
+                    .bind(&c.time_zone)
+                    .bind(c.is_primary && !keeps_selection)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// The connection's calendars, primary first.
+    pub async fn calendars(&self, firm: FirmId, id: ConnectionId) -> Result<Vec<SyncedCalendar>, StoreError> {
+        let rows: Vec<CalendarRow> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT id, connection_id, remote_id, name, is_primary, can_write, time_zone, selected FROM synced_calendars \
+                 WHERE connection_id = $1 AND firm_id = $2 ORDER BY is_primary DESC, name, remote_id",
+            )
+            .bind(id.as_uuid())
+            .bind(firm.as_uuid())
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows.into_iter().map(SyncedCalendar::from).collect())
+    }
+
+    /// Re-encrypts every sealed value that uses an older key under the newest one. Each value is
+    /// replaced only if it is still the one read, so a concurrent refresh is never overwritten.
+    /// Returns how many values were re-encrypted.
+    pub async fn rotate_keys(&self, keyring: &Keyring) -> Result<u64, StoreError> {
+        let mut rotated = 0;
+        let rows: Vec<(Uuid, Uuid, Option<String>, Option<String>)> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT id, firm_id, access_token, refresh_token FROM oauth_connections").fetch_all(pool).await?
+        });
+        for (id, firm, access, refresh) in rows {
+            let (id, firm) = (ConnectionId::from(id), FirmId::from(firm));
+            for (column, value, binding) in [
+                ("access_token", access, access_binding(firm, id)),
+                ("refresh_token", refresh, refresh_binding(firm, id)),
+            ] {
+                let Some(old) = value.filter(|v| keyring.is_stale(v)) else { continue };
+                let new = keyring.seal(&open(keyring, &old, &binding)?, &binding);
+                let sql = format!("UPDATE oauth_connections SET {column} = $1 WHERE id = $2 AND {column} = $3");
+                rotated += on_pool!(self, pool => {
+                    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&new).bind(id.as_uuid()).bind(&old).execute(pool).await?.rows_affected()
+                });
+            }
+        }
+        let auths: Vec<(Uuid, Uuid, String)> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT id, firm_id, pkce_verifier FROM oauth_authorization_codes WHERE consumed_at IS NULL")
+                .fetch_all(pool)
+                .await?
+        });
+        for (id, firm, old) in auths.into_iter().filter(|(_, _, v)| keyring.is_stale(v)) {
+            let binding = verifier_binding(firm.into(), id.into());
+            let new = keyring.seal(&open(keyring, &old, &binding)?, &binding);
+            rotated += on_pool!(self, pool => {
+                sqlx::query("UPDATE oauth_authorization_codes SET pkce_verifier = $1 WHERE id = $2 AND pkce_verifier = $3")
+                    .bind(&new)
+                    .bind(id)
+                    .bind(&old)
+                    .execute(pool)
+                    .await?
+                    .rows_affected()
+            });
+        }
+        Ok(rotated)
+    }
+}
