@@ -28,6 +28,9 @@ pub struct RemoteCalendar {
 /// The HTTP client every provider call goes through: bounded time, no redirects (a token endpoint
 /// that redirects is misconfigured or hostile), one connection pool.
 pub fn http_client(timeout: Duration) -> reqwest::Client {
+    // reqwest is built without a TLS provider of its own (to keep aws-lc out of the build);
+    // installing ring here, once, means no caller can forget it.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))

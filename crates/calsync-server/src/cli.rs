@@ -52,6 +52,55 @@ pub struct SettingsArgs {
     /// API requests a user may make in a burst [default: 100]
     #[arg(long, global = true, env = "CALSYNC_API_RATE_BURST")]
     pub api_rate_burst: Option<u32>,
+    /// Provider sandbox: `embedded` (mounted at /sandbox), `off`, or the URL of a running one
+    /// [default: embedded outside production, off in production]
+    #[arg(long, global = true, env = "CALSYNC_SANDBOX")]
+    pub sandbox: Option<String>,
+    /// Timeout of each request to Google or Microsoft, in seconds [default: 30]
+    #[arg(long, global = true, env = "CALSYNC_PROVIDER_TIMEOUT_SECS")]
+    pub provider_timeout_secs: Option<u64>,
+    /// Google OAuth client id (unset: the provider sandbox's dev client)
+    #[arg(long, global = true, env = "GOOGLE_CALENDAR_CLIENT_ID")]
+    pub google_client_id: Option<String>,
+    /// Google OAuth client secret
+    #[arg(long, global = true, env = "GOOGLE_CALENDAR_CLIENT_SECRET", hide_env_values = true)]
+    pub google_client_secret: Option<String>,
+    /// Where Google sends the browser back [default: <public URL>/calendar/oauth/callback]
+    #[arg(long, global = true, env = "GOOGLE_CALENDAR_REDIRECT_URI")]
+    pub google_redirect_uri: Option<String>,
+    /// Google authorization endpoint override
+    #[arg(long, global = true, env = "GOOGLE_OAUTH_AUTHORIZE_URL")]
+    pub google_authorize_url: Option<String>,
+    /// Google token endpoint override
+    #[arg(long, global = true, env = "GOOGLE_OAUTH_TOKEN_URL")]
+    pub google_token_url: Option<String>,
+    /// Google revocation endpoint override
+    #[arg(long, global = true, env = "GOOGLE_OAUTH_REVOKE_URL")]
+    pub google_revoke_url: Option<String>,
+    /// Google user-info endpoint override
+    #[arg(long, global = true, env = "GOOGLE_USERINFO_URL")]
+    pub google_userinfo_url: Option<String>,
+    /// Google Calendar API base override (…/calendar/v3)
+    #[arg(long, global = true, env = "GOOGLE_CALENDAR_API_URL")]
+    pub google_calendar_api_url: Option<String>,
+    /// Microsoft application (client) id (unset: the provider sandbox's dev client)
+    #[arg(long, global = true, env = "MICROSOFT_CALENDAR_CLIENT_ID")]
+    pub microsoft_client_id: Option<String>,
+    /// Microsoft client secret
+    #[arg(long, global = true, env = "MICROSOFT_CALENDAR_CLIENT_SECRET", hide_env_values = true)]
+    pub microsoft_client_secret: Option<String>,
+    /// Where Microsoft sends the browser back [default: <public URL>/calendar/oauth/callback]
+    #[arg(long, global = true, env = "MICROSOFT_CALENDAR_REDIRECT_URI")]
+    pub microsoft_redirect_uri: Option<String>,
+    /// Microsoft tenant: common, organizations, consumers or a tenant id [default: common]
+    #[arg(long, global = true, env = "MICROSOFT_TENANT")]
+    pub microsoft_tenant: Option<String>,
+    /// Microsoft identity platform base override
+    #[arg(long, global = true, env = "MICROSOFT_LOGIN_URL")]
+    pub microsoft_login_url: Option<String>,
+    /// Microsoft Graph base override (…/v1.0)
+    #[arg(long, global = true, env = "MICROSOFT_GRAPH_URL")]
+    pub microsoft_graph_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
@@ -67,9 +116,18 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
-    /// Manage firms, users and API tokens.
+    /// Manage firms, users, API tokens and encryption keys.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Run the provider sandbox (local Google and Microsoft) on its own.
+    Sandbox {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        bind: String,
+        /// Seed for deterministic ids and tokens.
+        #[arg(long)]
+        seed: Option<u64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,4 +162,6 @@ pub enum AdminCommand {
         #[arg(long, default_value = "cli")]
         name: String,
     },
+    /// Re-encrypt every stored token under the newest key of CALSYNC_ENCRYPTION_KEY.
+    RotateKey,
 }

@@ -16,7 +16,23 @@ pub async fn run(config: Config, command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin(cmd) => admin(&config, cmd).await,
+        Command::Sandbox { bind, seed } => sandbox(&bind, seed).await,
     }
+}
+
+/// The provider sandbox on its own, for scripts and for several calsync processes to share.
+pub async fn sandbox(bind: &str, seed: Option<u64>) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("cannot listen on {bind}"))?;
+    let addr = listener.local_addr()?;
+    let config =
+        calsync_sandbox::SandboxConfig { seed, public_base_url: format!("http://{addr}"), ..Default::default() };
+    tracing::info!("sandbox listening on http://{addr}");
+    println!("calsync provider sandbox on http://{addr} (dev client id {:?})", calsync_sandbox::DEV_CLIENT_ID);
+    tokio::select! {
+        r = calsync_sandbox::serve(listener, config) => r.context("sandbox server error")?,
+        () = shutdown_signal() => {}
+    }
+    Ok(())
 }
 
 async fn open(config: &Config) -> anyhow::Result<Db> {
@@ -56,6 +72,10 @@ async fn admin(config: &Config, cmd: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::CreateToken { email, name } => {
             let token = accounts::create_api_token(&db, &email, &name).await.map_err(plain)?;
             println!("{token}");
+        }
+        AdminCommand::RotateKey => {
+            let n = db.rotate_keys(&config.keyring).await.context("key rotation failed")?;
+            println!("re-encrypted {n} stored secrets under key {}", config.keyring.primary_id());
         }
     }
     db.close().await;

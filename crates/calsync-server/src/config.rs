@@ -3,6 +3,7 @@
 
 use crate::cli::{LogFormat, SettingsArgs};
 use crate::crypto::{Keyring, load_or_generate_keyring};
+use crate::providers::{ProviderSettings, SandboxMode};
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use std::fmt;
@@ -35,6 +36,8 @@ pub struct Config {
     /// API requests per user per minute, and how many may come at once.
     pub api_rate_per_minute: u32,
     pub api_rate_burst: u32,
+    pub sandbox: SandboxMode,
+    pub providers: ProviderSettings,
 }
 
 impl fmt::Debug for Config {
@@ -51,6 +54,8 @@ impl fmt::Debug for Config {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("api_rate_per_minute", &self.api_rate_per_minute)
             .field("api_rate_burst", &self.api_rate_burst)
+            .field("sandbox", &self.sandbox)
+            .field("providers", &self.providers)
             .finish()
     }
 }
@@ -70,6 +75,22 @@ struct FileSettings {
     max_body_bytes: Option<usize>,
     api_rate_per_minute: Option<u32>,
     api_rate_burst: Option<u32>,
+    sandbox: Option<String>,
+    provider_timeout_secs: Option<u64>,
+    google_client_id: Option<String>,
+    google_client_secret: Option<String>,
+    google_redirect_uri: Option<String>,
+    google_authorize_url: Option<String>,
+    google_token_url: Option<String>,
+    google_revoke_url: Option<String>,
+    google_userinfo_url: Option<String>,
+    google_calendar_api_url: Option<String>,
+    microsoft_client_id: Option<String>,
+    microsoft_client_secret: Option<String>,
+    microsoft_redirect_uri: Option<String>,
+    microsoft_tenant: Option<String>,
+    microsoft_login_url: Option<String>,
+    microsoft_graph_url: Option<String>,
 }
 
 impl Config {
@@ -132,6 +153,28 @@ impl Config {
         if api_rate_per_minute == 0 || api_rate_burst == 0 {
             bail!("CALSYNC_API_RATE_PER_MINUTE and CALSYNC_API_RATE_BURST must be at least 1");
         }
+        let sandbox = match args.sandbox.clone().or(file.sandbox) {
+            Some(s) => SandboxMode::parse(&s)?,
+            None if environment == Environment::Production => SandboxMode::Off,
+            None => SandboxMode::Embedded,
+        };
+        let providers = ProviderSettings {
+            timeout_secs: args.provider_timeout_secs.or(file.provider_timeout_secs),
+            google_client_id: args.google_client_id.clone().or(file.google_client_id),
+            google_client_secret: args.google_client_secret.clone().or(file.google_client_secret),
+            google_redirect_uri: args.google_redirect_uri.clone().or(file.google_redirect_uri),
+            google_authorize_url: args.google_authorize_url.clone().or(file.google_authorize_url),
+            google_token_url: args.google_token_url.clone().or(file.google_token_url),
+            google_revoke_url: args.google_revoke_url.clone().or(file.google_revoke_url),
+            google_userinfo_url: args.google_userinfo_url.clone().or(file.google_userinfo_url),
+            google_calendar_api_url: args.google_calendar_api_url.clone().or(file.google_calendar_api_url),
+            microsoft_client_id: args.microsoft_client_id.clone().or(file.microsoft_client_id),
+            microsoft_client_secret: args.microsoft_client_secret.clone().or(file.microsoft_client_secret),
+            microsoft_redirect_uri: args.microsoft_redirect_uri.clone().or(file.microsoft_redirect_uri),
+            microsoft_tenant: args.microsoft_tenant.clone().or(file.microsoft_tenant),
+            microsoft_login_url: args.microsoft_login_url.clone().or(file.microsoft_login_url),
+            microsoft_graph_url: args.microsoft_graph_url.clone().or(file.microsoft_graph_url),
+        };
         Ok(Config {
             database_url,
             bind,
@@ -144,6 +187,8 @@ impl Config {
             max_body_bytes,
             api_rate_per_minute,
             api_rate_burst,
+            sandbox,
+            providers,
         })
     }
 

@@ -4,11 +4,13 @@
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod crypto;
 pub mod logging;
 pub mod ops;
+pub mod providers;
 pub mod services;
 pub mod startup;
 pub mod state;

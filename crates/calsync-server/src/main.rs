@@ -6,7 +6,21 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // One TLS implementation (ring) for every outbound connection; reqwest is built without one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
+    if let Some(Command::Sandbox { bind, seed }) = &cli.command {
+        // The sandbox needs no database, key or configuration file.
+        logging::init(cli.settings.log_format.unwrap_or(calsync_server::cli::LogFormat::Text), "info");
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+        return match runtime.block_on(commands::sandbox(bind, *seed)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config = match Config::load(&cli.settings) {
         Ok(c) => c,
         Err(e) => {
@@ -17,6 +31,7 @@ fn main() -> ExitCode {
     let command = cli.command.unwrap_or(Command::Serve);
     // Admin commands print their result on stdout; keep the log to warnings there.
     let filter = if matches!(command, Command::Serve) { config.log_filter.clone() } else { "warn".to_owned() };
+    // Admin and migrate output belongs on stdout alone.
     logging::init(config.log_format, &filter);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -2,7 +2,10 @@
 //! listener (port 0 works) and assembles the router; [`Application::run_until_stopped`] serves until
 //! the given shutdown future completes, finishing in-flight requests.
 
+use crate::clock::Clock;
 use crate::config::Config;
+use crate::providers::{Providers, SANDBOX_PATH, SandboxMode};
+use crate::services::connections::ConnectionService;
 use crate::state::AppState;
 use crate::throttle::{RateLimiter, Throttle};
 use crate::{api, ops, web};
@@ -31,6 +34,7 @@ pub struct Application {
     router: Router,
     addr: SocketAddr,
     db: Db,
+    state: AppState,
 }
 
 impl Application {
@@ -42,10 +46,24 @@ impl Application {
     }
 
     /// Binds with an already migrated database.
-    pub async fn build_with_db(config: Config, db: Db) -> anyhow::Result<Self> {
+    pub async fn build_with_db(mut config: Config, db: Db) -> anyhow::Result<Self> {
         let listener =
             TcpListener::bind(&config.bind).await.with_context(|| format!("cannot listen on {}", config.bind))?;
         let addr = listener.local_addr()?;
+        // Bound to port 0: the public URL (and with it OAuth redirects) takes the real port.
+        if config.public_url.port() == Some(0) {
+            let _ = config.public_url.set_port(Some(addr.port()));
+        }
+        let providers = Arc::new(Providers::resolve(&config.providers, &config.sandbox, &config.public_url)?);
+        let clock = Clock::default();
+        let sandbox = (config.sandbox == SandboxMode::Embedded).then(|| {
+            calsync_sandbox::Sandbox::new(calsync_sandbox::SandboxConfig {
+                public_base_url: config.public(SANDBOX_PATH),
+                ..Default::default()
+            })
+        });
+        let connections =
+            Arc::new(ConnectionService::new(db.clone(), config.keyring.clone(), providers, clock.clone()));
         let api_limiter = Arc::new(RateLimiter::new(config.api_rate_per_minute, config.api_rate_burst));
         let state = AppState {
             db: db.clone(),
@@ -53,8 +71,14 @@ impl Application {
             login_throttle: Arc::new(Throttle::new(10, Duration::from_secs(15 * 60))),
             login_ip_throttle: Arc::new(Throttle::new(100, Duration::from_secs(15 * 60))),
             api_limiter,
+            connections,
+            clock,
         };
-        Ok(Self { listener, router: router(state), addr, db })
+        let mut router = router(state.clone());
+        if let Some(sandbox) = sandbox {
+            router = router.nest(SANDBOX_PATH, sandbox.router());
+        }
+        Ok(Self { listener, router, addr, db, state })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -63,6 +87,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// The shared state, for tests that drive services directly.
+    pub fn state(&self) -> AppState {
+        self.state.clone()
     }
 
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
@@ -75,26 +104,39 @@ impl Application {
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
+    let providers = state.connections.providers();
+    let mut form_origins: Vec<String> = [&providers.google, &providers.microsoft]
+        .into_iter()
+        .flatten()
+        .map(|s| s.oauth.authorize_url.origin().ascii_serialization())
+        .collect();
+    form_origins.sort();
+    form_origins.dedup();
     let request_id = HeaderName::from_static("x-request-id");
-    Router::new().merge(api::router(max_body)).merge(web::router()).merge(ops::router()).with_state(state).layer(
-        ServiceBuilder::new()
-            .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION, COOKIE]))
-            .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
-            .layer(
-                TraceLayer::new_for_http()
-                    .make_span_with(|req: &Request<Body>| {
-                        let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
-                        // The matched route, never the query string (it may hold OAuth codes).
-                        let route = req.extensions().get::<MatchedPath>().map_or(req.uri().path(), |m| m.as_str());
-                        tracing::info_span!("request", method = %req.method(), route, request_id = id)
-                    })
-                    .on_response(DefaultOnResponse::new().level(Level::INFO)),
-            )
-            .layer(SetSensitiveResponseHeadersLayer::new([SET_COOKIE]))
-            .layer(PropagateRequestIdLayer::new(request_id))
-            .layer(CatchPanicLayer::new())
-            .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30))),
-    )
+    Router::new()
+        .merge(api::router(max_body))
+        .merge(web::router(&form_origins))
+        .merge(ops::router())
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION, COOKIE]))
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(|req: &Request<Body>| {
+                            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+                            // The matched route, never the query string (it may hold OAuth codes).
+                            let route = req.extensions().get::<MatchedPath>().map_or(req.uri().path(), |m| m.as_str());
+                            tracing::info_span!("request", method = %req.method(), route, request_id = id)
+                        })
+                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                )
+                .layer(SetSensitiveResponseHeadersLayer::new([SET_COOKIE]))
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(CatchPanicLayer::new())
+                .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30))),
+        )
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -1,6 +1,8 @@
 //! Shared state handed to every handler.
 
+use crate::clock::Clock;
 use crate::config::Config;
+use crate::services::connections::ConnectionService;
 use crate::throttle::{RateLimiter, Throttle};
 use calsync_store::Db;
 use std::sync::Arc;
@@ -16,4 +18,6 @@ pub struct AppState {
     pub login_ip_throttle: Arc<Throttle>,
     /// API requests per user.
     pub api_limiter: Arc<RateLimiter>,
+    pub connections: Arc<ConnectionService>,
+    pub clock: Clock,
 }

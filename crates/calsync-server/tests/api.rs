@@ -320,8 +320,16 @@ async fn openapi_covers_every_api_route(backend: Backend) {
             "DELETE /api/appointments/{id}/",
             "GET /api/appointments/",
             "GET /api/appointments/{id}/",
+            "GET /api/calendar/oauth-connections/",
+            "GET /api/calendar/oauth-connections/{id}/",
+            "GET /api/calendar/oauth-connections/{id}/calendars/",
             "PATCH /api/appointments/{id}/",
+            "PATCH /api/calendar/oauth-connections/{id}/",
             "POST /api/appointments/",
+            "POST /api/calendar/oauth-connections/initiate_google_oauth/",
+            "POST /api/calendar/oauth-connections/initiate_microsoft_oauth/",
+            "POST /api/calendar/oauth-connections/oauth_callback/",
+            "POST /api/calendar/oauth-connections/{id}/disconnect/",
         ]
     );
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());

@@ -287,6 +287,7 @@ impl Db {
         state_hash: &str,
         firm: FirmId,
         user: UserId,
+        now: DateTime<Utc>,
     ) -> Result<Result<Authorization, StateRejection>, StoreError> {
         #[derive(sqlx::FromRow)]
         struct Consumed {
@@ -296,7 +297,6 @@ impl Db {
             redirect_uri: String,
             expires_at: DateTime<Utc>,
         }
-        let now = crate::now();
         let row: Option<Consumed> = on_pool!(self, pool => {
             sqlx::query_as(
                 "UPDATE oauth_authorization_codes SET consumed_at = $1 \

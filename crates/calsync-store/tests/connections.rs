@@ -62,25 +62,26 @@ async fn authorization_records_are_single_use(backend: Backend) {
     db.create_authorization(&k, authorization(&ann, "h1", Duration::minutes(10))).await.unwrap();
     db.create_authorization(&k, authorization(&ann, "h2", Duration::seconds(-1))).await.unwrap();
 
-    let other = db.consume_authorization(&k, "h1", bob.firm_id, bob.id).await.unwrap();
+    let other = db.consume_authorization(&k, "h1", bob.firm_id, bob.id, Utc::now()).await.unwrap();
     assert_eq!(other.unwrap_err(), StateRejection::OtherUser);
-    let ok = db.consume_authorization(&k, "h1", ann.firm_id, ann.id).await.unwrap().expect("owner consumes it");
+    let ok =
+        db.consume_authorization(&k, "h1", ann.firm_id, ann.id, Utc::now()).await.unwrap().expect("owner consumes it");
     assert_eq!((ok.provider, ok.pkce_verifier.as_str()), (Provider::Microsoft, "verifier-secret"));
     assert!(ok.redirect_uri.ends_with("/calendar/oauth/callback"));
     assert_eq!(
-        db.consume_authorization(&k, "h1", ann.firm_id, ann.id).await.unwrap().unwrap_err(),
+        db.consume_authorization(&k, "h1", ann.firm_id, ann.id, Utc::now()).await.unwrap().unwrap_err(),
         StateRejection::Used
     );
     assert_eq!(
-        db.consume_authorization(&k, "nope", ann.firm_id, ann.id).await.unwrap().unwrap_err(),
+        db.consume_authorization(&k, "nope", ann.firm_id, ann.id, Utc::now()).await.unwrap().unwrap_err(),
         StateRejection::Unknown
     );
     assert_eq!(
-        db.consume_authorization(&k, "h2", ann.firm_id, ann.id).await.unwrap().unwrap_err(),
+        db.consume_authorization(&k, "h2", ann.firm_id, ann.id, Utc::now()).await.unwrap().unwrap_err(),
         StateRejection::Expired
     );
     assert_eq!(
-        db.consume_authorization(&k, "h2", ann.firm_id, ann.id).await.unwrap().unwrap_err(),
+        db.consume_authorization(&k, "h2", ann.firm_id, ann.id, Utc::now()).await.unwrap().unwrap_err(),
         StateRejection::Used
     );
 }
@@ -213,7 +214,7 @@ async fn keys_rotate_to_the_newest(backend: Backend) {
     assert!(db.tokens(&old, ann.firm_id, c.id).await.is_err(), "the old key alone no longer reads them");
     let tokens = db.tokens(&both, ann.firm_id, c.id).await.unwrap();
     assert_eq!(tokens.refresh_token.as_deref(), Some("1//rot"));
-    let auth = db.consume_authorization(&both, "pending", ann.firm_id, ann.id).await.unwrap().unwrap();
+    let auth = db.consume_authorization(&both, "pending", ann.firm_id, ann.id, Utc::now()).await.unwrap().unwrap();
     assert_eq!(auth.pkce_verifier, "verifier-secret");
 }
 

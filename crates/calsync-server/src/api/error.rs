@@ -29,6 +29,8 @@ pub enum ApiError {
     },
     PreconditionFailed(String),
     PayloadTooLarge(usize),
+    /// 502: Google or Microsoft could not be reached; worth retrying.
+    ProviderUnavailable(String),
     /// 429 with `Retry-After`.
     RateLimited {
         retry_after: u64,
@@ -95,6 +97,7 @@ impl IntoResponse for ApiError {
                 None,
                 format!("request body is larger than {limit} bytes"),
             ),
+            ApiError::ProviderUnavailable(m) => (StatusCode::BAD_GATEWAY, "provider_unavailable", None, m),
             ApiError::RateLimited { retry_after } => {
                 let body = ErrorBody {
                     error: ErrorDetail {

@@ -1,6 +1,7 @@
 //! The JSON REST API under `/api/`, its OpenAPI document and Swagger UI.
 
 pub mod appointments;
+pub mod connections;
 pub mod error;
 pub mod json;
 pub mod openapi;
@@ -16,6 +17,7 @@ use utoipa_swagger_ui::SwaggerUi;
 pub fn router(max_body_bytes: usize) -> Router<AppState> {
     Router::new()
         .merge(appointments::router())
+        .merge(connections::router())
         // Swagger UI's assets are compiled into the binary (no CDN); it also serves the document.
         .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi::ApiDoc::openapi()))
         .route("/api/{*rest}", any(no_such_route))

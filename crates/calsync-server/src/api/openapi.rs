@@ -1,7 +1,7 @@
 //! The OpenAPI 3 document: every `/api/` route, generated from the handlers' annotations.
 
-use super::appointments;
 use super::error::{ErrorBody, ErrorDetail};
+use super::{appointments, connections};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -16,6 +16,14 @@ use utoipa::{Modify, OpenApi};
         appointments::show,
         appointments::update,
         appointments::remove,
+        connections::list,
+        connections::initiate_google,
+        connections::initiate_microsoft,
+        connections::callback,
+        connections::show,
+        connections::update,
+        connections::disconnect,
+        connections::calendars,
     ),
     components(schemas(
         ErrorBody,
@@ -25,9 +33,18 @@ use utoipa::{Modify, OpenApi};
         appointments::AppointmentList,
         appointments::AttendeeBody,
         appointments::StatusSchema,
+        connections::ConnectionView,
+        connections::CalendarView,
+        connections::InitiateResponse,
+        connections::InitiateBody,
+        connections::CallbackBody,
+        connections::SettingsBody,
     )),
     modifiers(&BearerAuth),
-    tags((name = "appointments", description = "The firm's appointments, which sync carries to external calendars"))
+    tags(
+        (name = "appointments", description = "The firm's appointments, which sync carries to external calendars"),
+        (name = "calendar connections", description = "Staff members' Google and Microsoft calendars (OAuth 2.0 with PKCE)"),
+    )
 )]
 pub struct ApiDoc;
 

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod appointments;
+pub mod connections;
 
 use calsync_domain::ValidationError;
 use calsync_store::StoreError;

@@ -3,6 +3,7 @@
 //! Origin/Sec-Fetch-Site checking on top.
 
 mod appointments;
+mod calendar;
 mod session;
 
 use crate::services::ServiceError;
@@ -15,19 +16,28 @@ use axum::routing::{get, post};
 use tower_http::csrf::CsrfLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-pub fn router() -> Router<AppState> {
+/// `form_origins`: where a form may lead besides this site. "Connect" forms redirect to the
+/// providers' consent pages, and browsers apply `form-action` to that redirect too.
+pub fn router(form_origins: &[String]) -> Router<AppState> {
+    let csp = format!(
+        "default-src 'self'; form-action 'self'{}{}; frame-ancestors 'none'; base-uri 'none'",
+        if form_origins.is_empty() { "" } else { " " },
+        form_origins.join(" ")
+    );
+    let csp = HeaderValue::from_str(&csp).expect("origins are ASCII URLs");
     Router::new()
         .route("/", get(appointments::home))
         .route("/appointments", post(appointments::create))
         .route("/appointments/{id}/delete", post(appointments::delete))
+        .route("/calendar", get(calendar::show))
+        .route("/calendar/connect/{provider}", post(calendar::connect))
+        .route("/calendar/oauth/callback", get(calendar::oauth_callback))
+        .route("/calendar/{id}/disconnect", post(calendar::disconnect))
         .route("/login", get(session::login_page).post(session::login))
         .route("/logout", post(session::logout))
         .route("/static/app.css", get(stylesheet))
         .layer(CsrfLayer::new())
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("default-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
-        ))
+        .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, csp))
         .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
         .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))

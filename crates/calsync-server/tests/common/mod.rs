@@ -52,6 +52,8 @@ pub fn test_config() -> Config {
         max_body_bytes: MAX_BODY,
         api_rate_per_minute: 60_000,
         api_rate_burst: 10_000,
+        sandbox: calsync_server::providers::SandboxMode::Off,
+        providers: Default::default(),
     }
 }
 

@@ -1,0 +1,511 @@
+//! Calendar connections: the OAuth flow (state, PKCE, code exchange, scope check), a working access
+//! token on demand (refreshed at most once at a time per connection, across tasks and processes),
+//! settings and disconnection. Tokens never leave this module except towards the provider.
+
+use super::ServiceError;
+use crate::clock::Clock;
+use crate::crypto::{random_token, token_hash};
+use crate::providers::{Api, Providers, Setup};
+use calsync_domain::ValidationError;
+use calsync_domain::connection::{ConnectionStatus, Provider};
+use calsync_domain::ids::{ConnectionId, FirmId};
+use calsync_domain::tenant::Actor;
+use calsync_providers::{ProviderError, ReauthKind, RemoteCalendar, pkce};
+use calsync_store::crypto::Keyring;
+use calsync_store::{
+    CalendarInfo, Connection, Db, NewAuthorization, NewGrant, SettingsChange, StateRejection, StoreError,
+    SyncedCalendar,
+};
+use chrono::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+/// How long an authorization record (the `state`) lives.
+pub const STATE_TTL_MINUTES: i64 = 10;
+/// Tokens expiring within this margin are refreshed before use.
+pub const REFRESH_MARGIN_SECONDS: i64 = 5 * 60;
+/// How long one process may hold a connection's refresh lock before others take over.
+const REFRESH_LOCK_SECONDS: i64 = 60;
+/// Attempts at the token endpoint for network errors and 5xx, with doubling backoff.
+const REFRESH_ATTEMPTS: u32 = 3;
+
+/// Why a callback could not complete. Each maps to a 400 with its code, except provider outages.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("{message}")]
+    Rejected { code: &'static str, field: Option<&'static str>, message: String },
+    #[error("{0}")]
+    ProviderUnavailable(String),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+fn rejected(code: &'static str, field: Option<&'static str>, message: impl Into<String>) -> ConnectError {
+    ConnectError::Rejected { code, field, message: message.into() }
+}
+
+/// Why no access token could be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The user must reconnect; the connection now says so.
+    #[error("{0}")]
+    Reauthorize(String),
+    /// The provider could not be reached; the stored grant is untouched.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+/// What the browser or API client brought back from the provider.
+#[derive(Debug, Default, Clone)]
+pub struct CallbackInput {
+    pub state: Option<String>,
+    pub code: Option<String>,
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+}
+
+pub struct ConnectionService {
+    db: Db,
+    keyring: Keyring,
+    providers: Arc<Providers>,
+    clock: Clock,
+    /// Names this process in refresh locks.
+    instance: String,
+    /// In-process single flight: one refresh per connection at a time.
+    refreshing: Mutex<HashMap<ConnectionId, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl ConnectionService {
+    pub fn new(db: Db, keyring: Keyring, providers: Arc<Providers>, clock: Clock) -> Self {
+        Self {
+            db,
+            keyring,
+            providers,
+            clock,
+            instance: format!("calsync-{}", random_token("").chars().take(12).collect::<String>()),
+            refreshing: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn providers(&self) -> &Providers {
+        &self.providers
+    }
+
+    fn setup(&self, provider: Provider) -> Result<&Setup, ServiceError> {
+        self.providers.get(provider).ok_or_else(|| {
+            ServiceError::Validation(ValidationError::new(
+                "provider",
+                format!("{} is not configured on this server", provider.label()),
+            ))
+        })
+    }
+
+    /// Starts the flow: a single-use `state` bound to this user and provider, a PKCE verifier kept
+    /// encrypted server-side, and the URL to send the browser to.
+    pub async fn initiate(
+        &self,
+        actor: &Actor,
+        provider: Provider,
+        login_hint: Option<&str>,
+    ) -> Result<(String, String), ServiceError> {
+        let setup = self.setup(provider)?;
+        let state = random_token("");
+        let verifier = pkce::new_verifier();
+        self.db
+            .create_authorization(
+                &self.keyring,
+                NewAuthorization {
+                    firm_id: actor.firm_id,
+                    user_id: actor.user_id,
+                    provider,
+                    state_hash: token_hash(&state),
+                    pkce_verifier: verifier.clone(),
+                    redirect_uri: setup.redirect_uri.clone(),
+                    expires_at: self.clock.now() + Duration::minutes(STATE_TTL_MINUTES),
+                },
+            )
+            .await?;
+        let url =
+            setup.oauth.authorization_url(&state, &pkce::challenge_s256(&verifier), &setup.redirect_uri, login_hint);
+        Ok((url.to_string(), state))
+    }
+
+    /// Completes the flow for the user who started it: checks the state, exchanges the code,
+    /// checks the granted scopes, learns the account and its calendars, then stores it all.
+    /// Nothing is created or changed unless every step succeeds.
+    pub async fn complete(&self, actor: &Actor, input: CallbackInput) -> Result<Connection, ConnectError> {
+        let state = input.state.filter(|s| !s.is_empty()).ok_or_else(|| {
+            rejected("invalid_state", Some("state"), "the state parameter is missing; start connecting again")
+        })?;
+        let auth = match self
+            .db
+            .consume_authorization(&self.keyring, &token_hash(&state), actor.firm_id, actor.user_id, self.clock.now())
+            .await
+            .map_err(ServiceError::from)?
+        {
+            Ok(a) => a,
+            Err(StateRejection::Unknown | StateRejection::OtherUser) => {
+                return Err(rejected(
+                    "invalid_state",
+                    Some("state"),
+                    "this authorization was not started by you (or was forged); start connecting again",
+                ));
+            }
+            Err(StateRejection::Used) => {
+                return Err(rejected(
+                    "state_used",
+                    Some("state"),
+                    "this authorization was already used; start connecting again",
+                ));
+            }
+            Err(StateRejection::Expired) => {
+                return Err(rejected(
+                    "state_expired",
+                    Some("state"),
+                    format!(
+                        "this authorization expired (it lasts {STATE_TTL_MINUTES} minutes); start connecting again"
+                    ),
+                ));
+            }
+        };
+        let provider = auth.provider;
+        let setup = self.setup(provider).map_err(ConnectError::Service)?;
+        if let Some(error) = input.error.filter(|e| !e.is_empty()) {
+            return Err(if error == "access_denied" {
+                rejected(
+                    "access_denied",
+                    None,
+                    format!("access was denied at {}; nothing was connected", provider.label()),
+                )
+            } else {
+                rejected(
+                    "provider_error",
+                    None,
+                    format!("{} answered {error:?}; nothing was connected", provider.label()),
+                )
+            });
+        }
+        let code = input
+            .code
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| rejected("invalid_request", Some("code"), "the code parameter is missing"))?;
+        let http = &self.providers.http;
+        let tokens = setup.oauth.exchange_code(http, &code, &auth.pkce_verifier, &auth.redirect_uri).await.map_err(|e| match e {
+            ProviderError::Retryable { reason, .. } => {
+                ConnectError::ProviderUnavailable(format!("{} is unavailable ({reason}); try again shortly", provider.label()))
+            }
+            ProviderError::Reauthorize { .. } => rejected(
+                "invalid_grant",
+                Some("code"),
+                "the provider refused the authorization code (expired, already used, or not issued for this request); start connecting again",
+            ),
+            other => rejected("provider_error", None, format!("{} refused the exchange: {other}", provider.label())),
+        })?;
+        let missing = match provider {
+            Provider::Google => calsync_providers::google::missing_scopes(&tokens.scopes),
+            Provider::Microsoft => calsync_providers::microsoft::missing_scopes(&tokens.scopes),
+        };
+        if !missing.is_empty() {
+            // A partial grant is useless to sync; withdraw it rather than leave it dangling.
+            let _ = setup.oauth.revoke(http, tokens.refresh_token.as_deref().unwrap_or(&tokens.access_token)).await;
+            return Err(rejected(
+                "insufficient_scope",
+                None,
+                format!(
+                    "calsync needs permission to {}. Connect again and allow every requested permission.",
+                    missing.join(" and ")
+                ),
+            ));
+        }
+        if tokens.refresh_token.is_none() {
+            return Err(rejected(
+                "no_offline_access",
+                None,
+                format!(
+                    "{} granted no offline access, so calsync could not sync in the background; connect again",
+                    provider.label()
+                ),
+            ));
+        }
+        let unavailable = |e: ProviderError| match e {
+            ProviderError::Retryable { reason, .. } => ConnectError::ProviderUnavailable(format!(
+                "{} is unavailable ({reason}); try again shortly",
+                provider.label()
+            )),
+            other => rejected("provider_error", None, format!("{}: {other}", provider.label())),
+        };
+        let (email, calendars) = match &setup.api {
+            Api::Google(api) => (
+                api.account_email(http, &tokens.access_token).await.map_err(unavailable)?,
+                api.calendars(http, &tokens.access_token).await.map_err(unavailable)?,
+            ),
+            Api::Microsoft(api) => (
+                api.account_email(http, &tokens.access_token).await.map_err(unavailable)?,
+                api.calendars(http, &tokens.access_token).await.map_err(unavailable)?,
+            ),
+        };
+        let connection = self
+            .db
+            .save_grant(
+                &self.keyring,
+                &NewGrant {
+                    firm_id: actor.firm_id,
+                    user_id: actor.user_id,
+                    provider,
+                    account_email: email.to_lowercase(),
+                    access_token: tokens.access_token,
+                    refresh_token: tokens.refresh_token,
+                    expires_at: self.clock.now() + Duration::seconds(tokens.expires_in_secs),
+                    scopes: tokens.scopes,
+                },
+            )
+            .await
+            .map_err(ServiceError::from)?;
+        self.db
+            .replace_calendars(actor.firm_id, connection.id, &calendar_infos(calendars))
+            .await
+            .map_err(ServiceError::from)?;
+        tracing::info!(connection_id = %connection.id, provider = provider.as_str(), "calendar connected");
+        Ok(connection)
+    }
+
+    pub async fn list(&self, actor: &Actor) -> Result<Vec<Connection>, ServiceError> {
+        Ok(self.db.connections(actor.firm_id, Some(actor.user_id)).await?)
+    }
+
+    pub async fn get(&self, actor: &Actor, id: ConnectionId) -> Result<Connection, ServiceError> {
+        Ok(self.db.connection(actor.firm_id, Some(actor.user_id), id).await?)
+    }
+
+    pub async fn calendars(&self, actor: &Actor, id: ConnectionId) -> Result<Vec<SyncedCalendar>, ServiceError> {
+        self.get(actor, id).await?;
+        Ok(self.db.calendars(actor.firm_id, id).await?)
+    }
+
+    pub async fn update_settings(
+        &self,
+        actor: &Actor,
+        id: ConnectionId,
+        change: SettingsChange,
+    ) -> Result<Connection, ServiceError> {
+        match self.db.update_connection_settings(actor.firm_id, actor.user_id, id, &change).await? {
+            Ok(c) => Ok(c),
+            Err(v) => Err(ServiceError::Validation(v)),
+        }
+    }
+
+    /// Revokes the grant at the provider where possible, then forgets it locally. The local side
+    /// always completes: a provider that cannot be reached must not keep a user connected.
+    pub async fn disconnect(&self, actor: &Actor, id: ConnectionId) -> Result<Connection, ServiceError> {
+        let connection = self.get(actor, id).await?;
+        let mut message =
+            "Disconnected. Appointments already synced stay in calsync; reconnect to sync again.".to_owned();
+        if let Some(setup) = self.providers.get(connection.provider)
+            && setup.oauth.revoke_url.is_some()
+        {
+            let tokens = self.db.tokens(&self.keyring, actor.firm_id, id).await?;
+            if let Some(token) = tokens.refresh_token.or(tokens.access_token)
+                && let Err(e) = setup.oauth.revoke(&self.providers.http, &token).await
+            {
+                tracing::warn!(connection_id = %id, error = %e, "revocation at the provider failed");
+                message = format!(
+                    "Disconnected here, but {} could not be told ({e}). You can also remove calsync's access in your account's security settings.",
+                    connection.provider.label()
+                );
+            }
+        }
+        let c = self.db.disconnect(actor.firm_id, actor.user_id, id, &message).await?;
+        tracing::info!(connection_id = %id, "calendar disconnected");
+        Ok(c)
+    }
+
+    /// A usable access token for the connection, refreshing it first when it expires within
+    /// [`REFRESH_MARGIN_SECONDS`]. However many tasks or processes ask at once, one refresh runs:
+    /// Microsoft rotates refresh tokens, and two concurrent refreshes would lose the newest one.
+    pub async fn access_token(&self, firm: FirmId, id: ConnectionId) -> Result<String, TokenError> {
+        if let Some(token) = self.fresh_token(firm, id).await? {
+            return Ok(token);
+        }
+        let flight = {
+            let mut map = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(id).or_default().clone()
+        };
+        let _turn = flight.lock().await;
+        // Whoever held the turn before may have refreshed already.
+        if let Some(token) = self.fresh_token(firm, id).await? {
+            return Ok(token);
+        }
+        let until = || calsync_store_now() + Duration::seconds(REFRESH_LOCK_SECONDS);
+        let mut waited = 0;
+        while !self.db.try_lock_refresh(firm, id, &self.instance, until()).await.map_err(ServiceError::from)? {
+            // Another process is refreshing: wait for its result rather than race it.
+            if waited >= REFRESH_LOCK_SECONDS * 5 {
+                return Err(TokenError::Unavailable("another worker is still refreshing this connection".into()));
+            }
+            tokio::time::sleep(StdDuration::from_millis(200)).await;
+            waited += 1;
+            if let Some(token) = self.fresh_token(firm, id).await? {
+                return Ok(token);
+            }
+        }
+        let result = self.refresh_locked(firm, id).await;
+        if result.is_err() {
+            let _ = self.db.release_refresh_lock(firm, id, &self.instance).await;
+        }
+        result
+    }
+
+    /// Forces a refresh now (used by "reconnect"-style checks and tests).
+    pub async fn refresh_now(&self, firm: FirmId, id: ConnectionId) -> Result<String, TokenError> {
+        let flight = {
+            let mut map = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(id).or_default().clone()
+        };
+        let _turn = flight.lock().await;
+        if !self
+            .db
+            .try_lock_refresh(firm, id, &self.instance, calsync_store_now() + Duration::seconds(REFRESH_LOCK_SECONDS))
+            .await
+            .map_err(ServiceError::from)?
+        {
+            return Err(TokenError::Unavailable("another worker is refreshing this connection".into()));
+        }
+        let result = self.refresh_locked(firm, id).await;
+        if result.is_err() {
+            let _ = self.db.release_refresh_lock(firm, id, &self.instance).await;
+        }
+        result
+    }
+
+    async fn fresh_token(&self, firm: FirmId, id: ConnectionId) -> Result<Option<String>, TokenError> {
+        let connection = self.db.connection(firm, None, id).await.map_err(ServiceError::from)?;
+        if matches!(connection.status, ConnectionStatus::Expired | ConnectionStatus::Revoked) {
+            return Err(TokenError::Reauthorize(connection.status_message));
+        }
+        let tokens = self.db.tokens(&self.keyring, firm, id).await.map_err(ServiceError::from)?;
+        let margin = self.clock.now() + Duration::seconds(REFRESH_MARGIN_SECONDS);
+        Ok(match (tokens.access_token, tokens.expires_at) {
+            (Some(t), Some(exp)) if exp > margin => Some(t),
+            _ => None,
+        })
+    }
+
+    /// The refresh itself, with this process holding the connection's refresh lock.
+    async fn refresh_locked(&self, firm: FirmId, id: ConnectionId) -> Result<String, TokenError> {
+        let connection = self.db.connection(firm, None, id).await.map_err(ServiceError::from)?;
+        let provider = connection.provider;
+        let setup = self.setup(provider).map_err(TokenError::Service)?;
+        let tokens = self.db.tokens(&self.keyring, firm, id).await.map_err(ServiceError::from)?;
+        let Some(refresh_token) = tokens.refresh_token else {
+            let msg = format!("calsync has no long-term access to this {} account. Reconnect it.", provider.label());
+            self.db
+                .set_connection_status(firm, id, ConnectionStatus::Expired, &msg, true)
+                .await
+                .map_err(ServiceError::from)?;
+            return Err(TokenError::Reauthorize(msg));
+        };
+        let mut delay = StdDuration::from_millis(250);
+        let mut last = None;
+        for attempt in 1..=REFRESH_ATTEMPTS {
+            match setup.oauth.refresh(&self.providers.http, &refresh_token).await {
+                Ok(set) => {
+                    let expires_at = self.clock.now() + Duration::seconds(set.expires_in_secs);
+                    self.db
+                        .store_refreshed_tokens(
+                            &self.keyring,
+                            firm,
+                            id,
+                            &set.access_token,
+                            set.refresh_token.as_deref(),
+                            expires_at,
+                        )
+                        .await
+                        .map_err(ServiceError::from)?;
+                    tracing::info!(connection_id = %id, rotated = set.refresh_token.is_some(), "access token refreshed");
+                    return Ok(set.access_token);
+                }
+                Err(ProviderError::Reauthorize { kind, reason }) => {
+                    let (status, msg) = match kind {
+                        ReauthKind::Revoked => (
+                            ConnectionStatus::Revoked,
+                            format!(
+                                "Access to this {} account was revoked. Reconnect it to resume syncing.",
+                                provider.label()
+                            ),
+                        ),
+                        ReauthKind::Interaction => (
+                            ConnectionStatus::Expired,
+                            format!("{} wants you to sign in again. Reconnect to resume syncing.", provider.label()),
+                        ),
+                        ReauthKind::Expired | ReauthKind::TokenRejected => (
+                            ConnectionStatus::Expired,
+                            format!(
+                                "Access to this {} account expired or was revoked. Reconnect it to resume syncing.",
+                                provider.label()
+                            ),
+                        ),
+                    };
+                    tracing::warn!(connection_id = %id, %reason, status = status.as_str(), "refresh refused; reconnect needed");
+                    self.db.set_connection_status(firm, id, status, &msg, true).await.map_err(ServiceError::from)?;
+                    return Err(TokenError::Reauthorize(msg));
+                }
+                Err(ProviderError::Retryable { after, reason }) => {
+                    tracing::warn!(connection_id = %id, attempt, %reason, "token endpoint unavailable");
+                    last = Some(reason);
+                    if attempt < REFRESH_ATTEMPTS {
+                        let wait = after.unwrap_or(delay).min(StdDuration::from_secs(5));
+                        tokio::time::sleep(wait).await;
+                        delay *= 2;
+                    }
+                }
+                Err(other) => {
+                    let msg =
+                        format!("{} refused to renew access ({other}). Reconnect if this persists.", provider.label());
+                    self.db
+                        .set_connection_status(firm, id, ConnectionStatus::Error, &msg, false)
+                        .await
+                        .map_err(ServiceError::from)?;
+                    return Err(TokenError::Unavailable(msg));
+                }
+            }
+        }
+        let msg = format!(
+            "{} could not be reached to renew access ({}). calsync will retry; nothing needs doing yet.",
+            provider.label(),
+            last.unwrap_or_default()
+        );
+        // The stored grant is left exactly as it was.
+        self.db
+            .set_connection_status(firm, id, ConnectionStatus::Error, &msg, false)
+            .await
+            .map_err(ServiceError::from)?;
+        Err(TokenError::Unavailable(msg))
+    }
+}
+
+fn calendar_infos(list: Vec<RemoteCalendar>) -> Vec<CalendarInfo> {
+    list.into_iter()
+        .map(|c| CalendarInfo {
+            remote_id: c.remote_id,
+            name: c.name,
+            is_primary: c.primary,
+            can_write: c.can_write,
+            time_zone: c.time_zone,
+        })
+        .collect()
+}
+
+/// Refresh-lock lifetimes are compared in SQL against the store's own clock, so they use real
+/// time, not the service's adjustable clock.
+fn calsync_store_now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
+impl From<StoreError> for TokenError {
+    fn from(e: StoreError) -> Self {
+        TokenError::Service(e.into())
+    }
+}
