@@ -269,7 +269,7 @@ impl Db {
             .bind(&new.state_hash)
             .bind(&sealed)
             .bind(&new.redirect_uri)
-            .bind(new.expires_at)
+            .bind(crate::micros(new.expires_at))
             .bind(now)
             .execute(&mut *tx)
             .await
@@ -368,7 +368,7 @@ impl Db {
                         )
                         .bind(&access)
                         .bind(&refresh)
-                        .bind(g.expires_at)
+                        .bind(crate::micros(g.expires_at))
                         .bind(&scopes)
                         .bind(now)
                         .bind(id.as_uuid())
@@ -389,7 +389,7 @@ impl Db {
                         .bind(&g.account_email)
                         .bind(&access)
                         .bind(&refresh)
-                        .bind(g.expires_at)
+                        .bind(crate::micros(g.expires_at))
                         .bind(&scopes)
                         .bind(d.sync_enabled)
                         .bind(d.sync_window_days.days() as i32)
@@ -448,14 +448,21 @@ impl Db {
 
     /// The connection's tokens, decrypted.
     pub async fn tokens(&self, keyring: &Keyring, firm: FirmId, id: ConnectionId) -> Result<Tokens, StoreError> {
-        let row: Option<(Option<String>, Option<String>, Option<DateTime<Utc>>)> = on_pool!(self, pool => {
+        #[derive(sqlx::FromRow)]
+        struct Sealed {
+            access_token: Option<String>,
+            refresh_token: Option<String>,
+            token_expires_at: Option<DateTime<Utc>>,
+        }
+        let row: Option<Sealed> = on_pool!(self, pool => {
             sqlx::query_as("SELECT access_token, refresh_token, token_expires_at FROM oauth_connections WHERE id = $1 AND firm_id = $2")
                 .bind(id.as_uuid())
                 .bind(firm.as_uuid())
                 .fetch_optional(pool)
                 .await?
         });
-        let (access, refresh, expires_at) = row.ok_or(StoreError::NotFound)?;
+        let Sealed { access_token: access, refresh_token: refresh, token_expires_at: expires_at } =
+            row.ok_or(StoreError::NotFound)?;
         Ok(Tokens {
             access_token: access.map(|a| open(keyring, &a, &access_binding(firm, id))).transpose()?,
             refresh_token: refresh.map(|r| open(keyring, &r, &refresh_binding(firm, id))).transpose()?,
@@ -478,7 +485,7 @@ impl Db {
                  AND (refresh_until IS NULL OR refresh_until < $5 OR refresh_owner = $1)",
             )
             .bind(owner)
-            .bind(until)
+            .bind(crate::micros(until))
             .bind(id.as_uuid())
             .bind(firm.as_uuid())
             .bind(now)
@@ -524,7 +531,7 @@ impl Db {
             )
             .bind(&access)
             .bind(&refresh)
-            .bind(expires_at)
+            .bind(crate::micros(expires_at))
             .bind(crate::now())
             .bind(id.as_uuid())
             .bind(firm.as_uuid())

@@ -135,8 +135,13 @@ impl Db {
 /// The current time at the precision both backends keep (PostgreSQL stores microseconds), so a
 /// record returned from a write equals the same record read back.
 pub(crate) fn now() -> chrono::DateTime<chrono::Utc> {
+    micros(chrono::Utc::now())
+}
+
+/// A caller's timestamp at the precision both backends keep.
+pub(crate) fn micros(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
     use chrono::SubsecRound;
-    chrono::Utc::now().trunc_subsecs(6)
+    t.trunc_subsecs(6)
 }
 
 /// The URL without its password, for messages and logs.

@@ -27,6 +27,10 @@ pub struct TestApp {
     pub base: String,
     pub db: Db,
     pub http: reqwest::Client,
+    pub state: calsync_server::state::AppState,
+    /// The provider sandbox this app talks to, when started with one.
+    pub sandbox: Option<String>,
+    pub url_db: String,
     _tdb: TestDb,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -43,7 +47,7 @@ pub fn test_config() -> Config {
     Config {
         database_url: String::new(),
         bind: "127.0.0.1:0".into(),
-        public_url: "http://127.0.0.1".parse().unwrap(),
+        public_url: "http://127.0.0.1:0".parse().unwrap(),
         environment: Environment::Development,
         keyring: Keyring::parse("test:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=").unwrap(),
         log_format: LogFormat::Text,
@@ -68,12 +72,56 @@ impl TestApp {
         config.database_url = tdb.url.clone();
         let app = Application::build_with_db(config, tdb.db.clone()).await.expect("app builds");
         let base = format!("http://{}", app.addr());
+        let state = app.state();
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(app.run_until_stopped(async move {
             let _ = rx.await;
         }));
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        TestApp { base, db: tdb.db.clone(), http, _tdb: tdb, stop: Some(tx) }
+        let url_db = tdb.url.clone();
+        TestApp { base, db: tdb.db.clone(), http, state, sandbox: None, url_db, _tdb: tdb, stop: Some(tx) }
+    }
+
+    /// The app with its own provider sandbox on port 0. Provider calls time out after a second,
+    /// and the sandbox's `timeout` fault holds requests for two.
+    pub async fn spawn_with_sandbox(backend: Backend) -> Self {
+        install_tls();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sandbox = format!("http://{}", listener.local_addr().unwrap());
+        let sandbox_config = calsync_sandbox::SandboxConfig {
+            public_base_url: sandbox.clone(),
+            timeout_fault_duration: std::time::Duration::from_secs(2),
+            ..Default::default()
+        };
+        tokio::spawn(calsync_sandbox::serve(listener, sandbox_config));
+        let mut config = test_config();
+        config.sandbox = calsync_server::providers::SandboxMode::External(sandbox.parse().unwrap());
+        config.providers.timeout_secs = Some(1);
+        let mut app = Self::spawn_with(backend, config).await;
+        app.sandbox = Some(sandbox);
+        app
+    }
+
+    pub fn sandbox_url(&self, path: &str) -> String {
+        format!("{}{}", self.sandbox.as_deref().expect("started with a sandbox"), path)
+    }
+
+    /// POSTs to the sandbox control API.
+    pub async fn control(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let resp = self.http.post(self.sandbox_url(path)).json(&body).send().await.unwrap();
+        assert!(resp.status().is_success(), "{path}: {}", resp.status());
+        resp.json().await.unwrap()
+    }
+
+    /// Requests the sandbox has seen whose "METHOD /route" key satisfies `pred`.
+    pub async fn sandbox_requests(&self, pred: impl Fn(&str) -> bool) -> u64 {
+        let v: serde_json::Value =
+            self.http.get(self.sandbox_url("/_sandbox/requests")).send().await.unwrap().json().await.unwrap();
+        v["requests"].as_object().unwrap().iter().filter(|(k, _)| pred(k)).map(|(_, n)| n.as_u64().unwrap()).sum()
+    }
+
+    pub async fn token_requests(&self) -> u64 {
+        self.sandbox_requests(|k| k.starts_with("POST ") && k.ends_with("/token")).await
     }
 
     pub fn url(&self, path: &str) -> String {
