@@ -164,6 +164,36 @@ async fn first_run_serves_a_signed_in_page(backend: Backend) {
     let api = http.get(format!("{base}/api/appointments/")).bearer_auth(field("API token:")).send().await.unwrap();
     assert_eq!(api.status(), reqwest::StatusCode::OK, "the printed token works");
 
+    // The embedded default mounts the provider sandbox: a Google calendar connects with no credentials.
+    let token = field("API token:");
+    let init: serde_json::Value = http
+        .post(format!("{base}/api/calendar/oauth-connections/initiate_google_oauth/"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let consent = init["authorization_url"].as_str().unwrap();
+    assert!(consent.starts_with(&format!("{base}/sandbox/google/")), "{consent}");
+    let back = http.get(format!("{consent}&sandbox_approve=1&login_hint=demo@gmail.test")).send().await.unwrap();
+    let back = reqwest::Url::parse(back.headers()["location"].to_str().unwrap()).unwrap();
+    let q: std::collections::HashMap<String, String> = back.query_pairs().into_owned().collect();
+    let connected = http
+        .post(format!("{base}/api/calendar/oauth-connections/oauth_callback/"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"code": q["code"], "state": q["state"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(connected.status(), reqwest::StatusCode::OK);
+    let connected: serde_json::Value = connected.json().await.unwrap();
+    assert_eq!(
+        (connected["account_email"].as_str(), connected["status"].as_str()),
+        (Some("demo@gmail.test"), Some("active"))
+    );
+
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let exit = child.wait().unwrap();
@@ -174,6 +204,7 @@ async fn first_run_serves_a_signed_in_page(backend: Backend) {
     });
     assert!(request_logged, "request lines carry the route and request id: {rest:?}");
     assert!(!rest.iter().any(|l| l.contains(&password)), "the password is never logged");
+    assert!(!rest.iter().any(|l| l.contains(&q["code"]) || l.contains("ya29.")), "neither codes nor tokens are logged");
 
     // Later starts create nothing more and show no credentials.
     let again = calsync_server::services::accounts::bootstrap_if_empty(&t.db).await.unwrap();
@@ -181,4 +212,81 @@ async fn first_run_serves_a_signed_in_page(backend: Backend) {
     assert_eq!(t.db.count_users().await.unwrap(), 1);
 }
 
-backend_tests!(admin_commands, first_run_serves_a_signed_in_page);
+async fn rotate_key_reencrypts_under_the_newest_key(backend: Backend) {
+    use calsync_store::crypto::Keyring;
+    let t = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (Keyring::generate_spec("old"), Keyring::generate_spec("new"));
+    calsync_server::services::accounts::create_firm(&t.db, "Acme", "acme").await.unwrap();
+    let user = calsync_server::services::accounts::create_user(
+        &t.db,
+        "acme",
+        "ann@acme.test",
+        "Ann",
+        "staff",
+        "correct horse battery",
+    )
+    .await
+    .unwrap();
+    let grant = calsync_store::NewGrant {
+        firm_id: user.firm_id,
+        user_id: user.id,
+        provider: calsync_domain::connection::Provider::Microsoft,
+        account_email: "ann@outlook.test".into(),
+        access_token: "eyJ.access".into(),
+        refresh_token: Some("1.refresh".into()),
+        expires_at: chrono::Utc::now(),
+        scopes: vec![],
+    };
+    let c = t.db.save_grant(&Keyring::parse(&old).unwrap(), &grant).await.unwrap();
+    let run = |keys: &str| {
+        Command::new(env!("CARGO_BIN_EXE_calsync"))
+            .args(["admin", "rotate-key"])
+            .current_dir(dir.path())
+            .env("DATABASE_URL", &t.url)
+            .env("CALSYNC_ENCRYPTION_KEY", keys)
+            .output()
+            .unwrap()
+    };
+    let o = run(&format!("{new},{old}"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "re-encrypted 2 stored secrets under key new");
+    let tokens = t.db.tokens(&Keyring::parse(&new).unwrap(), user.firm_id, c.id).await.unwrap();
+    assert_eq!(tokens.refresh_token.as_deref(), Some("1.refresh"), "readable with the new key alone");
+    // A keyring that lacks the key of stored values fails loudly instead of skipping them.
+    let unrelated = Keyring::generate_spec("other");
+    assert_fails_with(&run(&unrelated), "key rotation failed");
+}
+
+#[tokio::test]
+async fn sandbox_command_serves_the_provider_sandbox() {
+    common::install_tls();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_calsync"))
+        .args(["sandbox", "--bind", "127.0.0.1:0", "--seed", "7"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let base = first.split_whitespace().find(|w| w.starts_with("http://")).expect("prints its URL").to_owned();
+    let http = reqwest::Client::new();
+    let account: serde_json::Value = http
+        .post(format!("{base}/_sandbox/accounts"))
+        .json(&serde_json::json!({"provider": "google", "email": "ann@gmail.test"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = account["access_token"].as_str().unwrap();
+    assert!(token.starts_with("ya29."), "{account}");
+    let list =
+        http.get(format!("{base}/google/calendar/v3/users/me/calendarList")).bearer_auth(token).send().await.unwrap();
+    assert_eq!(list.status(), reqwest::StatusCode::OK);
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+backend_tests!(admin_commands, first_run_serves_a_signed_in_page, rotate_key_reencrypts_under_the_newest_key);

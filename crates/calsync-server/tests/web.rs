@@ -188,7 +188,94 @@ async fn sign_in_is_throttled(backend: Backend) {
     assert_eq!(status, StatusCode::SEE_OTHER);
 }
 
+async fn connecting_a_calendar_through_the_pages(backend: Backend) {
+    let app = TestApp::spawn_with_sandbox(backend).await;
+    app.user("acme", "ann@acme.test", "staff").await;
+    let (mut jar, _) = sign_in(&app, "ann@acme.test", PASSWORD).await;
+    let page = jar.apply(app.http.get(app.url("/calendar"))).send().await.unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains(&format!("form-action 'self' {}", app.sandbox.as_deref().unwrap())), "{csp}");
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("Sandbox mode")
+            && html.contains("Connect Google Calendar")
+            && html.contains("No calendar connected yet")
+    );
+    let csrf = form_value(&html, "csrf_token");
+
+    let go = jar
+        .apply(app.http.post(app.url("/calendar/connect/google")))
+        .form(&[("csrf_token", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(go.status(), StatusCode::SEE_OTHER);
+    let consent = go.headers()["location"].to_str().unwrap().to_owned();
+    assert!(consent.starts_with(&app.sandbox_url("/google/o/oauth2/v2/auth?")), "{consent}");
+    let back = app.http.get(format!("{consent}&sandbox_approve=1&login_hint=ann@gmail.test")).send().await.unwrap();
+    let callback = back.headers()["location"].to_str().unwrap().to_owned();
+    assert!(callback.starts_with(&app.url("/calendar/oauth/callback?")), "{callback}");
+    let done = jar.apply(app.http.get(&callback)).send().await.unwrap();
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    assert_eq!(done.headers()["location"], "/calendar?notice=connected");
+    jar.absorb(done.headers());
+    let html =
+        jar.apply(app.http.get(app.url("/calendar?notice=connected"))).send().await.unwrap().text().await.unwrap();
+    assert!(
+        html.contains("Calendar connected.") && html.contains("ann@gmail.test") && html.contains("status-active"),
+        "{html}"
+    );
+    // The callback is for the signed-in user only: without a session it leads to sign-in.
+    let anonymous = app.http.get(&callback).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
+    assert!(anonymous.headers()["location"].to_str().unwrap().starts_with("/login?next="));
+
+    // Refusing at Microsoft's consent screen is shown as such.
+    let go = jar
+        .apply(app.http.post(app.url("/calendar/connect/microsoft")))
+        .form(&[("csrf_token", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    let consent = reqwest::Url::parse(go.headers()["location"].to_str().unwrap()).unwrap();
+    let state = consent.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
+    let denied = jar
+        .apply(
+            app.http
+                .get(app.url("/calendar/oauth/callback"))
+                .query(&[("error", "access_denied"), ("state", state.as_str())]),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), StatusCode::BAD_REQUEST);
+    assert!(denied.text().await.unwrap().contains("access was denied at Microsoft Outlook"));
+
+    // Disconnect, then the page offers to reconnect.
+    let id = html.split("data-connection=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let bye = jar
+        .apply(app.http.post(app.url(&format!("/calendar/{id}/disconnect"))))
+        .form(&[("csrf_token", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bye.status(), StatusCode::SEE_OTHER);
+    let html = jar.apply(app.http.get(app.url("/calendar"))).send().await.unwrap().text().await.unwrap();
+    assert!(
+        html.contains("status-revoked") && html.contains("Reconnect") && html.contains("value=\"ann@gmail.test\""),
+        "{html}"
+    );
+    let forged = jar
+        .apply(app.http.post(app.url("/calendar/connect/google")))
+        .form(&[("csrf_token", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+}
+
 backend_tests!(
+    connecting_a_calendar_through_the_pages,
     pages_require_a_session,
     sign_in_and_out,
     forms_reject_forgery,
