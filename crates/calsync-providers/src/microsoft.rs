@@ -82,6 +82,17 @@ impl GraphApi {
         u
     }
 
+    /// A link from a Graph response, accepted only on Graph's own origin: the bearer token is
+    /// attached to it, so a response must not be able to send it anywhere else.
+    fn same_origin(&self, link: &str) -> Result<Url, ProviderError> {
+        let url = Url::parse(link)
+            .map_err(|_| ProviderError::Permanent { status: None, reason: "Graph sent an unusable link".into() })?;
+        if url.origin() != self.base.origin() {
+            return Err(ProviderError::Permanent { status: None, reason: "Graph sent a link to another host".into() });
+        }
+        Ok(url)
+    }
+
     pub async fn account_email(&self, http: &reqwest::Client, access_token: &str) -> Result<String, ProviderError> {
         let resp =
             http.get(self.url("/me")).bearer_auth(access_token).send().await.map_err(ProviderError::transport)?;
@@ -110,10 +121,7 @@ impl GraphApi {
                 time_zone: None,
             }));
             next = match page.next_link {
-                Some(link) => Some(Url::parse(&link).map_err(|_| ProviderError::Permanent {
-                    status: None,
-                    reason: "Graph sent an unusable next link".into(),
-                })?),
+                Some(link) => Some(self.same_origin(&link)?),
                 None => None,
             };
         }
@@ -146,6 +154,14 @@ async fn json_or_error<T: serde::de::DeserializeOwned>(resp: reqwest::Response) 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn links_must_stay_on_graph() {
+        let api = super::GraphApi { base: "https://graph.microsoft.com/v1.0".parse().unwrap() };
+        assert!(api.same_origin("https://graph.microsoft.com/v1.0/me/calendars?$skiptoken=x").is_ok());
+        assert!(api.same_origin("https://evil.example/v1.0/me/calendars").is_err());
+        assert!(api.same_origin("http://graph.microsoft.com/v1.0/me").is_err());
+    }
+
     #[test]
     fn scope_forms_are_equivalent() {
         let granted = vec!["https://graph.microsoft.com/Calendars.ReadWrite".to_owned(), "User.Read".to_owned()];

@@ -158,12 +158,17 @@ impl OAuthClient {
     }
 
     pub async fn refresh(&self, http: &reqwest::Client, refresh_token: &str) -> Result<TokenSet, ProviderError> {
-        let form = [
+        let scope = self.scopes.join(" ");
+        let mut form = vec![
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token),
             ("client_id", self.client_id.as_str()),
             ("client_secret", self.client_secret.as_str()),
         ];
+        // Microsoft documents `scope` as required on refresh; Google takes the original grant's.
+        if self.provider == crate::Provider::Microsoft {
+            form.push(("scope", scope.as_str()));
+        }
         self.token_request(http, &form).await
     }
 

@@ -213,7 +213,17 @@ fn read_file(explicit: Option<&Path>) -> anyhow::Result<FileSettings> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(FileSettings::default()),
         Err(e) => return Err(e).with_context(|| format!("cannot read config file {}", path.display())),
     };
-    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    // The parser's own message quotes the offending line, which may hold a secret: report the
+    // position and the reason only.
+    toml::from_str(&text).map_err(|e: toml::de::Error| {
+        let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+        anyhow::anyhow!(
+            "invalid config file {}{}: {}",
+            path.display(),
+            line.map(|l| format!(" (line {l})")).unwrap_or_default(),
+            e.message()
+        )
+    })
 }
 
 /// Where a generated development key lives: beside the SQLite database, else in `./data`.
@@ -269,6 +279,9 @@ mod tests {
         assert_eq!((c.bind.as_str(), c.session_ttl_hours), ("127.0.0.1:9999", 2));
         std::fs::write(&path, "bnid = \"x\"\n").unwrap();
         assert!(format!("{:#}", Config::load(&a).unwrap_err()).contains("unknown field"));
+        std::fs::write(&path, "bind = \"127.0.0.1:1\"\nencryption_key = 42 # k1:c2VjcmV0\n").unwrap();
+        let shown = format!("{:#}", Config::load(&a).unwrap_err());
+        assert!(shown.contains("line 2") && !shown.contains("c2VjcmV0"), "{shown}");
     }
 
     #[test]

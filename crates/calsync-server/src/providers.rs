@@ -90,6 +90,8 @@ pub enum Api {
 #[derive(Debug, Clone)]
 pub struct Providers {
     pub http: reqwest::Client,
+    /// Per-request timeout of `http`.
+    pub timeout: Duration,
     pub google: Option<Setup>,
     pub microsoft: Option<Setup>,
 }
@@ -179,7 +181,7 @@ impl Providers {
             )?),
             (None, None) => None,
         };
-        Ok(Providers { http: calsync_providers::http_client(timeout), google, microsoft })
+        Ok(Providers { http: calsync_providers::http_client(timeout), timeout, google, microsoft })
     }
 }
 

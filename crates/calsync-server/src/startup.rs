@@ -55,6 +55,7 @@ impl Application {
             let _ = config.public_url.set_port(Some(addr.port()));
         }
         let providers = Arc::new(Providers::resolve(&config.providers, &config.sandbox, &config.public_url)?);
+        crate::services::accounts::warm_up().await;
         let clock = Clock::default();
         let sandbox = (config.sandbox == SandboxMode::Embedded).then(|| {
             calsync_sandbox::Sandbox::new(calsync_sandbox::SandboxConfig {

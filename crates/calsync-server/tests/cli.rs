@@ -238,7 +238,7 @@ async fn rotate_key_reencrypts_under_the_newest_key(backend: Backend) {
         expires_at: chrono::Utc::now(),
         scopes: vec![],
     };
-    let c = t.db.save_grant(&Keyring::parse(&old).unwrap(), &grant).await.unwrap();
+    let c = t.db.save_grant(&Keyring::parse(&old).unwrap(), &grant, &[]).await.unwrap();
     let run = |keys: &str| {
         Command::new(env!("CARGO_BIN_EXE_calsync"))
             .args(["admin", "rotate-key"])

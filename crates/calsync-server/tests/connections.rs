@@ -194,9 +194,25 @@ async fn reconnecting_updates_the_same_connection(backend: Backend) {
 
     let again = connect(&app, &ann, "google", "ann@gmail.test").await;
     assert_eq!(again["id"], first["id"], "one connection per account");
-    assert_eq!(again["status"], "active");
+    assert_eq!(
+        (again["status"].as_str(), again["sync_enabled"].as_bool()),
+        (Some("active"), Some(true)),
+        "reconnecting resumes sync"
+    );
     let list: Value = app.get(&format!("{BASE}/"), &ann).send().await.unwrap().json().await.unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
+    let m = connect(&app, &ann, "microsoft", "ann@outlook.test").await;
+    let requests_before = app.sandbox_requests(|_| true).await;
+    let gone: Value = app
+        .post(&format!("{BASE}/{}/disconnect/", m["id"].as_str().unwrap()), &ann)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(gone["status"], "revoked");
+    assert_eq!(app.sandbox_requests(|_| true).await, requests_before, "Microsoft has no revocation endpoint to call");
 }
 
 /// Past every access token's lifetime (Google 3599 s, Microsoft up to 5400 s), by both clocks: the
@@ -332,7 +348,11 @@ async fn token_endpoint_outages_leave_the_grant_intact(backend: Backend) {
     let shown: Value =
         app.get(&format!("{BASE}/{}/", g["id"].as_str().unwrap()), &ann).send().await.unwrap().json().await.unwrap();
     assert_eq!(shown["status"], "error");
-    // The outage is over: the next use refreshes and the connection is active again.
+    // Within the backoff the failure is reported without another attempt.
+    assert!(matches!(app.state.connections.access_token(firm, conn_id(&g)).await, Err(TokenError::Unavailable(_))));
+    assert_eq!(app.token_requests().await, before + 3);
+    // The outage is over: after the backoff the next use refreshes and the connection is active again.
+    app.state.clock.advance(calsync_server::services::connections::FAILURE_BACKOFF_SECONDS + 1);
     assert!(app.state.connections.access_token(firm, conn_id(&g)).await.is_ok());
     let shown: Value =
         app.get(&format!("{BASE}/{}/", g["id"].as_str().unwrap()), &ann).send().await.unwrap().json().await.unwrap();
@@ -352,6 +372,7 @@ async fn token_endpoint_outages_leave_the_grant_intact(backend: Backend) {
         before_tokens,
         "the rotating refresh token survives"
     );
+    app.state.clock.advance(calsync_server::services::connections::FAILURE_BACKOFF_SECONDS + 1);
     assert!(app.state.connections.access_token(firm, conn_id(&m)).await.is_ok());
 }
 
@@ -436,15 +457,23 @@ async fn tokens_are_never_stored_in_plain_text(backend: Backend) {
     let g = connect(&app, &ann, "google", "ann@gmail.test").await;
     let m = connect(&app, &ann, "microsoft", "ann@outlook.test").await;
     let firm = firm_of(&app).await;
-    pass_token_lifetime(&app).await;
-    app.state.connections.access_token(firm, conn_id(&m)).await.unwrap();
     let mut secrets = Vec::new();
     for c in [&g, &m] {
         let t = app.db.tokens(&app.state.config.keyring, firm, conn_id(c)).await.unwrap();
         secrets.extend(t.access_token);
         secrets.extend(t.refresh_token);
     }
-    assert_eq!(secrets.len(), 4);
+    pass_token_lifetime(&app).await;
+    app.state.connections.access_token(firm, conn_id(&m)).await.unwrap();
+    app.state.connections.access_token(firm, conn_id(&g)).await.unwrap();
+    for c in [&g, &m] {
+        let t = app.db.tokens(&app.state.config.keyring, firm, conn_id(c)).await.unwrap();
+        secrets.extend(t.access_token);
+        secrets.extend(t.refresh_token);
+    }
+    secrets.sort();
+    secrets.dedup();
+    assert_eq!(secrets.len(), 7, "two Google access tokens and its refresh token; two Microsoft pairs");
     let haystack: Vec<u8> = match backend {
         Backend::Sqlite => {
             let path = std::path::PathBuf::from(app.url_db.trim_start_matches("sqlite://"));
@@ -470,7 +499,7 @@ async fn tokens_are_never_stored_in_plain_text(backend: Backend) {
                         .unwrap();
                 all.extend(rows.into_iter().map(|(r,)| r));
             }
-            assert!(all.contains("oauth") || all.contains("v1."), "rows were read");
+            assert!(all.contains("\"access_token\":\"v1."), "sealed tokens were read");
             all.into_bytes()
         }
     };
@@ -481,7 +510,67 @@ async fn tokens_are_never_stored_in_plain_text(backend: Backend) {
     assert!(!prefix_found, "no Google access token in any form");
 }
 
+/// A disconnect that lands while a refresh is at the token endpoint wins: the refresh's result is
+/// discarded, nothing is written back.
+async fn a_disconnect_during_a_refresh_stands(backend: Backend) {
+    let app = TestApp::spawn_with_sandbox(backend).await;
+    let ann = app.user("acme", "ann@acme.test", "staff").await;
+    let m = connect(&app, &ann, "microsoft", "ann@outlook.test").await;
+    let firm = firm_of(&app).await;
+    pass_token_lifetime(&app).await;
+    app.control("/_sandbox/latency", json!({"milliseconds": 700})).await;
+    let before = app.token_requests().await;
+    let svc = app.state.connections.clone();
+    let id = conn_id(&m);
+    let refresh = tokio::spawn(async move { svc.access_token(firm, id).await });
+    // Wait until the refresh request has reached the sandbox (counted before its latency).
+    for _ in 0..500 {
+        if app.token_requests().await > before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(app.token_requests().await, before + 1, "the refresh is in flight");
+    let gone = app.post(&format!("{BASE}/{}/disconnect/", m["id"].as_str().unwrap()), &ann).send().await.unwrap();
+    assert_eq!(gone.status(), StatusCode::OK);
+    let outcome = refresh.await.unwrap();
+    assert!(outcome.is_err(), "the late refresh does not hand out a token for a disconnected account");
+    let shown: Value =
+        app.get(&format!("{BASE}/{}/", m["id"].as_str().unwrap()), &ann).send().await.unwrap().json().await.unwrap();
+    assert_eq!((shown["status"].as_str(), shown["sync_enabled"].as_bool()), (Some("revoked"), Some(false)));
+    let tokens = app.db.tokens(&app.state.config.keyring, firm, id).await.unwrap();
+    assert!(tokens.access_token.is_none() && tokens.refresh_token.is_none(), "nothing written back");
+}
+
+/// Callers queued behind a refresh that failed for an outage get its answer instead of trying
+/// again, until the backoff has passed.
+async fn waiters_share_a_failed_refresh(backend: Backend) {
+    let app = TestApp::spawn_with_sandbox(backend).await;
+    let ann = app.user("acme", "ann@acme.test", "staff").await;
+    let g = connect(&app, &ann, "google", "ann@gmail.test").await;
+    let firm = firm_of(&app).await;
+    pass_token_lifetime(&app).await;
+    app.control(
+        "/_sandbox/faults",
+        json!({"provider": "google", "path_regex": "/token$", "count": 100, "kind": "status", "status": 500}),
+    )
+    .await;
+    let before = app.token_requests().await;
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let svc = app.state.connections.clone();
+        let id = conn_id(&g);
+        tasks.push(tokio::spawn(async move { svc.access_token(firm, id).await }));
+    }
+    for t in tasks {
+        assert!(matches!(t.await.unwrap(), Err(TokenError::Unavailable(_))));
+    }
+    assert_eq!(app.token_requests().await, before + 3, "one round of attempts, not one per caller");
+}
+
 backend_tests!(
+    a_disconnect_during_a_refresh_stands,
+    waiters_share_a_failed_refresh,
     connect_both_providers,
     refusals_and_bad_states_change_nothing,
     reconnecting_updates_the_same_connection,

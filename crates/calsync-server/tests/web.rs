@@ -230,6 +230,40 @@ async fn connecting_a_calendar_through_the_pages(backend: Backend) {
     assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
     assert!(anonymous.headers()["location"].to_str().unwrap().starts_with("/login?next="));
 
+    // A session that ended mid-flow: the callback sends the browser to sign in, then back to it.
+    let go = jar
+        .apply(app.http.post(app.url("/calendar/connect/google")))
+        .form(&[("csrf_token", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    let consent = go.headers()["location"].to_str().unwrap().to_owned();
+    let back = app.http.get(format!("{consent}&sandbox_approve=1&login_hint=second@gmail.test")).send().await.unwrap();
+    let callback = back.headers()["location"].to_str().unwrap().to_owned();
+    let path = callback.strip_prefix(&app.base).unwrap().to_owned();
+    let to_login = app.http.get(&callback).send().await.unwrap();
+    let login_url = to_login.headers()["location"].to_str().unwrap().to_owned();
+    let mut fresh = common::Cookies::default();
+    let login = app.http.get(app.url(&login_url)).send().await.unwrap();
+    fresh.absorb(login.headers());
+    let login_html = login.text().await.unwrap();
+    assert_eq!(form_value(&login_html, "next").replace("&#38;", "&").replace("&amp;", "&"), path);
+    let signed_in = fresh
+        .apply(app.http.post(app.url("/login")))
+        .form(&[
+            ("email", "ann@acme.test"),
+            ("password", PASSWORD),
+            ("csrf_token", &form_value(&login_html, "csrf_token")),
+            ("next", &path),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.headers()["location"].to_str().unwrap(), path);
+    fresh.absorb(signed_in.headers());
+    let completed = fresh.apply(app.http.get(app.url(&path))).send().await.unwrap();
+    assert_eq!(completed.headers()["location"], "/calendar?notice=connected");
+
     // Refusing at Microsoft's consent screen is shown as such.
     let go = jar
         .apply(app.http.post(app.url("/calendar/connect/microsoft")))

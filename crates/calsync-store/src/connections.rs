@@ -118,6 +118,14 @@ pub enum StateRejection {
     Expired,
 }
 
+/// What a refresh returned: a new refresh token only where the provider rotates them.
+#[derive(Clone, Copy)]
+pub struct RefreshedTokens<'a> {
+    pub access_token: &'a str,
+    pub refresh_token: Option<&'a str>,
+    pub expires_at: DateTime<Utc>,
+}
+
 /// The settings part of a PATCH, already validated; `None` leaves a value alone.
 #[derive(Debug, Clone, Default)]
 pub struct SettingsChange {
@@ -233,6 +241,63 @@ fn open(keyring: &Keyring, sealed: &str, binding: &Binding<'_>) -> Result<String
         .map_err(|e: CryptoError| StoreError::Corrupt(format!("sealed {}: {e}", binding.column)))
 }
 
+/// Makes a connection's stored calendars match the provider's list, inside a transaction: the
+/// same code for both backends and for both callers (connect and re-listing).
+macro_rules! replace_calendars_in {
+    ($tx:expr, $firm:expr, $id:expr, $list:expr, $now:expr) => {{
+            let existing: Vec<(String, bool)> =
+            sqlx::query_as("SELECT remote_id, selected FROM synced_calendars WHERE connection_id = $1 AND firm_id = $2")
+                .bind($id.as_uuid())
+                .bind($firm.as_uuid())
+                .fetch_all(&mut **$tx)
+                .await?;
+        let keeps_selection = existing.iter().any(|(r, sel)| *sel && $list.iter().any(|c| &c.remote_id == r));
+        for (remote, _) in existing.iter().filter(|(r, _)| !$list.iter().any(|c| &c.remote_id == r)) {
+            sqlx::query("DELETE FROM synced_calendars WHERE connection_id = $1 AND remote_id = $2")
+                .bind($id.as_uuid())
+                .bind(remote)
+                .execute(&mut **$tx)
+                .await?;
+        }
+        for c in $list {
+            if existing.iter().any(|(r, _)| r == &c.remote_id) {
+                sqlx::query(
+                    "UPDATE synced_calendars SET name = $1, is_primary = $2, can_write = $3, time_zone = $4, \
+                     selected = CASE WHEN $5 THEN selected ELSE $2 END, updated_at = $6 \
+                     WHERE connection_id = $7 AND remote_id = $8",
+                )
+                .bind(&c.name)
+                .bind(c.is_primary)
+                .bind(c.can_write)
+                .bind(&c.time_zone)
+                .bind(keeps_selection)
+                .bind($now)
+                .bind($id.as_uuid())
+                .bind(&c.remote_id)
+                .execute(&mut **$tx)
+                .await?;
+            } else {
+                sqlx::query(
+                    "INSERT INTO synced_calendars (id, firm_id, connection_id, remote_id, name, is_primary, can_write, \
+                     time_zone, selected, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+                )
+                .bind(SyncedCalendarId::new().as_uuid())
+                .bind($firm.as_uuid())
+                .bind($id.as_uuid())
+                .bind(&c.remote_id)
+                .bind(&c.name)
+                .bind(c.is_primary)
+                .bind(c.can_write)
+                .bind(&c.time_zone)
+                .bind(c.is_primary && !keeps_selection)
+                .bind($now)
+                .execute(&mut **$tx)
+                .await?;
+            }
+        }
+    }};
+}
+
 impl Db {
     /// `BEGIN` for a transaction that will write after reading: SQLite must take the write lock
     /// up front, or a concurrent writer makes the upgrade fail instead of wait.
@@ -338,9 +403,15 @@ impl Db {
         }))
     }
 
-    /// Stores a fresh grant: onto the user's existing connection for this account (reconnect), or
-    /// as a new one. The refresh token is kept when the provider sent none this time.
-    pub async fn save_grant(&self, keyring: &Keyring, g: &NewGrant) -> Result<Connection, StoreError> {
+    /// Stores a fresh grant and the account's calendars, in one transaction: onto the user's
+    /// existing connection for this account (reconnect), or as a new one. The refresh token is kept
+    /// when the provider sent none this time; a reconnect after a disconnect turns sync back on.
+    pub async fn save_grant(
+        &self,
+        keyring: &Keyring,
+        g: &NewGrant,
+        calendars: &[CalendarInfo],
+    ) -> Result<Connection, StoreError> {
         let scopes = g.scopes.join(" ");
         for attempt in 0..2 {
             let now = crate::now();
@@ -362,7 +433,10 @@ impl Db {
                     if existing.is_some() {
                         sqlx::query(
                             "UPDATE oauth_connections SET access_token = $1, refresh_token = COALESCE($2, refresh_token), \
-                             token_expires_at = $3, granted_scopes = $4, status = 'active', status_message = '', \
+                             token_expires_at = $3, granted_scopes = $4, \
+                             sync_enabled = CASE WHEN status = 'revoked' THEN TRUE ELSE sync_enabled END, \
+                             next_sync_at = CASE WHEN status = 'revoked' THEN $5 ELSE next_sync_at END, \
+                             status = 'active', status_message = '', \
                              last_error = NULL, failure_count = 0, refresh_owner = NULL, refresh_until = NULL, \
                              updated_at = $5 WHERE id = $6",
                         )
@@ -400,6 +474,8 @@ impl Db {
                         .await
                         .map_err(|e| StoreError::unique(e, "account"))?;
                     }
+                    let firm = g.firm_id;
+                    replace_calendars_in!(&mut tx, firm, id, calendars, now);
                     tx.commit().await?;
                     Ok(id)
                 }
@@ -511,23 +587,26 @@ impl Db {
     }
 
     /// Stores refreshed tokens (a new refresh token replaces the old one; none keeps it), marks the
-    /// connection active and releases the refresh lock, in one statement.
+    /// connection active and releases the refresh lock, in one statement, but only while `owner`
+    /// still holds the lock: a disconnect or reconnect meanwhile clears it, and must not be undone.
+    /// Returns whether the tokens were stored.
     pub async fn store_refreshed_tokens(
         &self,
         keyring: &Keyring,
         firm: FirmId,
         id: ConnectionId,
-        access_token: &str,
-        refresh_token: Option<&str>,
-        expires_at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let access = keyring.seal(access_token, &access_binding(firm, id));
-        let refresh = refresh_token.map(|r| keyring.seal(r, &refresh_binding(firm, id)));
+        owner: &str,
+        tokens: RefreshedTokens<'_>,
+    ) -> Result<bool, StoreError> {
+        let access = keyring.seal(tokens.access_token, &access_binding(firm, id));
+        let refresh = tokens.refresh_token.map(|r| keyring.seal(r, &refresh_binding(firm, id)));
+        let expires_at = tokens.expires_at;
         let n = on_pool!(self, pool => {
             sqlx::query(
                 "UPDATE oauth_connections SET access_token = $1, refresh_token = COALESCE($2, refresh_token), \
                  token_expires_at = $3, status = 'active', status_message = '', last_error = NULL, \
-                 refresh_owner = NULL, refresh_until = NULL, updated_at = $4 WHERE id = $5 AND firm_id = $6",
+                 refresh_owner = NULL, refresh_until = NULL, updated_at = $4 \
+                 WHERE id = $5 AND firm_id = $6 AND refresh_owner = $7",
             )
             .bind(&access)
             .bind(&refresh)
@@ -535,23 +614,26 @@ impl Db {
             .bind(crate::now())
             .bind(id.as_uuid())
             .bind(firm.as_uuid())
+            .bind(owner)
             .execute(pool)
             .await?
             .rows_affected()
         });
-        if n == 1 { Ok(()) } else { Err(StoreError::NotFound) }
+        Ok(n == 1)
     }
 
     /// Sets the status and message; `wipe_tokens` forgets the grant (it is useless or withdrawn).
-    /// Releases the refresh lock.
+    /// With `owner`, only while that refresher still holds the lock (so the outcome of a refresh
+    /// never overwrites a disconnect or a newer grant), releasing it. Returns whether it applied.
     pub async fn set_connection_status(
         &self,
         firm: FirmId,
         id: ConnectionId,
+        owner: Option<&str>,
         status: ConnectionStatus,
         message: &str,
         wipe_tokens: bool,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let n = on_pool!(self, pool => {
             sqlx::query(
                 "UPDATE oauth_connections SET status = $1, status_message = $2, \
@@ -559,7 +641,8 @@ impl Db {
                  access_token = CASE WHEN $3 THEN NULL ELSE access_token END, \
                  refresh_token = CASE WHEN $3 THEN NULL ELSE refresh_token END, \
                  token_expires_at = CASE WHEN $3 THEN NULL ELSE token_expires_at END, \
-                 refresh_owner = NULL, refresh_until = NULL, updated_at = $4 WHERE id = $5 AND firm_id = $6",
+                 refresh_owner = NULL, refresh_until = NULL, updated_at = $4 \
+                 WHERE id = $5 AND firm_id = $6 AND ($7 IS NULL OR refresh_owner = $7)",
             )
             .bind(status.as_str())
             .bind(message)
@@ -567,11 +650,12 @@ impl Db {
             .bind(crate::now())
             .bind(id.as_uuid())
             .bind(firm.as_uuid())
+            .bind(owner)
             .execute(pool)
             .await?
             .rows_affected()
         });
-        if n == 1 { Ok(()) } else { Err(StoreError::NotFound) }
+        Ok(n == 1)
     }
 
     /// Disconnects: tokens wiped, status `revoked`, sync off. Appointments already pulled stay.
@@ -613,12 +697,12 @@ impl Db {
         change: &SettingsChange,
     ) -> Result<Result<Connection, ValidationError>, StoreError> {
         let current = self.connection(firm, Some(user), id).await?;
-        let s = ConnectionSettings {
-            sync_enabled: change.sync_enabled.unwrap_or(current.settings.sync_enabled),
-            sync_window_days: change.sync_window_days.unwrap_or(current.settings.sync_window_days),
-            conflict_strategy: change.conflict_strategy.unwrap_or(current.settings.conflict_strategy),
-            delete_policy: change.delete_policy.unwrap_or(current.settings.delete_policy),
-        };
+        if change.sync_enabled == Some(true) && current.status == ConnectionStatus::Revoked {
+            return Ok(Err(ValidationError::new(
+                "sync_enabled",
+                "this connection is disconnected; reconnect it to sync again",
+            )));
+        }
         let outcome: Result<(), ValidationError> = on_pool!(self, pool => {
             let mut tx = pool.begin_with(self.begin_write_sql()).await?;
             let known: Vec<(String,)> = sqlx::query_as("SELECT remote_id FROM synced_calendars WHERE connection_id = $1 AND firm_id = $2")
@@ -635,14 +719,16 @@ impl Db {
             if let Some((i, r)) = unknown {
                 Err(ValidationError::new(format!("selected_calendars[{i}]"), format!("{r:?} is not a calendar of this connection")))
             } else {
+                // Only the given settings are written, so concurrent changes to others survive.
                 sqlx::query(
-                    "UPDATE oauth_connections SET sync_enabled = $1, sync_window_days = $2, conflict_strategy = $3, \
-                     delete_policy = $4, updated_at = $5 WHERE id = $6 AND firm_id = $7 AND user_id = $8",
+                    "UPDATE oauth_connections SET sync_enabled = COALESCE($1, sync_enabled), \
+                     sync_window_days = COALESCE($2, sync_window_days), conflict_strategy = COALESCE($3, conflict_strategy), \
+                     delete_policy = COALESCE($4, delete_policy), updated_at = $5 WHERE id = $6 AND firm_id = $7 AND user_id = $8",
                 )
-                .bind(s.sync_enabled)
-                .bind(s.sync_window_days.days() as i32)
-                .bind(s.conflict_strategy.as_str())
-                .bind(s.delete_policy.as_str())
+                .bind(change.sync_enabled)
+                .bind(change.sync_window_days.map(|d| d.days() as i32))
+                .bind(change.conflict_strategy.map(|c| c.as_str()))
+                .bind(change.delete_policy.map(|d| d.as_str()))
                 .bind(crate::now())
                 .bind(id.as_uuid())
                 .bind(firm.as_uuid())
@@ -680,56 +766,7 @@ impl Db {
         let now = crate::now();
         on_pool!(self, pool => {
             let mut tx = pool.begin_with(self.begin_write_sql()).await?;
-            let existing: Vec<(String, bool)> =
-                sqlx::query_as("SELECT remote_id, selected FROM synced_calendars WHERE connection_id = $1 AND firm_id = $2")
-                    .bind(id.as_uuid())
-                    .bind(firm.as_uuid())
-                    .fetch_all(&mut *tx)
-                    .await?;
-            let keeps_selection = existing.iter().any(|(r, sel)| *sel && list.iter().any(|c| &c.remote_id == r));
-            for (remote, _) in existing.iter().filter(|(r, _)| !list.iter().any(|c| &c.remote_id == r)) {
-                sqlx::query("DELETE FROM synced_calendars WHERE connection_id = $1 AND remote_id = $2")
-                    .bind(id.as_uuid())
-                    .bind(remote)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            for c in list {
-                if existing.iter().any(|(r, _)| r == &c.remote_id) {
-                    sqlx::query(
-                        "UPDATE synced_calendars SET name = $1, is_primary = $2, can_write = $3, time_zone = $4, \
-                         selected = CASE WHEN $5 THEN selected ELSE $2 END, updated_at = $6 \
-                         WHERE connection_id = $7 AND remote_id = $8",
-                    )
-                    .bind(&c.name)
-                    .bind(c.is_primary)
-                    .bind(c.can_write)
-                    .bind(&c.time_zone)
-                    .bind(keeps_selection)
-                    .bind(now)
-                    .bind(id.as_uuid())
-                    .bind(&c.remote_id)
-                    .execute(&mut *tx)
-                    .await?;
-                } else {
-                    sqlx::query(
-                        "INSERT INTO synced_calendars (id, firm_id, connection_id, remote_id, name, is_primary, can_write, \
-                         time_zone, selected, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
-                    )
-                    .bind(SyncedCalendarId::new().as_uuid())
-                    .bind(firm.as_uuid())
-                    .bind(id.as_uuid())
-                    .bind(&c.remote_id)
-                    .bind(&c.name)
-                    .bind(c.is_primary)
-                    .bind(c.can_write)
-                    .bind(&c.time_zone)
-                    .bind(c.is_primary && !keeps_selection)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
+            replace_calendars_in!(&mut tx, firm, id, list, now);
             tx.commit().await?;
         });
         Ok(())

@@ -18,8 +18,8 @@ mod error;
 pub use accounts::{AuthenticatedUser, Firm, NewUser, User, WebSession};
 pub use appointments::{AppointmentPage, AppointmentQuery, Cursor};
 pub use connections::{
-    Authorization, CalendarInfo, Connection, NewAuthorization, NewGrant, SettingsChange, StateRejection,
-    SyncedCalendar, Tokens,
+    Authorization, CalendarInfo, Connection, NewAuthorization, NewGrant, RefreshedTokens, SettingsChange,
+    StateRejection, SyncedCalendar, Tokens,
 };
 pub use error::StoreError;
 

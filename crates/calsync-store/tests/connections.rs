@@ -5,7 +5,9 @@ use calsync_domain::connection::{ConflictStrategy, ConnectionStatus, Provider, S
 use calsync_domain::ids::{ConnectionId, FirmId};
 use calsync_domain::tenant::Role;
 use calsync_store::crypto::Keyring;
-use calsync_store::{CalendarInfo, Db, NewAuthorization, NewGrant, NewUser, SettingsChange, StateRejection, User};
+use calsync_store::{
+    CalendarInfo, Db, NewAuthorization, NewGrant, NewUser, RefreshedTokens, SettingsChange, StateRejection, User,
+};
 use calsync_testkit::{Backend, TestDb, backend_tests};
 use chrono::{Duration, Utc};
 
@@ -90,15 +92,15 @@ async fn grants_are_sealed_and_reconnects_update(backend: Backend) {
     let t = TestDb::new(backend).await;
     let (db, k) = (&t.db, keyring());
     let ann = user(db, "acme", "ann@acme.test").await;
-    let first = db.save_grant(&k, &grant(&ann, "ya29.first", Some("1//refresh-one"))).await.unwrap();
+    let first = db.save_grant(&k, &grant(&ann, "ya29.first", Some("1//refresh-one")), &[]).await.unwrap();
     assert_eq!((first.status, first.has_refresh_token), (ConnectionStatus::Active, true));
     assert_eq!(first.settings.sync_window_days, SyncWindowDays::DEFAULT);
     let tokens = db.tokens(&k, ann.firm_id, first.id).await.unwrap();
     assert_eq!(tokens.access_token.as_deref(), Some("ya29.first"));
     assert!(!format!("{tokens:?}").contains("ya29"), "Debug hides tokens");
 
-    db.set_connection_status(ann.firm_id, first.id, ConnectionStatus::Expired, "Reconnect", false).await.unwrap();
-    let again = db.save_grant(&k, &grant(&ann, "ya29.second", None)).await.unwrap();
+    db.set_connection_status(ann.firm_id, first.id, None, ConnectionStatus::Expired, "Reconnect", false).await.unwrap();
+    let again = db.save_grant(&k, &grant(&ann, "ya29.second", None), &[]).await.unwrap();
     assert_eq!(again.id, first.id, "same account, same connection");
     assert_eq!(again.status, ConnectionStatus::Active);
     assert_eq!(again.status_message, "");
@@ -120,7 +122,7 @@ async fn refresh_lock_has_one_owner(backend: Backend) {
     let t = TestDb::new(backend).await;
     let (db, k) = (&t.db, keyring());
     let ann = user(db, "acme", "ann@acme.test").await;
-    let c = db.save_grant(&k, &grant(&ann, "a", Some("r"))).await.unwrap();
+    let c = db.save_grant(&k, &grant(&ann, "a", Some("r")), &[]).await.unwrap();
     let f = ann.firm_id;
     let soon = Utc::now() + Duration::seconds(30);
     assert!(db.try_lock_refresh(f, c.id, "w1", soon).await.unwrap());
@@ -128,7 +130,29 @@ async fn refresh_lock_has_one_owner(backend: Backend) {
     assert!(db.try_lock_refresh(f, c.id, "w1", soon).await.unwrap(), "re-entrant for its owner");
     db.release_refresh_lock(f, c.id, "w2").await.unwrap();
     assert!(!db.try_lock_refresh(f, c.id, "w2", soon).await.unwrap(), "only the owner releases");
-    db.store_refreshed_tokens(&k, f, c.id, "a2", Some("r2"), soon).await.unwrap();
+    assert!(
+        !db.store_refreshed_tokens(
+            &k,
+            f,
+            c.id,
+            "w2",
+            RefreshedTokens { access_token: "stolen", refresh_token: None, expires_at: soon }
+        )
+        .await
+        .unwrap(),
+        "only the lock owner stores"
+    );
+    assert!(
+        db.store_refreshed_tokens(
+            &k,
+            f,
+            c.id,
+            "w1",
+            RefreshedTokens { access_token: "a2", refresh_token: Some("r2"), expires_at: soon }
+        )
+        .await
+        .unwrap()
+    );
     assert!(
         db.try_lock_refresh(f, c.id, "w2", Utc::now() - Duration::seconds(1)).await.unwrap(),
         "storing released it"
@@ -137,6 +161,26 @@ async fn refresh_lock_has_one_owner(backend: Backend) {
     let tokens = db.tokens(&k, f, c.id).await.unwrap();
     assert_eq!((tokens.access_token.as_deref(), tokens.refresh_token.as_deref()), (Some("a2"), Some("r2")));
     assert!(db.try_lock_refresh(FirmId::new(), c.id, "w9", soon).await.is_ok_and(|got| !got), "firm-scoped");
+    // A disconnect while w3 refreshes: w3's result, success or failure, must not undo it.
+    db.disconnect(f, ann.id, c.id, "Disconnected").await.unwrap();
+    assert!(
+        !db.store_refreshed_tokens(
+            &k,
+            f,
+            c.id,
+            "w3",
+            RefreshedTokens { access_token: "late", refresh_token: Some("late-r"), expires_at: soon }
+        )
+        .await
+        .unwrap()
+    );
+    assert!(!db.set_connection_status(f, c.id, Some("w3"), ConnectionStatus::Expired, "x", true).await.unwrap());
+    let after = db.connection(f, None, c.id).await.unwrap();
+    assert_eq!((after.status, after.has_refresh_token), (ConnectionStatus::Revoked, false));
+    assert_eq!(db.tokens(&k, f, c.id).await.unwrap().access_token, None);
+    // Reconnecting after a disconnect turns sync back on.
+    let back = db.save_grant(&k, &grant(&ann, "a3", Some("r3")), &[]).await.unwrap();
+    assert_eq!((back.id, back.status, back.settings.sync_enabled), (c.id, ConnectionStatus::Active, true));
     assert!(!db.try_lock_refresh(f, ConnectionId::new(), "w1", soon).await.unwrap());
 }
 
@@ -144,7 +188,6 @@ async fn calendars_settings_and_disconnect(backend: Backend) {
     let t = TestDb::new(backend).await;
     let (db, k) = (&t.db, keyring());
     let ann = user(db, "acme", "ann@acme.test").await;
-    let c = db.save_grant(&k, &grant(&ann, "a", Some("r"))).await.unwrap();
     let cal = |id: &str, primary: bool| CalendarInfo {
         remote_id: id.into(),
         name: format!("Cal {id}"),
@@ -152,7 +195,8 @@ async fn calendars_settings_and_disconnect(backend: Backend) {
         can_write: true,
         time_zone: Some("Europe/Berlin".into()),
     };
-    db.replace_calendars(ann.firm_id, c.id, &[cal("work", false), cal("main", true)]).await.unwrap();
+    // The grant and its calendars are stored together.
+    let c = db.save_grant(&k, &grant(&ann, "a", Some("r")), &[cal("work", false), cal("main", true)]).await.unwrap();
     let cals = db.calendars(ann.firm_id, c.id).await.unwrap();
     assert_eq!(
         cals.iter().map(|c| (c.remote_id.as_str(), c.selected)).collect::<Vec<_>>(),
@@ -172,6 +216,7 @@ async fn calendars_settings_and_disconnect(backend: Backend) {
         "nothing half-written"
     );
 
+    let enable_revoked_later = SettingsChange { sync_enabled: Some(true), ..Default::default() };
     let good = SettingsChange {
         selected_calendars: Some(vec!["work".into()]),
         conflict_strategy: Some(ConflictStrategy::Manual),
@@ -192,6 +237,9 @@ async fn calendars_settings_and_disconnect(backend: Backend) {
     let bob = user(db, "acme", "bob@acme.test").await;
     assert!(db.disconnect(ann.firm_id, bob.id, c.id, "x").await.is_err(), "user-scoped");
     let gone = db.disconnect(ann.firm_id, ann.id, c.id, "Disconnected").await.unwrap();
+    let refused =
+        db.update_connection_settings(ann.firm_id, ann.id, c.id, &enable_revoked_later).await.unwrap().unwrap_err();
+    assert_eq!(refused.field, "sync_enabled", "a disconnected connection cannot sync");
     assert_eq!(
         (gone.status, gone.has_refresh_token, gone.settings.sync_enabled),
         (ConnectionStatus::Revoked, false, false)
@@ -206,7 +254,7 @@ async fn keys_rotate_to_the_newest(backend: Backend) {
     let old_spec = Keyring::generate_spec("old");
     let old = Keyring::parse(&old_spec).unwrap();
     let ann = user(db, "acme", "ann@acme.test").await;
-    let c = db.save_grant(&old, &grant(&ann, "ya29.rot", Some("1//rot"))).await.unwrap();
+    let c = db.save_grant(&old, &grant(&ann, "ya29.rot", Some("1//rot")), &[]).await.unwrap();
     db.create_authorization(&old, authorization(&ann, "pending", Duration::minutes(10))).await.unwrap();
     let both = Keyring::parse(&format!("{},{old_spec}", Keyring::generate_spec("new"))).unwrap();
     assert_eq!(db.rotate_keys(&both).await.unwrap(), 3);

@@ -16,7 +16,7 @@ use calsync_store::{
     CalendarInfo, Connection, Db, NewAuthorization, NewGrant, SettingsChange, StateRejection, StoreError,
     SyncedCalendar,
 };
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
@@ -25,8 +25,8 @@ use std::time::Duration as StdDuration;
 pub const STATE_TTL_MINUTES: i64 = 10;
 /// Tokens expiring within this margin are refreshed before use.
 pub const REFRESH_MARGIN_SECONDS: i64 = 5 * 60;
-/// How long one process may hold a connection's refresh lock before others take over.
-const REFRESH_LOCK_SECONDS: i64 = 60;
+/// After a refresh failed for an outage, how long other callers get that answer without retrying.
+pub const FAILURE_BACKOFF_SECONDS: i64 = 30;
 /// Attempts at the token endpoint for network errors and 5xx, with doubling backoff.
 const REFRESH_ATTEMPTS: u32 = 3;
 
@@ -67,6 +67,9 @@ pub struct CallbackInput {
     pub error_description: Option<String>,
 }
 
+/// When and why a connection's last refresh failed for an outage, if it did.
+type LastFailure = Option<(DateTime<Utc>, String)>;
+
 pub struct ConnectionService {
     db: Db,
     keyring: Keyring,
@@ -74,8 +77,9 @@ pub struct ConnectionService {
     clock: Clock,
     /// Names this process in refresh locks.
     instance: String,
-    /// In-process single flight: one refresh per connection at a time.
-    refreshing: Mutex<HashMap<ConnectionId, Arc<tokio::sync::Mutex<()>>>>,
+    /// In-process single flight: one refresh per connection at a time. The mutex holds the time
+    /// and message of the last failed refresh, so waiters share its backoff.
+    refreshing: Mutex<HashMap<ConnectionId, Arc<tokio::sync::Mutex<LastFailure>>>>,
 }
 
 impl ConnectionService {
@@ -209,8 +213,8 @@ impl ConnectionService {
             Provider::Microsoft => calsync_providers::microsoft::missing_scopes(&tokens.scopes),
         };
         if !missing.is_empty() {
-            // A partial grant is useless to sync; withdraw it rather than leave it dangling.
-            let _ = setup.oauth.revoke(http, tokens.refresh_token.as_deref().unwrap_or(&tokens.access_token)).await;
+            // The partial grant is dropped, not revoked: at Google, revoking one token withdraws the
+            // whole grant for this account and client, which would break an existing connection.
             return Err(rejected(
                 "insufficient_scope",
                 None,
@@ -261,11 +265,8 @@ impl ConnectionService {
                     expires_at: self.clock.now() + Duration::seconds(tokens.expires_in_secs),
                     scopes: tokens.scopes,
                 },
+                &calendar_infos(calendars),
             )
-            .await
-            .map_err(ServiceError::from)?;
-        self.db
-            .replace_calendars(actor.firm_id, connection.id, &calendar_infos(calendars))
             .await
             .map_err(ServiceError::from)?;
         tracing::info!(connection_id = %connection.id, provider = provider.as_str(), "calendar connected");
@@ -280,9 +281,55 @@ impl ConnectionService {
         Ok(self.db.connection(actor.firm_id, Some(actor.user_id), id).await?)
     }
 
-    pub async fn calendars(&self, actor: &Actor, id: ConnectionId) -> Result<Vec<SyncedCalendar>, ServiceError> {
+    /// The account's calendars as the provider lists them now (calendars added or removed since
+    /// connecting show up), with the user's selection. When the provider cannot be asked, the list
+    /// stored at the last successful listing is returned.
+    pub async fn calendars(
+        self: &Arc<Self>,
+        actor: &Actor,
+        id: ConnectionId,
+    ) -> Result<Vec<SyncedCalendar>, ServiceError> {
+        let connection = self.get(actor, id).await?;
+        if connection.status == ConnectionStatus::Active {
+            match self.remote_calendars(actor.firm_id, id, connection.provider).await {
+                Ok(list) => self.db.replace_calendars(actor.firm_id, id, &calendar_infos(list)).await?,
+                Err(e) => {
+                    tracing::warn!(connection_id = %id, error = %e, "calendar list not refreshed; showing the stored one")
+                }
+            }
+        }
+        self.stored_calendars(actor, id).await
+    }
+
+    /// The calendars as last listed, without asking the provider.
+    pub async fn stored_calendars(&self, actor: &Actor, id: ConnectionId) -> Result<Vec<SyncedCalendar>, ServiceError> {
         self.get(actor, id).await?;
         Ok(self.db.calendars(actor.firm_id, id).await?)
+    }
+
+    /// Lists the account's calendars with a working token; a token the provider rejects is
+    /// refreshed once and the call repeated.
+    async fn remote_calendars(
+        self: &Arc<Self>,
+        firm: FirmId,
+        id: ConnectionId,
+        provider: Provider,
+    ) -> Result<Vec<RemoteCalendar>, String> {
+        let setup = self.setup(provider).map_err(|e| e.to_string())?;
+        let mut token = self.access_token(firm, id).await.map_err(|e| e.to_string())?;
+        for attempt in 0..2 {
+            let result = match &setup.api {
+                Api::Google(api) => api.calendars(&self.providers.http, &token).await,
+                Api::Microsoft(api) => api.calendars(&self.providers.http, &token).await,
+            };
+            match result {
+                Err(ProviderError::Reauthorize { kind: ReauthKind::TokenRejected, .. }) if attempt == 0 => {
+                    token = self.refresh_now(firm, id).await.map_err(|e| e.to_string())?;
+                }
+                other => return other.map_err(|e| e.to_string()),
+            }
+        }
+        Err("the provider kept rejecting fresh tokens".into())
     }
 
     pub async fn update_settings(
@@ -306,8 +353,9 @@ impl ConnectionService {
         if let Some(setup) = self.providers.get(connection.provider)
             && setup.oauth.revoke_url.is_some()
         {
-            let tokens = self.db.tokens(&self.keyring, actor.firm_id, id).await?;
-            if let Some(token) = tokens.refresh_token.or(tokens.access_token)
+            // Tokens that cannot be read (a removed key) must not block disconnecting.
+            let tokens = self.db.tokens(&self.keyring, actor.firm_id, id).await.ok();
+            if let Some(token) = tokens.and_then(|t| t.refresh_token.or(t.access_token))
                 && let Err(e) = setup.oauth.revoke(&self.providers.http, &token).await
             {
                 tracing::warn!(connection_id = %id, error = %e, "revocation at the provider failed");
@@ -325,59 +373,76 @@ impl ConnectionService {
     /// A usable access token for the connection, refreshing it first when it expires within
     /// [`REFRESH_MARGIN_SECONDS`]. However many tasks or processes ask at once, one refresh runs:
     /// Microsoft rotates refresh tokens, and two concurrent refreshes would lose the newest one.
-    pub async fn access_token(&self, firm: FirmId, id: ConnectionId) -> Result<String, TokenError> {
+    /// The refresh itself runs in its own task, so a caller that gives up (a request timeout)
+    /// cannot abandon it halfway with a rotated token unsaved.
+    pub async fn access_token(self: &Arc<Self>, firm: FirmId, id: ConnectionId) -> Result<String, TokenError> {
         if let Some(token) = self.fresh_token(firm, id).await? {
             return Ok(token);
         }
+        self.refresh(firm, id, false).await
+    }
+
+    /// Refreshes now even if the token is still fresh (a provider rejected it).
+    pub async fn refresh_now(self: &Arc<Self>, firm: FirmId, id: ConnectionId) -> Result<String, TokenError> {
+        self.refresh(firm, id, true).await
+    }
+
+    async fn refresh(self: &Arc<Self>, firm: FirmId, id: ConnectionId, force: bool) -> Result<String, TokenError> {
+        let me = Arc::clone(self);
+        tokio::spawn(async move { me.refresh_single_flight(firm, id, force).await })
+            .await
+            .map_err(|e| TokenError::Service(ServiceError::Internal(anyhow::anyhow!("refresh task failed: {e}"))))?
+    }
+
+    async fn refresh_single_flight(&self, firm: FirmId, id: ConnectionId, force: bool) -> Result<String, TokenError> {
         let flight = {
             let mut map = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
             map.entry(id).or_default().clone()
         };
-        let _turn = flight.lock().await;
-        // Whoever held the turn before may have refreshed already.
-        if let Some(token) = self.fresh_token(firm, id).await? {
+        let mut last_failure = flight.lock().await;
+        // Whoever held the turn before may have refreshed already, or just failed: then wait out
+        // the backoff instead of hitting a provider that is down once more per waiting task.
+        if !force && let Some(token) = self.fresh_token(firm, id).await? {
             return Ok(token);
         }
-        let until = || calsync_store_now() + Duration::seconds(REFRESH_LOCK_SECONDS);
-        let mut waited = 0;
-        while !self.db.try_lock_refresh(firm, id, &self.instance, until()).await.map_err(ServiceError::from)? {
+        if let Some((at, message)) = last_failure.as_ref()
+            && self.clock.now() < *at + Duration::seconds(FAILURE_BACKOFF_SECONDS)
+        {
+            return Err(TokenError::Unavailable(message.clone()));
+        }
+        let lock_for = Duration::seconds(self.lock_seconds());
+        let mut waited = StdDuration::ZERO;
+        while !self.db.try_lock_refresh(firm, id, &self.instance, calsync_store_now() + lock_for).await? {
             // Another process is refreshing: wait for its result rather than race it.
-            if waited >= REFRESH_LOCK_SECONDS * 5 {
+            if waited >= lock_for.to_std().unwrap_or_default() {
                 return Err(TokenError::Unavailable("another worker is still refreshing this connection".into()));
             }
             tokio::time::sleep(StdDuration::from_millis(200)).await;
-            waited += 1;
+            waited += StdDuration::from_millis(200);
             if let Some(token) = self.fresh_token(firm, id).await? {
                 return Ok(token);
             }
         }
-        let result = self.refresh_locked(firm, id).await;
-        if result.is_err() {
-            let _ = self.db.release_refresh_lock(firm, id, &self.instance).await;
+        // Another process may have finished a refresh between our check and taking the lock.
+        if !force && let Some(token) = self.fresh_token(firm, id).await? {
+            self.db.release_refresh_lock(firm, id, &self.instance).await?;
+            return Ok(token);
         }
+        let result = self.refresh_locked(firm, id).await;
+        match &result {
+            Ok(_) => *last_failure = None,
+            Err(TokenError::Unavailable(m)) => *last_failure = Some((self.clock.now(), m.clone())),
+            Err(_) => {}
+        }
+        // Every outcome that stored something released the lock with it; this covers the rest.
+        let _ = self.db.release_refresh_lock(firm, id, &self.instance).await;
         result
     }
 
-    /// Forces a refresh now (used by "reconnect"-style checks and tests).
-    pub async fn refresh_now(&self, firm: FirmId, id: ConnectionId) -> Result<String, TokenError> {
-        let flight = {
-            let mut map = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
-            map.entry(id).or_default().clone()
-        };
-        let _turn = flight.lock().await;
-        if !self
-            .db
-            .try_lock_refresh(firm, id, &self.instance, calsync_store_now() + Duration::seconds(REFRESH_LOCK_SECONDS))
-            .await
-            .map_err(ServiceError::from)?
-        {
-            return Err(TokenError::Unavailable("another worker is refreshing this connection".into()));
-        }
-        let result = self.refresh_locked(firm, id).await;
-        if result.is_err() {
-            let _ = self.db.release_refresh_lock(firm, id, &self.instance).await;
-        }
-        result
+    /// Long enough for every attempt to time out, with the backoff between them.
+    fn lock_seconds(&self) -> i64 {
+        let timeout = self.providers.timeout.as_secs() as i64;
+        i64::from(REFRESH_ATTEMPTS) * (timeout + 5) + 15
     }
 
     async fn fresh_token(&self, firm: FirmId, id: ConnectionId) -> Result<Option<String>, TokenError> {
@@ -393,18 +458,17 @@ impl ConnectionService {
         })
     }
 
-    /// The refresh itself, with this process holding the connection's refresh lock.
+    /// The refresh itself, with this process holding the connection's refresh lock. Every write
+    /// is conditional on still holding it, so a disconnect or reconnect meanwhile is never undone.
     async fn refresh_locked(&self, firm: FirmId, id: ConnectionId) -> Result<String, TokenError> {
-        let connection = self.db.connection(firm, None, id).await.map_err(ServiceError::from)?;
+        let connection = self.db.connection(firm, None, id).await?;
         let provider = connection.provider;
         let setup = self.setup(provider).map_err(TokenError::Service)?;
-        let tokens = self.db.tokens(&self.keyring, firm, id).await.map_err(ServiceError::from)?;
+        let tokens = self.db.tokens(&self.keyring, firm, id).await?;
+        let owner = Some(self.instance.as_str());
         let Some(refresh_token) = tokens.refresh_token else {
             let msg = format!("calsync has no long-term access to this {} account. Reconnect it.", provider.label());
-            self.db
-                .set_connection_status(firm, id, ConnectionStatus::Expired, &msg, true)
-                .await
-                .map_err(ServiceError::from)?;
+            self.db.set_connection_status(firm, id, owner, ConnectionStatus::Expired, &msg, true).await?;
             return Err(TokenError::Reauthorize(msg));
         };
         let mut delay = StdDuration::from_millis(250);
@@ -413,61 +477,67 @@ impl ConnectionService {
             match setup.oauth.refresh(&self.providers.http, &refresh_token).await {
                 Ok(set) => {
                     let expires_at = self.clock.now() + Duration::seconds(set.expires_in_secs);
-                    self.db
+                    let stored = self
+                        .db
                         .store_refreshed_tokens(
                             &self.keyring,
                             firm,
                             id,
-                            &set.access_token,
-                            set.refresh_token.as_deref(),
-                            expires_at,
+                            &self.instance,
+                            calsync_store::RefreshedTokens {
+                                access_token: &set.access_token,
+                                refresh_token: set.refresh_token.as_deref(),
+                                expires_at,
+                            },
                         )
-                        .await
-                        .map_err(ServiceError::from)?;
+                        .await?;
+                    if !stored {
+                        // Disconnected or reconnected meanwhile: that decision stands.
+                        tracing::info!(connection_id = %id, "refresh result discarded: the connection changed meanwhile");
+                        return self.fresh_token(firm, id).await?.ok_or_else(|| {
+                            TokenError::Unavailable("the connection changed while it was being refreshed".into())
+                        });
+                    }
                     tracing::info!(connection_id = %id, rotated = set.refresh_token.is_some(), "access token refreshed");
                     return Ok(set.access_token);
                 }
                 Err(ProviderError::Reauthorize { kind, reason }) => {
+                    let label = provider.label();
                     let (status, msg) = match kind {
                         ReauthKind::Revoked => (
                             ConnectionStatus::Revoked,
-                            format!(
-                                "Access to this {} account was revoked. Reconnect it to resume syncing.",
-                                provider.label()
-                            ),
+                            format!("Access to this {label} account was revoked. Reconnect it to resume syncing."),
                         ),
                         ReauthKind::Interaction => (
                             ConnectionStatus::Expired,
-                            format!("{} wants you to sign in again. Reconnect to resume syncing.", provider.label()),
+                            format!("{label} wants you to sign in again. Reconnect to resume syncing."),
                         ),
                         ReauthKind::Expired | ReauthKind::TokenRejected => (
                             ConnectionStatus::Expired,
                             format!(
-                                "Access to this {} account expired or was revoked. Reconnect it to resume syncing.",
-                                provider.label()
+                                "Access to this {label} account expired or was revoked. Reconnect it to resume syncing."
                             ),
                         ),
                     };
                     tracing::warn!(connection_id = %id, %reason, status = status.as_str(), "refresh refused; reconnect needed");
-                    self.db.set_connection_status(firm, id, status, &msg, true).await.map_err(ServiceError::from)?;
+                    if !self.db.set_connection_status(firm, id, owner, status, &msg, true).await? {
+                        // A reconnect replaced the grant meanwhile; use that one.
+                        return self.fresh_token(firm, id).await?.ok_or(TokenError::Reauthorize(msg));
+                    }
                     return Err(TokenError::Reauthorize(msg));
                 }
                 Err(ProviderError::Retryable { after, reason }) => {
                     tracing::warn!(connection_id = %id, attempt, %reason, "token endpoint unavailable");
                     last = Some(reason);
                     if attempt < REFRESH_ATTEMPTS {
-                        let wait = after.unwrap_or(delay).min(StdDuration::from_secs(5));
-                        tokio::time::sleep(wait).await;
+                        tokio::time::sleep(after.unwrap_or(delay).min(StdDuration::from_secs(5))).await;
                         delay *= 2;
                     }
                 }
                 Err(other) => {
                     let msg =
                         format!("{} refused to renew access ({other}). Reconnect if this persists.", provider.label());
-                    self.db
-                        .set_connection_status(firm, id, ConnectionStatus::Error, &msg, false)
-                        .await
-                        .map_err(ServiceError::from)?;
+                    self.db.set_connection_status(firm, id, owner, ConnectionStatus::Error, &msg, false).await?;
                     return Err(TokenError::Unavailable(msg));
                 }
             }
@@ -478,10 +548,7 @@ impl ConnectionService {
             last.unwrap_or_default()
         );
         // The stored grant is left exactly as it was.
-        self.db
-            .set_connection_status(firm, id, ConnectionStatus::Error, &msg, false)
-            .await
-            .map_err(ServiceError::from)?;
+        self.db.set_connection_status(firm, id, owner, ConnectionStatus::Error, &msg, false).await?;
         Err(TokenError::Unavailable(msg))
     }
 }

@@ -60,7 +60,7 @@ async fn page(
     };
     let mut connections = Vec::with_capacity(list.len());
     for c in list {
-        let calendars = match svc.calendars(&caller.user.actor, c.id).await {
+        let calendars = match svc.stored_calendars(&caller.user.actor, c.id).await {
             Ok(cals) => {
                 let names: Vec<String> = cals.into_iter().filter(|c| c.selected).map(|c| c.name).collect();
                 if names.is_empty() { "none selected".to_owned() } else { names.join(", ") }

@@ -47,9 +47,17 @@ pub struct CsrfForm {
 }
 
 /// Only same-site paths are followed after login, so `next` cannot send users elsewhere.
+/// Browsers drop tabs and newlines from URLs, so `/\t/evil.test` would become `//evil.test`:
+/// only visible ASCII is accepted.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') && !n.starts_with("/login") => {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && !n.starts_with("/login")
+                && n.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
             n.to_owned()
         }
         _ => "/".to_owned(),
@@ -172,7 +180,16 @@ mod tests {
     #[test]
     fn next_stays_on_this_site() {
         assert_eq!(safe_next(Some("/appointments?x=1")), "/appointments?x=1");
-        for bad in ["https://evil.test/", "//evil.test", "/\\evil.test", "evil", "/login?next=/"] {
+        for bad in [
+            "https://evil.test/",
+            "//evil.test",
+            "/\\evil.test",
+            "evil",
+            "/login?next=/",
+            "/\t/evil.test",
+            "/\n/x",
+            "/ /x",
+        ] {
             assert_eq!(safe_next(Some(bad)), "/", "{bad}");
         }
         assert_eq!(safe_next(None), "/");
