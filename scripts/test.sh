@@ -3,8 +3,10 @@
 #
 # It needs PostgreSQL on 127.0.0.1:5432 with trust auth for user `postgres` (every storage test runs
 # on SQLite and on PostgreSQL, each in its own database). When none answers, it starts the local
-# cluster, or installs Debian's postgresql first. Then: rustfmt check, clippy with -D warnings, and
-# all tests of the workspace (cargo-nextest when installed, else cargo test).
+# cluster, or installs Debian's postgresql first. It installs Google's Python API client into a
+# virtualenv (the sandbox's conformance tests use its published discovery document). Then: rustfmt
+# check, clippy with -D warnings, and all tests of the workspace (cargo-nextest when installed,
+# else cargo test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,8 +58,24 @@ sweep_test_databases() {
     done
 }
 
+ensure_python_tools() {
+  # The sandbox's conformance tests check Google responses against the Calendar v3 discovery
+  # document that Google's own Python client ships, and drive the sandbox with that client.
+  local venv="${CALSYNC_TEST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/calsync/test-venv}"
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import googleapiclient' 2>/dev/null; then
+    echo "test.sh: installing google-api-python-client into $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check google-api-python-client
+  fi
+  export PATH="$venv/bin:$PATH"
+  export CALSYNC_TEST_PYTHON="$venv/bin/python"
+  CALSYNC_GOOGLE_DISCOVERY="$("$venv/bin/python" -c 'import googleapiclient, os; print(os.path.join(os.path.dirname(googleapiclient.__file__), "discovery_cache", "documents", "calendar.v3.json"))')"
+  export CALSYNC_GOOGLE_DISCOVERY
+}
+
 ensure_postgres
 sweep_test_databases
+ensure_python_tools
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
