@@ -21,8 +21,7 @@ impl Clock {
     }
 
     pub(crate) fn advance(&self, seconds: i64) {
-        self.offset_ms
-            .fetch_add(seconds.saturating_mul(1000), Ordering::Relaxed);
+        self.offset_ms.fetch_add(seconds.saturating_mul(1000), Ordering::Relaxed);
     }
 
     pub(crate) fn reset(&self) {

@@ -46,10 +46,7 @@ struct AccountReq {
     time_zone: Option<String>,
 }
 
-async fn accounts(
-    State(shared): State<Arc<Shared>>,
-    payload: Result<Json<AccountReq>, JsonRejection>,
-) -> Response {
+async fn accounts(State(shared): State<Arc<Shared>>, payload: Result<Json<AccountReq>, JsonRejection>) -> Response {
     let req = match body(payload) {
         Ok(r) => r,
         Err(e) => return e,
@@ -80,10 +77,7 @@ pub(crate) struct Minted {
     pub refresh_token: String,
 }
 
-async fn faults(
-    State(shared): State<Arc<Shared>>,
-    payload: Result<Json<FaultSpec>, JsonRejection>,
-) -> Response {
+async fn faults(State(shared): State<Arc<Shared>>, payload: Result<Json<FaultSpec>, JsonRejection>) -> Response {
     let spec = match body(payload) {
         Ok(r) => r,
         Err(e) => return e,
@@ -117,10 +111,7 @@ async fn expire_cursors(
     Json(json!({"accounts": n})).into_response()
 }
 
-async fn revoke(
-    State(shared): State<Arc<Shared>>,
-    payload: Result<Json<ProviderEmail>, JsonRejection>,
-) -> Response {
+async fn revoke(State(shared): State<Arc<Shared>>, payload: Result<Json<ProviderEmail>, JsonRejection>) -> Response {
     let req = match body(payload) {
         Ok(r) => r,
         Err(e) => return e,
@@ -135,11 +126,7 @@ async fn revoke(
         Provider::Microsoft => microsoft::revoke_account(&mut world, &email, now),
     };
     if !found {
-        return (
-            StatusCode::NOT_FOUND,
-            Json(json!({"error": "no such account"})),
-        )
-            .into_response();
+        return (StatusCode::NOT_FOUND, Json(json!({"error": "no such account"}))).into_response();
     }
     Json(json!({"ok": true})).into_response()
 }
@@ -150,10 +137,7 @@ struct LatencyReq {
     milliseconds: u64,
 }
 
-async fn latency(
-    State(shared): State<Arc<Shared>>,
-    payload: Result<Json<LatencyReq>, JsonRejection>,
-) -> Response {
+async fn latency(State(shared): State<Arc<Shared>>, payload: Result<Json<LatencyReq>, JsonRejection>) -> Response {
     match body(payload) {
         Ok(r) => {
             shared.latency_ms.store(r.milliseconds, Ordering::Relaxed);
@@ -169,10 +153,7 @@ struct ClockReq {
     advance_seconds: i64,
 }
 
-async fn clock(
-    State(shared): State<Arc<Shared>>,
-    payload: Result<Json<ClockReq>, JsonRejection>,
-) -> Response {
+async fn clock(State(shared): State<Arc<Shared>>, payload: Result<Json<ClockReq>, JsonRejection>) -> Response {
     let req = match body(payload) {
         Ok(r) => r,
         Err(e) => return e,
@@ -186,11 +167,7 @@ async fn clock(
 }
 
 async fn requests(State(shared): State<Arc<Shared>>) -> Response {
-    let map = shared
-        .requests
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let map = shared.requests.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let total: u64 = map.values().sum();
     Json(json!({"total": total, "requests": map})).into_response()
 }

@@ -70,11 +70,8 @@ impl Faults {
             .map(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()))
             .transpose()
             .map_err(|_| "invalid method".to_string())?;
-        let path = spec
-            .path_regex
-            .map(|r| Regex::new(&r))
-            .transpose()
-            .map_err(|e| format!("invalid path_regex: {e}"))?;
+        let path =
+            spec.path_regex.map(|r| Regex::new(&r)).transpose().map_err(|e| format!("invalid path_regex: {e}"))?;
         let status = match (spec.kind, spec.status) {
             (FaultKind::Status, None) => return Err("kind status needs a status".into()),
             (FaultKind::Status, Some(s)) if !(400..=599).contains(&s) => {
@@ -90,12 +87,7 @@ impl Faults {
             method,
             path,
             remaining: spec.count,
-            fired: Fired {
-                kind: spec.kind,
-                status,
-                retry_after: spec.retry_after,
-                reason: spec.reason,
-            },
+            fired: Fired { kind: spec.kind, status, retry_after: spec.retry_after, reason: spec.reason },
         });
         Ok(())
     }

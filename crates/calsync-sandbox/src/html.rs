@@ -35,19 +35,6 @@ pub(crate) fn render(status: StatusCode, page: &impl Template) -> Response {
     }
 }
 
-pub(crate) fn error_page(
-    provider: &str,
-    status: StatusCode,
-    error: &str,
-    description: &str,
-) -> Response {
-    render(
-        status,
-        &ErrorPage {
-            provider,
-            status: status.as_u16(),
-            error,
-            description,
-        },
-    )
+pub(crate) fn error_page(provider: &str, status: StatusCode, error: &str, description: &str) -> Response {
+    render(status, &ErrorPage { provider, status: status.as_u16(), error, description })
 }

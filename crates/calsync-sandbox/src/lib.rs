@@ -30,6 +30,7 @@ mod ids;
 mod microsoft;
 mod middleware;
 mod oauth;
+mod recurrence;
 mod state;
 mod store;
 
@@ -89,9 +90,7 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn new(config: SandboxConfig) -> Self {
-        Self {
-            shared: Arc::new(state::Shared::new(config)),
-        }
+        Self { shared: Arc::new(state::Shared::new(config)) }
     }
 
     /// All sandbox routes, ready for `Router::nest("/sandbox", sandbox.router())`.
@@ -99,19 +98,13 @@ impl Sandbox {
         let shared = self.shared.clone();
         let google = google::router(shared.clone());
         let microsoft = microsoft::router(shared.clone());
-        Router::new()
-            .merge(google)
-            .merge(microsoft)
-            .merge(control::router(shared))
+        Router::new().merge(google).merge(microsoft).merge(control::router(shared))
     }
 }
 
 /// Serves a sandbox on `listener` until the task is dropped. With an empty
 /// `public_base_url` the sandbox advertises `http://<bound address>`.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    mut config: SandboxConfig,
-) -> std::io::Result<()> {
+pub async fn serve(listener: tokio::net::TcpListener, mut config: SandboxConfig) -> std::io::Result<()> {
     if config.public_base_url.is_empty() {
         config.public_base_url = format!("http://{}", listener.local_addr()?);
     }

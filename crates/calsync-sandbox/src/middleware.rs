@@ -12,19 +12,11 @@ use crate::faults::{FaultKind, reset_response};
 use crate::state::{Provider, Shared};
 use crate::{google, microsoft};
 
-pub(crate) async fn google_layer(
-    State(shared): State<Arc<Shared>>,
-    req: Request,
-    next: Next,
-) -> Response {
+pub(crate) async fn google_layer(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     provider_layer(shared, Provider::Google, req, next).await
 }
 
-pub(crate) async fn microsoft_layer(
-    State(shared): State<Arc<Shared>>,
-    req: Request,
-    next: Next,
-) -> Response {
+pub(crate) async fn microsoft_layer(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     provider_layer(shared, Provider::Microsoft, req, next).await
 }
 
@@ -35,20 +27,12 @@ fn route_key(req: &Request) -> String {
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned())
         .unwrap_or_else(|| req.uri().path().to_owned());
-    let rel = ["/google/", "/microsoft/"]
-        .iter()
-        .filter_map(|p| path.find(p))
-        .min()
-        .map_or(path.as_str(), |i| &path[i..]);
+    let rel =
+        ["/google/", "/microsoft/"].iter().filter_map(|p| path.find(p)).min().map_or(path.as_str(), |i| &path[i..]);
     format!("{} {}", req.method(), rel)
 }
 
-async fn provider_layer(
-    shared: Arc<Shared>,
-    provider: Provider,
-    req: Request,
-    next: Next,
-) -> Response {
+async fn provider_layer(shared: Arc<Shared>, provider: Provider, req: Request, next: Next) -> Response {
     shared.count_request(route_key(&req));
     let path = req.uri().path().to_owned();
     if let Some(fired) = shared.faults.take(provider, req.method(), &path) {

@@ -41,17 +41,13 @@ pub(crate) fn parse_pkce(q: &HashMap<String, String>) -> Result<Option<Pkce>, St
     if !valid_verifier_syntax(challenge) {
         return Err("Invalid code_challenge".into());
     }
-    Ok(Some(Pkce {
-        challenge: challenge.clone(),
-        method,
-    }))
+    Ok(Some(Pkce { challenge: challenge.clone(), method }))
 }
 
 /// RFC 7636: 43–128 characters of `[A-Za-z0-9-._~]`.
 fn valid_verifier_syntax(s: &str) -> bool {
     (43..=128).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
 pub(crate) fn pkce_matches(pkce: &Pkce, verifier: &str) -> bool {
@@ -60,9 +56,7 @@ pub(crate) fn pkce_matches(pkce: &Pkce, verifier: &str) -> bool {
     }
     match pkce.method {
         PkceMethod::Plain => pkce.challenge == verifier,
-        PkceMethod::S256 => {
-            BASE64URL_NOPAD.encode(Sha256::digest(verifier.as_bytes()).as_slice()) == pkce.challenge
-        }
+        PkceMethod::S256 => BASE64URL_NOPAD.encode(Sha256::digest(verifier.as_bytes()).as_slice()) == pkce.challenge,
     }
 }
 
@@ -133,20 +127,12 @@ pub(crate) fn client_credentials(
         };
         return (Some(dec(id)), Some(dec(secret)));
     }
-    (
-        form.get("client_id").cloned(),
-        form.get("client_secret").cloned(),
-    )
+    (form.get("client_id").cloned(), form.get("client_secret").cloned())
 }
 
 /// The bearer token of a request, if any.
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
 }

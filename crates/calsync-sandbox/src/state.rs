@@ -109,22 +109,12 @@ impl Shared {
         *self.world() = World::new(self.config.seed);
         self.faults.clear();
         self.latency_ms.store(0, Ordering::Relaxed);
-        self.requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
-        self.graph_load
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.requests.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.graph_load.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.clock.reset();
     }
 
     pub(crate) fn public_url(&self, path: &str) -> String {
-        format!(
-            "{}{}",
-            self.config.public_base_url.trim_end_matches('/'),
-            path
-        )
+        format!("{}{}", self.config.public_base_url.trim_end_matches('/'), path)
     }
 }

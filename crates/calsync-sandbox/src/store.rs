@@ -30,18 +30,18 @@ pub(crate) struct EventStore<E> {
 
 impl<E> Default for EventStore<E> {
     fn default() -> Self {
-        Self {
-            items: HashMap::new(),
-            log: BTreeMap::new(),
-            by_start: BTreeSet::new(),
-            max_span: 0,
-        }
+        Self { items: HashMap::new(), log: BTreeMap::new(), by_start: BTreeSet::new(), max_span: 0 }
     }
 }
 
 impl<E> EventStore<E> {
     pub(crate) fn get(&self, id: &str) -> Option<&Item<E>> {
         self.items.get(id)
+    }
+
+    /// Every stored id, live or deleted, in no particular order.
+    pub(crate) fn ids(&self) -> impl Iterator<Item = &String> + '_ {
+        self.items.keys()
     }
 
     /// Inserts or replaces an item, moving it to log position `seq`.
@@ -57,20 +57,10 @@ impl<E> EventStore<E> {
     }
 
     /// Log entries with `after < seq <= upto`, in change order.
-    pub(crate) fn log_range(
-        &self,
-        after: u64,
-        upto: u64,
-    ) -> impl Iterator<Item = (&String, &Item<E>)> + '_ {
+    pub(crate) fn log_range(&self, after: u64, upto: u64) -> impl Iterator<Item = (&String, &Item<E>)> + '_ {
         let range = (Bound::Excluded(after), Bound::Included(upto));
-        let iter = if after < upto {
-            Some(self.log.range(range))
-        } else {
-            None
-        };
-        iter.into_iter()
-            .flatten()
-            .filter_map(move |(_, id)| self.items.get_key_value(id))
+        let iter = if after < upto { Some(self.log.range(range)) } else { None };
+        iter.into_iter().flatten().filter_map(move |(_, id)| self.items.get_key_value(id))
     }
 
     /// Items by ascending start, strictly after the `(start, id)` cursor when one is given,
@@ -87,8 +77,6 @@ impl<E> EventStore<E> {
             (None, Some(f)) => Bound::Included(f),
             (None, None) => Bound::Unbounded,
         };
-        self.by_start
-            .range((lower, Bound::Unbounded))
-            .filter_map(move |(_, id)| self.items.get_key_value(id))
+        self.by_start.range((lower, Bound::Unbounded)).filter_map(move |(_, id)| self.items.get_key_value(id))
     }
 }

@@ -17,11 +17,7 @@ fn event(summary: &str, hour: u32) -> Value {
 }
 
 async fn insert(h: &Harness, t: &str, body: Value) -> Value {
-    json_of(
-        h.send(Method::POST, t, EVENTS, Some(body)).await,
-        StatusCode::OK,
-    )
-    .await
+    json_of(h.send(Method::POST, t, EVENTS, Some(body)).await, StatusCode::OK).await
 }
 
 /// Follows nextPageToken to the end; returns (items, nextSyncToken, pages).
@@ -42,11 +38,7 @@ async fn list_all(h: &Harness, t: &str, query: &str) -> (Vec<Value>, String, usi
         assert!(has_page ^ has_sync, "exactly one token: {body}");
         items.extend(body["items"].as_array().unwrap().iter().cloned());
         if has_sync {
-            return (
-                items,
-                body["nextSyncToken"].as_str().unwrap().to_owned(),
-                pages,
-            );
+            return (items, body["nextSyncToken"].as_str().unwrap().to_owned(), pages);
         }
         page_token = Some(body["nextPageToken"].as_str().unwrap().to_owned());
     }
@@ -65,10 +57,7 @@ async fn insert_get_update_patch_delete_follow_google_semantics() {
     assert_eq!(created["sequence"], 0);
     assert!(created["etag"].as_str().unwrap().starts_with('"'));
     let id = created["id"].as_str().unwrap().to_owned();
-    assert!(
-        id.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'v').contains(&b))
-    );
+    assert!(id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'v').contains(&b)));
     assert_eq!(created["start"]["dateTime"], "2024-01-05T09:00:00Z");
 
     let path = format!("{EVENTS}/{id}");
@@ -77,13 +66,7 @@ async fn insert_get_update_patch_delete_follow_google_semantics() {
 
     // PATCH replaces arrays wholesale and keeps other fields.
     let patched = json_of(
-        h.send(
-            Method::PATCH,
-            &t,
-            &path,
-            Some(json!({"attendees": [{"email": "c@example.com"}]})),
-        )
-        .await,
+        h.send(Method::PATCH, &t, &path, Some(json!({"attendees": [{"email": "c@example.com"}]}))).await,
         StatusCode::OK,
     )
     .await;
@@ -92,23 +75,14 @@ async fn insert_get_update_patch_delete_follow_google_semantics() {
     assert_ne!(patched["etag"], created["etag"]);
 
     // PUT is a full replacement: omitted fields are cleared; time change bumps sequence.
-    let replaced = json_of(
-        h.send(Method::PUT, &t, &path, Some(event("Standup v2", 10)))
-            .await,
-        StatusCode::OK,
-    )
-    .await;
+    let replaced = json_of(h.send(Method::PUT, &t, &path, Some(event("Standup v2", 10))).await, StatusCode::OK).await;
     assert!(replaced.get("description").is_none());
     assert!(replaced.get("attendees").is_none());
     assert_eq!(replaced["sequence"], 1);
 
     let del = h.send(Method::DELETE, &t, &path, None).await;
     assert_eq!(del.status(), StatusCode::NO_CONTENT);
-    let again = json_of(
-        h.send(Method::DELETE, &t, &path, None).await,
-        StatusCode::GONE,
-    )
-    .await;
+    let again = json_of(h.send(Method::DELETE, &t, &path, None).await, StatusCode::GONE).await;
     assert_eq!(again["error"]["errors"][0]["reason"], "deleted");
     let cancelled = json_of(h.get(&t, &path).await, StatusCode::OK).await;
     assert_eq!(cancelled["status"], "cancelled");
@@ -121,12 +95,7 @@ async fn stale_if_match_gets_412_and_fresh_etag_succeeds() {
     let created = insert(&h, &t, event("A", 9)).await;
     let path = format!("{EVENTS}/{}", created["id"].as_str().unwrap());
     let old = created["etag"].as_str().unwrap().to_owned();
-    json_of(
-        h.send(Method::PATCH, &t, &path, Some(json!({"summary": "B"})))
-            .await,
-        StatusCode::OK,
-    )
-    .await;
+    json_of(h.send(Method::PATCH, &t, &path, Some(json!({"summary": "B"}))).await, StatusCode::OK).await;
     let resp = h
         .http
         .patch(h.url(&path))
@@ -158,19 +127,11 @@ async fn client_ids_are_validated_and_reuse_is_409_duplicate() {
     let mut body = event("A", 9);
     body["id"] = json!("abcdef0123456789");
     insert(&h, &t, body.clone()).await;
-    let dup = json_of(
-        h.send(Method::POST, &t, EVENTS, Some(body.clone())).await,
-        StatusCode::CONFLICT,
-    )
-    .await;
+    let dup = json_of(h.send(Method::POST, &t, EVENTS, Some(body.clone())).await, StatusCode::CONFLICT).await;
     assert_eq!(dup["error"]["errors"][0]["reason"], "duplicate");
     assert_eq!(dup["error"]["code"], 409);
     body["id"] = json!("Has-Upper-And-Dash");
-    json_of(
-        h.send(Method::POST, &t, EVENTS, Some(body)).await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    json_of(h.send(Method::POST, &t, EVENTS, Some(body)).await, StatusCode::BAD_REQUEST).await;
 }
 
 #[tokio::test]
@@ -182,34 +143,24 @@ async fn pagination_hands_out_exactly_one_token_per_page() {
     }
     let (items, _, pages) = list_all(&h, &t, "maxResults=2").await;
     assert_eq!(pages, 3);
-    let mut ids: Vec<_> = items
-        .iter()
-        .map(|i| i["id"].as_str().unwrap().to_owned())
-        .collect();
+    let mut ids: Vec<_> = items.iter().map(|i| i["id"].as_str().unwrap().to_owned()).collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 5);
 
-    let (ordered, _, _) = list_all(&h, &t, "maxResults=2&singleEvents=true&orderBy=startTime&timeMin=2024-01-05T09:00:00Z&timeMax=2024-01-05T12:00:00Z").await;
-    let summaries: Vec<_> = ordered
-        .iter()
-        .map(|i| i["summary"].as_str().unwrap())
-        .collect();
+    let (ordered, _, _) = list_all(
+        &h,
+        &t,
+        "maxResults=2&singleEvents=true&orderBy=startTime&timeMin=2024-01-05T09:00:00Z&timeMax=2024-01-05T12:00:00Z",
+    )
+    .await;
+    let summaries: Vec<_> = ordered.iter().map(|i| i["summary"].as_str().unwrap()).collect();
     assert_eq!(summaries, ["E1", "E2", "E3"]);
 
     // A page token only continues the identical request.
-    let first = json_of(
-        h.get(&t, &format!("{EVENTS}?maxResults=2")).await,
-        StatusCode::OK,
-    )
-    .await;
+    let first = json_of(h.get(&t, &format!("{EVENTS}?maxResults=2")).await, StatusCode::OK).await;
     let tok = first["nextPageToken"].as_str().unwrap();
-    json_of(
-        h.get(&t, &format!("{EVENTS}?maxResults=3&pageToken={tok}"))
-            .await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    json_of(h.get(&t, &format!("{EVENTS}?maxResults=3&pageToken={tok}")).await, StatusCode::BAD_REQUEST).await;
 }
 
 #[tokio::test]
@@ -221,26 +172,14 @@ async fn incremental_sync_returns_changes_and_minimal_cancelled_stubs() {
     let (items, sync, _) = list_all(&h, &t, "").await;
     assert_eq!(items.len(), 2);
 
-    let unchanged = json_of(
-        h.get(&t, &format!("{EVENTS}?syncToken={sync}")).await,
-        StatusCode::OK,
-    )
-    .await;
+    let unchanged = json_of(h.get(&t, &format!("{EVENTS}?syncToken={sync}")).await, StatusCode::OK).await;
     assert_eq!(unchanged["items"].as_array().unwrap().len(), 0);
     assert!(unchanged["nextSyncToken"].is_string());
 
     let a_path = format!("{EVENTS}/{}", a["id"].as_str().unwrap());
-    json_of(
-        h.send(Method::PATCH, &t, &a_path, Some(json!({"summary": "A2"})))
-            .await,
-        StatusCode::OK,
-    )
-    .await;
+    json_of(h.send(Method::PATCH, &t, &a_path, Some(json!({"summary": "A2"}))).await, StatusCode::OK).await;
     let b_path = format!("{EVENTS}/{}", b["id"].as_str().unwrap());
-    assert_eq!(
-        h.send(Method::DELETE, &t, &b_path, None).await.status(),
-        StatusCode::NO_CONTENT
-    );
+    assert_eq!(h.send(Method::DELETE, &t, &b_path, None).await.status(), StatusCode::NO_CONTENT);
     insert(&h, &t, event("C", 11)).await;
 
     let (changes, _, _) = list_all(&h, &t, &format!("syncToken={sync}&maxResults=1")).await;
@@ -264,18 +203,11 @@ async fn sync_token_with_window_params_is_400() {
     let t = h.google_account("w@example.com").await;
     let (_, sync, _) = list_all(&h, &t, "").await;
     let body = json_of(
-        h.get(
-            &t,
-            &format!("{EVENTS}?syncToken={sync}&timeMin=2024-01-01T00:00:00Z"),
-        )
-        .await,
+        h.get(&t, &format!("{EVENTS}?syncToken={sync}&timeMin=2024-01-01T00:00:00Z")).await,
         StatusCode::BAD_REQUEST,
     )
     .await;
-    assert_eq!(
-        body["error"]["message"],
-        "Sync token cannot be used with other request restrictions."
-    );
+    assert_eq!(body["error"]["message"], "Sync token cannot be used with other request restrictions.");
 }
 
 #[tokio::test]
@@ -284,16 +216,8 @@ async fn expired_cursors_answer_410_full_sync_required() {
     let t = h.google_account("x@example.com").await;
     insert(&h, &t, event("A", 9)).await;
     let (_, sync, _) = list_all(&h, &t, "").await;
-    h.control(
-        "/_sandbox/expire-cursors",
-        json!({"provider": "google", "email": "x@example.com"}),
-    )
-    .await;
-    let body = json_of(
-        h.get(&t, &format!("{EVENTS}?syncToken={sync}")).await,
-        StatusCode::GONE,
-    )
-    .await;
+    h.control("/_sandbox/expire-cursors", json!({"provider": "google", "email": "x@example.com"})).await;
+    let body = json_of(h.get(&t, &format!("{EVENTS}?syncToken={sync}")).await, StatusCode::GONE).await;
     assert_eq!(
         body,
         json!({"error": {"errors": [{"domain": "calendar", "reason": "fullSyncRequired",
@@ -313,32 +237,16 @@ async fn time_window_filters_on_end_and_start_and_empty_range_is_400() {
     insert(&h, &t, event("mid", 10)).await;
     insert(&h, &t, event("late", 12)).await;
     // 08:00-08:30 ends exactly at timeMin: excluded; 12:00 starts at timeMax: excluded.
-    let (items, _, _) = list_all(
-        &h,
-        &t,
-        "timeMin=2024-01-05T08:30:00Z&timeMax=2024-01-05T12:00:00Z",
-    )
-    .await;
-    let names: Vec<_> = items
-        .iter()
-        .map(|i| i["summary"].as_str().unwrap())
-        .collect();
+    let (items, _, _) = list_all(&h, &t, "timeMin=2024-01-05T08:30:00Z&timeMax=2024-01-05T12:00:00Z").await;
+    let names: Vec<_> = items.iter().map(|i| i["summary"].as_str().unwrap()).collect();
     assert_eq!(names, ["mid"]);
     let body = json_of(
-        h.get(
-            &t,
-            &format!("{EVENTS}?timeMin=2024-01-05T12:00:00Z&timeMax=2024-01-05T08:00:00Z"),
-        )
-        .await,
+        h.get(&t, &format!("{EVENTS}?timeMin=2024-01-05T12:00:00Z&timeMax=2024-01-05T08:00:00Z")).await,
         StatusCode::BAD_REQUEST,
     )
     .await;
     assert_eq!(body["error"]["errors"][0]["reason"], "timeRangeEmpty");
-    json_of(
-        h.get(&t, &format!("{EVENTS}?orderBy=startTime")).await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    json_of(h.get(&t, &format!("{EVENTS}?orderBy=startTime")).await, StatusCode::BAD_REQUEST).await;
 }
 
 #[tokio::test]
@@ -360,11 +268,9 @@ async fn extended_property_filters_match_private_and_shared() {
 async fn status_fault_returns_google_rate_limit_body_with_retry_after_then_clears() {
     let h = start().await;
     let t = h.google_account("f@example.com").await;
-    h.fault(
-        json!({"provider": "google", "method": "GET", "path_regex": "/events$", "count": 2,
-        "kind": "status", "status": 429, "retry_after": 7}),
-    )
-    .await;
+    h.fault(json!({"provider": "google", "method": "GET", "path_regex": "/events$", "count": 2,
+        "kind": "status", "status": 429, "retry_after": 7}))
+        .await;
     for _ in 0..2 {
         let resp = h.get(&t, EVENTS).await;
         assert_eq!(resp.headers()["retry-after"], "7");
@@ -373,48 +279,24 @@ async fn status_fault_returns_google_rate_limit_body_with_retry_after_then_clear
         assert_eq!(body["error"]["errors"][0]["domain"], "usageLimits");
     }
     json_of(h.get(&t, EVENTS).await, StatusCode::OK).await;
-    let counts = json_of(
-        h.http
-            .get(h.url("/_sandbox/requests"))
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
-    assert_eq!(
-        counts["requests"]["GET /google/calendar/v3/calendars/{calendar_id}/events"],
-        3
-    );
+    let counts = json_of(h.http.get(h.url("/_sandbox/requests")).send().await.unwrap(), StatusCode::OK).await;
+    assert_eq!(counts["requests"]["GET /google/calendar/v3/calendars/{calendar_id}/events"], 3);
 }
 
 #[tokio::test]
 async fn drop_after_commit_loses_the_reply_but_keeps_the_write() {
     let h = start().await;
     let t = h.google_account("d@example.com").await;
-    h.fault(
-        json!({"provider": "google", "method": "POST", "count": 1, "kind": "drop_after_commit"}),
-    )
-    .await;
+    h.fault(json!({"provider": "google", "method": "POST", "count": 1, "kind": "drop_after_commit"})).await;
     let mut body = event("A", 9);
     body["id"] = json!("a0b1c2d3e4f5");
-    let lost = h
-        .http
-        .post(h.url(EVENTS))
-        .bearer_auth(&t)
-        .json(&body)
-        .send()
-        .await;
+    let lost = h.http.post(h.url(EVENTS)).bearer_auth(&t).json(&body).send().await;
     let failed = match lost {
         Err(_) => true,
         Ok(resp) => resp.bytes().await.is_err(),
     };
     assert!(failed, "the reply must not arrive intact");
     // The retry with the same id sees the committed write.
-    let dup = json_of(
-        h.send(Method::POST, &t, EVENTS, Some(body)).await,
-        StatusCode::CONFLICT,
-    )
-    .await;
+    let dup = json_of(h.send(Method::POST, &t, EVENTS, Some(body)).await, StatusCode::CONFLICT).await;
     assert_eq!(dup["error"]["errors"][0]["reason"], "duplicate");
 }

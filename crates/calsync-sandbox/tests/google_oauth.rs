@@ -34,12 +34,7 @@ async fn approve(h: &Harness, extra: &[(&str, &str)]) -> url::Url {
     location(&resp)
 }
 
-async fn exchange(
-    h: &Harness,
-    code: &str,
-    redirect: &str,
-    verifier: Option<&str>,
-) -> reqwest::Response {
+async fn exchange(h: &Harness, code: &str, redirect: &str, verifier: Option<&str>) -> reqwest::Response {
     let mut form = vec![
         ("grant_type", "authorization_code"),
         ("code", code),
@@ -50,12 +45,7 @@ async fn exchange(
     if let Some(v) = verifier {
         form.push(("code_verifier", v));
     }
-    h.http
-        .post(h.url("/google/token"))
-        .form(&form)
-        .send()
-        .await
-        .unwrap()
+    h.http.post(h.url("/google/token")).form(&form).send().await.unwrap()
 }
 
 async fn refresh(h: &Harness, token: &str) -> reqwest::Response {
@@ -84,11 +74,7 @@ async fn full_flow(h: &Harness, email: &str, extra: &[(&str, &str)]) -> Value {
     params.extend_from_slice(extra);
     let loc = approve(h, &params).await;
     let code = query_param(&loc, "code").unwrap();
-    json_of(
-        exchange(h, &code, REDIRECT, Some(VERIFIER)).await,
-        StatusCode::OK,
-    )
-    .await
+    json_of(exchange(h, &code, REDIRECT, Some(VERIFIER)).await, StatusCode::OK).await
 }
 
 #[tokio::test]
@@ -111,46 +97,23 @@ async fn code_flow_with_pkce_issues_tokens_and_codes_are_single_use() {
     assert_eq!(query_param(&loc, "scope").as_deref(), Some(CAL));
     let code = query_param(&loc, "code").unwrap();
 
-    let tok = json_of(
-        exchange(&h, &code, REDIRECT, Some(VERIFIER)).await,
-        StatusCode::OK,
-    )
-    .await;
+    let tok = json_of(exchange(&h, &code, REDIRECT, Some(VERIFIER)).await, StatusCode::OK).await;
     assert!(tok["access_token"].as_str().unwrap().starts_with("ya29."));
     assert!(tok["refresh_token"].as_str().unwrap().starts_with("1//"));
     assert_eq!(tok["expires_in"], 3599);
     assert_eq!(tok["token_type"], "Bearer");
     assert_eq!(tok["scope"], CAL);
 
-    let again = json_of(
-        exchange(&h, &code, REDIRECT, Some(VERIFIER)).await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
-    assert_eq!(
-        again,
-        json!({"error": "invalid_grant", "error_description": "Bad Request"})
-    );
+    let again = json_of(exchange(&h, &code, REDIRECT, Some(VERIFIER)).await, StatusCode::BAD_REQUEST).await;
+    assert_eq!(again, json!({"error": "invalid_grant", "error_description": "Bad Request"}));
 }
 
 #[tokio::test]
 async fn token_exchange_rejects_a_different_redirect_uri() {
     let h = start().await;
-    let loc = approve(
-        &h,
-        &[
-            ("scope", CAL),
-            ("login_hint", "a@example.com"),
-            ("sandbox_approve", "1"),
-        ],
-    )
-    .await;
+    let loc = approve(&h, &[("scope", CAL), ("login_hint", "a@example.com"), ("sandbox_approve", "1")]).await;
     let code = query_param(&loc, "code").unwrap();
-    let body = json_of(
-        exchange(&h, &code, &format!("{REDIRECT}/"), None).await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    let body = json_of(exchange(&h, &code, &format!("{REDIRECT}/"), None).await, StatusCode::BAD_REQUEST).await;
     assert_eq!(body["error"], "redirect_uri_mismatch");
 }
 
@@ -180,32 +143,17 @@ async fn token_exchange_rejects_a_wrong_pkce_verifier() {
     .await;
     let code = query_param(&loc, "code").unwrap();
     let wrong = "x".repeat(50);
-    let body = json_of(
-        exchange(&h, &code, REDIRECT, Some(&wrong)).await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    let body = json_of(exchange(&h, &code, REDIRECT, Some(&wrong)).await, StatusCode::BAD_REQUEST).await;
     assert_eq!(body["error"], "invalid_grant");
-    let missing = json_of(
-        exchange(&h, &code, REDIRECT, None).await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    let missing = json_of(exchange(&h, &code, REDIRECT, None).await, StatusCode::BAD_REQUEST).await;
     assert_eq!(missing["error"], "invalid_grant");
 }
 
 #[tokio::test]
 async fn consent_page_lists_scopes_escaped_and_deny_redirects_with_access_denied() {
     let h = start().await;
-    let resp = h
-        .http
-        .get(authorize_url(
-            &h,
-            &[("scope", CAL), ("login_hint", "<b>x@example.com")],
-        ))
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        h.http.get(authorize_url(&h, &[("scope", CAL), ("login_hint", "<b>x@example.com")])).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let html = resp.text().await.unwrap();
     assert!(html.contains(CAL));
@@ -221,13 +169,7 @@ async fn consent_page_lists_scopes_escaped_and_deny_redirects_with_access_denied
         ("account", "x@example.com"),
         ("decision", "deny"),
     ];
-    let resp = h
-        .http
-        .post(h.url("/google/o/oauth2/v2/auth"))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    let resp = h.http.post(h.url("/google/o/oauth2/v2/auth")).form(&form).send().await.unwrap();
     let loc = location(&resp);
     assert_eq!(query_param(&loc, "error").as_deref(), Some("access_denied"));
     assert_eq!(query_param(&loc, "state").as_deref(), Some("st-9"));
@@ -247,13 +189,7 @@ async fn consent_form_allow_with_unchecked_scope_grants_the_subset() {
         ("grant_scope", EVENTS),
         ("decision", "allow"),
     ];
-    let resp = h
-        .http
-        .post(h.url("/google/o/oauth2/v2/auth"))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    let resp = h.http.post(h.url("/google/o/oauth2/v2/auth")).form(&form).send().await.unwrap();
     let loc = location(&resp);
     let code = query_param(&loc, "code").unwrap();
     let tok = json_of(exchange(&h, &code, REDIRECT, None).await, StatusCode::OK).await;
@@ -269,18 +205,10 @@ async fn refresh_does_not_rotate_and_refresh_token_only_on_first_consent() {
     assert!(refreshed.get("refresh_token").is_none());
     assert_ne!(refreshed["access_token"], first["access_token"]);
     let access = refreshed["access_token"].as_str().unwrap();
-    json_of(
-        h.get(access, "/google/calendar/v3/users/me/calendarList")
-            .await,
-        StatusCode::OK,
-    )
-    .await;
+    json_of(h.get(access, "/google/calendar/v3/users/me/calendarList").await, StatusCode::OK).await;
 
     let second = full_flow(&h, "r@example.com", &[]).await;
-    assert!(
-        second.get("refresh_token").is_none(),
-        "re-consent returns no refresh token"
-    );
+    assert!(second.get("refresh_token").is_none(), "re-consent returns no refresh token");
     let forced = full_flow(&h, "r@example.com", &[("prompt", "consent")]).await;
     assert!(forced["refresh_token"].is_string());
     // The original refresh token is still valid (no rotation).
@@ -292,50 +220,20 @@ async fn revoking_the_access_token_kills_the_refresh_token() {
     let h = start().await;
     let tok = full_flow(&h, "v@example.com", &[]).await;
     let access = tok["access_token"].as_str().unwrap();
-    let resp = h
-        .http
-        .post(h.url(&format!("/google/revoke?token={access}")))
-        .send()
-        .await
-        .unwrap();
+    let resp = h.http.post(h.url(&format!("/google/revoke?token={access}"))).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    let body = json_of(
-        refresh(&h, tok["refresh_token"].as_str().unwrap()).await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
-    assert_eq!(
-        body,
-        json!({"error": "invalid_grant", "error_description": "Token has been expired or revoked."})
-    );
-    let api = json_of(
-        h.get(access, "/google/calendar/v3/users/me/calendarList")
-            .await,
-        StatusCode::UNAUTHORIZED,
-    )
-    .await;
+    let body = json_of(refresh(&h, tok["refresh_token"].as_str().unwrap()).await, StatusCode::BAD_REQUEST).await;
+    assert_eq!(body, json!({"error": "invalid_grant", "error_description": "Token has been expired or revoked."}));
+    let api = json_of(h.get(access, "/google/calendar/v3/users/me/calendarList").await, StatusCode::UNAUTHORIZED).await;
     assert_eq!(api["error"]["errors"][0]["reason"], "authError");
 }
 
 #[tokio::test]
 async fn control_revoke_makes_refresh_fail_with_invalid_grant() {
     let h = start().await;
-    let v = h
-        .control(
-            "/_sandbox/accounts",
-            json!({"provider": "google", "email": "c@example.com"}),
-        )
-        .await;
-    h.control(
-        "/_sandbox/revoke",
-        json!({"provider": "google", "email": "c@example.com"}),
-    )
-    .await;
-    let body = json_of(
-        refresh(&h, v["refresh_token"].as_str().unwrap()).await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    let v = h.control("/_sandbox/accounts", json!({"provider": "google", "email": "c@example.com"})).await;
+    h.control("/_sandbox/revoke", json!({"provider": "google", "email": "c@example.com"})).await;
+    let body = json_of(refresh(&h, v["refresh_token"].as_str().unwrap()).await, StatusCode::BAD_REQUEST).await;
     assert_eq!(body["error"], "invalid_grant");
 }
 
@@ -343,17 +241,9 @@ async fn control_revoke_makes_refresh_fail_with_invalid_grant() {
 async fn access_token_expires_after_3599_sandbox_seconds() {
     let h = start().await;
     let token = h.google_account("t@example.com").await;
-    json_of(
-        h.get(&token, "/google/calendar/v3/calendars/primary").await,
-        StatusCode::OK,
-    )
-    .await;
+    json_of(h.get(&token, "/google/calendar/v3/calendars/primary").await, StatusCode::OK).await;
     h.advance(3598).await;
-    json_of(
-        h.get(&token, "/google/calendar/v3/calendars/primary").await,
-        StatusCode::OK,
-    )
-    .await;
+    json_of(h.get(&token, "/google/calendar/v3/calendars/primary").await, StatusCode::OK).await;
     h.advance(2).await;
     let resp = h.get(&token, "/google/calendar/v3/calendars/primary").await;
     assert!(resp.headers().contains_key("www-authenticate"));
@@ -381,22 +271,9 @@ async fn partial_grant_of_calendar_events_cannot_list_calendars() {
     let code = query_param(&loc, "code").unwrap();
     let tok = json_of(exchange(&h, &code, REDIRECT, None).await, StatusCode::OK).await;
     let access = tok["access_token"].as_str().unwrap();
-    let denied = json_of(
-        h.get(access, "/google/calendar/v3/users/me/calendarList")
-            .await,
-        StatusCode::FORBIDDEN,
-    )
-    .await;
-    assert_eq!(
-        denied["error"]["errors"][0]["reason"],
-        "insufficientPermissions"
-    );
-    json_of(
-        h.get(access, "/google/calendar/v3/calendars/primary/events")
-            .await,
-        StatusCode::OK,
-    )
-    .await;
+    let denied = json_of(h.get(access, "/google/calendar/v3/users/me/calendarList").await, StatusCode::FORBIDDEN).await;
+    assert_eq!(denied["error"]["errors"][0]["reason"], "insufficientPermissions");
+    json_of(h.get(access, "/google/calendar/v3/calendars/primary/events").await, StatusCode::OK).await;
 }
 
 #[tokio::test]

@@ -12,10 +12,7 @@ use serde_json::json;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn listing_a_2500_event_page_from_a_large_calendar() {
-    let n: usize = std::env::var("SANDBOX_SCALE_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
+    let n: usize = std::env::var("SANDBOX_SCALE_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
     let h = start().await;
     let t = h.google_account("big@example.com").await;
     let url = h.url("/google/calendar/v3/calendars/primary/events");
@@ -36,34 +33,15 @@ async fn listing_a_2500_event_page_from_a_large_calendar() {
     }
     println!("inserted {n} events in {:?}", began.elapsed());
     let began = Instant::now();
-    let resp = h
-        .get(
-            &t,
-            "/google/calendar/v3/calendars/primary/events?maxResults=2500",
-        )
-        .await;
+    let resp = h.get(&t, "/google/calendar/v3/calendars/primary/events?maxResults=2500").await;
     let body = json_of(resp, StatusCode::OK).await;
-    println!(
-        "first 2500-page over HTTP: {:?} ({} items)",
-        began.elapsed(),
-        body["items"].as_array().unwrap().len()
-    );
+    println!("first 2500-page over HTTP: {:?} ({} items)", began.elapsed(), body["items"].as_array().unwrap().len());
     let tok = body["nextPageToken"].as_str().unwrap().to_owned();
     let began = Instant::now();
     let body = json_of(
-        h.get(
-            &t,
-            &format!(
-                "/google/calendar/v3/calendars/primary/events?maxResults=2500&pageToken={tok}"
-            ),
-        )
-        .await,
+        h.get(&t, &format!("/google/calendar/v3/calendars/primary/events?maxResults=2500&pageToken={tok}")).await,
         StatusCode::OK,
     )
     .await;
-    println!(
-        "second 2500-page over HTTP: {:?} ({} items)",
-        began.elapsed(),
-        body["items"].as_array().unwrap().len()
-    );
+    println!("second 2500-page over HTTP: {:?} ({} items)", began.elapsed(), body["items"].as_array().unwrap().len());
 }

@@ -21,14 +21,7 @@ pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub(crate) fn new(code: u16, domain: &'static str, reason: &str, message: &str) -> Self {
-        Self {
-            code,
-            domain,
-            reason: reason.to_owned(),
-            message: message.to_owned(),
-            location: None,
-            retry_after: None,
-        }
+        Self { code, domain, reason: reason.to_owned(), message: message.to_owned(), location: None, retry_after: None }
     }
 
     pub(crate) fn at(mut self, location_type: &'static str, location: &str) -> Self {
@@ -65,22 +58,12 @@ impl ApiError {
     }
 
     pub(crate) fn insufficient_scope() -> Self {
-        Self::new(
-            403,
-            "global",
-            "insufficientPermissions",
-            "Insufficient Permission",
-        )
+        Self::new(403, "global", "insufficientPermissions", "Insufficient Permission")
     }
 
     pub(crate) fn full_sync_required() -> Self {
-        Self::new(
-            410,
-            "calendar",
-            "fullSyncRequired",
-            "Sync token is no longer valid, a full sync is required.",
-        )
-        .at("parameter", "syncToken")
+        Self::new(410, "calendar", "fullSyncRequired", "Sync token is no longer valid, a full sync is required.")
+            .at("parameter", "syncToken")
     }
 
     pub(crate) fn precondition_failed() -> Self {
@@ -92,22 +75,12 @@ impl ApiError {
         let mut e = match status {
             400 => Self::bad_request("Bad Request"),
             401 => Self::unauthorized(),
-            403 => Self::new(
-                403,
-                "usageLimits",
-                "rateLimitExceeded",
-                "Rate Limit Exceeded",
-            ),
+            403 => Self::new(403, "usageLimits", "rateLimitExceeded", "Rate Limit Exceeded"),
             404 => Self::not_found(),
             409 => Self::new(409, "global", "conflict", "Conflict"),
             410 => Self::full_sync_required(),
             412 => Self::precondition_failed(),
-            429 => Self::new(
-                429,
-                "usageLimits",
-                "rateLimitExceeded",
-                "Rate Limit Exceeded",
-            ),
+            429 => Self::new(429, "usageLimits", "rateLimitExceeded", "Rate Limit Exceeded"),
             503 => Self::new(503, "global", "backendError", "Backend Error"),
             s if s >= 500 => Self::new(s, "global", "backendError", "Backend Error"),
             s => Self::new(s, "global", "badRequest", "Bad Request"),
@@ -118,16 +91,12 @@ impl ApiError {
                 "quotaExceeded" => e.message = "Calendar usage limits exceeded.".into(),
                 "userRateLimitExceeded" => e.message = "User Rate Limit Exceeded".into(),
                 "updatedMinTooLongAgo" => {
-                    e.message =
-                        "The requested minimum modification time lies too far in the past.".into();
+                    e.message = "The requested minimum modification time lies too far in the past.".into();
                     e.location = Some(("parameter", "updatedMin".into()));
                 }
                 _ => {}
             }
-            if matches!(
-                r,
-                "quotaExceeded" | "userRateLimitExceeded" | "rateLimitExceeded"
-            ) {
+            if matches!(r, "quotaExceeded" | "userRateLimitExceeded" | "rateLimitExceeded") {
                 e.domain = "usageLimits";
             }
         }
@@ -135,8 +104,7 @@ impl ApiError {
     }
 
     fn body(&self) -> Value {
-        let mut item =
-            json!({"domain": self.domain, "reason": self.reason, "message": self.message});
+        let mut item = json!({"domain": self.domain, "reason": self.reason, "message": self.message});
         if let Some((t, l)) = &self.location {
             item["locationType"] = json!(t);
             item["location"] = json!(l);
@@ -152,14 +120,11 @@ impl IntoResponse for ApiError {
         if self.code == 401 {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(
-                    "Bearer realm=\"https://accounts.google.com/\", error=\"invalid_token\"",
-                ),
+                HeaderValue::from_static("Bearer realm=\"https://accounts.google.com/\", error=\"invalid_token\""),
             );
         }
         if let Some(s) = self.retry_after {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         resp
     }
@@ -176,12 +141,7 @@ pub(crate) struct OAuthError {
 
 impl OAuthError {
     pub(crate) fn new(status: u16, error: &'static str, description: &str) -> Self {
-        Self {
-            status,
-            error,
-            description: description.to_owned(),
-            retry_after: None,
-        }
+        Self { status, error, description: description.to_owned(), retry_after: None }
     }
 
     pub(crate) fn invalid_grant() -> Self {
@@ -198,9 +158,7 @@ impl OAuthError {
 
     pub(crate) fn for_status(status: u16, reason: Option<&str>) -> Self {
         match (status, reason) {
-            (401, _) | (_, Some("invalid_client")) => {
-                Self::new(status, "invalid_client", "Unauthorized")
-            }
+            (401, _) | (_, Some("invalid_client")) => Self::new(status, "invalid_client", "Unauthorized"),
             (400, _) => Self::expired_or_revoked(),
             (429, _) => Self::new(429, "rate_limit_exceeded", "Rate limit exceeded"),
             (s, _) if s >= 500 => Self::new(s, "internal_failure", "Backend Error"),
@@ -212,14 +170,10 @@ impl OAuthError {
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
-        let mut resp = (
-            status,
-            Json(json!({"error": self.error, "error_description": self.description})),
-        )
-            .into_response();
+        let mut resp =
+            (status, Json(json!({"error": self.error, "error_description": self.description}))).into_response();
         if let Some(s) = self.retry_after {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         resp
     }

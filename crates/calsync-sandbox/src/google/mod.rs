@@ -2,8 +2,11 @@
 
 mod calendar;
 mod error;
+mod events;
+mod list;
 mod model;
 mod oauth;
+mod series;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -89,30 +92,18 @@ pub(crate) fn ensure_account(world: &mut World, email: &str, time_zone: &str, no
             by_ical: HashMap::new(),
         },
     );
-    world.google.accounts.insert(
-        email.clone(),
-        Account {
-            sub,
-            calendars: vec![email],
-            epoch: 0,
-        },
-    );
+    world.google.accounts.insert(email.clone(), Account { sub, calendars: vec![email], epoch: 0 });
 }
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     let c = "/google/calendar/v3";
     let r = Router::new()
-        .route(
-            "/google/o/oauth2/v2/auth",
-            get(oauth::authorize).post(oauth::consent),
-        )
+        .route("/google/o/oauth2/v2/auth", get(oauth::authorize).post(oauth::consent))
         .route("/google/token", post(oauth::token))
         .route("/google/revoke", post(oauth::revoke))
         .route("/google/oauth2/v3/userinfo", get(oauth::userinfo))
         .route("/google/oauth2/v2/userinfo", get(oauth::userinfo));
-    calendar::routes(r, c)
-        .layer(from_fn_with_state(shared.clone(), google_layer))
-        .with_state(shared)
+    calendar::routes(r, c).layer(from_fn_with_state(shared.clone(), google_layer)).with_state(shared)
 }
 
 /// The error body an injected status fault answers with, by endpoint family.
@@ -133,11 +124,7 @@ pub(crate) fn control_account(shared: &Shared, email: &str, time_zone: &str) -> 
     let mut world = shared.world();
     ensure_account(&mut world, &email, time_zone, now);
     let (access_token, refresh_token) = oauth::mint_full_grant(&mut world, now, &email);
-    Minted {
-        email,
-        access_token,
-        refresh_token,
-    }
+    Minted { email, access_token, refresh_token }
 }
 
 pub(crate) fn expire_cursors(world: &mut World, email: Option<&str>) -> usize {

@@ -241,15 +241,14 @@ pub(crate) fn parse_tz(name: &str) -> Option<Tz> {
 /// Validates one `start`/`end`/`originalStartTime` object and resolves it.
 pub(crate) fn resolve(edt: &EventDateTime, which: &str) -> ApiResult<When> {
     let tz = match &edt.time_zone {
-        Some(name) => Some(parse_tz(name).ok_or_else(|| {
-            ApiError::invalid(&format!("Invalid time zone definition for {which} time."))
-        })?),
+        Some(name) => Some(
+            parse_tz(name)
+                .ok_or_else(|| ApiError::invalid(&format!("Invalid time zone definition for {which} time.")))?,
+        ),
         None => None,
     };
     match (&edt.date, &edt.date_time) {
-        (Some(_), Some(_)) | (None, None) => {
-            Err(ApiError::bad_request(&format!("Invalid {which} time.")))
-        }
+        (Some(_), Some(_)) | (None, None) => Err(ApiError::bad_request(&format!("Invalid {which} time."))),
         (Some(d), None) => NaiveDate::parse_from_str(d, "%Y-%m-%d")
             .map(When::Date)
             .map_err(|_| ApiError::bad_request(&format!("Invalid {which} time."))),
@@ -259,9 +258,8 @@ pub(crate) fn resolve(edt: &EventDateTime, which: &str) -> ApiResult<When> {
             }
             let naive = NaiveDateTime::parse_from_str(dt, "%Y-%m-%dT%H:%M:%S%.f")
                 .map_err(|_| ApiError::bad_request(&format!("Invalid {which} time.")))?;
-            let tz = tz.ok_or_else(|| {
-                ApiError::bad_request(&format!("Missing time zone definition for {which} time."))
-            })?;
+            let tz =
+                tz.ok_or_else(|| ApiError::bad_request(&format!("Missing time zone definition for {which} time.")))?;
             Ok(When::Instant(resolve_local(naive, tz)))
         }
     }
@@ -276,51 +274,29 @@ pub(crate) fn format_instant(t: DateTime<Utc>, tz: Tz) -> String {
 
 /// Google stamps `created`/`updated` with millisecond precision in UTC.
 pub(crate) fn format_stamp(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Millis, true)
+    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// `^[a-v0-9]{5,1024}$`.
 pub(crate) fn valid_event_id(id: &str) -> bool {
-    (5..=1024).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'v').contains(&b))
+    (5..=1024).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'v').contains(&b))
 }
 
 fn one_of(value: &Option<String>, allowed: &[&str], field: &str) -> ApiResult<()> {
     match value {
-        Some(v) if !allowed.contains(&v.as_str()) => Err(ApiError::invalid(&format!(
-            "Invalid value for {field}: {v}"
-        ))),
+        Some(v) if !allowed.contains(&v.as_str()) => Err(ApiError::invalid(&format!("Invalid value for {field}: {v}"))),
         _ => Ok(()),
     }
 }
 
 /// Field checks Google performs on writes (besides times, which the caller resolves).
 pub(crate) fn validate(ev: &Event) -> ApiResult<()> {
-    one_of(
-        &ev.status,
-        &["confirmed", "tentative", "cancelled"],
-        "status",
-    )?;
+    one_of(&ev.status, &["confirmed", "tentative", "cancelled"], "status")?;
     one_of(&ev.transparency, &["opaque", "transparent"], "transparency")?;
-    one_of(
-        &ev.visibility,
-        &["default", "public", "private", "confidential"],
-        "visibility",
-    )?;
+    one_of(&ev.visibility, &["default", "public", "private", "confidential"], "visibility")?;
     one_of(
         &ev.event_type,
-        &[
-            "default",
-            "outOfOffice",
-            "focusTime",
-            "workingLocation",
-            "fromGmail",
-            "birthday",
-        ],
+        &["default", "outOfOffice", "focusTime", "workingLocation", "fromGmail", "birthday"],
         "eventType",
     )?;
     if let Some(c) = &ev.color_id
@@ -342,8 +318,7 @@ pub(crate) fn validate(ev: &Event) -> ApiResult<()> {
             return Err(ApiError::invalid("Too many reminders."));
         }
         for o in overrides {
-            if !matches!(o.method.as_str(), "email" | "popup") || !(0..=40320).contains(&o.minutes)
-            {
+            if !matches!(o.method.as_str(), "email" | "popup") || !(0..=40320).contains(&o.minutes) {
                 return Err(ApiError::invalid("Invalid reminder."));
             }
         }
@@ -352,11 +327,7 @@ pub(crate) fn validate(ev: &Event) -> ApiResult<()> {
         if a.email.as_deref().is_none_or(|e| !e.contains('@')) {
             return Err(ApiError::required("Missing attendee email."));
         }
-        one_of(
-            &a.response_status,
-            &["needsAction", "declined", "tentative", "accepted"],
-            "responseStatus",
-        )?;
+        one_of(&a.response_status, &["needsAction", "declined", "tentative", "accepted"], "responseStatus")?;
     }
     if let Some(p) = &ev.extended_properties {
         let all = p.private.iter().chain(p.shared.iter()).flatten();
@@ -371,11 +342,12 @@ pub(crate) fn validate(ev: &Event) -> ApiResult<()> {
             return Err(ApiError::invalid("Too many extended properties."));
         }
     }
-    if ev.recurrence.iter().flatten().any(|line| {
-        !["RRULE:", "EXRULE:", "RDATE", "EXDATE"]
-            .iter()
-            .any(|p| line.starts_with(p))
-    }) {
+    if ev
+        .recurrence
+        .iter()
+        .flatten()
+        .any(|line| !["RRULE:", "EXRULE:", "RDATE", "EXDATE"].iter().any(|p| line.starts_with(p)))
+    {
         return Err(ApiError::invalid("Invalid recurrence rule."));
     }
     Ok(())

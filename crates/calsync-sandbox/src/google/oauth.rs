@@ -18,8 +18,7 @@ use super::error::{ApiError, OAuthError};
 use crate::html::{ConsentPage, error_page, render};
 use crate::ids;
 use crate::oauth::{
-    CODE_TTL_MS, Pkce, bearer, client_credentials, parse_params, parse_pkce, pkce_matches,
-    redirect_allowed, with_query,
+    CODE_TTL_MS, Pkce, bearer, client_credentials, parse_params, parse_pkce, pkce_matches, redirect_allowed, with_query,
 };
 use crate::state::{DEV_CLIENT_ID, DEV_CLIENT_SECRET, Shared, World};
 
@@ -107,10 +106,7 @@ struct Grant {
 impl GoogleOAuth {
     /// Revokes the whole grant of `email` for `client_id`: every token and the consent.
     fn revoke_grant(&mut self, email: &str, client_id: &str) {
-        if let Some(grant) = self
-            .grants
-            .remove(&(email.to_owned(), client_id.to_owned()))
-        {
+        if let Some(grant) = self.grants.remove(&(email.to_owned(), client_id.to_owned())) {
             for t in grant.refresh_tokens {
                 self.refresh.remove(&t);
             }
@@ -121,12 +117,7 @@ impl GoogleOAuth {
     }
 
     pub(crate) fn revoke_account(&mut self, email: &str) {
-        let clients: Vec<String> = self
-            .grants
-            .keys()
-            .filter(|(e, _)| e == email)
-            .map(|(_, c)| c.clone())
-            .collect();
+        let clients: Vec<String> = self.grants.keys().filter(|(e, _)| e == email).map(|(_, c)| c.clone()).collect();
         for c in clients {
             self.revoke_grant(email, &c);
         }
@@ -143,15 +134,10 @@ impl GoogleOAuth {
         with_refresh: bool,
     ) -> (String, Option<String>) {
         let access = ids::token(rng, "ya29.a0", 96);
-        let grant = self
-            .grants
-            .entry((email.to_owned(), client_id.to_owned()))
-            .or_default();
+        let grant = self.grants.entry((email.to_owned(), client_id.to_owned())).or_default();
         // Expired access tokens are pruned here so long-lived grants stay small.
         let table = &mut self.access;
-        grant
-            .access_tokens
-            .retain(|t| table.get(t).is_some_and(|a| a.expires_ms > now_ms));
+        grant.access_tokens.retain(|t| table.get(t).is_some_and(|a| a.expires_ms > now_ms));
         grant.access_tokens.push(access.clone());
         table.insert(
             access.clone(),
@@ -242,12 +228,7 @@ impl AuthzError {
 
 fn parse_authz(shared: &Shared, q: &HashMap<String, String>) -> Result<AuthzRequest, AuthzError> {
     let page = |e: &'static str, d: String| AuthzError::Page(StatusCode::BAD_REQUEST, e, d);
-    let missing = |p: &str| {
-        page(
-            "invalid_request",
-            format!("Missing required parameter: {p}"),
-        )
-    };
+    let missing = |p: &str| page("invalid_request", format!("Missing required parameter: {p}"));
     let client_id = q.get("client_id").ok_or_else(|| missing("client_id"))?;
     if client_id != DEV_CLIENT_ID {
         return Err(AuthzError::Page(
@@ -256,9 +237,7 @@ fn parse_authz(shared: &Shared, q: &HashMap<String, String>) -> Result<AuthzRequ
             "The OAuth client was not found.".into(),
         ));
     }
-    let redirect_uri = q
-        .get("redirect_uri")
-        .ok_or_else(|| missing("redirect_uri"))?;
+    let redirect_uri = q.get("redirect_uri").ok_or_else(|| missing("redirect_uri"))?;
     if !redirect_allowed(&shared.config, redirect_uri) {
         return Err(page(
             "redirect_uri_mismatch",
@@ -268,9 +247,7 @@ fn parse_authz(shared: &Shared, q: &HashMap<String, String>) -> Result<AuthzRequ
         ));
     }
     let state = q.get("state").cloned();
-    let response_type = q
-        .get("response_type")
-        .ok_or_else(|| missing("response_type"))?;
+    let response_type = q.get("response_type").ok_or_else(|| missing("response_type"))?;
     if response_type != "code" {
         let mut pairs = vec![("error", "unsupported_response_type")];
         if let Some(s) = &state {
@@ -278,12 +255,8 @@ fn parse_authz(shared: &Shared, q: &HashMap<String, String>) -> Result<AuthzRequ
         }
         return Err(AuthzError::Redirect(with_query(redirect_uri, &pairs)));
     }
-    let scopes = parse_scopes(q.get("scope").ok_or_else(|| missing("scope"))?).map_err(|bad| {
-        page(
-            "invalid_scope",
-            format!("Some requested scopes were invalid. {{invalid=[{bad}]}}"),
-        )
-    })?;
+    let scopes = parse_scopes(q.get("scope").ok_or_else(|| missing("scope"))?)
+        .map_err(|bad| page("invalid_scope", format!("Some requested scopes were invalid. {{invalid=[{bad}]}}")))?;
     if scopes.is_empty() {
         return Err(missing("scope"));
     }
@@ -291,19 +264,12 @@ fn parse_authz(shared: &Shared, q: &HashMap<String, String>) -> Result<AuthzRequ
         None | Some("online") => false,
         Some("offline") => true,
         Some(other) => {
-            return Err(page(
-                "invalid_request",
-                format!("Invalid access_type: {other}"),
-            ));
+            return Err(page("invalid_request", format!("Invalid access_type: {other}")));
         }
     };
-    let prompts: Vec<&str> = q
-        .get("prompt")
-        .map(|p| p.split(' ').filter(|s| !s.is_empty()).collect())
-        .unwrap_or_default();
-    if prompts
-        .iter()
-        .any(|p| !matches!(*p, "none" | "consent" | "select_account"))
+    let prompts: Vec<&str> =
+        q.get("prompt").map(|p| p.split(' ').filter(|s| !s.is_empty()).collect()).unwrap_or_default();
+    if prompts.iter().any(|p| !matches!(*p, "none" | "consent" | "select_account"))
         || (prompts.contains(&"none") && prompts.len() > 1)
     {
         return Err(page("invalid_request", "Invalid prompt value.".into()));
@@ -312,10 +278,7 @@ fn parse_authz(shared: &Shared, q: &HashMap<String, String>) -> Result<AuthzRequ
         None | Some("false") => false,
         Some("true") => true,
         Some(_) => {
-            return Err(page(
-                "invalid_request",
-                "Invalid include_granted_scopes".into(),
-            ));
+            return Err(page("invalid_request", "Invalid include_granted_scopes".into()));
         }
     };
     let pkce = parse_pkce(q).map_err(|e| page("invalid_request", e))?;
@@ -378,10 +341,7 @@ fn approve(shared: &Shared, req: &AuthzRequest, email: &str, granted: Vec<String
     Redirect::to(&with_query(&req.redirect_uri, &pairs)).into_response()
 }
 
-pub(crate) async fn authorize(
-    State(shared): State<Arc<Shared>>,
-    RawQuery(raw): RawQuery,
-) -> Response {
+pub(crate) async fn authorize(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Response {
     let q = match parse_params(raw.unwrap_or_default().as_bytes()) {
         Ok(q) => q,
         Err(dup) => {
@@ -426,15 +386,8 @@ pub(crate) async fn authorize(
         // Silent approval only for a known account that already consented to every scope.
         let consented = req.login_hint.as_ref().and_then(|email| {
             let world = shared.world();
-            let grant = world
-                .google
-                .oauth
-                .grants
-                .get(&(email.clone(), req.client_id.clone()))?;
-            req.scopes
-                .iter()
-                .all(|s| grant.scopes.contains(s))
-                .then(|| email.clone())
+            let grant = world.google.oauth.grants.get(&(email.clone(), req.client_id.clone()))?;
+            req.scopes.iter().all(|s| grant.scopes.contains(s)).then(|| email.clone())
         });
         return match consented {
             Some(email) => {
@@ -505,18 +458,10 @@ pub(crate) async fn consent(State(shared): State<Arc<Shared>>, body: Bytes) -> R
         .or_else(|| q.get("account"))
         .map(|s| s.trim().to_ascii_lowercase());
     let Some(email) = email.filter(|e| e.contains('@')) else {
-        return error_page(
-            "Google",
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Choose an account.",
-        );
+        return error_page("Google", StatusCode::BAD_REQUEST, "invalid_request", "Choose an account.");
     };
-    let granted: Vec<String> = granted_raw
-        .iter()
-        .filter_map(|s| normalize_scope(s))
-        .filter(|s| req.scopes.contains(s))
-        .collect();
+    let granted: Vec<String> =
+        granted_raw.iter().filter_map(|s| normalize_scope(s)).filter(|s| req.scopes.contains(s)).collect();
     if granted.is_empty() {
         return deny_redirect(&req, "access_denied");
     }
@@ -545,11 +490,7 @@ fn token_response(
         body["refresh_token"] = json!(r);
     }
     if scopes.iter().any(|s| s == "openid") {
-        let sub = google
-            .accounts
-            .get(email)
-            .map(|a| a.sub.clone())
-            .unwrap_or_default();
+        let sub = google.accounts.get(email).map(|a| a.sub.clone()).unwrap_or_default();
         let mut claims = json!({
             "iss": "https://accounts.google.com",
             "azp": client_id,
@@ -565,20 +506,12 @@ fn token_response(
         body["id_token"] = json!(ids::jwt_like(rng, &claims));
     }
     let mut resp = Json(body).into_response();
-    resp.headers_mut().insert(
-        header::CACHE_CONTROL,
-        "no-cache, no-store, max-age=0, must-revalidate"
-            .parse()
-            .expect("static"),
-    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, "no-cache, no-store, max-age=0, must-revalidate".parse().expect("static"));
     resp
 }
 
-pub(crate) async fn token(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub(crate) async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     match token_inner(&shared, &headers, &body) {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -591,23 +524,15 @@ fn token_inner(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<Resp
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     if !is_form {
-        return Err(OAuthError::invalid_request(
-            "Invalid Content-Type; expected application/x-www-form-urlencoded",
-        ));
+        return Err(OAuthError::invalid_request("Invalid Content-Type; expected application/x-www-form-urlencoded"));
     }
-    let form = parse_params(body).map_err(|p| {
-        OAuthError::invalid_request(&format!("Parameter specified more than once: {p}"))
-    })?;
+    let form = parse_params(body)
+        .map_err(|p| OAuthError::invalid_request(&format!("Parameter specified more than once: {p}")))?;
     let (client_id, secret) = client_credentials(headers, &form);
-    let client_id = client_id.ok_or_else(|| {
-        OAuthError::invalid_request("Could not determine client ID from request.")
-    })?;
+    let client_id =
+        client_id.ok_or_else(|| OAuthError::invalid_request("Could not determine client ID from request."))?;
     if client_id != DEV_CLIENT_ID {
-        return Err(OAuthError::new(
-            401,
-            "invalid_client",
-            "The OAuth client was not found.",
-        ));
+        return Err(OAuthError::new(401, "invalid_client", "The OAuth client was not found."));
     }
     match secret.as_deref() {
         None => return Err(OAuthError::invalid_request("client_secret is missing.")),
@@ -618,9 +543,7 @@ fn token_inner(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<Resp
     }
     let now = shared.clock.now_ms();
     let param = |name: &str| {
-        form.get(name).ok_or_else(|| {
-            OAuthError::invalid_request(&format!("Missing required parameter: {name}"))
-        })
+        form.get(name).ok_or_else(|| OAuthError::invalid_request(&format!("Missing required parameter: {name}")))
     };
     let grant_type = param("grant_type")?;
     let mut world = shared.world();
@@ -629,11 +552,7 @@ fn token_inner(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<Resp
         "authorization_code" => {
             let code_value = param("code")?;
             let redirect_uri = param("redirect_uri")?;
-            let code = google
-                .oauth
-                .codes
-                .get_mut(code_value)
-                .ok_or_else(OAuthError::invalid_grant)?;
+            let code = google.oauth.codes.get_mut(code_value).ok_or_else(OAuthError::invalid_grant)?;
             if code.used || code.expires_ms <= now || code.client_id != client_id {
                 return Err(OAuthError::invalid_grant());
             }
@@ -641,52 +560,28 @@ fn token_inner(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<Resp
                 return Err(OAuthError::new(400, "redirect_uri_mismatch", "Bad Request"));
             }
             if let Some(pkce) = &code.pkce {
-                let verifier = form.get("code_verifier").ok_or_else(|| {
-                    OAuthError::new(400, "invalid_grant", "Missing code verifier.")
-                })?;
+                let verifier = form
+                    .get("code_verifier")
+                    .ok_or_else(|| OAuthError::new(400, "invalid_grant", "Missing code verifier."))?;
                 if !pkce_matches(pkce, verifier) {
-                    return Err(OAuthError::new(
-                        400,
-                        "invalid_grant",
-                        "Invalid code verifier.",
-                    ));
+                    return Err(OAuthError::new(400, "invalid_grant", "Invalid code verifier."));
                 }
             }
             code.used = true;
-            let (email, scopes, issue_refresh) =
-                (code.email.clone(), code.scopes.clone(), code.issue_refresh);
-            let (access, refresh) =
-                google
-                    .oauth
-                    .mint(rng, now, &email, &client_id, &scopes, issue_refresh);
-            Ok(token_response(
-                google,
-                rng,
-                now,
-                (&email, &client_id),
-                &scopes,
-                &access,
-                refresh,
-            ))
+            let (email, scopes, issue_refresh) = (code.email.clone(), code.scopes.clone(), code.issue_refresh);
+            let (access, refresh) = google.oauth.mint(rng, now, &email, &client_id, &scopes, issue_refresh);
+            Ok(token_response(google, rng, now, (&email, &client_id), &scopes, &access, refresh))
         }
         "refresh_token" => {
             let token = param("refresh_token")?;
             let testing = shared.config.google_testing_mode;
-            let rt = google
-                .oauth
-                .refresh
-                .get_mut(token)
-                .ok_or_else(OAuthError::expired_or_revoked)?;
+            let rt = google.oauth.refresh.get_mut(token).ok_or_else(OAuthError::expired_or_revoked)?;
             if rt.client_id != client_id {
                 return Err(OAuthError::new(401, "unauthorized_client", "Unauthorized"));
             }
-            let consented = google
-                .oauth
-                .grants
-                .get(&(rt.email.clone(), client_id.clone()))
-                .map_or(0, |g| g.consented_ms);
-            let dead = now - rt.last_used_ms > REFRESH_IDLE_MS
-                || (testing && now - consented > TESTING_REFRESH_MS);
+            let consented =
+                google.oauth.grants.get(&(rt.email.clone(), client_id.clone())).map_or(0, |g| g.consented_ms);
+            let dead = now - rt.last_used_ms > REFRESH_IDLE_MS || (testing && now - consented > TESTING_REFRESH_MS);
             if dead {
                 google.oauth.refresh.remove(token);
                 return Err(OAuthError::expired_or_revoked());
@@ -694,49 +589,24 @@ fn token_inner(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<Resp
             rt.last_used_ms = now;
             let (email, mut scopes) = (rt.email.clone(), rt.scopes.clone());
             if let Some(requested) = form.get("scope") {
-                let requested = parse_scopes(requested).map_err(|s| {
-                    OAuthError::new(400, "invalid_scope", &format!("Invalid scope: {s}"))
-                })?;
+                let requested = parse_scopes(requested)
+                    .map_err(|s| OAuthError::new(400, "invalid_scope", &format!("Invalid scope: {s}")))?;
                 if requested.iter().any(|s| !scopes.contains(s)) {
                     return Err(OAuthError::new(400, "invalid_scope", "Bad Request"));
                 }
                 scopes = requested;
             }
-            let (access, _) = google
-                .oauth
-                .mint(rng, now, &email, &client_id, &scopes, false);
-            Ok(token_response(
-                google,
-                rng,
-                now,
-                (&email, &client_id),
-                &scopes,
-                &access,
-                None,
-            ))
+            let (access, _) = google.oauth.mint(rng, now, &email, &client_id, &scopes, false);
+            Ok(token_response(google, rng, now, (&email, &client_id), &scopes, &access, None))
         }
-        other => Err(OAuthError::new(
-            400,
-            "unsupported_grant_type",
-            &format!("Invalid grant_type: {other}"),
-        )),
+        other => Err(OAuthError::new(400, "unsupported_grant_type", &format!("Invalid grant_type: {other}"))),
     }
 }
 
 /// `POST /revoke?token=…` or with the token in a form body. Revokes the whole grant.
-pub(crate) async fn revoke(
-    State(shared): State<Arc<Shared>>,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
-) -> Response {
-    let from_query = parse_params(raw.unwrap_or_default().as_bytes())
-        .ok()
-        .and_then(|q| q.get("token").cloned());
-    let token = from_query.or_else(|| {
-        parse_params(&body)
-            .ok()
-            .and_then(|f| f.get("token").cloned())
-    });
+pub(crate) async fn revoke(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery, body: Bytes) -> Response {
+    let from_query = parse_params(raw.unwrap_or_default().as_bytes()).ok().and_then(|q| q.get("token").cloned());
+    let token = from_query.or_else(|| parse_params(&body).ok().and_then(|f| f.get("token").cloned()));
     let Some(token) = token else {
         return OAuthError::invalid_request("Missing required parameter: token").into_response();
     };
@@ -746,12 +616,7 @@ pub(crate) async fn revoke(
         .access
         .get(&token)
         .map(|a| (a.email.clone(), a.client_id.clone()))
-        .or_else(|| {
-            oauth
-                .refresh
-                .get(&token)
-                .map(|r| (r.email.clone(), r.client_id.clone()))
-        });
+        .or_else(|| oauth.refresh.get(&token).map(|r| (r.email.clone(), r.client_id.clone())));
     match owner {
         Some((email, client)) => {
             oauth.revoke_grant(&email, &client);
@@ -771,15 +636,9 @@ pub(crate) struct GoogleAuth {
 impl GoogleAuth {
     /// Passes when the token holds any of `accepted` (short names below the scope prefix).
     pub(crate) fn require(&self, accepted: &[&str]) -> Result<(), ApiError> {
-        let ok = self.scopes.iter().any(|s| {
-            s.strip_prefix(SCOPE_PREFIX)
-                .is_some_and(|short| accepted.contains(&short))
-        });
-        if ok {
-            Ok(())
-        } else {
-            Err(ApiError::insufficient_scope())
-        }
+        let ok =
+            self.scopes.iter().any(|s| s.strip_prefix(SCOPE_PREFIX).is_some_and(|short| accepted.contains(&short)));
+        if ok { Ok(()) } else { Err(ApiError::insufficient_scope()) }
     }
 
     fn has(&self, scope: &str) -> bool {
@@ -794,27 +653,16 @@ impl FromRequestParts<Arc<Shared>> for GoogleAuth {
         let token = bearer(&parts.headers).ok_or_else(ApiError::login_required)?;
         let now = shared.clock.now_ms();
         let world = shared.world();
-        let access = world
-            .google
-            .oauth
-            .access
-            .get(token)
-            .filter(|a| a.expires_ms > now)
-            .ok_or_else(ApiError::unauthorized)?;
-        Ok(GoogleAuth {
-            email: access.email.clone(),
-            scopes: access.scopes.clone(),
-        })
+        let access =
+            world.google.oauth.access.get(token).filter(|a| a.expires_ms > now).ok_or_else(ApiError::unauthorized)?;
+        Ok(GoogleAuth { email: access.email.clone(), scopes: access.scopes.clone() })
     }
 }
 
 /// OpenID userinfo. The calendar-only way to learn the account e-mail is the primary
 /// calendar's id (`GET /calendar/v3/calendars/primary`); this endpoint needs `openid`,
 /// `email` or `profile` and returns `email` only with the email scope.
-pub(crate) async fn userinfo(
-    State(shared): State<Arc<Shared>>,
-    auth: Result<GoogleAuth, ApiError>,
-) -> Response {
+pub(crate) async fn userinfo(State(shared): State<Arc<Shared>>, auth: Result<GoogleAuth, ApiError>) -> Response {
     let auth = match auth {
         Ok(a) => a,
         Err(e) => return e.into_response(),
@@ -825,12 +673,7 @@ pub(crate) async fn userinfo(
         return ApiError::insufficient_scope().into_response();
     }
     let world = shared.world();
-    let sub = world
-        .google
-        .accounts
-        .get(&auth.email)
-        .map(|a| a.sub.clone())
-        .unwrap_or_default();
+    let sub = world.google.accounts.get(&auth.email).map(|a| a.sub.clone()).unwrap_or_default();
     let mut body: Value = json!({"sub": sub});
     if auth.has(&email_scope) {
         body["email"] = json!(auth.email);
@@ -846,15 +689,9 @@ pub(crate) fn mint_full_grant(world: &mut World, now_ms: i64, email: &str) -> (S
         .map(|s| normalize_scope(s).unwrap_or_else(|| format!("{SCOPE_PREFIX}{s}")))
         .collect();
     let World { rng, google, .. } = world;
-    let grant = google
-        .oauth
-        .grants
-        .entry((email.to_owned(), DEV_CLIENT_ID.to_owned()))
-        .or_default();
+    let grant = google.oauth.grants.entry((email.to_owned(), DEV_CLIENT_ID.to_owned())).or_default();
     grant.scopes.extend(scopes.iter().cloned());
     grant.consented_ms = now_ms;
-    let (access, refresh) = google
-        .oauth
-        .mint(rng, now_ms, email, DEV_CLIENT_ID, &scopes, true);
+    let (access, refresh) = google.oauth.mint(rng, now_ms, email, DEV_CLIENT_ID, &scopes, true);
     (access, refresh.expect("requested"))
 }

@@ -17,12 +17,7 @@ pub(crate) struct AadError {
 
 impl AadError {
     pub(crate) fn new(status: u16, error: &'static str, code: u32, text: &str) -> Self {
-        Self {
-            status,
-            error,
-            code,
-            text: text.to_owned(),
-        }
+        Self { status, error, code, text: text.to_owned() }
     }
 
     pub(crate) fn for_code(code: u32) -> Self {
@@ -81,42 +76,21 @@ impl AadError {
                 7000218,
                 "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
             ),
-            700016 => Self::new(
-                400,
-                "unauthorized_client",
-                700016,
-                "Application was not found in the directory.",
-            ),
-            53003 => Self::new(
-                400,
-                "interaction_required",
-                53003,
-                "Access has been blocked by Conditional Access policies.",
-            ),
+            700016 => Self::new(400, "unauthorized_client", 700016, "Application was not found in the directory."),
+            53003 => {
+                Self::new(400, "interaction_required", 53003, "Access has been blocked by Conditional Access policies.")
+            }
             70011 => Self::new(
                 400,
                 "invalid_scope",
                 70011,
                 "The provided value for the input parameter 'scope' is not valid.",
             ),
-            9002313 => Self::new(
-                400,
-                "invalid_grant",
-                9002313,
-                "Invalid request. Request is malformed or invalid.",
-            ),
-            900144 => Self::new(
-                400,
-                "invalid_request",
-                900144,
-                "The request body must contain the following parameter.",
-            ),
-            70000 => Self::new(
-                400,
-                "invalid_grant",
-                70000,
-                "Provided grant is invalid or malformed.",
-            ),
+            9002313 => Self::new(400, "invalid_grant", 9002313, "Invalid request. Request is malformed or invalid."),
+            900144 => {
+                Self::new(400, "invalid_request", 900144, "The request body must contain the following parameter.")
+            }
+            70000 => Self::new(400, "invalid_grant", 70000, "Provided grant is invalid or malformed."),
             50058 | 50076 | 50079 => Self::new(
                 400,
                 "interaction_required",
@@ -171,13 +145,7 @@ pub(crate) type GraphResult<T> = Result<T, GraphError>;
 
 impl GraphError {
     pub(crate) fn new(status: u16, code: &str, message: &str) -> Self {
-        Self {
-            status,
-            code: code.to_owned(),
-            message: message.to_owned(),
-            retry_after: None,
-            location: None,
-        }
+        Self { status, code: code.to_owned(), message: message.to_owned(), retry_after: None, location: None }
     }
 
     pub(crate) fn bad_request(message: &str) -> Self {
@@ -189,11 +157,7 @@ impl GraphError {
     }
 
     pub(crate) fn not_found() -> Self {
-        Self::new(
-            404,
-            "ErrorItemNotFound",
-            "The specified object was not found in the store.",
-        )
+        Self::new(404, "ErrorItemNotFound", "The specified object was not found in the store.")
     }
 
     pub(crate) fn unauthorized(message: &str) -> Self {
@@ -201,11 +165,7 @@ impl GraphError {
     }
 
     pub(crate) fn access_denied() -> Self {
-        Self::new(
-            403,
-            "ErrorAccessDenied",
-            "Access is denied. Check credentials and try again.",
-        )
+        Self::new(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
     }
 
     pub(crate) fn conflict() -> Self {
@@ -233,21 +193,9 @@ impl GraphError {
             410 => Self::sync_state_not_found(),
             412 => Self::conflict(),
             429 => Self::new(429, "TooManyRequests", "Please retry again later."),
-            503 => Self::new(
-                503,
-                "ServiceNotAvailable",
-                "Service unavailable. Please retry again later.",
-            ),
-            504 => Self::new(
-                504,
-                "GatewayTimeout",
-                "The gateway did not receive a timely response.",
-            ),
-            s => Self::new(
-                s,
-                "InternalServerError",
-                "An internal server error occurred.",
-            ),
+            503 => Self::new(503, "ServiceNotAvailable", "Service unavailable. Please retry again later."),
+            504 => Self::new(504, "GatewayTimeout", "The gateway did not receive a timely response."),
+            s => Self::new(s, "InternalServerError", "An internal server error occurred."),
         };
         if let Some(c) = code {
             e.code = c.to_owned();
@@ -276,8 +224,7 @@ impl IntoResponse for GraphError {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = (status, Json(json!({ "error": error }))).into_response();
         if let Some(s) = self.retry_after {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         if let Some(l) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
             resp.headers_mut().insert(header::LOCATION, l);

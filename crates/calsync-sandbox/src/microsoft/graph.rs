@@ -23,12 +23,7 @@ use crate::ids;
 use crate::state::{Shared, World};
 use crate::store::Item;
 
-const READ: &[&str] = &[
-    "Calendars.Read",
-    "Calendars.ReadWrite",
-    "Calendars.Read.Shared",
-    "Calendars.ReadWrite.Shared",
-];
+const READ: &[&str] = &["Calendars.Read", "Calendars.ReadWrite", "Calendars.Read.Shared", "Calendars.ReadWrite.Shared"];
 const WRITE: &[&str] = &["Calendars.ReadWrite", "Calendars.ReadWrite.Shared"];
 const USER: &[&str] = &["User.Read", "User.ReadBasic.All"];
 const DEFAULT_PAGE: usize = 10;
@@ -40,25 +35,13 @@ pub(super) fn routes(r: Router<Arc<Shared>>) -> Router<Arc<Shared>> {
         .route(&format!("{g}/me/calendars"), get(list_calendars))
         .route(&format!("{g}/me/calendar"), get(default_calendar))
         .route(&format!("{g}/me/calendars/{{cal}}"), get(get_calendar))
-        .route(
-            &format!("{g}/me/events"),
-            get(list_default_events).post(create_default),
-        )
-        .route(
-            &format!("{g}/me/calendars/{{cal}}/events"),
-            get(list_events).post(create),
-        )
-        .route(
-            &format!("{g}/me/events/{{id}}"),
-            get(get_event).patch(patch_event).delete(delete_event),
-        )
+        .route(&format!("{g}/me/events"), get(list_default_events).post(create_default))
+        .route(&format!("{g}/me/calendars/{{cal}}/events"), get(list_events).post(create))
+        .route(&format!("{g}/me/events/{{id}}"), get(get_event).patch(patch_event).delete(delete_event))
         .route(&format!("{g}/me/calendarView"), get(view_default))
         .route(&format!("{g}/me/calendars/{{cal}}/calendarView"), get(view))
         .route(&format!("{g}/me/calendarView/delta"), get(delta_default))
-        .route(
-            &format!("{g}/me/calendars/{{cal}}/calendarView/delta"),
-            get(delta),
-        )
+        .route(&format!("{g}/me/calendars/{{cal}}/calendarView/delta"), get(delta))
 }
 
 /// The stored event: client-settable properties (validated) plus server-owned state.
@@ -136,15 +119,8 @@ struct Prefer {
 }
 
 fn prefer(headers: &HeaderMap) -> GraphResult<Prefer> {
-    let mut p = Prefer {
-        tz: None,
-        page: None,
-    };
-    for value in headers
-        .get_all("prefer")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-    {
+    let mut p = Prefer { tz: None, page: None };
+    for value in headers.get_all("prefer").iter().filter_map(|v| v.to_str().ok()) {
         for part in value.split(',').map(str::trim) {
             if let Some(rest) = part.strip_prefix("outlook.timezone=") {
                 let name = rest.trim_matches('"');
@@ -162,9 +138,7 @@ fn tz_unsupported(name: &str) -> GraphError {
     GraphError::new(
         400,
         "TimeZoneNotSupportedException",
-        &format!(
-            "A valid TimeZone value must be specified. The following TimeZone value is not supported: '{name}'."
-        ),
+        &format!("A valid TimeZone value must be specified. The following TimeZone value is not supported: '{name}'."),
     )
 }
 
@@ -186,39 +160,29 @@ fn with_preference(mut resp: Response, p: &Prefer) -> Response {
 
 /// Graph's `dateTime` shape: no offset, seven fractional digits.
 fn graph_time(t: DateTime<Utc>, zone: Tz) -> String {
-    t.with_timezone(&zone)
-        .format("%Y-%m-%dT%H:%M:%S.0000000")
-        .to_string()
+    t.with_timezone(&zone).format("%Y-%m-%dT%H:%M:%S.0000000").to_string()
 }
 
 fn utc_stamp(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Micros, true)
+    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
 fn parse_dtz(d: &DateTimeTimeZone) -> GraphResult<(DateTime<Utc>, Tz, String, NaiveDateTime)> {
     let name = d.time_zone.clone().unwrap_or_else(|| "UTC".into());
     let zone = tz::resolve(&name).ok_or_else(|| tz_unsupported(&name))?;
-    let naive =
-        NaiveDateTime::parse_from_str(&d.date_time, "%Y-%m-%dT%H:%M:%S%.f").map_err(|_| {
-            GraphError::bad_request(&format!(
-                "Cannot convert the literal '{}' to the expected type 'Edm.DateTime'.",
-                d.date_time
-            ))
-        })?;
+    let naive = NaiveDateTime::parse_from_str(&d.date_time, "%Y-%m-%dT%H:%M:%S%.f").map_err(|_| {
+        GraphError::bad_request(&format!(
+            "Cannot convert the literal '{}' to the expected type 'Edm.DateTime'.",
+            d.date_time
+        ))
+    })?;
     Ok((crate::google::resolve_local(naive, zone), zone, name, naive))
 }
 
 /// Validates merged properties and returns `(start_ms, end_ms, all_day)`.
 fn check(props: &Map<String, Value>) -> GraphResult<(i64, i64, bool)> {
-    let input: EventInput = serde_json::from_value(Value::Object(props.clone())).map_err(|e| {
-        GraphError::new(
-            400,
-            "RequestBodyRead",
-            &format!("Invalid request body: {e}"),
-        )
-    })?;
+    let input: EventInput = serde_json::from_value(Value::Object(props.clone()))
+        .map_err(|e| GraphError::new(400, "RequestBodyRead", &format!("Invalid request body: {e}")))?;
     let (Some(start), Some(end)) = (&input.start, &input.end) else {
         return Err(GraphError::new(
             400,
@@ -229,16 +193,11 @@ fn check(props: &Map<String, Value>) -> GraphResult<(i64, i64, bool)> {
     let (s, _, s_name, s_naive) = parse_dtz(start)?;
     let (e, _, e_name, e_naive) = parse_dtz(end)?;
     if e < s {
-        return Err(GraphError::new(
-            400,
-            "ErrorInvalidRequest",
-            "The end time must be later than the start time.",
-        ));
+        return Err(GraphError::new(400, "ErrorInvalidRequest", "The end time must be later than the start time."));
     }
     let all_day = input.is_all_day.unwrap_or(false);
     if all_day {
-        let midnight =
-            |n: NaiveDateTime| n.time().num_seconds_from_midnight() == 0 && n.nanosecond() == 0;
+        let midnight = |n: NaiveDateTime| n.time().num_seconds_from_midnight() == 0 && n.nanosecond() == 0;
         if !midnight(s_naive) || !midnight(e_naive) || s_name != e_name || e <= s {
             return Err(GraphError::new(
                 400,
@@ -248,31 +207,14 @@ fn check(props: &Map<String, Value>) -> GraphResult<(i64, i64, bool)> {
         }
     }
     for (field, allowed) in [
-        (
-            &input.show_as,
-            &[
-                "free",
-                "tentative",
-                "busy",
-                "oof",
-                "workingElsewhere",
-                "unknown",
-            ][..],
-        ),
-        (
-            &input.sensitivity,
-            &["normal", "personal", "private", "confidential"][..],
-        ),
+        (&input.show_as, &["free", "tentative", "busy", "oof", "workingElsewhere", "unknown"][..]),
+        (&input.sensitivity, &["normal", "personal", "private", "confidential"][..]),
         (&input.importance, &["low", "normal", "high"][..]),
     ] {
         if let Some(v) = field
             && !allowed.contains(&v.as_str())
         {
-            return Err(GraphError::new(
-                400,
-                "RequestBodyRead",
-                &format!("Requested value '{v}' was not found."),
-            ));
+            return Err(GraphError::new(400, "RequestBodyRead", &format!("Requested value '{v}' was not found.")));
         }
     }
     Ok((s.timestamp_millis(), e.timestamp_millis(), all_day))
@@ -282,10 +224,7 @@ fn check(props: &Map<String, Value>) -> GraphResult<(i64, i64, bool)> {
 fn render(ev: &GEvent, item_modified_ms: i64, owner: &str, zone: Option<&(String, Tz)>) -> Value {
     let p = &ev.props;
     let time = |key: &str| -> Value {
-        let Some(d) = p
-            .get(key)
-            .and_then(|v| serde_json::from_value::<DateTimeTimeZone>(v.clone()).ok())
-        else {
+        let Some(d) = p.get(key).and_then(|v| serde_json::from_value::<DateTimeTimeZone>(v.clone()).ok()) else {
             return Value::Null;
         };
         let Ok((t, own_zone, own_name, _)) = parse_dtz(&d) else {
@@ -300,24 +239,10 @@ fn render(ev: &GEvent, item_modified_ms: i64, owner: &str, zone: Option<&(String
             None => json!({"dateTime": graph_time(t, Tz::UTC), "timeZone": "UTC"}),
         }
     };
-    let tz_name = |key: &str| {
-        p.get(key)
-            .and_then(|v| v.get("timeZone"))
-            .and_then(Value::as_str)
-            .unwrap_or("UTC")
-            .to_owned()
-    };
-    let body = p
-        .get("body")
-        .cloned()
-        .unwrap_or_else(|| json!({"contentType": "html", "content": ""}));
-    let preview: String = body
-        .get("content")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .chars()
-        .take(255)
-        .collect();
+    let tz_name =
+        |key: &str| p.get(key).and_then(|v| v.get("timeZone")).and_then(Value::as_str).unwrap_or("UTC").to_owned();
+    let body = p.get("body").cloned().unwrap_or_else(|| json!({"contentType": "html", "content": ""}));
+    let preview: String = body.get("content").and_then(Value::as_str).unwrap_or("").chars().take(255).collect();
     let mut out = json!({
         "@odata.etag": format!("W/\"{}\"", ev.change_key),
         "id": ev.id,
@@ -373,11 +298,7 @@ async fn me(State(shared): State<Arc<Shared>>, auth: Result<GraphAuth, GraphErro
         let auth = auth?;
         auth.require(USER)?;
         let world = shared.world();
-        let acc = world
-            .microsoft
-            .accounts
-            .get(&auth.email)
-            .ok_or_else(GraphError::not_found)?;
+        let acc = world.microsoft.accounts.get(&auth.email).ok_or_else(GraphError::not_found)?;
         let local = auth.email.split('@').next().unwrap_or_default();
         Ok(Json(json!({
             "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users/$entity",
@@ -401,10 +322,7 @@ fn calendar_json(cal: &MsCalendar, owner: &str, default: bool) -> Value {
 
 /// Resolves a calendar id (or the default calendar) the caller owns.
 fn calendar_id(microsoft: &MsWorld, auth: &GraphAuth, cal: Option<&str>) -> GraphResult<String> {
-    let acc = microsoft
-        .accounts
-        .get(&auth.email)
-        .ok_or_else(GraphError::not_found)?;
+    let acc = microsoft.accounts.get(&auth.email).ok_or_else(GraphError::not_found)?;
     match cal {
         None => Ok(acc.calendars[0].clone()),
         Some(c) if acc.calendars.iter().any(|x| x == c) => Ok(c.to_owned()),
@@ -412,39 +330,23 @@ fn calendar_id(microsoft: &MsWorld, auth: &GraphAuth, cal: Option<&str>) -> Grap
     }
 }
 
-async fn list_calendars(
-    State(shared): State<Arc<Shared>>,
-    auth: Result<GraphAuth, GraphError>,
-) -> Response {
+async fn list_calendars(State(shared): State<Arc<Shared>>, auth: Result<GraphAuth, GraphError>) -> Response {
     respond((|| {
         let auth = auth?;
         auth.require(READ)?;
         let world = shared.world();
-        let acc = world
-            .microsoft
-            .accounts
-            .get(&auth.email)
-            .ok_or_else(GraphError::not_found)?;
+        let acc = world.microsoft.accounts.get(&auth.email).ok_or_else(GraphError::not_found)?;
         let items: Vec<Value> = acc
             .calendars
             .iter()
             .enumerate()
-            .filter_map(|(i, id)| {
-                world
-                    .microsoft
-                    .calendars
-                    .get(id)
-                    .map(|c| calendar_json(c, &auth.email, i == 0))
-            })
+            .filter_map(|(i, id)| world.microsoft.calendars.get(id).map(|c| calendar_json(c, &auth.email, i == 0)))
             .collect();
         Ok(Json(json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users('me')/calendars", "value": items})).into_response())
     })())
 }
 
-async fn default_calendar(
-    State(shared): State<Arc<Shared>>,
-    auth: Result<GraphAuth, GraphError>,
-) -> Response {
+async fn default_calendar(State(shared): State<Arc<Shared>>, auth: Result<GraphAuth, GraphError>) -> Response {
     calendar_by(shared, auth, None)
 }
 
@@ -456,41 +358,23 @@ async fn get_calendar(
     calendar_by(shared, auth, Some(cal))
 }
 
-fn calendar_by(
-    shared: Arc<Shared>,
-    auth: Result<GraphAuth, GraphError>,
-    cal: Option<String>,
-) -> Response {
+fn calendar_by(shared: Arc<Shared>, auth: Result<GraphAuth, GraphError>, cal: Option<String>) -> Response {
     respond((|| {
         let auth = auth?;
         auth.require(READ)?;
         let world = shared.world();
         let id = calendar_id(&world.microsoft, &auth, cal.as_deref())?;
         let default = world.microsoft.accounts[&auth.email].calendars[0] == id;
-        Ok(Json(calendar_json(
-            &world.microsoft.calendars[&id],
-            &auth.email,
-            default,
-        ))
-        .into_response())
+        Ok(Json(calendar_json(&world.microsoft.calendars[&id], &auth.email, default)).into_response())
     })())
 }
 
 /// Finds the calendar holding event `id` among the caller's calendars.
 fn locate(microsoft: &MsWorld, auth: &GraphAuth, id: &str) -> GraphResult<String> {
-    let acc = microsoft
-        .accounts
-        .get(&auth.email)
-        .ok_or_else(GraphError::not_found)?;
+    let acc = microsoft.accounts.get(&auth.email).ok_or_else(GraphError::not_found)?;
     acc.calendars
         .iter()
-        .find(|c| {
-            microsoft
-                .calendars
-                .get(*c)
-                .and_then(|cal| cal.events.get(id))
-                .is_some_and(|i| !i.deleted)
-        })
+        .find(|c| microsoft.calendars.get(*c).and_then(|cal| cal.events.get(id)).is_some_and(|i| !i.deleted))
         .cloned()
         .ok_or_else(GraphError::not_found)
 }
@@ -498,40 +382,15 @@ fn locate(microsoft: &MsWorld, auth: &GraphAuth, id: &str) -> GraphResult<String
 fn parse_object(body: &[u8]) -> GraphResult<Map<String, Value>> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
-        _ => Err(GraphError::new(
-            400,
-            "RequestBodyRead",
-            "Invalid JSON in request body.",
-        )),
+        _ => Err(GraphError::new(400, "RequestBodyRead", "Invalid JSON in request body.")),
     }
 }
 
-fn store(
-    world: &mut World,
-    cal_id: &str,
-    ev: GEvent,
-    times: (i64, i64),
-    now: i64,
-    deleted: bool,
-) -> u64 {
+fn store(world: &mut World, cal_id: &str, ev: GEvent, times: (i64, i64), now: i64, deleted: bool) -> u64 {
     let seq = world.next_seq();
-    let cal = world
-        .microsoft
-        .calendars
-        .get_mut(cal_id)
-        .expect("calendar exists");
+    let cal = world.microsoft.calendars.get_mut(cal_id).expect("calendar exists");
     let id = ev.id.clone();
-    cal.events.put(
-        &id,
-        Item {
-            ev,
-            seq,
-            start: times.0,
-            end: times.1,
-            updated_ms: now,
-            deleted,
-        },
-    );
+    cal.events.put(&id, Item { ev, seq, start: times.0, end: times.1, updated_ms: now, deleted });
     seq
 }
 
@@ -569,50 +428,25 @@ fn create_inner(
     let now = shared.clock.now_ms();
     let mut world = shared.world();
     let cal_id = calendar_id(&world.microsoft, &auth, cal)?;
-    let tx = props
-        .get("transactionId")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    let tx = props.get("transactionId").and_then(Value::as_str).map(str::to_owned);
     // A retried POST with the same transactionId returns the first event, unchanged.
     if let Some(tx) = &tx
         && let Some(existing) = world.microsoft.calendars[&cal_id].transactions.get(tx)
         && let Some(item) = world.microsoft.calendars[&cal_id].events.get(existing)
     {
         let v = render(&item.ev, item.updated_ms, &auth.email, pref.tz.as_ref());
-        return Ok(with_preference(
-            (StatusCode::CREATED, Json(v)).into_response(),
-            &pref,
-        ));
+        return Ok(with_preference((StatusCode::CREATED, Json(v)).into_response(), &pref));
     }
     let id = ids::token(&mut world.rng, "AAMkAGI2", 96);
     let change_key = ids::token(&mut world.rng, "", 18);
-    let ical = format!(
-        "040000008200E00074C5B7101A82E008{}",
-        ids::token(&mut world.rng, "", 24)
-    );
-    let ev = GEvent {
-        props,
-        id: id.clone(),
-        change_key,
-        created_ms: now,
-        ical_uid: ical,
-        all_day,
-    };
+    let ical = format!("040000008200E00074C5B7101A82E008{}", ids::token(&mut world.rng, "", 24));
+    let ev = GEvent { props, id: id.clone(), change_key, created_ms: now, ical_uid: ical, all_day };
     if let Some(tx) = tx {
-        world
-            .microsoft
-            .calendars
-            .get_mut(&cal_id)
-            .expect("exists")
-            .transactions
-            .insert(tx, id.clone());
+        world.microsoft.calendars.get_mut(&cal_id).expect("exists").transactions.insert(tx, id.clone());
     }
     let v = render(&ev, now, &auth.email, pref.tz.as_ref());
     store(&mut world, &cal_id, ev, (s, e), now, false);
-    Ok(with_preference(
-        (StatusCode::CREATED, Json(v)).into_response(),
-        &pref,
-    ))
+    Ok(with_preference((StatusCode::CREATED, Json(v)).into_response(), &pref))
 }
 
 async fn get_event(
@@ -627,10 +461,7 @@ async fn get_event(
         let pref = prefer(&headers)?;
         let world = shared.world();
         let cal = locate(&world.microsoft, &auth, &id)?;
-        let item = world.microsoft.calendars[&cal]
-            .events
-            .get(&id)
-            .ok_or_else(GraphError::not_found)?;
+        let item = world.microsoft.calendars[&cal].events.get(&id).ok_or_else(GraphError::not_found)?;
         let v = render(&item.ev, item.updated_ms, &auth.email, pref.tz.as_ref());
         Ok(with_preference(Json(v).into_response(), &pref))
     })())
@@ -658,17 +489,12 @@ async fn patch_event(
         let pref = prefer(&headers)?;
         let patch = parse_object(&body)?;
         if patch.contains_key("transactionId") {
-            return Err(GraphError::bad_request(
-                "The property 'transactionId' is read-only after creation.",
-            ));
+            return Err(GraphError::bad_request("The property 'transactionId' is read-only after creation."));
         }
         let now = shared.clock.now_ms();
         let mut world = shared.world();
         let cal = locate(&world.microsoft, &auth, &id)?;
-        let item = world.microsoft.calendars[&cal]
-            .events
-            .get(&id)
-            .ok_or_else(GraphError::not_found)?;
+        let item = world.microsoft.calendars[&cal].events.get(&id).ok_or_else(GraphError::not_found)?;
         if_match(&headers, &item.ev.change_key)?;
         let mut ev = item.ev.clone();
         // Top-level properties replace whole values, arrays and complex types included.
@@ -696,10 +522,7 @@ async fn delete_event(
         let now = shared.clock.now_ms();
         let mut world = shared.world();
         let cal = locate(&world.microsoft, &auth, &id)?;
-        let item = world.microsoft.calendars[&cal]
-            .events
-            .get(&id)
-            .ok_or_else(GraphError::not_found)?;
+        let item = world.microsoft.calendars[&cal].events.get(&id).ok_or_else(GraphError::not_found)?;
         if_match(&headers, &item.ev.change_key)?;
         let (ev, times) = (item.ev.clone(), (item.start, item.end));
         store(&mut world, &cal, ev, times, now, true);
@@ -734,11 +557,7 @@ fn parse_window_bound(q: &[(String, String)], name: &str) -> GraphResult<Option<
     }
     NaiveDateTime::parse_from_str(v, "%Y-%m-%dT%H:%M:%S%.f")
         .map(|n| Some(n.and_utc().timestamp_millis()))
-        .map_err(|_| {
-            GraphError::invalid_param(&format!(
-                "The value '{v}' of parameter '{name}' is invalid."
-            ))
-        })
+        .map_err(|_| GraphError::invalid_param(&format!("The value '{v}' of parameter '{name}' is invalid.")))
 }
 
 fn window_required() -> GraphError {
@@ -773,17 +592,7 @@ async fn list_default_events(
     RawQuery(q): RawQuery,
     h: HeaderMap,
 ) -> Response {
-    respond(listing(
-        &s,
-        a,
-        ListReq {
-            cal: None,
-            mode: Mode::Events,
-            path: rel_path(&uri),
-        },
-        q,
-        &h,
-    ))
+    respond(listing(&s, a, ListReq { cal: None, mode: Mode::Events, path: rel_path(&uri) }, q, &h))
 }
 async fn list_events(
     State(s): State<Arc<Shared>>,
@@ -793,17 +602,7 @@ async fn list_events(
     RawQuery(q): RawQuery,
     h: HeaderMap,
 ) -> Response {
-    respond(listing(
-        &s,
-        a,
-        ListReq {
-            cal: Some(&cal),
-            mode: Mode::Events,
-            path: rel_path(&uri),
-        },
-        q,
-        &h,
-    ))
+    respond(listing(&s, a, ListReq { cal: Some(&cal), mode: Mode::Events, path: rel_path(&uri) }, q, &h))
 }
 async fn view_default(
     State(s): State<Arc<Shared>>,
@@ -812,17 +611,7 @@ async fn view_default(
     RawQuery(q): RawQuery,
     h: HeaderMap,
 ) -> Response {
-    respond(listing(
-        &s,
-        a,
-        ListReq {
-            cal: None,
-            mode: Mode::View,
-            path: rel_path(&uri),
-        },
-        q,
-        &h,
-    ))
+    respond(listing(&s, a, ListReq { cal: None, mode: Mode::View, path: rel_path(&uri) }, q, &h))
 }
 async fn view(
     State(s): State<Arc<Shared>>,
@@ -832,17 +621,7 @@ async fn view(
     RawQuery(q): RawQuery,
     h: HeaderMap,
 ) -> Response {
-    respond(listing(
-        &s,
-        a,
-        ListReq {
-            cal: Some(&cal),
-            mode: Mode::View,
-            path: rel_path(&uri),
-        },
-        q,
-        &h,
-    ))
+    respond(listing(&s, a, ListReq { cal: Some(&cal), mode: Mode::View, path: rel_path(&uri) }, q, &h))
 }
 async fn delta_default(
     State(s): State<Arc<Shared>>,
@@ -851,17 +630,7 @@ async fn delta_default(
     RawQuery(q): RawQuery,
     h: HeaderMap,
 ) -> Response {
-    respond(listing(
-        &s,
-        a,
-        ListReq {
-            cal: None,
-            mode: Mode::Delta,
-            path: rel_path(&uri),
-        },
-        q,
-        &h,
-    ))
+    respond(listing(&s, a, ListReq { cal: None, mode: Mode::Delta, path: rel_path(&uri) }, q, &h))
 }
 async fn delta(
     State(s): State<Arc<Shared>>,
@@ -871,25 +640,13 @@ async fn delta(
     RawQuery(q): RawQuery,
     h: HeaderMap,
 ) -> Response {
-    respond(listing(
-        &s,
-        a,
-        ListReq {
-            cal: Some(&cal),
-            mode: Mode::Delta,
-            path: rel_path(&uri),
-        },
-        q,
-        &h,
-    ))
+    respond(listing(&s, a, ListReq { cal: Some(&cal), mode: Mode::Delta, path: rel_path(&uri) }, q, &h))
 }
 
 /// The request path below the sandbox root, wherever the sandbox is mounted.
 fn rel_path(uri: &OriginalUri) -> String {
     let p = uri.0.path();
-    p.find("/microsoft/graph/")
-        .map_or(p, |i| &p[i..])
-        .to_owned()
+    p.find("/microsoft/graph/").map_or(p, |i| &p[i..]).to_owned()
 }
 
 fn listing(
@@ -903,32 +660,17 @@ fn listing(
     auth.require(READ)?;
     let pref = prefer(headers)?;
     let q = query_pairs(raw);
-    let token_param = q
-        .iter()
-        .find(|(k, _)| k == "$skiptoken" || k == "$deltatoken")
-        .map(|(_, v)| v.clone());
+    let token_param = q.iter().find(|(k, _)| k == "$skiptoken" || k == "$deltatoken").map(|(_, v)| v.clone());
     let start = parse_window_bound(&q, "startDateTime")?;
     let end = parse_window_bound(&q, "endDateTime")?;
     for (k, _) in &q {
         let ok = match req.mode {
-            Mode::Delta => matches!(
-                k.as_str(),
-                "startDateTime" | "endDateTime" | "$skiptoken" | "$deltatoken"
-            ),
+            Mode::Delta => matches!(k.as_str(), "startDateTime" | "endDateTime" | "$skiptoken" | "$deltatoken"),
             Mode::View => matches!(
                 k.as_str(),
-                "startDateTime"
-                    | "endDateTime"
-                    | "$skiptoken"
-                    | "$top"
-                    | "$select"
-                    | "$orderby"
-                    | "$filter"
+                "startDateTime" | "endDateTime" | "$skiptoken" | "$top" | "$select" | "$orderby" | "$filter"
             ),
-            Mode::Events => matches!(
-                k.as_str(),
-                "$skiptoken" | "$top" | "$select" | "$orderby" | "$filter"
-            ),
+            Mode::Events => matches!(k.as_str(), "$skiptoken" | "$top" | "$select" | "$orderby" | "$filter"),
         };
         if !ok {
             return Err(GraphError::bad_request(&format!(
@@ -938,11 +680,7 @@ fn listing(
     }
     let page = pref
         .page
-        .or_else(|| {
-            q.iter()
-                .find(|(k, _)| k == "$top")
-                .and_then(|(_, v)| v.parse().ok())
-        })
+        .or_else(|| q.iter().find(|(k, _)| k == "$top").and_then(|(_, v)| v.parse().ok()))
         .unwrap_or(DEFAULT_PAGE)
         .clamp(1, MAX_PAGE);
     let world = shared.world();
@@ -976,11 +714,7 @@ fn listing(
                 return Err(e);
             }
             // A deltaLink starts the next round: the snapshot moves to now.
-            if c.inc && q.iter().any(|(k, _)| k == "$deltatoken") {
-                ViewCursor { e: head, ..c }
-            } else {
-                c
-            }
+            if c.inc && q.iter().any(|(k, _)| k == "$deltatoken") { ViewCursor { e: head, ..c } } else { c }
         }
         None => {
             let w = match (req.mode, start, end) {
@@ -988,15 +722,7 @@ fn listing(
                 (_, Some(s), Some(e)) => Some((s, e)),
                 _ => return Err(window_required()),
             };
-            ViewCursor {
-                c: cal_id.clone(),
-                ep: epoch,
-                w,
-                inc: false,
-                p: 0,
-                e: head,
-                k: None,
-            }
+            ViewCursor { c: cal_id.clone(), ep: epoch, w, inc: false, p: 0, e: head, k: None }
         }
     };
     let owner = auth.email.as_str();
@@ -1004,9 +730,7 @@ fn listing(
     let in_window = |i: &Item<GEvent>| cursor.w.is_none_or(|(ws, we)| i.start < we && i.end > ws);
     let mut items = Vec::new();
     let mut done = true;
-    let mut next = ViewCursor {
-        ..cursor_clone(&cursor)
-    };
+    let mut next = ViewCursor { ..cursor_clone(&cursor) };
     if cursor.inc {
         for (id, item) in cal.events.log_range(cursor.p, cursor.e) {
             if items.len() == page {
@@ -1018,7 +742,9 @@ fn listing(
                 items.push(render(&item.ev, item.updated_ms, owner, zone));
             } else {
                 // Deleted, or changed outside the window: both arrive as removals.
-                items.push(json!({"@odata.type": "#microsoft.graph.event", "id": id, "@removed": {"reason": "deleted"}}));
+                items.push(
+                    json!({"@odata.type": "#microsoft.graph.event", "id": id, "@removed": {"reason": "deleted"}}),
+                );
             }
         }
     } else {
@@ -1037,37 +763,19 @@ fn listing(
             }
         }
     }
-    let mut body = json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(event)", "value": items});
+    let mut body =
+        json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(event)", "value": items});
     if !done {
-        body["@odata.nextLink"] = json!(shared.public_url(&format!(
-            "{}?$skiptoken={}",
-            req.path,
-            cursor::encode(&next)
-        )));
+        body["@odata.nextLink"] =
+            json!(shared.public_url(&format!("{}?$skiptoken={}", req.path, cursor::encode(&next))));
     } else if req.mode == Mode::Delta {
-        let round_end = ViewCursor {
-            inc: true,
-            p: cursor.e,
-            k: None,
-            ..cursor_clone(&cursor)
-        };
-        body["@odata.deltaLink"] = json!(shared.public_url(&format!(
-            "{}?$deltatoken={}",
-            req.path,
-            cursor::encode(&round_end)
-        )));
+        let round_end = ViewCursor { inc: true, p: cursor.e, k: None, ..cursor_clone(&cursor) };
+        body["@odata.deltaLink"] =
+            json!(shared.public_url(&format!("{}?$deltatoken={}", req.path, cursor::encode(&round_end))));
     }
     Ok(with_preference(Json(body).into_response(), &pref))
 }
 
 fn cursor_clone(c: &ViewCursor) -> ViewCursor {
-    ViewCursor {
-        c: c.c.clone(),
-        ep: c.ep,
-        w: c.w,
-        inc: c.inc,
-        p: c.p,
-        e: c.e,
-        k: c.k.clone(),
-    }
+    ViewCursor { c: c.c.clone(), ep: c.ep, w: c.w, inc: c.inc, p: c.p, e: c.e, k: c.k.clone() }
 }

@@ -19,8 +19,7 @@ use super::{MsWorld, ensure_account};
 use crate::html::{ConsentPage, error_page, render};
 use crate::ids;
 use crate::oauth::{
-    CODE_TTL_MS, Pkce, bearer, client_credentials, parse_params, parse_pkce, pkce_matches,
-    redirect_allowed, with_query,
+    CODE_TTL_MS, Pkce, bearer, client_credentials, parse_params, parse_pkce, pkce_matches, redirect_allowed, with_query,
 };
 use crate::state::{DEV_CLIENT_ID, DEV_CLIENT_SECRET, Shared, World};
 
@@ -68,9 +67,7 @@ pub(crate) struct Refresh {
 fn valid_tenant(t: &str) -> bool {
     matches!(t, "common" | "organizations" | "consumers")
         || uuid::Uuid::parse_str(t).is_ok()
-        || (t.contains('.')
-            && t.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'))
+        || (t.contains('.') && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'))
 }
 
 /// Short Graph names (`Calendars.ReadWrite`) or full URLs; OIDC scopes as is.
@@ -79,10 +76,7 @@ fn normalize_scope(s: &str) -> Option<String> {
         return Some(s.to_owned());
     }
     let short = s.strip_prefix(GRAPH).unwrap_or(s);
-    GRAPH_SCOPES
-        .iter()
-        .find(|k| k.eq_ignore_ascii_case(short))
-        .map(|k| (*k).to_owned())
+    GRAPH_SCOPES.iter().find(|k| k.eq_ignore_ascii_case(short)).map(|k| (*k).to_owned())
 }
 
 fn parse_scopes(raw: &str) -> Option<Vec<String>> {
@@ -115,37 +109,18 @@ fn redirect(req: &AuthzRequest, pairs: &[(&str, &str)]) -> Response {
         all.push(("state", s));
     }
     let url = with_query(&req.redirect_uri, &all);
-    let url = if req.fragment {
-        url.replacen('?', "#", 1)
-    } else {
-        url
-    };
+    let url = if req.fragment { url.replacen('?', "#", 1) } else { url };
     Redirect::to(&url).into_response()
 }
 
-fn parse_authz(
-    shared: &Shared,
-    tenant: &str,
-    q: &HashMap<String, String>,
-) -> Result<AuthzRequest, Response> {
+fn parse_authz(shared: &Shared, tenant: &str, q: &HashMap<String, String>) -> Result<AuthzRequest, Response> {
     if !valid_tenant(tenant) {
-        return Err(page(
-            StatusCode::BAD_REQUEST,
-            90002,
-            &format!("Tenant '{tenant}' not found."),
-        ));
+        return Err(page(StatusCode::BAD_REQUEST, 90002, &format!("Tenant '{tenant}' not found.")));
     }
     if q.get("client_id").map(String::as_str) != Some(DEV_CLIENT_ID) {
-        return Err(page(
-            StatusCode::BAD_REQUEST,
-            700016,
-            "Application was not found in the directory.",
-        ));
+        return Err(page(StatusCode::BAD_REQUEST, 700016, "Application was not found in the directory."));
     }
-    let Some(redirect_uri) = q
-        .get("redirect_uri")
-        .filter(|r| redirect_allowed(&shared.config, r))
-    else {
+    let Some(redirect_uri) = q.get("redirect_uri").filter(|r| redirect_allowed(&shared.config, r)) else {
         return Err(page(
             StatusCode::BAD_REQUEST,
             50011,
@@ -201,10 +176,7 @@ fn parse_authz(
     match parse_pkce(q) {
         Ok(p) => req.pkce = p,
         Err(e) => {
-            return Err(redirect(
-                &req,
-                &[("error", "invalid_request"), ("error_description", &e)],
-            ));
+            return Err(redirect(&req, &[("error", "invalid_request"), ("error_description", &e)]));
         }
     }
     Ok(req)
@@ -235,11 +207,7 @@ pub(crate) async fn authorize(
     RawQuery(raw): RawQuery,
 ) -> Response {
     let Ok(q) = parse_params(raw.unwrap_or_default().as_bytes()) else {
-        return page(
-            StatusCode::BAD_REQUEST,
-            900144,
-            "A parameter was specified more than once.",
-        );
+        return page(StatusCode::BAD_REQUEST, 900144, "A parameter was specified more than once.");
     };
     let req = match parse_authz(&shared, &tenant, &q) {
         Ok(r) => r,
@@ -247,21 +215,13 @@ pub(crate) async fn authorize(
     };
     if q.get("sandbox_approve").map(String::as_str) == Some("1") {
         let Some(email) = req.login_hint.clone().filter(|e| e.contains('@')) else {
-            return page(
-                StatusCode::BAD_REQUEST,
-                900144,
-                "sandbox_approve=1 needs login_hint=<email>",
-            );
+            return page(StatusCode::BAD_REQUEST, 900144, "sandbox_approve=1 needs login_hint=<email>");
         };
         let granted = match q.get("sandbox_grant_scopes").map(|s| parse_scopes(s)) {
             None => req.scopes.clone(),
             Some(Some(s)) if s.iter().all(|x| req.scopes.contains(x)) => s,
             Some(_) => {
-                return page(
-                    StatusCode::BAD_REQUEST,
-                    70011,
-                    "sandbox_grant_scopes must be a subset of scope",
-                );
+                return page(StatusCode::BAD_REQUEST, 70011, "sandbox_grant_scopes must be a subset of scope");
             }
         };
         return approve(&shared, &req, &email, granted);
@@ -271,10 +231,7 @@ pub(crate) async fn authorize(
             &req,
             &[
                 ("error", "interaction_required"),
-                (
-                    "error_description",
-                    "AADSTS50058: A silent sign-in request was sent but no user is signed in.",
-                ),
+                ("error_description", "AADSTS50058: A silent sign-in request was sent but no user is signed in."),
             ],
         );
     }
@@ -308,11 +265,7 @@ pub(crate) async fn authorize(
     )
 }
 
-pub(crate) async fn consent(
-    State(shared): State<Arc<Shared>>,
-    Path(tenant): Path<String>,
-    body: Bytes,
-) -> Response {
+pub(crate) async fn consent(State(shared): State<Arc<Shared>>, Path(tenant): Path<String>, body: Bytes) -> Response {
     let mut q = HashMap::new();
     let mut granted_raw = Vec::new();
     for (k, v) in url::form_urlencoded::parse(&body) {
@@ -331,10 +284,7 @@ pub(crate) async fn consent(
             &req,
             &[
                 ("error", "access_denied"),
-                (
-                    "error_description",
-                    "AADSTS65004: User declined to consent to access the app.",
-                ),
+                ("error_description", "AADSTS65004: User declined to consent to access the app."),
             ],
         );
     }
@@ -346,20 +296,14 @@ pub(crate) async fn consent(
     let Some(email) = email.filter(|e| e.contains('@')) else {
         return page(StatusCode::BAD_REQUEST, 900144, "Choose an account.");
     };
-    let granted: Vec<String> = granted_raw
-        .iter()
-        .filter_map(|s| normalize_scope(s))
-        .filter(|s| req.scopes.contains(s))
-        .collect();
+    let granted: Vec<String> =
+        granted_raw.iter().filter_map(|s| normalize_scope(s)).filter(|s| req.scopes.contains(s)).collect();
     if granted.is_empty() {
         return redirect(
             &req,
             &[
                 ("error", "access_denied"),
-                (
-                    "error_description",
-                    "AADSTS65004: User declined to consent to access the app.",
-                ),
+                ("error_description", "AADSTS65004: User declined to consent to access the app."),
             ],
         );
     }
@@ -372,15 +316,8 @@ fn mint(world: &mut World, now_ms: i64, email: &str, scopes: &[String]) -> serde
     // Access tokens live a random 60–90 minutes.
     let ttl: i64 = rng.random_range(3600..=5400);
     let account = microsoft.accounts.get(email).expect("account exists");
-    let resource: Vec<&String> = scopes
-        .iter()
-        .filter(|s| !OIDC.contains(&s.as_str()))
-        .collect();
-    let scp = resource
-        .iter()
-        .map(|s| s.as_str())
-        .collect::<Vec<_>>()
-        .join(" ");
+    let resource: Vec<&String> = scopes.iter().filter(|s| !OIDC.contains(&s.as_str())).collect();
+    let scp = resource.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ");
     let claims = json!({
         "aud": "https://graph.microsoft.com", "iss": format!("https://sts.windows.net/{}/", account.tenant),
         "iat": now_ms / 1000, "nbf": now_ms / 1000, "exp": now_ms / 1000 + ttl,
@@ -395,12 +332,7 @@ fn mint(world: &mut World, now_ms: i64, email: &str, scopes: &[String]) -> serde
         let rt = ids::token(rng, "1.AR", 180);
         microsoft.refresh.insert(
             rt.clone(),
-            Refresh {
-                email: email.to_owned(),
-                scopes: scopes.to_vec(),
-                issued_ms: now_ms,
-                last_used_ms: now_ms,
-            },
+            Refresh { email: email.to_owned(), scopes: scopes.to_vec(), issued_ms: now_ms, last_used_ms: now_ms },
         );
         body["refresh_token"] = json!(rt);
     }
@@ -433,29 +365,16 @@ pub(crate) async fn token(
     match token_inner(&shared, &tenant, &headers, &body) {
         Ok(v) => {
             let mut resp = Json(v).into_response();
-            resp.headers_mut().insert(
-                header::CACHE_CONTROL,
-                "no-store, no-cache".parse().expect("static"),
-            );
+            resp.headers_mut().insert(header::CACHE_CONTROL, "no-store, no-cache".parse().expect("static"));
             resp
         }
         Err(e) => e.into_response(),
     }
 }
 
-fn token_inner(
-    shared: &Shared,
-    tenant: &str,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<serde_json::Value, AadError> {
+fn token_inner(shared: &Shared, tenant: &str, headers: &HeaderMap, body: &[u8]) -> Result<serde_json::Value, AadError> {
     if !valid_tenant(tenant) {
-        return Err(AadError::new(
-            400,
-            "invalid_request",
-            90002,
-            &format!("Tenant '{tenant}' not found."),
-        ));
+        return Err(AadError::new(400, "invalid_request", 90002, &format!("Tenant '{tenant}' not found.")));
     }
     let form = parse_params(body).map_err(|_| AadError::for_code(9002313))?;
     let (client_id, secret) = client_credentials(headers, &form);
@@ -474,11 +393,7 @@ fn token_inner(
         "authorization_code" => {
             let code_value = param("code")?;
             let redirect_uri = param("redirect_uri")?;
-            let code = world
-                .microsoft
-                .codes
-                .get_mut(code_value)
-                .ok_or_else(|| AadError::for_code(9002313))?;
+            let code = world.microsoft.codes.get_mut(code_value).ok_or_else(|| AadError::for_code(9002313))?;
             if code.used {
                 return Err(AadError::for_code(54005));
             }
@@ -489,9 +404,7 @@ fn token_inner(
                 return Err(AadError::for_code(50011));
             }
             if let Some(pkce) = &code.pkce {
-                let ok = form
-                    .get("code_verifier")
-                    .is_some_and(|v| pkce_matches(pkce, v));
+                let ok = form.get("code_verifier").is_some_and(|v| pkce_matches(pkce, v));
                 if !ok {
                     return Err(AadError::for_code(501481));
                 }
@@ -502,22 +415,10 @@ fn token_inner(
         }
         "refresh_token" => {
             let token = param("refresh_token")?;
-            let rt = world
-                .microsoft
-                .refresh
-                .get(token)
-                .ok_or_else(|| AadError::for_code(9002313))?;
-            let (email, mut scopes, issued, last) = (
-                rt.email.clone(),
-                rt.scopes.clone(),
-                rt.issued_ms,
-                rt.last_used_ms,
-            );
-            let revoked_before = world
-                .microsoft
-                .accounts
-                .get(&email)
-                .map_or(0, |a| a.revoked_before_ms);
+            let rt = world.microsoft.refresh.get(token).ok_or_else(|| AadError::for_code(9002313))?;
+            let (email, mut scopes, issued, last) =
+                (rt.email.clone(), rt.scopes.clone(), rt.issued_ms, rt.last_used_ms);
+            let revoked_before = world.microsoft.accounts.get(&email).map_or(0, |a| a.revoked_before_ms);
             if issued < revoked_before {
                 return Err(AadError::for_code(50173));
             }
@@ -526,10 +427,7 @@ fn token_inner(
             }
             if let Some(requested) = form.get("scope") {
                 let requested = parse_scopes(requested).ok_or_else(|| AadError::for_code(70011))?;
-                if requested
-                    .iter()
-                    .any(|s| !scopes.contains(s) && s != "openid" && s != "profile")
-                {
+                if requested.iter().any(|s| !scopes.contains(s) && s != "openid" && s != "profile") {
                     return Err(AadError::for_code(70000));
                 }
                 // offline_access is kept: the grant, not the request, decides rotation.
@@ -572,41 +470,26 @@ impl GraphAuth {
 }
 
 /// Resolves a Graph bearer token to its mailbox, or the 401 Graph would answer.
-pub(crate) fn authenticate(
-    microsoft: &MsWorld,
-    headers: &HeaderMap,
-    now_ms: i64,
-) -> Result<GraphAuth, GraphError> {
-    let token =
-        bearer(headers).ok_or_else(|| GraphError::unauthorized("Access token is empty."))?;
-    let access = microsoft.access.get(token).ok_or_else(|| {
-        GraphError::unauthorized("IDX14100: JWT is not well formed, there are no dots (.).")
-    })?;
+pub(crate) fn authenticate(microsoft: &MsWorld, headers: &HeaderMap, now_ms: i64) -> Result<GraphAuth, GraphError> {
+    let token = bearer(headers).ok_or_else(|| GraphError::unauthorized("Access token is empty."))?;
+    let access = microsoft
+        .access
+        .get(token)
+        .ok_or_else(|| GraphError::unauthorized("IDX14100: JWT is not well formed, there are no dots (.)."))?;
     if access.expires_ms <= now_ms {
-        return Err(GraphError::unauthorized(
-            "Lifetime validation failed, the token is expired.",
-        ));
+        return Err(GraphError::unauthorized("Lifetime validation failed, the token is expired."));
     }
-    let revoked_before = microsoft
-        .accounts
-        .get(&access.email)
-        .map_or(0, |a| a.revoked_before_ms);
+    let revoked_before = microsoft.accounts.get(&access.email).map_or(0, |a| a.revoked_before_ms);
     if access.issued_ms < revoked_before {
         return Err(GraphError::unauthorized("Access token has been revoked."));
     }
-    Ok(GraphAuth {
-        email: access.email.clone(),
-        scopes: access.scopes.clone(),
-    })
+    Ok(GraphAuth { email: access.email.clone(), scopes: access.scopes.clone() })
 }
 
 impl FromRequestParts<Arc<Shared>> for GraphAuth {
     type Rejection = GraphError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        shared: &Arc<Shared>,
-    ) -> Result<Self, GraphError> {
+    async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared>) -> Result<Self, GraphError> {
         let now = shared.clock.now_ms();
         let world = shared.world();
         authenticate(&world.microsoft, &parts.headers, now)
@@ -615,22 +498,13 @@ impl FromRequestParts<Arc<Shared>> for GraphAuth {
 
 /// The control API's full-scope grant.
 pub(crate) fn mint_full_grant(world: &mut World, now_ms: i64, email: &str) -> (String, String) {
-    let scopes: Vec<String> = [
-        "openid",
-        "profile",
-        "offline_access",
-        "User.Read",
-        "Calendars.ReadWrite",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
+    let scopes: Vec<String> = ["openid", "profile", "offline_access", "User.Read", "Calendars.ReadWrite"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
     let body = mint(world, now_ms, email, &scopes);
     (
         body["access_token"].as_str().unwrap_or_default().to_owned(),
-        body["refresh_token"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
+        body["refresh_token"].as_str().unwrap_or_default().to_owned(),
     )
 }

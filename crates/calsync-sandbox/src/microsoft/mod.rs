@@ -78,29 +78,15 @@ pub(crate) fn ensure_account(world: &mut World, email: &str, _time_zone: &str, _
     );
     world.microsoft.accounts.insert(
         email,
-        MsAccount {
-            id,
-            tenant: CONSUMERS_TENANT.into(),
-            calendars: vec![cal_id],
-            epoch: 0,
-            revoked_before_ms: 0,
-        },
+        MsAccount { id, tenant: CONSUMERS_TENANT.into(), calendars: vec![cal_id], epoch: 0, revoked_before_ms: 0 },
     );
 }
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     let r = Router::new()
-        .route(
-            "/microsoft/{tenant}/oauth2/v2.0/authorize",
-            get(identity::authorize).post(identity::consent),
-        )
-        .route(
-            "/microsoft/{tenant}/oauth2/v2.0/token",
-            axum::routing::post(identity::token),
-        );
-    graph::routes(r)
-        .layer(from_fn_with_state(shared.clone(), microsoft_layer))
-        .with_state(shared)
+        .route("/microsoft/{tenant}/oauth2/v2.0/authorize", get(identity::authorize).post(identity::consent))
+        .route("/microsoft/{tenant}/oauth2/v2.0/token", axum::routing::post(identity::token));
+    graph::routes(r).layer(from_fn_with_state(shared.clone(), microsoft_layer)).with_state(shared)
 }
 
 pub(crate) fn fault_response(path: &str, fired: &Fired) -> Response {
@@ -110,12 +96,9 @@ pub(crate) fn fault_response(path: &str, fired: &Fired) -> Response {
             (_, Some(c)) => AadError::for_code(c),
             (401, None) => AadError::for_code(7000215),
             (400, None) => AadError::for_code(70008),
-            (s, None) => AadError::new(
-                s,
-                "temporarily_unavailable",
-                90033,
-                "A transient error has occurred. Please try again.",
-            ),
+            (s, None) => {
+                AadError::new(s, "temporarily_unavailable", 90033, "A transient error has occurred. Please try again.")
+            }
         };
         e.status = fired.status;
         return e.into_response();
@@ -133,11 +116,7 @@ pub(crate) struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut load = self
-            .shared
-            .graph_load
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut load = self.shared.graph_load.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(l) = load.get_mut(&self.mailbox) {
             l.in_flight = l.in_flight.saturating_sub(1);
         }
@@ -176,10 +155,7 @@ pub(crate) fn admit(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<Option<
     }
     l.recent.push_back(now);
     l.in_flight += 1;
-    Ok(Some(Slot {
-        shared: shared.clone(),
-        mailbox,
-    }))
+    Ok(Some(Slot { shared: shared.clone(), mailbox }))
 }
 
 pub(crate) fn control_account(shared: &Shared, email: &str, time_zone: &str) -> Minted {
@@ -188,11 +164,7 @@ pub(crate) fn control_account(shared: &Shared, email: &str, time_zone: &str) -> 
     let mut world = shared.world();
     ensure_account(&mut world, &email, time_zone, now);
     let (access_token, refresh_token) = identity::mint_full_grant(&mut world, now, &email);
-    Minted {
-        email,
-        access_token,
-        refresh_token,
-    }
+    Minted { email, access_token, refresh_token }
 }
 
 pub(crate) fn expire_cursors(world: &mut World, email: Option<&str>) -> usize {
@@ -207,11 +179,7 @@ pub(crate) fn expire_cursors(world: &mut World, email: Option<&str>) -> usize {
 }
 
 pub(crate) fn revoke_account(world: &mut World, email: &str, now_ms: i64) -> bool {
-    match world
-        .microsoft
-        .accounts
-        .get_mut(&email.to_ascii_lowercase())
-    {
+    match world.microsoft.accounts.get_mut(&email.to_ascii_lowercase()) {
         Some(acc) => {
             // Tokens minted in this same millisecond are revoked too.
             acc.revoked_before_ms = now_ms + 1;

@@ -15,11 +15,7 @@ pub struct Harness {
 }
 
 pub async fn start() -> Harness {
-    start_with(SandboxConfig {
-        seed: Some(7),
-        ..Default::default()
-    })
-    .await
+    start_with(SandboxConfig { seed: Some(7), ..Default::default() }).await
 }
 
 pub async fn start_with(config: SandboxConfig) -> Harness {
@@ -27,10 +23,7 @@ pub async fn start_with(config: SandboxConfig) -> Harness {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(serve(listener, config));
-    let http = Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let http = Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     Harness { base, http }
 }
 
@@ -40,45 +33,24 @@ impl Harness {
     }
 
     pub async fn control(&self, path: &str, body: Value) -> Value {
-        let resp = self
-            .http
-            .post(self.url(path))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            resp.status().is_success(),
-            "control {path}: {}",
-            resp.status()
-        );
+        let resp = self.http.post(self.url(path)).json(&body).send().await.unwrap();
+        assert!(resp.status().is_success(), "control {path}: {}", resp.status());
         resp.json().await.unwrap()
     }
 
     /// A Google account with a full-scope token; returns the access token.
     pub async fn google_account(&self, email: &str) -> String {
-        let v = self
-            .control(
-                "/_sandbox/accounts",
-                json!({"provider": "google", "email": email}),
-            )
-            .await;
+        let v = self.control("/_sandbox/accounts", json!({"provider": "google", "email": email})).await;
         v["access_token"].as_str().unwrap().to_owned()
     }
 
     pub async fn ms_account(&self, email: &str) -> String {
-        let v = self
-            .control(
-                "/_sandbox/accounts",
-                json!({"provider": "microsoft", "email": email}),
-            )
-            .await;
+        let v = self.control("/_sandbox/accounts", json!({"provider": "microsoft", "email": email})).await;
         v["access_token"].as_str().unwrap().to_owned()
     }
 
     pub async fn advance(&self, seconds: i64) {
-        self.control("/_sandbox/clock", json!({"advance_seconds": seconds}))
-            .await;
+        self.control("/_sandbox/clock", json!({"advance_seconds": seconds})).await;
     }
 
     pub async fn fault(&self, spec: Value) {
@@ -86,21 +58,10 @@ impl Harness {
     }
 
     pub async fn get(&self, token: &str, path: &str) -> Response {
-        self.http
-            .get(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
+        self.http.get(self.url(path)).bearer_auth(token).send().await.unwrap()
     }
 
-    pub async fn send(
-        &self,
-        method: reqwest::Method,
-        token: &str,
-        path: &str,
-        body: Option<Value>,
-    ) -> Response {
+    pub async fn send(&self, method: reqwest::Method, token: &str, path: &str, body: Option<Value>) -> Response {
         let mut rb = self.http.request(method, self.url(path)).bearer_auth(token);
         if let Some(b) = body {
             rb = rb.json(&b);
@@ -121,17 +82,10 @@ pub fn s256(verifier: &str) -> String {
 }
 
 pub fn location(resp: &Response) -> url::Url {
-    let loc = resp
-        .headers()
-        .get("location")
-        .expect("redirect")
-        .to_str()
-        .unwrap();
+    let loc = resp.headers().get("location").expect("redirect").to_str().unwrap();
     url::Url::parse(loc).unwrap()
 }
 
 pub fn query_param(url: &url::Url, name: &str) -> Option<String> {
-    url.query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
+    url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
 }
