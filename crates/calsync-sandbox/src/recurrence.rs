@@ -74,8 +74,14 @@ pub(crate) struct Series {
 impl Series {
     /// Parses Google `recurrence[]` lines. Errors are short reasons for a 400.
     pub(crate) fn parse(lines: &[String], anchor: Anchor) -> Result<Series, String> {
+        Self::parse_with(lines, anchor, true)
+    }
+
+    /// `include_anchor`: RFC 5545 (Google) counts DTSTART as an instance even when the rule
+    /// does not match it; Graph starts at the first date matching the pattern.
+    pub(crate) fn parse_with(lines: &[String], anchor: Anchor, include_anchor: bool) -> Result<Series, String> {
         let mut rules = Vec::new();
-        let mut rdates = vec![anchor.first()];
+        let mut rdates = if include_anchor { vec![anchor.first()] } else { Vec::new() };
         let mut exdates = HashSet::new();
         for line in lines {
             let (name, _) = line.split_once([':', ';']).ok_or_else(|| format!("bad recurrence line {line}"))?;
@@ -94,7 +100,7 @@ impl Series {
                 _ => return Err(format!("unsupported recurrence line {line}")),
             }
         }
-        if !rules.iter().any(|(n, _)| n == "RRULE") && rdates.len() == 1 {
+        if !rules.iter().any(|(n, _)| n == "RRULE") && rdates.len() <= usize::from(include_anchor) {
             return Err("a recurrence needs an RRULE or RDATE".into());
         }
         let set = if rules.is_empty() {

@@ -4,6 +4,8 @@
 mod error;
 mod graph;
 mod identity;
+mod listing;
+mod series;
 mod tz;
 
 use std::collections::HashMap;
