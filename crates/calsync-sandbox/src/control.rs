@@ -1,5 +1,5 @@
 //! The control API under `/_sandbox/`: accounts, faults, cursor expiry, revocation, latency,
-//! clock and request counters. Not part of any provider; never counted or faulted.
+//! clock, request counters and the webhook delivery switch. Not part of any provider; never counted or faulted.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -26,6 +26,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/_sandbox/clock", post(clock))
         .route("/_sandbox/requests", get(requests))
         .route("/_sandbox/reset", post(reset))
+        .route("/_sandbox/push", post(push))
+        .route("/_sandbox/graph-lifecycle", post(graph_lifecycle))
         .with_state(shared)
 }
 
@@ -175,4 +177,49 @@ async fn requests(State(shared): State<Arc<Shared>>) -> Response {
 async fn reset(State(shared): State<Arc<Shared>>) -> Response {
     shared.reset();
     Json(json!({"ok": true})).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushReq {
+    /// `normal`, `drop`, `duplicate` or `delay` for the next `count` webhook deliveries
+    /// (all of them when `count` is absent), Google pushes and Graph notifications alike.
+    mode: crate::webhook::PushMode,
+    delay_ms: Option<u64>,
+    count: Option<u32>,
+}
+
+async fn push(State(shared): State<Arc<Shared>>, payload: Result<Json<PushReq>, JsonRejection>) -> Response {
+    let req = match body(payload) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    if req.count == Some(0) {
+        return bad("count must be at least 1");
+    }
+    *shared.push_control.lock().unwrap_or_else(|e| e.into_inner()) =
+        crate::webhook::PushControl { mode: req.mode, delay_ms: req.delay_ms.unwrap_or(0), remaining: req.count };
+    Json(json!({"ok": true})).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LifecycleReq {
+    subscription_id: String,
+    /// `reauthorizationRequired`, `subscriptionRemoved` or `missed`.
+    event: String,
+}
+
+async fn graph_lifecycle(
+    State(shared): State<Arc<Shared>>,
+    payload: Result<Json<LifecycleReq>, JsonRejection>,
+) -> Response {
+    let req = match body(payload) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    match microsoft::subscriptions::lifecycle(&shared, &req.subscription_id, &req.event) {
+        Ok(()) => Json(json!({"ok": true})).into_response(),
+        Err(e) => bad(e),
+    }
 }

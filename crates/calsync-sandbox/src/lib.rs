@@ -33,6 +33,7 @@ mod oauth;
 mod recurrence;
 mod state;
 mod store;
+mod webhook;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,6 +65,16 @@ pub struct SandboxConfig {
     pub google_updated_min_max_age: Duration,
     /// Google consent screen in "Testing": refresh tokens die 7 days after consent.
     pub google_testing_mode: bool,
+    /// Longest Google push channel life; longer requested expirations are cut to it
+    /// (Google documents a 604,800 s default and no published maximum).
+    pub google_channel_max_ttl: Duration,
+    /// Longest Graph subscription life for Outlook events (10,080 min per current docs;
+    /// older copies say 4,230).
+    pub graph_subscription_max: Duration,
+    /// How long Graph waits for the `validationToken` echo (10 s).
+    pub graph_validation_timeout: Duration,
+    /// How long a webhook receiver has to answer a notification (Graph: 3 s).
+    pub webhook_timeout: Duration,
 }
 
 impl Default for SandboxConfig {
@@ -78,6 +89,10 @@ impl Default for SandboxConfig {
             graph_mailbox_concurrency: 4,
             google_updated_min_max_age: Duration::from_secs(30 * 24 * 3600),
             google_testing_mode: false,
+            google_channel_max_ttl: Duration::from_secs(604_800),
+            graph_subscription_max: Duration::from_secs(10_080 * 60),
+            graph_validation_timeout: Duration::from_secs(10),
+            webhook_timeout: Duration::from_secs(3),
         }
     }
 }

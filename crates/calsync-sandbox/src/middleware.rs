@@ -10,7 +10,7 @@ use axum::response::Response;
 
 use crate::faults::{FaultKind, reset_response};
 use crate::state::{Provider, Shared};
-use crate::{google, microsoft};
+use crate::{google, microsoft, webhook};
 
 pub(crate) async fn google_layer(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     provider_layer(shared, Provider::Google, req, next).await
@@ -50,6 +50,7 @@ async fn provider_layer(shared: Arc<Shared>, provider: Provider, req: Request, n
             FaultKind::Reset => return reset_response(),
             FaultKind::DropAfterCommit => {
                 let _committed = next.run(req).await;
+                webhook::flush(&shared);
                 return reset_response();
             }
         }
@@ -68,5 +69,8 @@ async fn provider_layer(shared: Arc<Shared>, provider: Provider, req: Request, n
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
-    next.run(req).await
+    let resp = next.run(req).await;
+    // Deliveries go out after the change is committed and the lock released.
+    webhook::flush(&shared);
+    resp
 }

@@ -61,6 +61,8 @@ pub(super) fn routes(r: Router<Arc<Shared>>, base: &str) -> Router<Arc<Shared>> 
             get(super::list::list_events).post(events::insert_event),
         )
         .route(&format!("{base}/calendars/{{calendar_id}}/events/import"), post(events::import_event))
+        .route(&format!("{base}/calendars/{{calendar_id}}/events/watch"), post(super::push::watch))
+        .route(&format!("{base}/channels/stop"), post(super::push::stop))
         .route(
             &format!("{base}/calendars/{{calendar_id}}/events/{{event_id}}"),
             get(events::get_event).put(events::update_event).patch(events::patch_event).delete(events::delete_event),

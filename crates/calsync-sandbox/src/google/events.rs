@@ -152,7 +152,9 @@ pub(super) fn commit(
         cal.by_ical.insert(uid.clone(), id.to_owned());
     }
     cal.updated_ms = now;
+    let notify_cal = cal.id.clone();
     cal.events.put(id, Item { ev: ev.clone(), seq, start: times.start, end: times.end, updated_ms: now, deleted });
+    super::push::notify(world, &notify_cal, now);
     ev
 }
 

@@ -6,6 +6,7 @@ mod events;
 mod list;
 mod model;
 mod oauth;
+mod push;
 mod series;
 
 use std::collections::HashMap;
@@ -31,6 +32,8 @@ pub(crate) struct GoogleWorld {
     pub accounts: HashMap<String, Account>,
     pub calendars: HashMap<String, Calendar>,
     pub oauth: oauth::GoogleOAuth,
+    /// Push channels by channel id.
+    pub channels: HashMap<String, push::Channel>,
 }
 
 #[derive(Debug)]

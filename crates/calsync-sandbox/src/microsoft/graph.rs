@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Timelike, Utc};
 use chrono_tz::Tz;
 use serde::Deserialize;
@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 
 use super::error::{GraphError, GraphResult};
 use super::identity::GraphAuth;
-use super::{MsCalendar, MsWorld, listing, series, tz};
+use super::{MsCalendar, MsWorld, listing, series, subscriptions, tz};
 use crate::ids;
 use crate::state::{Shared, World};
 use crate::store::Item;
@@ -40,6 +40,12 @@ pub(super) fn routes(r: Router<Arc<Shared>>) -> Router<Arc<Shared>> {
         .route(&format!("{g}/me/events/{{id}}"), get(get_event).patch(patch_event).delete(delete_event))
         .route(&format!("{g}/me/events/{{id}}/instances"), get(listing::instances))
         .route(&format!("{g}/me/calendarView"), get(listing::view_default))
+        .route(&format!("{g}/subscriptions"), get(subscriptions::list).post(subscriptions::create))
+        .route(
+            &format!("{g}/subscriptions/{{id}}"),
+            get(subscriptions::get_one).patch(subscriptions::patch).delete(subscriptions::delete),
+        )
+        .route(&format!("{g}/subscriptions/{{id}}/reauthorize"), post(subscriptions::reauthorize))
         .route(&format!("{g}/me/calendars/{{cal}}/calendarView"), get(listing::view))
         .route(&format!("{g}/me/calendarView/delta"), get(listing::delta_default))
         .route(&format!("{g}/me/calendars/{{cal}}/calendarView/delta"), get(listing::delta))
@@ -433,7 +439,14 @@ fn store(world: &mut World, cal_id: &str, ev: GEvent, times: (i64, i64), now: i6
     let seq = world.next_seq();
     let cal = world.microsoft.calendars.get_mut(cal_id).expect("calendar exists");
     let id = ev.id.clone();
+    let change = match cal.events.get(&id) {
+        _ if deleted => "deleted",
+        Some(prior) if !prior.deleted => "updated",
+        _ => "created",
+    };
+    let etag = format!("W/\"{}\"", ev.change_key);
     cal.events.put(&id, Item { ev, seq, start: times.0, end: times.1, updated_ms: now, deleted });
+    subscriptions::notify(world, cal_id, &id, &etag, change, now);
     seq
 }
 

@@ -6,6 +6,7 @@ mod graph;
 mod identity;
 mod listing;
 mod series;
+pub(crate) mod subscriptions;
 mod tz;
 
 use std::collections::HashMap;
@@ -36,6 +37,7 @@ pub(crate) struct MsWorld {
     pub codes: HashMap<String, identity::Code>,
     pub access: HashMap<String, identity::Access>,
     pub refresh: HashMap<String, identity::Refresh>,
+    pub subscriptions: HashMap<String, subscriptions::Subscription>,
 }
 
 #[derive(Debug)]
