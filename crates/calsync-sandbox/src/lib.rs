@@ -20,6 +20,7 @@
 // boxing every one would only add noise to the handlers.
 #![allow(clippy::result_large_err)]
 
+mod batch;
 mod clock;
 mod control;
 mod cursor;
@@ -113,7 +114,13 @@ impl Sandbox {
         let shared = self.shared.clone();
         let google = google::router(shared.clone());
         let microsoft = microsoft::router(shared.clone());
-        Router::new().merge(google).merge(microsoft).merge(control::router(shared))
+        // Batch items are dispatched to the provider routes themselves.
+        let inner = Router::new().merge(google.clone()).merge(microsoft.clone());
+        Router::new()
+            .merge(google)
+            .merge(microsoft)
+            .merge(batch::router(shared.clone(), inner))
+            .merge(control::router(shared))
     }
 }
 

@@ -192,3 +192,8 @@ pub(crate) fn revoke_account(world: &mut World, email: &str, now_ms: i64) -> boo
         None => false,
     }
 }
+
+/// A whole-batch 400 in Graph's error shape.
+pub(crate) fn batch_error(message: &str) -> Response {
+    GraphError::new(400, "BadRequest", message).into_response()
+}
