@@ -76,6 +76,12 @@ pub struct SandboxConfig {
     pub graph_validation_timeout: Duration,
     /// How long a webhook receiver has to answer a notification (Graph: 3 s).
     pub webhook_timeout: Duration,
+    /// Google sync tokens older than this (by the sandbox clock) answer 410
+    /// `fullSyncRequired`.
+    pub google_sync_token_max_age: Duration,
+    /// Deleted Google events are purged this long after deletion; older sync tokens are
+    /// refused, since they could miss purged deletions.
+    pub google_tombstone_retention: Duration,
 }
 
 impl Default for SandboxConfig {
@@ -94,6 +100,8 @@ impl Default for SandboxConfig {
             graph_subscription_max: Duration::from_secs(10_080 * 60),
             graph_validation_timeout: Duration::from_secs(10),
             webhook_timeout: Duration::from_secs(3),
+            google_sync_token_max_age: Duration::from_secs(30 * 24 * 3600),
+            google_tombstone_retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }

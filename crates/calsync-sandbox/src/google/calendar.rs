@@ -55,7 +55,17 @@ pub(super) const GLOBAL_PARAMS: &[&str] = &[
 pub(super) fn routes(r: Router<Arc<Shared>>, base: &str) -> Router<Arc<Shared>> {
     r.route(&format!("{base}/users/me/calendarList"), get(calendar_list))
         .route(&format!("{base}/users/me/calendarList/{{calendar_id}}"), get(calendar_list_get))
-        .route(&format!("{base}/calendars/{{calendar_id}}"), get(calendar_get))
+        .route(&format!("{base}/calendars"), post(super::calendars::insert))
+        .route(
+            &format!("{base}/calendars/{{calendar_id}}"),
+            get(calendar_get)
+                .put(super::calendars::update)
+                .patch(super::calendars::patch)
+                .delete(super::calendars::delete),
+        )
+        .route(&format!("{base}/freeBusy"), post(super::calendars::free_busy))
+        .route(&format!("{base}/calendars/{{calendar_id}}/events/quickAdd"), post(events::quick_add))
+        .route(&format!("{base}/calendars/{{calendar_id}}/events/{{event_id}}/move"), post(events::move_event))
         .route(
             &format!("{base}/calendars/{{calendar_id}}/events"),
             get(super::list::list_events).post(events::insert_event),
@@ -367,18 +377,7 @@ pub(super) async fn calendar_get(
         auth.require(CALENDARS_READ)?;
         let mut world = shared.world();
         let cal = calendar_mut(&mut world.google, &auth, &cal_id)?;
-        let mut v = json!({
-            "kind": "calendar#calendar",
-            "etag": format!("\"{}\"", cal.list_seq),
-            "id": cal.id,
-            "summary": cal.summary,
-            "timeZone": cal.time_zone,
-            "conferenceProperties": {"allowedConferenceSolutionTypes": ["hangoutsMeet"]},
-        });
-        if let Some(d) = &cal.description {
-            v["description"] = json!(d);
-        }
-        Ok(Json(v).into_response())
+        Ok(Json(super::calendars::calendar_json(cal)).into_response())
     })())
 }
 

@@ -451,3 +451,96 @@ pub(super) async fn delete_event(
         Ok(StatusCode::NO_CONTENT.into_response())
     })())
 }
+
+/// `events.move`: the event (with its exceptions) leaves `cal_id` as a deletion and
+/// appears in `destination` under the same id, organized by the destination calendar.
+pub(super) async fn move_event(
+    State(shared): State<Arc<Shared>>,
+    auth: Result<GoogleAuth, ApiError>,
+    Path((cal_id, event_id)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    respond((|| {
+        let auth = auth?;
+        auth.require(EVENTS_WRITE)?;
+        let q = Query::parse(raw, &["destination", "sendUpdates", "sendNotifications"])?;
+        let dest = q.get("destination").ok_or_else(|| ApiError::required("Required parameter: destination"))?;
+        let req_tz = q.tz()?;
+        let now = shared.clock.now_ms();
+        let mut world = shared.world();
+        let src = calendar_mut(&mut world.google, &auth, &cal_id)?;
+        let src_key = src.id.clone();
+        let item = src.events.get(&event_id).filter(|i| !i.deleted).ok_or_else(ApiError::not_found)?;
+        if item.ev.recurring_event_id.is_some() {
+            return Err(ApiError::bad_request("Cannot change the organizer of an instance."));
+        }
+        let prefix = format!("{event_id}_");
+        let mut moving: Vec<(String, Event, Times)> = src
+            .events
+            .ids()
+            .filter(|i| i.starts_with(&prefix))
+            .filter_map(|i| src.events.get(i).map(|x| (i, x)))
+            .filter(|(_, x)| x.ev.recurring_event_id.as_deref() == Some(event_id.as_str()))
+            .map(|(i, x)| (i.clone(), x.ev.clone(), Times { start: x.start, end: x.end }))
+            .collect();
+        moving.insert(0, (event_id.clone(), item.ev.clone(), Times { start: item.start, end: item.end }));
+        let dst = calendar_mut(&mut world.google, &auth, dest)?;
+        let (dst_key, dst_tz, dst_summary) = (dst.id.clone(), dst.tz, dst.summary.clone());
+        if dst_key == src_key {
+            return Err(ApiError::bad_request("The destination calendar is the event's calendar."));
+        }
+        if dst.events.get(&event_id).is_some_and(|i| !i.deleted) {
+            return Err(ApiError::new(409, "global", "duplicate", "The requested identifier already exists."));
+        }
+        let mut moved = None;
+        for (id, ev, times) in moving {
+            let mut tomb = ev.clone();
+            tomb.status = Some("cancelled".into());
+            tomb.recurring_event_id = None;
+            commit(&mut world, &src_key, &id, tomb, &times, true, now);
+            let mut ev = ev;
+            ev.organizer = Some(model::Person {
+                email: Some(dst_key.clone()),
+                display_name: Some(dst_summary.clone()),
+                is_self: Some(true),
+                ..Default::default()
+            });
+            ev.html_link = Some(html_link(&id, &dst_key));
+            let deleted = ev.status.as_deref() == Some("cancelled");
+            let stored = commit(&mut world, &dst_key, &id, ev, &times, deleted, now);
+            moved.get_or_insert(stored);
+        }
+        let moved = moved.expect("the event itself moved");
+        Ok(Json(render(&moved, req_tz.unwrap_or(dst_tz))).into_response())
+    })())
+}
+
+/// `events.quickAdd`. Google parses the text for a time; the sandbox does not: the text
+/// becomes the summary of a one-hour event starting at the next full hour.
+pub(super) async fn quick_add(
+    State(shared): State<Arc<Shared>>,
+    auth: Result<GoogleAuth, ApiError>,
+    Path(cal_id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    respond((|| {
+        let auth = auth?;
+        auth.require(EVENTS_WRITE)?;
+        let q = Query::parse(raw, &["text", "sendUpdates", "sendNotifications"])?;
+        let text =
+            q.get("text").filter(|t| !t.is_empty()).ok_or_else(|| ApiError::required("Required parameter: text"))?;
+        let now = shared.clock.now_ms();
+        let start = (now / 3_600_000 + 1) * 3_600_000;
+        let stamp = |ms: i64| {
+            chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+                .unwrap_or_default()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        };
+        let body = serde_json::json!({
+            "summary": text,
+            "start": {"dateTime": stamp(start)},
+            "end": {"dateTime": stamp(start + 3_600_000)},
+        });
+        create(&shared, Ok(auth), &cal_id, None, body.to_string().as_bytes(), false)
+    })())
+}

@@ -64,6 +64,9 @@ pub(super) struct SyncCursor {
     fp: String,
     ep: u32,
     s: u64,
+    /// Issue time (sandbox ms), for the configurable token age.
+    #[serde(default)]
+    t: i64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -95,6 +98,8 @@ pub(super) struct Filters {
     shared_props: Vec<(String, String)>,
     ical_uid: Option<String>,
     single_events: bool,
+    /// Plain deletions older than this are purged (tombstone retention).
+    purge_before: i64,
 }
 
 impl Filters {
@@ -114,6 +119,9 @@ impl Filters {
         // cancelled exceptions of live series always appear (they hide an occurrence).
         let cancelled_exception = ev.recurring_event_id.is_some() && !self.single_events;
         if deleted && !(self.show_deleted || self.updated_min.is_some() || cancelled_exception) {
+            return None;
+        }
+        if deleted && ev.recurring_event_id.is_none() && updated_ms < self.purge_before {
             return None;
         }
         if let Some(uid) = &self.ical_uid
@@ -227,6 +235,7 @@ pub(super) fn list_events_inner(
         shared_props: prop_filters(&q, "sharedExtendedProperty")?,
         ical_uid: q.get("iCalUID").map(str::to_owned),
         single_events,
+        purge_before: now - shared.config.google_tombstone_retention.as_millis() as i64,
     };
 
     // Where this page starts: (snapshot, log position, time key).
@@ -248,7 +257,8 @@ pub(super) fn list_events_inner(
             if c.c != cal.id {
                 return Err(ApiError::invalid_param("syncToken", "Invalid sync token value."));
             }
-            if c.ep != epoch || c.s > head {
+            let max_age = shared.config.google_sync_token_max_age.min(shared.config.google_tombstone_retention);
+            if c.ep != epoch || c.s > head || now - c.t > max_age.as_millis() as i64 {
                 return Err(ApiError::full_sync_required());
             }
             if c.fp != sync_fp {
@@ -307,7 +317,7 @@ pub(super) fn list_events_inner(
     }
     let mut body = envelope(cal, snapshot, items);
     if exhausted {
-        let c = SyncCursor { c: cal.id.clone(), fp: sync_fp, ep: epoch, s: snapshot };
+        let c = SyncCursor { c: cal.id.clone(), fp: sync_fp, ep: epoch, s: snapshot, t: now };
         body["nextSyncToken"] = json!(cursor::encode(&c));
     } else {
         let c = PageCursor { c: cal.id.clone(), fp: page_fp, ep: epoch, e: snapshot, p: pos, k: key, v: last_row };

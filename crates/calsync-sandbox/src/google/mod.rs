@@ -1,6 +1,7 @@
 //! Google: OAuth 2.0 (`oauth`) and Calendar API v3 (`calendar`), sharing one account model.
 
 mod calendar;
+mod calendars;
 mod error;
 mod events;
 mod list;
