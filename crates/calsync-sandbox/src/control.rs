@@ -27,6 +27,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/_sandbox/requests", get(requests))
         .route("/_sandbox/reset", post(reset))
         .route("/_sandbox/push", post(push))
+        .route("/_sandbox/seed-events", post(seed_events))
         .route("/_sandbox/graph-lifecycle", post(graph_lifecycle))
         .with_state(shared)
 }
@@ -222,4 +223,34 @@ async fn graph_lifecycle(
         Ok(()) => Json(json!({"ok": true})).into_response(),
         Err(e) => bad(e),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeedReq {
+    provider: Provider,
+    email: String,
+    /// At most 1,000,000 per call.
+    count: usize,
+}
+
+/// Bulk-loads `count` events into the account's primary/default calendar without HTTP
+/// round trips (benchmarks, scale tests). Same storage path as real inserts.
+async fn seed_events(State(shared): State<Arc<Shared>>, payload: Result<Json<SeedReq>, JsonRejection>) -> Response {
+    let req = match body(payload) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    if req.count == 0 || req.count > 1_000_000 {
+        return bad("count must be within 1..=1000000");
+    }
+    let email = req.email.to_ascii_lowercase();
+    let found = match req.provider {
+        Provider::Google => google::seed_events(&shared, &email, req.count),
+        Provider::Microsoft => microsoft::seed_events(&shared, &email, req.count),
+    };
+    if !found {
+        return (StatusCode::NOT_FOUND, Json(json!({"error": "no such account"}))).into_response();
+    }
+    Json(json!({"seeded": req.count})).into_response()
 }

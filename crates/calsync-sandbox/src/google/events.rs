@@ -47,12 +47,12 @@ pub(super) fn lookup(cal: &Calendar, id: &str) -> Option<(Event, Times, bool)> {
     if let Some(i) = stored
         && (i.ev.recurring_event_id.is_some() || !i.deleted || series::split_id(id).is_none())
     {
-        return Some((i.ev.clone(), Times { start: i.start, end: i.end }, i.deleted));
+        return Some(((*i.ev).clone(), Times { start: i.start, end: i.end }, i.deleted));
     }
     if let Some((ev, start, end)) = series::virtual_instance(cal, id) {
         return Some((ev, Times { start, end }, false));
     }
-    stored.map(|i| (i.ev.clone(), Times { start: i.start, end: i.end }, i.deleted))
+    stored.map(|i| ((*i.ev).clone(), Times { start: i.start, end: i.end }, i.deleted))
 }
 
 /// Stores what a master write orphaned (see [`series::orphans`]).
@@ -153,7 +153,8 @@ pub(super) fn commit(
     }
     cal.updated_ms = now;
     let notify_cal = cal.id.clone();
-    cal.events.put(id, Item { ev: ev.clone(), seq, start: times.start, end: times.end, updated_ms: now, deleted });
+    cal.events
+        .put(id, Item { ev: Arc::new(ev.clone()), seq, start: times.start, end: times.end, updated_ms: now, deleted });
     super::push::notify(world, &notify_cal, now);
     ev
 }
@@ -481,9 +482,9 @@ pub(super) async fn move_event(
             .filter(|i| i.starts_with(&prefix))
             .filter_map(|i| src.events.get(i).map(|x| (i, x)))
             .filter(|(_, x)| x.ev.recurring_event_id.as_deref() == Some(event_id.as_str()))
-            .map(|(i, x)| (i.clone(), x.ev.clone(), Times { start: x.start, end: x.end }))
+            .map(|(i, x)| (i.clone(), (*x.ev).clone(), Times { start: x.start, end: x.end }))
             .collect();
-        moving.insert(0, (event_id.clone(), item.ev.clone(), Times { start: item.start, end: item.end }));
+        moving.insert(0, (event_id.clone(), (*item.ev).clone(), Times { start: item.start, end: item.end }));
         let dst = calendar_mut(&mut world.google, &auth, dest)?;
         let (dst_key, dst_tz, dst_summary) = (dst.id.clone(), dst.tz, dst.summary.clone());
         if dst_key == src_key {
@@ -543,4 +544,45 @@ pub(super) async fn quick_add(
         });
         create(&shared, Ok(auth), &cal_id, None, body.to_string().as_bytes(), false)
     })())
+}
+
+/// Control API bulk load: `count` half-hour events a minute apart from 2020-01-01 in the
+/// primary calendar, stored exactly as inserts would store them. Returns false for an
+/// unknown account.
+pub(crate) fn seed_events(shared: &Shared, email: &str, count: usize) -> bool {
+    let now = shared.clock.now_ms();
+    let mut world = shared.world();
+    let Some(cal_key) = world.google.accounts.get(email).map(|a| a.calendars[0].clone()) else {
+        return false;
+    };
+    let base = chrono::DateTime::parse_from_rfc3339("2020-01-01T00:00:00Z").expect("valid").timestamp_millis();
+    let stamp = |ms: i64| {
+        chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let owner = model::Person { email: Some(email.to_owned()), is_self: Some(true), ..Default::default() };
+    for i in 0..count {
+        let id = ids::base32hex_id(&mut world.rng);
+        let start = base + i as i64 * 60_000;
+        let ev = Event {
+            kind: Some("calendar#event".into()),
+            id: Some(id.clone()),
+            status: Some("confirmed".into()),
+            html_link: Some(html_link(&id, &cal_key)),
+            created: Some(model::format_stamp(now)),
+            summary: Some(format!("Seeded event {i}")),
+            creator: Some(owner.clone()),
+            organizer: Some(owner.clone()),
+            start: Some(model::EventDateTime { date_time: Some(stamp(start)), ..Default::default() }),
+            end: Some(model::EventDateTime { date_time: Some(stamp(start + 1_800_000)), ..Default::default() }),
+            ical_uid: Some(format!("{id}@google.com")),
+            sequence: Some(0),
+            reminders: Some(model::Reminders { use_default: Some(true), overrides: None }),
+            event_type: Some("default".into()),
+            ..Default::default()
+        };
+        commit(&mut world, &cal_key, &id, ev, &Times { start, end: start + 1_800_000 }, false, now);
+    }
+    true
 }

@@ -104,7 +104,7 @@ pub(super) struct Filters {
 
 impl Filters {
     /// `Some(include_as_stub)` when the item belongs on the page.
-    fn admit(&self, item: &Item<Event>) -> Option<bool> {
+    fn admit(&self, item: &Item<Arc<Event>>) -> Option<bool> {
         self.admit_parts(&item.ev, item.start, item.end, item.updated_ms, item.deleted)
     }
 
@@ -276,7 +276,8 @@ pub(super) fn list_events_inner(
     let time_mode = sync_token.is_none()
         && order_by != Some("updated")
         && (order_by == Some("startTime") || time_min.is_some() || time_max.is_some());
-    let mut items: Vec<Value> = Vec::new();
+    // Only `Arc`s are collected under the lock; JSON is rendered after releasing it.
+    let mut items: Vec<Pending> = Vec::new();
     let mut scanned = 0usize;
     let mut exhausted = true;
     let mut last_row = None;
@@ -284,7 +285,7 @@ pub(super) fn list_events_inner(
         let since = sync_token.map(|_| pos);
         let rows = expanded_rows(cal, &filters, order_by == Some("updated"), since, snapshot);
         let (page, more) = page_after(&rows, vkey.as_ref(), max);
-        items = page.iter().map(|(_, r)| r.render(tz)).collect();
+        items = page.iter().map(|(_, r)| r.pending()).collect();
         last_row = page.last().map(|(k, _)| k.clone());
         exhausted = !more;
     } else if time_mode {
@@ -299,7 +300,7 @@ pub(super) fn list_events_inner(
             scanned += 1;
             key = Some((item.start, item.ev.id.clone().unwrap_or_default()));
             if let Some(as_stub) = filters.admit(item) {
-                items.push(if as_stub { stub(&item.ev, tz) } else { to_value(&render(&item.ev, tz)) });
+                items.push(if as_stub { Pending::Stub(item.ev.clone()) } else { Pending::Full(item.ev.clone()) });
             }
         }
     } else {
@@ -311,11 +312,11 @@ pub(super) fn list_events_inner(
             scanned += 1;
             pos = item.seq;
             if let Some(as_stub) = filters.admit(item) {
-                items.push(if as_stub { stub(&item.ev, tz) } else { to_value(&render(&item.ev, tz)) });
+                items.push(if as_stub { Pending::Stub(item.ev.clone()) } else { Pending::Full(item.ev.clone()) });
             }
         }
     }
-    let mut body = envelope(cal, snapshot, items);
+    let mut body = envelope(cal, snapshot, Vec::new());
     if exhausted {
         let c = SyncCursor { c: cal.id.clone(), fp: sync_fp, ep: epoch, s: snapshot, t: now };
         body["nextSyncToken"] = json!(cursor::encode(&c));
@@ -323,7 +324,35 @@ pub(super) fn list_events_inner(
         let c = PageCursor { c: cal.id.clone(), fp: page_fp, ep: epoch, e: snapshot, p: pos, k: key, v: last_row };
         body["nextPageToken"] = json!(cursor::encode(&c));
     }
-    Ok(Json(body).into_response())
+    drop(world);
+    Ok(render_page(body, &items, tz))
+}
+
+/// A page item awaiting rendering: the event in full, or its cancelled stub.
+enum Pending {
+    Full(Arc<Event>),
+    Stub(Arc<Event>),
+}
+
+/// Serializes the envelope with `items` written straight into the output buffer.
+fn render_page(mut body: Value, items: &[Pending], tz: Tz) -> Response {
+    body.as_object_mut().expect("envelope").remove("items");
+    let mut out = Vec::with_capacity(256 + items.len() * 700);
+    out.extend_from_slice(b"{\"items\":[");
+    for (i, p) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let written = match p {
+            Pending::Full(ev) => serde_json::to_writer(&mut out, &render(ev, tz)),
+            Pending::Stub(ev) => serde_json::to_writer(&mut out, &stub(ev, tz)),
+        };
+        written.expect("event serializes");
+    }
+    out.extend_from_slice(b"],");
+    let rest = serde_json::to_vec(&body).expect("envelope serializes");
+    out.extend_from_slice(&rest[1..]);
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], out).into_response()
 }
 
 /// The `calendar#events` envelope around `items`.
@@ -350,20 +379,27 @@ fn envelope(cal: &Calendar, snapshot: u64, items: Vec<Value>) -> Value {
 /// One row of an expanded listing.
 enum Row<'a> {
     /// A stored single event or exception.
-    Stored(&'a Item<Event>),
+    Stored(&'a Item<Arc<Event>>),
     /// An occurrence synthesized from its master.
-    Instance(&'a Item<Event>, Rc<MasterInfo>, Occ),
+    Instance(&'a Item<Arc<Event>>, Rc<MasterInfo>, Occ),
     /// An occurrence of a deleted master, reported cancelled to incremental sync.
-    Gone(&'a Item<Event>, Rc<MasterInfo>, Occ),
+    Gone(&'a Item<Arc<Event>>, Rc<MasterInfo>, Occ),
 }
 
 impl Row<'_> {
-    fn render(&self, tz: Tz) -> Value {
+    fn pending(&self) -> Pending {
         match self {
-            Row::Stored(item) if item.deleted => stub(&item.ev, tz),
-            Row::Stored(item) => to_value(&render(&item.ev, tz)),
-            Row::Instance(m, info, occ) => to_value(&render(&info.instance(&m.ev, *occ), tz)),
-            Row::Gone(m, info, occ) => stub(&info.instance(&m.ev, *occ), tz),
+            Row::Stored(item) if item.deleted => Pending::Stub(item.ev.clone()),
+            Row::Stored(item) => Pending::Full(item.ev.clone()),
+            Row::Instance(m, info, occ) => Pending::Full(Arc::new(info.instance(&m.ev, *occ))),
+            Row::Gone(m, info, occ) => Pending::Stub(Arc::new(info.instance(&m.ev, *occ))),
+        }
+    }
+
+    fn render(&self, tz: Tz) -> Value {
+        match self.pending() {
+            Pending::Full(ev) => to_value(&render(&ev, tz)),
+            Pending::Stub(ev) => stub(&ev, tz),
         }
     }
 }
@@ -389,7 +425,7 @@ fn expanded_rows<'a>(
     since: Option<u64>,
     snapshot: u64,
 ) -> Vec<(RowKey, Row<'a>)> {
-    let source: Box<dyn Iterator<Item = &'a Item<Event>> + 'a> = match since {
+    let source: Box<dyn Iterator<Item = &'a Item<Arc<Event>>> + 'a> = match since {
         Some(p) => Box::new(cal.events.log_range(p, snapshot).map(|(_, i)| i)),
         None => {
             let tmax = f.time_max;
@@ -401,7 +437,7 @@ fn expanded_rows<'a>(
             )
         }
     };
-    let key = |item: &Item<Event>, start: i64, id: &str| -> RowKey {
+    let key = |item: &Item<Arc<Event>>, start: i64, id: &str| -> RowKey {
         match (since, by_updated) {
             (Some(_), _) => (item.seq as i64, start, id.to_owned()),
             (None, true) => (item.updated_ms, start, id.to_owned()),

@@ -26,6 +26,7 @@ use crate::state::{Shared, World};
 use crate::store::EventStore;
 
 pub(crate) use error::ApiError;
+pub(crate) use events::seed_events;
 
 #[derive(Debug, Default)]
 pub(crate) struct GoogleWorld {
@@ -58,7 +59,9 @@ pub(crate) struct Calendar {
     /// Change sequence of the calendar-list entry (for calendarList sync tokens).
     pub list_seq: u64,
     pub updated_ms: i64,
-    pub events: EventStore<model::Event>,
+    /// Events are shared immutable values: listings clone `Arc`s under the lock and render
+    /// after releasing it.
+    pub events: EventStore<Arc<model::Event>>,
     /// iCalUID → event id, for `iCalUID=` filters and `import`.
     pub by_ical: HashMap<String, String>,
 }

@@ -3,6 +3,7 @@
 //! bookkeeping that keeps exceptions consistent when the master changes.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
@@ -128,7 +129,7 @@ pub(crate) fn split_id(id: &str) -> Option<(&str, Occ)> {
 }
 
 /// A stored exception of `master_id` under `id` (not a plain tombstone that reuses the id).
-pub(crate) fn stored_exception<'a>(cal: &'a Calendar, id: &str, master_id: &str) -> Option<&'a Item<Event>> {
+pub(crate) fn stored_exception<'a>(cal: &'a Calendar, id: &str, master_id: &str) -> Option<&'a Item<Arc<Event>>> {
     cal.events.get(id).filter(|i| i.ev.recurring_event_id.as_deref() == Some(master_id))
 }
 
@@ -181,7 +182,7 @@ pub(crate) fn orphans(
             _ => false,
         };
         if !still {
-            let mut ev = item.ev.clone();
+            let mut ev = (*item.ev).clone();
             ev.recurring_event_id = None;
             ev.original_start_time = None;
             ev.status = Some("cancelled".into());

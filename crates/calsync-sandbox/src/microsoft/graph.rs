@@ -616,3 +616,35 @@ async fn delete_event(
         Ok(StatusCode::NO_CONTENT.into_response())
     })())
 }
+
+/// Control API bulk load: `count` half-hour events a minute apart from 2020-01-01 in the
+/// default calendar. Returns false for an unknown account.
+pub(crate) fn seed_events(shared: &Shared, email: &str, count: usize) -> bool {
+    let now = shared.clock.now_ms();
+    let mut world = shared.world();
+    let Some(cal_id) = world.microsoft.accounts.get(email).map(|a| a.calendars[0].clone()) else {
+        return false;
+    };
+    let base = DateTime::parse_from_rfc3339("2020-01-01T00:00:00Z").expect("valid").timestamp_millis();
+    let local = |ms: i64| {
+        DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().format("%Y-%m-%dT%H:%M:%S").to_string()
+    };
+    for i in 0..count {
+        let start = base + i as i64 * 60_000;
+        let mut props = Map::new();
+        props.insert("subject".into(), json!(format!("Seeded event {i}")));
+        props.insert("start".into(), json!({"dateTime": local(start), "timeZone": "UTC"}));
+        props.insert("end".into(), json!({"dateTime": local(start + 1_800_000), "timeZone": "UTC"}));
+        let ev = GEvent {
+            props,
+            id: ids::token(&mut world.rng, "AAMkAGI2", 96),
+            change_key: ids::token(&mut world.rng, "", 18),
+            created_ms: now,
+            ical_uid: format!("040000008200E00074C5B7101A82E008{}", ids::token(&mut world.rng, "", 24)),
+            all_day: false,
+            link: None,
+        };
+        store(&mut world, &cal_id, ev, (start, start + 1_800_000), now, false);
+    }
+    true
+}

@@ -1,6 +1,7 @@
 //! Graph listings: `/events`, calendarView, calendarView/delta and `/events/{id}/instances`,
 //! with series expansion, `$select` projection and skip/delta tokens.
 
+use std::collections::BinaryHeap;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -257,7 +258,7 @@ fn listing(
     };
     let owner = auth.email.as_str();
     let zone = pref.tz.as_ref();
-    let mut rows = collect_rows(cal, req.mode, &cursor, req.master.as_deref());
+    let mut rows = collect_rows(cal, req.mode, &cursor, req.master.as_deref(), page + 1);
     // Only the page (plus one, to know whether more remain) is ordered and rendered.
     rows.retain(|(k, _)| cursor.v.as_ref().is_none_or(|v| k > v));
     if rows.len() > page + 1 {
@@ -361,6 +362,7 @@ fn collect_rows<'a>(
     mode: Mode,
     cursor: &ViewCursor,
     master: Option<&str>,
+    limit: usize,
 ) -> Vec<(RowKey, Row<'a>)> {
     let w = cursor.w;
     let overlaps = |s: i64, e: i64| w.is_none_or(|(ws, we)| s < we && e > ws);
@@ -413,22 +415,58 @@ fn collect_rows<'a>(
         }
         return rows;
     }
-    let floor = w.map(|(ws, _)| ws);
+    // Start-ordered walk from the page cursor (the store widens the floor by the longest
+    // span, so earlier series still contribute), stopping once `limit` rows are certain:
+    // every later item starts after the largest kept key.
+    let floor = match (w.map(|(ws, _)| ws), cursor.v.as_ref().map(|v| v.0)) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    let mut smallest: BinaryHeap<RowKey> = BinaryHeap::new();
     for (id, item) in cal.events.by_start_from(None, floor) {
         if w.is_some_and(|(_, we)| item.start >= we) {
             break;
         }
-        if item.deleted {
-            continue;
+        if smallest.len() >= limit && smallest.peek().is_some_and(|top| item.start > top.0) {
+            break;
         }
-        let is_master = item.ev.link.is_none() && item.ev.props.get("recurrence").is_some_and(|r| !r.is_null());
-        match mode {
-            Mode::Events if item.ev.link.is_some() => {}
-            Mode::Events => rows.push(((item.start, 0, id.clone()), Row::Stored(item))),
-            _ if is_master => expand(item, &mut rows, None, false),
-            _ if overlaps(item.start, item.end) => rows.push(((item.start, 0, id.clone()), Row::Stored(item))),
-            _ => {}
+        let before = rows.len();
+        if !item.deleted {
+            admit_item(cal, mode, id, item, &mut rows, &expand, &overlaps);
+        }
+        for (k, _) in &rows[before..] {
+            if cursor.v.as_ref().is_none_or(|v| k > v) {
+                smallest.push(k.clone());
+                if smallest.len() > limit {
+                    smallest.pop();
+                }
+            }
         }
     }
     rows
+}
+
+/// Expands a master's occurrences into rows: `(master, rows, change position, removed)`.
+type Expand<'a, 'f> = dyn Fn(&'a Item<GEvent>, &mut Vec<(RowKey, Row<'a>)>, Option<i64>, bool) + 'f;
+
+/// Adds the rows one stored item contributes to a full listing.
+fn admit_item<'a>(
+    _cal: &'a MsCalendar,
+    mode: Mode,
+    id: &str,
+    item: &'a Item<GEvent>,
+    rows: &mut Vec<(RowKey, Row<'a>)>,
+    expand: &Expand<'a, '_>,
+    overlaps: &dyn Fn(i64, i64) -> bool,
+) {
+    {
+        let is_master = item.ev.link.is_none() && item.ev.props.get("recurrence").is_some_and(|r| !r.is_null());
+        match mode {
+            Mode::Events if item.ev.link.is_some() => {}
+            Mode::Events => rows.push(((item.start, 0, id.to_owned()), Row::Stored(item))),
+            _ if is_master => expand(item, rows, None, false),
+            _ if overlaps(item.start, item.end) => rows.push(((item.start, 0, id.to_owned()), Row::Stored(item))),
+            _ => {}
+        }
+    }
 }

@@ -3,6 +3,7 @@
 
 mod error;
 mod graph;
+pub(crate) use graph::seed_events;
 mod identity;
 mod listing;
 mod series;
