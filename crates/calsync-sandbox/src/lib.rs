@@ -12,7 +12,19 @@
 //! | Google Calendar v3 | `/google/calendar/v3/…` |
 //! | Microsoft authorize / token | `/microsoft/{tenant}/oauth2/v2.0/authorize`, `…/token` |
 //! | Microsoft Graph v1.0 | `/microsoft/graph/v1.0/…` |
+//! | Google batch | `/google/batch/calendar/v3` (multipart/mixed) |
+//! | Microsoft Graph batch | `/microsoft/graph/v1.0/$batch` |
 //! | control | `/_sandbox/…` |
+//!
+//! Control endpoints besides accounts, faults, clock, latency, revoke, expire-cursors,
+//! requests and reset: `POST /_sandbox/push {"mode": "normal"|"drop"|"duplicate"|"delay",
+//! "delay_ms", "count"}` steers webhook deliveries, `POST /_sandbox/graph-lifecycle
+//! {"subscription_id", "event"}` sends a Graph lifecycle notification, and
+//! `POST /_sandbox/seed-events {"provider", "email", "count"}` bulk-loads events.
+//!
+//! Webhooks (Google push channels, Graph subscriptions) are delivered only to `http://`
+//! addresses on loopback hosts: a deliberate relaxation of the real services' https
+//! requirement, so tests need no TLS receiver. Everything else is refused with 400.
 
 // The Graph event resource is one large `json!` literal.
 #![recursion_limit = "256"]

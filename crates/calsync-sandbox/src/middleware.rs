@@ -69,8 +69,19 @@ async fn provider_layer(shared: Arc<Shared>, provider: Provider, req: Request, n
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
+    // Google's `fields` partial responses: validated first, applied to the JSON reply.
+    let selection = match (provider, google::fields::requested(req.uri().query())) {
+        (Provider::Google, Some(expr)) if path.contains("/calendar/v3/") => match google::fields::check(&expr) {
+            Ok(sel) => Some(sel),
+            Err(resp) => return resp,
+        },
+        _ => None,
+    };
     let resp = next.run(req).await;
     // Deliveries go out after the change is committed and the lock released.
     webhook::flush(&shared);
-    resp
+    match selection {
+        Some(sel) => google::fields::filter(resp, &sel).await,
+        None => resp,
+    }
 }

@@ -171,3 +171,31 @@ async fn old_sync_tokens_are_410_and_tombstones_are_purged() {
     let body = json_of(h.get(&t, &format!("{primary}?showDeleted=true")).await, StatusCode::OK).await;
     assert_eq!(body["items"].as_array().unwrap().len(), 0, "purged tombstone");
 }
+
+#[tokio::test]
+async fn fields_partial_responses_are_honoured() {
+    let h = start().await;
+    let t = h.google_account("fields@example.com").await;
+    let primary = format!("{V3}/calendars/primary/events");
+    let ev = json_of(
+        h.send(
+            Method::POST,
+            &t,
+            &format!("{primary}?fields=id,start/dateTime"),
+            Some(event("x", "2024-01-05T09:00:00Z", "2024-01-05T10:00:00Z")),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let mut keys: Vec<&String> = ev.as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["id", "start"]);
+    assert_eq!(ev["start"], json!({"dateTime": "2024-01-05T09:00:00Z"}));
+    let list =
+        json_of(h.get(&t, &format!("{primary}?fields=items(summary),nextSyncToken")).await, StatusCode::OK).await;
+    assert_eq!(list["items"], json!([{"summary": "x"}]));
+    assert!(list["nextSyncToken"].is_string() && list.get("kind").is_none());
+    let r = h.get(&t, &format!("{primary}?fields=items(summary")).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}

@@ -4,6 +4,7 @@ mod calendar;
 mod calendars;
 mod error;
 mod events;
+pub(crate) mod fields;
 mod list;
 mod model;
 mod oauth;
