@@ -68,11 +68,14 @@ async fn main() {
     let n: usize = std::env::var("SANDBOX_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    // Outlook's per-mailbox throttling would dominate a throughput run: lifted here.
+    // Google quotas and Outlook's per-mailbox throttling would dominate a throughput run:
+    // lifted here.
     let config = SandboxConfig {
         seed: Some(1),
         graph_mailbox_limit: u32::MAX,
         graph_mailbox_concurrency: 1024,
+        google_user_quota_per_minute: u32::MAX,
+        google_project_quota_per_minute: u32::MAX,
         ..Default::default()
     };
     tokio::spawn(serve(listener, config));

@@ -94,6 +94,11 @@ pub struct SandboxConfig {
     /// Deleted Google events are purged this long after deletion; older sync tokens are
     /// refused, since they could miss purged deletions.
     pub google_tombstone_retention: Duration,
+    /// Calendar API quota per user per minute (Google: 600) and per project (10,000),
+    /// sliding windows; over them the API answers 403 `userRateLimitExceeded` / 429
+    /// `rateLimitExceeded`. Batch items count one by one.
+    pub google_user_quota_per_minute: u32,
+    pub google_project_quota_per_minute: u32,
 }
 
 impl Default for SandboxConfig {
@@ -114,6 +119,8 @@ impl Default for SandboxConfig {
             webhook_timeout: Duration::from_secs(3),
             google_sync_token_max_age: Duration::from_secs(30 * 24 * 3600),
             google_tombstone_retention: Duration::from_secs(30 * 24 * 3600),
+            google_user_quota_per_minute: 600,
+            google_project_quota_per_minute: 10_000,
         }
     }
 }

@@ -65,6 +65,13 @@ async fn provider_layer(shared: Arc<Shared>, provider: Provider, req: Request, n
     } else {
         None
     };
+    // Google Calendar API quotas (the OAuth endpoints are not metered).
+    if provider == Provider::Google
+        && path.contains("/calendar/v3/")
+        && let Err(resp) = google::admit(&shared, req.headers())
+    {
+        return resp;
+    }
     let latency = shared.latency();
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;

@@ -69,6 +69,9 @@ pub(crate) struct MailboxLoad {
     pub in_flight: u32,
 }
 
+/// Admission times per user e-mail, and for the whole project.
+pub(crate) type GoogleQuota = (HashMap<String, std::collections::VecDeque<i64>>, std::collections::VecDeque<i64>);
+
 pub(crate) struct Shared {
     pub config: SandboxConfig,
     pub clock: Clock,
@@ -78,6 +81,8 @@ pub(crate) struct Shared {
     pub requests: Mutex<BTreeMap<String, u64>>,
     pub graph_load: Mutex<HashMap<String, MailboxLoad>>,
     pub push_control: Mutex<webhook::PushControl>,
+    /// Google Calendar API admissions (sandbox ms) per user e-mail, and for the project.
+    pub google_quota: Mutex<GoogleQuota>,
 }
 
 impl Shared {
@@ -92,6 +97,7 @@ impl Shared {
             requests: Mutex::new(BTreeMap::new()),
             graph_load: Mutex::new(HashMap::new()),
             push_control: Mutex::new(webhook::PushControl::default()),
+            google_quota: Mutex::new(Default::default()),
         }
     }
 
@@ -117,6 +123,7 @@ impl Shared {
         self.requests.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.graph_load.lock().unwrap_or_else(|e| e.into_inner()).clear();
         *self.push_control.lock().unwrap_or_else(|e| e.into_inner()) = Default::default();
+        *self.google_quota.lock().unwrap_or_else(|e| e.into_inner()) = Default::default();
         self.clock.reset();
     }
 

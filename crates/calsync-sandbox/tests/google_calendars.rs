@@ -199,3 +199,33 @@ async fn fields_partial_responses_are_honoured() {
     let r = h.get(&t, &format!("{primary}?fields=items(summary")).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn per_user_and_per_project_quotas_answer_403_and_429() {
+    let h = start_with(calsync_sandbox::SandboxConfig {
+        seed: Some(7),
+        google_user_quota_per_minute: 3,
+        google_project_quota_per_minute: 5,
+        ..Default::default()
+    })
+    .await;
+    let a = h.google_account("qa@example.com").await;
+    let b = h.google_account("qb@example.com").await;
+    let list = format!("{V3}/calendars/primary/events");
+    for _ in 0..3 {
+        assert_eq!(h.get(&a, &list).await.status(), StatusCode::OK);
+    }
+    let r = h.get(&a, &list).await;
+    assert!(r.headers().get("retry-after").is_some());
+    let e = json_of(r, StatusCode::FORBIDDEN).await;
+    assert_eq!(e["error"]["errors"][0]["reason"], "userRateLimitExceeded");
+    assert_eq!(e["error"]["errors"][0]["domain"], "usageLimits");
+    // Another user still has budget until the project's 5 per minute are used.
+    assert_eq!(h.get(&b, &list).await.status(), StatusCode::OK);
+    assert_eq!(h.get(&b, &list).await.status(), StatusCode::OK);
+    let e = json_of(h.get(&b, &list).await, StatusCode::TOO_MANY_REQUESTS).await;
+    assert_eq!(e["error"]["errors"][0]["reason"], "rateLimitExceeded");
+    // The window slides with the sandbox clock.
+    h.advance(61).await;
+    assert_eq!(h.get(&a, &list).await.status(), StatusCode::OK);
+}
