@@ -229,3 +229,23 @@ async fn per_user_and_per_project_quotas_answer_403_and_429() {
     h.advance(61).await;
     assert_eq!(h.get(&a, &list).await.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn event_types_filter_and_max_attendees_are_applied() {
+    let h = start().await;
+    let t = h.google_account("types@example.com").await;
+    let primary = format!("{V3}/calendars/primary/events");
+    let mut ev = event("meeting", "2024-01-05T09:00:00Z", "2024-01-05T10:00:00Z");
+    ev["attendees"] = json!([{"email": "a@example.com"}, {"email": "b@example.com"}, {"email": "c@example.com"}]);
+    h.send(Method::POST, &t, &primary, Some(ev)).await;
+    let mut focus = event("focus", "2024-01-05T11:00:00Z", "2024-01-05T12:00:00Z");
+    focus["eventType"] = json!("focusTime");
+    h.send(Method::POST, &t, &primary, Some(focus)).await;
+    let only = json_of(h.get(&t, &format!("{primary}?eventTypes=focusTime")).await, StatusCode::OK).await;
+    assert_eq!(only["items"].as_array().unwrap().len(), 1);
+    assert_eq!(only["items"][0]["summary"], "focus");
+    let cut = json_of(h.get(&t, &format!("{primary}?eventTypes=default&maxAttendees=1")).await, StatusCode::OK).await;
+    assert_eq!(cut["items"][0]["attendees"].as_array().unwrap().len(), 1);
+    assert_eq!(cut["items"][0]["attendeesOmitted"], true);
+    assert_eq!(h.get(&t, &format!("{primary}?eventTypes=party")).await.status(), StatusCode::BAD_REQUEST);
+}

@@ -97,6 +97,8 @@ pub(super) struct Filters {
     private_props: Vec<(String, String)>,
     shared_props: Vec<(String, String)>,
     ical_uid: Option<String>,
+    /// `eventTypes` (repeatable); empty = all.
+    event_types: Vec<String>,
     single_events: bool,
     /// Plain deletions older than this are purged (tombstone retention).
     purge_before: i64,
@@ -126,6 +128,11 @@ impl Filters {
         }
         if let Some(uid) = &self.ical_uid
             && ev.ical_uid.as_ref() != Some(uid)
+        {
+            return None;
+        }
+        if !self.event_types.is_empty()
+            && !self.event_types.iter().any(|t| Some(t.as_str()) == ev.event_type.as_deref().or(Some("default")))
         {
             return None;
         }
@@ -207,6 +214,17 @@ pub(super) fn list_events_inner(
             .at("parameter", "timeMax"));
     }
     let updated_min = q.time("updatedMin")?;
+    let max_attendees = match q.get("maxAttendees") {
+        None => None,
+        Some(v) => Some(v.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+            ApiError::invalid_param("maxAttendees", &format!("Invalid value '{v}'. Values must be at least 1."))
+        })?),
+    };
+    for t in q.all("eventTypes").flat_map(|v| v.split(',')) {
+        if !matches!(t, "default" | "outOfOffice" | "focusTime" | "workingLocation" | "fromGmail" | "birthday") {
+            return Err(ApiError::invalid_param("eventTypes", &format!("Invalid event type: {t}")));
+        }
+    }
     let req_tz = q.tz()?;
     let sync_token = q.get("syncToken");
     if sync_token.is_some() && (SYNC_FORBIDDEN.iter().any(|p| q.get(p).is_some()) || show_deleted == Some(false)) {
@@ -234,6 +252,7 @@ pub(super) fn list_events_inner(
         private_props: prop_filters(&q, "privateExtendedProperty")?,
         shared_props: prop_filters(&q, "sharedExtendedProperty")?,
         ical_uid: q.get("iCalUID").map(str::to_owned),
+        event_types: q.all("eventTypes").flat_map(|v| v.split(',')).map(str::to_owned).collect(),
         single_events,
         purge_before: now - shared.config.google_tombstone_retention.as_millis() as i64,
     };
@@ -325,7 +344,7 @@ pub(super) fn list_events_inner(
         body["nextPageToken"] = json!(cursor::encode(&c));
     }
     drop(world);
-    Ok(render_page(body, &items, tz))
+    Ok(render_page(body, &items, tz, max_attendees))
 }
 
 /// A page item awaiting rendering: the event in full, or its cancelled stub.
@@ -335,7 +354,7 @@ enum Pending {
 }
 
 /// Serializes the envelope with `items` written straight into the output buffer.
-fn render_page(mut body: Value, items: &[Pending], tz: Tz) -> Response {
+fn render_page(mut body: Value, items: &[Pending], tz: Tz, max_attendees: Option<usize>) -> Response {
     body.as_object_mut().expect("envelope").remove("items");
     let mut out = Vec::with_capacity(256 + items.len() * 700);
     out.extend_from_slice(b"{\"items\":[");
@@ -344,7 +363,17 @@ fn render_page(mut body: Value, items: &[Pending], tz: Tz) -> Response {
             out.push(b',');
         }
         let written = match p {
-            Pending::Full(ev) => serde_json::to_writer(&mut out, &render(ev, tz)),
+            Pending::Full(ev) => {
+                let mut ev = render(ev, tz);
+                // `maxAttendees`: the list is cut and `attendeesOmitted` says so.
+                if let (Some(n), Some(list)) = (max_attendees, ev.attendees.as_mut())
+                    && list.len() > n
+                {
+                    list.truncate(n);
+                    ev.attendees_omitted = Some(true);
+                }
+                serde_json::to_writer(&mut out, &ev)
+            }
             Pending::Stub(ev) => serde_json::to_writer(&mut out, &stub(ev, tz)),
         };
         written.expect("event serializes");
