@@ -226,3 +226,22 @@ async fn all_day_series_uses_date_instance_ids() {
     assert_eq!(got[1]["end"]["date"], "2026-01-06");
     assert_eq!(got[1]["originalStartTime"]["date"], "2026-01-05");
 }
+
+#[tokio::test]
+async fn editing_an_instance_keeps_import_by_ical_uid_on_the_master() {
+    let h = start().await;
+    let t = h.google_account("ical@example.com").await;
+    let m = json_of(h.send(Method::POST, &t, EVENTS, Some(weekly(3))).await, StatusCode::OK).await;
+    let (mid, uid) = (m["id"].as_str().unwrap().to_owned(), m["iCalUID"].as_str().unwrap().to_owned());
+    let inst = format!("{EVENTS}/{mid}_20240325T090000Z");
+    let ex = json_of(h.send(Method::PATCH, &t, &inst, Some(json!({"summary": "one"}))).await, StatusCode::OK).await;
+    assert_eq!(ex["iCalUID"], uid.as_str());
+    // Importing the same UID updates the master, not the exception.
+    let mut body = weekly(3);
+    body["iCalUID"] = json!(uid);
+    body["summary"] = json!("renamed series");
+    let imported =
+        json_of(h.send(Method::POST, &t, &format!("{EVENTS}/import"), Some(body)).await, StatusCode::OK).await;
+    assert_eq!(imported["id"], mid.as_str());
+    assert_eq!(imported["summary"], "renamed series");
+}

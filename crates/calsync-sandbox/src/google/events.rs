@@ -148,7 +148,11 @@ pub(super) fn commit(
     ev.updated = Some(model::format_stamp(now));
     ev.etag = Some(etag_for(now, seq));
     let cal = world.google.calendars.get_mut(cal_id).expect("calendar exists");
-    if let Some(uid) = &ev.ical_uid {
+    // Instances share the master's iCalUID; the index keeps pointing at the master.
+    if let Some(uid) = &ev.ical_uid
+        && ev.recurring_event_id.is_none()
+        && !(deleted && cal.by_ical.get(uid).is_some_and(|owner| owner != id))
+    {
         cal.by_ical.insert(uid.clone(), id.to_owned());
     }
     cal.updated_ms = now;
