@@ -124,12 +124,12 @@ pub(crate) fn parse(
     let mut rule = match p.kind.as_str() {
         "daily" => format!("FREQ=DAILY;INTERVAL={}", p.interval),
         "weekly" => format!("FREQ=WEEKLY;INTERVAL={};BYDAY={};WKST={wkst}", p.interval, need_days()?),
-        "absoluteMonthly" => format!("FREQ=MONTHLY;INTERVAL={};BYMONTHDAY={}", p.interval, need_dom()?),
+        "absoluteMonthly" => format!("FREQ=MONTHLY;INTERVAL={};{}", p.interval, month_day(need_dom()?)),
         "relativeMonthly" => {
             format!("FREQ=MONTHLY;INTERVAL={};BYDAY={};BYSETPOS={index}", p.interval, need_days()?)
         }
         "absoluteYearly" => {
-            format!("FREQ=YEARLY;INTERVAL={};BYMONTH={};BYMONTHDAY={}", p.interval, need_month()?, need_dom()?)
+            format!("FREQ=YEARLY;INTERVAL={};BYMONTH={};{}", p.interval, need_month()?, month_day(need_dom()?))
         }
         "relativeYearly" => format!(
             "FREQ=YEARLY;INTERVAL={};BYMONTH={};BYDAY={};BYSETPOS={index}",
@@ -189,6 +189,16 @@ pub(crate) fn parse(
         },
     });
     Ok((normalized, series))
+}
+
+/// Outlook puts day 29–31 on the month's last day when the month is shorter ("Some
+/// months have fewer than 31 days…"); RFC 5545's BYMONTHDAY would skip those months.
+fn month_day(d: u32) -> String {
+    if d <= 28 {
+        return format!("BYMONTHDAY={d}");
+    }
+    let days: Vec<String> = (28..=d).map(|x| x.to_string()).collect();
+    format!("BYMONTHDAY={};BYSETPOS=-1", days.join(","))
 }
 
 fn zone_of(props: &serde_json::Map<String, Value>, key: &str) -> Option<(String, Tz)> {
@@ -324,4 +334,40 @@ pub(crate) fn orphans(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dates(rec: Value, start: &str, n: usize) -> Vec<String> {
+        let zone = ("UTC".to_owned(), Tz::UTC);
+        let local = NaiveDateTime::parse_from_str(start, "%Y-%m-%dT%H:%M:%S").unwrap();
+        let (_, s) = parse(&rec, local, &zone).unwrap();
+        s.occurrences()
+            .take(n)
+            .map(|o| match o {
+                Occ::At(t) => t.format("%Y-%m-%d").to_string(),
+                Occ::Date(d) => d.to_string(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn day_31_falls_on_the_last_day_of_shorter_months() {
+        let rec = json!({"pattern": {"type": "absoluteMonthly", "interval": 1, "dayOfMonth": 31},
+            "range": {"type": "numbered", "startDate": "2024-01-31", "numberOfOccurrences": 4}});
+        assert_eq!(dates(rec, "2024-01-31T09:00:00", 4), ["2024-01-31", "2024-02-29", "2024-03-31", "2024-04-30"]);
+    }
+
+    #[test]
+    fn relative_monthly_last_friday_and_weekly_with_days() {
+        let rec = json!({"pattern": {"type": "relativeMonthly", "interval": 1, "daysOfWeek": ["friday"], "index": "last"},
+            "range": {"type": "endDate", "startDate": "2024-01-26", "endDate": "2024-03-31"}});
+        assert_eq!(dates(rec, "2024-01-26T09:00:00", 10), ["2024-01-26", "2024-02-23", "2024-03-29"]);
+        // The first occurrence is the first matching date on or after startDate.
+        let rec = json!({"pattern": {"type": "weekly", "interval": 2, "daysOfWeek": ["monday", "thursday"]},
+            "range": {"type": "numbered", "startDate": "2024-01-04", "numberOfOccurrences": 4}});
+        assert_eq!(dates(rec, "2024-01-04T09:00:00", 4), ["2024-01-04", "2024-01-15", "2024-01-18", "2024-01-29"]);
+    }
 }
