@@ -445,7 +445,7 @@ fn store(world: &mut World, cal_id: &str, ev: GEvent, times: (i64, i64), now: i6
         _ => "created",
     };
     let etag = format!("W/\"{}\"", ev.change_key);
-    cal.events.put(&id, Item { ev, seq, start: times.0, end: times.1, updated_ms: now, deleted });
+    cal.events.put(&id, Item { ev: Arc::new(ev), seq, start: times.0, end: times.1, updated_ms: now, deleted });
     subscriptions::notify(world, cal_id, &id, &etag, change, now);
     seq
 }

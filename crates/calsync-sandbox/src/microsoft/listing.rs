@@ -269,10 +269,14 @@ fn listing(
     let done = rows.len() <= page;
     rows.truncate(page);
     let last = rows.last().map(|(k, _)| k.clone());
-    let items: Vec<Value> = rows
+    // Only `Arc`s (and synthesized occurrences) leave the lock; JSON is built after it.
+    let pending: Vec<Pending> = rows.iter().map(|(_, r)| r.pending()).collect();
+    drop(rows);
+    drop(world);
+    let items: Vec<Value> = pending
         .iter()
-        .map(|(_, r)| {
-            let v = r.render(owner, zone);
+        .map(|p| {
+            let v = p.render(owner, zone);
             match &select {
                 Some(fields) if v.get("@removed").is_none() => project(v, fields),
                 _ => Ok(v),
@@ -336,18 +340,33 @@ fn locate_master(microsoft: &MsWorld, auth: &GraphAuth, id: &str) -> GraphResult
 
 /// One row of a listing.
 enum Row<'a> {
-    Stored(&'a Item<GEvent>),
-    Occurrence(&'a Item<GEvent>, Rc<GSeries>, Occ),
+    Stored(&'a Item<Arc<GEvent>>),
+    Occurrence(&'a Item<Arc<GEvent>>, Rc<GSeries>, Occ),
     Removed(String),
 }
 
 impl Row<'_> {
+    fn pending(&self) -> Pending {
+        match self {
+            Row::Stored(i) => Pending::Event(i.ev.clone(), i.updated_ms),
+            Row::Occurrence(m, g, occ) => Pending::Event(Arc::new(g.occurrence(&m.ev, *occ)), m.updated_ms),
+            Row::Removed(id) => Pending::Removed(id.clone()),
+        }
+    }
+}
+
+/// A page item awaiting rendering outside the world lock.
+enum Pending {
+    Event(Arc<GEvent>, i64),
+    Removed(String),
+}
+
+impl Pending {
     fn render(&self, owner: &str, zone: Option<&(String, Tz)>) -> Value {
         match self {
-            Row::Stored(i) => render(&i.ev, i.updated_ms, owner, zone),
-            Row::Occurrence(m, g, occ) => render(&g.occurrence(&m.ev, *occ), m.updated_ms, owner, zone),
+            Pending::Event(ev, modified) => render(ev, *modified, owner, zone),
             // Deleted, or changed outside the window: both arrive as removals.
-            Row::Removed(id) => {
+            Pending::Removed(id) => {
                 json!({"@odata.type": "#microsoft.graph.event", "id": id, "@removed": {"reason": "deleted"}})
             }
         }
@@ -368,7 +387,7 @@ fn collect_rows<'a>(
     let overlaps = |s: i64, e: i64| w.is_none_or(|(ws, we)| s < we && e > ws);
     let mut rows = Vec::new();
     // Occurrences of a live master inside the window, minus stored exceptions.
-    let expand = |item: &'a Item<GEvent>, rows: &mut Vec<(RowKey, Row<'a>)>, seq: Option<i64>, removed: bool| {
+    let expand = |item: &'a Item<Arc<GEvent>>, rows: &mut Vec<(RowKey, Row<'a>)>, seq: Option<i64>, removed: bool| {
         let Some(g) = series::master_series(&item.ev) else { return };
         let g = Rc::new(g);
         for occ in g.series.occurrences().take(MAX_EXPANSION) {
@@ -447,14 +466,14 @@ fn collect_rows<'a>(
 }
 
 /// Expands a master's occurrences into rows: `(master, rows, change position, removed)`.
-type Expand<'a, 'f> = dyn Fn(&'a Item<GEvent>, &mut Vec<(RowKey, Row<'a>)>, Option<i64>, bool) + 'f;
+type Expand<'a, 'f> = dyn Fn(&'a Item<Arc<GEvent>>, &mut Vec<(RowKey, Row<'a>)>, Option<i64>, bool) + 'f;
 
 /// Adds the rows one stored item contributes to a full listing.
 fn admit_item<'a>(
     _cal: &'a MsCalendar,
     mode: Mode,
     id: &str,
-    item: &'a Item<GEvent>,
+    item: &'a Item<Arc<GEvent>>,
     rows: &mut Vec<(RowKey, Row<'a>)>,
     expand: &Expand<'a, '_>,
     overlaps: &dyn Fn(i64, i64) -> bool,

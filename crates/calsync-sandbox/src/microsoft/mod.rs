@@ -58,7 +58,8 @@ pub(crate) struct MsCalendar {
     pub id: String,
     pub name: String,
     pub change_key: String,
-    pub events: EventStore<graph::GEvent>,
+    /// Shared immutable values: listings clone `Arc`s under the lock, render after it.
+    pub events: EventStore<std::sync::Arc<graph::GEvent>>,
     /// `transactionId` → event id, so retried creates return the first event.
     pub transactions: HashMap<String, String>,
 }

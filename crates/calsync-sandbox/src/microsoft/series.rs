@@ -3,6 +3,7 @@
 //! synthesized occurrences and exception bookkeeping for master edits.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use chrono_tz::Tz;
@@ -269,7 +270,7 @@ pub(crate) fn split_id(id: &str) -> Option<(&str, Occ)> {
 }
 
 /// A stored exception (or cancelled occurrence) of `master` under `id`.
-pub(crate) fn stored_exception<'a>(cal: &'a MsCalendar, id: &str, master: &str) -> Option<&'a Item<GEvent>> {
+pub(crate) fn stored_exception<'a>(cal: &'a MsCalendar, id: &str, master: &str) -> Option<&'a Item<Arc<GEvent>>> {
     cal.events.get(id).filter(|i| i.ev.link.as_ref().is_some_and(|l| l.master == master))
 }
 
@@ -280,7 +281,7 @@ pub(crate) fn resolve(cal: &MsCalendar, id: &str) -> Option<(GEvent, (i64, i64),
     if let Some(i) = stored
         && (i.ev.link.is_some() || !i.deleted || split_id(id).is_none())
     {
-        return Some((i.ev.clone(), (i.start, i.end), i.updated_ms, i.deleted));
+        return Some(((*i.ev).clone(), (i.start, i.end), i.updated_ms, i.deleted));
     }
     if let Some((mid, occ)) = split_id(id)
         && let Some(m) = cal.events.get(mid).filter(|m| !m.deleted)
@@ -289,7 +290,7 @@ pub(crate) fn resolve(cal: &MsCalendar, id: &str) -> Option<(GEvent, (i64, i64),
     {
         return Some((gs.occurrence(&m.ev, occ), gs.span(occ), m.updated_ms, false));
     }
-    stored.map(|i| (i.ev.clone(), (i.start, i.end), i.updated_ms, i.deleted))
+    stored.map(|i| ((*i.ev).clone(), (i.start, i.end), i.updated_ms, i.deleted))
 }
 
 /// Tombstones a master write leaves: exceptions that no longer match the new series (all
@@ -318,7 +319,7 @@ pub(crate) fn orphans(
         if item.ev.link.as_ref().is_none_or(|l| l.master != master.id) || new_occs.contains(&occ) {
             continue;
         }
-        let mut ev = item.ev.clone();
+        let mut ev = (*item.ev).clone();
         ev.link = None;
         out.push((ev, (item.start, item.end)));
     }
