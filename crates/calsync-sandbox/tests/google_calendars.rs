@@ -249,3 +249,27 @@ async fn event_types_filter_and_max_attendees_are_applied() {
     assert_eq!(cut["items"][0]["attendeesOmitted"], true);
     assert_eq!(h.get(&t, &format!("{primary}?eventTypes=party")).await.status(), StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn clear_empties_the_primary_calendar_only() {
+    let h = start().await;
+    let t = h.google_account("clear@example.com").await;
+    let primary = format!("{V3}/calendars/primary/events");
+    for s in ["a", "b"] {
+        h.send(Method::POST, &t, &primary, Some(event(s, "2024-01-05T09:00:00Z", "2024-01-05T10:00:00Z"))).await;
+    }
+    let sync = json_of(h.get(&t, &primary).await, StatusCode::OK).await["nextSyncToken"].as_str().unwrap().to_owned();
+    let r = h.send(Method::POST, &t, &format!("{V3}/calendars/primary/clear"), None).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let left = json_of(h.get(&t, &primary).await, StatusCode::OK).await;
+    assert_eq!(left["items"].as_array().unwrap().len(), 0);
+    let inc = json_of(h.get(&t, &format!("{primary}?syncToken={sync}")).await, StatusCode::OK).await;
+    assert_eq!(inc["items"].as_array().unwrap().iter().filter(|i| i["status"] == "cancelled").count(), 2);
+    let cal = json_of(
+        h.send(Method::POST, &t, &format!("{V3}/calendars"), Some(json!({"summary": "S"}))).await,
+        StatusCode::OK,
+    )
+    .await;
+    let r = h.send(Method::POST, &t, &format!("{V3}/calendars/{}/clear", cal["id"].as_str().unwrap()), None).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}

@@ -175,3 +175,24 @@ async fn query_options_are_honoured_or_rejected() {
     let r = h.send(Method::POST, &t, &format!("{G}/me/events"), Some(bad)).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn cancel_removes_an_occurrence_and_organizers_cannot_rsvp() {
+    let h = start().await;
+    let t = h.ms_account("cancel@example.com").await;
+    let m =
+        json_of(h.send(Method::POST, &t, &format!("{G}/me/events"), Some(weekly(3))).await, StatusCode::CREATED).await;
+    let mid = m["id"].as_str().unwrap().to_owned();
+    let view = values(&h, &t, &format!("{G}/me/calendarView?{WINDOW}")).await;
+    let occ = view[0]["id"].as_str().unwrap().to_owned();
+    let r = h.send(Method::POST, &t, &format!("{G}/me/events/{occ}/cancel"), Some(json!({"comment": "sorry"}))).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(values(&h, &t, &format!("{G}/me/calendarView?{WINDOW}")).await.len(), 2);
+    let r = h.send(Method::POST, &t, &format!("{G}/me/events/{mid}/accept"), Some(json!({"sendResponse": true}))).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = h.send(Method::POST, &t, &format!("{G}/me/events/{mid}/cancel"), Some(json!({"bogus": 1}))).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = h.send(Method::POST, &t, &format!("{G}/me/events/{mid}/cancel"), Some(json!({}))).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(values(&h, &t, &format!("{G}/me/calendarView?{WINDOW}")).await.len(), 0);
+}

@@ -64,6 +64,7 @@ pub(super) fn routes(r: Router<Arc<Shared>>, base: &str) -> Router<Arc<Shared>> 
                 .delete(super::calendars::delete),
         )
         .route(&format!("{base}/freeBusy"), post(super::calendars::free_busy))
+        .route(&format!("{base}/calendars/{{calendar_id}}/clear"), post(super::calendars::clear))
         .route(&format!("{base}/calendars/{{calendar_id}}/events/quickAdd"), post(events::quick_add))
         .route(&format!("{base}/calendars/{{calendar_id}}/events/{{event_id}}/move"), post(events::move_event))
         .route(

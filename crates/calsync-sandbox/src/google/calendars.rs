@@ -300,3 +300,37 @@ pub(super) async fn free_busy(
         .into_response())
     })())
 }
+
+/// `calendars.clear`: deletes every event of the primary calendar (secondary calendars are
+/// deleted instead, so Google refuses them here).
+pub(super) async fn clear(
+    State(shared): State<Arc<Shared>>,
+    auth: Result<GoogleAuth, ApiError>,
+    Path(cal_id): Path<String>,
+) -> Response {
+    respond((|| {
+        let auth = auth?;
+        auth.require(CALENDARS_WRITE)?;
+        let now = shared.clock.now_ms();
+        let mut world = shared.world();
+        let cal = calendar_mut(&mut world.google, &auth, &cal_id)?;
+        if !cal.primary {
+            return Err(ApiError::bad_request("Only the primary calendar can be cleared."));
+        }
+        let key = cal.id.clone();
+        let live: Vec<(String, super::model::Event, i64, i64)> = cal
+            .events
+            .ids()
+            .filter_map(|id| {
+                cal.events.get(id).filter(|i| !i.deleted).map(|i| (id.clone(), (*i.ev).clone(), i.start, i.end))
+            })
+            .collect();
+        for (id, mut ev, start, end) in live {
+            ev.status = Some("cancelled".into());
+            // Exceptions go with their series: plain deletions now.
+            ev.recurring_event_id = None;
+            super::events::commit(&mut world, &key, &id, ev, &super::events::Times { start, end }, true, now);
+        }
+        Ok(StatusCode::NO_CONTENT.into_response())
+    })())
+}

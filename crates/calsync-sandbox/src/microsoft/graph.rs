@@ -39,6 +39,10 @@ pub(super) fn routes(r: Router<Arc<Shared>>) -> Router<Arc<Shared>> {
         .route(&format!("{g}/me/calendars/{{cal}}/events"), get(listing::list_events).post(create))
         .route(&format!("{g}/me/events/{{id}}"), get(get_event).patch(patch_event).delete(delete_event))
         .route(&format!("{g}/me/events/{{id}}/instances"), get(listing::instances))
+        .route(&format!("{g}/me/events/{{id}}/cancel"), post(cancel_event))
+        .route(&format!("{g}/me/events/{{id}}/accept"), post(respond_event))
+        .route(&format!("{g}/me/events/{{id}}/tentativelyAccept"), post(respond_event))
+        .route(&format!("{g}/me/events/{{id}}/decline"), post(respond_event))
         .route(&format!("{g}/me/calendarView"), get(listing::view_default))
         .route(&format!("{g}/subscriptions"), get(subscriptions::list).post(subscriptions::create))
         .route(
@@ -592,15 +596,68 @@ async fn delete_event(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
+    respond(remove(&shared, auth, &id, &headers).map(|()| StatusCode::NO_CONTENT.into_response()))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)] // Validated only: the sandbox sends no mail.
+struct ResponseBody {
+    comment: Option<String>,
+    send_response: Option<bool>,
+    proposed_new_time: Option<Value>,
+}
+
+/// `POST /me/events/{id}/cancel`: the organizer cancels (attendees would be notified);
+/// the event, or the occurrence, goes away as with DELETE. 202.
+async fn cancel_event(
+    State(shared): State<Arc<Shared>>,
+    auth: Result<GraphAuth, GraphError>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     respond((|| {
+        let _: ResponseBody = serde_json::from_slice(&body)
+            .map_err(|e| GraphError::new(400, "RequestBodyRead", &format!("Invalid request body: {e}")))?;
+        remove(&shared, auth, &id, &headers)?;
+        Ok(StatusCode::ACCEPTED.into_response())
+    })())
+}
+
+/// `accept` / `tentativelyAccept` / `decline`: every sandbox event is organized by its
+/// mailbox owner, and Outlook refuses responses to one's own meeting.
+async fn respond_event(
+    State(shared): State<Arc<Shared>>,
+    auth: Result<GraphAuth, GraphError>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    respond((|| {
+        let auth = auth?;
+        auth.require(WRITE)?;
+        let _: ResponseBody = serde_json::from_slice(&body)
+            .map_err(|e| GraphError::new(400, "RequestBodyRead", &format!("Invalid request body: {e}")))?;
+        let world = shared.world();
+        locate(&world.microsoft, &auth, &id)?;
+        Err(GraphError::new(
+            400,
+            "ErrorInvalidRequest",
+            "Your request can't be completed. You can't respond to a meeting you organized.",
+        ))
+    })())
+}
+
+fn remove(shared: &Shared, auth: GraphResult<GraphAuth>, id: &str, headers: &HeaderMap) -> GraphResult<()> {
+    {
         let auth = auth?;
         auth.require(WRITE)?;
         let now = shared.clock.now_ms();
         let mut world = shared.world();
-        let cal = locate(&world.microsoft, &auth, &id)?;
+        let cal = locate(&world.microsoft, &auth, id)?;
         let (mut ev, times, _, _) =
-            series::resolve(&world.microsoft.calendars[&cal], &id).ok_or_else(GraphError::not_found)?;
-        if_match(&headers, &ev.change_key)?;
+            series::resolve(&world.microsoft.calendars[&cal], id).ok_or_else(GraphError::not_found)?;
+        if_match(headers, &ev.change_key)?;
         // Deleting an occurrence cancels it (a deleted exception); deleting a master deletes
         // the series with its exceptions.
         if let Some(l) = ev.link.as_mut() {
@@ -613,8 +670,8 @@ async fn delete_event(
         for (o, span) in orphans {
             store(&mut world, &cal, o, span, now, true);
         }
-        Ok(StatusCode::NO_CONTENT.into_response())
-    })())
+        Ok(())
+    }
 }
 
 /// Control API bulk load: `count` half-hour events a minute apart from 2020-01-01 in the
