@@ -131,3 +131,31 @@ async fn receiver_5xx_is_retried_and_channels_expire() {
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{id} {addr} {kind}");
     }
 }
+
+#[tokio::test]
+async fn calendar_list_watch_pushes_on_calendar_changes() {
+    let h = start().await;
+    let t = h.google_account("listwatch@example.com").await;
+    let (base, mut rx) = receiver().await;
+    let ch = json_of(
+        h.send(
+            Method::POST,
+            &t,
+            "/google/calendar/v3/users/me/calendarList/watch",
+            Some(json!({"id": "list-1", "type": "web_hook", "address": format!("{base}/ok")})),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert!(ch["resourceUri"].as_str().unwrap().contains("/users/me/calendarList"));
+    assert_eq!(next_received(&mut rx).await.headers["x-goog-resource-state"], "sync");
+    // Event changes do not concern the calendar list; a new calendar does.
+    insert(&h, &t, "not for the list").await;
+    let r = h.send(Method::POST, &t, "/google/calendar/v3/calendars", Some(json!({"summary": "New"}))).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let n = next_received(&mut rx).await;
+    assert_eq!(n.headers["x-goog-resource-state"], "exists");
+    assert_eq!(n.headers["x-goog-channel-id"], "list-1");
+    assert!(rx.try_recv().is_err(), "exactly one push for the new calendar");
+}

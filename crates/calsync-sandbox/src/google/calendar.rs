@@ -54,6 +54,7 @@ pub(super) const GLOBAL_PARAMS: &[&str] = &[
 
 pub(super) fn routes(r: Router<Arc<Shared>>, base: &str) -> Router<Arc<Shared>> {
     r.route(&format!("{base}/users/me/calendarList"), get(calendar_list))
+        .route(&format!("{base}/users/me/calendarList/watch"), post(super::push::watch_calendar_list))
         .route(&format!("{base}/users/me/calendarList/{{calendar_id}}"), get(calendar_list_get))
         .route(&format!("{base}/calendars"), post(super::calendars::insert))
         .route(

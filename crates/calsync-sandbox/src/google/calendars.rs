@@ -108,6 +108,7 @@ pub(super) async fn insert(
         let out = calendar_json(&cal);
         world.google.calendars.insert(id.clone(), cal);
         world.google.accounts.get_mut(&auth.email).expect("exists").calendars.push(id);
+        super::push::notify(&mut world, &super::push::calendar_list_key(&auth.email), now);
         Ok(Json(out).into_response())
     })())
 }
@@ -163,7 +164,10 @@ fn modify(
         cal.time_zone = tz.name().to_owned();
     }
     cal.list_seq = seq;
-    Ok(Json(calendar_json(cal)).into_response())
+    let out = calendar_json(cal);
+    let now = shared.clock.now_ms();
+    super::push::notify(&mut world, &super::push::calendar_list_key(&auth.email), now);
+    Ok(Json(out).into_response())
 }
 
 pub(super) async fn delete(
@@ -188,6 +192,8 @@ pub(super) async fn delete(
         // The entry stays as a deleted calendarList entry for incremental sync.
         cal.deleted = true;
         cal.list_seq = seq;
+        let now = shared.clock.now_ms();
+        super::push::notify(&mut world, &super::push::calendar_list_key(&auth.email), now);
         Ok(StatusCode::NO_CONTENT.into_response())
     })())
 }

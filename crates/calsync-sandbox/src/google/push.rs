@@ -107,19 +107,42 @@ pub(super) async fn watch(
     RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> Response {
-    respond(watch_inner(&shared, auth, &cal_id, raw, &body))
+    respond(watch_inner(&shared, auth, Some(&cal_id), raw, &body))
+}
+
+/// `calendarList.watch`: pushes when calendarList entries change.
+pub(super) async fn watch_calendar_list(
+    State(shared): State<Arc<Shared>>,
+    auth: Result<GoogleAuth, ApiError>,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Response {
+    respond(watch_inner(&shared, auth, None, raw, &body))
+}
+
+/// The channel key of an account's calendar list (event channels use the calendar id).
+pub(crate) fn calendar_list_key(email: &str) -> String {
+    format!("calendarList:{email}")
 }
 
 fn watch_inner(
     shared: &Shared,
     auth: ApiResult<GoogleAuth>,
-    cal_id: &str,
+    cal_id: Option<&str>,
     raw: Option<String>,
     body: &[u8],
 ) -> ApiResult<Response> {
     let auth = auth?;
-    auth.require(EVENTS_READ)?;
-    let _q = Query::parse(raw, LIST_PARAMS)?;
+    match cal_id {
+        Some(_) => {
+            auth.require(EVENTS_READ)?;
+            Query::parse(raw, LIST_PARAMS)?;
+        }
+        None => {
+            auth.require(super::calendar::CALENDARS_READ)?;
+            Query::parse(raw, &["maxResults", "pageToken", "syncToken", "showDeleted", "showHidden", "minAccessRole"])?;
+        }
+    }
     let req = parse_channel(body)?;
     let id = req.id.filter(|i| !i.is_empty()).ok_or_else(|| ApiError::required("Required channel id."))?;
     if id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_+/=".contains(&b)) {
@@ -154,12 +177,18 @@ fn watch_inner(
         }
     };
     let mut world = shared.world();
-    let cal_key = calendar_mut(&mut world.google, &auth, cal_id)?.id.clone();
+    let (cal_key, path) = match cal_id {
+        Some(c) => {
+            let key = calendar_mut(&mut world.google, &auth, c)?.id.clone();
+            (key.clone(), format!("/google/calendar/v3/calendars/{key}/events?alt=json"))
+        }
+        None => (calendar_list_key(&auth.email), "/google/calendar/v3/users/me/calendarList?alt=json".to_owned()),
+    };
     if world.google.channels.contains_key(&id) {
         return Err(ApiError::new(400, "global", "channelIdNotUnique", "Channel id not unique."));
     }
     let resource_id = ids::token(&mut world.rng, "", 18);
-    let resource_uri = shared.public_url(&format!("/google/calendar/v3/calendars/{cal_key}/events?alt=json"));
+    let resource_uri = shared.public_url(&path);
     let ch = Channel {
         id: id.clone(),
         resource_id,
