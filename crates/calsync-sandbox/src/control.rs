@@ -1,5 +1,5 @@
 //! The control API under `/_sandbox/`: accounts, faults, cursor expiry, revocation, latency,
-//! clock and request counters. Not part of any provider; never counted or faulted.
+//! clock, request counters and the webhook delivery switch. Not part of any provider; never counted or faulted.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -26,6 +26,9 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/_sandbox/clock", post(clock))
         .route("/_sandbox/requests", get(requests))
         .route("/_sandbox/reset", post(reset))
+        .route("/_sandbox/push", post(push))
+        .route("/_sandbox/seed-events", post(seed_events))
+        .route("/_sandbox/graph-lifecycle", post(graph_lifecycle))
         .with_state(shared)
 }
 
@@ -175,4 +178,79 @@ async fn requests(State(shared): State<Arc<Shared>>) -> Response {
 async fn reset(State(shared): State<Arc<Shared>>) -> Response {
     shared.reset();
     Json(json!({"ok": true})).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushReq {
+    /// `normal`, `drop`, `duplicate` or `delay` for the next `count` webhook deliveries
+    /// (all of them when `count` is absent), Google pushes and Graph notifications alike.
+    mode: crate::webhook::PushMode,
+    delay_ms: Option<u64>,
+    count: Option<u32>,
+}
+
+async fn push(State(shared): State<Arc<Shared>>, payload: Result<Json<PushReq>, JsonRejection>) -> Response {
+    let req = match body(payload) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    if req.count == Some(0) {
+        return bad("count must be at least 1");
+    }
+    *shared.push_control.lock().unwrap_or_else(|e| e.into_inner()) =
+        crate::webhook::PushControl { mode: req.mode, delay_ms: req.delay_ms.unwrap_or(0), remaining: req.count };
+    Json(json!({"ok": true})).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LifecycleReq {
+    subscription_id: String,
+    /// `reauthorizationRequired`, `subscriptionRemoved` or `missed`.
+    event: String,
+}
+
+async fn graph_lifecycle(
+    State(shared): State<Arc<Shared>>,
+    payload: Result<Json<LifecycleReq>, JsonRejection>,
+) -> Response {
+    let req = match body(payload) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    match microsoft::subscriptions::lifecycle(&shared, &req.subscription_id, &req.event) {
+        Ok(()) => Json(json!({"ok": true})).into_response(),
+        Err(e) => bad(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeedReq {
+    provider: Provider,
+    email: String,
+    /// At most 1,000,000 per call.
+    count: usize,
+}
+
+/// Bulk-loads `count` events into the account's primary/default calendar without HTTP
+/// round trips (benchmarks, scale tests). Same storage path as real inserts.
+async fn seed_events(State(shared): State<Arc<Shared>>, payload: Result<Json<SeedReq>, JsonRejection>) -> Response {
+    let req = match body(payload) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    if req.count == 0 || req.count > 1_000_000 {
+        return bad("count must be within 1..=1000000");
+    }
+    let email = req.email.to_ascii_lowercase();
+    let found = match req.provider {
+        Provider::Google => google::seed_events(&shared, &email, req.count),
+        Provider::Microsoft => microsoft::seed_events(&shared, &email, req.count),
+    };
+    if !found {
+        return (StatusCode::NOT_FOUND, Json(json!({"error": "no such account"}))).into_response();
+    }
+    Json(json!({"seeded": req.count})).into_response()
 }

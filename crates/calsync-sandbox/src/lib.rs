@@ -12,7 +12,19 @@
 //! | Google Calendar v3 | `/google/calendar/v3/…` |
 //! | Microsoft authorize / token | `/microsoft/{tenant}/oauth2/v2.0/authorize`, `…/token` |
 //! | Microsoft Graph v1.0 | `/microsoft/graph/v1.0/…` |
+//! | Google batch | `/google/batch/calendar/v3` (multipart/mixed) |
+//! | Microsoft Graph batch | `/microsoft/graph/v1.0/$batch` |
 //! | control | `/_sandbox/…` |
+//!
+//! Control endpoints besides accounts, faults, clock, latency, revoke, expire-cursors,
+//! requests and reset: `POST /_sandbox/push {"mode": "normal"|"drop"|"duplicate"|"delay",
+//! "delay_ms", "count"}` steers webhook deliveries, `POST /_sandbox/graph-lifecycle
+//! {"subscription_id", "event"}` sends a Graph lifecycle notification, and
+//! `POST /_sandbox/seed-events {"provider", "email", "count"}` bulk-loads events.
+//!
+//! Webhooks (Google push channels, Graph subscriptions) are delivered only to `http://`
+//! addresses on loopback hosts: a deliberate relaxation of the real services' https
+//! requirement, so tests need no TLS receiver. Everything else is refused with 400.
 
 // The Graph event resource is one large `json!` literal.
 #![recursion_limit = "256"]
@@ -20,6 +32,7 @@
 // boxing every one would only add noise to the handlers.
 #![allow(clippy::result_large_err)]
 
+mod batch;
 mod clock;
 mod control;
 mod cursor;
@@ -30,8 +43,10 @@ mod ids;
 mod microsoft;
 mod middleware;
 mod oauth;
+mod recurrence;
 mod state;
 mod store;
+mod webhook;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,6 +78,27 @@ pub struct SandboxConfig {
     pub google_updated_min_max_age: Duration,
     /// Google consent screen in "Testing": refresh tokens die 7 days after consent.
     pub google_testing_mode: bool,
+    /// Longest Google push channel life; longer requested expirations are cut to it
+    /// (Google documents a 604,800 s default and no published maximum).
+    pub google_channel_max_ttl: Duration,
+    /// Longest Graph subscription life for Outlook events (10,080 min per current docs;
+    /// older copies say 4,230).
+    pub graph_subscription_max: Duration,
+    /// How long Graph waits for the `validationToken` echo (10 s).
+    pub graph_validation_timeout: Duration,
+    /// How long a webhook receiver has to answer a notification (Graph: 3 s).
+    pub webhook_timeout: Duration,
+    /// Google sync tokens older than this (by the sandbox clock) answer 410
+    /// `fullSyncRequired`.
+    pub google_sync_token_max_age: Duration,
+    /// Deleted Google events are purged this long after deletion; older sync tokens are
+    /// refused, since they could miss purged deletions.
+    pub google_tombstone_retention: Duration,
+    /// Calendar API quota per user per minute (Google: 600) and per project (10,000),
+    /// sliding windows; over them the API answers 403 `userRateLimitExceeded` / 429
+    /// `rateLimitExceeded`. Batch items count one by one.
+    pub google_user_quota_per_minute: u32,
+    pub google_project_quota_per_minute: u32,
 }
 
 impl Default for SandboxConfig {
@@ -77,6 +113,14 @@ impl Default for SandboxConfig {
             graph_mailbox_concurrency: 4,
             google_updated_min_max_age: Duration::from_secs(30 * 24 * 3600),
             google_testing_mode: false,
+            google_channel_max_ttl: Duration::from_secs(604_800),
+            graph_subscription_max: Duration::from_secs(10_080 * 60),
+            graph_validation_timeout: Duration::from_secs(10),
+            webhook_timeout: Duration::from_secs(3),
+            google_sync_token_max_age: Duration::from_secs(30 * 24 * 3600),
+            google_tombstone_retention: Duration::from_secs(30 * 24 * 3600),
+            google_user_quota_per_minute: 600,
+            google_project_quota_per_minute: 10_000,
         }
     }
 }
@@ -97,7 +141,13 @@ impl Sandbox {
         let shared = self.shared.clone();
         let google = google::router(shared.clone());
         let microsoft = microsoft::router(shared.clone());
-        Router::new().merge(google).merge(microsoft).merge(control::router(shared))
+        // Batch items are dispatched to the provider routes themselves.
+        let inner = Router::new().merge(google.clone()).merge(microsoft.clone());
+        Router::new()
+            .merge(google)
+            .merge(microsoft)
+            .merge(batch::router(shared.clone(), inner))
+            .merge(control::router(shared))
     }
 }
 

@@ -10,7 +10,7 @@ use axum::response::Response;
 
 use crate::faults::{FaultKind, reset_response};
 use crate::state::{Provider, Shared};
-use crate::{google, microsoft};
+use crate::{google, microsoft, webhook};
 
 pub(crate) async fn google_layer(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     provider_layer(shared, Provider::Google, req, next).await
@@ -50,6 +50,7 @@ async fn provider_layer(shared: Arc<Shared>, provider: Provider, req: Request, n
             FaultKind::Reset => return reset_response(),
             FaultKind::DropAfterCommit => {
                 let _committed = next.run(req).await;
+                webhook::flush(&shared);
                 return reset_response();
             }
         }
@@ -64,9 +65,30 @@ async fn provider_layer(shared: Arc<Shared>, provider: Provider, req: Request, n
     } else {
         None
     };
+    // Google Calendar API quotas (the OAuth endpoints are not metered).
+    if provider == Provider::Google
+        && path.contains("/calendar/v3/")
+        && let Err(resp) = google::admit(&shared, req.headers())
+    {
+        return resp;
+    }
     let latency = shared.latency();
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
-    next.run(req).await
+    // Google's `fields` partial responses: validated first, applied to the JSON reply.
+    let selection = match (provider, google::fields::requested(req.uri().query())) {
+        (Provider::Google, Some(expr)) if path.contains("/calendar/v3/") => match google::fields::check(&expr) {
+            Ok(sel) => Some(sel),
+            Err(resp) => return resp,
+        },
+        _ => None,
+    };
+    let resp = next.run(req).await;
+    // Deliveries go out after the change is committed and the lock released.
+    webhook::flush(&shared);
+    match selection {
+        Some(sel) => google::fields::filter(resp, &sel).await,
+        None => resp,
+    }
 }

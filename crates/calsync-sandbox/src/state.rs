@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::SandboxConfig;
 use crate::clock::Clock;
 use crate::faults::Faults;
-use crate::{google, microsoft};
+use crate::{google, microsoft, webhook};
 
 /// The OAuth client that is always registered, for both providers.
 pub const DEV_CLIENT_ID: &str = "calsync-dev";
@@ -33,6 +33,8 @@ pub(crate) struct World {
     seq: u64,
     pub google: google::GoogleWorld,
     pub microsoft: microsoft::MsWorld,
+    /// Webhook deliveries queued by this request's writes, sent once it finishes.
+    pub outbox: Vec<webhook::Delivery>,
 }
 
 impl World {
@@ -45,6 +47,7 @@ impl World {
             seq: 0,
             google: Default::default(),
             microsoft: Default::default(),
+            outbox: Vec::new(),
         }
     }
 
@@ -66,6 +69,9 @@ pub(crate) struct MailboxLoad {
     pub in_flight: u32,
 }
 
+/// Admission times per user e-mail, and for the whole project.
+pub(crate) type GoogleQuota = (HashMap<String, std::collections::VecDeque<i64>>, std::collections::VecDeque<i64>);
+
 pub(crate) struct Shared {
     pub config: SandboxConfig,
     pub clock: Clock,
@@ -74,6 +80,9 @@ pub(crate) struct Shared {
     pub latency_ms: AtomicU64,
     pub requests: Mutex<BTreeMap<String, u64>>,
     pub graph_load: Mutex<HashMap<String, MailboxLoad>>,
+    pub push_control: Mutex<webhook::PushControl>,
+    /// Google Calendar API admissions (sandbox ms) per user e-mail, and for the project.
+    pub google_quota: Mutex<GoogleQuota>,
 }
 
 impl Shared {
@@ -87,6 +96,8 @@ impl Shared {
             latency_ms: AtomicU64::new(0),
             requests: Mutex::new(BTreeMap::new()),
             graph_load: Mutex::new(HashMap::new()),
+            push_control: Mutex::new(webhook::PushControl::default()),
+            google_quota: Mutex::new(Default::default()),
         }
     }
 
@@ -111,6 +122,8 @@ impl Shared {
         self.latency_ms.store(0, Ordering::Relaxed);
         self.requests.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.graph_load.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        *self.push_control.lock().unwrap_or_else(|e| e.into_inner()) = Default::default();
+        *self.google_quota.lock().unwrap_or_else(|e| e.into_inner()) = Default::default();
         self.clock.reset();
     }
 

@@ -39,6 +39,11 @@ impl<E> EventStore<E> {
         self.items.get(id)
     }
 
+    /// Every stored id, live or deleted, in no particular order.
+    pub(crate) fn ids(&self) -> impl Iterator<Item = &String> + '_ {
+        self.items.keys()
+    }
+
     /// Inserts or replaces an item, moving it to log position `seq`.
     pub(crate) fn put(&mut self, id: &str, item: Item<E>) {
         if let Some(old) = self.items.remove(id) {

@@ -13,7 +13,13 @@ use serde_json::json;
 #[ignore]
 async fn listing_a_2500_event_page_from_a_large_calendar() {
     let n: usize = std::env::var("SANDBOX_SCALE_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
-    let h = start().await;
+    let h = start_with(calsync_sandbox::SandboxConfig {
+        seed: Some(7),
+        google_user_quota_per_minute: u32::MAX,
+        google_project_quota_per_minute: u32::MAX,
+        ..Default::default()
+    })
+    .await;
     let t = h.google_account("big@example.com").await;
     let url = h.url("/google/calendar/v3/calendars/primary/events");
     let began = Instant::now();

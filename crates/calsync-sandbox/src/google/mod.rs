@@ -1,9 +1,15 @@
 //! Google: OAuth 2.0 (`oauth`) and Calendar API v3 (`calendar`), sharing one account model.
 
 mod calendar;
+mod calendars;
 mod error;
+mod events;
+pub(crate) mod fields;
+mod list;
 mod model;
 mod oauth;
+mod push;
+mod series;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +27,7 @@ use crate::state::{Shared, World};
 use crate::store::EventStore;
 
 pub(crate) use error::ApiError;
+pub(crate) use events::seed_events;
 
 #[derive(Debug, Default)]
 pub(crate) struct GoogleWorld {
@@ -28,6 +35,8 @@ pub(crate) struct GoogleWorld {
     pub accounts: HashMap<String, Account>,
     pub calendars: HashMap<String, Calendar>,
     pub oauth: oauth::GoogleOAuth,
+    /// Push channels by channel id.
+    pub channels: HashMap<String, push::Channel>,
 }
 
 #[derive(Debug)]
@@ -51,7 +60,9 @@ pub(crate) struct Calendar {
     /// Change sequence of the calendar-list entry (for calendarList sync tokens).
     pub list_seq: u64,
     pub updated_ms: i64,
-    pub events: EventStore<model::Event>,
+    /// Events are shared immutable values: listings clone `Arc`s under the lock and render
+    /// after releasing it.
+    pub events: EventStore<Arc<model::Event>>,
     /// iCalUID → event id, for `iCalUID=` filters and `import`.
     pub by_ical: HashMap<String, String>,
 }
@@ -144,3 +155,45 @@ pub(crate) fn revoke_account(world: &mut World, email: &str) -> bool {
     true
 }
 pub(crate) use model::resolve_local;
+
+/// Calendar API quotas (B.10): sliding one-minute windows per user and per project.
+/// Requests without a valid token pass through so the handler can answer 401.
+pub(crate) fn admit(shared: &Shared, headers: &axum::http::HeaderMap) -> Result<(), Response> {
+    let now = shared.clock.now_ms();
+    let email = {
+        let token = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let world = shared.world();
+        match token.and_then(|t| world.google.oauth.token_owner(t, now)) {
+            Some(e) => e.to_owned(),
+            None => return Ok(()),
+        }
+    };
+    let mut q = shared.google_quota.lock().unwrap_or_else(|e| e.into_inner());
+    let (users, project) = &mut *q;
+    let user = users.entry(email).or_default();
+    for w in [&mut *user, &mut *project] {
+        while w.front().is_some_and(|t| now - t >= 60_000) {
+            w.pop_front();
+        }
+    }
+    let retry = |w: &std::collections::VecDeque<i64>| {
+        let oldest = w.front().copied().unwrap_or(now);
+        ((oldest + 60_000 - now) as f64 / 1000.0).ceil().max(1.0) as u64
+    };
+    if user.len() >= shared.config.google_user_quota_per_minute as usize {
+        let mut e = ApiError::for_status(403, Some("userRateLimitExceeded"));
+        e.retry_after = Some(retry(user));
+        return Err(e.into_response());
+    }
+    if project.len() >= shared.config.google_project_quota_per_minute as usize {
+        let mut e = ApiError::for_status(429, Some("rateLimitExceeded"));
+        e.retry_after = Some(retry(project));
+        return Err(e.into_response());
+    }
+    user.push_back(now);
+    project.push_back(now);
+    Ok(())
+}

@@ -116,6 +116,11 @@ impl GoogleOAuth {
         }
     }
 
+    /// The account a live access token belongs to.
+    pub(crate) fn token_owner(&self, token: &str, now_ms: i64) -> Option<&str> {
+        self.access.get(token).filter(|a| a.expires_ms > now_ms).map(|a| a.email.as_str())
+    }
+
     pub(crate) fn revoke_account(&mut self, email: &str) {
         let clients: Vec<String> = self.grants.keys().filter(|(e, _)| e == email).map(|(_, c)| c.clone()).collect();
         for c in clients {

@@ -6,28 +6,28 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{OriginalUri, Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Timelike, Utc};
 use chrono_tz::Tz;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::error::{GraphError, GraphResult};
 use super::identity::GraphAuth;
-use super::{MsCalendar, MsWorld, tz};
-use crate::cursor;
+use super::{MsCalendar, MsWorld, listing, series, subscriptions, tz};
 use crate::ids;
 use crate::state::{Shared, World};
 use crate::store::Item;
 
-const READ: &[&str] = &["Calendars.Read", "Calendars.ReadWrite", "Calendars.Read.Shared", "Calendars.ReadWrite.Shared"];
+pub(super) const READ: &[&str] =
+    &["Calendars.Read", "Calendars.ReadWrite", "Calendars.Read.Shared", "Calendars.ReadWrite.Shared"];
 const WRITE: &[&str] = &["Calendars.ReadWrite", "Calendars.ReadWrite.Shared"];
 const USER: &[&str] = &["User.Read", "User.ReadBasic.All"];
-const DEFAULT_PAGE: usize = 10;
-const MAX_PAGE: usize = 1000;
+pub(super) const DEFAULT_PAGE: usize = 10;
+pub(super) const MAX_PAGE: usize = 1000;
 
 pub(super) fn routes(r: Router<Arc<Shared>>) -> Router<Arc<Shared>> {
     let g = "/microsoft/graph/v1.0";
@@ -35,24 +35,46 @@ pub(super) fn routes(r: Router<Arc<Shared>>) -> Router<Arc<Shared>> {
         .route(&format!("{g}/me/calendars"), get(list_calendars))
         .route(&format!("{g}/me/calendar"), get(default_calendar))
         .route(&format!("{g}/me/calendars/{{cal}}"), get(get_calendar))
-        .route(&format!("{g}/me/events"), get(list_default_events).post(create_default))
-        .route(&format!("{g}/me/calendars/{{cal}}/events"), get(list_events).post(create))
+        .route(&format!("{g}/me/events"), get(listing::list_default_events).post(create_default))
+        .route(&format!("{g}/me/calendars/{{cal}}/events"), get(listing::list_events).post(create))
         .route(&format!("{g}/me/events/{{id}}"), get(get_event).patch(patch_event).delete(delete_event))
-        .route(&format!("{g}/me/calendarView"), get(view_default))
-        .route(&format!("{g}/me/calendars/{{cal}}/calendarView"), get(view))
-        .route(&format!("{g}/me/calendarView/delta"), get(delta_default))
-        .route(&format!("{g}/me/calendars/{{cal}}/calendarView/delta"), get(delta))
+        .route(&format!("{g}/me/events/{{id}}/instances"), get(listing::instances))
+        .route(&format!("{g}/me/events/{{id}}/cancel"), post(cancel_event))
+        .route(&format!("{g}/me/events/{{id}}/accept"), post(respond_event))
+        .route(&format!("{g}/me/events/{{id}}/tentativelyAccept"), post(respond_event))
+        .route(&format!("{g}/me/events/{{id}}/decline"), post(respond_event))
+        .route(&format!("{g}/me/calendarView"), get(listing::view_default))
+        .route(&format!("{g}/subscriptions"), get(subscriptions::list).post(subscriptions::create))
+        .route(
+            &format!("{g}/subscriptions/{{id}}"),
+            get(subscriptions::get_one).patch(subscriptions::patch).delete(subscriptions::delete),
+        )
+        .route(&format!("{g}/subscriptions/{{id}}/reauthorize"), post(subscriptions::reauthorize))
+        .route(&format!("{g}/me/calendars/{{cal}}/calendarView"), get(listing::view))
+        .route(&format!("{g}/me/calendarView/delta"), get(listing::delta_default))
+        .route(&format!("{g}/me/calendars/{{cal}}/calendarView/delta"), get(listing::delta))
 }
 
 /// The stored event: client-settable properties (validated) plus server-owned state.
 #[derive(Debug, Clone)]
 pub(crate) struct GEvent {
-    props: Map<String, Value>,
-    id: String,
-    change_key: String,
-    created_ms: i64,
-    ical_uid: String,
-    all_day: bool,
+    pub(super) props: Map<String, Value>,
+    pub(super) id: String,
+    pub(super) change_key: String,
+    pub(super) created_ms: i64,
+    pub(super) ical_uid: String,
+    pub(super) all_day: bool,
+    /// Set on occurrences and exceptions: the series they belong to.
+    pub(super) link: Option<Link>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Link {
+    pub master: String,
+    /// Original start of the occurrence (epoch ms): Graph's `originalStart`.
+    pub original_ms: i64,
+    /// `exception` (stored, edited or cancelled) rather than a plain `occurrence`.
+    pub exception: bool,
 }
 
 #[derive(Deserialize)]
@@ -108,17 +130,17 @@ struct ExtProp {
     value: String,
 }
 
-fn respond(r: GraphResult<Response>) -> Response {
+pub(super) fn respond(r: GraphResult<Response>) -> Response {
     r.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `Prefer` preferences: `outlook.timezone` and `odata.maxpagesize`.
-struct Prefer {
-    tz: Option<(String, Tz)>,
-    page: Option<usize>,
+pub(super) struct Prefer {
+    pub(super) tz: Option<(String, Tz)>,
+    pub(super) page: Option<usize>,
 }
 
-fn prefer(headers: &HeaderMap) -> GraphResult<Prefer> {
+pub(super) fn prefer(headers: &HeaderMap) -> GraphResult<Prefer> {
     let mut p = Prefer { tz: None, page: None };
     for value in headers.get_all("prefer").iter().filter_map(|v| v.to_str().ok()) {
         for part in value.split(',').map(str::trim) {
@@ -134,7 +156,7 @@ fn prefer(headers: &HeaderMap) -> GraphResult<Prefer> {
     Ok(p)
 }
 
-fn tz_unsupported(name: &str) -> GraphError {
+pub(super) fn tz_unsupported(name: &str) -> GraphError {
     GraphError::new(
         400,
         "TimeZoneNotSupportedException",
@@ -142,7 +164,7 @@ fn tz_unsupported(name: &str) -> GraphError {
     )
 }
 
-fn with_preference(mut resp: Response, p: &Prefer) -> Response {
+pub(super) fn with_preference(mut resp: Response, p: &Prefer) -> Response {
     let mut applied = Vec::new();
     if let Some((name, _)) = &p.tz {
         applied.push(format!("outlook.timezone=\"{name}\""));
@@ -163,7 +185,7 @@ fn graph_time(t: DateTime<Utc>, zone: Tz) -> String {
     t.with_timezone(&zone).format("%Y-%m-%dT%H:%M:%S.0000000").to_string()
 }
 
-fn utc_stamp(ms: i64) -> String {
+pub(super) fn utc_stamp(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
@@ -179,8 +201,10 @@ fn parse_dtz(d: &DateTimeTimeZone) -> GraphResult<(DateTime<Utc>, Tz, String, Na
     Ok((crate::google::resolve_local(naive, zone), zone, name, naive))
 }
 
-/// Validates merged properties and returns `(start_ms, end_ms, all_day)`.
-fn check(props: &Map<String, Value>) -> GraphResult<(i64, i64, bool)> {
+/// Validates merged properties and returns `(start_ms, end_ms, all_day)`. A `recurrence`
+/// (only allowed when `allow_recurrence`, i.e. not on occurrences) is validated and
+/// replaced by its normalized form.
+fn check(props: &mut Map<String, Value>, allow_recurrence: bool) -> GraphResult<(i64, i64, bool)> {
     let input: EventInput = serde_json::from_value(Value::Object(props.clone()))
         .map_err(|e| GraphError::new(400, "RequestBodyRead", &format!("Invalid request body: {e}")))?;
     let (Some(start), Some(end)) = (&input.start, &input.end) else {
@@ -190,7 +214,18 @@ fn check(props: &Map<String, Value>) -> GraphResult<(i64, i64, bool)> {
             "Your request can't be completed. The start and end time must be specified.",
         ));
     };
-    let (s, _, s_name, s_naive) = parse_dtz(start)?;
+    let (s, s_zone, s_name, s_naive) = parse_dtz(start)?;
+    if let Some(rec) = input.recurrence.as_ref().filter(|r| !r.is_null()) {
+        if !allow_recurrence {
+            return Err(GraphError::new(
+                400,
+                "ErrorInvalidRequest",
+                "Your request can't be completed. An occurrence or exception cannot have a recurrence.",
+            ));
+        }
+        let (normalized, _) = series::parse(rec, s_naive, &(s_name.clone(), s_zone))?;
+        props.insert("recurrence".into(), normalized);
+    }
     let (e, _, e_name, e_naive) = parse_dtz(end)?;
     if e < s {
         return Err(GraphError::new(400, "ErrorInvalidRequest", "The end time must be later than the start time."));
@@ -221,7 +256,7 @@ fn check(props: &Map<String, Value>) -> GraphResult<(i64, i64, bool)> {
 }
 
 /// The event resource as Graph returns it.
-fn render(ev: &GEvent, item_modified_ms: i64, owner: &str, zone: Option<&(String, Tz)>) -> Value {
+pub(super) fn render(ev: &GEvent, item_modified_ms: i64, owner: &str, zone: Option<&(String, Tz)>) -> Value {
     let p = &ev.props;
     let time = |key: &str| -> Value {
         let Some(d) = p.get(key).and_then(|v| serde_json::from_value::<DateTimeTimeZone>(v.clone()).ok()) else {
@@ -264,9 +299,14 @@ fn render(ev: &GEvent, item_modified_ms: i64, owner: &str, zone: Option<&(String
         "isCancelled": false,
         "isOrganizer": true,
         "responseRequested": p.get("responseRequested").cloned().unwrap_or(json!(true)),
-        "seriesMasterId": null,
+        "seriesMasterId": ev.link.as_ref().map(|l| l.master.clone()),
         "showAs": p.get("showAs").cloned().unwrap_or(json!("busy")),
-        "type": "singleInstance",
+        "type": match &ev.link {
+            Some(l) if l.exception => "exception",
+            Some(_) => "occurrence",
+            None if p.get("recurrence").is_some_and(|r| !r.is_null()) => "seriesMaster",
+            None => "singleInstance",
+        },
         "webLink": format!("https://outlook.office365.com/owa/?itemid={}&exvsurl=1&path=/calendar/item", ev.id),
         "onlineMeetingUrl": null,
         "isOnlineMeeting": p.get("isOnlineMeeting").cloned().unwrap_or(json!(false)),
@@ -287,6 +327,13 @@ fn render(ev: &GEvent, item_modified_ms: i64, owner: &str, zone: Option<&(String
     });
     if let Some(t) = p.get("transactionId") {
         out["transactionId"] = t.clone();
+    }
+    if let Some(l) = &ev.link {
+        out["originalStart"] = json!(
+            DateTime::<Utc>::from_timestamp_millis(l.original_ms)
+                .unwrap_or_default()
+                .to_rfc3339_opts(SecondsFormat::Secs, true)
+        );
     }
     out
 }
@@ -321,7 +368,7 @@ fn calendar_json(cal: &MsCalendar, owner: &str, default: bool) -> Value {
 }
 
 /// Resolves a calendar id (or the default calendar) the caller owns.
-fn calendar_id(microsoft: &MsWorld, auth: &GraphAuth, cal: Option<&str>) -> GraphResult<String> {
+pub(super) fn calendar_id(microsoft: &MsWorld, auth: &GraphAuth, cal: Option<&str>) -> GraphResult<String> {
     let acc = microsoft.accounts.get(&auth.email).ok_or_else(GraphError::not_found)?;
     match cal {
         None => Ok(acc.calendars[0].clone()),
@@ -370,13 +417,19 @@ fn calendar_by(shared: Arc<Shared>, auth: Result<GraphAuth, GraphError>, cal: Op
 }
 
 /// Finds the calendar holding event `id` among the caller's calendars.
+/// Occurrence ids resolve through their master.
 fn locate(microsoft: &MsWorld, auth: &GraphAuth, id: &str) -> GraphResult<String> {
     let acc = microsoft.accounts.get(&auth.email).ok_or_else(GraphError::not_found)?;
     acc.calendars
         .iter()
-        .find(|c| microsoft.calendars.get(*c).and_then(|cal| cal.events.get(id)).is_some_and(|i| !i.deleted))
+        .find(|c| microsoft.calendars.get(*c).and_then(|cal| series::resolve(cal, id)).is_some_and(|r| !r.3))
         .cloned()
         .ok_or_else(GraphError::not_found)
+}
+
+/// The index extent: a master spans its whole series.
+fn extent(ev: &GEvent, s: i64, e: i64) -> (i64, i64) {
+    series::master_series(ev).map_or((s, e), |g| g.extent())
 }
 
 fn parse_object(body: &[u8]) -> GraphResult<Map<String, Value>> {
@@ -390,7 +443,14 @@ fn store(world: &mut World, cal_id: &str, ev: GEvent, times: (i64, i64), now: i6
     let seq = world.next_seq();
     let cal = world.microsoft.calendars.get_mut(cal_id).expect("calendar exists");
     let id = ev.id.clone();
-    cal.events.put(&id, Item { ev, seq, start: times.0, end: times.1, updated_ms: now, deleted });
+    let change = match cal.events.get(&id) {
+        _ if deleted => "deleted",
+        Some(prior) if !prior.deleted => "updated",
+        _ => "created",
+    };
+    let etag = format!("W/\"{}\"", ev.change_key);
+    cal.events.put(&id, Item { ev: Arc::new(ev), seq, start: times.0, end: times.1, updated_ms: now, deleted });
+    subscriptions::notify(world, cal_id, &id, &etag, change, now);
     seq
 }
 
@@ -423,8 +483,8 @@ fn create_inner(
     let auth = auth?;
     auth.require(WRITE)?;
     let pref = prefer(headers)?;
-    let props = parse_object(body)?;
-    let (s, e, all_day) = check(&props)?;
+    let mut props = parse_object(body)?;
+    let (s, e, all_day) = check(&mut props, true)?;
     let now = shared.clock.now_ms();
     let mut world = shared.world();
     let cal_id = calendar_id(&world.microsoft, &auth, cal)?;
@@ -440,7 +500,8 @@ fn create_inner(
     let id = ids::token(&mut world.rng, "AAMkAGI2", 96);
     let change_key = ids::token(&mut world.rng, "", 18);
     let ical = format!("040000008200E00074C5B7101A82E008{}", ids::token(&mut world.rng, "", 24));
-    let ev = GEvent { props, id: id.clone(), change_key, created_ms: now, ical_uid: ical, all_day };
+    let ev = GEvent { props, id: id.clone(), change_key, created_ms: now, ical_uid: ical, all_day, link: None };
+    let (s, e) = extent(&ev, s, e);
     if let Some(tx) = tx {
         world.microsoft.calendars.get_mut(&cal_id).expect("exists").transactions.insert(tx, id.clone());
     }
@@ -461,8 +522,9 @@ async fn get_event(
         let pref = prefer(&headers)?;
         let world = shared.world();
         let cal = locate(&world.microsoft, &auth, &id)?;
-        let item = world.microsoft.calendars[&cal].events.get(&id).ok_or_else(GraphError::not_found)?;
-        let v = render(&item.ev, item.updated_ms, &auth.email, pref.tz.as_ref());
+        let (ev, _, updated, _) =
+            series::resolve(&world.microsoft.calendars[&cal], &id).ok_or_else(GraphError::not_found)?;
+        let v = render(&ev, updated, &auth.email, pref.tz.as_ref());
         Ok(with_preference(Json(v).into_response(), &pref))
     })())
 }
@@ -494,18 +556,36 @@ async fn patch_event(
         let now = shared.clock.now_ms();
         let mut world = shared.world();
         let cal = locate(&world.microsoft, &auth, &id)?;
-        let item = world.microsoft.calendars[&cal].events.get(&id).ok_or_else(GraphError::not_found)?;
-        if_match(&headers, &item.ev.change_key)?;
-        let mut ev = item.ev.clone();
+        let (current, _, _, _) =
+            series::resolve(&world.microsoft.calendars[&cal], &id).ok_or_else(GraphError::not_found)?;
+        if_match(&headers, &current.change_key)?;
+        let old_series = series::master_series(&current);
+        let mut ev = current.clone();
         // Top-level properties replace whole values, arrays and complex types included.
         for (k, v) in patch {
             ev.props.insert(k, v);
         }
-        let (s, e, all_day) = check(&ev.props)?;
+        let is_instance = ev.link.is_some();
+        let (s, e, all_day) = check(&mut ev.props, !is_instance)?;
         ev.all_day = all_day;
         ev.change_key = ids::token(&mut world.rng, "", 18);
+        if let Some(l) = ev.link.as_mut() {
+            // Editing an occurrence makes it an exception.
+            l.exception = true;
+        }
+        let times = extent(&ev, s, e);
+        let series_changed = ["start", "end", "recurrence"].iter().any(|k| current.props.get(*k) != ev.props.get(*k));
+        let new_series = series::master_series(&ev);
         let v = render(&ev, now, &auth.email, pref.tz.as_ref());
-        store(&mut world, &cal, ev, (s, e), now, false);
+        let master = ev.clone();
+        store(&mut world, &cal, ev, times, now, false);
+        if series_changed && !is_instance {
+            let orphans =
+                series::orphans(&world.microsoft.calendars[&cal], &master, old_series.as_ref(), new_series.as_ref());
+            for (o, span) in orphans {
+                store(&mut world, &cal, o, span, now, true);
+            }
+        }
         Ok(with_preference(Json(v).into_response(), &pref))
     })())
 }
@@ -516,266 +596,112 @@ async fn delete_event(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
+    respond(remove(&shared, auth, &id, &headers).map(|()| StatusCode::NO_CONTENT.into_response()))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)] // Validated only: the sandbox sends no mail.
+struct ResponseBody {
+    comment: Option<String>,
+    send_response: Option<bool>,
+    proposed_new_time: Option<Value>,
+}
+
+/// `POST /me/events/{id}/cancel`: the organizer cancels (attendees would be notified);
+/// the event, or the occurrence, goes away as with DELETE. 202.
+async fn cancel_event(
+    State(shared): State<Arc<Shared>>,
+    auth: Result<GraphAuth, GraphError>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     respond((|| {
+        let _: ResponseBody = serde_json::from_slice(&body)
+            .map_err(|e| GraphError::new(400, "RequestBodyRead", &format!("Invalid request body: {e}")))?;
+        remove(&shared, auth, &id, &headers)?;
+        Ok(StatusCode::ACCEPTED.into_response())
+    })())
+}
+
+/// `accept` / `tentativelyAccept` / `decline`: every sandbox event is organized by its
+/// mailbox owner, and Outlook refuses responses to one's own meeting.
+async fn respond_event(
+    State(shared): State<Arc<Shared>>,
+    auth: Result<GraphAuth, GraphError>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    respond((|| {
+        let auth = auth?;
+        auth.require(WRITE)?;
+        let _: ResponseBody = serde_json::from_slice(&body)
+            .map_err(|e| GraphError::new(400, "RequestBodyRead", &format!("Invalid request body: {e}")))?;
+        let world = shared.world();
+        locate(&world.microsoft, &auth, &id)?;
+        Err(GraphError::new(
+            400,
+            "ErrorInvalidRequest",
+            "Your request can't be completed. You can't respond to a meeting you organized.",
+        ))
+    })())
+}
+
+fn remove(shared: &Shared, auth: GraphResult<GraphAuth>, id: &str, headers: &HeaderMap) -> GraphResult<()> {
+    {
         let auth = auth?;
         auth.require(WRITE)?;
         let now = shared.clock.now_ms();
         let mut world = shared.world();
-        let cal = locate(&world.microsoft, &auth, &id)?;
-        let item = world.microsoft.calendars[&cal].events.get(&id).ok_or_else(GraphError::not_found)?;
-        if_match(&headers, &item.ev.change_key)?;
-        let (ev, times) = (item.ev.clone(), (item.start, item.end));
+        let cal = locate(&world.microsoft, &auth, id)?;
+        let (mut ev, times, _, _) =
+            series::resolve(&world.microsoft.calendars[&cal], id).ok_or_else(GraphError::not_found)?;
+        if_match(headers, &ev.change_key)?;
+        // Deleting an occurrence cancels it (a deleted exception); deleting a master deletes
+        // the series with its exceptions.
+        if let Some(l) = ev.link.as_mut() {
+            l.exception = true;
+        }
+        let old_series = series::master_series(&ev);
+        let master = ev.clone();
         store(&mut world, &cal, ev, times, now, true);
-        Ok(StatusCode::NO_CONTENT.into_response())
-    })())
-}
-
-// ---------------------------------------------------------------------------------------
-// Listing: /events, calendarView, calendarView/delta
-
-#[derive(Serialize, Deserialize)]
-struct ViewCursor {
-    c: String,
-    ep: u32,
-    /// Window in epoch ms (`None` for plain `/events`).
-    w: Option<(i64, i64)>,
-    /// Delta only: `false` while the initial round runs, then incremental.
-    inc: bool,
-    /// Incremental: log position already delivered; round end snapshot.
-    p: u64,
-    e: u64,
-    /// Initial round / plain listing: `(start, id)` already delivered.
-    k: Option<(i64, String)>,
-}
-
-fn parse_window_bound(q: &[(String, String)], name: &str) -> GraphResult<Option<i64>> {
-    let Some((_, v)) = q.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)) else {
-        return Ok(None);
-    };
-    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
-        return Ok(Some(t.timestamp_millis()));
+        let orphans = series::orphans(&world.microsoft.calendars[&cal], &master, old_series.as_ref(), None);
+        for (o, span) in orphans {
+            store(&mut world, &cal, o, span, now, true);
+        }
+        Ok(())
     }
-    NaiveDateTime::parse_from_str(v, "%Y-%m-%dT%H:%M:%S%.f")
-        .map(|n| Some(n.and_utc().timestamp_millis()))
-        .map_err(|_| GraphError::invalid_param(&format!("The value '{v}' of parameter '{name}' is invalid.")))
 }
 
-fn window_required() -> GraphError {
-    GraphError::invalid_param(
-        "This request requires a time window specified by the query string parameters StartDateTime and EndDateTime.",
-    )
-}
-
-fn query_pairs(raw: Option<String>) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
-}
-
-struct ListReq<'a> {
-    cal: Option<&'a str>,
-    mode: Mode,
-    path: String,
-}
-
-#[derive(PartialEq, Clone, Copy)]
-enum Mode {
-    Events,
-    View,
-    Delta,
-}
-
-async fn list_default_events(
-    State(s): State<Arc<Shared>>,
-    a: Result<GraphAuth, GraphError>,
-    uri: OriginalUri,
-    RawQuery(q): RawQuery,
-    h: HeaderMap,
-) -> Response {
-    respond(listing(&s, a, ListReq { cal: None, mode: Mode::Events, path: rel_path(&uri) }, q, &h))
-}
-async fn list_events(
-    State(s): State<Arc<Shared>>,
-    a: Result<GraphAuth, GraphError>,
-    Path(cal): Path<String>,
-    uri: OriginalUri,
-    RawQuery(q): RawQuery,
-    h: HeaderMap,
-) -> Response {
-    respond(listing(&s, a, ListReq { cal: Some(&cal), mode: Mode::Events, path: rel_path(&uri) }, q, &h))
-}
-async fn view_default(
-    State(s): State<Arc<Shared>>,
-    a: Result<GraphAuth, GraphError>,
-    uri: OriginalUri,
-    RawQuery(q): RawQuery,
-    h: HeaderMap,
-) -> Response {
-    respond(listing(&s, a, ListReq { cal: None, mode: Mode::View, path: rel_path(&uri) }, q, &h))
-}
-async fn view(
-    State(s): State<Arc<Shared>>,
-    a: Result<GraphAuth, GraphError>,
-    Path(cal): Path<String>,
-    uri: OriginalUri,
-    RawQuery(q): RawQuery,
-    h: HeaderMap,
-) -> Response {
-    respond(listing(&s, a, ListReq { cal: Some(&cal), mode: Mode::View, path: rel_path(&uri) }, q, &h))
-}
-async fn delta_default(
-    State(s): State<Arc<Shared>>,
-    a: Result<GraphAuth, GraphError>,
-    uri: OriginalUri,
-    RawQuery(q): RawQuery,
-    h: HeaderMap,
-) -> Response {
-    respond(listing(&s, a, ListReq { cal: None, mode: Mode::Delta, path: rel_path(&uri) }, q, &h))
-}
-async fn delta(
-    State(s): State<Arc<Shared>>,
-    a: Result<GraphAuth, GraphError>,
-    Path(cal): Path<String>,
-    uri: OriginalUri,
-    RawQuery(q): RawQuery,
-    h: HeaderMap,
-) -> Response {
-    respond(listing(&s, a, ListReq { cal: Some(&cal), mode: Mode::Delta, path: rel_path(&uri) }, q, &h))
-}
-
-/// The request path below the sandbox root, wherever the sandbox is mounted.
-fn rel_path(uri: &OriginalUri) -> String {
-    let p = uri.0.path();
-    p.find("/microsoft/graph/").map_or(p, |i| &p[i..]).to_owned()
-}
-
-fn listing(
-    shared: &Shared,
-    auth: GraphResult<GraphAuth>,
-    req: ListReq<'_>,
-    raw: Option<String>,
-    headers: &HeaderMap,
-) -> GraphResult<Response> {
-    let auth = auth?;
-    auth.require(READ)?;
-    let pref = prefer(headers)?;
-    let q = query_pairs(raw);
-    let token_param = q.iter().find(|(k, _)| k == "$skiptoken" || k == "$deltatoken").map(|(_, v)| v.clone());
-    let start = parse_window_bound(&q, "startDateTime")?;
-    let end = parse_window_bound(&q, "endDateTime")?;
-    for (k, _) in &q {
-        let ok = match req.mode {
-            Mode::Delta => matches!(k.as_str(), "startDateTime" | "endDateTime" | "$skiptoken" | "$deltatoken"),
-            Mode::View => matches!(
-                k.as_str(),
-                "startDateTime" | "endDateTime" | "$skiptoken" | "$top" | "$select" | "$orderby" | "$filter"
-            ),
-            Mode::Events => matches!(k.as_str(), "$skiptoken" | "$top" | "$select" | "$orderby" | "$filter"),
+/// Control API bulk load: `count` half-hour events a minute apart from 2020-01-01 in the
+/// default calendar. Returns false for an unknown account.
+pub(crate) fn seed_events(shared: &Shared, email: &str, count: usize) -> bool {
+    let now = shared.clock.now_ms();
+    let mut world = shared.world();
+    let Some(cal_id) = world.microsoft.accounts.get(email).map(|a| a.calendars[0].clone()) else {
+        return false;
+    };
+    let base = DateTime::parse_from_rfc3339("2020-01-01T00:00:00Z").expect("valid").timestamp_millis();
+    let local = |ms: i64| {
+        DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().format("%Y-%m-%dT%H:%M:%S").to_string()
+    };
+    for i in 0..count {
+        let start = base + i as i64 * 60_000;
+        let mut props = Map::new();
+        props.insert("subject".into(), json!(format!("Seeded event {i}")));
+        props.insert("start".into(), json!({"dateTime": local(start), "timeZone": "UTC"}));
+        props.insert("end".into(), json!({"dateTime": local(start + 1_800_000), "timeZone": "UTC"}));
+        let ev = GEvent {
+            props,
+            id: ids::token(&mut world.rng, "AAMkAGI2", 96),
+            change_key: ids::token(&mut world.rng, "", 18),
+            created_ms: now,
+            ical_uid: format!("040000008200E00074C5B7101A82E008{}", ids::token(&mut world.rng, "", 24)),
+            all_day: false,
+            link: None,
         };
-        if !ok {
-            return Err(GraphError::bad_request(&format!(
-                "The query parameter '{k}' is not supported with this request."
-            )));
-        }
+        store(&mut world, &cal_id, ev, (start, start + 1_800_000), now, false);
     }
-    let page = pref
-        .page
-        .or_else(|| q.iter().find(|(k, _)| k == "$top").and_then(|(_, v)| v.parse().ok()))
-        .unwrap_or(DEFAULT_PAGE)
-        .clamp(1, MAX_PAGE);
-    let world = shared.world();
-    let cal_id = calendar_id(&world.microsoft, &auth, req.cal)?;
-    let epoch = world.microsoft.accounts[&auth.email].epoch;
-    let head = world.seq();
-    let cal = &world.microsoft.calendars[&cal_id];
-
-    let cursor: ViewCursor = match &token_param {
-        Some(t) => {
-            // The window lives in the token; sending it again is a client bug.
-            if start.is_some() || end.is_some() {
-                return Err(GraphError::bad_request(
-                    "startDateTime/endDateTime cannot be combined with a $skiptoken or $deltatoken.",
-                ));
-            }
-            let c: ViewCursor = cursor::decode(t).ok_or_else(GraphError::sync_state_not_found)?;
-            if c.c != cal_id {
-                return Err(GraphError::sync_state_not_found());
-            }
-            if req.mode == Mode::Delta && c.ep != epoch {
-                let mut e = GraphError::sync_state_not_found();
-                if let Some((ws, we)) = c.w {
-                    e.location = Some(shared.public_url(&format!(
-                        "{}?startDateTime={}&endDateTime={}",
-                        req.path,
-                        utc_stamp(ws),
-                        utc_stamp(we)
-                    )));
-                }
-                return Err(e);
-            }
-            // A deltaLink starts the next round: the snapshot moves to now.
-            if c.inc && q.iter().any(|(k, _)| k == "$deltatoken") { ViewCursor { e: head, ..c } } else { c }
-        }
-        None => {
-            let w = match (req.mode, start, end) {
-                (Mode::Events, _, _) => None,
-                (_, Some(s), Some(e)) => Some((s, e)),
-                _ => return Err(window_required()),
-            };
-            ViewCursor { c: cal_id.clone(), ep: epoch, w, inc: false, p: 0, e: head, k: None }
-        }
-    };
-    let owner = auth.email.as_str();
-    let zone = pref.tz.as_ref();
-    let in_window = |i: &Item<GEvent>| cursor.w.is_none_or(|(ws, we)| i.start < we && i.end > ws);
-    let mut items = Vec::new();
-    let mut done = true;
-    let mut next = ViewCursor { ..cursor_clone(&cursor) };
-    if cursor.inc {
-        for (id, item) in cal.events.log_range(cursor.p, cursor.e) {
-            if items.len() == page {
-                done = false;
-                break;
-            }
-            next.p = item.seq;
-            if !item.deleted && in_window(item) {
-                items.push(render(&item.ev, item.updated_ms, owner, zone));
-            } else {
-                // Deleted, or changed outside the window: both arrive as removals.
-                items.push(
-                    json!({"@odata.type": "#microsoft.graph.event", "id": id, "@removed": {"reason": "deleted"}}),
-                );
-            }
-        }
-    } else {
-        let floor = cursor.w.map(|(ws, _)| ws);
-        for (_, item) in cal.events.by_start_from(cursor.k.clone(), floor) {
-            if cursor.w.is_some_and(|(_, we)| item.start >= we) {
-                break;
-            }
-            if items.len() == page {
-                done = false;
-                break;
-            }
-            next.k = Some((item.start, item.ev.id.clone()));
-            if !item.deleted && in_window(item) {
-                items.push(render(&item.ev, item.updated_ms, owner, zone));
-            }
-        }
-    }
-    let mut body =
-        json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(event)", "value": items});
-    if !done {
-        body["@odata.nextLink"] =
-            json!(shared.public_url(&format!("{}?$skiptoken={}", req.path, cursor::encode(&next))));
-    } else if req.mode == Mode::Delta {
-        let round_end = ViewCursor { inc: true, p: cursor.e, k: None, ..cursor_clone(&cursor) };
-        body["@odata.deltaLink"] =
-            json!(shared.public_url(&format!("{}?$deltatoken={}", req.path, cursor::encode(&round_end))));
-    }
-    Ok(with_preference(Json(body).into_response(), &pref))
-}
-
-fn cursor_clone(c: &ViewCursor) -> ViewCursor {
-    ViewCursor { c: c.c.clone(), ep: c.ep, w: c.w, inc: c.inc, p: c.p, e: c.e, k: c.k.clone() }
+    true
 }

@@ -3,7 +3,11 @@
 
 mod error;
 mod graph;
+pub(crate) use graph::seed_events;
 mod identity;
+mod listing;
+mod series;
+pub(crate) mod subscriptions;
 mod tz;
 
 use std::collections::HashMap;
@@ -34,6 +38,7 @@ pub(crate) struct MsWorld {
     pub codes: HashMap<String, identity::Code>,
     pub access: HashMap<String, identity::Access>,
     pub refresh: HashMap<String, identity::Refresh>,
+    pub subscriptions: HashMap<String, subscriptions::Subscription>,
 }
 
 #[derive(Debug)]
@@ -53,7 +58,8 @@ pub(crate) struct MsCalendar {
     pub id: String,
     pub name: String,
     pub change_key: String,
-    pub events: EventStore<graph::GEvent>,
+    /// Shared immutable values: listings clone `Arc`s under the lock, render after it.
+    pub events: EventStore<std::sync::Arc<graph::GEvent>>,
     /// `transactionId` → event id, so retried creates return the first event.
     pub transactions: HashMap<String, String>,
 }
@@ -187,4 +193,9 @@ pub(crate) fn revoke_account(world: &mut World, email: &str, now_ms: i64) -> boo
         }
         None => false,
     }
+}
+
+/// A whole-batch 400 in Graph's error shape.
+pub(crate) fn batch_error(message: &str) -> Response {
+    GraphError::new(400, "BadRequest", message).into_response()
 }

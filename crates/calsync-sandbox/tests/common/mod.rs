@@ -89,3 +89,63 @@ pub fn location(resp: &Response) -> url::Url {
 pub fn query_param(url: &url::Url, name: &str) -> Option<String> {
     url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
 }
+
+/// One request a test webhook receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub query: String,
+    pub headers: std::collections::HashMap<String, String>,
+    pub body: String,
+}
+
+/// A webhook receiver on an ephemeral port. Paths: `/ok` answers 200 (echoing a Graph
+/// `validationToken` as text/plain); `/flaky` answers 503 to its first request, then
+/// behaves like `/ok`; `/noecho` answers 200 with an empty body. Every request is
+/// forwarded to the returned channel.
+pub async fn receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<Received>) {
+    use axum::extract::{Request, State};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    type Tx = (tokio::sync::mpsc::UnboundedSender<Received>, Arc<AtomicUsize>);
+    async fn handle(State((tx, flaky)): State<Tx>, req: Request) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let path = req.uri().path().to_owned();
+        let query = req.uri().query().unwrap_or_default().to_owned();
+        let headers = req
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_ascii_lowercase(), v.to_str().unwrap_or_default().to_owned()))
+            .collect();
+        let body = axum::body::to_bytes(req.into_body(), 1 << 20).await.unwrap_or_default();
+        let body = String::from_utf8_lossy(&body).into_owned();
+        let _ = tx.send(Received { path: path.clone(), query: query.clone(), headers, body });
+        if path == "/flaky" && flaky.fetch_add(1, Ordering::SeqCst) == 0 {
+            return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+        if path == "/noecho" {
+            return axum::http::StatusCode::OK.into_response();
+        }
+        let token = url::form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "validationToken")
+            .map(|(_, v)| v.into_owned());
+        match token {
+            Some(t) => ([(axum::http::header::CONTENT_TYPE, "text/plain")], t).into_response(),
+            None => axum::http::StatusCode::ACCEPTED.into_response(),
+        }
+    }
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let app = axum::Router::new().fallback(handle).with_state((tx, Arc::new(AtomicUsize::new(0))));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, rx)
+}
+
+/// The next received request, failing the test after 5 s.
+pub async fn next_received(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Received>) -> Received {
+    tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+        .await
+        .expect("a delivery within 5 s")
+        .expect("receiver open")
+}

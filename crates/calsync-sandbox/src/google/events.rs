@@ -1,0 +1,592 @@
+//! Single-event operations: get/insert/import/update/patch/delete, on events, series
+//! masters and their instances (exceptions).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono_tz::Tz;
+use serde_json::Value;
+
+use super::Calendar;
+use super::calendar::*;
+use super::error::{ApiError, ApiResult};
+use super::model::{self, Event, When};
+use super::oauth::GoogleAuth;
+use super::series::{self, MasterInfo};
+use crate::ids;
+use crate::state::{Shared, World};
+use crate::store::Item;
+// ---------------------------------------------------------------------------------------
+// Single-event operations
+
+/// Resolved, validated times of an event write.
+pub(super) struct Times {
+    pub(super) start: i64,
+    pub(super) end: i64,
+}
+
+/// A master's index extent is its whole series, so window queries find it.
+fn series_times(ev: &Event, times: Times, cal_tz: Tz) -> ApiResult<(Times, Option<MasterInfo>)> {
+    Ok(match series::master_info(ev)? {
+        Some(info) => {
+            let (start, end) = info.extent(cal_tz);
+            (Times { start, end }, Some(info))
+        }
+        None => (times, None),
+    })
+}
+
+/// An event by id: a stored exception or event, else a series occurrence synthesized from
+/// its master. Returns the event, its extent, whether it is deleted.
+pub(super) fn lookup(cal: &Calendar, id: &str) -> Option<(Event, Times, bool)> {
+    let stored = cal.events.get(id);
+    if let Some(i) = stored
+        && (i.ev.recurring_event_id.is_some() || !i.deleted || series::split_id(id).is_none())
+    {
+        return Some(((*i.ev).clone(), Times { start: i.start, end: i.end }, i.deleted));
+    }
+    if let Some((ev, start, end)) = series::virtual_instance(cal, id) {
+        return Some((ev, Times { start, end }, false));
+    }
+    stored.map(|i| ((*i.ev).clone(), Times { start: i.start, end: i.end }, i.deleted))
+}
+
+/// Stores what a master write orphaned (see [`series::orphans`]).
+fn settle_orphans(
+    world: &mut World,
+    cal_key: &str,
+    master_id: &str,
+    old: Option<&MasterInfo>,
+    new: Option<&MasterInfo>,
+    now: i64,
+) {
+    if old.is_none() {
+        // A former single event has no instances or exceptions to settle.
+        return;
+    }
+    let orphans = series::orphans(&world.google.calendars[cal_key], master_id, old, new);
+    for (id, ev, start, end) in orphans {
+        commit(world, cal_key, &id, ev, &Times { start, end }, true, now);
+    }
+}
+
+pub(super) fn check_times(ev: &mut Event, cal_tz: Tz) -> ApiResult<Times> {
+    let start = ev.start.as_ref().ok_or_else(|| ApiError::required("Missing start time."))?;
+    let end = ev.end.as_ref().ok_or_else(|| ApiError::required("Missing end time."))?;
+    let s = model::resolve(start, "start")?;
+    let e = model::resolve(end, "end")?;
+    let ok_order = match (s, e) {
+        (When::Date(a), When::Date(b)) => a < b,
+        (When::Instant(a), When::Instant(b)) => a <= b,
+        _ => {
+            return Err(ApiError::bad_request("Start and end times must either both be date or both be dateTime."));
+        }
+    };
+    if !ok_order {
+        return Err(ApiError::new(400, "calendar", "timeRangeEmpty", "The specified time range is empty."));
+    }
+    if ev.recurrence.as_ref().is_some_and(|r| !r.is_empty())
+        && matches!(s, When::Instant(_))
+        && (start.time_zone.is_none() || end.time_zone.is_none())
+    {
+        let which = if start.time_zone.is_none() { "start" } else { "end" };
+        return Err(ApiError::bad_request(&format!("Missing time zone definition for {which} time.")));
+    }
+    // Store instants in UTC; rendering converts per request.
+    for (edt, w) in [(ev.start.as_mut(), s), (ev.end.as_mut(), e)] {
+        if let (Some(edt), When::Instant(t)) = (edt, w) {
+            edt.date_time = Some(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        }
+    }
+    Ok(Times { start: s.key(cal_tz), end: e.key(cal_tz) })
+}
+
+/// Clears what clients cannot set and applies server defaults.
+pub(super) fn sanitize(ev: &mut Event, q: &Query) {
+    ev.kind = None;
+    ev.etag = None;
+    ev.html_link = None;
+    ev.created = None;
+    ev.updated = None;
+    ev.creator = None;
+    ev.hangout_link = None;
+    ev.locked = None;
+    ev.recurring_event_id = None;
+    ev.original_start_time = None;
+    if q.get("conferenceDataVersion") != Some("1") {
+        ev.conference_data = None;
+    }
+    if q.get("supportsAttachments") != Some("true") {
+        ev.attachments = None;
+    }
+    if ev.status.is_none() {
+        ev.status = Some("confirmed".into());
+    }
+    if ev.reminders.is_none() {
+        ev.reminders = Some(model::Reminders { use_default: Some(true), overrides: None });
+    }
+    if ev.event_type.is_none() {
+        ev.event_type = Some("default".into());
+    }
+}
+
+/// Stores a write: new log position, `updated`, `etag`.
+pub(super) fn commit(
+    world: &mut World,
+    cal_id: &str,
+    id: &str,
+    mut ev: Event,
+    times: &Times,
+    deleted: bool,
+    now: i64,
+) -> Event {
+    let seq = world.next_seq();
+    ev.updated = Some(model::format_stamp(now));
+    ev.etag = Some(etag_for(now, seq));
+    let cal = world.google.calendars.get_mut(cal_id).expect("calendar exists");
+    // Instances share the master's iCalUID; the index keeps pointing at the master.
+    if let Some(uid) = &ev.ical_uid
+        && ev.recurring_event_id.is_none()
+        && !(deleted && cal.by_ical.get(uid).is_some_and(|owner| owner != id))
+    {
+        cal.by_ical.insert(uid.clone(), id.to_owned());
+    }
+    cal.updated_ms = now;
+    let notify_cal = cal.id.clone();
+    cal.events
+        .put(id, Item { ev: Arc::new(ev.clone()), seq, start: times.start, end: times.end, updated_ms: now, deleted });
+    super::push::notify(world, &notify_cal, now);
+    ev
+}
+
+pub(super) fn write_params() -> &'static [&'static str] {
+    &[
+        "sendUpdates",
+        "sendNotifications",
+        "conferenceDataVersion",
+        "supportsAttachments",
+        "maxAttendees",
+        "alwaysIncludeEmail",
+        "timeZone",
+    ]
+}
+
+pub(super) async fn insert_event(
+    State(shared): State<Arc<Shared>>,
+    auth: Result<GoogleAuth, ApiError>,
+    Path(cal_id): Path<String>,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Response {
+    respond(create(&shared, auth, &cal_id, raw, &body, false))
+}
+
+pub(super) async fn import_event(
+    State(shared): State<Arc<Shared>>,
+    auth: Result<GoogleAuth, ApiError>,
+    Path(cal_id): Path<String>,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Response {
+    respond(create(&shared, auth, &cal_id, raw, &body, true))
+}
+
+pub(super) fn create(
+    shared: &Shared,
+    auth: ApiResult<GoogleAuth>,
+    cal_id: &str,
+    raw: Option<String>,
+    body: &[u8],
+    import: bool,
+) -> ApiResult<Response> {
+    let auth = auth?;
+    auth.require(EVENTS_WRITE)?;
+    let q = Query::parse(raw, write_params())?;
+    let mut ev = event_from(json_body(body)?)?;
+    model::validate(&ev)?;
+    if let Some(sendupdates) = q.get("sendUpdates")
+        && !matches!(sendupdates, "all" | "externalOnly" | "none")
+    {
+        return Err(ApiError::invalid_param("sendUpdates", "Invalid sendUpdates value."));
+    }
+    if import && ev.ical_uid.is_none() {
+        return Err(ApiError::required("Missing iCalUID."));
+    }
+    sanitize(&mut ev, &q);
+    let now = shared.clock.now_ms();
+    let mut world = shared.world();
+    let (cal_key, cal_tz, req_tz) = {
+        let cal = calendar_mut(&mut world.google, &auth, cal_id)?;
+        (cal.id.clone(), cal.tz, q.tz()?)
+    };
+    let times = check_times(&mut ev, cal_tz)?;
+    let (times, _) = series_times(&ev, times, cal_tz)?;
+    let existing_by_uid = if import {
+        let cal = &world.google.calendars[&cal_key];
+        ev.ical_uid.as_ref().and_then(|u| cal.by_ical.get(u)).cloned()
+    } else {
+        None
+    };
+    let id = match (&ev.id, existing_by_uid) {
+        // Import of a known iCalUID updates that event in place.
+        (_, Some(existing)) => existing,
+        (Some(id), None) => {
+            if !model::valid_event_id(id) {
+                return Err(ApiError::invalid("Invalid resource id value."));
+            }
+            if world.google.calendars[&cal_key].events.get(id).is_some() {
+                return Err(ApiError::new(409, "global", "duplicate", "The requested identifier already exists."));
+            }
+            id.clone()
+        }
+        (None, None) => ids::base32hex_id(&mut world.rng),
+    };
+    let prior = world.google.calendars[&cal_key].events.get(&id).map(|i| i.ev.clone());
+    ev.id = Some(id.clone());
+    ev.kind = Some("calendar#event".into());
+    if ev.ical_uid.is_none() {
+        ev.ical_uid = Some(format!("{id}@google.com"));
+    }
+    ev.created = Some(prior.as_ref().and_then(|p| p.created.clone()).unwrap_or_else(|| model::format_stamp(now)));
+    ev.sequence = Some(ev.sequence.unwrap_or(0).max(prior.as_ref().and_then(|p| p.sequence).unwrap_or(0)));
+    let owner = model::Person { email: Some(auth.email.clone()), is_self: Some(true), ..Default::default() };
+    ev.creator = Some(owner.clone());
+    if ev.organizer.is_none() || !import {
+        ev.organizer = Some(owner);
+    }
+    ev.html_link = Some(html_link(&id, &cal_key));
+    let stored = commit(&mut world, &cal_key, &id, ev, &times, false, now);
+    Ok(Json(render(&stored, req_tz.unwrap_or(cal_tz))).into_response())
+}
+
+pub(super) fn html_link(id: &str, cal: &str) -> String {
+    let eid = data_encoding::BASE64URL_NOPAD.encode(format!("{id} {cal}").as_bytes());
+    format!("https://www.google.com/calendar/event?eid={eid}")
+}
+
+pub(super) fn if_match(headers: &HeaderMap, etag: Option<&String>) -> ApiResult<()> {
+    match headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
+        None => Ok(()),
+        Some("*") => Ok(()),
+        Some(v) if Some(v) == etag.map(String::as_str) => Ok(()),
+        Some(_) => Err(ApiError::precondition_failed()),
+    }
+}
+
+pub(super) async fn get_event(
+    State(shared): State<Arc<Shared>>,
+    auth: Result<GoogleAuth, ApiError>,
+    Path((cal_id, event_id)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    respond((|| {
+        let auth = auth?;
+        auth.require(EVENTS_READ)?;
+        let q = Query::parse(raw, &["maxAttendees", "timeZone", "alwaysIncludeEmail"])?;
+        let tz = q.tz()?;
+        let mut world = shared.world();
+        let cal = calendar_mut(&mut world.google, &auth, &cal_id)?;
+        let (ev, _, _) = lookup(cal, &event_id).ok_or_else(ApiError::not_found)?;
+        if let Some(inm) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok())
+            && ev.etag.as_deref() == Some(inm)
+        {
+            return Ok(StatusCode::NOT_MODIFIED.into_response());
+        }
+        Ok(Json(render(&ev, tz.unwrap_or(cal.tz))).into_response())
+    })())
+}
+
+pub(super) async fn update_event(
+    State(shared): State<Arc<Shared>>,
+    auth: Result<GoogleAuth, ApiError>,
+    Path((cal_id, event_id)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    respond(modify(&shared, auth, &cal_id, &event_id, raw, &headers, &body, false))
+}
+
+pub(super) async fn patch_event(
+    State(shared): State<Arc<Shared>>,
+    auth: Result<GoogleAuth, ApiError>,
+    Path((cal_id, event_id)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    respond(modify(&shared, auth, &cal_id, &event_id, raw, &headers, &body, true))
+}
+
+/// JSON merge patch, except that arrays and `start`/`end` objects replace wholesale and
+/// `null` deletes (which is how extended properties are removed).
+pub(super) fn merge(target: &mut Value, patch: Value, top: bool) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(&k);
+                } else if top && matches!(k.as_str(), "start" | "end") {
+                    t.insert(k, v);
+                } else {
+                    merge(t.entry(k).or_insert(Value::Null), v, false);
+                }
+            }
+        }
+        (t, p) => *t = p,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn modify(
+    shared: &Shared,
+    auth: ApiResult<GoogleAuth>,
+    cal_id: &str,
+    event_id: &str,
+    raw: Option<String>,
+    headers: &HeaderMap,
+    body: &[u8],
+    patch: bool,
+) -> ApiResult<Response> {
+    let auth = auth?;
+    auth.require(EVENTS_WRITE)?;
+    let q = Query::parse(raw, write_params())?;
+    let req_tz = q.tz()?;
+    let patch_body = json_body(body)?;
+    let now = shared.clock.now_ms();
+    let mut world = shared.world();
+    let cal = calendar_mut(&mut world.google, &auth, cal_id)?;
+    let (cal_key, cal_tz) = (cal.id.clone(), cal.tz);
+    let (current, _, current_deleted) = lookup(cal, event_id).ok_or_else(ApiError::not_found)?;
+    let old_info = if current_deleted { None } else { series::master_info(&current)? };
+    if_match(headers, current.etag.as_ref())?;
+    let body_sequence = patch_body.get("sequence").and_then(Value::as_i64);
+    let mut ev = if patch {
+        let mut base = to_value(&current);
+        merge(&mut base, patch_body, true);
+        event_from(base)?
+    } else {
+        event_from(patch_body)?
+    };
+    model::validate(&ev)?;
+    let cur_seq = current.sequence.unwrap_or(0);
+    if body_sequence.is_some_and(|s| s < cur_seq) {
+        return Err(ApiError::invalid(
+            "Invalid sequence value. The specified sequence number is below the current sequence number of the resource.",
+        ));
+    }
+    if ev.event_type.is_some() && ev.event_type != current.event_type {
+        return Err(ApiError::bad_request("The event type cannot be changed."));
+    }
+    if let Some(id) = &ev.id
+        && id != event_id
+    {
+        return Err(ApiError::invalid("The event id in the body does not match the request."));
+    }
+    if ev.ical_uid.is_some() && ev.ical_uid != current.ical_uid {
+        return Err(ApiError::invalid("The iCalUID of an event cannot be changed."));
+    }
+    let is_instance = current.recurring_event_id.is_some();
+    if is_instance && ev.recurrence.as_ref().is_some_and(|r| !r.is_empty()) {
+        return Err(ApiError::invalid(
+            "Invalid recurrence rule. An instance of a recurring event cannot have a recurrence.",
+        ));
+    }
+    sanitize(&mut ev, &q);
+    if is_instance {
+        // Editing an instance stores an exception; its identity never changes.
+        ev.recurrence = None;
+        ev.recurring_event_id = current.recurring_event_id.clone();
+        ev.original_start_time = current.original_start_time.clone();
+    }
+    let times = check_times(&mut ev, cal_tz)?;
+    let (times, new_info) = series_times(&ev, times, cal_tz)?;
+    let time_changed = ev.start != current.start || ev.end != current.end || ev.recurrence != current.recurrence;
+    ev.sequence = Some(body_sequence.unwrap_or(cur_seq).max(cur_seq) + i64::from(time_changed));
+    // Read-only fields survive a full replacement.
+    ev.kind = current.kind.clone();
+    ev.id = current.id.clone();
+    ev.ical_uid = current.ical_uid.clone();
+    ev.created = current.created.clone();
+    ev.creator = current.creator.clone();
+    ev.organizer = current.organizer.clone();
+    ev.html_link = current.html_link.clone();
+    ev.event_type = current.event_type.clone();
+    let deleted = ev.status.as_deref() == Some("cancelled");
+    let series_changed = time_changed || deleted;
+    let stored = commit(&mut world, &cal_key, event_id, ev, &times, deleted, now);
+    if series_changed && !is_instance {
+        let new = if deleted { None } else { new_info.as_ref() };
+        settle_orphans(&mut world, &cal_key, event_id, old_info.as_ref(), new, now);
+    }
+    Ok(Json(render(&stored, req_tz.unwrap_or(cal_tz))).into_response())
+}
+
+pub(super) async fn delete_event(
+    State(shared): State<Arc<Shared>>,
+    auth: Result<GoogleAuth, ApiError>,
+    Path((cal_id, event_id)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    respond((|| {
+        let auth = auth?;
+        auth.require(EVENTS_WRITE)?;
+        let _q = Query::parse(raw, &["sendUpdates", "sendNotifications"])?;
+        let now = shared.clock.now_ms();
+        let mut world = shared.world();
+        let cal = calendar_mut(&mut world.google, &auth, &cal_id)?;
+        let cal_key = cal.id.clone();
+        let (mut ev, times, deleted) = lookup(cal, &event_id).ok_or_else(ApiError::not_found)?;
+        if deleted {
+            return Err(ApiError::new(410, "global", "deleted", "Resource has been deleted"));
+        }
+        if_match(&headers, ev.etag.as_ref())?;
+        // Deleting an instance stores a cancelled exception (it keeps recurringEventId);
+        // deleting a master also drops its exceptions.
+        let old_info = series::master_info(&ev)?;
+        ev.status = Some("cancelled".into());
+        commit(&mut world, &cal_key, &event_id, ev, &times, true, now);
+        settle_orphans(&mut world, &cal_key, &event_id, old_info.as_ref(), None, now);
+        Ok(StatusCode::NO_CONTENT.into_response())
+    })())
+}
+
+/// `events.move`: the event (with its exceptions) leaves `cal_id` as a deletion and
+/// appears in `destination` under the same id, organized by the destination calendar.
+pub(super) async fn move_event(
+    State(shared): State<Arc<Shared>>,
+    auth: Result<GoogleAuth, ApiError>,
+    Path((cal_id, event_id)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    respond((|| {
+        let auth = auth?;
+        auth.require(EVENTS_WRITE)?;
+        let q = Query::parse(raw, &["destination", "sendUpdates", "sendNotifications"])?;
+        let dest = q.get("destination").ok_or_else(|| ApiError::required("Required parameter: destination"))?;
+        let req_tz = q.tz()?;
+        let now = shared.clock.now_ms();
+        let mut world = shared.world();
+        let src = calendar_mut(&mut world.google, &auth, &cal_id)?;
+        let src_key = src.id.clone();
+        let item = src.events.get(&event_id).filter(|i| !i.deleted).ok_or_else(ApiError::not_found)?;
+        if item.ev.recurring_event_id.is_some() {
+            return Err(ApiError::bad_request("Cannot change the organizer of an instance."));
+        }
+        let prefix = format!("{event_id}_");
+        let mut moving: Vec<(String, Event, Times)> = src
+            .events
+            .ids()
+            .filter(|i| i.starts_with(&prefix))
+            .filter_map(|i| src.events.get(i).map(|x| (i, x)))
+            .filter(|(_, x)| x.ev.recurring_event_id.as_deref() == Some(event_id.as_str()))
+            .map(|(i, x)| (i.clone(), (*x.ev).clone(), Times { start: x.start, end: x.end }))
+            .collect();
+        moving.insert(0, (event_id.clone(), (*item.ev).clone(), Times { start: item.start, end: item.end }));
+        let dst = calendar_mut(&mut world.google, &auth, dest)?;
+        let (dst_key, dst_tz, dst_summary) = (dst.id.clone(), dst.tz, dst.summary.clone());
+        if dst_key == src_key {
+            return Err(ApiError::bad_request("The destination calendar is the event's calendar."));
+        }
+        if dst.events.get(&event_id).is_some_and(|i| !i.deleted) {
+            return Err(ApiError::new(409, "global", "duplicate", "The requested identifier already exists."));
+        }
+        let mut moved = None;
+        for (id, ev, times) in moving {
+            let mut tomb = ev.clone();
+            tomb.status = Some("cancelled".into());
+            tomb.recurring_event_id = None;
+            commit(&mut world, &src_key, &id, tomb, &times, true, now);
+            let mut ev = ev;
+            ev.organizer = Some(model::Person {
+                email: Some(dst_key.clone()),
+                display_name: Some(dst_summary.clone()),
+                is_self: Some(true),
+                ..Default::default()
+            });
+            ev.html_link = Some(html_link(&id, &dst_key));
+            let deleted = ev.status.as_deref() == Some("cancelled");
+            let stored = commit(&mut world, &dst_key, &id, ev, &times, deleted, now);
+            moved.get_or_insert(stored);
+        }
+        let moved = moved.expect("the event itself moved");
+        Ok(Json(render(&moved, req_tz.unwrap_or(dst_tz))).into_response())
+    })())
+}
+
+/// `events.quickAdd`. Google parses the text for a time; the sandbox does not: the text
+/// becomes the summary of a one-hour event starting at the next full hour.
+pub(super) async fn quick_add(
+    State(shared): State<Arc<Shared>>,
+    auth: Result<GoogleAuth, ApiError>,
+    Path(cal_id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    respond((|| {
+        let auth = auth?;
+        auth.require(EVENTS_WRITE)?;
+        let q = Query::parse(raw, &["text", "sendUpdates", "sendNotifications"])?;
+        let text =
+            q.get("text").filter(|t| !t.is_empty()).ok_or_else(|| ApiError::required("Required parameter: text"))?;
+        let now = shared.clock.now_ms();
+        let start = (now / 3_600_000 + 1) * 3_600_000;
+        let stamp = |ms: i64| {
+            chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+                .unwrap_or_default()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        };
+        let body = serde_json::json!({
+            "summary": text,
+            "start": {"dateTime": stamp(start)},
+            "end": {"dateTime": stamp(start + 3_600_000)},
+        });
+        create(&shared, Ok(auth), &cal_id, None, body.to_string().as_bytes(), false)
+    })())
+}
+
+/// Control API bulk load: `count` half-hour events a minute apart from 2020-01-01 in the
+/// primary calendar, stored exactly as inserts would store them. Returns false for an
+/// unknown account.
+pub(crate) fn seed_events(shared: &Shared, email: &str, count: usize) -> bool {
+    let now = shared.clock.now_ms();
+    let mut world = shared.world();
+    let Some(cal_key) = world.google.accounts.get(email).map(|a| a.calendars[0].clone()) else {
+        return false;
+    };
+    let base = chrono::DateTime::parse_from_rfc3339("2020-01-01T00:00:00Z").expect("valid").timestamp_millis();
+    let stamp = |ms: i64| {
+        chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let owner = model::Person { email: Some(email.to_owned()), is_self: Some(true), ..Default::default() };
+    for i in 0..count {
+        let id = ids::base32hex_id(&mut world.rng);
+        let start = base + i as i64 * 60_000;
+        let ev = Event {
+            kind: Some("calendar#event".into()),
+            id: Some(id.clone()),
+            status: Some("confirmed".into()),
+            html_link: Some(html_link(&id, &cal_key)),
+            created: Some(model::format_stamp(now)),
+            summary: Some(format!("Seeded event {i}")),
+            creator: Some(owner.clone()),
+            organizer: Some(owner.clone()),
+            start: Some(model::EventDateTime { date_time: Some(stamp(start)), ..Default::default() }),
+            end: Some(model::EventDateTime { date_time: Some(stamp(start + 1_800_000)), ..Default::default() }),
+            ical_uid: Some(format!("{id}@google.com")),
+            sequence: Some(0),
+            reminders: Some(model::Reminders { use_default: Some(true), overrides: None }),
+            event_type: Some("default".into()),
+            ..Default::default()
+        };
+        commit(&mut world, &cal_key, &id, ev, &Times { start, end: start + 1_800_000 }, false, now);
+    }
+    true
+}

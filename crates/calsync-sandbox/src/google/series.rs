@@ -1,0 +1,209 @@
+//! Google recurring events: a master's `recurrence[]` parsed into a [`Series`], instance ids
+//! (`<masterId>_<YYYYMMDDTHHMMSSZ>` or `_<YYYYMMDD>`), synthesized instances, and the
+//! bookkeeping that keeps exceptions consistent when the master changes.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+
+use super::Calendar;
+use super::error::{ApiError, ApiResult};
+use super::model::{self, Event, EventDateTime};
+use crate::recurrence::{Anchor, MAX_EXPANSION, Occ, Series};
+use crate::store::Item;
+
+/// A parsed master: its series and the length of each instance.
+pub(crate) struct MasterInfo {
+    pub series: Series,
+    dur_ms: i64,
+    dur_days: i64,
+    time_zone: Option<String>,
+}
+
+pub(crate) fn is_master(ev: &Event) -> bool {
+    ev.recurring_event_id.is_none() && ev.recurrence.as_ref().is_some_and(|r| !r.is_empty())
+}
+
+fn invalid_rule(detail: &str) -> ApiError {
+    ApiError::invalid(&format!("Invalid recurrence rule. {detail}"))
+}
+
+/// `None` for a single event. Expects stored form: `dateTime` in UTC plus `timeZone`.
+pub(crate) fn master_info(ev: &Event) -> ApiResult<Option<MasterInfo>> {
+    if !is_master(ev) {
+        return Ok(None);
+    }
+    let (Some(start), Some(end)) = (&ev.start, &ev.end) else {
+        return Err(ApiError::required("Missing start time."));
+    };
+    let lines = ev.recurrence.as_deref().unwrap_or_default();
+    if let (Some(s), Some(e)) = (&start.date, &end.date) {
+        let s = NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| ApiError::bad_request("Invalid start time."))?;
+        let e = NaiveDate::parse_from_str(e, "%Y-%m-%d").map_err(|_| ApiError::bad_request("Invalid end time."))?;
+        let series = Series::parse(lines, Anchor::Date(s)).map_err(|e| invalid_rule(&e))?;
+        return Ok(Some(MasterInfo { series, dur_ms: 0, dur_days: (e - s).num_days(), time_zone: None }));
+    }
+    let instant = |edt: &EventDateTime| {
+        edt.date_time
+            .as_deref()
+            .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
+            .map(|t| t.with_timezone(&Utc))
+            .ok_or_else(|| ApiError::bad_request("Invalid start time."))
+    };
+    let (s, e) = (instant(start)?, instant(end)?);
+    // Recurring timed events require a zone (checked on write); it governs DST.
+    let tz: Tz = start
+        .time_zone
+        .as_deref()
+        .and_then(model::parse_tz)
+        .ok_or_else(|| ApiError::bad_request("Missing time zone definition for start time."))?;
+    let anchor = Anchor::Local(s.with_timezone(&tz).naive_local(), tz);
+    let series = Series::parse(lines, anchor).map_err(|e| invalid_rule(&e))?;
+    Ok(Some(MasterInfo { series, dur_ms: (e - s).num_milliseconds(), dur_days: 0, time_zone: start.time_zone.clone() }))
+}
+
+impl MasterInfo {
+    /// Start and exclusive end of one instance, in epoch ms.
+    pub(crate) fn span(&self, occ: Occ, cal_tz: Tz) -> (i64, i64) {
+        let s = occ.key(cal_tz);
+        match occ {
+            Occ::Date(d) => (s, Occ::Date(d + chrono::Days::new(self.dur_days as u64)).key(cal_tz)),
+            Occ::At(_) => (s, s + self.dur_ms),
+        }
+    }
+
+    /// The whole series' extent for the start index: first start to last end (far future
+    /// for endless series), so window queries on masters match any overlapping instance.
+    pub(crate) fn extent(&self, cal_tz: Tz) -> (i64, i64) {
+        let first = self.series.occurrences().next();
+        let start = first.map_or(0, |o| o.key(cal_tz));
+        let end = match self.series.last() {
+            Some(o) => self.span(o, cal_tz).1,
+            None => i64::MAX / 4,
+        };
+        (start, end.max(start))
+    }
+
+    fn edt(&self, occ: Occ, end: bool) -> EventDateTime {
+        match occ {
+            Occ::Date(d) => {
+                let d = if end { d + chrono::Days::new(self.dur_days as u64) } else { d };
+                EventDateTime { date: Some(d.format("%Y-%m-%d").to_string()), ..Default::default() }
+            }
+            Occ::At(t) => {
+                let t = if end { t + chrono::Duration::milliseconds(self.dur_ms) } else { t };
+                EventDateTime {
+                    date: None,
+                    date_time: Some(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                    time_zone: self.time_zone.clone(),
+                }
+            }
+        }
+    }
+
+    /// The occurrence as an event: the master's fields, the instance's own id and times,
+    /// `recurringEventId` + `originalStartTime`, no `recurrence`.
+    pub(crate) fn instance(&self, master: &Event, occ: Occ) -> Event {
+        let mid = master.id.clone().unwrap_or_default();
+        let mut ev = master.clone();
+        ev.id = Some(instance_id(&mid, occ));
+        ev.recurrence = None;
+        ev.recurring_event_id = Some(mid);
+        ev.original_start_time = Some(self.edt(occ, false));
+        ev.start = Some(self.edt(occ, false));
+        ev.end = Some(self.edt(occ, true));
+        ev
+    }
+}
+
+pub(crate) fn instance_id(master_id: &str, occ: Occ) -> String {
+    format!("{master_id}_{}", occ.stamp())
+}
+
+/// `abc_20240105T150000Z` → (`abc`, occurrence).
+pub(crate) fn split_id(id: &str) -> Option<(&str, Occ)> {
+    let (m, stamp) = id.rsplit_once('_')?;
+    Some((m, Occ::parse_stamp(stamp)?))
+}
+
+/// A stored exception of `master_id` under `id` (not a plain tombstone that reuses the id).
+pub(crate) fn stored_exception<'a>(cal: &'a Calendar, id: &str, master_id: &str) -> Option<&'a Item<Arc<Event>>> {
+    cal.events.get(id).filter(|i| i.ev.recurring_event_id.as_deref() == Some(master_id))
+}
+
+/// The live master of an instance id and the occurrence, when the series has it.
+pub(crate) fn virtual_instance(cal: &Calendar, id: &str) -> Option<(Event, i64, i64)> {
+    let (mid, occ) = split_id(id)?;
+    let master = cal.events.get(mid).filter(|i| !i.deleted)?;
+    let info = master_info(&master.ev).ok()??;
+    if !info.series.contains(occ) {
+        return None;
+    }
+    let (s, e) = info.span(occ, cal.tz);
+    Some((info.instance(&master.ev, occ), s, e))
+}
+
+/// The occurrence an exception replaces.
+pub(crate) fn exception_occ(ev: &Event) -> Option<Occ> {
+    ev.id.as_deref().and_then(split_id).map(|(_, o)| o)
+}
+
+/// What a master write leaves behind: exceptions that no longer match the new series
+/// (or of a deleted master) become plain deletions, as Google drops them; occurrences the
+/// old series had and the new one lacks get tombstones, so `singleEvents=true` sync
+/// clients learn the instances are gone.
+pub(crate) fn orphans(
+    cal: &Calendar,
+    master_id: &str,
+    old: Option<&MasterInfo>,
+    new: Option<&MasterInfo>,
+) -> Vec<(String, Event, i64, i64)> {
+    let mut out = Vec::new();
+    let prefix = format!("{master_id}_");
+    let new_occs: HashSet<Occ> = match (old, new) {
+        (Some(o), Some(n)) => {
+            let horizon = o.series.occurrences().take(MAX_EXPANSION).last();
+            n.series.occurrences().take_while(|x| horizon.is_some_and(|h| *x <= h)).take(MAX_EXPANSION * 2).collect()
+        }
+        _ => HashSet::new(),
+    };
+    let keep = |occ: Occ| new.is_some() && new_occs.contains(&occ);
+    for id in cal.events.ids().filter(|i| i.starts_with(&prefix)) {
+        let item = cal.events.get(id).expect("listed");
+        if item.ev.recurring_event_id.as_deref() != Some(master_id) {
+            continue;
+        }
+        let occ = exception_occ(&item.ev);
+        let still = match (occ, new) {
+            (Some(o), Some(n)) if new_occs.is_empty() => n.series.contains(o),
+            (Some(o), Some(_)) => keep(o),
+            _ => false,
+        };
+        if !still {
+            let mut ev = (*item.ev).clone();
+            ev.recurring_event_id = None;
+            ev.original_start_time = None;
+            ev.status = Some("cancelled".into());
+            out.push((id.clone(), ev, item.start, item.end));
+        }
+    }
+    if let (Some(o), Some(_)) = (old, new) {
+        for occ in o.series.occurrences().take(MAX_EXPANSION) {
+            let id = instance_id(master_id, occ);
+            if keep(occ) || cal.events.get(&id).is_some() {
+                continue;
+            }
+            let ev = Event {
+                kind: Some("calendar#event".into()),
+                id: Some(id.clone()),
+                status: Some("cancelled".into()),
+                ..Default::default()
+            };
+            let (s, e) = o.span(occ, cal.tz);
+            out.push((id, ev, s, e));
+        }
+    }
+    out
+}

@@ -1,0 +1,374 @@
+//! Graph recurring events: the `recurrence` resource (pattern + range) validated,
+//! normalized to the shape Graph returns and converted to an RRULE; occurrence ids,
+//! synthesized occurrences and exception bookkeeping for master edits.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono_tz::Tz;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::error::{GraphError, GraphResult};
+use super::graph::{GEvent, Link};
+use super::{MsCalendar, tz};
+use crate::google::resolve_local;
+use crate::recurrence::{Anchor, MAX_EXPANSION, Occ, Series};
+use crate::store::Item;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Recurrence {
+    pattern: Pattern,
+    range: Range,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Pattern {
+    #[serde(rename = "type")]
+    kind: String,
+    interval: u32,
+    days_of_week: Option<Vec<String>>,
+    day_of_month: Option<u32>,
+    month: Option<u32>,
+    index: Option<String>,
+    first_day_of_week: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Range {
+    #[serde(rename = "type")]
+    kind: String,
+    start_date: String,
+    end_date: Option<String>,
+    number_of_occurrences: Option<u32>,
+    recurrence_time_zone: Option<String>,
+}
+
+/// A master's series and instance length.
+pub(crate) struct GSeries {
+    pub series: Series,
+    dur_ms: i64,
+    /// Zone of the master's `start` (occurrences are rendered in it before `Prefer`).
+    start_zone: (String, Tz),
+    end_zone: (String, Tz),
+}
+
+fn invalid(msg: &str) -> GraphError {
+    GraphError::new(400, "ErrorInvalidRequest", &format!("Your request can't be completed. {msg}"))
+}
+
+const DAYS: &[(&str, &str)] = &[
+    ("sunday", "SU"),
+    ("monday", "MO"),
+    ("tuesday", "TU"),
+    ("wednesday", "WE"),
+    ("thursday", "TH"),
+    ("friday", "FR"),
+    ("saturday", "SA"),
+];
+
+fn day_code(d: &str) -> GraphResult<&'static str> {
+    DAYS.iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(d))
+        .map(|(_, c)| *c)
+        .ok_or_else(|| GraphError::new(400, "RequestBodyRead", &format!("Requested value '{d}' was not found.")))
+}
+
+/// Graph's placeholder for an unset date in returned ranges; clients echo it back.
+const NO_DATE: &str = "0001-01-01";
+
+fn date(v: &str, what: &str) -> GraphResult<NaiveDate> {
+    NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| invalid(&format!("The {what} is invalid.")))
+}
+
+/// Validates `recurrence` for a master starting at `start` (local wall time in its zone)
+/// and returns the normalized resource plus the series.
+pub(crate) fn parse(
+    rec: &Value,
+    start_local: NaiveDateTime,
+    start_zone: &(String, Tz),
+) -> GraphResult<(Value, Series)> {
+    let r: Recurrence = serde_json::from_value(rec.clone())
+        .map_err(|e| GraphError::new(400, "RequestBodyRead", &format!("Invalid recurrence: {e}")))?;
+    let p = &r.pattern;
+    if p.interval == 0 || p.interval > 99 {
+        return Err(invalid("The recurrence pattern interval must be between 1 and 99."));
+    }
+    let days: Vec<&str> = p.days_of_week.iter().flatten().map(|d| day_code(d)).collect::<GraphResult<_>>()?;
+    let wkst = day_code(p.first_day_of_week.as_deref().unwrap_or("sunday"))?;
+    let index = match p.index.as_deref().unwrap_or("first") {
+        "first" => 1,
+        "second" => 2,
+        "third" => 3,
+        "fourth" => 4,
+        "last" => -1,
+        other => {
+            return Err(GraphError::new(400, "RequestBodyRead", &format!("Requested value '{other}' was not found.")));
+        }
+    };
+    let dom = p.day_of_month.filter(|d| *d != 0);
+    let month = p.month.filter(|m| *m != 0);
+    let need_days =
+        || if days.is_empty() { Err(invalid("daysOfWeek is required for this pattern.")) } else { Ok(days.join(",")) };
+    let need_dom = || match dom {
+        Some(d @ 1..=31) => Ok(d),
+        _ => Err(invalid("dayOfMonth must be between 1 and 31 for this pattern.")),
+    };
+    let need_month = || match month {
+        Some(m @ 1..=12) => Ok(m),
+        _ => Err(invalid("month must be between 1 and 12 for this pattern.")),
+    };
+    let mut rule = match p.kind.as_str() {
+        "daily" => format!("FREQ=DAILY;INTERVAL={}", p.interval),
+        "weekly" => format!("FREQ=WEEKLY;INTERVAL={};BYDAY={};WKST={wkst}", p.interval, need_days()?),
+        "absoluteMonthly" => format!("FREQ=MONTHLY;INTERVAL={};{}", p.interval, month_day(need_dom()?)),
+        "relativeMonthly" => {
+            format!("FREQ=MONTHLY;INTERVAL={};BYDAY={};BYSETPOS={index}", p.interval, need_days()?)
+        }
+        "absoluteYearly" => {
+            format!("FREQ=YEARLY;INTERVAL={};BYMONTH={};{}", p.interval, need_month()?, month_day(need_dom()?))
+        }
+        "relativeYearly" => format!(
+            "FREQ=YEARLY;INTERVAL={};BYMONTH={};BYDAY={};BYSETPOS={index}",
+            p.interval,
+            need_month()?,
+            need_days()?
+        ),
+        other => {
+            return Err(GraphError::new(400, "RequestBodyRead", &format!("Requested value '{other}' was not found.")));
+        }
+    };
+    let zone = match &r.range.recurrence_time_zone {
+        Some(name) if !name.is_empty() => {
+            (name.clone(), tz::resolve(name).ok_or_else(|| super::graph::tz_unsupported(name))?)
+        }
+        _ => start_zone.clone(),
+    };
+    let start_date = date(&r.range.start_date, "recurrence range start date")?;
+    // Graph: "Must be the same value as the start property of the recurring event."
+    if start_date != start_local.date() {
+        return Err(invalid("The recurrence range start date must be the date of the event start."));
+    }
+    let end_date = r.range.end_date.as_deref().filter(|d| *d != NO_DATE);
+    match r.range.kind.as_str() {
+        "endDate" => {
+            let end = date(end_date.ok_or_else(|| invalid("endDate is required for an endDate range."))?, "end date")?;
+            if end < start_date {
+                return Err(invalid("The recurrence range end date is before its start date."));
+            }
+            let until = resolve_local(end.and_hms_opt(23, 59, 59).expect("valid"), zone.1);
+            rule.push_str(&format!(";UNTIL={}", until.format("%Y%m%dT%H%M%SZ")));
+        }
+        "numbered" => match r.range.number_of_occurrences {
+            Some(n @ 1..) => rule.push_str(&format!(";COUNT={n}")),
+            _ => return Err(invalid("numberOfOccurrences must be positive for a numbered range.")),
+        },
+        "noEnd" => {}
+        other => {
+            return Err(GraphError::new(400, "RequestBodyRead", &format!("Requested value '{other}' was not found.")));
+        }
+    }
+    let anchor = Anchor::Local(start_date.and_time(start_local.time()), zone.1);
+    let series = Series::parse_with(&[format!("RRULE:{rule}")], anchor, false).map_err(|e| invalid(&e))?;
+    let normalized = json!({
+        "pattern": {
+            "type": p.kind, "interval": p.interval, "month": month.unwrap_or(0),
+            "dayOfMonth": dom.unwrap_or(0),
+            "daysOfWeek": p.days_of_week.clone().unwrap_or_default(),
+            "firstDayOfWeek": p.first_day_of_week.clone().unwrap_or_else(|| "sunday".into()),
+            "index": p.index.clone().unwrap_or_else(|| "first".into()),
+        },
+        "range": {
+            "type": r.range.kind, "startDate": r.range.start_date,
+            "endDate": end_date.unwrap_or(NO_DATE),
+            "recurrenceTimeZone": zone.0,
+            "numberOfOccurrences": r.range.number_of_occurrences.unwrap_or(0),
+        },
+    });
+    Ok((normalized, series))
+}
+
+/// Outlook puts day 29–31 on the month's last day when the month is shorter ("Some
+/// months have fewer than 31 days…"); RFC 5545's BYMONTHDAY would skip those months.
+fn month_day(d: u32) -> String {
+    if d <= 28 {
+        return format!("BYMONTHDAY={d}");
+    }
+    let days: Vec<String> = (28..=d).map(|x| x.to_string()).collect();
+    format!("BYMONTHDAY={};BYSETPOS=-1", days.join(","))
+}
+
+fn zone_of(props: &serde_json::Map<String, Value>, key: &str) -> Option<(String, Tz)> {
+    let name = props.get(key)?.get("timeZone").and_then(Value::as_str).unwrap_or("UTC").to_owned();
+    let tz = tz::resolve(&name)?;
+    Some((name, tz))
+}
+
+fn instant(props: &serde_json::Map<String, Value>, key: &str, tz: Tz) -> Option<DateTime<Utc>> {
+    let v = props.get(key)?.get("dateTime")?.as_str()?;
+    let naive = NaiveDateTime::parse_from_str(v, "%Y-%m-%dT%H:%M:%S%.f").ok()?;
+    Some(resolve_local(naive, tz))
+}
+
+/// The series of a stored master (already validated on write).
+pub(crate) fn master_series(ev: &GEvent) -> Option<GSeries> {
+    if ev.link.is_some() {
+        return None;
+    }
+    let rec = ev.props.get("recurrence").filter(|r| !r.is_null())?;
+    let start_zone = zone_of(&ev.props, "start")?;
+    let end_zone = zone_of(&ev.props, "end")?;
+    let s = instant(&ev.props, "start", start_zone.1)?;
+    let e = instant(&ev.props, "end", end_zone.1)?;
+    let (_, series) = parse(rec, s.with_timezone(&start_zone.1).naive_local(), &start_zone).ok()?;
+    Some(GSeries { series, dur_ms: (e - s).num_milliseconds(), start_zone, end_zone })
+}
+
+impl GSeries {
+    pub(crate) fn span(&self, occ: Occ) -> (i64, i64) {
+        let s = occ.key(Tz::UTC);
+        (s, s + self.dur_ms)
+    }
+
+    /// First start to last end (far future for endless series).
+    pub(crate) fn extent(&self) -> (i64, i64) {
+        let start = self.series.occurrences().next().map_or(0, |o| o.key(Tz::UTC));
+        let end = self.series.last().map_or(i64::MAX / 4, |o| self.span(o).1);
+        (start, end.max(start))
+    }
+
+    /// The occurrence as an event of type `occurrence`.
+    pub(crate) fn occurrence(&self, master: &GEvent, occ: Occ) -> GEvent {
+        let (s, e) = self.span(occ);
+        let local = |ms: i64, zone: &(String, Tz)| {
+            let t = DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
+            json!({"dateTime": t.with_timezone(&zone.1).format("%Y-%m-%dT%H:%M:%S.0000000").to_string(), "timeZone": zone.0})
+        };
+        let mut ev = master.clone();
+        ev.props.remove("recurrence");
+        ev.props.insert("start".into(), local(s, &self.start_zone));
+        ev.props.insert("end".into(), local(e, &self.end_zone));
+        ev.id = occurrence_id(&master.id, occ);
+        // iCalUId differs per occurrence on v1.0.
+        ev.ical_uid = format!("{}{}", master.ical_uid, occ.stamp().replace(['T', 'Z'], ""));
+        ev.link = Some(Link { master: master.id.clone(), original_ms: s, exception: false });
+        ev
+    }
+}
+
+pub(crate) fn occurrence_id(master: &str, occ: Occ) -> String {
+    format!("{master}_{}", occ.stamp())
+}
+
+pub(crate) fn split_id(id: &str) -> Option<(&str, Occ)> {
+    let (m, stamp) = id.rsplit_once('_')?;
+    Some((m, Occ::parse_stamp(stamp)?))
+}
+
+/// A stored exception (or cancelled occurrence) of `master` under `id`.
+pub(crate) fn stored_exception<'a>(cal: &'a MsCalendar, id: &str, master: &str) -> Option<&'a Item<Arc<GEvent>>> {
+    cal.events.get(id).filter(|i| i.ev.link.as_ref().is_some_and(|l| l.master == master))
+}
+
+/// An event by id: a stored exception or event, else an occurrence synthesized from its
+/// live master. Returns the event, its span and whether it is deleted.
+pub(crate) fn resolve(cal: &MsCalendar, id: &str) -> Option<(GEvent, (i64, i64), i64, bool)> {
+    let stored = cal.events.get(id);
+    if let Some(i) = stored
+        && (i.ev.link.is_some() || !i.deleted || split_id(id).is_none())
+    {
+        return Some(((*i.ev).clone(), (i.start, i.end), i.updated_ms, i.deleted));
+    }
+    if let Some((mid, occ)) = split_id(id)
+        && let Some(m) = cal.events.get(mid).filter(|m| !m.deleted)
+        && let Some(gs) = master_series(&m.ev)
+        && gs.series.contains(occ)
+    {
+        return Some((gs.occurrence(&m.ev, occ), gs.span(occ), m.updated_ms, false));
+    }
+    stored.map(|i| ((*i.ev).clone(), (i.start, i.end), i.updated_ms, i.deleted))
+}
+
+/// Tombstones a master write leaves: exceptions that no longer match the new series (all
+/// of them when the master is deleted or stops recurring) and occurrences the old series
+/// had and the new one lacks, so delta reports them `@removed`.
+pub(crate) fn orphans(
+    cal: &MsCalendar,
+    master: &GEvent,
+    old: Option<&GSeries>,
+    new: Option<&GSeries>,
+) -> Vec<(GEvent, (i64, i64))> {
+    let Some(old) = old else {
+        return Vec::new();
+    };
+    let horizon = old.series.occurrences().take(MAX_EXPANSION).last();
+    let new_occs: HashSet<Occ> = new
+        .map(|n| {
+            n.series.occurrences().take_while(|o| horizon.is_some_and(|h| *o <= h)).take(MAX_EXPANSION * 2).collect()
+        })
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    let prefix = format!("{}_", master.id);
+    for id in cal.events.ids().filter(|i| i.starts_with(&prefix)) {
+        let item = cal.events.get(id).expect("listed");
+        let Some((_, occ)) = split_id(id) else { continue };
+        if item.ev.link.as_ref().is_none_or(|l| l.master != master.id) || new_occs.contains(&occ) {
+            continue;
+        }
+        let mut ev = (*item.ev).clone();
+        ev.link = None;
+        out.push((ev, (item.start, item.end)));
+    }
+    if new.is_some() {
+        for occ in old.series.occurrences().take(MAX_EXPANSION) {
+            let id = occurrence_id(&master.id, occ);
+            if new_occs.contains(&occ) || cal.events.get(&id).is_some() {
+                continue;
+            }
+            let mut ev = old.occurrence(master, occ);
+            ev.link = None;
+            out.push((ev, old.span(occ)));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dates(rec: Value, start: &str, n: usize) -> Vec<String> {
+        let zone = ("UTC".to_owned(), Tz::UTC);
+        let local = NaiveDateTime::parse_from_str(start, "%Y-%m-%dT%H:%M:%S").unwrap();
+        let (_, s) = parse(&rec, local, &zone).unwrap();
+        s.occurrences()
+            .take(n)
+            .map(|o| match o {
+                Occ::At(t) => t.format("%Y-%m-%d").to_string(),
+                Occ::Date(d) => d.to_string(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn day_31_falls_on_the_last_day_of_shorter_months() {
+        let rec = json!({"pattern": {"type": "absoluteMonthly", "interval": 1, "dayOfMonth": 31},
+            "range": {"type": "numbered", "startDate": "2024-01-31", "numberOfOccurrences": 4}});
+        assert_eq!(dates(rec, "2024-01-31T09:00:00", 4), ["2024-01-31", "2024-02-29", "2024-03-31", "2024-04-30"]);
+    }
+
+    #[test]
+    fn relative_monthly_last_friday_and_weekly_with_days() {
+        let rec = json!({"pattern": {"type": "relativeMonthly", "interval": 1, "daysOfWeek": ["friday"], "index": "last"},
+            "range": {"type": "endDate", "startDate": "2024-01-26", "endDate": "2024-03-31"}});
+        assert_eq!(dates(rec, "2024-01-26T09:00:00", 10), ["2024-01-26", "2024-02-23", "2024-03-29"]);
+        // The first occurrence is the first matching date on or after startDate.
+        let rec = json!({"pattern": {"type": "weekly", "interval": 2, "daysOfWeek": ["monday", "thursday"]},
+            "range": {"type": "numbered", "startDate": "2024-01-04", "numberOfOccurrences": 4}});
+        assert_eq!(dates(rec, "2024-01-04T09:00:00", 4), ["2024-01-04", "2024-01-15", "2024-01-18", "2024-01-29"]);
+    }
+}

@@ -1,0 +1,247 @@
+//! Google recurring events over HTTP: expansion across DST, instance ids, exceptions,
+//! cancelled instances, the showDeleted × singleEvents matrix and series edits.
+
+mod common;
+
+use common::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const EVENTS: &str = "/google/calendar/v3/calendars/primary/events";
+
+fn weekly(count: u32) -> Value {
+    json!({
+        "summary": "Weekly sync",
+        "start": {"dateTime": "2024-03-18T10:00:00+01:00", "timeZone": "Europe/Zurich"},
+        "end": {"dateTime": "2024-03-18T10:30:00+01:00", "timeZone": "Europe/Zurich"},
+        "recurrence": [format!("RRULE:FREQ=WEEKLY;COUNT={count}")],
+    })
+}
+
+async fn items(h: &Harness, t: &str, query: &str) -> Vec<Value> {
+    let body = json_of(h.get(t, &format!("{EVENTS}?{query}")).await, StatusCode::OK).await;
+    assert!(body.get("nextPageToken").is_none(), "single page: {body}");
+    body["items"].as_array().unwrap().clone()
+}
+
+fn ids(items: &[Value]) -> Vec<String> {
+    items.iter().map(|i| i["id"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn single_events_expand_across_dst_with_instance_ids() {
+    let h = start().await;
+    let t = h.google_account("rec@example.com").await;
+    let master = json_of(h.send(Method::POST, &t, EVENTS, Some(weekly(4))).await, StatusCode::OK).await;
+    let mid = master["id"].as_str().unwrap().to_owned();
+    assert_eq!(master["recurrence"][0], "RRULE:FREQ=WEEKLY;COUNT=4");
+
+    let got =
+        items(&h, &t, "singleEvents=true&orderBy=startTime&timeMin=2024-03-01T00:00:00Z&timeMax=2024-05-01T00:00:00Z")
+            .await;
+    // Zurich switches to CEST on 31 March: 10:00 local is 09:00Z, then 08:00Z.
+    assert_eq!(
+        ids(&got),
+        [
+            format!("{mid}_20240318T090000Z"),
+            format!("{mid}_20240325T090000Z"),
+            format!("{mid}_20240401T080000Z"),
+            format!("{mid}_20240408T080000Z"),
+        ]
+    );
+    assert_eq!(got[2]["start"]["dateTime"], "2024-04-01T10:00:00+02:00");
+    assert_eq!(got[2]["end"]["dateTime"], "2024-04-01T10:30:00+02:00");
+    assert_eq!(got[2]["recurringEventId"], mid.as_str());
+    assert_eq!(got[2]["originalStartTime"]["dateTime"], "2024-04-01T10:00:00+02:00");
+    assert!(got[2].get("recurrence").is_none());
+
+    // A window inside the series only yields the overlapping instances.
+    let window = items(&h, &t, "singleEvents=true&timeMin=2024-03-30T00:00:00Z&timeMax=2024-04-05T00:00:00Z").await;
+    assert_eq!(ids(&window), [format!("{mid}_20240401T080000Z")]);
+    // Without singleEvents the master itself is listed for a window touching any instance.
+    let masters = items(&h, &t, "timeMin=2024-04-07T00:00:00Z").await;
+    assert_eq!(ids(&masters), std::slice::from_ref(&mid));
+
+    // events.instances and a direct GET of an instance id agree.
+    let inst = json_of(h.get(&t, &format!("{EVENTS}/{mid}/instances?maxResults=3")).await, StatusCode::OK).await;
+    assert_eq!(inst["items"].as_array().unwrap().len(), 3);
+    assert!(inst["nextPageToken"].is_string());
+    let one = json_of(h.get(&t, &format!("{EVENTS}/{mid}_20240325T090000Z")).await, StatusCode::OK).await;
+    assert_eq!(one["recurringEventId"], mid.as_str());
+    // Not an occurrence of the series.
+    let missing = h.get(&t, &format!("{EVENTS}/{mid}_20240326T090000Z")).await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    // Recurring timed events need a timeZone; bad rules are 400.
+    let mut no_tz = weekly(2);
+    no_tz["start"] = json!({"dateTime": "2024-03-18T10:00:00+01:00"});
+    let r = h.send(Method::POST, &t, EVENTS, Some(no_tz)).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let mut bad = weekly(2);
+    bad["recurrence"] = json!(["RRULE:FREQ=FORTNIGHTLY"]);
+    let r = h.send(Method::POST, &t, EVENTS, Some(bad)).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn moved_and_cancelled_instances_follow_the_show_deleted_matrix() {
+    let h = start().await;
+    let t = h.google_account("exc@example.com").await;
+    let master = json_of(h.send(Method::POST, &t, EVENTS, Some(weekly(4))).await, StatusCode::OK).await;
+    let mid = master["id"].as_str().unwrap().to_owned();
+    let (_, sync) = {
+        let body = json_of(h.get(&t, EVENTS).await, StatusCode::OK).await;
+        (body.clone(), body["nextSyncToken"].as_str().unwrap().to_owned())
+    };
+
+    // Move the second instance by two hours.
+    let moved_id = format!("{mid}_20240325T090000Z");
+    let moved = json_of(
+        h.send(
+            Method::PATCH,
+            &t,
+            &format!("{EVENTS}/{moved_id}"),
+            Some(json!({
+                "start": {"dateTime": "2024-03-25T12:00:00+01:00", "timeZone": "Europe/Zurich"},
+                "end": {"dateTime": "2024-03-25T12:30:00+01:00", "timeZone": "Europe/Zurich"},
+            })),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(moved["id"], moved_id.as_str());
+    assert_eq!(moved["recurringEventId"], mid.as_str());
+    assert_eq!(moved["originalStartTime"]["dateTime"], "2024-03-25T10:00:00+01:00");
+    // An instance cannot carry its own recurrence.
+    let r = h
+        .send(Method::PATCH, &t, &format!("{EVENTS}/{moved_id}"), Some(json!({"recurrence": ["RRULE:FREQ=DAILY"]})))
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    // Cancel the third instance; a second delete is 410.
+    let cancelled_id = format!("{mid}_20240401T080000Z");
+    let path = format!("{EVENTS}/{cancelled_id}");
+    assert_eq!(h.send(Method::DELETE, &t, &path, None).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(h.send(Method::DELETE, &t, &path, None).await.status(), StatusCode::GONE);
+
+    let expanded = items(&h, &t, "singleEvents=true&orderBy=startTime").await;
+    assert_eq!(
+        ids(&expanded),
+        [format!("{mid}_20240318T090000Z"), moved_id.clone(), format!("{mid}_20240408T080000Z"),]
+    );
+    assert_eq!(expanded[1]["start"]["dateTime"], "2024-03-25T12:00:00+01:00");
+
+    // singleEvents=true&showDeleted=true: the cancelled instance, not deleted masters.
+    let with_deleted = items(&h, &t, "singleEvents=true&showDeleted=true").await;
+    let c = with_deleted.iter().find(|i| i["id"] == cancelled_id.as_str()).expect("cancelled instance listed");
+    assert_eq!(c["status"], "cancelled");
+
+    // Both false: master, moved exception and the cancelled exception stub.
+    let plain = items(&h, &t, "").await;
+    let mut got = ids(&plain);
+    got.sort();
+    let mut want = vec![mid.clone(), moved_id.clone(), cancelled_id.clone()];
+    want.sort();
+    assert_eq!(got, want);
+    let stub = plain.iter().find(|i| i["id"] == cancelled_id.as_str()).unwrap();
+    assert_eq!(stub["status"], "cancelled");
+    assert_eq!(stub["recurringEventId"], mid.as_str());
+    assert!(stub["originalStartTime"]["dateTime"].is_string());
+
+    // Incremental sync reports both exceptions.
+    let inc = json_of(h.get(&t, &format!("{EVENTS}?syncToken={sync}")).await, StatusCode::OK).await;
+    let mut inc_ids = ids(inc["items"].as_array().unwrap());
+    inc_ids.sort();
+    let mut want = vec![moved_id, cancelled_id];
+    want.sort();
+    assert_eq!(inc_ids, want);
+}
+
+#[tokio::test]
+async fn truncating_a_series_drops_exceptions_and_reports_removed_instances() {
+    let h = start().await;
+    let t = h.google_account("split@example.com").await;
+    let master = json_of(h.send(Method::POST, &t, EVENTS, Some(weekly(4))).await, StatusCode::OK).await;
+    let mid = master["id"].as_str().unwrap().to_owned();
+    let late = format!("{mid}_20240408T080000Z");
+    json_of(
+        h.send(Method::PATCH, &t, &format!("{EVENTS}/{late}"), Some(json!({"summary": "moved"}))).await,
+        StatusCode::OK,
+    )
+    .await;
+    let body = json_of(h.get(&t, &format!("{EVENTS}?singleEvents=true")).await, StatusCode::OK).await;
+    assert_eq!(body["items"].as_array().unwrap().len(), 4);
+    let sync = body["nextSyncToken"].as_str().unwrap().to_owned();
+
+    // "This and following": the old master ends before 1 April; a new series is just
+    // another event.
+    let mut head = weekly(4);
+    head["recurrence"] = json!(["RRULE:FREQ=WEEKLY;UNTIL=20240331T000000Z"]);
+    json_of(h.send(Method::PUT, &t, &format!("{EVENTS}/{mid}"), Some(head)).await, StatusCode::OK).await;
+    let exp = items(&h, &t, "singleEvents=true").await;
+    assert_eq!(exp.len(), 2, "{exp:?}");
+    // The exception past UNTIL is gone: a plain deletion, no longer tied to the series.
+    let gone = json_of(h.get(&t, &format!("{EVENTS}/{late}")).await, StatusCode::OK).await;
+    assert_eq!(gone["status"], "cancelled");
+    assert!(gone.get("recurringEventId").is_none());
+
+    let inc = json_of(h.get(&t, &format!("{EVENTS}?singleEvents=true&syncToken={sync}")).await, StatusCode::OK).await;
+    let inc = inc["items"].as_array().unwrap();
+    let cancelled: Vec<&str> =
+        inc.iter().filter(|i| i["status"] == "cancelled").map(|i| i["id"].as_str().unwrap()).collect();
+    assert!(cancelled.contains(&late.as_str()), "{inc:?}");
+    assert!(cancelled.contains(&format!("{mid}_20240401T080000Z").as_str()));
+    // The two surviving instances come back in full.
+    assert_eq!(inc.iter().filter(|i| i["status"] == "confirmed").count(), 2);
+
+    // Deleting the master: incremental singleEvents sync reports its instances cancelled.
+    let sync2 = json_of(h.get(&t, &format!("{EVENTS}?singleEvents=true&syncToken={sync}")).await, StatusCode::OK).await
+        ["nextSyncToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(h.send(Method::DELETE, &t, &format!("{EVENTS}/{mid}"), None).await.status(), StatusCode::NO_CONTENT);
+    let inc = json_of(h.get(&t, &format!("{EVENTS}?singleEvents=true&syncToken={sync2}")).await, StatusCode::OK).await;
+    let inc = inc["items"].as_array().unwrap();
+    assert_eq!(inc.len(), 2, "{inc:?}");
+    assert!(inc.iter().all(|i| i["status"] == "cancelled"));
+    assert!(inc.iter().all(|i| i["recurringEventId"] == mid.as_str()));
+}
+
+#[tokio::test]
+async fn all_day_series_uses_date_instance_ids() {
+    let h = start().await;
+    let t = h.google_account("allday@example.com").await;
+    let body = json!({
+        "summary": "Holiday",
+        "start": {"date": "2024-01-05"},
+        "end": {"date": "2024-01-06"},
+        "recurrence": ["RRULE:FREQ=YEARLY;COUNT=3", "EXDATE;VALUE=DATE:20250105"],
+    });
+    let m = json_of(h.send(Method::POST, &t, EVENTS, Some(body)).await, StatusCode::OK).await;
+    let mid = m["id"].as_str().unwrap();
+    let got = items(&h, &t, "singleEvents=true&orderBy=startTime").await;
+    assert_eq!(ids(&got), [format!("{mid}_20240105"), format!("{mid}_20260105")]);
+    assert_eq!(got[1]["start"]["date"], "2026-01-05");
+    assert_eq!(got[1]["end"]["date"], "2026-01-06");
+    assert_eq!(got[1]["originalStartTime"]["date"], "2026-01-05");
+}
+
+#[tokio::test]
+async fn editing_an_instance_keeps_import_by_ical_uid_on_the_master() {
+    let h = start().await;
+    let t = h.google_account("ical@example.com").await;
+    let m = json_of(h.send(Method::POST, &t, EVENTS, Some(weekly(3))).await, StatusCode::OK).await;
+    let (mid, uid) = (m["id"].as_str().unwrap().to_owned(), m["iCalUID"].as_str().unwrap().to_owned());
+    let inst = format!("{EVENTS}/{mid}_20240325T090000Z");
+    let ex = json_of(h.send(Method::PATCH, &t, &inst, Some(json!({"summary": "one"}))).await, StatusCode::OK).await;
+    assert_eq!(ex["iCalUID"], uid.as_str());
+    // Importing the same UID updates the master, not the exception.
+    let mut body = weekly(3);
+    body["iCalUID"] = json!(uid);
+    body["summary"] = json!("renamed series");
+    let imported =
+        json_of(h.send(Method::POST, &t, &format!("{EVENTS}/import"), Some(body)).await, StatusCode::OK).await;
+    assert_eq!(imported["id"], mid.as_str());
+    assert_eq!(imported["summary"], "renamed series");
+}
