@@ -68,7 +68,7 @@ ensure_python_tools() {
     "$venv/bin/pip" install -q --disable-pip-version-check google-api-python-client
   fi
   export PATH="$venv/bin:$PATH"
-  export CALSYNC_TEST_PYTHON="$venv/bin/python"
+  export CALSYNC_PYTHON="$venv/bin/python"
   CALSYNC_GOOGLE_DISCOVERY="$("$venv/bin/python" -c 'import googleapiclient, os; print(os.path.join(os.path.dirname(googleapiclient.__file__), "discovery_cache", "documents", "calendar.v3.json"))')"
   export CALSYNC_GOOGLE_DISCOVERY
 }
