@@ -252,7 +252,50 @@ fn check(props: &mut Map<String, Value>, allow_recurrence: bool) -> GraphResult<
             return Err(GraphError::new(400, "RequestBodyRead", &format!("Requested value '{v}' was not found.")));
         }
     }
+    if let Some(list) = &input.attendees {
+        if list.len() > 500 {
+            return Err(GraphError::new(400, "ErrorInvalidRequest", "An event can have at most 500 attendees."));
+        }
+        for a in list {
+            if let Some(t) = a.get("type").filter(|t| !t.is_null()) {
+                let t = t.as_str().unwrap_or_default();
+                if !["required", "optional", "resource"].contains(&t) {
+                    return Err(GraphError::new(
+                        400,
+                        "RequestBodyRead",
+                        &format!("Requested value '{t}' was not found."),
+                    ));
+                }
+            }
+            if !a["emailAddress"]["address"].as_str().is_some_and(|x| x.contains('@')) {
+                return Err(GraphError::new(
+                    400,
+                    "ErrorInvalidRecipients",
+                    "At least one recipient isn't valid., Recipient is missing or not valid.",
+                ));
+            }
+        }
+    }
     Ok((s.timestamp_millis(), e.timestamp_millis(), all_day))
+}
+
+/// Attendees as Graph returns them: every one has a `type` and a `status` (`none` until they
+/// answer), and an `emailAddress` with both `name` and `address`, whatever the request omitted.
+fn attendees(given: Option<&Value>) -> Value {
+    let list = given.and_then(Value::as_array).cloned().unwrap_or_default();
+    Value::Array(
+        list.into_iter()
+            .map(|a| {
+                let address = a["emailAddress"]["address"].as_str().unwrap_or_default().to_owned();
+                let name = a["emailAddress"]["name"].as_str().map(str::to_owned).unwrap_or_else(|| address.clone());
+                json!({
+                    "type": a.get("type").cloned().unwrap_or(json!("required")),
+                    "status": a.get("status").cloned().unwrap_or(json!({"response": "none", "time": "0001-01-01T00:00:00Z"})),
+                    "emailAddress": {"name": name, "address": address},
+                })
+            })
+            .collect(),
+    )
 }
 
 /// The event resource as Graph returns it.
@@ -321,7 +364,7 @@ pub(super) fn render(ev: &GEvent, item_modified_ms: i64, owner: &str, zone: Opti
         "location": p.get("location").cloned().unwrap_or(json!({"displayName": "", "locationType": "default", "uniqueIdType": "unknown", "address": {}, "coordinates": {}})),
         "locations": p.get("locations").cloned().unwrap_or(json!([])),
         "recurrence": p.get("recurrence").cloned().unwrap_or(Value::Null),
-        "attendees": p.get("attendees").cloned().unwrap_or(json!([])),
+        "attendees": attendees(p.get("attendees")),
         "organizer": {"emailAddress": {"name": owner, "address": owner}},
         "onlineMeeting": null,
     });
