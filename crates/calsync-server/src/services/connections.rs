@@ -350,6 +350,12 @@ impl ConnectionService {
         let connection = self.get(actor, id).await?;
         let mut message =
             "Disconnected. Appointments already synced stay in calsync; reconnect to sync again.".to_owned();
+        if connection.provider == Provider::Microsoft {
+            // Microsoft offers no revocation of a single grant to the app itself.
+            message.push_str(
+                " calsync has forgotten its access; to withdraw the consent at Microsoft too, remove calsync under your account's app permissions.",
+            );
+        }
         if let Some(setup) = self.providers.get(connection.provider)
             && setup.oauth.revoke_url.is_some()
         {
