@@ -2,6 +2,7 @@
 
 use super::error::{ApiError, ErrorBody};
 use super::json::ApiJson;
+use super::parse_id;
 use crate::auth::ApiCaller;
 use crate::services::appointments as service;
 use crate::state::AppState;
@@ -11,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use calsync_domain::appointment::{Appointment, AppointmentInput, AttendeeInput};
-use calsync_domain::ids::AppointmentId;
 use calsync_store::{AppointmentQuery, Cursor};
 use chrono::{DateTime, NaiveDate, Utc};
 use data_encoding::BASE64URL_NOPAD;
@@ -169,11 +169,6 @@ fn item_response(status: StatusCode, a: &Appointment) -> Response {
         resp.headers_mut().insert(header::ETAG, v);
     }
     resp
-}
-
-fn parse_id(raw: &str) -> Result<AppointmentId, ApiError> {
-    // An id that cannot exist is simply not found.
-    raw.parse().map_err(|_| ApiError::NotFound)
 }
 
 /// `If-Match: "3"` (or `*`, meaning any version).
@@ -347,6 +342,7 @@ pub async fn remove(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use calsync_domain::ids::AppointmentId;
 
     #[test]
     fn cursors_round_trip_and_reject_garbage() {

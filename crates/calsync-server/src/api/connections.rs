@@ -3,6 +3,7 @@
 
 use super::error::{ApiError, ErrorBody};
 use super::json::ApiJson;
+use super::parse_id;
 use crate::auth::ApiCaller;
 use crate::services::ServiceError;
 use crate::services::connections::{CallbackInput, ConnectError};
@@ -12,7 +13,6 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use calsync_domain::connection::{ConflictStrategy, DeletePolicy, Provider, SyncWindowDays};
-use calsync_domain::ids::ConnectionId;
 use calsync_store::{Connection, SettingsChange, SyncedCalendar};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -139,10 +139,6 @@ pub struct SettingsBody {
     pub delete_policy: Option<String>,
     /// Provider calendar ids to sync (see `calendars/`); the others stop syncing.
     pub selected_calendars: Option<Vec<String>>,
-}
-
-fn parse_id(raw: &str) -> Result<ConnectionId, ApiError> {
-    raw.parse().map_err(|_| ApiError::NotFound)
 }
 
 /// Settings errors are 400 naming the field (the contract for this route).

@@ -25,6 +25,11 @@ pub fn router(max_body_bytes: usize) -> Router<AppState> {
         .layer(DefaultBodyLimit::max(max_body_bytes))
 }
 
+/// A path id: one that cannot even be parsed cannot exist either, so it is simply not found.
+pub(crate) fn parse_id<T: std::str::FromStr>(raw: &str) -> Result<T, ApiError> {
+    raw.parse().map_err(|_| ApiError::NotFound)
+}
+
 async fn no_such_route() -> ApiError {
     ApiError::NoSuchRoute
 }
