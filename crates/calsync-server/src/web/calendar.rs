@@ -11,7 +11,8 @@ use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use calsync_domain::connection::Provider;
+use calsync_domain::connection::{ConflictStrategy, DeletePolicy, Provider, SyncWindowDays};
+use calsync_store::SettingsChange;
 use serde::Deserialize;
 
 struct ProviderButton {
@@ -21,6 +22,9 @@ struct ProviderButton {
 
 struct Row {
     id: String,
+    conflict_strategy: &'static str,
+    delete_policy: &'static str,
+    calendar_list: Vec<calsync_store::SyncedCalendar>,
     provider: &'static str,
     provider_label: &'static str,
     account_email: String,
@@ -44,7 +48,19 @@ struct CalendarPage {
     connections: Vec<Row>,
     notice: Option<String>,
     error: Option<String>,
+    conflict_options: &'static [(&'static str, &'static str)],
+    delete_options: &'static [(&'static str, &'static str)],
 }
+
+const CONFLICT_OPTIONS: &[(&str, &str)] = &[
+    ("newest_wins", "The most recent change wins"),
+    ("prefer_internal", "calsync's version wins"),
+    ("prefer_external", "The calendar's version wins"),
+    ("manual", "Ask me"),
+];
+
+const DELETE_OPTIONS: &[(&str, &str)] =
+    &[("propagate", "Delete it on the other side too"), ("keep", "Keep it on the other side")];
 
 async fn page(
     state: &AppState,
@@ -60,15 +76,17 @@ async fn page(
     };
     let mut connections = Vec::with_capacity(list.len());
     for c in list {
-        let calendars = match svc.stored_calendars(&caller.user.actor, c.id).await {
-            Ok(cals) => {
-                let names: Vec<String> = cals.into_iter().filter(|c| c.selected).map(|c| c.name).collect();
-                if names.is_empty() { "none selected".to_owned() } else { names.join(", ") }
-            }
+        let calendar_list = match svc.stored_calendars(&caller.user.actor, c.id).await {
+            Ok(cals) => cals,
             Err(e) => return error_page(e),
         };
+        let names: Vec<&str> = calendar_list.iter().filter(|c| c.selected).map(|c| c.name.as_str()).collect();
+        let calendars = if names.is_empty() { "none selected".to_owned() } else { names.join(", ") };
         connections.push(Row {
             id: c.id.to_string(),
+            conflict_strategy: c.settings.conflict_strategy.as_str(),
+            delete_policy: c.settings.delete_policy.as_str(),
+            calendar_list,
             provider: c.provider.as_str(),
             provider_label: c.provider.label(),
             account_email: c.account_email,
@@ -101,6 +119,8 @@ async fn page(
             connections,
             notice,
             error,
+            conflict_options: CONFLICT_OPTIONS,
+            delete_options: DELETE_OPTIONS,
         },
     )
 }
@@ -114,6 +134,7 @@ pub async fn show(State(state): State<AppState>, caller: WebCaller, Query(q): Qu
     let notice = match q.notice.as_deref() {
         Some("connected") => Some("Calendar connected.".to_owned()),
         Some("disconnected") => Some("Calendar disconnected. Appointments already synced stay in calsync.".to_owned()),
+        Some("saved") => Some("Settings saved.".to_owned()),
         _ => None,
     };
     page(&state, &caller, notice, None, StatusCode::OK).await
@@ -187,6 +208,42 @@ pub async fn disconnect(
     let Ok(id) = id.parse() else { return error_page(crate::services::ServiceError::NotFound) };
     match state.connections.disconnect(&caller.user.actor, id).await {
         Ok(_) => Redirect::to("/calendar?notice=disconnected").into_response(),
+        Err(e) => error_page(e),
+    }
+}
+
+/// Saves a connection's settings from its form. The calendar checkboxes repeat one field name,
+/// so the body is read as pairs rather than into a struct.
+pub async fn save_settings(State(state): State<AppState>, caller: WebCaller, Path(id): Path<String>, body: String) -> Response {
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+    let value = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    if !csrf_ok(&caller, value("csrf_token").unwrap_or_default()) {
+        return csrf_rejected();
+    }
+    let Ok(id) = id.parse() else { return error_page(crate::services::ServiceError::NotFound) };
+    let parsed = (|| -> Result<SettingsChange, calsync_domain::ValidationError> {
+        let days = value("sync_window_days").unwrap_or_default();
+        let days = days.trim().parse::<i64>().map_err(|_| {
+            calsync_domain::ValidationError::new("sync_window_days", format!("{days:?} is not a whole number of days"))
+        })?;
+        Ok(SettingsChange {
+            sync_enabled: Some(value("sync_enabled").is_some()),
+            sync_window_days: Some(SyncWindowDays::parse(days)?),
+            conflict_strategy: Some(value("conflict_strategy").unwrap_or_default().parse::<ConflictStrategy>()?),
+            delete_policy: Some(value("delete_policy").unwrap_or_default().parse::<DeletePolicy>()?),
+            selected_calendars: Some(pairs.iter().filter(|(k, _)| k == "calendar").map(|(_, v)| v.clone()).collect()),
+        })
+    })();
+    let result = match parsed {
+        Ok(change) => state.connections.update_settings(&caller.user.actor, id, change).await,
+        Err(v) => Err(crate::services::ServiceError::Validation(v)),
+    };
+    match result {
+        Ok(_) => Redirect::to("/calendar?notice=saved").into_response(),
+        Err(crate::services::ServiceError::Validation(v)) => {
+            let msg = format!("Settings not saved: {}: {}", v.field.replace('_', " "), v.message);
+            page(&state, &caller, None, Some(msg), StatusCode::BAD_REQUEST).await
+        }
         Err(e) => error_page(e),
     }
 }

@@ -33,6 +33,7 @@ pub fn router(form_origins: &[String]) -> Router<AppState> {
         .route("/calendar/connect/{provider}", post(calendar::connect))
         .route("/calendar/oauth/callback", get(calendar::oauth_callback))
         .route("/calendar/{id}/disconnect", post(calendar::disconnect))
+        .route("/calendar/{id}/settings", post(calendar::save_settings))
         .route("/login", get(session::login_page).post(session::login))
         .route("/logout", post(session::logout))
         .route("/static/app.css", get(stylesheet))
