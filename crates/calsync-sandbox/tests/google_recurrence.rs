@@ -245,3 +245,64 @@ async fn editing_an_instance_keeps_import_by_ical_uid_on_the_master() {
     assert_eq!(imported["id"], mid.as_str());
     assert_eq!(imported["summary"], "renamed series");
 }
+
+async fn send_if_match(h: &Harness, method: Method, t: &str, path: &str, etag: &str, body: Value) -> reqwest::Response {
+    h.http.request(method, h.url(path)).bearer_auth(t).header("If-Match", etag).json(&body).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn instances_have_their_own_etags_and_if_match_checks_them() {
+    let h = start().await;
+    let t = h.google_account("etag@example.com").await;
+    let m = json_of(h.send(Method::POST, &t, EVENTS, Some(weekly(4))).await, StatusCode::OK).await;
+    let mid = m["id"].as_str().unwrap().to_owned();
+    let master_etag = m["etag"].as_str().unwrap().to_owned();
+    let first = format!("{EVENTS}/{mid}_20240318T090000Z");
+    let second = format!("{EVENTS}/{mid}_20240325T090000Z");
+
+    let a = json_of(h.get(&t, &first).await, StatusCode::OK).await;
+    let b = json_of(h.get(&t, &second).await, StatusCode::OK).await;
+    let (ea, eb) = (a["etag"].as_str().unwrap().to_owned(), b["etag"].as_str().unwrap().to_owned());
+    assert_ne!(ea, master_etag, "an instance has its own etag");
+    assert_ne!(ea, eb, "instances differ from each other");
+    // Stable between reads, and the same in lists and events.instances.
+    assert_eq!(json_of(h.get(&t, &first).await, StatusCode::OK).await["etag"], ea.as_str());
+    let listed = items(&h, &t, "singleEvents=true").await;
+    assert_eq!(listed.iter().find(|i| i["id"] == a["id"]).unwrap()["etag"], ea.as_str());
+    let inst = json_of(h.get(&t, &format!("{EVENTS}/{mid}/instances")).await, StatusCode::OK).await;
+    assert_eq!(inst["items"][1]["etag"], eb.as_str());
+    // If-None-Match with the instance etag is 304.
+    let r = h.http.get(h.url(&first)).bearer_auth(&t).header("If-None-Match", &ea).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+
+    // The master's etag does not satisfy If-Match on an instance.
+    let r = send_if_match(&h, Method::PATCH, &t, &first, &master_etag, json!({"summary": "x"})).await;
+    assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED);
+    let r = h.http.delete(h.url(&first)).bearer_auth(&t).header("If-Match", &master_etag).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED);
+    // Nor does another instance's.
+    let r = send_if_match(&h, Method::PATCH, &t, &first, &eb, json!({"summary": "x"})).await;
+    assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED);
+
+    // A master edit changes every instance's etag; the old instance etag is then stale.
+    let m2 = json_of(
+        h.send(Method::PATCH, &t, &format!("{EVENTS}/{mid}"), Some(json!({"description": "agenda"}))).await,
+        StatusCode::OK,
+    )
+    .await;
+    let b2 = json_of(h.get(&t, &second).await, StatusCode::OK).await;
+    assert_ne!(b2["etag"], eb.as_str());
+    assert_ne!(b2["etag"], m2["etag"]);
+    let r = send_if_match(&h, Method::PATCH, &t, &second, &eb, json!({"summary": "x"})).await;
+    assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED);
+
+    // The instance's current etag works; the exception then carries a fresh etag of its own.
+    let ex = json_of(
+        send_if_match(&h, Method::PATCH, &t, &second, b2["etag"].as_str().unwrap(), json!({"summary": "one-off"}))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_ne!(ex["etag"], b2["etag"]);
+    assert_eq!(json_of(h.get(&t, &second).await, StatusCode::OK).await["etag"], ex["etag"]);
+}

@@ -109,6 +109,7 @@ impl MasterInfo {
         let mid = master.id.clone().unwrap_or_default();
         let mut ev = master.clone();
         ev.id = Some(instance_id(&mid, occ));
+        ev.etag = Some(instance_etag(master.etag.as_deref().unwrap_or_default(), ev.id.as_deref().unwrap_or_default()));
         ev.recurrence = None;
         ev.recurring_event_id = Some(mid);
         ev.original_start_time = Some(self.edt(occ, false));
@@ -116,6 +117,20 @@ impl MasterInfo {
         ev.end = Some(self.edt(occ, true));
         ev
     }
+}
+
+/// An unmodified instance's own etag: derived from the master's etag and the instance id,
+/// so it differs between instances, is stable between reads and changes whenever the
+/// master changes (Google gives every instance its own etag).
+pub(crate) fn instance_etag(master_etag: &str, instance_id: &str) -> String {
+    // FNV-1a, 64 bit: deterministic across runs (unlike the std hasher).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in master_etag.bytes().chain([0]).chain(instance_id.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // Numeric like Google's etags (16 digits).
+    format!("\"{}\"", 1_000_000_000_000_000 + h % 9_000_000_000_000_000)
 }
 
 pub(crate) fn instance_id(master_id: &str, occ: Occ) -> String {
