@@ -306,3 +306,86 @@ async fn instances_have_their_own_etags_and_if_match_checks_them() {
     assert_ne!(ex["etag"], b2["etag"]);
     assert_eq!(json_of(h.get(&t, &second).await, StatusCode::OK).await["etag"], ex["etag"]);
 }
+
+#[tokio::test]
+async fn master_edits_carry_into_exceptions_that_did_not_override_the_field() {
+    let h = start().await;
+    let t = h.google_account("carry@example.com").await;
+    let mut body = weekly(4);
+    body["location"] = json!("Room 1");
+    body["description"] = json!("old agenda");
+    let m = json_of(h.send(Method::POST, &t, EVENTS, Some(body)).await, StatusCode::OK).await;
+    let mid = m["id"].as_str().unwrap().to_owned();
+    let ex_id = format!("{mid}_20240325T090000Z");
+    let ex = json_of(
+        h.send(Method::PATCH, &t, &format!("{EVENTS}/{ex_id}"), Some(json!({"summary": "Special sync"}))).await,
+        StatusCode::OK,
+    )
+    .await;
+    let tokens = |single: bool| {
+        let h = &h;
+        let t = &t;
+        async move {
+            let q = if single { "?singleEvents=true" } else { "" };
+            json_of(h.get(t, &format!("{EVENTS}{q}")).await, StatusCode::OK).await["nextSyncToken"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let (plain_sync, single_sync) = (tokens(false).await, tokens(true).await);
+
+    // The master's summary and location change; its description does not.
+    json_of(
+        h.send(
+            Method::PATCH,
+            &t,
+            &format!("{EVENTS}/{mid}"),
+            Some(json!({"summary": "Renamed sync", "location": "Room 2"})),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let got = json_of(h.get(&t, &format!("{EVENTS}/{ex_id}")).await, StatusCode::OK).await;
+    assert_eq!(got["summary"], "Special sync", "overridden field kept");
+    assert_eq!(got["location"], "Room 2", "untouched field follows the master");
+    assert_eq!(got["description"], "old agenda");
+    assert_ne!(got["etag"], ex["etag"], "the exception changed");
+    assert_eq!(got["recurringEventId"], mid.as_str());
+    // A plain instance follows the master entirely.
+    let plain = json_of(h.get(&t, &format!("{EVENTS}/{mid}_20240401T080000Z")).await, StatusCode::OK).await;
+    assert_eq!(plain["summary"], "Renamed sync");
+
+    // Removing a field on the master removes it from exceptions that had the master's value.
+    json_of(
+        h.send(Method::PATCH, &t, &format!("{EVENTS}/{mid}"), Some(json!({"description": null}))).await,
+        StatusCode::OK,
+    )
+    .await;
+    let got = json_of(h.get(&t, &format!("{EVENTS}/{ex_id}")).await, StatusCode::OK).await;
+    assert!(got.get("description").is_none(), "{got}");
+
+    // Incremental sync without singleEvents: the master and the exception entry.
+    let inc = json_of(h.get(&t, &format!("{EVENTS}?syncToken={plain_sync}")).await, StatusCode::OK).await;
+    let inc = inc["items"].as_array().unwrap();
+    let mut got_ids = ids(inc);
+    got_ids.sort();
+    let mut want = vec![mid.clone(), ex_id.clone()];
+    want.sort();
+    assert_eq!(got_ids, want);
+    let exc = inc.iter().find(|i| i["id"] == ex_id.as_str()).unwrap();
+    assert_eq!((exc["summary"].as_str(), exc["location"].as_str()), (Some("Special sync"), Some("Room 2")));
+
+    // With singleEvents: every instance, the exception among them, once each.
+    let inc =
+        json_of(h.get(&t, &format!("{EVENTS}?singleEvents=true&syncToken={single_sync}")).await, StatusCode::OK).await;
+    let inc = inc["items"].as_array().unwrap();
+    let mut got_ids = ids(inc);
+    got_ids.sort();
+    got_ids.dedup();
+    assert_eq!((got_ids.len(), inc.len()), (4, 4), "{inc:?}");
+    let exc = inc.iter().find(|i| i["id"] == ex_id.as_str()).expect("exception resent");
+    assert_eq!((exc["summary"].as_str(), exc["location"].as_str()), (Some("Special sync"), Some("Room 2")));
+    assert!(inc.iter().filter(|i| i["id"] != ex_id.as_str()).all(|i| i["summary"] == "Renamed sync"));
+}

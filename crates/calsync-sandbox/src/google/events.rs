@@ -55,6 +55,15 @@ pub(super) fn lookup(cal: &Calendar, id: &str) -> Option<(Event, Times, bool)> {
     stored.map(|i| ((*i.ev).clone(), Times { start: i.start, end: i.end }, i.deleted))
 }
 
+/// Stores the exceptions a master edit changed (see [`series::carried_into_exceptions`]):
+/// each gets a new etag and log position, so incremental sync resends it.
+fn carry_into_exceptions(world: &mut World, cal_key: &str, master_id: &str, old: &Event, new: &Event, now: i64) {
+    let changed = series::carried_into_exceptions(&world.google.calendars[cal_key], master_id, old, new);
+    for (id, ev, start, end) in changed {
+        commit(world, cal_key, &id, ev, &Times { start, end }, false, now);
+    }
+}
+
 /// Stores what a master write orphaned (see [`series::orphans`]).
 fn settle_orphans(
     world: &mut World,
@@ -260,6 +269,11 @@ pub(super) fn create(
     }
     ev.html_link = Some(html_link(&id, &cal_key));
     let stored = commit(&mut world, &cal_key, &id, ev, &times, false, now);
+    if let Some(prior) = prior.filter(|p| series::is_master(p))
+        && series::is_master(&stored)
+    {
+        carry_into_exceptions(&mut world, &cal_key, &id, &prior, &stored, now);
+    }
     Ok(Json(render(&stored, req_tz.unwrap_or(cal_tz))).into_response())
 }
 
@@ -423,6 +437,9 @@ pub(super) fn modify(
     if series_changed && !is_instance {
         let new = if deleted { None } else { new_info.as_ref() };
         settle_orphans(&mut world, &cal_key, event_id, old_info.as_ref(), new, now);
+    }
+    if !is_instance && !deleted && old_info.is_some() && new_info.is_some() {
+        carry_into_exceptions(&mut world, &cal_key, event_id, &current, &stored, now);
     }
     Ok(Json(render(&stored, req_tz.unwrap_or(cal_tz))).into_response())
 }

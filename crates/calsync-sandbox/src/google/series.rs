@@ -222,3 +222,74 @@ pub(crate) fn orphans(
     }
     out
 }
+
+/// Fields that identify an instance or belong to its timing: a master edit never carries
+/// them into exceptions.
+const NOT_CARRIED: &[&str] = &[
+    "kind",
+    "etag",
+    "id",
+    "status",
+    "htmlLink",
+    "created",
+    "updated",
+    "creator",
+    "organizer",
+    "start",
+    "end",
+    "endTimeUnspecified",
+    "recurrence",
+    "recurringEventId",
+    "originalStartTime",
+    "iCalUID",
+    "sequence",
+    "eventType",
+];
+
+/// A master edit carried into its live exceptions, as Google does: every non-time field
+/// the master changed takes the new value in each exception that still had the old master
+/// value (did not override it); overridden fields keep the exception's value. Returns the
+/// exceptions that changed, ready to store.
+pub(crate) fn carried_into_exceptions(
+    cal: &Calendar,
+    master_id: &str,
+    old: &Event,
+    new: &Event,
+) -> Vec<(String, Event, i64, i64)> {
+    let (old_v, new_v) = (super::calendar::to_value(old), super::calendar::to_value(new));
+    let (Some(old_m), Some(new_m)) = (old_v.as_object(), new_v.as_object()) else {
+        return Vec::new();
+    };
+    let changed: Vec<&String> = old_m
+        .keys()
+        .chain(new_m.keys())
+        .filter(|k| !NOT_CARRIED.contains(&k.as_str()) && old_m.get(*k) != new_m.get(*k))
+        .collect();
+    if changed.is_empty() {
+        return Vec::new();
+    }
+    let prefix = format!("{master_id}_");
+    let mut out = Vec::new();
+    for id in cal.events.ids().filter(|i| i.starts_with(&prefix)) {
+        let Some(item) = stored_exception(cal, id, master_id).filter(|i| !i.deleted) else {
+            continue;
+        };
+        let mut ex = super::calendar::to_value(&item.ev);
+        let Some(ex_m) = ex.as_object_mut() else { continue };
+        let mut touched = false;
+        for k in &changed {
+            if ex_m.get(*k) != old_m.get(*k) {
+                continue; // overridden by the exception
+            }
+            match new_m.get(*k) {
+                Some(v) => ex_m.insert((*k).clone(), v.clone()),
+                None => ex_m.remove(*k),
+            };
+            touched = true;
+        }
+        if touched && let Ok(ev) = serde_json::from_value::<Event>(ex) {
+            out.push((id.clone(), ev, item.start, item.end));
+        }
+    }
+    out
+}
