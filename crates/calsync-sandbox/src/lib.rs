@@ -48,7 +48,9 @@
 //! Recurring Google instances carry their own etags (derived from the master's, so they
 //! change with it), and `If-Match` on an instance id is checked against that etag. A master
 //! edit carries every changed non-time field into the exceptions that did not override it;
-//! those exceptions then show as changed in incremental sync.
+//! those exceptions then show as changed in incremental sync. Graph does the same for a
+//! series master PATCH: exceptions that did not override a changed property take the new
+//! value, get a new change key and are resent by calendarView delta with the occurrences.
 //!
 //! Webhooks (Google push channels, Graph subscriptions) are delivered only to `http://`
 //! addresses on loopback hosts: a deliberate relaxation of the real services' https
