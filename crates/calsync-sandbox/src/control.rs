@@ -29,6 +29,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/_sandbox/push", post(push))
         .route("/_sandbox/seed-events", post(seed_events))
         .route("/_sandbox/graph-lifecycle", post(graph_lifecycle))
+        .route("/_sandbox/google/split-series", post(google_split_series))
         .with_state(shared)
 }
 
@@ -222,6 +223,38 @@ async fn graph_lifecycle(
     match microsoft::subscriptions::lifecycle(&shared, &req.subscription_id, &req.event) {
         Ok(()) => Json(json!({"ok": true})).into_response(),
         Err(e) => bad(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SplitReq {
+    email: String,
+    /// Default `primary`.
+    calendar_id: Option<String>,
+    event_id: String,
+    /// Original start of the new series' first instance (RFC 3339; `YYYY-MM-DD` for
+    /// all-day series).
+    from: String,
+}
+
+/// Simulates a user splitting a Google series in the web UI ("this and following
+/// events"); see [`google::split_series`]. 200 `{"old", "new"}` with both masters.
+async fn google_split_series(
+    State(shared): State<Arc<Shared>>,
+    payload: Result<Json<SplitReq>, JsonRejection>,
+) -> Response {
+    let req = match body(payload) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    let cal = req.calendar_id.as_deref().unwrap_or("primary");
+    match google::split_series(&shared, &req.email, cal, &req.event_id, &req.from) {
+        Ok(v) => Json(v).into_response(),
+        Err((status, msg)) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+            (status, Json(json!({"error": msg}))).into_response()
+        }
     }
 }
 

@@ -16,11 +16,41 @@
 //! | Microsoft Graph batch | `/microsoft/graph/v1.0/$batch` |
 //! | control | `/_sandbox/…` |
 //!
-//! Control endpoints besides accounts, faults, clock, latency, revoke, expire-cursors,
-//! requests and reset: `POST /_sandbox/push {"mode": "normal"|"drop"|"duplicate"|"delay",
-//! "delay_ms", "count"}` steers webhook deliveries, `POST /_sandbox/graph-lifecycle
-//! {"subscription_id", "event"}` sends a Graph lifecycle notification, and
-//! `POST /_sandbox/seed-events {"provider", "email", "count"}` bulk-loads events.
+//! Control API (never counted or faulted):
+//!
+//! | endpoint | body | effect |
+//! |---|---|---|
+//! | `POST /_sandbox/accounts` | `{"provider", "email", "time_zone"?}` | creates an account, returns tokens |
+//! | `POST /_sandbox/faults` | fault spec | injects faults |
+//! | `POST /_sandbox/clock` | `{"advance_seconds"}` | moves the sandbox clock forward |
+//! | `POST /_sandbox/latency` | `{"milliseconds"}` | delays every provider response |
+//! | `POST /_sandbox/revoke` | `{"provider", "email"}` | revokes the account's grants |
+//! | `POST /_sandbox/expire-cursors` | `{"provider", "email"?}` | invalidates sync/delta tokens |
+//! | `GET /_sandbox/requests` | | request counters |
+//! | `POST /_sandbox/reset` | | forgets everything |
+//! | `POST /_sandbox/push` | `{"mode": "normal"\|"drop"\|"duplicate"\|"delay", "delay_ms", "count"}` | steers webhook deliveries |
+//! | `POST /_sandbox/graph-lifecycle` | `{"subscription_id", "event"}` | sends a Graph lifecycle notification |
+//! | `POST /_sandbox/seed-events` | `{"provider", "email", "count"}` | bulk-loads events |
+//! | `POST /_sandbox/google/split-series` | `{"email", "calendar_id"?, "event_id", "from"}` | splits a Google series as the web UI's "this and following events" edit does (below) |
+//!
+//! `google/split-series`: `calendar_id` defaults to `primary`; `from` is the original start
+//! of the first instance of the new series (RFC 3339; `YYYY-MM-DD` for all-day series). The
+//! master's RRULE gets an `UNTIL` one second before `from` (the day before for all-day
+//! series), its exceptions at or after `from` are deleted, and a new recurring event
+//! `<event_id>_R<YYYYMMDDTHHMMSS>` (UTC of `from`, Google's observed format; `_R<YYYYMMDD>`
+//! for all-day series) with the master's properties and its own iCalUID starts at `from`
+//! with the rest of the rule (`COUNT` reduced by the instances the old series keeps;
+//! `RDATE`/`EXDATE` values go to the side they fall on). Both changes show in incremental
+//! sync. 200 `{"old", "new"}` with both masters; 404 for an unknown account, calendar or
+//! event; 400 when the event is not a series master or `from` is not an instance start
+//! (or is the first one); 409 when the new id exists.
+//!
+//! Recurring Google instances carry their own etags (derived from the master's, so they
+//! change with it), and `If-Match` on an instance id is checked against that etag. A master
+//! edit carries every changed non-time field into the exceptions that did not override it;
+//! those exceptions then show as changed in incremental sync. Graph does the same for a
+//! series master PATCH: exceptions that did not override a changed property take the new
+//! value, get a new change key and are resent by calendarView delta with the occurrences.
 //!
 //! Webhooks (Google push channels, Graph subscriptions) are delivered only to `http://`
 //! addresses on loopback hosts: a deliberate relaxation of the real services' https

@@ -172,6 +172,24 @@ impl Series {
     }
 }
 
+/// An `RDATE`/`EXDATE` line keeping only the values `keep` accepts (`None` when none is
+/// left); any other line unchanged.
+pub(crate) fn retain_dates(line: &str, anchor: Anchor, keep: impl Fn(Occ) -> bool) -> Option<String> {
+    let Some((name, _)) = line.split_once([':', ';']) else { return Some(line.to_owned()) };
+    if !matches!(name.to_ascii_uppercase().as_str(), "RDATE" | "EXDATE") {
+        return Some(line.to_owned());
+    }
+    let Some((head, values)) = line.rsplit_once(':') else { return Some(line.to_owned()) };
+    let params = &head[name.len()..];
+    let kept: Vec<&str> = values
+        .split(',')
+        .filter(|v| {
+            parse_dates(&format!("{params}:{v}"), line, anchor).ok().and_then(|o| o.first().copied()).is_none_or(&keep)
+        })
+        .collect();
+    (!kept.is_empty()).then(|| format!("{head}:{}", kept.join(",")))
+}
+
 fn dtstart_line(anchor: Anchor) -> String {
     match anchor {
         Anchor::Date(d) => format!("DTSTART:{}T000000Z", d.format("%Y%m%d")),

@@ -196,3 +196,53 @@ async fn cancel_removes_an_occurrence_and_organizers_cannot_rsvp() {
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert_eq!(values(&h, &t, &format!("{G}/me/calendarView?{WINDOW}")).await.len(), 0);
 }
+
+#[tokio::test]
+async fn series_edits_reach_exceptions_and_delta_resends_them() {
+    let h = start().await;
+    let t = h.ms_account("carry@example.com").await;
+    let mut body = weekly(4);
+    body["location"] = json!({"displayName": "Room 1"});
+    let m = json_of(h.send(Method::POST, &t, &format!("{G}/me/events"), Some(body)).await, StatusCode::CREATED).await;
+    let mid = m["id"].as_str().unwrap().to_owned();
+    let view = values(&h, &t, &format!("{G}/me/calendarView?{WINDOW}")).await;
+    let second = view[1]["id"].as_str().unwrap().to_owned();
+    let ex = json_of(
+        h.send(Method::PATCH, &t, &format!("{G}/me/events/{second}"), Some(json!({"subject": "Moved"}))).await,
+        StatusCode::OK,
+    )
+    .await;
+    let body = json_of(h.get(&t, &format!("{G}/me/calendarView/delta?{WINDOW}")).await, StatusCode::OK).await;
+    assert_eq!(body["value"].as_array().unwrap().len(), 4);
+    let delta_link = body["@odata.deltaLink"].as_str().unwrap().to_owned();
+
+    // Only the master changes: subject and location.
+    json_of(
+        h.send(
+            Method::PATCH,
+            &t,
+            &format!("{G}/me/events/{mid}"),
+            Some(json!({"subject": "Renamed", "location": {"displayName": "Room 2"}})),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let got = json_of(h.get(&t, &format!("{G}/me/events/{second}")).await, StatusCode::OK).await;
+    assert_eq!(got["subject"], "Moved", "the exception's own subject stays");
+    assert_eq!(got["location"]["displayName"], "Room 2", "the series location reaches the exception");
+    assert_ne!(got["@odata.etag"], ex["@odata.etag"]);
+    assert_eq!(got["type"], "exception");
+
+    let resp = h.http.get(&delta_link).bearer_auth(&t).send().await.unwrap();
+    let body = json_of(resp, StatusCode::OK).await;
+    let v = body["value"].as_array().unwrap();
+    assert!(v.iter().all(|e| e.get("@removed").is_none()), "{v:?}");
+    let mut got_ids: Vec<&str> = v.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    got_ids.sort();
+    got_ids.dedup();
+    assert_eq!(got_ids.len(), 4, "every occurrence and the exception: {v:?}");
+    let exc = v.iter().find(|e| e["id"] == second.as_str()).expect("exception resent");
+    assert_eq!((exc["subject"].as_str(), exc["location"]["displayName"].as_str()), (Some("Moved"), Some("Room 2")));
+    assert!(v.iter().filter(|e| e["id"] != second.as_str()).all(|e| e["subject"] == "Renamed"));
+}

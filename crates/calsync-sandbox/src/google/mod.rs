@@ -154,6 +154,7 @@ pub(crate) fn revoke_account(world: &mut World, email: &str) -> bool {
     world.google.oauth.revoke_account(&email);
     true
 }
+pub(crate) use events::split_series;
 pub(crate) use model::resolve_local;
 
 /// Calendar API quotas (B.10): sliding one-minute windows per user and per project.

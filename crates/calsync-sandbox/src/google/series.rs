@@ -20,6 +20,7 @@ pub(crate) struct MasterInfo {
     dur_ms: i64,
     dur_days: i64,
     time_zone: Option<String>,
+    anchor: Anchor,
 }
 
 pub(crate) fn is_master(ev: &Event) -> bool {
@@ -42,8 +43,9 @@ pub(crate) fn master_info(ev: &Event) -> ApiResult<Option<MasterInfo>> {
     if let (Some(s), Some(e)) = (&start.date, &end.date) {
         let s = NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| ApiError::bad_request("Invalid start time."))?;
         let e = NaiveDate::parse_from_str(e, "%Y-%m-%d").map_err(|_| ApiError::bad_request("Invalid end time."))?;
-        let series = Series::parse(lines, Anchor::Date(s)).map_err(|e| invalid_rule(&e))?;
-        return Ok(Some(MasterInfo { series, dur_ms: 0, dur_days: (e - s).num_days(), time_zone: None }));
+        let anchor = Anchor::Date(s);
+        let series = Series::parse(lines, anchor).map_err(|e| invalid_rule(&e))?;
+        return Ok(Some(MasterInfo { series, dur_ms: 0, dur_days: (e - s).num_days(), time_zone: None, anchor }));
     }
     let instant = |edt: &EventDateTime| {
         edt.date_time
@@ -61,7 +63,13 @@ pub(crate) fn master_info(ev: &Event) -> ApiResult<Option<MasterInfo>> {
         .ok_or_else(|| ApiError::bad_request("Missing time zone definition for start time."))?;
     let anchor = Anchor::Local(s.with_timezone(&tz).naive_local(), tz);
     let series = Series::parse(lines, anchor).map_err(|e| invalid_rule(&e))?;
-    Ok(Some(MasterInfo { series, dur_ms: (e - s).num_milliseconds(), dur_days: 0, time_zone: start.time_zone.clone() }))
+    Ok(Some(MasterInfo {
+        series,
+        dur_ms: (e - s).num_milliseconds(),
+        dur_days: 0,
+        time_zone: start.time_zone.clone(),
+        anchor,
+    }))
 }
 
 impl MasterInfo {
@@ -109,6 +117,7 @@ impl MasterInfo {
         let mid = master.id.clone().unwrap_or_default();
         let mut ev = master.clone();
         ev.id = Some(instance_id(&mid, occ));
+        ev.etag = Some(instance_etag(master.etag.as_deref().unwrap_or_default(), ev.id.as_deref().unwrap_or_default()));
         ev.recurrence = None;
         ev.recurring_event_id = Some(mid);
         ev.original_start_time = Some(self.edt(occ, false));
@@ -116,6 +125,70 @@ impl MasterInfo {
         ev.end = Some(self.edt(occ, true));
         ev
     }
+}
+
+/// An unmodified instance's own etag: derived from the master's etag and the instance id,
+/// so it differs between instances, is stable between reads and changes whenever the
+/// master changes (Google gives every instance its own etag).
+pub(crate) fn instance_etag(master_etag: &str, instance_id: &str) -> String {
+    // FNV-1a, 64 bit: deterministic across runs (unlike the std hasher).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in master_etag.bytes().chain([0]).chain(instance_id.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // Numeric like Google's etags (16 digits).
+    format!("\"{}\"", 1_000_000_000_000_000 + h % 9_000_000_000_000_000)
+}
+
+/// "This and following events" as Google's web UI does it: the recurrence lines of the
+/// old series (its RRULE ends just before `from`) and of the new one starting at `from`
+/// (the rest of the rule; `COUNT` reduced by the instances the old series keeps).
+/// `RDATE`/`EXDATE` values go to the side of `from` they fall on.
+pub(crate) fn split_lines(master: &Event, info: &MasterInfo, from: Occ) -> Result<(Vec<String>, Vec<String>), String> {
+    let lines = master.recurrence.as_deref().unwrap_or_default();
+    let new_anchor = match (info.anchor, from) {
+        (Anchor::Local(_, tz), Occ::At(t)) => Anchor::Local(t.with_timezone(&tz).naive_local(), tz),
+        (Anchor::Date(_), Occ::Date(d)) => Anchor::Date(d),
+        _ => return Err("from does not match the series' kind (date vs dateTime)".into()),
+    };
+    let until = match from {
+        Occ::At(t) => (t - chrono::Duration::seconds(1)).format("%Y%m%dT%H%M%SZ").to_string(),
+        Occ::Date(d) => (d - chrono::Days::new(1)).format("%Y%m%d").to_string(),
+    };
+    let (mut old, mut new) = (Vec::new(), Vec::new());
+    for line in lines {
+        let upper = line.to_ascii_uppercase();
+        if let Some(body) = upper.strip_prefix("RRULE:") {
+            let parts: Vec<&str> = body.split(';').collect();
+            let kept: Vec<&str> =
+                parts.iter().copied().filter(|p| !p.starts_with("UNTIL=") && !p.starts_with("COUNT=")).collect();
+            old.push(format!("RRULE:{};UNTIL={until}", kept.join(";")));
+            let mut rest = kept.iter().map(|p| (*p).to_owned()).collect::<Vec<_>>();
+            if let Some(u) = parts.iter().find(|p| p.starts_with("UNTIL=")) {
+                rest.push((*u).to_owned());
+            }
+            if let Some(n) = parts.iter().find_map(|p| p.strip_prefix("COUNT=")) {
+                let n: usize = n.parse().map_err(|_| "bad COUNT".to_owned())?;
+                // COUNT counts the rule's instances (EXDATEs included), DTSTART first.
+                let rule_only = Series::parse(std::slice::from_ref(line), info.anchor)?;
+                let before = rule_only.occurrences().take_while(|o| *o < from).take(n).count();
+                if before >= n {
+                    return Err("from is past the rule's last instance".into());
+                }
+                rest.push(format!("COUNT={}", n - before));
+            }
+            new.push(format!("RRULE:{}", rest.join(";")));
+            continue;
+        }
+        if let Some(l) = crate::recurrence::retain_dates(line, info.anchor, |o| o < from) {
+            old.push(l);
+        }
+        if let Some(l) = crate::recurrence::retain_dates(line, new_anchor, |o| o >= from) {
+            new.push(l);
+        }
+    }
+    Ok((old, new))
 }
 
 pub(crate) fn instance_id(master_id: &str, occ: Occ) -> String {
@@ -203,6 +276,77 @@ pub(crate) fn orphans(
             };
             let (s, e) = o.span(occ, cal.tz);
             out.push((id, ev, s, e));
+        }
+    }
+    out
+}
+
+/// Fields that identify an instance or belong to its timing: a master edit never carries
+/// them into exceptions.
+const NOT_CARRIED: &[&str] = &[
+    "kind",
+    "etag",
+    "id",
+    "status",
+    "htmlLink",
+    "created",
+    "updated",
+    "creator",
+    "organizer",
+    "start",
+    "end",
+    "endTimeUnspecified",
+    "recurrence",
+    "recurringEventId",
+    "originalStartTime",
+    "iCalUID",
+    "sequence",
+    "eventType",
+];
+
+/// A master edit carried into its live exceptions, as Google does: every non-time field
+/// the master changed takes the new value in each exception that still had the old master
+/// value (did not override it); overridden fields keep the exception's value. Returns the
+/// exceptions that changed, ready to store.
+pub(crate) fn carried_into_exceptions(
+    cal: &Calendar,
+    master_id: &str,
+    old: &Event,
+    new: &Event,
+) -> Vec<(String, Event, i64, i64)> {
+    let (old_v, new_v) = (super::calendar::to_value(old), super::calendar::to_value(new));
+    let (Some(old_m), Some(new_m)) = (old_v.as_object(), new_v.as_object()) else {
+        return Vec::new();
+    };
+    let changed: Vec<&String> = old_m
+        .keys()
+        .chain(new_m.keys())
+        .filter(|k| !NOT_CARRIED.contains(&k.as_str()) && old_m.get(*k) != new_m.get(*k))
+        .collect();
+    if changed.is_empty() {
+        return Vec::new();
+    }
+    let prefix = format!("{master_id}_");
+    let mut out = Vec::new();
+    for id in cal.events.ids().filter(|i| i.starts_with(&prefix)) {
+        let Some(item) = stored_exception(cal, id, master_id).filter(|i| !i.deleted) else {
+            continue;
+        };
+        let mut ex = super::calendar::to_value(&item.ev);
+        let Some(ex_m) = ex.as_object_mut() else { continue };
+        let mut touched = false;
+        for k in &changed {
+            if ex_m.get(*k) != old_m.get(*k) {
+                continue; // overridden by the exception
+            }
+            match new_m.get(*k) {
+                Some(v) => ex_m.insert((*k).clone(), v.clone()),
+                None => ex_m.remove(*k),
+            };
+            touched = true;
+        }
+        if touched && let Ok(ev) = serde_json::from_value::<Event>(ex) {
+            out.push((id.clone(), ev, item.start, item.end));
         }
     }
     out

@@ -629,6 +629,15 @@ async fn patch_event(
                 store(&mut world, &cal, o, span, now, true);
             }
         }
+        if !is_instance && old_series.is_some() && new_series.is_some() {
+            // Series edits reach the exceptions that did not override the property; each
+            // changed exception gets a new change key and shows up in delta.
+            let carried = series::carried_into_exceptions(&world.microsoft.calendars[&cal], &current, &master);
+            for (mut ex, span) in carried {
+                ex.change_key = ids::token(&mut world.rng, "", 18);
+                store(&mut world, &cal, ex, span, now, false);
+            }
+        }
         Ok(with_preference(Json(v).into_response(), &pref))
     })())
 }

@@ -337,6 +337,47 @@ pub(crate) fn orphans(
     out
 }
 
+/// Properties that place an occurrence in time or identify it: master edits never carry
+/// them into exceptions.
+const NOT_CARRIED: &[&str] =
+    &["start", "end", "recurrence", "isAllDay", "originalStartTimeZone", "originalEndTimeZone", "transactionId"];
+
+/// A series edit carried into its live exceptions: each property the master changed takes
+/// the new value in exceptions that still had the old master value (did not override it).
+/// Returns the changed exceptions (change key still to renew) with their spans.
+pub(crate) fn carried_into_exceptions(cal: &MsCalendar, old: &GEvent, new: &GEvent) -> Vec<(GEvent, (i64, i64))> {
+    let changed: Vec<&String> = old
+        .props
+        .keys()
+        .chain(new.props.keys())
+        .filter(|k| !NOT_CARRIED.contains(&k.as_str()) && old.props.get(*k) != new.props.get(*k))
+        .collect();
+    if changed.is_empty() {
+        return Vec::new();
+    }
+    let prefix = format!("{}_", new.id);
+    let mut out = Vec::new();
+    for id in cal.events.ids().filter(|i| i.starts_with(&prefix)) {
+        let Some(item) = stored_exception(cal, id, &new.id).filter(|i| !i.deleted) else { continue };
+        let mut ex = (*item.ev).clone();
+        let mut touched = false;
+        for k in &changed {
+            if ex.props.get(*k) != old.props.get(*k) {
+                continue; // overridden by the exception
+            }
+            match new.props.get(*k) {
+                Some(v) => ex.props.insert((*k).clone(), v.clone()),
+                None => ex.props.remove(*k),
+            };
+            touched = true;
+        }
+        if touched {
+            out.push((ex, (item.start, item.end)));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
