@@ -230,6 +230,51 @@ async fn connecting_a_calendar_through_the_pages(backend: Backend) {
     assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
     assert!(anonymous.headers()["location"].to_str().unwrap().starts_with("/login?next="));
 
+    // Settings from the page: sync off, 90 days, manual conflicts, keep deletions.
+    let id = html.split("data-connection=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let primary = html.split("name=\"calendar\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let save = |days: &'static str| {
+        let body = format!(
+            "csrf_token={csrf}&sync_window_days={days}&conflict_strategy=manual&delete_policy=keep&calendar={}",
+            url_encode(&primary)
+        );
+        jar.apply(app.http.post(app.url(&format!("/calendar/{id}/settings"))))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+    };
+    let bad = save("400").send().await.unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert!(bad.text().await.unwrap().contains("sync window days: must be a whole number of days from 7 to 365"));
+    let ok = save("90").send().await.unwrap();
+    assert_eq!(ok.headers()["location"], "/calendar?notice=saved");
+    let token = app.db.user_by_email(&calsync_domain::account::Email::parse("ann@acme.test").unwrap()).await.unwrap();
+    let shown = app
+        .state
+        .connections
+        .get(
+            &calsync_domain::tenant::Actor { firm_id: token.firm_id, user_id: token.id, role: token.role },
+            id.parse().unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            shown.settings.sync_enabled,
+            shown.settings.sync_window_days.days(),
+            shown.settings.conflict_strategy.as_str(),
+            shown.settings.delete_policy.as_str()
+        ),
+        (false, 90, "manual", "keep")
+    );
+    let forged = jar
+        .apply(app.http.post(app.url(&format!("/calendar/{id}/settings"))))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("csrf_token=nope&sync_window_days=30&conflict_strategy=manual&delete_policy=keep")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+
     // A session that ended mid-flow: the callback sends the browser to sign in, then back to it.
     let go = jar
         .apply(app.http.post(app.url("/calendar/connect/google")))
@@ -316,3 +361,7 @@ backend_tests!(
     appointments_page_creates_lists_deletes_and_escapes,
     sign_in_is_throttled,
 );
+
+fn url_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}

@@ -214,7 +214,12 @@ pub async fn disconnect(
 
 /// Saves a connection's settings from its form. The calendar checkboxes repeat one field name,
 /// so the body is read as pairs rather than into a struct.
-pub async fn save_settings(State(state): State<AppState>, caller: WebCaller, Path(id): Path<String>, body: String) -> Response {
+pub async fn save_settings(
+    State(state): State<AppState>,
+    caller: WebCaller,
+    Path(id): Path<String>,
+    body: String,
+) -> Response {
     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(body.as_bytes()).into_owned().collect();
     let value = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     if !csrf_ok(&caller, value("csrf_token").unwrap_or_default()) {
