@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Router;
-use axum::extract::{Json, State, rejection::JsonRejection};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Json, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -13,13 +14,16 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::faults::FaultSpec;
+use crate::paging::PagingMode;
 use crate::state::{Provider, Shared};
 use crate::{google, microsoft};
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/_sandbox/accounts", post(accounts))
-        .route("/_sandbox/faults", post(faults))
+        .route("/_sandbox/faults", post(faults).get(list_faults).delete(clear_faults))
+        .route("/_sandbox/paging", post(paging))
+        .route("/_sandbox/mail", get(mail))
         .route("/_sandbox/expire-cursors", post(expire_cursors))
         .route("/_sandbox/revoke", post(revoke))
         .route("/_sandbox/latency", post(latency))
@@ -90,6 +94,54 @@ async fn faults(State(shared): State<Arc<Shared>>, payload: Result<Json<FaultSpe
         Ok(()) => Json(json!({"ok": true})).into_response(),
         Err(e) => bad(e),
     }
+}
+
+async fn list_faults(State(shared): State<Arc<Shared>>) -> Response {
+    Json(json!({"faults": shared.faults.list()})).into_response()
+}
+
+/// Disarms every fault rule; accounts, events and the clock stay as they are.
+async fn clear_faults(State(shared): State<Arc<Shared>>) -> Response {
+    Json(json!({"cleared": shared.faults.clear()})).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PagingReq {
+    provider: Provider,
+    mode: PagingMode,
+}
+
+async fn paging(State(shared): State<Arc<Shared>>, payload: Result<Json<PagingReq>, JsonRejection>) -> Response {
+    let req = match body(payload) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    shared.set_paging(req.provider, req.mode);
+    Json(json!({"provider": req.provider, "mode": req.mode})).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MailQuery {
+    provider: Option<Provider>,
+    account: Option<String>,
+}
+
+/// What the services would have e-mailed, oldest first, filtered by provider and account.
+async fn mail(State(shared): State<Arc<Shared>>, query: Result<Query<MailQuery>, QueryRejection>) -> Response {
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(e) => return bad(e.body_text()),
+    };
+    let world = shared.world();
+    let mail: Vec<_> = world
+        .mail
+        .iter()
+        .filter(|m| q.provider.is_none_or(|p| p == m.provider))
+        .filter(|m| q.account.as_deref().is_none_or(|a| a.eq_ignore_ascii_case(&m.account)))
+        .collect();
+    Json(json!({"mail": mail})).into_response()
 }
 
 #[derive(Deserialize)]

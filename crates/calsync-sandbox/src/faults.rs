@@ -9,11 +9,11 @@ use axum::body::{Body, Bytes};
 use axum::http::Method;
 use axum::response::Response;
 use regex::Regex;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::state::Provider;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum FaultKind {
     /// Answer with `status` and the provider's error body.
@@ -109,8 +109,28 @@ impl Faults {
         Some(fired)
     }
 
-    pub(crate) fn clear(&self) {
-        self.lock().clear();
+    /// Removes every rule; answers how many were armed.
+    pub(crate) fn clear(&self) -> usize {
+        std::mem::take(&mut *self.lock()).len()
+    }
+
+    /// The rules still armed, in matching order, with what is left of each count.
+    pub(crate) fn list(&self) -> Vec<serde_json::Value> {
+        self.lock()
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "provider": r.provider,
+                    "method": r.method.as_ref().map(Method::as_str),
+                    "path_regex": r.path.as_ref().map(Regex::as_str),
+                    "kind": r.fired.kind,
+                    "status": (r.fired.status != 0).then_some(r.fired.status),
+                    "retry_after": r.fired.retry_after,
+                    "reason": r.fired.reason,
+                    "remaining": r.remaining,
+                })
+            })
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Rule>> {

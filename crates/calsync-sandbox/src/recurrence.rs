@@ -14,6 +14,11 @@ use crate::google::resolve_local;
 /// `timeMax`, an incremental page touching an endless series). Documented sandbox limit.
 pub(crate) const MAX_EXPANSION: usize = 1000;
 
+/// How many occurrences [`Series::occurrences_from`] walks past before giving up: rrule has
+/// no seek, so reaching a window walks from the series start. A daily series from 1970 to
+/// 2100 is about 47,500 steps; an hourly one for 100 years about 876,000.
+pub(crate) const MAX_SKIP: usize = 2_000_000;
+
 /// One occurrence's original start: a date for all-day series, else an instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) enum Occ {
@@ -151,6 +156,27 @@ impl Series {
                 return Some(pick);
             }
         })
+    }
+
+    /// Occurrences whose start (epoch ms, dates at midnight in `tz`) is at or after
+    /// `min_ms`, ascending: the way to reach a window of a series that began long ago.
+    /// Pass the window start minus the event's duration to also catch occurrences that began
+    /// before the window and still overlap it.
+    pub(crate) fn occurrences_from(&self, min_ms: i64, tz: Tz) -> impl Iterator<Item = Occ> + '_ {
+        let mut it = self.occurrences();
+        let mut first = None;
+        for _ in 0..MAX_SKIP {
+            match it.next() {
+                Some(o) if o.key(tz) >= min_ms => {
+                    first = Some(o);
+                    break;
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+        let rest = first.is_some();
+        first.into_iter().chain(it.take_while(move |_| rest))
     }
 
     /// Whether `occ` is one of the series' occurrences.
@@ -296,6 +322,18 @@ mod tests {
         let v: Vec<_> = s.occurrences().map(|o| o.stamp()).collect();
         assert_eq!(v, ["20240101", "20240102", "20240103"]);
         assert!(s.last().is_some());
+    }
+
+    #[test]
+    fn occurrences_from_reaches_a_window_years_after_the_start() {
+        let tz: Tz = "Europe/Berlin".parse().unwrap();
+        let s = Series::parse(&["RRULE:FREQ=DAILY".into()], Anchor::Local(local("2020-01-01T09:00:00"), tz)).unwrap();
+        let from = local("2026-11-02T00:00:00").and_utc().timestamp_millis();
+        let v: Vec<_> = s.occurrences_from(from, tz).take(2).map(|o| o.stamp()).collect();
+        assert_eq!(v, ["20261102T080000Z", "20261103T080000Z"]);
+        let ended = Series::parse(&["RRULE:FREQ=DAILY;COUNT=3".into()], Anchor::Local(local("2020-01-01T09:00:00"), tz))
+            .unwrap();
+        assert_eq!(ended.occurrences_from(from, tz).count(), 0);
     }
 
     #[test]

@@ -7,18 +7,19 @@ use std::sync::{Mutex, MutexGuard};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::SandboxConfig;
 use crate::clock::Clock;
 use crate::faults::Faults;
-use crate::{google, microsoft, webhook};
+use crate::paging::PagingMode;
+use crate::{google, mail, microsoft, webhook};
 
 /// The OAuth client that is always registered, for both providers.
 pub const DEV_CLIENT_ID: &str = "calsync-dev";
 pub const DEV_CLIENT_SECRET: &str = "calsync-dev-secret";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Provider {
     Google,
@@ -35,6 +36,8 @@ pub(crate) struct World {
     pub microsoft: microsoft::MsWorld,
     /// Webhook deliveries queued by this request's writes, sent once it finishes.
     pub outbox: Vec<webhook::Delivery>,
+    /// Invitations, updates and cancellations the real service would have e-mailed.
+    pub mail: Vec<mail::Mail>,
 }
 
 impl World {
@@ -48,6 +51,7 @@ impl World {
             google: Default::default(),
             microsoft: Default::default(),
             outbox: Vec::new(),
+            mail: Vec::new(),
         }
     }
 
@@ -83,6 +87,8 @@ pub(crate) struct Shared {
     pub push_control: Mutex<webhook::PushControl>,
     /// Google Calendar API admissions (sandbox ms) per user e-mail, and for the project.
     pub google_quota: Mutex<GoogleQuota>,
+    /// Page shapes per provider (`POST /_sandbox/paging`).
+    paging: Mutex<HashMap<Provider, PagingMode>>,
 }
 
 impl Shared {
@@ -98,6 +104,7 @@ impl Shared {
             graph_load: Mutex::new(HashMap::new()),
             push_control: Mutex::new(webhook::PushControl::default()),
             google_quota: Mutex::new(Default::default()),
+            paging: Mutex::new(HashMap::new()),
         }
     }
 
@@ -124,7 +131,16 @@ impl Shared {
         self.graph_load.lock().unwrap_or_else(|e| e.into_inner()).clear();
         *self.push_control.lock().unwrap_or_else(|e| e.into_inner()) = Default::default();
         *self.google_quota.lock().unwrap_or_else(|e| e.into_inner()) = Default::default();
+        self.paging.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.clock.reset();
+    }
+
+    pub(crate) fn paging(&self, provider: Provider) -> PagingMode {
+        self.paging.lock().unwrap_or_else(|e| e.into_inner()).get(&provider).copied().unwrap_or_default()
+    }
+
+    pub(crate) fn set_paging(&self, provider: Provider, mode: PagingMode) {
+        self.paging.lock().unwrap_or_else(|e| e.into_inner()).insert(provider, mode);
     }
 
     pub(crate) fn public_url(&self, path: &str) -> String {
