@@ -238,9 +238,13 @@ async fn reset(State(shared): State<Arc<Shared>>) -> Response {
 struct PushReq {
     /// `normal`, `drop`, `duplicate` or `delay` for the next `count` webhook deliveries
     /// (all of them when `count` is absent), Google pushes and Graph notifications alike.
-    mode: crate::webhook::PushMode,
+    /// Absent: the mode stays as it is (to change only `coalesce_ms`).
+    mode: Option<crate::webhook::PushMode>,
     delay_ms: Option<u64>,
     count: Option<u32>,
+    /// Coalescing window in ms from now on: notifications for one channel or subscription
+    /// within it go out as one delivery. `0` sends every change on its own.
+    coalesce_ms: Option<u64>,
 }
 
 async fn push(State(shared): State<Arc<Shared>>, payload: Result<Json<PushReq>, JsonRejection>) -> Response {
@@ -251,9 +255,20 @@ async fn push(State(shared): State<Arc<Shared>>, payload: Result<Json<PushReq>, 
     if req.count == Some(0) {
         return bad("count must be at least 1");
     }
-    *shared.push_control.lock().unwrap_or_else(|e| e.into_inner()) =
-        crate::webhook::PushControl { mode: req.mode, delay_ms: req.delay_ms.unwrap_or(0), remaining: req.count };
-    Json(json!({"ok": true})).into_response()
+    if req.mode.is_none() && (req.count.is_some() || req.delay_ms.is_some()) {
+        return bad("count and delay_ms go with a mode");
+    }
+    if req.coalesce_ms.is_some_and(|ms| ms > 600_000) {
+        return bad("coalesce_ms must be at most 600000");
+    }
+    if let Some(mode) = req.mode {
+        *shared.push_control.lock().unwrap_or_else(|e| e.into_inner()) =
+            crate::webhook::PushControl { mode, delay_ms: req.delay_ms.unwrap_or(0), remaining: req.count };
+    }
+    if let Some(ms) = req.coalesce_ms {
+        shared.coalesce_ms.store(ms, Ordering::Relaxed);
+    }
+    Json(json!({"ok": true, "coalesce_ms": shared.coalesce_ms.load(Ordering::Relaxed)})).into_response()
 }
 
 #[derive(Deserialize)]

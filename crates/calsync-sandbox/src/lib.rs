@@ -120,6 +120,9 @@ pub struct SandboxConfig {
     pub graph_validation_timeout: Duration,
     /// How long a webhook receiver has to answer a notification (Graph: 3 s).
     pub webhook_timeout: Duration,
+    /// Changes to one channel / subscription within this window go out as one delivery:
+    /// Google sends one `exists` per burst, Graph a `value` array of several notifications.
+    pub webhook_coalesce_window: Duration,
     /// Google sync tokens older than this (by the sandbox clock) answer 410
     /// `fullSyncRequired`.
     pub google_sync_token_max_age: Duration,
@@ -149,6 +152,7 @@ impl Default for SandboxConfig {
             graph_subscription_max: Duration::from_secs(10_080 * 60),
             graph_validation_timeout: Duration::from_secs(10),
             webhook_timeout: Duration::from_secs(3),
+            webhook_coalesce_window: Duration::from_millis(200),
             google_sync_token_max_age: Duration::from_secs(30 * 24 * 3600),
             google_tombstone_retention: Duration::from_secs(30 * 24 * 3600),
             google_user_quota_per_minute: 600,

@@ -89,12 +89,17 @@ pub(crate) struct Shared {
     pub google_quota: Mutex<GoogleQuota>,
     /// Page shapes per provider (`POST /_sandbox/paging`).
     paging: Mutex<HashMap<Provider, PagingMode>>,
+    /// Webhook coalescing window in ms (`POST /_sandbox/push {"coalesce_ms"}`).
+    pub coalesce_ms: AtomicU64,
+    /// Deliveries waiting out their coalescing window, by channel / subscription.
+    pub held: Mutex<HashMap<String, webhook::Delivery>>,
 }
 
 impl Shared {
     pub(crate) fn new(config: SandboxConfig) -> Self {
         let world = World::new(config.seed);
         Self {
+            coalesce_ms: AtomicU64::new(config.webhook_coalesce_window.as_millis() as u64),
             config,
             clock: Clock::default(),
             world: Mutex::new(world),
@@ -105,6 +110,7 @@ impl Shared {
             push_control: Mutex::new(webhook::PushControl::default()),
             google_quota: Mutex::new(Default::default()),
             paging: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
         }
     }
 
@@ -132,6 +138,8 @@ impl Shared {
         *self.push_control.lock().unwrap_or_else(|e| e.into_inner()) = Default::default();
         *self.google_quota.lock().unwrap_or_else(|e| e.into_inner()) = Default::default();
         self.paging.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.coalesce_ms.store(self.config.webhook_coalesce_window.as_millis() as u64, Ordering::Relaxed);
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.clock.reset();
     }
 

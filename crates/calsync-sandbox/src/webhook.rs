@@ -28,6 +28,35 @@ pub(crate) struct Delivery {
     pub retries: u32,
     /// Statuses that are retried (Google retries 500/502/503/504; Graph any non-2xx).
     pub retry_on: RetryOn,
+    /// The channel / subscription this delivery belongs to, and how a later one within the
+    /// coalescing window joins it; `None` goes out at once (handshakes, lifecycle events).
+    pub coalesce: Option<(String, Coalesce)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Coalesce {
+    /// The later delivery replaces the held one (Google: one `exists` per burst, carrying
+    /// the newest message number).
+    Replace,
+    /// The later delivery's JSON `value` items are appended to the held one's (Graph).
+    AppendValue,
+}
+
+impl Delivery {
+    fn absorb(&mut self, later: Delivery, how: Coalesce) {
+        match how {
+            Coalesce::Replace => *self = later,
+            Coalesce::AppendValue => {
+                let parse = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).ok();
+                if let (Some(mut held), Some(new)) = (parse(&self.body), parse(&later.body))
+                    && let (Some(items), Some(more)) = (held["value"].as_array_mut(), new["value"].as_array())
+                {
+                    items.extend(more.iter().cloned());
+                    self.body = held.to_string().into_bytes();
+                }
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -92,25 +121,51 @@ impl PushControl {
 }
 
 /// Sends everything queued under the world lock. Called after the request's handler.
+/// Deliveries with a coalescing key wait out the window; later ones for the same key join
+/// the held delivery instead of going out on their own.
 pub(crate) fn flush(shared: &Arc<Shared>) {
     let pending = std::mem::take(&mut shared.world().outbox);
+    let window = shared.coalesce_ms.load(std::sync::atomic::Ordering::Relaxed);
     for d in pending {
-        let (mode, delay) = shared.push_control.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let copies = match mode {
-            PushMode::Drop => 0,
-            PushMode::Duplicate => 2,
-            PushMode::Normal | PushMode::Delay => 1,
+        let Some((key, how)) = d.coalesce.clone().filter(|_| window > 0) else {
+            send(shared, d);
+            continue;
         };
-        for _ in 0..copies {
-            let d = d.clone();
-            let delay = if mode == PushMode::Delay { delay } else { 0 };
-            tokio::spawn(async move {
-                if delay > 0 {
-                    tokio::time::sleep(Duration::from_millis(delay)).await;
-                }
-                deliver(d).await;
-            });
+        let mut held = shared.held.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = held.get_mut(&key) {
+            h.absorb(d, how);
+            continue;
         }
+        held.insert(key.clone(), d);
+        drop(held);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(window)).await;
+            let d = shared.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+            if let Some(d) = d {
+                send(&shared, d);
+            }
+        });
+    }
+}
+
+/// One delivery through the drop / duplicate / delay switch.
+fn send(shared: &Arc<Shared>, d: Delivery) {
+    let (mode, delay) = shared.push_control.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let copies = match mode {
+        PushMode::Drop => 0,
+        PushMode::Duplicate => 2,
+        PushMode::Normal | PushMode::Delay => 1,
+    };
+    for _ in 0..copies {
+        let d = d.clone();
+        let delay = if mode == PushMode::Delay { delay } else { 0 };
+        tokio::spawn(async move {
+            if delay > 0 {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+            }
+            deliver(d).await;
+        });
     }
 }
 

@@ -73,7 +73,8 @@ async fn watch_sends_sync_then_exists_with_google_headers() {
     let d1 = next_received(&mut rx).await;
     let d2 = next_received(&mut rx).await;
     assert_eq!(number(&d1), number(&d2));
-    h.control("/_sandbox/push", json!({"mode": "drop", "count": 1})).await;
+    // Each insert its own message, so the drop takes exactly one of them.
+    h.control("/_sandbox/push", json!({"mode": "drop", "count": 1, "coalesce_ms": 0})).await;
     insert(&h, &t, "d").await;
     insert(&h, &t, "e").await;
     let after_drop = next_received(&mut rx).await;

@@ -20,7 +20,7 @@ use super::list::LIST_PARAMS;
 use super::oauth::GoogleAuth;
 use crate::ids;
 use crate::state::{Shared, World};
-use crate::webhook::{self, Delivery, RetryOn};
+use crate::webhook::{self, Coalesce, Delivery, RetryOn};
 
 #[derive(Debug)]
 pub(crate) struct Channel {
@@ -84,6 +84,8 @@ fn delivery(ch: &Channel, state: &str) -> Delivery {
         timeout: ch.timeout,
         retries: 3,
         retry_on: RetryOn::GoogleServerErrors,
+        // The `sync` handshake goes out at once; `exists` messages coalesce per channel.
+        coalesce: (state == "exists").then(|| (format!("google:{}", ch.id), Coalesce::Replace)),
     }
 }
 

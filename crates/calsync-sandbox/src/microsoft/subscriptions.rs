@@ -18,7 +18,7 @@ use super::graph::{READ, respond};
 use super::identity::GraphAuth;
 use crate::ids;
 use crate::state::{Shared, World};
-use crate::webhook::{self, Delivery, RetryOn};
+use crate::webhook::{self, Coalesce, Delivery, RetryOn};
 
 /// The sandbox's application id (Graph reports the subscribing app's client id GUID).
 const APP_ID: &str = "5bd0f1a6-6d3b-4c1f-9a3e-5a2f0c0d7e11";
@@ -323,6 +323,7 @@ pub(super) async fn reauthorize(
 
 fn post_json(url: &url::Url, body: Value, shared_timeout: std::time::Duration) -> Delivery {
     Delivery {
+        coalesce: None,
         url: url.clone(),
         headers: vec![("Content-Type".to_owned(), "application/json; charset=utf-8".to_owned())],
         body: body.to_string().into_bytes(),
@@ -356,7 +357,10 @@ pub(crate) fn notify(world: &mut World, cal_id: &str, event_id: &str, etag: &str
             "clientState": s.client_state,
             "tenantId": s.tenant,
         }]});
-        out.push(post_json(&s.notification_url, body, std::time::Duration::from_secs(3)));
+        let mut d = post_json(&s.notification_url, body, std::time::Duration::from_secs(3));
+        // Notifications for one subscription within the window share one `value` array.
+        d.coalesce = Some((format!("graph:{}", s.id), Coalesce::AppendValue));
+        out.push(d);
     }
     world.outbox.extend(out);
 }
