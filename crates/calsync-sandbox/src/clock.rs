@@ -24,6 +24,15 @@ impl Clock {
         self.offset_ms.fetch_add(seconds.saturating_mul(1000), Ordering::Relaxed);
     }
 
+    pub(crate) fn offset_ms(&self) -> i64 {
+        self.offset_ms.load(Ordering::Relaxed)
+    }
+
+    /// Restores a saved offset (state file).
+    pub(crate) fn set_offset_ms(&self, ms: i64) {
+        self.offset_ms.store(ms, Ordering::Relaxed);
+    }
+
     pub(crate) fn reset(&self) {
         self.offset_ms.store(0, Ordering::Relaxed);
     }

@@ -75,17 +75,24 @@ mod microsoft;
 mod middleware;
 mod oauth;
 mod paging;
+mod persist;
 mod recurrence;
 mod state;
 mod store;
 mod webhook;
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Router;
 
+pub use persist::StateFileError;
 pub use state::{DEV_CLIENT_ID, DEV_CLIENT_SECRET};
+
+/// How often a sandbox with a state file writes it when something changed.
+const SAVE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Sandbox settings. `Default` gives the documented provider limits.
 #[derive(Debug, Clone)]
@@ -134,6 +141,9 @@ pub struct SandboxConfig {
     /// `rateLimitExceeded`. Batch items count one by one.
     pub google_user_quota_per_minute: u32,
     pub google_project_quota_per_minute: u32,
+    /// Where the whole state is kept across restarts ([`Sandbox::open`]); `None` keeps it in
+    /// memory only.
+    pub state_file: Option<PathBuf>,
 }
 
 impl Default for SandboxConfig {
@@ -157,6 +167,7 @@ impl Default for SandboxConfig {
             google_tombstone_retention: Duration::from_secs(30 * 24 * 3600),
             google_user_quota_per_minute: 600,
             google_project_quota_per_minute: 10_000,
+            state_file: None,
         }
     }
 }
@@ -168,8 +179,42 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
+    /// An in-memory sandbox; `config.state_file` is ignored (see [`Sandbox::open`]).
     pub fn new(config: SandboxConfig) -> Self {
         Self { shared: Arc::new(state::Shared::new(config)) }
+    }
+
+    /// A sandbox that keeps its state in `config.state_file`: loaded now when the file
+    /// exists (an unreadable or corrupt file is an error), then written atomically within
+    /// a second of every change by a background task, and by [`Sandbox::save`]. Must run
+    /// inside a Tokio runtime when a state file is set.
+    pub fn open(config: SandboxConfig) -> Result<Self, StateFileError> {
+        let path = config.state_file.clone();
+        let sandbox = Self::new(config);
+        let Some(path) = path else { return Ok(sandbox) };
+        if let Some((world, offset)) = persist::load(&path)? {
+            sandbox.shared.restore(world, offset);
+        }
+        let weak = Arc::downgrade(&sandbox.shared);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SAVE_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tick.tick().await;
+                // The sandbox is gone once its last handle is dropped.
+                let Some(shared) = weak.upgrade() else { return };
+                if let Err(e) = save_if_dirty(&shared) {
+                    tracing::error!(error = %e, "sandbox state not saved");
+                }
+            }
+        });
+        Ok(sandbox)
+    }
+
+    /// Writes the state file now if anything may have changed since the last write (for a
+    /// graceful shutdown). Without a state file it does nothing.
+    pub fn save(&self) -> Result<(), StateFileError> {
+        save_if_dirty(&self.shared)
     }
 
     /// All sandbox routes, ready for `Router::nest("/sandbox", sandbox.router())`.
@@ -187,12 +232,22 @@ impl Sandbox {
     }
 }
 
+fn save_if_dirty(shared: &state::Shared) -> Result<(), StateFileError> {
+    let Some(path) = &shared.config.state_file else { return Ok(()) };
+    // Cleared before the snapshot: a change made while it is written marks it again.
+    if !shared.dirty.swap(false, Ordering::Relaxed) {
+        return Ok(());
+    }
+    let bytes = persist::snapshot(&mut shared.world_unmarked(), shared.clock.offset_ms());
+    persist::write_atomically(path, &bytes).inspect_err(|_| shared.dirty.store(true, Ordering::Relaxed))
+}
+
 /// Serves a sandbox on `listener` until the task is dropped. With an empty
 /// `public_base_url` the sandbox advertises `http://<bound address>`.
 pub async fn serve(listener: tokio::net::TcpListener, mut config: SandboxConfig) -> std::io::Result<()> {
     if config.public_base_url.is_empty() {
         config.public_base_url = format!("http://{}", listener.local_addr()?);
     }
-    let sandbox = Sandbox::new(config);
+    let sandbox = Sandbox::open(config).map_err(std::io::Error::other)?;
     axum::serve(listener, sandbox.router()).await
 }

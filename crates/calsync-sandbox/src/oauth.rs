@@ -11,13 +11,13 @@ use crate::SandboxConfig;
 /// Authorization codes live ten minutes (Google leaves it undocumented; Microsoft says ~10).
 pub(crate) const CODE_TTL_MS: i64 = 10 * 60 * 1000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) enum PkceMethod {
     S256,
     Plain,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Pkce {
     pub challenge: String,
     pub method: PkceMethod,

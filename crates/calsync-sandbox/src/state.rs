@@ -2,7 +2,7 @@
 //! injected faults, latency and request counters.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use rand::SeedableRng;
@@ -28,13 +28,18 @@ pub(crate) enum Provider {
 
 /// Everything a request may change, behind one mutex: operations are short and in memory,
 /// and one lock keeps the change sequence and the random generator deterministic.
+/// Serialized whole into the state file (`persist`).
+#[derive(Serialize, Deserialize)]
 pub(crate) struct World {
+    /// Saved as a seed beside the world (`persist`).
+    #[serde(skip, default = "StdRng::from_os_rng")]
     pub rng: StdRng,
     /// Global change sequence; every stored change takes the next number.
     seq: u64,
     pub google: google::GoogleWorld,
     pub microsoft: microsoft::MsWorld,
     /// Webhook deliveries queued by this request's writes, sent once it finishes.
+    #[serde(skip)]
     pub outbox: Vec<webhook::Delivery>,
     /// Invitations, updates and cancellations the real service would have e-mailed.
     pub mail: Vec<mail::Mail>,
@@ -93,6 +98,9 @@ pub(crate) struct Shared {
     pub coalesce_ms: AtomicU64,
     /// Deliveries waiting out their coalescing window, by channel / subscription.
     pub held: Mutex<HashMap<String, webhook::Delivery>>,
+    /// Set whenever the world is locked, cleared by a save: the state file is written only
+    /// after something may have changed.
+    pub dirty: AtomicBool,
 }
 
 impl Shared {
@@ -111,10 +119,17 @@ impl Shared {
             google_quota: Mutex::new(Default::default()),
             paging: Mutex::new(HashMap::new()),
             held: Mutex::new(HashMap::new()),
+            dirty: AtomicBool::new(false),
         }
     }
 
     pub(crate) fn world(&self) -> MutexGuard<'_, World> {
+        self.dirty.store(true, Ordering::Relaxed);
+        self.world_unmarked()
+    }
+
+    /// The world without marking it changed: for the state-file writer itself.
+    pub(crate) fn world_unmarked(&self) -> MutexGuard<'_, World> {
         // A panic while holding the lock must not wedge the whole sandbox.
         self.world.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -126,6 +141,13 @@ impl Shared {
 
     pub(crate) fn latency(&self) -> u64 {
         self.latency_ms.load(Ordering::Relaxed)
+    }
+
+    /// Replaces the world with one loaded from the state file.
+    pub(crate) fn restore(&self, world: World, clock_offset_ms: i64) {
+        *self.world() = world;
+        self.clock.set_offset_ms(clock_offset_ms);
+        self.dirty.store(false, Ordering::Relaxed);
     }
 
     /// Back to a freshly started sandbox (same configuration and seed).

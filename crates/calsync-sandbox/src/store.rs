@@ -5,8 +5,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
 /// One stored event, live or deleted (a tombstone keeps its place in the log).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Item<E> {
     pub ev: E,
     /// Sequence number of the last change; the item's position in the log.
@@ -78,5 +80,23 @@ impl<E> EventStore<E> {
             (None, None) => Bound::Unbounded,
         };
         self.by_start.range((lower, Bound::Unbounded)).filter_map(move |(_, id)| self.items.get_key_value(id))
+    }
+}
+
+/// Saved as the items alone (id → item); the log and start indexes are rebuilt on load.
+impl<E: Serialize> Serialize for EventStore<E> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.items.serialize(s)
+    }
+}
+
+impl<'de, E: Deserialize<'de>> Deserialize<'de> for EventStore<E> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let items = HashMap::<String, Item<E>>::deserialize(d)?;
+        let mut store = EventStore::default();
+        for (id, item) in items {
+            store.put(&id, item);
+        }
+        Ok(store)
     }
 }

@@ -56,6 +56,10 @@ pub struct SettingsArgs {
     /// [default: embedded outside production, off in production]
     #[arg(long, global = true, env = "CALSYNC_SANDBOX")]
     pub sandbox: Option<String>,
+    /// Where the embedded sandbox keeps its accounts, tokens and events across restarts, or
+    /// `memory` to keep nothing [default: sandbox.json beside the SQLite database, else data/]
+    #[arg(long, global = true, env = "CALSYNC_SANDBOX_STATE")]
+    pub sandbox_state: Option<String>,
     /// Timeout of each request to Google or Microsoft, in seconds [default: 30]
     #[arg(long, global = true, env = "CALSYNC_PROVIDER_TIMEOUT_SECS")]
     pub provider_timeout_secs: Option<u64>,
@@ -127,6 +131,9 @@ pub enum Command {
         /// Seed for deterministic ids and tokens.
         #[arg(long)]
         seed: Option<u64>,
+        /// Keep the sandbox's state in this file across restarts (in memory only without it).
+        #[arg(long)]
+        state: Option<std::path::PathBuf>,
     },
 }
 

@@ -16,22 +16,28 @@ pub async fn run(config: Config, command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin(cmd) => admin(&config, cmd).await,
-        Command::Sandbox { bind, seed } => sandbox(&bind, seed).await,
+        Command::Sandbox { bind, seed, state } => sandbox(&bind, seed, state).await,
     }
 }
 
 /// The provider sandbox on its own, for scripts and for several calsync processes to share.
-pub async fn sandbox(bind: &str, seed: Option<u64>) -> anyhow::Result<()> {
+pub async fn sandbox(bind: &str, seed: Option<u64>, state: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("cannot listen on {bind}"))?;
     let addr = listener.local_addr()?;
-    let config =
-        calsync_sandbox::SandboxConfig { seed, public_base_url: format!("http://{addr}"), ..Default::default() };
+    let config = calsync_sandbox::SandboxConfig {
+        seed,
+        public_base_url: format!("http://{addr}"),
+        state_file: state,
+        ..Default::default()
+    };
+    let sandbox = calsync_sandbox::Sandbox::open(config)?;
     tracing::info!("sandbox listening on http://{addr}");
     println!("calsync provider sandbox on http://{addr} (dev client id {:?})", calsync_sandbox::DEV_CLIENT_ID);
-    tokio::select! {
-        r = calsync_sandbox::serve(listener, config) => r.context("sandbox server error")?,
-        () = shutdown_signal() => {}
-    }
+    axum::serve(listener, sandbox.router())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("sandbox server error")?;
+    sandbox.save()?;
     Ok(())
 }
 

@@ -37,6 +37,8 @@ pub struct Config {
     pub api_rate_per_minute: u32,
     pub api_rate_burst: u32,
     pub sandbox: SandboxMode,
+    /// The embedded sandbox's state file; `None` keeps its state in memory.
+    pub sandbox_state: Option<PathBuf>,
     pub providers: ProviderSettings,
 }
 
@@ -55,6 +57,7 @@ impl fmt::Debug for Config {
             .field("api_rate_per_minute", &self.api_rate_per_minute)
             .field("api_rate_burst", &self.api_rate_burst)
             .field("sandbox", &self.sandbox)
+            .field("sandbox_state", &self.sandbox_state)
             .field("providers", &self.providers)
             .finish()
     }
@@ -76,6 +79,7 @@ struct FileSettings {
     api_rate_per_minute: Option<u32>,
     api_rate_burst: Option<u32>,
     sandbox: Option<String>,
+    sandbox_state: Option<String>,
     provider_timeout_secs: Option<u64>,
     google_client_id: Option<String>,
     google_client_secret: Option<String>,
@@ -158,6 +162,12 @@ impl Config {
             None if environment == Environment::Production => SandboxMode::Off,
             None => SandboxMode::Embedded,
         };
+        let sandbox_state = match args.sandbox_state.clone().or(file.sandbox_state) {
+            Some(s) if s == "memory" => None,
+            Some(s) if s.is_empty() => bail!("CALSYNC_SANDBOX_STATE must be a file path or \"memory\""),
+            Some(s) => Some(PathBuf::from(s)),
+            None => Some(data_dir(&database_url).join("sandbox.json")),
+        };
         let providers = ProviderSettings {
             timeout_secs: args.provider_timeout_secs.or(file.provider_timeout_secs),
             google_client_id: args.google_client_id.clone().or(file.google_client_id),
@@ -188,6 +198,7 @@ impl Config {
             api_rate_per_minute,
             api_rate_burst,
             sandbox,
+            sandbox_state,
             providers,
         })
     }
@@ -226,17 +237,21 @@ fn read_file(explicit: Option<&Path>) -> anyhow::Result<FileSettings> {
     })
 }
 
-/// Where a generated development key lives: beside the SQLite database, else in `./data`.
+/// Where a generated development key lives.
 fn key_file_path(database_url: &str) -> PathBuf {
-    let dir = database_url
+    data_dir(database_url).join("calsync.key")
+}
+
+/// Local files of a development set-up live beside the SQLite database, else in `./data`.
+fn data_dir(database_url: &str) -> PathBuf {
+    database_url
         .strip_prefix("sqlite://")
         .or_else(|| database_url.strip_prefix("sqlite:"))
         .map(|rest| rest.split('?').next().unwrap_or(rest))
         .filter(|p| !p.is_empty() && !p.contains(":memory:"))
         .and_then(|p| Path::new(p).parent().map(Path::to_path_buf))
         .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or_else(|| PathBuf::from("data"));
-    dir.join("calsync.key")
+        .unwrap_or_else(|| PathBuf::from("data"))
 }
 
 #[cfg(test)]

@@ -9,11 +9,11 @@ fn main() -> ExitCode {
     // One TLS implementation (ring) for every outbound connection; reqwest is built without one.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
-    if let Some(Command::Sandbox { bind, seed }) = &cli.command {
+    if let Some(Command::Sandbox { bind, seed, state }) = &cli.command {
         // The sandbox needs no database, key or configuration file.
         logging::init(cli.settings.log_format.unwrap_or(calsync_server::cli::LogFormat::Text), "info");
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-        return match runtime.block_on(commands::sandbox(bind, *seed)) {
+        return match runtime.block_on(commands::sandbox(bind, *seed, state.clone())) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");

@@ -35,6 +35,8 @@ pub struct Application {
     addr: SocketAddr,
     db: Db,
     state: AppState,
+    /// The embedded provider sandbox, saved once more at shutdown.
+    sandbox: Option<calsync_sandbox::Sandbox>,
 }
 
 impl Application {
@@ -57,12 +59,15 @@ impl Application {
         let providers = Arc::new(Providers::resolve(&config.providers, &config.sandbox, &config.public_url)?);
         crate::services::accounts::warm_up().await;
         let clock = Clock::default();
-        let sandbox = (config.sandbox == SandboxMode::Embedded).then(|| {
-            calsync_sandbox::Sandbox::new(calsync_sandbox::SandboxConfig {
+        let sandbox = if config.sandbox == SandboxMode::Embedded {
+            Some(calsync_sandbox::Sandbox::open(calsync_sandbox::SandboxConfig {
                 public_base_url: config.public(SANDBOX_PATH),
+                state_file: config.sandbox_state.clone(),
                 ..Default::default()
-            })
-        });
+            })?)
+        } else {
+            None
+        };
         let connections =
             Arc::new(ConnectionService::new(db.clone(), config.keyring.clone(), providers, clock.clone()));
         let api_limiter = Arc::new(RateLimiter::new(config.api_rate_per_minute, config.api_rate_burst));
@@ -76,10 +81,10 @@ impl Application {
             clock,
         };
         let mut router = router(state.clone());
-        if let Some(sandbox) = sandbox {
+        if let Some(sandbox) = &sandbox {
             router = router.nest(SANDBOX_PATH, sandbox.router());
         }
-        Ok(Self { listener, router, addr, db, state })
+        Ok(Self { listener, router, addr, db, state, sandbox })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -98,6 +103,11 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
         let result = axum::serve(self.listener, service).with_graceful_shutdown(shutdown).await;
+        if let Some(sandbox) = &self.sandbox
+            && let Err(e) = sandbox.save()
+        {
+            tracing::error!(error = %e, "the embedded sandbox's last changes were not saved");
+        }
         self.db.close().await;
         result
     }

@@ -19,6 +19,7 @@ use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
 
 use crate::control::Minted;
 use crate::faults::Fired;
@@ -29,7 +30,7 @@ use crate::store::EventStore;
 pub(crate) use error::ApiError;
 pub(crate) use events::seed_events;
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct GoogleWorld {
     /// Keyed by lowercase e-mail.
     pub accounts: HashMap<String, Account>,
@@ -39,7 +40,7 @@ pub(crate) struct GoogleWorld {
     pub channels: HashMap<String, push::Channel>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Account {
     pub sub: String,
     /// Calendar ids; the first is the primary calendar, whose id is the e-mail.
@@ -48,7 +49,7 @@ pub(crate) struct Account {
     pub epoch: u32,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Calendar {
     pub id: String,
     pub summary: String,

@@ -11,6 +11,7 @@ use axum::extract::{FromRequestParts, RawQuery, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::GoogleWorld;
@@ -53,16 +54,17 @@ const KNOWN_SCOPES: &[&str] = &[
     "userinfo.profile",
 ];
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct GoogleOAuth {
     codes: HashMap<String, Code>,
     access: HashMap<String, Access>,
     refresh: HashMap<String, Refresh>,
     /// Consent per (account e-mail, client id).
+    #[serde(with = "crate::persist::pairs")]
     grants: HashMap<(String, String), Grant>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Code {
     client_id: String,
     redirect_uri: String,
@@ -75,7 +77,7 @@ struct Code {
     issue_refresh: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Access {
     email: String,
     client_id: String,
@@ -83,7 +85,7 @@ struct Access {
     expires_ms: i64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Refresh {
     email: String,
     client_id: String,
@@ -91,7 +93,7 @@ struct Refresh {
     last_used_ms: i64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct Grant {
     scopes: BTreeSet<String>,
     consented_ms: i64,

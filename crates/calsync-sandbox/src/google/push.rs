@@ -22,7 +22,7 @@ use crate::ids;
 use crate::state::{Shared, World};
 use crate::webhook::{self, Coalesce, Delivery, RetryOn};
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, Deserialize)]
 pub(crate) struct Channel {
     id: String,
     resource_id: String,

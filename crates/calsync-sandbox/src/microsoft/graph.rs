@@ -56,7 +56,7 @@ pub(super) fn routes(r: Router<Arc<Shared>>) -> Router<Arc<Shared>> {
 }
 
 /// The stored event: client-settable properties (validated) plus server-owned state.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, Deserialize)]
 pub(crate) struct GEvent {
     pub(super) props: Map<String, Value>,
     pub(super) id: String,
@@ -68,7 +68,7 @@ pub(crate) struct GEvent {
     pub(super) link: Option<Link>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, Deserialize)]
 pub(crate) struct Link {
     pub master: String,
     /// Original start of the occurrence (epoch ms): Graph's `originalStart`.

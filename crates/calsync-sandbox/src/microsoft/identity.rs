@@ -12,6 +12,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::error::{AadError, GraphError};
@@ -37,7 +38,7 @@ const GRAPH_SCOPES: &[&str] = &[
     "MailboxSettings.Read",
 ];
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Code {
     redirect_uri: String,
     email: String,
@@ -47,7 +48,7 @@ pub(crate) struct Code {
     used: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Access {
     pub email: String,
     pub scopes: Arc<[String]>,
@@ -55,7 +56,7 @@ pub(crate) struct Access {
     pub issued_ms: i64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Refresh {
     email: String,
     scopes: Vec<String>,

@@ -18,6 +18,7 @@ use axum::http::HeaderMap;
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use serde::{Deserialize, Serialize};
 
 use crate::control::Minted;
 use crate::faults::Fired;
@@ -31,7 +32,7 @@ use error::{AadError, GraphError};
 /// Personal Microsoft accounts live in this well-known tenant.
 const CONSUMERS_TENANT: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct MsWorld {
     pub accounts: HashMap<String, MsAccount>,
     pub calendars: HashMap<String, MsCalendar>,
@@ -41,7 +42,7 @@ pub(crate) struct MsWorld {
     pub subscriptions: HashMap<String, subscriptions::Subscription>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct MsAccount {
     pub id: String,
     pub tenant: String,
@@ -53,7 +54,7 @@ pub(crate) struct MsAccount {
     pub revoked_before_ms: i64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct MsCalendar {
     pub id: String,
     pub name: String,

@@ -23,7 +23,7 @@ use crate::webhook::{self, Coalesce, Delivery, RetryOn};
 /// The sandbox's application id (Graph reports the subscribing app's client id GUID).
 const APP_ID: &str = "5bd0f1a6-6d3b-4c1f-9a3e-5a2f0c0d7e11";
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, Deserialize)]
 pub(crate) struct Subscription {
     id: String,
     resource: String,

@@ -57,6 +57,7 @@ pub fn test_config() -> Config {
         api_rate_per_minute: 60_000,
         api_rate_burst: 10_000,
         sandbox: calsync_server::providers::SandboxMode::Off,
+        sandbox_state: None,
         providers: Default::default(),
     }
 }
