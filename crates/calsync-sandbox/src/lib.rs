@@ -77,6 +77,7 @@ mod oauth;
 mod paging;
 mod persist;
 mod recurrence;
+mod samples;
 mod state;
 mod store;
 mod webhook;

@@ -33,6 +33,13 @@ fn route_key(req: &Request) -> String {
 }
 
 async fn provider_layer(shared: Arc<Shared>, provider: Provider, req: Request, next: Next) -> Response {
+    // The sandbox's own writes (sample events) are not client traffic: no counting, faults,
+    // throttling or latency.
+    if req.extensions().get::<crate::samples::Internal>().is_some() {
+        let resp = next.run(req).await;
+        webhook::flush(&shared);
+        return resp;
+    }
     shared.count_request(route_key(&req));
     let path = req.uri().path().to_owned();
     if let Some(fired) = shared.faults.take(provider, req.method(), &path) {

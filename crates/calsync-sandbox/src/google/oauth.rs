@@ -472,7 +472,12 @@ pub(crate) async fn consent(State(shared): State<Arc<Shared>>, body: Bytes) -> R
     if granted.is_empty() {
         return deny_redirect(&req, "access_denied");
     }
-    approve(&shared, &req, &email, granted)
+    let new_account = !shared.world().google.accounts.contains_key(&email);
+    let resp = approve(&shared, &req, &email, granted);
+    if new_account {
+        crate::samples::seed(&shared, crate::state::Provider::Google, &email).await;
+    }
+    resp
 }
 
 /// `(email, client_id)` of a grant.

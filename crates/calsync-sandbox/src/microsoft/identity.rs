@@ -308,7 +308,12 @@ pub(crate) async fn consent(State(shared): State<Arc<Shared>>, Path(tenant): Pat
             ],
         );
     }
-    approve(&shared, &req, &email, granted)
+    let new_account = !shared.world().microsoft.accounts.contains_key(&email);
+    let resp = approve(&shared, &req, &email, granted);
+    if new_account {
+        crate::samples::seed(&shared, crate::state::Provider::Microsoft, &email).await;
+    }
+    resp
 }
 
 /// Mints an access token (and a refresh token when `offline_access` was granted).

@@ -98,6 +98,19 @@ impl ConnectionService {
         &self.providers
     }
 
+    /// For a provider served by the sandbox: a demo account named after the user
+    /// (`ann@acme.test` → `ann@google.sandbox.test`), which its consent page offers
+    /// pre-filled. `None` for the real services.
+    pub fn sandbox_demo_account(&self, provider: Provider, user_email: &str) -> Option<String> {
+        self.providers.get(provider).filter(|s| s.sandboxed)?;
+        let local = user_email.split('@').next().filter(|l| !l.is_empty()).unwrap_or("demo");
+        let domain = match provider {
+            Provider::Google => "google.sandbox.test",
+            Provider::Microsoft => "outlook.sandbox.test",
+        };
+        Some(format!("{local}@{domain}"))
+    }
+
     fn setup(&self, provider: Provider) -> Result<&Setup, ServiceError> {
         self.providers.get(provider).ok_or_else(|| {
             ServiceError::Validation(ValidationError::new(

@@ -157,8 +157,10 @@ pub async fn connect(
         return csrf_rejected();
     }
     let Ok(provider) = provider.parse::<Provider>() else { return error_page(crate::services::ServiceError::NotFound) };
-    let hint = Some(f.login_hint.trim()).filter(|h| !h.is_empty());
-    match state.connections.initiate(&caller.user.actor, provider, hint).await {
+    let hint = Some(f.login_hint.trim()).filter(|h| !h.is_empty()).map(str::to_owned);
+    // The sandbox's consent page offers this address, so a newcomer can just click Allow.
+    let hint = hint.or_else(|| state.connections.sandbox_demo_account(provider, &caller.user.email));
+    match state.connections.initiate(&caller.user.actor, provider, hint.as_deref()).await {
         Ok((url, _state)) => Redirect::to(&url).into_response(),
         Err(e) => error_page(e),
     }
