@@ -93,18 +93,17 @@ fn unsupported_database_urls_fail_at_start() {
     assert_fails_with(&o, "unsupported DATABASE_URL");
 }
 
-/// `serve` on an empty database creates the demo firm, prints the login once, serves a signed-in
-/// page, logs JSON lines with request ids, and stops cleanly on SIGTERM.
-async fn first_run_serves_a_signed_in_page(backend: Backend) {
-    common::install_tls();
-    let t = TestDb::empty(backend).await;
-    let dir = tempfile::tempdir().unwrap();
+type Lines = std::io::Lines<BufReader<std::process::ChildStderr>>;
+
+/// `calsync serve` with JSON logs on port 0 in `dir`; returns once it logs its address.
+fn spawn_serve(db_url: &str, dir: &std::path::Path) -> (std::process::Child, String, Lines) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_calsync"))
         .args(["serve", "--log-format", "json"])
-        .current_dir(dir.path())
-        .env("DATABASE_URL", &t.url)
+        .current_dir(dir)
+        .env("DATABASE_URL", db_url)
         .env("CALSYNC_BIND", "127.0.0.1:0")
         .env_remove("CALSYNC_ENCRYPTION_KEY")
+        .env_remove("CALSYNC_SANDBOX_STATE")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -112,18 +111,35 @@ async fn first_run_serves_a_signed_in_page(backend: Backend) {
     let mut err_lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut base = None;
-    let mut json_lines = Vec::new();
+    let mut json_lines = 0;
     while base.is_none() && Instant::now() < deadline {
         let Some(Ok(line)) = err_lines.next() else { break };
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
             if let Some(rest) = v["message"].as_str().and_then(|m| m.strip_prefix("listening on ")) {
                 base = Some(rest.to_owned());
             }
-            json_lines.push(v);
+            json_lines += 1;
         }
     }
     let base = base.expect("the server logs where it listens");
-    assert!(!json_lines.is_empty(), "logs are JSON lines");
+    assert!(json_lines > 0, "logs are JSON lines");
+    (child, base, err_lines)
+}
+
+fn stop(child: &mut std::process::Child) {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "graceful shutdown exits 0: {exit:?}");
+}
+
+/// `serve` on an empty database creates the demo firm, prints the login once, serves a signed-in
+/// page, logs JSON lines with request ids, and stops cleanly on SIGTERM.
+async fn first_run_serves_a_signed_in_page(backend: Backend) {
+    common::install_tls();
+    let t = TestDb::empty(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, base, err_lines) = spawn_serve(&t.url, dir.path());
     let mut out = child.stdout.take().unwrap();
     let mut banner = String::new();
     let mut buf = [0u8; 4096];
@@ -194,10 +210,7 @@ async fn first_run_serves_a_signed_in_page(backend: Backend) {
         (Some("demo@gmail.test"), Some("active"))
     );
 
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(status.success());
-    let exit = child.wait().unwrap();
-    assert!(exit.success(), "graceful shutdown exits 0: {exit:?}");
+    stop(&mut child);
     let rest: Vec<String> = err_lines.map_while(Result::ok).collect();
     let request_logged = rest.iter().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).any(|v| {
         v["span"]["request_id"].as_str().is_some_and(|id| id.len() == 36) && v["span"]["route"] == "/api/appointments/"
@@ -205,6 +218,20 @@ async fn first_run_serves_a_signed_in_page(backend: Backend) {
     assert!(request_logged, "request lines carry the route and request id: {rest:?}");
     assert!(!rest.iter().any(|l| l.contains(&password)), "the password is never logged");
     assert!(!rest.iter().any(|l| l.contains(&q["code"]) || l.contains("ya29.")), "neither codes nor tokens are logged");
+
+    // The embedded sandbox kept its state beside the database (or in ./data).
+    let state_file = key_file.with_file_name("sandbox.json");
+    assert!(state_file.exists(), "{} missing", state_file.display());
+
+    // After a restart the connection still works: the sandbox kept the account and its tokens.
+    let (mut child, base, _lines) = spawn_serve(&t.url, dir.path());
+    let id = connected["id"].as_str().unwrap();
+    let conn = format!("{base}/api/calendar/oauth-connections/{id}/");
+    let calendars = http.get(format!("{conn}calendars/")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(calendars.status(), reqwest::StatusCode::OK);
+    let after: serde_json::Value = http.get(&conn).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(after["status"], "active", "{after}");
+    stop(&mut child);
 
     // Later starts create nothing more and show no credentials.
     let again = calsync_server::services::accounts::bootstrap_if_empty(&t.db).await.unwrap();

@@ -188,6 +188,18 @@ async fn sign_in_is_throttled(backend: Backend) {
     assert_eq!(status, StatusCode::SEE_OTHER);
 }
 
+/// The sandbox authorization URL, approved at once for `email` (replacing the suggested hint).
+fn approve_as(consent: &str, email: &str) -> String {
+    let mut url = reqwest::Url::parse(consent).unwrap();
+    let pairs: Vec<(String, String)> = url.query_pairs().into_owned().filter(|(k, _)| k != "login_hint").collect();
+    url.query_pairs_mut()
+        .clear()
+        .extend_pairs(pairs)
+        .append_pair("sandbox_approve", "1")
+        .append_pair("login_hint", email);
+    url.to_string()
+}
+
 async fn connecting_a_calendar_through_the_pages(backend: Backend) {
     let app = TestApp::spawn_with_sandbox(backend).await;
     app.user("acme", "ann@acme.test", "staff").await;
@@ -212,7 +224,9 @@ async fn connecting_a_calendar_through_the_pages(backend: Backend) {
     assert_eq!(go.status(), StatusCode::SEE_OTHER);
     let consent = go.headers()["location"].to_str().unwrap().to_owned();
     assert!(consent.starts_with(&app.sandbox_url("/google/o/oauth2/v2/auth?")), "{consent}");
-    let back = app.http.get(format!("{consent}&sandbox_approve=1&login_hint=ann@gmail.test")).send().await.unwrap();
+    // A new connection to the sandbox suggests a demo account named after the user.
+    assert!(consent.contains("login_hint=ann%40google.sandbox.test"), "{consent}");
+    let back = app.http.get(approve_as(&consent, "ann@gmail.test")).send().await.unwrap();
     let callback = back.headers()["location"].to_str().unwrap().to_owned();
     assert!(callback.starts_with(&app.url("/calendar/oauth/callback?")), "{callback}");
     let done = jar.apply(app.http.get(&callback)).send().await.unwrap();
@@ -283,7 +297,7 @@ async fn connecting_a_calendar_through_the_pages(backend: Backend) {
         .await
         .unwrap();
     let consent = go.headers()["location"].to_str().unwrap().to_owned();
-    let back = app.http.get(format!("{consent}&sandbox_approve=1&login_hint=second@gmail.test")).send().await.unwrap();
+    let back = app.http.get(approve_as(&consent, "second@gmail.test")).send().await.unwrap();
     let callback = back.headers()["location"].to_str().unwrap().to_owned();
     let path = callback.strip_prefix(&app.base).unwrap().to_owned();
     let to_login = app.http.get(&callback).send().await.unwrap();
