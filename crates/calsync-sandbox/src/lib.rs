@@ -22,13 +22,17 @@
 //! |---|---|---|
 //! | `POST /_sandbox/accounts` | `{"provider", "email", "time_zone"?}` | creates an account, returns tokens |
 //! | `POST /_sandbox/faults` | fault spec | injects faults |
+//! | `GET /_sandbox/faults` | | the rules still armed, each with `remaining` |
+//! | `DELETE /_sandbox/faults` | | disarms every rule (accounts, events and clock stay) |
+//! | `POST /_sandbox/paging` | `{"provider", "mode": "normal"\|"ragged"}` | ragged: short and empty pages, repeated Graph delta ids (seeded) |
+//! | `GET /_sandbox/mail?provider=&account=` | | invitations, updates and cancellations the services would have e-mailed |
 //! | `POST /_sandbox/clock` | `{"advance_seconds"}` | moves the sandbox clock forward |
 //! | `POST /_sandbox/latency` | `{"milliseconds"}` | delays every provider response |
 //! | `POST /_sandbox/revoke` | `{"provider", "email"}` | revokes the account's grants |
 //! | `POST /_sandbox/expire-cursors` | `{"provider", "email"?}` | invalidates sync/delta tokens |
 //! | `GET /_sandbox/requests` | | request counters |
 //! | `POST /_sandbox/reset` | | forgets everything |
-//! | `POST /_sandbox/push` | `{"mode": "normal"\|"drop"\|"duplicate"\|"delay", "delay_ms", "count"}` | steers webhook deliveries |
+//! | `POST /_sandbox/push` | `{"mode"?: "normal"\|"drop"\|"duplicate"\|"delay", "delay_ms", "count", "coalesce_ms"?}` | steers webhook deliveries; `coalesce_ms` sets the batching window (0: one delivery per change) |
 //! | `POST /_sandbox/graph-lifecycle` | `{"subscription_id", "event"}` | sends a Graph lifecycle notification |
 //! | `POST /_sandbox/seed-events` | `{"provider", "email", "count"}` | bulk-loads events |
 //! | `POST /_sandbox/google/split-series` | `{"email", "calendar_id"?, "event_id", "from"}` | splits a Google series as the web UI's "this and following events" edit does (below) |
@@ -51,6 +55,16 @@
 //! those exceptions then show as changed in incremental sync. Graph does the same for a
 //! series master PATCH: exceptions that did not override a changed property take the new
 //! value, get a new change key and are resent by calendarView delta with the occurrences.
+//!
+//! Webhooks are coalesced: changes to one channel or subscription within
+//! `webhook_coalesce_window` (200 ms) go out as one delivery, a single `exists` for Google
+//! (with the newest message number) and one `value` array for Graph.
+//!
+//! With `SandboxConfig::state_file` ([`Sandbox::open`]) the whole state (accounts, grants,
+//! tokens, events, channels, subscriptions, mail log, clock offset) is written atomically
+//! within a second of a change and loaded at start; a corrupt file is an error. An account
+//! created on the consent page gets sample events (a weekly series with one moved and one
+//! cancelled occurrence, an all-day event, a call in Asia/Tokyo) in the next weeks.
 //!
 //! Webhooks (Google push channels, Graph subscriptions) are delivered only to `http://`
 //! addresses on loopback hosts: a deliberate relaxation of the real services' https

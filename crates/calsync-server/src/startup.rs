@@ -12,9 +12,13 @@ use crate::{api, ops, web};
 use anyhow::Context;
 use axum::Router;
 use axum::body::Body;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::MatchedPath;
-use axum::http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
-use axum::http::{HeaderName, Request, StatusCode};
+use axum::http::header::{
+    AUTHORIZATION, CONTENT_SECURITY_POLICY, COOKIE, SET_COOKIE, STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS,
+    X_FRAME_OPTIONS,
+};
+use axum::http::{HeaderName, HeaderValue, Request, StatusCode};
 use calsync_store::Db;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -25,6 +29,7 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::{SetSensitiveRequestHeadersLayer, SetSensitiveResponseHeadersLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -82,7 +87,7 @@ impl Application {
         };
         let mut router = router(state.clone());
         if let Some(sandbox) = &sandbox {
-            router = router.nest(SANDBOX_PATH, sandbox.router());
+            router = router.nest(SANDBOX_PATH, sandbox_headers(sandbox.router()));
         }
         Ok(Self { listener, router, addr, db, state, sandbox })
     }
@@ -113,6 +118,23 @@ impl Application {
     }
 }
 
+/// One year, subdomains included, once the public URL is https.
+const HSTS: &str = "max-age=31536000; includeSubDomains";
+
+/// The embedded sandbox's pages (consent, errors) may not be framed or sniffed either; its
+/// consent page styles itself inline and posts to itself.
+fn sandbox_headers(router: Router) -> Router {
+    router
+        .layer(SetResponseHeaderLayer::if_not_present(
+            CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+            ),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::overriding(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+}
+
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
     let providers = state.connections.providers();
@@ -124,11 +146,20 @@ pub fn router(state: AppState) -> Router {
     form_origins.sort();
     form_origins.dedup();
     let request_id = HeaderName::from_static("x-request-id");
+    // HSTS only where the browser reached us over https; on http it would be ignored anyway.
+    let hsts = state
+        .config
+        .secure_cookies()
+        .then(|| SetResponseHeaderLayer::overriding(STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(HSTS)));
     Router::new()
         .merge(api::router(max_body))
         .merge(web::router(&form_origins))
         .merge(ops::router())
         .with_state(state)
+        // Every body, forms included (axum's own default would let a form carry 2 MB).
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(SetResponseHeaderLayer::overriding(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(tower::util::option_layer(hsts))
         .layer(
             ServiceBuilder::new()
                 .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION, COOKIE]))

@@ -1,0 +1,71 @@
+//! Hardening: body limits on every route, security headers everywhere (API docs and the
+//! embedded sandbox's pages included), HSTS behind https.
+
+mod common;
+
+use calsync_testkit::{Backend, backend_tests};
+use common::{TestApp, test_config};
+use reqwest::StatusCode;
+
+async fn forms_have_the_configured_body_limit(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    // Under the limit a bad sign-in is an ordinary answer; over it, 413 before any parsing.
+    let small =
+        app.http.post(app.url("/login")).form(&[("email", "a@b.test"), ("password", "x")]).send().await.unwrap();
+    assert_ne!(small.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let big = "x".repeat(common::MAX_BODY + 1);
+    let resp = app
+        .http
+        .post(app.url("/login"))
+        .form(&[("email", "a@b.test"), ("password", big.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+async fn every_answer_says_nosniff_and_docs_cannot_be_framed(backend: Backend) {
+    let mut config = test_config();
+    config.sandbox = calsync_server::providers::SandboxMode::Embedded;
+    let app = TestApp::spawn_with(backend, config).await;
+    for path in ["/login", "/healthz", "/api/appointments/", "/api/openapi.json", "/api/docs/", "/static/app.css"] {
+        let resp = app.http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(
+            resp.headers().get("x-content-type-options").map(|v| v.to_str().unwrap()),
+            Some("nosniff"),
+            "{path}"
+        );
+        assert!(resp.headers().get("strict-transport-security").is_none(), "no HSTS over http: {path}");
+    }
+    let docs = app.http.get(app.url("/api/docs/")).send().await.unwrap();
+    assert_eq!(docs.headers()["x-frame-options"], "DENY");
+    let csp = docs.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'self'"), "{csp}");
+
+    // The embedded sandbox's consent page is framed by nobody either.
+    let consent = app
+        .http
+        .get(app.url("/sandbox/google/o/oauth2/v2/auth?client_id=calsync-dev&redirect_uri=http://127.0.0.1:1/cb&response_type=code&scope=openid"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(consent.status(), StatusCode::OK);
+    assert_eq!(consent.headers()["x-frame-options"], "DENY");
+    assert_eq!(consent.headers()["x-content-type-options"], "nosniff");
+    assert!(consent.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+}
+
+async fn https_public_urls_get_hsts(backend: Backend) {
+    let mut config = test_config();
+    config.public_url = "https://calsync.example".parse().unwrap();
+    let app = TestApp::spawn_with(backend, config).await;
+    let resp = app.http.get(app.url("/healthz")).send().await.unwrap();
+    let hsts = resp.headers()["strict-transport-security"].to_str().unwrap();
+    assert!(hsts.starts_with("max-age=31536000"), "{hsts}");
+}
+
+backend_tests!(
+    forms_have_the_configured_body_limit,
+    every_answer_says_nosniff_and_docs_cannot_be_framed,
+    https_public_urls_get_hsts,
+);
