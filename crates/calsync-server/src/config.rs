@@ -284,6 +284,18 @@ mod tests {
     }
 
     #[test]
+    fn database_passwords_never_show_in_the_configuration() {
+        let mut a = args();
+        a.config = None;
+        a.database_url = Some("postgres://app:first-secret@db.internal/calsync?password=second-secret".into());
+        a.encryption_key = Some("k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into());
+        let c = Config::load(&a).unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("first-secret") && !shown.contains("second-secret"), "{shown}");
+        assert!(shown.contains("db.internal"), "{shown}");
+    }
+
+    #[test]
     fn explicit_config_file_must_exist_and_be_valid() {
         let a = args();
         let err = Config::load(&a).unwrap_err();

@@ -146,13 +146,27 @@ pub(crate) fn micros(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chron
 
 /// The URL without its password, for messages and logs.
 pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("redacted"));
-            u.to_string()
-        }
-        _ => url.to_owned(),
+    let Ok(mut u) = url::Url::parse(url) else {
+        // Unparseable: nothing of it can be shown safely beyond the scheme.
+        let scheme = url.split_once("://").map_or("", |(s, _)| s);
+        return format!("{scheme}://[redacted]");
+    };
+    if u.password().is_some() {
+        let _ = u.set_password(Some("redacted"));
     }
+    // libpq and sqlx also take the password as a parameter (`?password=…`).
+    let secret = |k: &str| k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword");
+    if u.query_pairs().any(|(k, _)| secret(&k)) {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if secret(&k) { "redacted".to_owned() } else { v.into_owned() };
+                (k.into_owned(), v)
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
 }
 
 #[cfg(test)]
@@ -163,6 +177,11 @@ mod tests {
     fn passwords_are_redacted() {
         assert_eq!(redact_url("postgres://app:hunter2@db:5432/x"), "postgres://app:redacted@db:5432/x");
         assert_eq!(redact_url("sqlite://data/calsync.db"), "sqlite://data/calsync.db");
+        assert_eq!(
+            redact_url("postgres://app@db/x?sslmode=require&password=hunter2&PassWord=x"),
+            "postgres://app@db/x?sslmode=require&password=redacted&PassWord=redacted"
+        );
+        assert!(!redact_url("postgres://app:hunter2@[db/x").contains("hunter2"), "unparseable URLs show no secret");
     }
 
     #[tokio::test]
