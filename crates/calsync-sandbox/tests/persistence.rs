@@ -105,6 +105,12 @@ async fn changes_are_written_in_the_background() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(saved.contains("later@example.com"), "the account reached the state file within 5 s");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "it holds live tokens");
+    }
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
 

@@ -81,11 +81,8 @@ impl Db {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
         let file = options.get_filename();
-        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty())
-            && file.as_os_str() != ":memory:"
-        {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::BadUrl(format!("cannot create directory {}: {e}", dir.display())))?;
+        if file.as_os_str() != ":memory:" {
+            create_private(file).map_err(|e| StoreError::BadUrl(format!("cannot create {}: {e}", file.display())))?;
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
@@ -145,6 +142,30 @@ pub(crate) fn micros(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chron
 }
 
 /// The URL without its password, for messages and logs.
+/// A new database file is created 0600 in a directory created 0700: it holds password hashes
+/// and sealed tokens. (SQLite gives its `-wal` and `-shm` files the database file's mode.)
+/// Existing files and directories keep their modes.
+fn create_private(file: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        builder.mode(0o700);
+        builder.create(dir)?;
+    }
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create_new(true);
+    #[cfg(unix)]
+    open.mode(0o600);
+    match open.open(file) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 pub fn redact_url(url: &str) -> String {
     let Ok(mut u) = url::Url::parse(url) else {
         // Unparseable: nothing of it can be shown safely beyond the scheme.
@@ -182,6 +203,26 @@ mod tests {
             "postgres://app@db/x?sslmode=require&password=redacted&PassWord=redacted"
         );
         assert!(!redact_url("postgres://app:hunter2@[db/x").contains("hunter2"), "unparseable URLs show no secret");
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn new_sqlite_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = std::env::temp_dir().join(format!("calsync-modes-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let file = root.join("data/calsync.db");
+        let db = Db::connect(&format!("sqlite://{}", file.display())).await.unwrap();
+        db.migrate().await.unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(file.parent().unwrap()), 0o700);
+        assert_eq!(mode(&file), 0o600);
+        let wal = file.with_file_name("calsync.db-wal");
+        if wal.exists() {
+            assert_eq!(mode(&wal), 0o600);
+        }
+        drop(db);
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[tokio::test]
