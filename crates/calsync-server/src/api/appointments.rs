@@ -187,14 +187,29 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     })
 }
 
+/// A window bound: an RFC 3339 instant or a date (midnight UTC). Years are 0001–9999 and
+/// written with four digits: chrono also reads `+12345-01-01`, which SQLite's text
+/// comparison of stored instants would then order wrongly.
 fn parse_bound(name: &str, raw: &str) -> Result<DateTime<Utc>, ApiError> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
-        return Ok(t.with_timezone(&Utc));
+    let four_digit_year = raw.len() >= 4 && raw.as_bytes()[..4].iter().all(u8::is_ascii_digit);
+    let parsed = if !four_digit_year {
+        None
+    } else if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
+        Some(t.with_timezone(&Utc))
+    } else if let Ok(d) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        Some(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc())
+    } else {
+        None
+    };
+    match parsed {
+        Some(t) if (1..=9999).contains(&chrono::Datelike::year(&t)) => Ok(t),
+        Some(_) => Err(ApiError::bad_request("invalid_parameter", name, "year must be between 0001 and 9999")),
+        None => Err(ApiError::bad_request(
+            "invalid_parameter",
+            name,
+            format!("{raw:?} is not an RFC 3339 date-time or a date (YYYY-MM-DD)"),
+        )),
     }
-    if let Ok(d) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
-        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
-    }
-    Err(ApiError::bad_request("invalid_parameter", name, format!("{raw:?} is not an RFC 3339 date-time or a date")))
 }
 
 fn encode_cursor(c: &Cursor) -> String {
@@ -358,9 +373,18 @@ mod tests {
         let q = parse_list_query(Some("start=2026-12-01&end=2026-12-02T00:00:00%2B01:00&limit=5")).unwrap();
         assert_eq!(q.limit, 5);
         assert_eq!(q.end.unwrap().to_rfc3339(), "2026-12-01T23:00:00+00:00");
-        for bad in
-            ["limit=0", "limit=501", "limit=x", "start=tomorrow", "colour=red", "start=2026-12-02&end=2026-12-01"]
-        {
+        for bad in [
+            "limit=0",
+            "limit=501",
+            "limit=x",
+            "start=tomorrow",
+            "colour=red",
+            "start=2026-12-02&end=2026-12-01",
+            "start=%2B12345-01-01",
+            "start=12345-01-01",
+            "end=0000-01-01",
+            "start=-0001-01-01T00:00:00Z",
+        ] {
             assert!(parse_list_query(Some(bad)).is_err(), "{bad} accepted");
         }
     }
