@@ -157,11 +157,7 @@ impl Config {
         if api_rate_per_minute == 0 || api_rate_burst == 0 {
             bail!("CALSYNC_API_RATE_PER_MINUTE and CALSYNC_API_RATE_BURST must be at least 1");
         }
-        let sandbox = match args.sandbox.clone().or(file.sandbox) {
-            Some(s) => SandboxMode::parse(&s)?,
-            None if environment == Environment::Production => SandboxMode::Off,
-            None => SandboxMode::Embedded,
-        };
+        let sandbox_setting = args.sandbox.clone().or(file.sandbox);
         let sandbox_state = match args.sandbox_state.clone().or(file.sandbox_state) {
             Some(s) if s == "memory" => None,
             Some(s) if s.is_empty() => bail!("CALSYNC_SANDBOX_STATE must be a file path or \"memory\""),
@@ -184,6 +180,18 @@ impl Config {
             microsoft_tenant: args.microsoft_tenant.clone().or(file.microsoft_tenant),
             microsoft_login_url: args.microsoft_login_url.clone().or(file.microsoft_login_url),
             microsoft_graph_url: args.microsoft_graph_url.clone().or(file.microsoft_graph_url),
+        };
+        // Unasked, the embedded sandbox (whose control routes need no credentials) is mounted
+        // only on a loopback address, outside production, and while some provider has no
+        // real client to serve it.
+        let loopback = bind.parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_loopback());
+        let some_provider_unconfigured =
+            providers.google_client_id.is_none() || providers.microsoft_client_id.is_none();
+        let sandbox = match sandbox_setting {
+            Some(s) => SandboxMode::parse(&s)?,
+            None if environment == Environment::Production => SandboxMode::Off,
+            None if loopback && some_provider_unconfigured => SandboxMode::Embedded,
+            None => SandboxMode::Off,
         };
         Ok(Config {
             database_url,
@@ -293,6 +301,24 @@ mod tests {
         let shown = format!("{c:?}");
         assert!(!shown.contains("first-secret") && !shown.contains("second-secret"), "{shown}");
         assert!(shown.contains("db.internal"), "{shown}");
+    }
+
+    #[test]
+    fn the_embedded_sandbox_is_mounted_unasked_only_on_loopback_while_a_provider_needs_it() {
+        let mut a = args();
+        assert_eq!(Config::load(&a).map(|c| c.sandbox).ok(), None, "the named config file is missing");
+        a.config = None;
+        assert_eq!(Config::load(&a).unwrap().sandbox, SandboxMode::Embedded);
+        a.bind = Some("0.0.0.0:8080".into());
+        assert_eq!(Config::load(&a).unwrap().sandbox, SandboxMode::Off, "not on a public address");
+        a.sandbox = Some("embedded".into());
+        assert_eq!(Config::load(&a).unwrap().sandbox, SandboxMode::Embedded, "unless asked for");
+        a.sandbox = None;
+        a.bind = None;
+        a.google_client_id = Some("g".into());
+        assert_eq!(Config::load(&a).unwrap().sandbox, SandboxMode::Embedded, "Microsoft still needs it");
+        a.microsoft_client_id = Some("m".into());
+        assert_eq!(Config::load(&a).unwrap().sandbox, SandboxMode::Off, "real clients for both");
     }
 
     #[test]

@@ -110,6 +110,18 @@ impl Providers {
     }
 
     /// Resolves the settings against the service's public URL (known only once bound).
+    /// The providers served by the sandbox rather than the real services.
+    pub fn sandboxed(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.google.as_ref().is_some_and(|s| s.sandboxed) {
+            v.push("google");
+        }
+        if self.microsoft.as_ref().is_some_and(|s| s.sandboxed) {
+            v.push("microsoft");
+        }
+        v
+    }
+
     pub fn resolve(s: &ProviderSettings, sandbox: &SandboxMode, public_url: &Url) -> anyhow::Result<Self> {
         let base = public_url.as_str().trim_end_matches('/').to_owned();
         let sandbox_root = match sandbox {

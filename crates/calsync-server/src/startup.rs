@@ -64,6 +64,17 @@ impl Application {
         let providers = Arc::new(Providers::resolve(&config.providers, &config.sandbox, &config.public_url)?);
         crate::services::accounts::warm_up().await;
         let clock = Clock::default();
+        match &config.sandbox {
+            SandboxMode::Embedded => tracing::warn!(
+                served = ?providers.sandboxed(),
+                "provider sandbox mounted at {SANDBOX_PATH}: its control routes need no credentials; \
+                 set CALSYNC_SANDBOX=off or configure real clients to remove it"
+            ),
+            SandboxMode::External(url) => {
+                tracing::info!(%url, served = ?providers.sandboxed(), "using an external provider sandbox")
+            }
+            SandboxMode::Off => tracing::info!("provider sandbox off"),
+        }
         let sandbox = if config.sandbox == SandboxMode::Embedded {
             Some(calsync_sandbox::Sandbox::open(calsync_sandbox::SandboxConfig {
                 public_base_url: config.public(SANDBOX_PATH),
