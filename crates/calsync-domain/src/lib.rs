@@ -6,6 +6,8 @@ pub mod appointment;
 pub mod connection;
 pub mod error;
 pub mod ids;
+pub mod secret;
 pub mod tenant;
 
 pub use error::ValidationError;
+pub use secret::Secret;

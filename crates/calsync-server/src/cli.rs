@@ -1,6 +1,7 @@
 //! The `calsync` command line. Every setting is a global flag with an environment variable, so
 //! `calsync --bind … serve` and `CALSYNC_BIND=… calsync` mean the same thing.
 
+use calsync_domain::Secret;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -21,7 +22,7 @@ pub struct SettingsArgs {
     pub config: Option<PathBuf>,
     /// `sqlite://path/to/file.db` or `postgres://user@host/db` [default: sqlite://data/calsync.db]
     #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
+    pub database_url: Option<Secret>,
     /// Address to listen on [default: 127.0.0.1:8080]
     #[arg(long, global = true, env = "CALSYNC_BIND")]
     pub bind: Option<String>,
@@ -30,7 +31,7 @@ pub struct SettingsArgs {
     pub public_url: Option<String>,
     /// Token encryption keys: `id:base64key[,id:base64key…]`, newest first.
     #[arg(long, global = true, env = "CALSYNC_ENCRYPTION_KEY", hide_env_values = true)]
-    pub encryption_key: Option<String>,
+    pub encryption_key: Option<Secret>,
     /// `development` or `production`; production refuses unsafe defaults.
     #[arg(long, global = true, env = "CALSYNC_ENV")]
     pub environment: Option<String>,
@@ -68,7 +69,7 @@ pub struct SettingsArgs {
     pub google_client_id: Option<String>,
     /// Google OAuth client secret
     #[arg(long, global = true, env = "GOOGLE_CALENDAR_CLIENT_SECRET", hide_env_values = true)]
-    pub google_client_secret: Option<String>,
+    pub google_client_secret: Option<Secret>,
     /// Where Google sends the browser back [default: <public URL>/calendar/oauth/callback]
     #[arg(long, global = true, env = "GOOGLE_CALENDAR_REDIRECT_URI")]
     pub google_redirect_uri: Option<String>,
@@ -92,7 +93,7 @@ pub struct SettingsArgs {
     pub microsoft_client_id: Option<String>,
     /// Microsoft client secret
     #[arg(long, global = true, env = "MICROSOFT_CALENDAR_CLIENT_SECRET", hide_env_values = true)]
-    pub microsoft_client_secret: Option<String>,
+    pub microsoft_client_secret: Option<Secret>,
     /// Where Microsoft sends the browser back [default: <public URL>/calendar/oauth/callback]
     #[arg(long, global = true, env = "MICROSOFT_CALENDAR_REDIRECT_URI")]
     pub microsoft_redirect_uri: Option<String>,
@@ -159,7 +160,7 @@ pub enum AdminCommand {
         #[arg(long)]
         role: String,
         #[arg(long)]
-        password: String,
+        password: Secret,
     },
     /// Create an API token for a user; prints the token alone on stdout.
     CreateToken {

@@ -72,7 +72,8 @@ async fn admin(config: &Config, cmd: AdminCommand) -> anyhow::Result<()> {
             println!("created firm {:?} (slug {}, id {})", firm.name, firm.slug, firm.id);
         }
         AdminCommand::CreateUser { firm, email, name, role, password } => {
-            let user = accounts::create_user(&db, &firm, &email, &name, &role, &password).await.map_err(plain)?;
+            let user =
+                accounts::create_user(&db, &firm, &email, &name, &role, password.expose()).await.map_err(plain)?;
             println!("created {} {} in firm {} (id {})", user.role, user.email, firm, user.id);
         }
         AdminCommand::CreateToken { email, name } => {

@@ -5,6 +5,7 @@ use crate::cli::{LogFormat, SettingsArgs};
 use crate::crypto::{Keyring, load_or_generate_keyring};
 use crate::providers::{ProviderSettings, SandboxMode};
 use anyhow::{Context, bail};
+use calsync_domain::Secret;
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -67,10 +68,10 @@ impl fmt::Debug for Config {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileSettings {
-    database_url: Option<String>,
+    database_url: Option<Secret>,
     bind: Option<String>,
     public_url: Option<String>,
-    encryption_key: Option<String>,
+    encryption_key: Option<Secret>,
     environment: Option<Environment>,
     log_format: Option<LogFormat>,
     log: Option<String>,
@@ -82,7 +83,7 @@ struct FileSettings {
     sandbox_state: Option<String>,
     provider_timeout_secs: Option<u64>,
     google_client_id: Option<String>,
-    google_client_secret: Option<String>,
+    google_client_secret: Option<Secret>,
     google_redirect_uri: Option<String>,
     google_authorize_url: Option<String>,
     google_token_url: Option<String>,
@@ -90,7 +91,7 @@ struct FileSettings {
     google_userinfo_url: Option<String>,
     google_calendar_api_url: Option<String>,
     microsoft_client_id: Option<String>,
-    microsoft_client_secret: Option<String>,
+    microsoft_client_secret: Option<Secret>,
     microsoft_redirect_uri: Option<String>,
     microsoft_tenant: Option<String>,
     microsoft_login_url: Option<String>,
@@ -108,8 +109,11 @@ impl Config {
             Some(other) => bail!("CALSYNC_ENV must be \"development\" or \"production\", not {other:?}"),
             None => file.environment.unwrap_or(Environment::Development),
         };
-        let database_url =
-            args.database_url.clone().or(file.database_url).unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
+        let database_url = args
+            .database_url
+            .clone()
+            .or(file.database_url)
+            .map_or_else(|| DEFAULT_DATABASE_URL.into(), |u| u.expose().to_owned());
         let scheme = database_url.split_once(':').map(|(s, _)| s).unwrap_or("");
         if !matches!(scheme, "sqlite" | "postgres" | "postgresql") {
             bail!(
@@ -136,7 +140,7 @@ impl Config {
         public_url.set_path(&trimmed);
 
         let keyring = match args.encryption_key.clone().or(file.encryption_key) {
-            Some(spec) => Keyring::parse(&spec).context("CALSYNC_ENCRYPTION_KEY")?,
+            Some(spec) => Keyring::parse(spec.expose()).context("CALSYNC_ENCRYPTION_KEY")?,
             None if environment == Environment::Production => {
                 bail!("CALSYNC_ENCRYPTION_KEY is required in production (id:base64key, 32-byte keys)")
             }
@@ -270,7 +274,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap().keep();
         SettingsArgs {
             config: Some(dir.join("none.toml")),
-            database_url: Some(format!("sqlite://{}/x.db", dir.display())),
+            database_url: Some(format!("sqlite://{}/x.db", dir.display()).into()),
             ..Default::default()
         }
     }
@@ -284,7 +288,7 @@ mod tests {
         assert_eq!(c.public_url.as_str(), "http://127.0.0.1:8080/");
         assert_eq!(c.public("/login"), "http://127.0.0.1:8080/login");
         assert!(!c.secure_cookies());
-        let key_file = key_file_path(a.database_url.as_deref().unwrap());
+        let key_file = key_file_path(a.database_url.as_ref().unwrap().expose());
         assert!(key_file.exists(), "a development key file is generated beside the database");
         // The same key is read back on the next start.
         let again = Config::load(&a).unwrap();
@@ -377,7 +381,7 @@ mod tests {
         let mut a = args();
         std::fs::write(a.config.as_ref().unwrap(), "").unwrap();
         a.database_url = Some("postgres://app:hunter2@db/x".into());
-        a.encryption_key = Some(format!("k1:{}", data_encoding::BASE64.encode(&[7u8; 32])));
+        a.encryption_key = Some(format!("k1:{}", data_encoding::BASE64.encode(&[7u8; 32])).into());
         let c = Config::load(&a).unwrap();
         let shown = format!("{c:?}");
         assert!(!shown.contains("hunter2"), "{shown}");

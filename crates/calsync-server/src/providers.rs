@@ -5,6 +5,7 @@
 //! at `/sandbox` (the embedded default), or an external one given by URL (`calsync sandbox`).
 
 use anyhow::{Context, bail};
+use calsync_domain::Secret;
 use calsync_domain::connection::Provider;
 use calsync_providers::google::GoogleApi;
 use calsync_providers::microsoft::GraphApi;
@@ -41,7 +42,7 @@ impl SandboxMode {
 #[derive(Clone, Default)]
 pub struct ProviderSettings {
     pub google_client_id: Option<String>,
-    pub google_client_secret: Option<String>,
+    pub google_client_secret: Option<Secret>,
     pub google_redirect_uri: Option<String>,
     pub google_authorize_url: Option<String>,
     pub google_token_url: Option<String>,
@@ -49,7 +50,7 @@ pub struct ProviderSettings {
     pub google_userinfo_url: Option<String>,
     pub google_calendar_api_url: Option<String>,
     pub microsoft_client_id: Option<String>,
-    pub microsoft_client_secret: Option<String>,
+    pub microsoft_client_secret: Option<Secret>,
     pub microsoft_redirect_uri: Option<String>,
     pub microsoft_tenant: Option<String>,
     pub microsoft_login_url: Option<String>,
@@ -61,10 +62,10 @@ impl std::fmt::Debug for ProviderSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProviderSettings")
             .field("google_client_id", &self.google_client_id)
-            .field("google_client_secret", &self.google_client_secret.as_ref().map(|_| "[redacted]"))
+            .field("google_client_secret", &self.google_client_secret)
             .field("google_redirect_uri", &self.google_redirect_uri)
             .field("microsoft_client_id", &self.microsoft_client_id)
-            .field("microsoft_client_secret", &self.microsoft_client_secret.as_ref().map(|_| "[redacted]"))
+            .field("microsoft_client_secret", &self.microsoft_client_secret)
             .field("microsoft_redirect_uri", &self.microsoft_redirect_uri)
             .field("microsoft_tenant", &self.microsoft_tenant)
             .finish_non_exhaustive()
@@ -141,7 +142,7 @@ impl Providers {
                 Some(google_setup(
                     s,
                     id,
-                    &secret,
+                    secret.expose(),
                     "https://accounts.google.com/o/oauth2/v2/auth",
                     "https://oauth2.googleapis.com",
                     "https://openidconnect.googleapis.com/v1/userinfo",
@@ -173,7 +174,7 @@ impl Providers {
                 Some(microsoft_setup(
                     s,
                     id,
-                    &secret,
+                    secret.expose(),
                     "https://login.microsoftonline.com",
                     &tenant,
                     "https://graph.microsoft.com/v1.0",

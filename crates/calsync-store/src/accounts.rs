@@ -2,6 +2,7 @@
 //! and session values arrive as hashes, passwords as argon2 PHC strings.
 
 use crate::{Db, StoreError, on_pool};
+use calsync_domain::Secret;
 use calsync_domain::account::{Email, FirmSlug};
 use calsync_domain::ids::{ApiTokenId, FirmId, SessionId, UserId};
 use calsync_domain::tenant::{Actor, Role};
@@ -51,7 +52,7 @@ pub struct AuthenticatedUser {
 pub struct WebSession {
     pub id: SessionId,
     pub user: AuthenticatedUser,
-    pub csrf_token: String,
+    pub csrf_token: Secret,
     pub expires_at: DateTime<Utc>,
 }
 
@@ -305,7 +306,7 @@ impl Db {
         Ok(WebSession {
             id: row.session_id.into(),
             user: row.user.try_into()?,
-            csrf_token: row.csrf_token,
+            csrf_token: row.csrf_token.into(),
             expires_at: row.expires_at,
         })
     }

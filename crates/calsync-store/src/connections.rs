@@ -4,11 +4,11 @@
 
 use crate::crypto::{Binding, CryptoError, Keyring};
 use crate::{Backend, Db, StoreError, on_pool};
-use calsync_domain::ValidationError;
 use calsync_domain::connection::{
     ConflictStrategy, ConnectionSettings, ConnectionStatus, DeletePolicy, Provider, SyncWindowDays,
 };
 use calsync_domain::ids::{AuthorizationId, ConnectionId, FirmId, SyncedCalendarId, UserId};
+use calsync_domain::{Secret, ValidationError};
 use chrono::{DateTime, Duration, Utc};
 use std::fmt;
 use uuid::Uuid;
@@ -58,8 +58,8 @@ pub struct NewGrant {
     pub user_id: UserId,
     pub provider: Provider,
     pub account_email: String,
-    pub access_token: String,
-    pub refresh_token: Option<String>,
+    pub access_token: Secret,
+    pub refresh_token: Option<Secret>,
     pub expires_at: DateTime<Utc>,
     pub scopes: Vec<String>,
 }
@@ -92,7 +92,7 @@ pub struct NewAuthorization {
     pub user_id: UserId,
     pub provider: Provider,
     pub state_hash: String,
-    pub pkce_verifier: String,
+    pub pkce_verifier: Secret,
     pub redirect_uri: String,
     pub expires_at: DateTime<Utc>,
 }
@@ -102,7 +102,7 @@ pub struct NewAuthorization {
 pub struct Authorization {
     pub id: AuthorizationId,
     pub provider: Provider,
-    pub pkce_verifier: String,
+    pub pkce_verifier: Secret,
     pub redirect_uri: String,
 }
 
@@ -314,7 +314,7 @@ impl Db {
         new: NewAuthorization,
     ) -> Result<AuthorizationId, StoreError> {
         let id = AuthorizationId::new();
-        let sealed = keyring.seal(&new.pkce_verifier, &verifier_binding(new.firm_id, id));
+        let sealed = keyring.seal(new.pkce_verifier.expose(), &verifier_binding(new.firm_id, id));
         let now = crate::now();
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -386,7 +386,7 @@ impl Db {
                     .provider
                     .parse()
                     .map_err(|e| StoreError::Corrupt(format!("authorization provider: {e}")))?,
-                pkce_verifier: open(keyring, &r.pkce_verifier, &verifier_binding(firm, id))?,
+                pkce_verifier: open(keyring, &r.pkce_verifier, &verifier_binding(firm, id))?.into(),
                 redirect_uri: r.redirect_uri,
             }));
         }
@@ -428,8 +428,8 @@ impl Db {
                     .fetch_optional(&mut *tx)
                     .await?;
                     let id = existing.map(|(id,)| ConnectionId::from(id)).unwrap_or_default();
-                    let access = keyring.seal(&g.access_token, &access_binding(g.firm_id, id));
-                    let refresh = g.refresh_token.as_ref().map(|r| keyring.seal(r, &refresh_binding(g.firm_id, id)));
+                    let access = keyring.seal(g.access_token.expose(), &access_binding(g.firm_id, id));
+                    let refresh = g.refresh_token.as_ref().map(|r| keyring.seal(r.expose(), &refresh_binding(g.firm_id, id)));
                     if existing.is_some() {
                         sqlx::query(
                             "UPDATE oauth_connections SET access_token = $1, refresh_token = COALESCE($2, refresh_token), \

@@ -38,7 +38,7 @@ fn grant(u: &User, access: &str, refresh: Option<&str>) -> NewGrant {
         provider: Provider::Google,
         account_email: "ann@gmail.test".into(),
         access_token: access.into(),
-        refresh_token: refresh.map(str::to_owned),
+        refresh_token: refresh.map(Into::into),
         expires_at: Utc::now() + Duration::hours(1),
         scopes: vec!["openid".into(), "calendar".into()],
     }
@@ -68,7 +68,7 @@ async fn authorization_records_are_single_use(backend: Backend) {
     assert_eq!(other.unwrap_err(), StateRejection::OtherUser);
     let ok =
         db.consume_authorization(&k, "h1", ann.firm_id, ann.id, Utc::now()).await.unwrap().expect("owner consumes it");
-    assert_eq!((ok.provider, ok.pkce_verifier.as_str()), (Provider::Microsoft, "verifier-secret"));
+    assert_eq!((ok.provider, ok.pkce_verifier.expose()), (Provider::Microsoft, "verifier-secret"));
     assert!(ok.redirect_uri.ends_with("/calendar/oauth/callback"));
     assert_eq!(
         db.consume_authorization(&k, "h1", ann.firm_id, ann.id, Utc::now()).await.unwrap().unwrap_err(),
@@ -263,7 +263,7 @@ async fn keys_rotate_to_the_newest(backend: Backend) {
     let tokens = db.tokens(&both, ann.firm_id, c.id).await.unwrap();
     assert_eq!(tokens.refresh_token.as_deref(), Some("1//rot"));
     let auth = db.consume_authorization(&both, "pending", ann.firm_id, ann.id, Utc::now()).await.unwrap().unwrap();
-    assert_eq!(auth.pkce_verifier, "verifier-secret");
+    assert_eq!(auth.pkce_verifier.expose(), "verifier-secret");
 }
 
 backend_tests!(

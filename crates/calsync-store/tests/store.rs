@@ -108,7 +108,7 @@ async fn sessions_expire_and_end(backend: Backend) {
     let live = db.create_session(&actor, "live", "csrf-1", Utc::now() + Duration::hours(1)).await.unwrap();
     db.create_session(&actor, "stale", "csrf-2", Utc::now() - Duration::seconds(1)).await.unwrap();
     let s = db.session("live").await.unwrap();
-    assert_eq!((s.id, s.csrf_token.as_str(), s.user.actor.user_id), (live, "csrf-1", u.id));
+    assert_eq!((s.id, s.csrf_token.expose(), s.user.actor.user_id), (live, "csrf-1", u.id));
     assert!(matches!(db.session("stale").await, Err(StoreError::NotFound)));
     db.delete_session(live).await.unwrap();
     assert!(matches!(db.session("live").await, Err(StoreError::NotFound)));

@@ -12,6 +12,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use calsync_domain::Secret;
 use calsync_domain::connection::{ConflictStrategy, DeletePolicy, Provider, SyncWindowDays};
 use calsync_store::{Connection, SettingsChange, SyncedCalendar};
 use chrono::{DateTime, Utc};
@@ -120,8 +121,10 @@ pub struct InitiateBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CallbackBody {
-    pub state: Option<String>,
-    pub code: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub state: Option<Secret>,
+    #[schema(value_type = Option<String>)]
+    pub code: Option<Secret>,
     /// The provider's `error` parameter, e.g. `access_denied`, when the user refused.
     pub error: Option<String>,
     pub error_description: Option<String>,

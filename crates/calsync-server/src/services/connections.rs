@@ -6,10 +6,10 @@ use super::ServiceError;
 use crate::clock::Clock;
 use crate::crypto::{random_token, token_hash};
 use crate::providers::{Api, Providers, Setup};
-use calsync_domain::ValidationError;
 use calsync_domain::connection::{ConnectionStatus, Provider};
 use calsync_domain::ids::{ConnectionId, FirmId};
 use calsync_domain::tenant::Actor;
+use calsync_domain::{Secret, ValidationError};
 use calsync_providers::{ProviderError, ReauthKind, RemoteCalendar, pkce};
 use calsync_store::crypto::Keyring;
 use calsync_store::{
@@ -61,8 +61,8 @@ pub enum TokenError {
 /// What the browser or API client brought back from the provider.
 #[derive(Debug, Default, Clone)]
 pub struct CallbackInput {
-    pub state: Option<String>,
-    pub code: Option<String>,
+    pub state: Option<Secret>,
+    pub code: Option<Secret>,
     pub error: Option<String>,
     pub error_description: Option<String>,
 }
@@ -139,7 +139,7 @@ impl ConnectionService {
                     user_id: actor.user_id,
                     provider,
                     state_hash: token_hash(&state),
-                    pkce_verifier: verifier.clone(),
+                    pkce_verifier: verifier.clone().into(),
                     redirect_uri: setup.redirect_uri.clone(),
                     expires_at: self.clock.now() + Duration::minutes(STATE_TTL_MINUTES),
                 },
@@ -159,7 +159,13 @@ impl ConnectionService {
         })?;
         let auth = match self
             .db
-            .consume_authorization(&self.keyring, &token_hash(&state), actor.firm_id, actor.user_id, self.clock.now())
+            .consume_authorization(
+                &self.keyring,
+                &token_hash(state.expose()),
+                actor.firm_id,
+                actor.user_id,
+                self.clock.now(),
+            )
             .await
             .map_err(ServiceError::from)?
         {
@@ -210,7 +216,7 @@ impl ConnectionService {
             .filter(|c| !c.is_empty())
             .ok_or_else(|| rejected("invalid_request", Some("code"), "the code parameter is missing"))?;
         let http = &self.providers.http;
-        let tokens = setup.oauth.exchange_code(http, &code, &auth.pkce_verifier, &auth.redirect_uri).await.map_err(|e| match e {
+        let tokens = setup.oauth.exchange_code(http, code.expose(), auth.pkce_verifier.expose(), &auth.redirect_uri).await.map_err(|e| match e {
             ProviderError::Retryable { reason, .. } => {
                 ConnectError::ProviderUnavailable(format!("{} is unavailable ({reason}); try again shortly", provider.label()))
             }
@@ -273,8 +279,8 @@ impl ConnectionService {
                     user_id: actor.user_id,
                     provider,
                     account_email: email.to_lowercase(),
-                    access_token: tokens.access_token,
-                    refresh_token: tokens.refresh_token,
+                    access_token: tokens.access_token.into(),
+                    refresh_token: tokens.refresh_token.map(Into::into),
                     expires_at: self.clock.now() + Duration::seconds(tokens.expires_in_secs),
                     scopes: tokens.scopes,
                 },

@@ -140,7 +140,7 @@ async fn page(
             user_name: caller.user.name.clone(),
             firm_name: caller.user.firm_name.clone(),
             is_admin: caller.user.actor.is_admin(),
-            csrf_token: caller.session.csrf_token.clone(),
+            csrf_token: caller.session.csrf_token.expose().to_owned(),
             window_start: start.format("%Y-%m-%d").to_string(),
             window_days: WINDOW_DAYS,
             appointments,

@@ -11,6 +11,7 @@ use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use calsync_domain::Secret;
 use calsync_domain::connection::{ConflictStrategy, DeletePolicy, Provider, SyncWindowDays};
 use calsync_store::SettingsChange;
 use serde::Deserialize;
@@ -113,7 +114,7 @@ async fn page(
             user_name: caller.user.name.clone(),
             firm_name: caller.user.firm_name.clone(),
             is_admin: caller.user.actor.is_admin(),
-            csrf_token: caller.session.csrf_token.clone(),
+            csrf_token: caller.session.csrf_token.expose().to_owned(),
             sandboxed,
             providers: buttons,
             connections,
@@ -168,8 +169,8 @@ pub async fn connect(
 
 #[derive(Deserialize)]
 pub struct CallbackQuery {
-    state: Option<String>,
-    code: Option<String>,
+    state: Option<Secret>,
+    code: Option<Secret>,
     error: Option<String>,
     error_description: Option<String>,
 }

@@ -170,7 +170,7 @@ pub async fn logout(State(state): State<AppState>, caller: WebCaller, Form(form)
 
 /// Whether the form's CSRF token is the session's.
 pub fn csrf_ok(caller: &WebCaller, token: &str) -> bool {
-    constant_time_eq(caller.session.csrf_token.as_bytes(), token.as_bytes())
+    constant_time_eq(caller.session.csrf_token.expose().as_bytes(), token.as_bytes())
 }
 
 #[cfg(test)]
