@@ -273,15 +273,21 @@ async fn extended_property_filters_match_private_and_shared() {
 }
 
 #[tokio::test]
-async fn status_fault_returns_google_rate_limit_body_with_retry_after_then_clears() {
+async fn status_fault_returns_google_rate_limit_body_without_retry_after_then_clears() {
     let h = start().await;
     let t = h.google_account("f@example.com").await;
+    // Google's rate-limit answers carry no Retry-After, so a Google fault cannot ask for one.
+    let spec = json!({"provider": "google", "method": "GET", "path_regex": "/events$", "count": 2,
+        "kind": "status", "status": 429, "retry_after": 7});
+    let refused = h.http.post(h.url("/_sandbox/faults")).json(&spec).send().await.unwrap();
+    let body = json_of(refused, StatusCode::BAD_REQUEST).await;
+    assert!(body["error"].as_str().unwrap().contains("retry_after"), "{body}");
     h.fault(json!({"provider": "google", "method": "GET", "path_regex": "/events$", "count": 2,
-        "kind": "status", "status": 429, "retry_after": 7}))
+        "kind": "status", "status": 429}))
         .await;
     for _ in 0..2 {
         let resp = h.get(&t, EVENTS).await;
-        assert_eq!(resp.headers()["retry-after"], "7");
+        assert!(resp.headers().get("retry-after").is_none());
         let body = json_of(resp, StatusCode::TOO_MANY_REQUESTS).await;
         assert_eq!(body["error"]["errors"][0]["reason"], "rateLimitExceeded");
         assert_eq!(body["error"]["errors"][0]["domain"], "usageLimits");

@@ -14,8 +14,8 @@ use serde_json::Value;
 use super::Calendar;
 use super::calendar::*;
 use super::error::{ApiError, ApiResult};
-use super::model::{self, Event, When};
 use super::guests;
+use super::model::{self, Event, When};
 use super::oauth::GoogleAuth;
 use super::series::{self, MasterInfo};
 use crate::ids;
@@ -451,7 +451,8 @@ pub(super) fn modify(
     }
     let stored = store_edit(&mut world, &cal_key, cal_tz, event_id, &current, current_deleted, ev, body_sequence, now)?;
     if organiser {
-        let kind = if stored.status.as_deref() == Some("cancelled") { MailKind::Cancellation } else { MailKind::Update };
+        let kind =
+            if stored.status.as_deref() == Some("cancelled") { MailKind::Cancellation } else { MailKind::Update };
         guests::record_mail(&mut world, &auth.email, send, kind, &stored, event_id, now);
     }
     Ok(Json(render(&stored, req_tz.unwrap_or(cal_tz))).into_response())

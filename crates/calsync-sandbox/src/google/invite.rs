@@ -69,7 +69,10 @@ pub(crate) struct InviteReq {
 }
 
 /// `POST /_sandbox/google/invite`: 200 with the event as the account sees it.
-pub(crate) async fn invite(State(shared): State<Arc<Shared>>, payload: Result<Json<InviteReq>, JsonRejection>) -> Response {
+pub(crate) async fn invite(
+    State(shared): State<Arc<Shared>>,
+    payload: Result<Json<InviteReq>, JsonRejection>,
+) -> Response {
     answer(body(payload).and_then(|req| place_invitation(&shared, req)))
 }
 
@@ -86,10 +89,8 @@ fn place_invitation(shared: &Shared, req: InviteReq) -> Result<Value, Failure> {
     let mut ev = event_from(req.event).map_err(invalid)?;
     model::validate(&ev).map_err(invalid)?;
     // The organizer's copy decides conference data and attachments: keep what was given.
-    let keep_all = Query(vec![
-        ("conferenceDataVersion".into(), "1".into()),
-        ("supportsAttachments".into(), "true".into()),
-    ]);
+    let keep_all =
+        Query(vec![("conferenceDataVersion".into(), "1".into()), ("supportsAttachments".into(), "true".into())]);
     events::sanitize(&mut ev, &keep_all);
     if ev.status.as_deref() == Some("cancelled") {
         return Err(fail(StatusCode::BAD_REQUEST, "an invitation cannot start cancelled"));
@@ -219,7 +220,7 @@ fn organizer_edit(
     ev.recurring_event_id = current.recurring_event_id.clone();
     ev.original_start_time = current.original_start_time.clone();
     guests::mark_attendees(&mut ev, &me, &organizer);
-    let stored = events::store_edit(&mut world, &cal_key, cal_tz, event_id, &current, false, ev, None, now)
-        .map_err(invalid)?;
+    let stored =
+        events::store_edit(&mut world, &cal_key, cal_tz, event_id, &current, false, ev, None, now).map_err(invalid)?;
     Ok(to_value(&render(&stored, cal_tz)))
 }

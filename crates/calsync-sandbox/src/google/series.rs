@@ -127,13 +127,10 @@ impl MasterInfo {
     ) -> impl Iterator<Item = Occ> + '_ {
         let from_end = min_end.map_or(i64::MIN, |m| m.saturating_sub(self.max_len_ms()));
         let from = from_end.max(min_start.unwrap_or(i64::MIN));
-        self.series
-            .occurrences_from(from, cal_tz)
-            .take_while(move |o| o.key(cal_tz) < before)
-            .filter(move |o| {
-                let (s, e) = self.span(*o, cal_tz);
-                min_end.is_none_or(|m| e >= m) && min_start.is_none_or(|m| s >= m)
-            })
+        self.series.occurrences_from(from, cal_tz).take_while(move |o| o.key(cal_tz) < before).filter(move |o| {
+            let (s, e) = self.span(*o, cal_tz);
+            min_end.is_none_or(|m| e >= m) && min_start.is_none_or(|m| s >= m)
+        })
     }
 
     /// Whether `occ` is an occurrence of the series, however far into it.
