@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::process::Command;
+
 use common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -313,4 +315,57 @@ async fn drop_after_commit_loses_the_reply_but_keeps_the_write() {
     // The retry with the same id sees the committed write.
     let dup = json_of(h.send(Method::POST, &t, EVENTS, Some(body)).await, StatusCode::CONFLICT).await;
     assert_eq!(dup["error"]["errors"][0]["reason"], "duplicate");
+}
+
+fn python() -> String {
+    std::env::var("CALSYNC_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// Google's own client retries 403 `userRateLimitExceeded` / 429 with its exponential
+/// backoff when asked to (`num_retries`); no Retry-After is involved.
+const BACKOFF_SCRIPT: &str = r#"
+import json, sys, time, urllib.request
+from googleapiclient.discovery import build
+from googleapiclient.errors import HttpError
+from google.oauth2.credentials import Credentials
+
+base, token = sys.argv[1], sys.argv[2]
+svc = build("calendar", "v3", credentials=Credentials(token), static_discovery=True,
+            client_options={"api_endpoint": base + "/google/calendar/v3/"})
+began = time.time()
+listed = svc.events().list(calendarId="primary").execute(num_retries=2)
+fault = {"provider": "google", "method": "GET", "path_regex": "/events$", "count": 1,
+         "kind": "status", "status": 403, "reason": "rateLimitExceeded"}
+urllib.request.urlopen(urllib.request.Request(base + "/_sandbox/faults", json.dumps(fault).encode(),
+                                              {"Content-Type": "application/json"}))
+try:
+    svc.events().list(calendarId="primary").execute()
+    refused = None
+except HttpError as e:
+    refused = {"status": e.resp.status, "reason": e.error_details[0]["reason"],
+               "retry_after": e.resp.get("retry-after")}
+print(json.dumps({"kind": listed["kind"], "waited": time.time() - began, "refused": refused}))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_client_backs_off_on_rate_limits_without_retry_after() {
+    let h = start().await;
+    let t = h.google_account("backoff@example.com").await;
+    h.fault(json!({"provider": "google", "method": "GET", "path_regex": "/events$", "count": 1,
+        "kind": "status", "status": 403, "reason": "userRateLimitExceeded"}))
+        .await;
+    h.fault(json!({"provider": "google", "method": "GET", "path_regex": "/events$", "count": 1,
+        "kind": "status", "status": 429}))
+        .await;
+    let base = h.base.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python()).args(["-c", BACKOFF_SCRIPT, &base, &t]).output().expect("python runs")
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "python client failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("script prints JSON");
+    assert_eq!(v["kind"], "calendar#events", "retried through both rate-limit answers");
+    assert!(v["waited"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["refused"], json!({"status": 403, "reason": "rateLimitExceeded", "retry_after": null}));
 }

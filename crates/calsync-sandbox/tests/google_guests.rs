@@ -227,8 +227,17 @@ async fn guests_get_mail_only_when_send_updates_asks_for_it() {
         StatusCode::OK,
     )
     .await;
+    // An import is an invitation too, unless someone else organises the imported event.
+    let mut imported = body.clone();
+    imported["iCalUID"] = json!("imported-1@firm.test");
+    let r = h.send(Method::POST, &t, &format!("{EVENTS}/import?sendUpdates=all"), Some(imported.clone())).await;
+    json_of(r, StatusCode::OK).await;
+    imported["iCalUID"] = json!("imported-2@other.test");
+    imported["organizer"] = json!({"email": BOSS});
+    let r = h.send(Method::POST, &t, &format!("{EVENTS}/import?sendUpdates=all"), Some(imported)).await;
+    json_of(r, StatusCode::OK).await;
     let m = mail(&h, me).await;
-    assert_eq!(m.len(), 3);
+    assert_eq!(m.len(), 4);
     assert!(m.iter().all(|x| x["kind"] == "invitation" && x["subject"] == "Quarterly review"));
     assert_eq!(m[0]["recipients"], json!(["ann@firm.test", "client@other.test"]));
     assert_eq!(m[0]["event_id"], id.as_str());
@@ -237,6 +246,7 @@ async fn guests_get_mail_only_when_send_updates_asks_for_it() {
 
     let path = format!("{EVENTS}/{id}");
     json_of(h.send(Method::PATCH, &t, &path, Some(json!({"summary": "moved"}))).await, StatusCode::OK).await;
+    assert_eq!(mail(&h, me).await.len(), 4, "no sendUpdates on the patch");
     json_of(
         h.send(Method::PATCH, &t, &format!("{path}?sendUpdates=all"), Some(json!({"summary": "moved"}))).await,
         StatusCode::OK,
@@ -252,9 +262,10 @@ async fn guests_get_mail_only_when_send_updates_asks_for_it() {
     )
     .await;
     let m = mail(&h, me).await;
-    let kinds: Vec<&str> = m[3..].iter().map(|x| x["kind"].as_str().unwrap()).collect();
+    assert_eq!(m[3]["recipients"], json!(["ann@firm.test", "client@other.test"]), "the import");
+    let kinds: Vec<&str> = m[4..].iter().map(|x| x["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["update", "update", "cancellation"]);
-    assert_eq!(m[4]["recipients"], json!(["client@other.test"]));
+    assert_eq!(m[5]["recipients"], json!(["client@other.test"]));
 
     // Deleting: one cancellation; a series gets one mail per request, however many
     // instances and exceptions the request touches.

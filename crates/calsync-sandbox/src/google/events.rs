@@ -714,7 +714,7 @@ pub(crate) fn split_series(
             .map(|t| crate::recurrence::Occ::At(t.with_timezone(&chrono::Utc)))
     }
     .ok_or((400, format!("from must be {}", if all_day { "a YYYY-MM-DD date" } else { "an RFC 3339 time" })))?;
-    if !info.series.contains(occ) {
+    if !info.has(occ, cal_tz) {
         return Err((400, "from is not the original start of an instance of the series".into()));
     }
     if info.series.occurrences().next() == Some(occ) {

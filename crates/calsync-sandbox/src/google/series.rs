@@ -255,7 +255,7 @@ pub(crate) fn virtual_instance(cal: &Calendar, id: &str) -> Option<(Event, i64, 
     let (mid, occ) = split_id(id)?;
     let master = cal.events.get(mid).filter(|i| !i.deleted)?;
     let info = master_info(&master.ev).ok()??;
-    if !info.series.contains(occ) {
+    if !info.has(occ, cal.tz) {
         return None;
     }
     let (s, e) = info.span(occ, cal.tz);
