@@ -154,6 +154,16 @@ async fn an_invitation_from_someone_else_shows_in_sync_and_only_takes_the_attend
         post(&h, "/_sandbox/google/invite", json!({"email": "nobody@x.test", "organizer": BOSS, "event": meeting()}))
             .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // Dropped from the guest list by the organizer: the account's copy is cancelled.
+    let dropped = invite(&h, meeting()).await;
+    let r = post(
+        &h,
+        "/_sandbox/google/organizer-update",
+        json!({"email": ME, "event_id": dropped["id"], "patch": {"attendees": [{"email": "carol@other.test"}]}}),
+    )
+    .await;
+    assert_eq!(json_of(r, StatusCode::OK).await["status"], "cancelled");
+
     let own = json_of(h.send(Method::POST, &t, EVENTS, Some(meeting())).await, StatusCode::OK).await;
     let r =
         post(&h, "/_sandbox/google/organizer-update", json!({"email": ME, "event_id": own["id"], "patch": {}})).await;

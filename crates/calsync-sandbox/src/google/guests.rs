@@ -133,7 +133,10 @@ pub(super) fn check_attendee_write(current: &Event, new: &mut Event, me: &str) -
             return Err(forbidden());
         }
     }
-    if !guests_modify {
+    if guests_modify {
+        let organizer = current.organizer.as_ref().and_then(|o| o.email.clone()).unwrap_or_default();
+        mark_attendees(new, me, &organizer);
+    } else {
         let shared_props = |v: Option<&Value>| v.and_then(|p| p.get("shared")).cloned();
         if shared_props(cur.get("extendedProperties")) != shared_props(req.get("extendedProperties")) {
             return Err(forbidden());

@@ -183,7 +183,8 @@ pub(crate) async fn organizer_cancel(
 
 /// Applies `patch` to the account's copy as the event's organizer: everything may change,
 /// the organizer and identity stay; timing changes bump `sequence`, series changes settle
-/// exceptions and instances exactly as a Calendar API edit of a master would.
+/// exceptions and instances exactly as a Calendar API edit of a master would. A guest
+/// list without the account cancels its copy.
 fn organizer_edit(
     shared: &Shared,
     email: &str,
@@ -220,6 +221,10 @@ fn organizer_edit(
     ev.recurring_event_id = current.recurring_event_id.clone();
     ev.original_start_time = current.original_start_time.clone();
     guests::mark_attendees(&mut ev, &me, &organizer);
+    // Dropped from the guest list, the account loses its copy: Google cancels it there.
+    if !ev.attendees.iter().flatten().any(|a| a.is_self == Some(true)) {
+        ev.status = Some("cancelled".into());
+    }
     let stored =
         events::store_edit(&mut world, &cal_key, cal_tz, event_id, &current, false, ev, None, now).map_err(invalid)?;
     Ok(to_value(&render(&stored, cal_tz)))
