@@ -1,5 +1,5 @@
 //! Calendar API v3: routes, shared request helpers (query parsing, calendar lookup,
-//! rendering) and calendarList / calendars. Events live in `list` and `events`.
+//! rendering) and calendarList / calendars. Events live in `list`, `instances` and `events`.
 
 use std::sync::Arc;
 
@@ -82,7 +82,7 @@ pub(super) fn routes(r: Router<Arc<Shared>>, base: &str) -> Router<Arc<Shared>> 
         )
         .route(
             &format!("{base}/calendars/{{calendar_id}}/events/{{event_id}}/instances"),
-            get(super::list::list_instances),
+            get(super::instances::list_instances),
         )
 }
 

@@ -6,6 +6,7 @@ mod error;
 mod events;
 pub(crate) mod fields;
 mod guests;
+mod instances;
 pub(crate) mod invite;
 mod list;
 mod model;
