@@ -1,5 +1,6 @@
-//! Batch endpoints: Google's `multipart/mixed` `/batch/calendar/v3` (≤1000 parts,
-//! `Content-ID` echoed as `response-…`) and Graph's JSON `$batch` (≤20 requests,
+//! Batch endpoints: Google's `multipart/mixed` `/batch/calendar/v3` (≤1000 parts, run in
+//! a seeded shuffled order, answered in request order with `Content-ID` echoed as
+//! `response-…`) and Graph's JSON `$batch` (≤20 requests,
 //! `dependsOn` with 424, responses in any order). Every inner request goes through the
 //! same router, middleware (counting, faults, throttling) and handlers as a direct call.
 
@@ -149,8 +150,14 @@ async fn google_batch(State(st): State<BatchState>, headers: HeaderMap, body: By
         return google_bad(&format!("A batch request cannot contain more than {GOOGLE_MAX} calls."));
     }
     let out_boundary = format!("batch_{}", crate::ids::token(&mut st.shared.world().rng, "", 12));
-    let mut out = String::new();
-    for part in parts {
+    // Google documents that a batch's calls may run in any order: the sandbox runs them in
+    // a shuffled order drawn from the seeded generator, so clients that rely on request
+    // order fail here (reproducibly) before they fail in production.
+    let mut order: Vec<usize> = (0..parts.len()).collect();
+    order.shuffle(&mut st.shared.world().rng);
+    let mut answers: Vec<Option<(StatusCode, HeaderMap, Bytes)>> = vec![None; parts.len()];
+    for &i in &order {
+        let part = &parts[i];
         // `/calendar/v3/…` on Google; the sandbox serves it under `/google/`.
         let path = if part.path.starts_with("/google/") { part.path.clone() } else { format!("/google{}", part.path) };
         let mut rb =
@@ -168,13 +175,18 @@ async fn google_batch(State(st): State<BatchState>, headers: HeaderMap, body: By
                 rb = rb.header(k, v);
             }
         }
-        let (status, h, b) = match rb.body(Body::from(part.body)) {
+        answers[i] = Some(match rb.body(Body::from(part.body.clone())) {
             Ok(req) => run(&st.inner, req).await,
             Err(_) => {
                 let resp = ApiError::bad_request("Malformed batch part.").into_response();
                 (resp.status(), resp.headers().clone(), Bytes::new())
             }
-        };
+        });
+    }
+    // Answers go back in request order, each under its part's Content-ID.
+    let mut out = String::new();
+    for (part, answer) in parts.iter().zip(answers) {
+        let (status, h, b) = answer.expect("every part ran");
         out.push_str(&format!("--{out_boundary}\r\nContent-Type: application/http\r\n"));
         if let Some(id) = &part.content_id {
             let inner = id.trim_start_matches('<').trim_end_matches('>');

@@ -34,6 +34,9 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/_sandbox/seed-events", post(seed_events))
         .route("/_sandbox/graph-lifecycle", post(graph_lifecycle))
         .route("/_sandbox/google/split-series", post(google_split_series))
+        .route("/_sandbox/google/invite", post(google::invite::invite))
+        .route("/_sandbox/google/organizer-update", post(google::invite::organizer_update))
+        .route("/_sandbox/google/organizer-cancel", post(google::invite::organizer_cancel))
         .with_state(shared)
 }
 

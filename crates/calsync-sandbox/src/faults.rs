@@ -82,6 +82,9 @@ impl Faults {
         if spec.count == 0 {
             return Err("count must be at least 1".into());
         }
+        if spec.provider == Provider::Google {
+            crate::google::check_fault(spec.retry_after)?;
+        }
         self.lock().push(Rule {
             provider: spec.provider,
             method,

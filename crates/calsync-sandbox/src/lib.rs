@@ -21,7 +21,7 @@
 //! | endpoint | body | effect |
 //! |---|---|---|
 //! | `POST /_sandbox/accounts` | `{"provider", "email", "time_zone"?}` | creates an account, returns tokens |
-//! | `POST /_sandbox/faults` | fault spec | injects faults |
+//! | `POST /_sandbox/faults` | fault spec | injects faults (`retry_after` is refused with 400 for `google`: Google's error answers carry no `Retry-After`) |
 //! | `GET /_sandbox/faults` | | the rules still armed, each with `remaining` |
 //! | `DELETE /_sandbox/faults` | | disarms every rule (accounts, events and clock stay) |
 //! | `POST /_sandbox/paging` | `{"provider", "mode": "normal"\|"ragged"}` | ragged: short and empty pages, repeated Graph delta ids (seeded) |
@@ -36,6 +36,9 @@
 //! | `POST /_sandbox/graph-lifecycle` | `{"subscription_id", "event"}` | sends a Graph lifecycle notification |
 //! | `POST /_sandbox/seed-events` | `{"provider", "email", "count"}` | bulk-loads events |
 //! | `POST /_sandbox/google/split-series` | `{"email", "calendar_id"?, "event_id", "from"}` | splits a Google series as the web UI's "this and following events" edit does (below) |
+//! | `POST /_sandbox/google/invite` | `{"email", "calendar_id"?, "organizer", "event"}` | places a Google event (`event` is event JSON) organised by `organizer` in the account's calendar (default `primary`): the organizer is an attendee with `organizer: true`, `accepted`; the account an attendee with `self: true`, `needsAction`. Calendar API writes by the account may change only its own `responseStatus`, `reminders`, `colorId`, `transparency` and private extended properties (else 403 `forbiddenForNonOrganizer`); deleting removes its copy. 200 with the event |
+//! | `POST /_sandbox/google/organizer-update` | `{"email", "calendar_id"?, "event_id", "patch"}` | changes such an event (or one instance) as its organizer would, with PATCH semantics; a new time bumps `sequence`; a guest list without the account cancels its copy; shows in incremental sync. 200 with the event; 400 for the account's own events, 410 when cancelled |
+//! | `POST /_sandbox/google/organizer-cancel` | `{"email", "calendar_id"?, "event_id"}` | cancels such an event (or one instance) as its organizer: `status: cancelled` in incremental sync. 200; 410 when already cancelled |
 //!
 //! `google/split-series`: `calendar_id` defaults to `primary`; `from` is the original start
 //! of the first instance of the new series (RFC 3339; `YYYY-MM-DD` for all-day series). The

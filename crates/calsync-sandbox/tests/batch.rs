@@ -33,6 +33,11 @@ async fn google_batch_routes_each_part_and_echoes_content_ids() {
     let t = h.google_account("batch@example.com").await;
     let ev = json!({"id": "batchevent1", "summary": "B", "start": {"dateTime": "2024-01-05T09:00:00Z"},
         "end": {"dateTime": "2024-01-05T10:00:00Z"}});
+    // Parts run in any order, so the PATCH targets an event that exists before the batch.
+    let mut before = ev.clone();
+    before["id"] = json!("batchevent0");
+    let r = h.send(reqwest::Method::POST, &t, "/google/calendar/v3/calendars/primary/events", Some(before)).await;
+    assert_eq!(r.status(), StatusCode::OK);
     let body = [
         part(
             "item1",
@@ -43,7 +48,7 @@ async fn google_batch_routes_each_part_and_echoes_content_ids() {
         part("item2", "GET /calendar/v3/calendars/primary/events/nosuchevent HTTP/1.1\r\n\r\n"),
         part(
             "item3",
-            "PATCH /calendar/v3/calendars/primary/events/batchevent1 HTTP/1.1\r\nIf-Match: \"1\"\r\nContent-Type: application/json\r\n\r\n{\"summary\":\"x\"}",
+            "PATCH /calendar/v3/calendars/primary/events/batchevent0 HTTP/1.1\r\nIf-Match: \"1\"\r\nContent-Type: application/json\r\n\r\n{\"summary\":\"x\"}",
         ),
         part("item4", "GET /calendar/v3/calendars/primary/events/batchevent1 HTTP/1.1\r\nAuthorization: Bearer bogus\r\n\r\n"),
     ]
@@ -77,6 +82,48 @@ async fn google_batch_routes_each_part_and_echoes_content_ids() {
     assert_eq!(google_batch(&h, &t, many).await.0, StatusCode::BAD_REQUEST);
     let r = h.http.post(h.url(BATCH)).bearer_auth(&t).header("content-type", "application/json").body("{}").send();
     assert_eq!(r.await.unwrap().status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn google_batch_parts_run_in_a_shuffled_order_and_answer_in_request_order() {
+    let h = start().await;
+    let t = h.google_account("order@example.com").await;
+    let events = "/google/calendar/v3/calendars/primary/events";
+    let sync = json_of(h.get(&t, events).await, StatusCode::OK).await["nextSyncToken"].as_str().unwrap().to_owned();
+    let ids: Vec<String> = (0..12).map(|i| format!("order{i:05}")).collect();
+    let body = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let ev = json!({"id": id, "summary": format!("#{i}"), "start": {"dateTime": "2024-01-05T09:00:00Z"},
+                "end": {"dateTime": "2024-01-05T10:00:00Z"}});
+            part(
+                &format!("item{i}"),
+                &format!(
+                    "POST /calendar/v3/calendars/primary/events HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{ev}"
+                ),
+            )
+        })
+        .collect::<String>()
+        + "--XYZ--\r\n";
+    let (status, ct, text) = google_batch(&h, &t, body).await;
+    assert_eq!(status, StatusCode::OK);
+    let boundary = ct.split("boundary=").nth(1).expect("response boundary");
+    let parts: Vec<&str> = text.split(&format!("--{boundary}")).skip(1).filter(|p| !p.starts_with("--")).collect();
+    // Answers in request order, each with its part's Content-ID.
+    assert_eq!(parts.len(), ids.len());
+    for (i, (p, id)) in parts.iter().zip(&ids).enumerate() {
+        assert!(p.contains(&format!("Content-ID: <response-item{i}>")), "{p}");
+        assert!(p.contains("HTTP/1.1 200") && p.contains(&format!("\"id\":\"{id}\"")), "{p}");
+    }
+    // Execution order shows in the change log: not the request order (seeded, so stable).
+    let inc = json_of(h.get(&t, &format!("{events}?syncToken={sync}")).await, StatusCode::OK).await;
+    let ran: Vec<String> =
+        inc["items"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_owned()).collect();
+    let mut sorted = ran.clone();
+    sorted.sort();
+    assert_eq!(sorted, ids, "every part ran once");
+    assert_ne!(ran, ids, "parts ran in request order");
 }
 
 async fn graph_batch(h: &Harness, t: &str, body: Value) -> (StatusCode, Value) {

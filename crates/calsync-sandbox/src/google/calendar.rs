@@ -1,5 +1,5 @@
 //! Calendar API v3: routes, shared request helpers (query parsing, calendar lookup,
-//! rendering) and calendarList / calendars. Events live in `list` and `events`.
+//! rendering) and calendarList / calendars. Events live in `list`, `instances` and `events`.
 
 use std::sync::Arc;
 
@@ -18,7 +18,8 @@ use super::model::{self, Event, EventDateTime};
 use super::oauth::GoogleAuth;
 use super::{Calendar, GoogleWorld, events};
 use crate::cursor;
-use crate::state::Shared;
+use crate::paging;
+use crate::state::{Provider, Shared};
 
 pub(super) const EVENTS_READ: &[&str] = &[
     "calendar",
@@ -81,7 +82,7 @@ pub(super) fn routes(r: Router<Arc<Shared>>, base: &str) -> Router<Arc<Shared>> 
         )
         .route(
             &format!("{base}/calendars/{{calendar_id}}/events/{{event_id}}/instances"),
-            get(super::list::list_instances),
+            get(super::instances::list_instances),
         )
 }
 
@@ -298,7 +299,8 @@ pub(super) fn calendar_list_inner(
     auth.require(CALENDARS_READ)?;
     let q = Query::parse(raw, &["maxResults", "pageToken", "syncToken", "showDeleted", "showHidden", "minAccessRole"])?;
     let max = parse_max(&q, 100, 250)?;
-    let world = shared.world();
+    let mut world = shared.world();
+    let page_max = paging::page_len(shared.paging(Provider::Google), &mut world.rng, max);
     let google = &world.google;
     let account = google.accounts.get(&auth.email).ok_or_else(ApiError::not_found)?;
     let fp = cursor::fingerprint(&[q.get("showDeleted").unwrap_or(""), q.get("showHidden").unwrap_or("")]);
@@ -343,9 +345,9 @@ pub(super) fn calendar_list_inner(
         }
         None => 0,
     };
-    let page: Vec<Value> = entries.iter().skip(offset).take(max).map(|c| list_entry(c)).collect();
+    let page: Vec<Value> = entries.iter().skip(offset).take(page_max).map(|c| list_entry(c)).collect();
     let mut body = json!({"kind": "calendar#calendarList", "etag": format!("\"{}\"", world.seq()), "items": page});
-    let next = offset + max;
+    let next = offset + page_max;
     let tok = ListCursor { a: auth.email.clone(), fp, ep: account.epoch, s: world.seq(), o: next };
     if next < entries.len() {
         body["nextPageToken"] = json!(cursor::encode(&tok));

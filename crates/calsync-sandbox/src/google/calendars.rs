@@ -18,7 +18,6 @@ use super::error::{ApiError, ApiResult};
 use super::oauth::GoogleAuth;
 use super::{Calendar, model, series};
 use crate::ids;
-use crate::recurrence::MAX_EXPANSION;
 use crate::state::Shared;
 use crate::store::EventStore;
 
@@ -267,11 +266,9 @@ pub(super) async fn free_busy(
                 match series::master_info(ev) {
                     Ok(Some(info)) => {
                         let mid = ev.id.as_deref().unwrap_or_default();
-                        for occ in info.series.occurrences().take(MAX_EXPANSION) {
+                        // From the window on, however long ago the series began.
+                        for occ in info.occurrences_between(Some(a), None, b, cal.tz) {
                             let (s, e) = info.span(occ, cal.tz);
-                            if s >= b {
-                                break;
-                            }
                             let replaced = series::stored_exception(cal, &series::instance_id(mid, occ), mid).is_some();
                             if e > a && !replaced {
                                 busy.push((s, e));

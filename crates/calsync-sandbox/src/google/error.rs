@@ -5,7 +5,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-/// `{"error":{"errors":[{"domain","reason","message",…}],"code","message"}}`.
+/// `{"error":{"errors":[{"domain","reason","message",…}],"code","message"}}`. Google sends
+/// no `Retry-After` with any of them, so this type cannot carry one.
 #[derive(Debug, Clone)]
 pub(crate) struct ApiError {
     pub code: u16,
@@ -14,14 +15,13 @@ pub(crate) struct ApiError {
     pub message: String,
     /// `(locationType, location)`.
     pub location: Option<(&'static str, String)>,
-    pub retry_after: Option<u64>,
 }
 
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub(crate) fn new(code: u16, domain: &'static str, reason: &str, message: &str) -> Self {
-        Self { code, domain, reason: reason.to_owned(), message: message.to_owned(), location: None, retry_after: None }
+        Self { code, domain, reason: reason.to_owned(), message: message.to_owned(), location: None }
     }
 
     pub(crate) fn at(mut self, location_type: &'static str, location: &str) -> Self {
@@ -123,9 +123,8 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer realm=\"https://accounts.google.com/\", error=\"invalid_token\""),
             );
         }
-        if let Some(s) = self.retry_after {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
-        }
+        // Never a Retry-After: Google's rate-limit answers (403 usageLimits, 429) carry none,
+        // and clients must back off exponentially on their own.
         resp
     }
 }
@@ -136,12 +135,11 @@ pub(crate) struct OAuthError {
     pub status: u16,
     pub error: &'static str,
     pub description: String,
-    pub retry_after: Option<u64>,
 }
 
 impl OAuthError {
     pub(crate) fn new(status: u16, error: &'static str, description: &str) -> Self {
-        Self { status, error, description: description.to_owned(), retry_after: None }
+        Self { status, error, description: description.to_owned() }
     }
 
     pub(crate) fn invalid_grant() -> Self {
@@ -170,11 +168,6 @@ impl OAuthError {
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
-        let mut resp =
-            (status, Json(json!({"error": self.error, "error_description": self.description}))).into_response();
-        if let Some(s) = self.retry_after {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
-        }
-        resp
+        (status, Json(json!({"error": self.error, "error_description": self.description}))).into_response()
     }
 }

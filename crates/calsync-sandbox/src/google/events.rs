@@ -14,10 +14,12 @@ use serde_json::Value;
 use super::Calendar;
 use super::calendar::*;
 use super::error::{ApiError, ApiResult};
+use super::guests;
 use super::model::{self, Event, When};
 use super::oauth::GoogleAuth;
 use super::series::{self, MasterInfo};
 use crate::ids;
+use crate::mail::MailKind;
 use crate::state::{Shared, World};
 use crate::store::Item;
 // ---------------------------------------------------------------------------------------
@@ -30,7 +32,7 @@ pub(super) struct Times {
 }
 
 /// A master's index extent is its whole series, so window queries find it.
-fn series_times(ev: &Event, times: Times, cal_tz: Tz) -> ApiResult<(Times, Option<MasterInfo>)> {
+pub(super) fn series_times(ev: &Event, times: Times, cal_tz: Tz) -> ApiResult<(Times, Option<MasterInfo>)> {
     Ok(match series::master_info(ev)? {
         Some(info) => {
             let (start, end) = info.extent(cal_tz);
@@ -60,7 +62,7 @@ pub(super) fn lookup(cal: &Calendar, id: &str) -> Option<(Event, Times, bool)> {
 fn carry_into_exceptions(world: &mut World, cal_key: &str, master_id: &str, old: &Event, new: &Event, now: i64) {
     let changed = series::carried_into_exceptions(&world.google.calendars[cal_key], master_id, old, new);
     for (id, ev, start, end) in changed {
-        commit(world, cal_key, &id, ev, &Times { start, end }, false, now);
+        store(world, cal_key, &id, ev, &Times { start, end }, false, now);
     }
 }
 
@@ -77,9 +79,10 @@ fn settle_orphans(
         // A former single event has no instances or exceptions to settle.
         return;
     }
-    let orphans = series::orphans(&world.google.calendars[cal_key], master_id, old, new);
+    let until = series::expansion_end(None, None, now);
+    let orphans = series::orphans(&world.google.calendars[cal_key], master_id, old, new, until);
     for (id, ev, start, end) in orphans {
-        commit(world, cal_key, &id, ev, &Times { start, end }, true, now);
+        store(world, cal_key, &id, ev, &Times { start, end }, true, now);
     }
 }
 
@@ -143,8 +146,26 @@ pub(super) fn sanitize(ev: &mut Event, q: &Query) {
     }
 }
 
-/// Stores a write: new log position, `updated`, `etag`.
+/// Stores a write (new log position, `updated`, `etag`) and pushes to the calendar's
+/// channels.
 pub(super) fn commit(
+    world: &mut World,
+    cal_id: &str,
+    id: &str,
+    ev: Event,
+    times: &Times,
+    deleted: bool,
+    now: i64,
+) -> Event {
+    let stored = store(world, cal_id, id, ev, times, deleted, now);
+    let notify_cal = world.google.calendars[cal_id].id.clone();
+    super::push::notify(world, &notify_cal, now);
+    stored
+}
+
+/// Stores a write without a push: the consequences of a master write (exceptions carried
+/// along, tombstones of lost instances) ride on the master's own push, as one change.
+pub(super) fn store(
     world: &mut World,
     cal_id: &str,
     id: &str,
@@ -165,10 +186,8 @@ pub(super) fn commit(
         cal.by_ical.insert(uid.clone(), id.to_owned());
     }
     cal.updated_ms = now;
-    let notify_cal = cal.id.clone();
     cal.events
         .put(id, Item { ev: Arc::new(ev.clone()), seq, start: times.start, end: times.end, updated_ms: now, deleted });
-    super::push::notify(world, &notify_cal, now);
     ev
 }
 
@@ -217,11 +236,7 @@ pub(super) fn create(
     let q = Query::parse(raw, write_params())?;
     let mut ev = event_from(json_body(body)?)?;
     model::validate(&ev)?;
-    if let Some(sendupdates) = q.get("sendUpdates")
-        && !matches!(sendupdates, "all" | "externalOnly" | "none")
-    {
-        return Err(ApiError::invalid_param("sendUpdates", "Invalid sendUpdates value."));
-    }
+    let send = guests::send_updates(&q)?;
     if import && ev.ical_uid.is_none() {
         return Err(ApiError::required("Missing iCalUID."));
     }
@@ -273,6 +288,9 @@ pub(super) fn create(
         && series::is_master(&stored)
     {
         carry_into_exceptions(&mut world, &cal_key, &id, &prior, &stored, now);
+    }
+    if guests::organised_by(&stored, &auth.email, &cal_key) {
+        guests::record_mail(&mut world, &auth.email, send, MailKind::Invitation, &stored, &id, now);
     }
     Ok(Json(render(&stored, req_tz.unwrap_or(cal_tz))).into_response())
 }
@@ -371,13 +389,13 @@ pub(super) fn modify(
     auth.require(EVENTS_WRITE)?;
     let q = Query::parse(raw, write_params())?;
     let req_tz = q.tz()?;
+    let send = guests::send_updates(&q)?;
     let patch_body = json_body(body)?;
     let now = shared.clock.now_ms();
     let mut world = shared.world();
     let cal = calendar_mut(&mut world.google, &auth, cal_id)?;
     let (cal_key, cal_tz) = (cal.id.clone(), cal.tz);
     let (current, _, current_deleted) = lookup(cal, event_id).ok_or_else(ApiError::not_found)?;
-    let old_info = if current_deleted { None } else { series::master_info(&current)? };
     if_match(headers, current.etag.as_ref())?;
     let body_sequence = patch_body.get("sequence").and_then(Value::as_i64);
     let mut ev = if patch {
@@ -418,6 +436,48 @@ pub(super) fn modify(
         ev.recurring_event_id = current.recurring_event_id.clone();
         ev.original_start_time = current.original_start_time.clone();
     }
+    let organiser = guests::organised_by(&current, &auth.email, &cal_key);
+    if !organiser {
+        // Without the opt-in parameters a write ignores conference data and attachments;
+        // the attendee's copy keeps the organizer's.
+        if q.get("conferenceDataVersion") != Some("1") {
+            ev.conference_data = current.conference_data.clone();
+        }
+        if q.get("supportsAttachments") != Some("true") {
+            ev.attachments = current.attachments.clone();
+        }
+        check_times(&mut ev, cal_tz)?;
+        guests::check_attendee_write(&current, &mut ev, &auth.email)?;
+    }
+    let stored = store_edit(&mut world, &cal_key, cal_tz, event_id, &current, current_deleted, ev, body_sequence, now)?;
+    if organiser {
+        let kind =
+            if stored.status.as_deref() == Some("cancelled") { MailKind::Cancellation } else { MailKind::Update };
+        guests::record_mail(&mut world, &auth.email, send, kind, &stored, event_id, now);
+    }
+    Ok(Json(render(&stored, req_tz.unwrap_or(cal_tz))).into_response())
+}
+
+/// Stores an edit of `current` (stored form, `current_deleted` if it is a deletion) into
+/// `ev`: times checked, `sequence` bumped when the timing changes, read-only fields kept,
+/// `cancelled` stored as a deletion; a master's exceptions and lost instances are settled
+/// and its other changes carried into exceptions. Shared by the Calendar API and the
+/// control API's organizer edits.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn store_edit(
+    world: &mut World,
+    cal_key: &str,
+    cal_tz: Tz,
+    event_id: &str,
+    current: &Event,
+    current_deleted: bool,
+    mut ev: Event,
+    body_sequence: Option<i64>,
+    now: i64,
+) -> ApiResult<Event> {
+    let old_info = if current_deleted { None } else { series::master_info(current)? };
+    let is_instance = current.recurring_event_id.is_some();
+    let cur_seq = current.sequence.unwrap_or(0);
     let times = check_times(&mut ev, cal_tz)?;
     let (times, new_info) = series_times(&ev, times, cal_tz)?;
     let time_changed = ev.start != current.start || ev.end != current.end || ev.recurrence != current.recurrence;
@@ -433,15 +493,15 @@ pub(super) fn modify(
     ev.event_type = current.event_type.clone();
     let deleted = ev.status.as_deref() == Some("cancelled");
     let series_changed = time_changed || deleted;
-    let stored = commit(&mut world, &cal_key, event_id, ev, &times, deleted, now);
+    let stored = commit(world, cal_key, event_id, ev, &times, deleted, now);
     if series_changed && !is_instance {
         let new = if deleted { None } else { new_info.as_ref() };
-        settle_orphans(&mut world, &cal_key, event_id, old_info.as_ref(), new, now);
+        settle_orphans(world, cal_key, event_id, old_info.as_ref(), new, now);
     }
     if !is_instance && !deleted && old_info.is_some() && new_info.is_some() {
-        carry_into_exceptions(&mut world, &cal_key, event_id, &current, &stored, now);
+        carry_into_exceptions(world, cal_key, event_id, current, &stored, now);
     }
-    Ok(Json(render(&stored, req_tz.unwrap_or(cal_tz))).into_response())
+    Ok(stored)
 }
 
 pub(super) async fn delete_event(
@@ -454,7 +514,8 @@ pub(super) async fn delete_event(
     respond((|| {
         let auth = auth?;
         auth.require(EVENTS_WRITE)?;
-        let _q = Query::parse(raw, &["sendUpdates", "sendNotifications"])?;
+        let q = Query::parse(raw, &["sendUpdates", "sendNotifications"])?;
+        let send = guests::send_updates(&q)?;
         let now = shared.clock.now_ms();
         let mut world = shared.world();
         let cal = calendar_mut(&mut world.google, &auth, &cal_id)?;
@@ -466,10 +527,14 @@ pub(super) async fn delete_event(
         if_match(&headers, ev.etag.as_ref())?;
         // Deleting an instance stores a cancelled exception (it keeps recurringEventId);
         // deleting a master also drops its exceptions.
+        // An attendee deleting someone else's event only removes its own copy: no mail.
         let old_info = series::master_info(&ev)?;
         ev.status = Some("cancelled".into());
-        commit(&mut world, &cal_key, &event_id, ev, &times, true, now);
+        let stored = commit(&mut world, &cal_key, &event_id, ev, &times, true, now);
         settle_orphans(&mut world, &cal_key, &event_id, old_info.as_ref(), None, now);
+        if guests::organised_by(&stored, &auth.email, &cal_key) {
+            guests::record_mail(&mut world, &auth.email, send, MailKind::Cancellation, &stored, &event_id, now);
+        }
         Ok(StatusCode::NO_CONTENT.into_response())
     })())
 }
@@ -649,7 +714,7 @@ pub(crate) fn split_series(
             .map(|t| crate::recurrence::Occ::At(t.with_timezone(&chrono::Utc)))
     }
     .ok_or((400, format!("from must be {}", if all_day { "a YYYY-MM-DD date" } else { "an RFC 3339 time" })))?;
-    if !info.series.contains(occ) {
+    if !info.has(occ, cal_tz) {
         return Err((400, "from is not the original start of an instance of the series".into()));
     }
     if info.series.occurrences().next() == Some(occ) {

@@ -1,11 +1,10 @@
-//! events.list: paging, sync tokens, filters, and `singleEvents` expansion of series.
+//! events.list: paging (ragged on request), sync tokens, filters, and `singleEvents` expansion
+//! of series; the page cursor and row types are shared with `instances`.
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -17,8 +16,9 @@ use super::model::{self, Event};
 use super::oauth::GoogleAuth;
 use super::series::{self, MasterInfo};
 use crate::cursor;
-use crate::recurrence::{MAX_EXPANSION, Occ};
-use crate::state::Shared;
+use crate::paging;
+use crate::recurrence::Occ;
+use crate::state::{Provider, Shared};
 use crate::store::Item;
 use std::rc::Rc;
 // ---------------------------------------------------------------------------------------
@@ -45,6 +45,11 @@ pub(super) const LIST_PARAMS: &[&str] = &[
     "alwaysIncludeEmail",
 ];
 
+/// A listing restricted by any of these ends without a `nextSyncToken`: Google mints sync
+/// tokens only for listings an incremental request can repeat.
+const NO_SYNC_TOKEN: &[&str] =
+    &["orderBy", "q", "iCalUID", "updatedMin", "timeMax", "privateExtendedProperty", "sharedExtendedProperty"];
+
 /// Not allowed together with `syncToken` (B.4).
 pub(super) const SYNC_FORBIDDEN: &[&str] = &[
     "iCalUID",
@@ -60,8 +65,13 @@ pub(super) const SYNC_FORBIDDEN: &[&str] = &[
 #[derive(Serialize, Deserialize)]
 pub(super) struct SyncCursor {
     c: String,
-    /// Fingerprint of the parameters an incremental request must repeat (`singleEvents`).
+    /// Fingerprint of the listing shape the token was minted under (`singleEvents`,
+    /// `showDeleted`, `timeMin`): an incremental request under another shape is refused.
     fp: String,
+    /// `timeMin` of the full sync (epoch ms). An incremental request cannot repeat it (it is
+    /// forbidden with `syncToken`), so the token carries it: expansions start there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    w: Option<i64>,
     ep: u32,
     s: u64,
     /// Issue time (sandbox ms), for the configurable token age.
@@ -71,22 +81,25 @@ pub(super) struct SyncCursor {
 
 #[derive(Serialize, Deserialize)]
 pub(super) struct PageCursor {
-    c: String,
-    fp: String,
-    ep: u32,
+    pub(super) c: String,
+    pub(super) fp: String,
+    pub(super) ep: u32,
     /// Snapshot: the sync position the last page hands out.
-    e: u64,
+    pub(super) e: u64,
     /// Log position already passed (log-ordered modes).
-    p: u64,
+    pub(super) p: u64,
     /// `(start, id)` already passed (time-ordered mode).
-    k: Option<(i64, String)>,
+    pub(super) k: Option<(i64, String)>,
     /// Expanded modes (`singleEvents=true`, instances): the last row key delivered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    v: Option<RowKey>,
+    pub(super) v: Option<RowKey>,
+    /// The round's window start (see [`SyncCursor::w`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) w: Option<i64>,
 }
 
 /// Sort key of an expanded row: (primary, secondary, id).
-type RowKey = (i64, i64, String);
+pub(super) type RowKey = (i64, i64, String);
 
 pub(super) struct Filters {
     time_min: Option<i64>,
@@ -236,12 +249,17 @@ pub(super) fn list_events_inner(
     {
         return Err(ApiError::for_status(410, Some("updatedMinTooLongAgo")));
     }
-    let world = shared.world();
+    let mut world = shared.world();
+    // Drawn before anything else borrows the world; `normal` mode draws nothing.
+    let page_max = paging::page_len(shared.paging(Provider::Google), &mut world.rng, max);
     let epoch = epoch_of(&world.google, &auth.email);
     let head = world.seq();
-    let mut world = world;
     let cal = calendar_mut(&mut world.google, &auth, cal_id)?;
-    let sync_fp = cursor::fingerprint(&[&cal.id, if single_events { "1" } else { "0" }]);
+    let shape = |window: Option<i64>| {
+        let window = window.map(|w| w.to_string()).unwrap_or_default();
+        let deleted = if show_deleted == Some(true) { "1" } else { "0" };
+        cursor::fingerprint(&[&cal.id, if single_events { "1" } else { "0" }, deleted, &window])
+    };
     let page_fp = q.fingerprint(&cal.id);
     let filters = Filters {
         time_min: time_min.map(|t| t.timestamp_millis()),
@@ -257,8 +275,8 @@ pub(super) fn list_events_inner(
         purge_before: now - shared.config.google_tombstone_retention.as_millis() as i64,
     };
 
-    // Where this page starts: (snapshot, log position, time key).
-    let (snapshot, mut pos, mut key, vkey) = match (q.get("pageToken"), sync_token) {
+    // Where this page starts: (snapshot, log position, time key, row key, window start).
+    let (snapshot, mut pos, mut key, vkey, window) = match (q.get("pageToken"), sync_token) {
         (Some(t), _) => {
             let c: PageCursor =
                 cursor::decode(t).ok_or_else(|| ApiError::invalid_param("pageToken", "Invalid page token."))?;
@@ -268,7 +286,7 @@ pub(super) fn list_events_inner(
             if sync_token.is_some() && c.ep != epoch {
                 return Err(ApiError::full_sync_required());
             }
-            (c.e, c.p, c.k, c.v)
+            (c.e, c.p, c.k, c.v, c.w)
         }
         (None, Some(t)) => {
             let c: SyncCursor =
@@ -280,16 +298,21 @@ pub(super) fn list_events_inner(
             if c.ep != epoch || c.s > head || now - c.t > max_age.as_millis() as i64 {
                 return Err(ApiError::full_sync_required());
             }
-            if c.fp != sync_fp {
+            // Same refusal as window parameters next to a token: the request is not the
+            // one the token was minted for.
+            if c.fp != shape(c.w) {
                 return Err(ApiError::invalid_param(
                     "syncToken",
                     "Sync token cannot be used with other request restrictions.",
                 ));
             }
-            (head, c.s, None, None)
+            (head, c.s, None, None, c.w)
         }
-        (None, None) => (head, 0, None, None),
+        (None, None) => (head, 0, None, None, filters.time_min),
     };
+    let sync_fp = shape(window);
+    // Expansions of an incremental round start at the full sync's window.
+    let gen_min = filters.time_min.or(window);
 
     let tz = req_tz.unwrap_or(cal.tz);
     let time_mode = sync_token.is_none()
@@ -299,20 +322,31 @@ pub(super) fn list_events_inner(
     let mut items: Vec<Pending> = Vec::new();
     let mut scanned = 0usize;
     let mut exhausted = true;
-    let mut last_row = None;
+    let mut last_row = vkey.clone();
     if single_events {
         let since = sync_token.map(|_| pos);
-        let rows = expanded_rows(cal, &filters, order_by == Some("updated"), since, snapshot);
-        let (page, more) = page_after(&rows, vkey.as_ref(), max);
-        items = page.iter().map(|(_, r)| r.pending()).collect();
-        last_row = page.last().map(|(k, _)| k.clone());
-        exhausted = !more;
+        let spec = Expansion {
+            by_updated: order_by == Some("updated"),
+            since,
+            snapshot,
+            after: vkey.as_ref(),
+            limit: page_max + 1,
+            gen_min,
+            until: series::expansion_end(filters.time_max, gen_min, now),
+        };
+        let rows = expanded_rows(cal, &filters, &spec);
+        let shown = rows.len().min(page_max);
+        items = rows[..shown].iter().map(|(_, r)| r.pending()).collect();
+        if let Some((k, _)) = rows[..shown].last() {
+            last_row = Some(k.clone());
+        }
+        exhausted = rows.len() <= page_max;
     } else if time_mode {
         for (_, item) in cal.events.by_start_from(key.clone(), filters.time_min) {
             if filters.time_max.is_some_and(|t| item.start >= t) {
                 break;
             }
-            if items.len() == max || scanned == SCAN_BUDGET {
+            if items.len() == page_max || scanned == SCAN_BUDGET {
                 exhausted = false;
                 break;
             }
@@ -324,7 +358,7 @@ pub(super) fn list_events_inner(
         }
     } else {
         for (_, item) in cal.events.log_range(pos, snapshot) {
-            if items.len() == max || scanned == SCAN_BUDGET {
+            if items.len() == page_max || scanned == SCAN_BUDGET {
                 exhausted = false;
                 break;
             }
@@ -336,12 +370,22 @@ pub(super) fn list_events_inner(
         }
     }
     let mut body = envelope(cal, snapshot, Vec::new());
-    if exhausted {
-        let c = SyncCursor { c: cal.id.clone(), fp: sync_fp, ep: epoch, s: snapshot, t: now };
-        body["nextSyncToken"] = json!(cursor::encode(&c));
-    } else {
-        let c = PageCursor { c: cal.id.clone(), fp: page_fp, ep: epoch, e: snapshot, p: pos, k: key, v: last_row };
+    let syncable = !NO_SYNC_TOKEN.iter().any(|p| q.get(p).is_some());
+    if !exhausted {
+        let c = PageCursor {
+            c: cal.id.clone(),
+            fp: page_fp,
+            ep: epoch,
+            e: snapshot,
+            p: pos,
+            k: key,
+            v: last_row,
+            w: window,
+        };
         body["nextPageToken"] = json!(cursor::encode(&c));
+    } else if syncable {
+        let c = SyncCursor { c: cal.id.clone(), fp: sync_fp, w: window, ep: epoch, s: snapshot, t: now };
+        body["nextSyncToken"] = json!(cursor::encode(&c));
     }
     drop(world);
     Ok(render_page(body, &items, tz, max_attendees))
@@ -385,7 +429,7 @@ fn render_page(mut body: Value, items: &[Pending], tz: Tz, max_attendees: Option
 }
 
 /// The `calendar#events` envelope around `items`.
-fn envelope(cal: &Calendar, snapshot: u64, items: Vec<Value>) -> Value {
+pub(super) fn envelope(cal: &Calendar, snapshot: u64, items: Vec<Value>) -> Value {
     let mut body = json!({
         "kind": "calendar#events",
         "etag": format!("\"{snapshot}\""),
@@ -406,7 +450,7 @@ fn envelope(cal: &Calendar, snapshot: u64, items: Vec<Value>) -> Value {
 // Expansion (singleEvents=true, events.instances)
 
 /// One row of an expanded listing.
-enum Row<'a> {
+pub(super) enum Row<'a> {
     /// A stored single event or exception.
     Stored(&'a Item<Arc<Event>>),
     /// An occurrence synthesized from its master.
@@ -425,7 +469,7 @@ impl Row<'_> {
         }
     }
 
-    fn render(&self, tz: Tz) -> Value {
+    pub(super) fn render(&self, tz: Tz) -> Value {
         match self.pending() {
             Pending::Full(ev) => to_value(&render(&ev, tz)),
             Pending::Stub(ev) => stub(&ev, tz),
@@ -433,29 +477,31 @@ impl Row<'_> {
     }
 }
 
-/// Rows after `after` (exclusive), at most `max`, and whether more remain.
-fn page_after<'r, 'a>(
-    rows: &'r [(RowKey, Row<'a>)],
-    after: Option<&RowKey>,
-    max: usize,
-) -> (&'r [(RowKey, Row<'a>)], bool) {
-    let from = after.map_or(0, |v| rows.partition_point(|(k, _)| k <= v));
-    let to = (from + max).min(rows.len());
-    (&rows[from..to], to < rows.len())
-}
-
-/// Every row of a `singleEvents=true` listing, sorted: by start (or `updated`) for full
-/// listings, by change position for incremental ones (`since`). Series masters never
-/// appear; their occurrences do, except those replaced by a stored exception.
-fn expanded_rows<'a>(
-    cal: &'a Calendar,
-    f: &Filters,
+/// What one page of an expanded listing needs.
+struct Expansion<'k> {
+    /// `orderBy=updated`: rows keyed by `updated`, then start.
     by_updated: bool,
+    /// Incremental: rows keyed by change position, changes after this one.
     since: Option<u64>,
     snapshot: u64,
-) -> Vec<(RowKey, Row<'a>)> {
-    let source: Box<dyn Iterator<Item = &'a Item<Arc<Event>>> + 'a> = match since {
-        Some(p) => Box::new(cal.events.log_range(p, snapshot).map(|(_, i)| i)),
+    /// The last row key already delivered.
+    after: Option<&'k RowKey>,
+    /// Rows wanted: the page size plus one, which tells whether more remain.
+    limit: usize,
+    /// Occurrences ending before this are not expanded (the window start).
+    gen_min: Option<i64>,
+    /// Occurrences starting at or after this are not expanded (`timeMax` or the horizon).
+    until: i64,
+}
+
+/// The first `x.limit` rows after `x.after` of a `singleEvents=true` listing, sorted: by
+/// start (or `updated`) for full listings, by change position for incremental ones. Series
+/// masters never appear; their occurrences do, except those replaced by a stored
+/// exception. Each series is expanded from the window (or the cursor), never from its
+/// first instance, and only as far as the page needs.
+fn expanded_rows<'a>(cal: &'a Calendar, f: &Filters, x: &Expansion<'_>) -> Vec<(RowKey, Row<'a>)> {
+    let source: Box<dyn Iterator<Item = &'a Item<Arc<Event>>> + 'a> = match x.since {
+        Some(p) => Box::new(cal.events.log_range(p, x.snapshot).map(|(_, i)| i)),
         None => {
             let tmax = f.time_max;
             Box::new(
@@ -466,170 +512,90 @@ fn expanded_rows<'a>(
             )
         }
     };
+    let start_ordered = x.since.is_none() && !x.by_updated;
+    let primary = |item: &Item<Arc<Event>>, start: i64| match (x.since, x.by_updated) {
+        (Some(_), _) => item.seq as i64,
+        (None, true) => item.updated_ms,
+        (None, false) => start,
+    };
     let key = |item: &Item<Arc<Event>>, start: i64, id: &str| -> RowKey {
-        match (since, by_updated) {
-            (Some(_), _) => (item.seq as i64, start, id.to_owned()),
-            (None, true) => (item.updated_ms, start, id.to_owned()),
-            (None, false) => (start, 0, id.to_owned()),
+        if start_ordered { (start, 0, id.to_owned()) } else { (primary(item, start), start, id.to_owned()) }
+    };
+    let fresh = |k: &RowKey| x.after.is_none_or(|a| k > a);
+    // A series' rows share its primary key unless ordered by start: the cursor then says
+    // where in the series to resume, or that the series is behind it altogether.
+    let resume = |item: &Item<Arc<Event>>| -> Option<Option<i64>> {
+        match x.after {
+            None => Some(None),
+            Some(a) if start_ordered => Some(Some(a.0)),
+            Some(a) => match primary(item, 0).cmp(&a.0) {
+                std::cmp::Ordering::Less => None,
+                std::cmp::Ordering::Equal => Some(Some(a.1)),
+                std::cmp::Ordering::Greater => Some(None),
+            },
         }
     };
-    let mut rows = Vec::new();
+    let mut rows: Vec<(RowKey, Row<'a>)> = Vec::new();
+    // Start order only: once `limit` rows are kept, nothing starting after the last of them
+    // can make the page.
+    let mut cutoff: Option<i64> = None;
+    let compact = |rows: &mut Vec<(RowKey, Row<'a>)>, cutoff: &mut Option<i64>| {
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        rows.truncate(x.limit);
+        if start_ordered && rows.len() == x.limit {
+            *cutoff = rows.last().map(|(k, _)| k.0);
+        }
+    };
     for item in source {
+        if cutoff.is_some_and(|c| item.start > c) {
+            break;
+        }
+        if rows.len() > 4 * x.limit + 1024 {
+            compact(&mut rows, &mut cutoff);
+        }
         if !series::is_master(&item.ev) {
-            if f.admit(item).is_some() {
-                let id = item.ev.id.as_deref().unwrap_or_default();
-                rows.push((key(item, item.start, id), Row::Stored(item)));
+            let k = key(item, item.start, item.ev.id.as_deref().unwrap_or_default());
+            if fresh(&k) && f.admit(item).is_some() {
+                rows.push((k, Row::Stored(item)));
             }
             continue;
         }
+        // Deleted masters are not listed; incremental sync reports their instances.
+        if item.deleted && x.since.is_none() {
+            continue;
+        }
+        let Some(min_start) = resume(item) else { continue };
         let Ok(Some(info)) = series::master_info(&item.ev) else {
             continue;
         };
         let info = Rc::new(info);
         let mid = item.ev.id.as_deref().unwrap_or_default();
-        if item.deleted {
-            // Deleted masters are not listed; incremental sync reports their instances.
-            if since.is_some() {
-                for occ in info.series.occurrences().take(MAX_EXPANSION) {
-                    let (s, _) = info.span(occ, cal.tz);
-                    let id = series::instance_id(mid, occ);
-                    rows.push((key(item, s, &id), Row::Gone(item, info.clone(), occ)));
-                }
-            }
-            continue;
-        }
-        for occ in info.series.occurrences().take(MAX_EXPANSION) {
-            let (s, e) = info.span(occ, cal.tz);
-            if f.time_max.is_some_and(|t| s >= t) {
+        let occs = info.occurrences_between(x.gen_min, min_start, x.until, cal.tz);
+        let mut taken = 0;
+        for occ in occs {
+            if taken == x.limit {
                 break;
             }
+            let (s, e) = info.span(occ, cal.tz);
             let id = series::instance_id(mid, occ);
+            let k = key(item, s, &id);
+            if !fresh(&k) {
+                continue;
+            }
+            if item.deleted {
+                rows.push((k, Row::Gone(item, info.clone(), occ)));
+                taken += 1;
+                continue;
+            }
             if series::stored_exception(cal, &id, mid).is_some() {
                 continue;
             }
             if f.admit_parts(&item.ev, s, e, item.updated_ms, false).is_some() {
-                rows.push((key(item, s, &id), Row::Instance(item, info.clone(), occ)));
+                rows.push((k, Row::Instance(item, info.clone(), occ)));
+                taken += 1;
             }
         }
     }
-    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    compact(&mut rows, &mut cutoff);
     rows
-}
-
-const INSTANCES_PARAMS: &[&str] = &[
-    "maxResults",
-    "pageToken",
-    "timeMin",
-    "timeMax",
-    "showDeleted",
-    "originalStart",
-    "timeZone",
-    "maxAttendees",
-    "alwaysIncludeEmail",
-];
-
-pub(super) async fn list_instances(
-    State(shared): State<Arc<Shared>>,
-    auth: Result<GoogleAuth, ApiError>,
-    Path((cal_id, event_id)): Path<(String, String)>,
-    RawQuery(raw): RawQuery,
-) -> Response {
-    respond(instances_inner(&shared, auth, &cal_id, &event_id, raw))
-}
-
-fn instances_inner(
-    shared: &Shared,
-    auth: ApiResult<GoogleAuth>,
-    cal_id: &str,
-    event_id: &str,
-    raw: Option<String>,
-) -> ApiResult<Response> {
-    let auth = auth?;
-    auth.require(EVENTS_READ)?;
-    let q = Query::parse(raw, INSTANCES_PARAMS)?;
-    let max = parse_max(&q, 250, 2500)?;
-    let time_min = q.time("timeMin")?.map(|t| t.timestamp_millis());
-    let time_max = q.time("timeMax")?.map(|t| t.timestamp_millis());
-    if let (Some(a), Some(b)) = (time_min, time_max)
-        && a >= b
-    {
-        return Err(ApiError::new(400, "calendar", "timeRangeEmpty", "The specified time range is empty.")
-            .at("parameter", "timeMax"));
-    }
-    let show_deleted = q.bool("showDeleted")?.unwrap_or(false);
-    let original = q
-        .get("originalStart")
-        .map(|v| {
-            DateTime::parse_from_rfc3339(v)
-                .map(|t| Occ::At(t.with_timezone(&Utc)))
-                .or_else(|_| chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d").map(Occ::Date))
-                .map_err(|_| ApiError::invalid_param("originalStart", "Invalid originalStart."))
-        })
-        .transpose()?;
-    let req_tz = q.tz()?;
-    let mut world = shared.world();
-    let snapshot = world.seq();
-    let cal = calendar_mut(&mut world.google, &auth, cal_id)?;
-    let master = cal.events.get(event_id).ok_or_else(ApiError::not_found)?;
-    if master.deleted {
-        return Err(ApiError::new(410, "global", "deleted", "Resource has been deleted"));
-    }
-    let info = match series::master_info(&master.ev)? {
-        Some(i) => Rc::new(i),
-        None => {
-            return Err(ApiError::bad_request("The requested event is not a recurring event."));
-        }
-    };
-    let mid = event_id;
-    let mut rows: Vec<(RowKey, Row<'_>)> = Vec::new();
-    for occ in info.series.occurrences().take(MAX_EXPANSION) {
-        let (s, e) = info.span(occ, cal.tz);
-        if time_max.is_some_and(|t| s >= t) {
-            break;
-        }
-        if original.is_some_and(|o| o != occ) {
-            continue;
-        }
-        let id = series::instance_id(mid, occ);
-        let row = match series::stored_exception(cal, &id, mid) {
-            Some(ex) if ex.deleted && !show_deleted => continue,
-            Some(ex) => (ex.start, ex.end, Row::Stored(ex)),
-            None => (s, e, Row::Instance(master, info.clone(), occ)),
-        };
-        // events.instances reads timeMin inclusively (spec, discrepancies section).
-        if time_min.is_some_and(|t| row.1 < t) {
-            continue;
-        }
-        rows.push(((row.0, 0, id), row.2));
-    }
-    rows.sort_by(|a, b| a.0.cmp(&b.0));
-    let fp = q.fingerprint(&format!("{}/{mid}", cal.id));
-    let after = match q.get("pageToken") {
-        Some(t) => {
-            let c: PageCursor =
-                cursor::decode(t).ok_or_else(|| ApiError::invalid_param("pageToken", "Invalid page token."))?;
-            if c.c != cal.id || c.fp != fp {
-                return Err(ApiError::invalid_param("pageToken", "Invalid page token."));
-            }
-            c.v
-        }
-        None => None,
-    };
-    let tz = req_tz.unwrap_or(cal.tz);
-    let (page, more) = page_after(&rows, after.as_ref(), max);
-    let items = page.iter().map(|(_, r)| r.render(tz)).collect();
-    let mut body = envelope(cal, snapshot, items);
-    if more {
-        let c = PageCursor {
-            c: cal.id.clone(),
-            fp,
-            ep: 0,
-            e: snapshot,
-            p: 0,
-            k: None,
-            v: page.last().map(|(k, _)| k.clone()),
-        };
-        body["nextPageToken"] = json!(cursor::encode(&c));
-    }
-    Ok(Json(body).into_response())
 }

@@ -5,6 +5,9 @@ mod calendars;
 mod error;
 mod events;
 pub(crate) mod fields;
+mod guests;
+mod instances;
+pub(crate) mod invite;
 mod list;
 mod model;
 mod oauth;
@@ -115,16 +118,25 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     calendar::routes(r, c).layer(from_fn_with_state(shared.clone(), google_layer)).with_state(shared)
 }
 
-/// The error body an injected status fault answers with, by endpoint family.
+/// The error body an injected status fault answers with, by endpoint family. Google
+/// faults never carry `Retry-After` (the control API refuses `retry_after` for them).
 pub(crate) fn fault_response(path: &str, fired: &Fired) -> Response {
     if path.starts_with("/google/token") || path.starts_with("/google/revoke") {
-        let mut e = error::OAuthError::for_status(fired.status, fired.reason.as_deref());
-        e.retry_after = fired.retry_after;
-        return e.into_response();
+        return error::OAuthError::for_status(fired.status, fired.reason.as_deref()).into_response();
     }
-    let mut e = ApiError::for_status(fired.status, fired.reason.as_deref());
-    e.retry_after = fired.retry_after;
-    e.into_response()
+    ApiError::for_status(fired.status, fired.reason.as_deref()).into_response()
+}
+
+/// Why a Google fault spec is refused, if it is: Google's rate-limit and error answers
+/// carry no `Retry-After`, so a fault asking for one would teach clients to wait for a
+/// header that never comes.
+pub(crate) fn check_fault(retry_after: Option<u64>) -> Result<(), String> {
+    match retry_after {
+        Some(_) => Err("retry_after is not allowed for provider google: Google's error answers carry no \
+                        Retry-After header (clients back off exponentially)"
+            .into()),
+        None => Ok(()),
+    }
 }
 
 pub(crate) fn control_account(shared: &Shared, email: &str, time_zone: &str) -> Minted {
@@ -181,19 +193,12 @@ pub(crate) fn admit(shared: &Shared, headers: &axum::http::HeaderMap) -> Result<
             w.pop_front();
         }
     }
-    let retry = |w: &std::collections::VecDeque<i64>| {
-        let oldest = w.front().copied().unwrap_or(now);
-        ((oldest + 60_000 - now) as f64 / 1000.0).ceil().max(1.0) as u64
-    };
+    // No Retry-After: Google leaves the wait to the client's exponential backoff.
     if user.len() >= shared.config.google_user_quota_per_minute as usize {
-        let mut e = ApiError::for_status(403, Some("userRateLimitExceeded"));
-        e.retry_after = Some(retry(user));
-        return Err(e.into_response());
+        return Err(ApiError::for_status(403, Some("userRateLimitExceeded")).into_response());
     }
     if project.len() >= shared.config.google_project_quota_per_minute as usize {
-        let mut e = ApiError::for_status(429, Some("rateLimitExceeded"));
-        e.retry_after = Some(retry(project));
-        return Err(e.into_response());
+        return Err(ApiError::for_status(429, Some("rateLimitExceeded")).into_response());
     }
     user.push_back(now);
     project.push_back(now);

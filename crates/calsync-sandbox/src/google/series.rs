@@ -2,7 +2,6 @@
 //! (`<masterId>_<YYYYMMDDTHHMMSSZ>` or `_<YYYYMMDD>`), synthesized instances, and the
 //! bookkeeping that keeps exceptions consistent when the master changes.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -11,8 +10,21 @@ use chrono_tz::Tz;
 use super::Calendar;
 use super::error::{ApiError, ApiResult};
 use super::model::{self, Event, EventDateTime};
-use crate::recurrence::{Anchor, MAX_EXPANSION, Occ, Series};
+use crate::recurrence::{Anchor, Occ, Series};
 use crate::store::Item;
+
+/// How far past the later of the sandbox clock and the window start an expansion without an
+/// upper bound (`singleEvents=true` or `events.instances` without `timeMax`, incremental
+/// sync, a master edit) lists the instances of an endless series: about ten years. Google's
+/// own listings of endless series are long but do end (with a `nextSyncToken`); the exact
+/// horizon is undocumented, so the sandbox picks one and pages through it.
+pub(crate) const HORIZON_MS: i64 = 3653 * 86_400_000;
+
+/// The end (exclusive, epoch ms) of an expansion: `time_max` when given, else
+/// [`HORIZON_MS`] past the later of `now` and `time_min`.
+pub(crate) fn expansion_end(time_max: Option<i64>, time_min: Option<i64>, now: i64) -> i64 {
+    time_max.unwrap_or_else(|| time_min.unwrap_or(now).max(now).saturating_add(HORIZON_MS))
+}
 
 /// A parsed master: its series and the length of each instance.
 pub(crate) struct MasterInfo {
@@ -92,6 +104,38 @@ impl MasterInfo {
             None => i64::MAX / 4,
         };
         (start, end.max(start))
+    }
+
+    /// The longest an instance lasts in ms (an all-day instance can gain a DST hour).
+    fn max_len_ms(&self) -> i64 {
+        match self.anchor {
+            Anchor::Date(_) => self.dur_days * 86_400_000 + 3_600_000,
+            Anchor::Local(..) => self.dur_ms,
+        }
+    }
+
+    /// Occurrences, ascending, that end at or after `min_end` (when given), start at or
+    /// after `min_start` (when given) and start before `before`: seeks to the window rather
+    /// than counting from the series start, so a window years into a series is reached and
+    /// an endless series is cut only by `before`. Callers apply their exact window rules.
+    pub(crate) fn occurrences_between(
+        &self,
+        min_end: Option<i64>,
+        min_start: Option<i64>,
+        before: i64,
+        cal_tz: Tz,
+    ) -> impl Iterator<Item = Occ> + '_ {
+        let from_end = min_end.map_or(i64::MIN, |m| m.saturating_sub(self.max_len_ms()));
+        let from = from_end.max(min_start.unwrap_or(i64::MIN));
+        self.series.occurrences_from(from, cal_tz).take_while(move |o| o.key(cal_tz) < before).filter(move |o| {
+            let (s, e) = self.span(*o, cal_tz);
+            min_end.is_none_or(|m| e >= m) && min_start.is_none_or(|m| s >= m)
+        })
+    }
+
+    /// Whether `occ` is an occurrence of the series, however far into it.
+    pub(crate) fn has(&self, occ: Occ, cal_tz: Tz) -> bool {
+        self.series.occurrences_from(occ.key(cal_tz), cal_tz).next() == Some(occ)
     }
 
     fn edt(&self, occ: Occ, end: bool) -> EventDateTime {
@@ -211,7 +255,7 @@ pub(crate) fn virtual_instance(cal: &Calendar, id: &str) -> Option<(Event, i64, 
     let (mid, occ) = split_id(id)?;
     let master = cal.events.get(mid).filter(|i| !i.deleted)?;
     let info = master_info(&master.ev).ok()??;
-    if !info.series.contains(occ) {
+    if !info.has(occ, cal.tz) {
         return None;
     }
     let (s, e) = info.span(occ, cal.tz);
@@ -226,32 +270,24 @@ pub(crate) fn exception_occ(ev: &Event) -> Option<Occ> {
 /// What a master write leaves behind: exceptions that no longer match the new series
 /// (or of a deleted master) become plain deletions, as Google drops them; occurrences the
 /// old series had and the new one lacks get tombstones, so `singleEvents=true` sync
-/// clients learn the instances are gone.
+/// clients learn the instances are gone. Tombstones cover every lost occurrence that starts
+/// before `until` (the listings' expansion horizon), however many there are.
 pub(crate) fn orphans(
     cal: &Calendar,
     master_id: &str,
     old: Option<&MasterInfo>,
     new: Option<&MasterInfo>,
+    until: i64,
 ) -> Vec<(String, Event, i64, i64)> {
     let mut out = Vec::new();
     let prefix = format!("{master_id}_");
-    let new_occs: HashSet<Occ> = match (old, new) {
-        (Some(o), Some(n)) => {
-            let horizon = o.series.occurrences().take(MAX_EXPANSION).last();
-            n.series.occurrences().take_while(|x| horizon.is_some_and(|h| *x <= h)).take(MAX_EXPANSION * 2).collect()
-        }
-        _ => HashSet::new(),
-    };
-    let keep = |occ: Occ| new.is_some() && new_occs.contains(&occ);
     for id in cal.events.ids().filter(|i| i.starts_with(&prefix)) {
         let item = cal.events.get(id).expect("listed");
         if item.ev.recurring_event_id.as_deref() != Some(master_id) {
             continue;
         }
-        let occ = exception_occ(&item.ev);
-        let still = match (occ, new) {
-            (Some(o), Some(n)) if new_occs.is_empty() => n.series.contains(o),
-            (Some(o), Some(_)) => keep(o),
+        let still = match (exception_occ(&item.ev), new) {
+            (Some(o), Some(n)) => n.has(o, cal.tz),
             _ => false,
         };
         if !still {
@@ -262,10 +298,16 @@ pub(crate) fn orphans(
             out.push((id.clone(), ev, item.start, item.end));
         }
     }
-    if let (Some(o), Some(_)) = (old, new) {
-        for occ in o.series.occurrences().take(MAX_EXPANSION) {
+    if let (Some(o), Some(n)) = (old, new) {
+        // Both series ascend: one merge walk finds the occurrences only the old one has.
+        let mut kept = n.series.occurrences().take_while(|x| x.key(cal.tz) < until).peekable();
+        for occ in o.series.occurrences().take_while(|x| x.key(cal.tz) < until) {
+            while kept.next_if(|k| *k < occ).is_some() {}
+            if kept.peek() == Some(&occ) {
+                continue;
+            }
             let id = instance_id(master_id, occ);
-            if keep(occ) || cal.events.get(&id).is_some() {
+            if cal.events.get(&id).is_some() {
                 continue;
             }
             let ev = Event {
