@@ -34,6 +34,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/_sandbox/seed-events", post(seed_events))
         .route("/_sandbox/graph-lifecycle", post(graph_lifecycle))
         .route("/_sandbox/google/split-series", post(google_split_series))
+        .route("/_sandbox/microsoft/invite", post(microsoft::meetings::invite))
+        .route("/_sandbox/microsoft/organizer-update", post(microsoft::meetings::organizer_update))
+        .route("/_sandbox/microsoft/organizer-cancel", post(microsoft::meetings::organizer_cancel))
+        .route("/_sandbox/microsoft/mailbox-settings", post(microsoft::meetings::mailbox_settings))
         .with_state(shared)
 }
 

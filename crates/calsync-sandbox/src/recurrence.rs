@@ -331,8 +331,9 @@ mod tests {
         let from = local("2026-11-02T00:00:00").and_utc().timestamp_millis();
         let v: Vec<_> = s.occurrences_from(from, tz).take(2).map(|o| o.stamp()).collect();
         assert_eq!(v, ["20261102T080000Z", "20261103T080000Z"]);
-        let ended = Series::parse(&["RRULE:FREQ=DAILY;COUNT=3".into()], Anchor::Local(local("2020-01-01T09:00:00"), tz))
-            .unwrap();
+        let ended =
+            Series::parse(&["RRULE:FREQ=DAILY;COUNT=3".into()], Anchor::Local(local("2020-01-01T09:00:00"), tz))
+                .unwrap();
         assert_eq!(ended.occurrences_from(from, tz).count(), 0);
     }
 
