@@ -32,6 +32,10 @@
 //! | `POST /_sandbox/graph-lifecycle` | `{"subscription_id", "event"}` | sends a Graph lifecycle notification |
 //! | `POST /_sandbox/seed-events` | `{"provider", "email", "count"}` | bulk-loads events |
 //! | `POST /_sandbox/google/split-series` | `{"email", "calendar_id"?, "event_id", "from"}` | splits a Google series as the web UI's "this and following events" edit does (below) |
+//! | `POST /_sandbox/microsoft/invite` | `{"email", "organizer": {"name"?, "address"}, "event"}` | puts a meeting organised by someone else (Graph event JSON) in the mailbox's default calendar, not yet answered; 201 with the event |
+//! | `POST /_sandbox/microsoft/organizer-update` | `{"email", "event_id", "event"}` | the organizer changed that meeting: the properties are merged into the attendee copy (a new time resets the answer) |
+//! | `POST /_sandbox/microsoft/organizer-cancel` | `{"email", "event_id"}` | the organizer cancelled it: the copy stays, `isCancelled: true`, subject prefixed "Canceled: " |
+//! | `POST /_sandbox/microsoft/mailbox-settings` | `{"email", "custom_time_zone"}` | the mailbox has a custom zone (e.g. `tzone://Microsoft/Custom`): events report it as `originalStartTimeZone`/`originalEndTimeZone`; `null` clears it |
 //!
 //! `google/split-series`: `calendar_id` defaults to `primary`; `from` is the original start
 //! of the first instance of the new series (RFC 3339; `YYYY-MM-DD` for all-day series). The
@@ -51,6 +55,24 @@
 //! those exceptions then show as changed in incremental sync. Graph does the same for a
 //! series master PATCH: exceptions that did not override a changed property take the new
 //! value, get a new change key and are resent by calendarView delta with the occurrences.
+//!
+//! Graph specifics: series expand from the requested window however long ago they began,
+//! and a page expands only what it returns. Occurrence ids are opaque (a hash, resolved
+//! through an index of the ids handed out). calendarView delta sends occurrences reduced to
+//! `@odata.type`, `@odata.etag`, `id`, `type`, `start`, `end` and `seriesMasterId` (read the
+//! master for the rest; exceptions come whole); deleting one occurrence gives no `@removed`
+//! and `/instances` just stops listing it, while deleted events, events moved or created
+//! outside the window and occurrences a series edit dropped do come as `@removed`. Bodies
+//! are stored as HTML and returned as HTML unless `Prefer: outlook.body-content-type="text"`.
+//! `singleValueExtendedProperties` come back only with
+//! `$expand=singleValueExtendedProperties($filter=id eq '…')` (GET, calendarView, delta) and
+//! `/events` takes `$filter=singleValueExtendedProperties/any(ep: ep/id eq '…' and ep/value
+//! eq '…')`; other `$expand`/`$filter` forms are 400. Every Windows zone of CLDR's
+//! windowsZones is accepted. Meetings the mailbox organises mail their attendees (see
+//! `GET /_sandbox/mail`); attendee copies accept only attendee-owned PATCHes, and `decline`
+//! removes them. `calendarView/delta()` (the OData function form the SDKs use) works like
+//! `calendarView/delta`. In ragged paging mode Graph pages are short, delta pages may be
+//! empty, and delta repeats an id later in the round in its current state.
 //!
 //! Webhooks (Google push channels, Graph subscriptions) are delivered only to `http://`
 //! addresses on loopback hosts: a deliberate relaxation of the real services' https
