@@ -243,7 +243,7 @@ fn listing(
         n => n,
     };
     let repeat = req.mode == Mode::Delta && repeat_id(paging, &mut world.rng);
-    let pick: usize = world.rng.random_range(0..page);
+    let pick: usize = if repeat { world.rng.random_range(0..page) } else { 0 };
     let epoch = world.microsoft.accounts[&auth.email].epoch;
     let head = world.seq();
     let lk = look(&world.microsoft, &auth, &pref, None);

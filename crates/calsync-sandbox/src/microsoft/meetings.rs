@@ -287,6 +287,14 @@ fn organizer_change(shared: &Shared, req: OrganizerUpdateReq, cancel: bool) -> G
         }
     }
     ev.invite = Some(invite);
+    if series::master_series(&current).is_some()
+        && ["start", "end", "recurrence"].iter().any(|k| current.props.get(*k) != ev.props.get(*k))
+    {
+        // As for the mailbox's own series: delta rounds begun earlier compare against it.
+        let mut history = (*ev.history).clone();
+        history.push((world.seq() + 1, Arc::new(current.clone())));
+        ev.history = Arc::new(history);
+    }
     ev.change_key = ids::token(&mut world.rng, "", 18);
     if let Some(l) = ev.link.as_mut() {
         l.exception = true;
