@@ -1,5 +1,5 @@
-//! Graph v1.0 calendar: `/me`, calendars, events CRUD, calendarView and calendarView/delta,
-//! with Outlook's etags, `transactionId` dedupe and `Prefer` handling.
+//! Graph v1.0 calendar: the routes, `/me` and calendars, the stored event model, property
+//! validation and `Prefer` handling. Event writes live in `events`, listings in `listing`.
 
 use std::sync::Arc;
 
