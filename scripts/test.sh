@@ -60,12 +60,17 @@ sweep_test_databases() {
 
 ensure_python_tools() {
   # The sandbox's conformance tests check Google responses against the Calendar v3 discovery
-  # document that Google's own Python client ships, and drive the sandbox with that client.
+  # document that Google's own Python client ships, and drive the sandbox with that client
+  # and with Microsoft's Graph SDK (msgraph-sdk).
   local venv="${CALSYNC_TEST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/calsync/test-venv}"
   if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import googleapiclient' 2>/dev/null; then
     echo "test.sh: installing google-api-python-client into $venv" >&2
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check google-api-python-client
+  fi
+  if ! "$venv/bin/python" -c 'import msgraph' 2>/dev/null; then
+    echo "test.sh: installing msgraph-sdk into $venv" >&2
+    "$venv/bin/pip" install -q --disable-pip-version-check msgraph-sdk
   fi
   export PATH="$venv/bin:$PATH"
   export CALSYNC_PYTHON="$venv/bin/python"

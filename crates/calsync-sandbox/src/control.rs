@@ -37,6 +37,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/_sandbox/google/invite", post(google::invite::invite))
         .route("/_sandbox/google/organizer-update", post(google::invite::organizer_update))
         .route("/_sandbox/google/organizer-cancel", post(google::invite::organizer_cancel))
+        .route("/_sandbox/microsoft/invite", post(microsoft::meetings::invite))
+        .route("/_sandbox/microsoft/organizer-update", post(microsoft::meetings::organizer_update))
+        .route("/_sandbox/microsoft/organizer-cancel", post(microsoft::meetings::organizer_cancel))
+        .route("/_sandbox/microsoft/mailbox-settings", post(microsoft::meetings::mailbox_settings))
         .with_state(shared)
 }
 

@@ -39,6 +39,10 @@
 //! | `POST /_sandbox/google/invite` | `{"email", "calendar_id"?, "organizer", "event"}` | places a Google event (`event` is event JSON) organised by `organizer` in the account's calendar (default `primary`): the organizer is an attendee with `organizer: true`, `accepted`; the account an attendee with `self: true`, `needsAction`. Calendar API writes by the account may change only its own `responseStatus`, `reminders`, `colorId`, `transparency` and private extended properties (else 403 `forbiddenForNonOrganizer`); deleting removes its copy. 200 with the event |
 //! | `POST /_sandbox/google/organizer-update` | `{"email", "calendar_id"?, "event_id", "patch"}` | changes such an event (or one instance) as its organizer would, with PATCH semantics; a new time bumps `sequence`; a guest list without the account cancels its copy; shows in incremental sync. 200 with the event; 400 for the account's own events, 410 when cancelled |
 //! | `POST /_sandbox/google/organizer-cancel` | `{"email", "calendar_id"?, "event_id"}` | cancels such an event (or one instance) as its organizer: `status: cancelled` in incremental sync. 200; 410 when already cancelled |
+//! | `POST /_sandbox/microsoft/invite` | `{"email", "organizer": {"name"?, "address"}, "event"}` | puts a meeting organised by someone else (Graph event JSON) in the mailbox's default calendar, not yet answered; 201 with the event |
+//! | `POST /_sandbox/microsoft/organizer-update` | `{"email", "event_id", "event"}` | the organizer changed that meeting: the properties are merged into the attendee copy (a new time resets the answer) |
+//! | `POST /_sandbox/microsoft/organizer-cancel` | `{"email", "event_id"}` | the organizer cancelled it: the copy stays, `isCancelled: true`, subject prefixed "Canceled: " |
+//! | `POST /_sandbox/microsoft/mailbox-settings` | `{"email", "custom_time_zone"}` | the mailbox has a custom zone (e.g. `tzone://Microsoft/Custom`): events report it as `originalStartTimeZone`/`originalEndTimeZone`; `null` clears it |
 //!
 //! `google/split-series`: `calendar_id` defaults to `primary`; `from` is the original start
 //! of the first instance of the new series (RFC 3339; `YYYY-MM-DD` for all-day series). The
@@ -68,6 +72,24 @@
 //! within a second of a change and loaded at start; a corrupt file is an error. An account
 //! created on the consent page gets sample events (a weekly series with one moved and one
 //! cancelled occurrence, an all-day event, a call in Asia/Tokyo) in the next weeks.
+//!
+//! Graph specifics: series expand from the requested window however long ago they began,
+//! and a page expands only what it returns. Occurrence ids are opaque (a hash, resolved
+//! through an index of the ids handed out). calendarView delta sends occurrences reduced to
+//! `@odata.type`, `@odata.etag`, `id`, `type`, `start`, `end` and `seriesMasterId` (read the
+//! master for the rest; exceptions come whole); deleting one occurrence gives no `@removed`
+//! and `/instances` just stops listing it, while deleted events, events moved or created
+//! outside the window and occurrences a series edit dropped do come as `@removed`. Bodies
+//! are stored as HTML and returned as HTML unless `Prefer: outlook.body-content-type="text"`.
+//! `singleValueExtendedProperties` come back only with
+//! `$expand=singleValueExtendedProperties($filter=id eq '…')` (GET, calendarView, delta) and
+//! `/events` takes `$filter=singleValueExtendedProperties/any(ep: ep/id eq '…' and ep/value
+//! eq '…')`; other `$expand`/`$filter` forms are 400. Every Windows zone of CLDR's
+//! windowsZones is accepted. Meetings the mailbox organises mail their attendees (see
+//! `GET /_sandbox/mail`); attendee copies accept only attendee-owned PATCHes, and `decline`
+//! removes them. `calendarView/delta()` (the OData function form the SDKs use) works like
+//! `calendarView/delta`. In ragged paging mode Graph pages are short, delta pages may be
+//! empty, and delta repeats an id later in the round in its current state.
 //!
 //! Webhooks (Google push channels, Graph subscriptions) are delivered only to `http://`
 //! addresses on loopback hosts: a deliberate relaxation of the real services' https

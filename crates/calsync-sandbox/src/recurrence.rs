@@ -20,7 +20,7 @@ pub(crate) const MAX_EXPANSION: usize = 1000;
 pub(crate) const MAX_SKIP: usize = 2_000_000;
 
 /// One occurrence's original start: a date for all-day series, else an instant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Occ {
     Date(NaiveDate),
     At(DateTime<Utc>),

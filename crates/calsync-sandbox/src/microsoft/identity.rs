@@ -473,6 +473,12 @@ impl GraphAuth {
             Err(GraphError::access_denied())
         }
     }
+
+    /// The mailbox itself, for control-API actions that stand for what a person did in
+    /// Outlook (no token involved).
+    pub(crate) fn control(email: &str) -> Self {
+        Self { email: email.to_owned(), scopes: Arc::from(vec!["Calendars.ReadWrite".to_owned()]) }
+    }
 }
 
 /// Resolves a Graph bearer token to its mailbox, or the 401 Graph would answer.

@@ -1,8 +1,8 @@
 //! Graph listings: `/events`, calendarView, calendarView/delta and `/events/{id}/instances`,
-//! with series expansion, `$select` projection and skip/delta tokens.
+//! with `$select` projection, one extended property through `$expand` (and `$filter` on
+//! `/events`), skip/delta tokens and, when the control API asks for it, ragged pages. The
+//! rows themselves come from [`super::rows`].
 
-use std::collections::BinaryHeap;
-use std::rc::Rc;
 use std::sync::Arc;
 
 use axum::Json;
@@ -10,40 +10,43 @@ use axum::extract::{OriginalUri, Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDateTime};
-use chrono_tz::Tz;
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::error::{GraphError, GraphResult};
-use super::graph::{
-    DEFAULT_PAGE, GEvent, MAX_PAGE, READ, calendar_id, prefer, render, respond, utc_stamp, with_preference,
-};
+use super::graph::{DEFAULT_PAGE, MAX_PAGE, READ, calendar_id, look, prefer, respond, utc_stamp, with_preference};
 use super::identity::GraphAuth;
-use super::series::{self, GSeries};
-use super::{MsCalendar, MsWorld};
+use super::rows::{Pending, RowKey, collect_rows, repeat_row};
+use super::{MsWorld, extprops, series};
 use crate::cursor;
-use crate::recurrence::{MAX_EXPANSION, Occ};
-use crate::state::Shared;
-use crate::store::Item;
+use crate::paging::{page_len, repeat_id};
+use crate::state::{Provider, Shared};
 
-#[derive(Serialize, Deserialize)]
-struct ViewCursor {
-    c: String,
-    ep: u32,
+#[derive(Serialize, Deserialize, Clone)]
+pub(super) struct ViewCursor {
+    pub(super) c: String,
+    pub(super) ep: u32,
     /// Window in epoch ms (`None` for plain `/events`).
-    w: Option<(i64, i64)>,
+    pub(super) w: Option<(i64, i64)>,
     /// Delta only: `false` while the initial round runs, then incremental.
-    inc: bool,
+    pub(super) inc: bool,
     /// Incremental: log position already delivered; round end snapshot.
-    p: u64,
-    e: u64,
+    pub(super) p: u64,
+    pub(super) e: u64,
     /// The last row key delivered on this round's pages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    v: Option<RowKey>,
+    pub(super) v: Option<RowKey>,
+    /// `$expand`ed extended property (canonical id), kept across pages and rounds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) x: Option<String>,
+    /// `/events` `$filter` on an extended property: (canonical id, value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) f: Option<(String, String)>,
+    /// Ragged delta: an id from an earlier page of this round, sent again in its current state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) r: Option<String>,
 }
-
-/// Sort key of a listing row: (start or change position, start, id).
-type RowKey = (i64, i64, String);
 
 fn parse_window_bound(q: &[(String, String)], name: &str) -> GraphResult<Option<i64>> {
     let Some((_, v)) = q.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)) else {
@@ -78,7 +81,7 @@ struct ListReq<'a> {
 }
 
 #[derive(PartialEq, Clone, Copy)]
-enum Mode {
+pub(super) enum Mode {
     Events,
     View,
     Delta,
@@ -143,12 +146,6 @@ pub(super) async fn delta(
     respond(listing(&s, a, ListReq { cal: Some(&cal), mode: Mode::Delta, path: rel_path(&uri), master: None }, q, &h))
 }
 
-/// The request path below the sandbox root, wherever the sandbox is mounted.
-fn rel_path(uri: &OriginalUri) -> String {
-    let p = uri.0.path();
-    p.find("/microsoft/graph/").map_or(p, |i| &p[i..]).to_owned()
-}
-
 pub(super) async fn instances(
     State(s): State<Arc<Shared>>,
     a: Result<GraphAuth, GraphError>,
@@ -158,6 +155,12 @@ pub(super) async fn instances(
     h: HeaderMap,
 ) -> Response {
     respond(listing(&s, a, ListReq { cal: None, mode: Mode::Instances, path: rel_path(&uri), master: Some(id) }, q, &h))
+}
+
+/// The request path below the sandbox root, wherever the sandbox is mounted.
+fn rel_path(uri: &OriginalUri) -> String {
+    let p = uri.0.path();
+    p.find("/microsoft/graph/").map_or(p, |i| &p[i..]).to_owned()
 }
 
 fn listing(
@@ -176,12 +179,23 @@ fn listing(
     let end = parse_window_bound(&q, "endDateTime")?;
     for (k, _) in &q {
         let ok = match req.mode {
-            Mode::Delta => matches!(k.as_str(), "startDateTime" | "endDateTime" | "$skiptoken" | "$deltatoken"),
+            Mode::Delta => {
+                matches!(k.as_str(), "startDateTime" | "endDateTime" | "$skiptoken" | "$deltatoken" | "$expand")
+            }
             Mode::View | Mode::Instances => matches!(
                 k.as_str(),
-                "startDateTime" | "endDateTime" | "$skiptoken" | "$top" | "$select" | "$orderby" | "$filter"
+                "startDateTime"
+                    | "endDateTime"
+                    | "$skiptoken"
+                    | "$top"
+                    | "$select"
+                    | "$orderby"
+                    | "$filter"
+                    | "$expand"
             ),
-            Mode::Events => matches!(k.as_str(), "$skiptoken" | "$top" | "$select" | "$orderby" | "$filter"),
+            Mode::Events => {
+                matches!(k.as_str(), "$skiptoken" | "$top" | "$select" | "$orderby" | "$filter" | "$expand")
+            }
         };
         if !ok {
             return Err(GraphError::bad_request(&format!(
@@ -199,28 +213,42 @@ fn listing(
     {
         return Err(GraphError::bad_request("The sandbox only supports $orderby=start/dateTime (the natural order)."));
     }
-    if q.iter().any(|(k, _)| k == "$filter") {
-        return Err(GraphError::new(
-            400,
-            "ErrorInvalidUrlQueryFilter",
-            "The sandbox does not evaluate $filter and rejects it rather than ignoring it.",
-        ));
-    }
+    let filter = match q.iter().find(|(k, _)| k == "$filter") {
+        Some((_, v)) if req.mode == Mode::Events => Some(extprops::parse_filter(v)?),
+        Some(_) => {
+            return Err(GraphError::new(
+                400,
+                "ErrorInvalidUrlQueryFilter",
+                "The sandbox evaluates $filter only on /events, and only on an extended property.",
+            ));
+        }
+        None => None,
+    };
+    let expand = q.iter().find(|(k, _)| k == "$expand").map(|(_, v)| extprops::parse_expand(v)).transpose()?;
     let page = pref
         .page
         .or_else(|| q.iter().find(|(k, _)| k == "$top").and_then(|(_, v)| v.parse().ok()))
         .unwrap_or(DEFAULT_PAGE)
         .clamp(1, MAX_PAGE);
-    let world = shared.world();
+    let mut world = shared.world();
     let cal_id = match &req.master {
         Some(m) => locate_master(&world.microsoft, &auth, m)?,
         None => calendar_id(&world.microsoft, &auth, req.cal)?,
     };
+    // Ragged mode (control API): pages shorter than asked, delta pages even empty, and an
+    // id of this round repeated later. Drawn before anything else, so seeded runs repeat.
+    let paging = shared.paging(Provider::Microsoft);
+    let take = match page_len(paging, &mut world.rng, page) {
+        0 if req.mode != Mode::Delta => 1,
+        n => n,
+    };
+    let repeat = req.mode == Mode::Delta && repeat_id(paging, &mut world.rng);
+    let pick: usize = if repeat { world.rng.random_range(0..page) } else { 0 };
     let epoch = world.microsoft.accounts[&auth.email].epoch;
     let head = world.seq();
-    let cal = &world.microsoft.calendars[&cal_id];
+    let lk = look(&world.microsoft, &auth, &pref, None);
 
-    let cursor: ViewCursor = match &token_param {
+    let mut cursor: ViewCursor = match &token_param {
         Some(t) => {
             // The window lives in the token; sending it again is a client bug.
             if start.is_some() || end.is_some() {
@@ -253,11 +281,28 @@ fn listing(
                 (_, Some(s), Some(e)) => Some((s, e)),
                 _ => return Err(window_required()),
             };
-            ViewCursor { c: cal_id.clone(), ep: epoch, w, inc: false, p: 0, e: head, v: None }
+            ViewCursor {
+                c: cal_id.clone(),
+                ep: epoch,
+                w,
+                inc: false,
+                p: 0,
+                e: head,
+                v: None,
+                x: None,
+                f: None,
+                r: None,
+            }
         }
     };
-    let owner = auth.email.as_str();
-    let zone = pref.tz.as_ref();
+    if expand.is_some() {
+        cursor.x = expand;
+    }
+    if filter.is_some() {
+        cursor.f = filter;
+    }
+    let lk = super::render::Look { expand: cursor.x.clone(), ..lk };
+    let cal = &world.microsoft.calendars[&cal_id];
     let mut rows = collect_rows(cal, req.mode, &cursor, req.master.as_deref(), page + 1);
     // Only the page (plus one, to know whether more remain) is ordered and rendered.
     rows.retain(|(k, _)| cursor.v.as_ref().is_none_or(|v| k > v));
@@ -266,17 +311,26 @@ fn listing(
         rows.truncate(page + 1);
     }
     rows.sort_by(|a, b| a.0.cmp(&b.0));
-    let done = rows.len() <= page;
-    rows.truncate(page);
-    let last = rows.last().map(|(k, _)| k.clone());
+    let done = rows.len() <= take;
+    rows.truncate(take);
+    // An empty ragged page leaves the position where it was.
+    let last = rows.last().map(|(k, _)| k.clone()).or_else(|| cursor.v.clone());
+    let again = cursor.r.as_deref().and_then(|id| repeat_row(cal, id, cursor.w));
+    let repeat_next = (repeat && !done && !rows.is_empty()).then(|| rows[pick % rows.len()].0.2.clone());
     // Only `Arc`s (and synthesized occurrences) leave the lock; JSON is built after it.
-    let pending: Vec<Pending> = rows.iter().map(|(_, r)| r.pending()).collect();
+    let mut pending: Vec<Pending> = rows.iter().map(|(_, r)| r.pending()).collect();
+    pending.extend(again);
+    let minted: Vec<(String, String, crate::recurrence::Occ)> = rows.iter().filter_map(|(_, r)| r.minted()).collect();
     drop(rows);
+    let cal = world.microsoft.calendars.get_mut(&cal_id).expect("calendar exists");
+    for (id, master, occ) in minted {
+        series::remember(cal, id, &master, occ);
+    }
     drop(world);
     let items: Vec<Value> = pending
         .iter()
         .map(|p| {
-            let v = p.render(owner, zone);
+            let v = p.render(&lk, req.mode == Mode::Delta);
             match &select {
                 Some(fields) if v.get("@removed").is_none() => project(v, fields),
                 _ => Ok(v),
@@ -286,26 +340,22 @@ fn listing(
     let mut body =
         json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(event)", "value": items});
     if !done {
-        let next = ViewCursor { v: last, ..cursor_clone(&cursor) };
+        let next = ViewCursor { v: last, r: repeat_next, ..cursor.clone() };
         let mut link = format!("{}?$skiptoken={}", req.path, cursor::encode(&next));
         if let Some(fields) = &select {
             link.push_str(&format!("&$select={}", fields.join(",")));
         }
         body["@odata.nextLink"] = json!(shared.public_url(&link));
     } else if req.mode == Mode::Delta {
-        let round_end = ViewCursor { inc: true, p: cursor.e, v: None, ..cursor_clone(&cursor) };
+        let round_end = ViewCursor { inc: true, p: cursor.e, v: None, r: None, ..cursor.clone() };
         body["@odata.deltaLink"] =
             json!(shared.public_url(&format!("{}?$deltatoken={}", req.path, cursor::encode(&round_end))));
     }
     Ok(with_preference(Json(body).into_response(), &pref))
 }
 
-fn cursor_clone(c: &ViewCursor) -> ViewCursor {
-    ViewCursor { c: c.c.clone(), ep: c.ep, w: c.w, inc: c.inc, p: c.p, e: c.e, v: c.v.clone() }
-}
-
 /// `$select`: the named properties plus `id` and `@odata.etag`, which Graph always sends.
-fn project(v: Value, fields: &[String]) -> GraphResult<Value> {
+pub(super) fn project(v: Value, fields: &[String]) -> GraphResult<Value> {
     let Value::Object(map) = v else { return Ok(v) };
     let mut out = Map::new();
     for f in fields {
@@ -320,7 +370,7 @@ fn project(v: Value, fields: &[String]) -> GraphResult<Value> {
             }
         }
     }
-    for k in ["@odata.etag", "id"] {
+    for k in ["@odata.etag", "id", "singleValueExtendedProperties"] {
         if let Some(x) = map.get(k) {
             out.insert(k.to_owned(), x.clone());
         }
@@ -336,156 +386,4 @@ fn locate_master(microsoft: &MsWorld, auth: &GraphAuth, id: &str) -> GraphResult
         .find(|c| microsoft.calendars.get(*c).and_then(|cal| cal.events.get(id)).is_some_and(|i| !i.deleted))
         .cloned()
         .ok_or_else(GraphError::not_found)
-}
-
-/// One row of a listing.
-enum Row<'a> {
-    Stored(&'a Item<Arc<GEvent>>),
-    Occurrence(&'a Item<Arc<GEvent>>, Rc<GSeries>, Occ),
-    Removed(String),
-}
-
-impl Row<'_> {
-    fn pending(&self) -> Pending {
-        match self {
-            Row::Stored(i) => Pending::Event(i.ev.clone(), i.updated_ms),
-            Row::Occurrence(m, g, occ) => Pending::Event(Arc::new(g.occurrence(&m.ev, *occ)), m.updated_ms),
-            Row::Removed(id) => Pending::Removed(id.clone()),
-        }
-    }
-}
-
-/// A page item awaiting rendering outside the world lock.
-enum Pending {
-    Event(Arc<GEvent>, i64),
-    Removed(String),
-}
-
-impl Pending {
-    fn render(&self, owner: &str, zone: Option<&(String, Tz)>) -> Value {
-        match self {
-            Pending::Event(ev, modified) => render(ev, *modified, owner, zone),
-            // Deleted, or changed outside the window: both arrive as removals.
-            Pending::Removed(id) => {
-                json!({"@odata.type": "#microsoft.graph.event", "id": id, "@removed": {"reason": "deleted"}})
-            }
-        }
-    }
-}
-
-/// Every row of the listing (unordered). `/events` lists singles and series masters;
-/// calendarView, delta and instances list singles, occurrences and exceptions, never
-/// masters; incremental delta walks the change log and expands changed masters.
-fn collect_rows<'a>(
-    cal: &'a MsCalendar,
-    mode: Mode,
-    cursor: &ViewCursor,
-    master: Option<&str>,
-    limit: usize,
-) -> Vec<(RowKey, Row<'a>)> {
-    let w = cursor.w;
-    let overlaps = |s: i64, e: i64| w.is_none_or(|(ws, we)| s < we && e > ws);
-    let mut rows = Vec::new();
-    // Occurrences of a live master inside the window, minus stored exceptions.
-    let expand = |item: &'a Item<Arc<GEvent>>, rows: &mut Vec<(RowKey, Row<'a>)>, seq: Option<i64>, removed: bool| {
-        let Some(g) = series::master_series(&item.ev) else { return };
-        let g = Rc::new(g);
-        for occ in g.series.occurrences().take(MAX_EXPANSION) {
-            let (s, e) = g.span(occ);
-            if w.is_some_and(|(_, we)| s >= we) {
-                break;
-            }
-            if !overlaps(s, e) {
-                continue;
-            }
-            let id = series::occurrence_id(&item.ev.id, occ);
-            let key = (seq.unwrap_or(s), s, id.clone());
-            if removed {
-                rows.push((key, Row::Removed(id)));
-            } else if series::stored_exception(cal, &id, &item.ev.id).is_none() {
-                rows.push((key, Row::Occurrence(item, g.clone(), occ)));
-            }
-        }
-    };
-    if let (Mode::Instances, Some(mid)) = (mode, master) {
-        let Some(m) = cal.events.get(mid).filter(|m| !m.deleted) else { return rows };
-        expand(m, &mut rows, None, false);
-        let prefix = format!("{mid}_");
-        for id in cal.events.ids().filter(|i| i.starts_with(&prefix)) {
-            if let Some(ex) = series::stored_exception(cal, id, mid)
-                && !ex.deleted
-                && overlaps(ex.start, ex.end)
-            {
-                rows.push(((ex.start, ex.start, id.clone()), Row::Stored(ex)));
-            }
-        }
-        return rows;
-    }
-    if cursor.inc {
-        for (id, item) in cal.events.log_range(cursor.p, cursor.e) {
-            let seq = Some(item.seq as i64);
-            if item.ev.link.is_none() && series::master_series(&item.ev).is_some() {
-                expand(item, &mut rows, seq, item.deleted);
-            } else if !item.deleted && overlaps(item.start, item.end) {
-                rows.push(((item.seq as i64, item.start, id.clone()), Row::Stored(item)));
-            } else {
-                rows.push(((item.seq as i64, item.start, id.clone()), Row::Removed(id.clone())));
-            }
-        }
-        return rows;
-    }
-    // Start-ordered walk from the page cursor (the store widens the floor by the longest
-    // span, so earlier series still contribute), stopping once `limit` rows are certain:
-    // every later item starts after the largest kept key.
-    let floor = match (w.map(|(ws, _)| ws), cursor.v.as_ref().map(|v| v.0)) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    };
-    let mut smallest: BinaryHeap<RowKey> = BinaryHeap::new();
-    for (id, item) in cal.events.by_start_from(None, floor) {
-        if w.is_some_and(|(_, we)| item.start >= we) {
-            break;
-        }
-        if smallest.len() >= limit && smallest.peek().is_some_and(|top| item.start > top.0) {
-            break;
-        }
-        let before = rows.len();
-        if !item.deleted {
-            admit_item(cal, mode, id, item, &mut rows, &expand, &overlaps);
-        }
-        for (k, _) in &rows[before..] {
-            if cursor.v.as_ref().is_none_or(|v| k > v) {
-                smallest.push(k.clone());
-                if smallest.len() > limit {
-                    smallest.pop();
-                }
-            }
-        }
-    }
-    rows
-}
-
-/// Expands a master's occurrences into rows: `(master, rows, change position, removed)`.
-type Expand<'a, 'f> = dyn Fn(&'a Item<Arc<GEvent>>, &mut Vec<(RowKey, Row<'a>)>, Option<i64>, bool) + 'f;
-
-/// Adds the rows one stored item contributes to a full listing.
-fn admit_item<'a>(
-    _cal: &'a MsCalendar,
-    mode: Mode,
-    id: &str,
-    item: &'a Item<Arc<GEvent>>,
-    rows: &mut Vec<(RowKey, Row<'a>)>,
-    expand: &Expand<'a, '_>,
-    overlaps: &dyn Fn(i64, i64) -> bool,
-) {
-    {
-        let is_master = item.ev.link.is_none() && item.ev.props.get("recurrence").is_some_and(|r| !r.is_null());
-        match mode {
-            Mode::Events if item.ev.link.is_some() => {}
-            Mode::Events => rows.push(((item.start, 0, id.to_owned()), Row::Stored(item))),
-            _ if is_master => expand(item, rows, None, false),
-            _ if overlaps(item.start, item.end) => rows.push(((item.start, 0, id.to_owned()), Row::Stored(item))),
-            _ => {}
-        }
-    }
 }

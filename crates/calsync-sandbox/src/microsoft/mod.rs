@@ -1,11 +1,17 @@
 //! Microsoft: identity platform v2.0 (`identity`) and Graph calendar (`graph`), sharing one
 //! account model, plus Outlook's per-mailbox throttling.
 
+mod body;
 mod error;
+mod events;
+mod extprops;
 mod graph;
-pub(crate) use graph::seed_events;
+pub(crate) use events::seed_events;
 mod identity;
 mod listing;
+pub(crate) mod meetings;
+mod render;
+mod rows;
 mod series;
 pub(crate) mod subscriptions;
 mod tz;
@@ -52,6 +58,9 @@ pub(crate) struct MsAccount {
     pub epoch: u32,
     /// Tokens issued before this instant are revoked ("revoke sessions").
     pub revoked_before_ms: i64,
+    /// A mailbox time zone that is not a standard one (control API): events report it,
+    /// e.g. `tzone://Microsoft/Custom`, as `originalStartTimeZone`/`originalEndTimeZone`.
+    pub custom_zone: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -63,6 +72,9 @@ pub(crate) struct MsCalendar {
     pub events: EventStore<std::sync::Arc<graph::GEvent>>,
     /// `transactionId` → event id, so retried creates return the first event.
     pub transactions: HashMap<String, String>,
+    /// Opaque occurrence id → (series master id, occurrence), for every occurrence id
+    /// handed out: the ids carry neither, so this is how they resolve.
+    pub occurrences: HashMap<String, (String, crate::recurrence::Occ)>,
 }
 
 pub(crate) fn ensure_account(world: &mut World, email: &str, _time_zone: &str, _now_ms: i64) {
@@ -81,11 +93,19 @@ pub(crate) fn ensure_account(world: &mut World, email: &str, _time_zone: &str, _
             change_key,
             events: EventStore::default(),
             transactions: HashMap::new(),
+            occurrences: HashMap::new(),
         },
     );
     world.microsoft.accounts.insert(
         email,
-        MsAccount { id, tenant: CONSUMERS_TENANT.into(), calendars: vec![cal_id], epoch: 0, revoked_before_ms: 0 },
+        MsAccount {
+            id,
+            tenant: CONSUMERS_TENANT.into(),
+            calendars: vec![cal_id],
+            epoch: 0,
+            revoked_before_ms: 0,
+            custom_zone: None,
+        },
     );
 }
 

@@ -7,14 +7,16 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use chrono_tz::Tz;
+use data_encoding::BASE64URL_NOPAD;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use super::error::{GraphError, GraphResult};
 use super::graph::{GEvent, Link};
 use super::{MsCalendar, tz};
 use crate::google::resolve_local;
-use crate::recurrence::{Anchor, MAX_EXPANSION, Occ, Series};
+use crate::recurrence::{Anchor, Occ, Series};
 use crate::store::Item;
 
 #[derive(Deserialize)]
@@ -234,6 +236,15 @@ impl GSeries {
         (s, s + self.dur_ms)
     }
 
+    /// Occurrences overlapping `[from, to)` (epoch ms), ascending, however long ago the
+    /// series began.
+    pub(crate) fn overlapping(&self, from: i64, to: i64) -> impl Iterator<Item = Occ> + '_ {
+        self.series
+            .occurrences_from(from.saturating_sub(self.dur_ms.max(1)), Tz::UTC)
+            .take_while(move |o| self.span(*o).0 < to)
+            .filter(move |o| self.span(*o).1 > from)
+    }
+
     /// First start to last end (far future for endless series).
     pub(crate) fn extent(&self) -> (i64, i64) {
         let start = self.series.occurrences().next().map_or(0, |o| o.key(Tz::UTC));
@@ -255,18 +266,33 @@ impl GSeries {
         ev.id = occurrence_id(&master.id, occ);
         // iCalUId differs per occurrence on v1.0.
         ev.ical_uid = format!("{}{}", master.ical_uid, occ.stamp().replace(['T', 'Z'], ""));
-        ev.link = Some(Link { master: master.id.clone(), original_ms: s, exception: false });
+        ev.link = Some(Link { master: master.id.clone(), original_ms: s, exception: false, occ });
+        ev.history = Arc::default();
         ev
     }
 }
 
+/// An occurrence id: opaque like Graph's (neither the master id nor the date shows through),
+/// stable for the same occurrence, and resolved through the calendar's occurrence index.
 pub(crate) fn occurrence_id(master: &str, occ: Occ) -> String {
-    format!("{master}_{}", occ.stamp())
+    let digest = Sha256::digest(format!("graph-occurrence\0{master}\0{}", occ.stamp()).as_bytes());
+    format!("AAMkAGI2{}", BASE64URL_NOPAD.encode(&digest))
 }
 
-pub(crate) fn split_id(id: &str) -> Option<(&str, Occ)> {
-    let (m, stamp) = id.rsplit_once('_')?;
-    Some((m, Occ::parse_stamp(stamp)?))
+/// Remembers what an occurrence id handed to a client stands for.
+pub(crate) fn remember(cal: &mut MsCalendar, id: String, master: &str, occ: Occ) {
+    cal.occurrences.entry(id).or_insert_with(|| (master.to_owned(), occ));
+}
+
+/// Stored exceptions (live or cancelled) of `master`.
+pub(crate) fn exceptions_of<'a>(
+    cal: &'a MsCalendar,
+    master: &'a str,
+) -> impl Iterator<Item = (&'a String, &'a Item<Arc<GEvent>>)> + 'a {
+    cal.events.ids().filter_map(move |id| {
+        let item = stored_exception(cal, id, master)?;
+        Some((id, item))
+    })
 }
 
 /// A stored exception (or cancelled occurrence) of `master` under `id`.
@@ -275,66 +301,63 @@ pub(crate) fn stored_exception<'a>(cal: &'a MsCalendar, id: &str, master: &str) 
 }
 
 /// An event by id: a stored exception or event, else an occurrence synthesized from its
-/// live master. Returns the event, its span and whether it is deleted.
+/// live master. Returns the event, its span, its modification time and whether it is deleted.
 pub(crate) fn resolve(cal: &MsCalendar, id: &str) -> Option<(GEvent, (i64, i64), i64, bool)> {
     let stored = cal.events.get(id);
+    let indexed = cal.occurrences.get(id);
     if let Some(i) = stored
-        && (i.ev.link.is_some() || !i.deleted || split_id(id).is_none())
+        && (i.ev.link.is_some() || !i.deleted || indexed.is_none())
     {
         return Some(((*i.ev).clone(), (i.start, i.end), i.updated_ms, i.deleted));
     }
-    if let Some((mid, occ)) = split_id(id)
+    if let Some((mid, occ)) = indexed
         && let Some(m) = cal.events.get(mid).filter(|m| !m.deleted)
         && let Some(gs) = master_series(&m.ev)
-        && gs.series.contains(occ)
+        && gs.series.contains(*occ)
     {
-        return Some((gs.occurrence(&m.ev, occ), gs.span(occ), m.updated_ms, false));
+        return Some((gs.occurrence(&m.ev, *occ), gs.span(*occ), m.updated_ms, false));
     }
     stored.map(|i| ((*i.ev).clone(), (i.start, i.end), i.updated_ms, i.deleted))
 }
 
-/// Tombstones a master write leaves: exceptions that no longer match the new series (all
-/// of them when the master is deleted or stops recurring) and occurrences the old series
-/// had and the new one lacks, so delta reports them `@removed`.
-pub(crate) fn orphans(
-    cal: &MsCalendar,
-    master: &GEvent,
-    old: Option<&GSeries>,
-    new: Option<&GSeries>,
-) -> Vec<(GEvent, (i64, i64))> {
-    let Some(old) = old else {
-        return Vec::new();
-    };
-    let horizon = old.series.occurrences().take(MAX_EXPANSION).last();
-    let new_occs: HashSet<Occ> = new
-        .map(|n| {
-            n.series.occurrences().take_while(|o| horizon.is_some_and(|h| *o <= h)).take(MAX_EXPANSION * 2).collect()
-        })
-        .unwrap_or_default();
+/// Tombstones a master write leaves for its exceptions that no longer match the new series
+/// (all of them when the master is deleted or stops recurring), so delta reports them
+/// `@removed`. Occurrences that merely vanish are found by delta from the master's history.
+pub(crate) fn orphans(cal: &MsCalendar, master: &str, new: Option<&GSeries>) -> Vec<(GEvent, (i64, i64))> {
     let mut out = Vec::new();
-    let prefix = format!("{}_", master.id);
-    for id in cal.events.ids().filter(|i| i.starts_with(&prefix)) {
-        let item = cal.events.get(id).expect("listed");
-        let Some((_, occ)) = split_id(id) else { continue };
-        if item.ev.link.as_ref().is_none_or(|l| l.master != master.id) || new_occs.contains(&occ) {
+    for (_, item) in exceptions_of(cal, master) {
+        let occ = item.ev.link.as_ref().expect("exception").occ;
+        if item.deleted || new.is_some_and(|n| n.series.contains(occ)) {
             continue;
         }
         let mut ev = (*item.ev).clone();
         ev.link = None;
         out.push((ev, (item.start, item.end)));
     }
-    if new.is_some() {
-        for occ in old.series.occurrences().take(MAX_EXPANSION) {
-            let id = occurrence_id(&master.id, occ);
-            if new_occs.contains(&occ) || cal.events.get(&id).is_some() {
-                continue;
-            }
-            let mut ev = old.occurrence(master, occ);
-            ev.link = None;
-            out.push((ev, old.span(occ)));
-        }
-    }
     out
+}
+
+/// Occurrences of `master` a delta client synced up to change position `p` saw in `window`
+/// and that the master's current series lacks (all of them when it no longer recurs or is
+/// deleted): `(id, start)`.
+pub(crate) fn vanished(master: &GEvent, deleted: bool, p: u64, window: (i64, i64)) -> Vec<(String, i64)> {
+    if master.born_seq > p {
+        return Vec::new();
+    }
+    let seen = match master.history.iter().find(|(until, _)| *until > p) {
+        Some((_, v)) => v.as_ref(),
+        None if deleted => master,
+        None => return Vec::new(),
+    };
+    let Some(old) = master_series(seen) else { return Vec::new() };
+    let now: HashSet<Occ> = match master_series(master).filter(|_| !deleted) {
+        Some(n) => n.overlapping(window.0, window.1).collect(),
+        None => HashSet::new(),
+    };
+    old.overlapping(window.0, window.1)
+        .filter(|o| !now.contains(o))
+        .map(|o| (occurrence_id(&master.id, o), old.span(o).0))
+        .collect()
 }
 
 /// Properties that place an occurrence in time or identify it: master edits never carry
@@ -355,10 +378,8 @@ pub(crate) fn carried_into_exceptions(cal: &MsCalendar, old: &GEvent, new: &GEve
     if changed.is_empty() {
         return Vec::new();
     }
-    let prefix = format!("{}_", new.id);
     let mut out = Vec::new();
-    for id in cal.events.ids().filter(|i| i.starts_with(&prefix)) {
-        let Some(item) = stored_exception(cal, id, &new.id).filter(|i| !i.deleted) else { continue };
+    for (_, item) in exceptions_of(cal, &new.id).filter(|(_, i)| !i.deleted) {
         let mut ex = (*item.ev).clone();
         let mut touched = false;
         for k in &changed {

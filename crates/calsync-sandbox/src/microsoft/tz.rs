@@ -1,44 +1,10 @@
-//! Time zones Graph accepts: Windows names (mapped to IANA for arithmetic) and a fixed list
-//! of IANA names. Anything else is `TimeZoneNotSupportedException`.
+//! Time zones Graph accepts: every Windows zone id of CLDR's windowsZones mapping (through
+//! the `windows-timezones` crate, generated from CLDR) mapped to IANA for arithmetic, and
+//! the IANA names those map to plus a few common extras. Anything else is
+//! `TimeZoneNotSupportedException`.
 
 use chrono_tz::Tz;
-
-/// Windows zone → IANA zone (CLDR territory "001"), the zones calendar clients meet most.
-const WINDOWS: &[(&str, &str)] = &[
-    ("UTC", "UTC"),
-    ("GMT Standard Time", "Europe/London"),
-    ("Greenwich Standard Time", "Atlantic/Reykjavik"),
-    ("W. Europe Standard Time", "Europe/Berlin"),
-    ("Romance Standard Time", "Europe/Paris"),
-    ("Central Europe Standard Time", "Europe/Budapest"),
-    ("Central European Standard Time", "Europe/Warsaw"),
-    ("E. Europe Standard Time", "Europe/Chisinau"),
-    ("FLE Standard Time", "Europe/Kiev"),
-    ("GTB Standard Time", "Europe/Bucharest"),
-    ("Russian Standard Time", "Europe/Moscow"),
-    ("Turkey Standard Time", "Europe/Istanbul"),
-    ("Israel Standard Time", "Asia/Jerusalem"),
-    ("South Africa Standard Time", "Africa/Johannesburg"),
-    ("Arabian Standard Time", "Asia/Dubai"),
-    ("India Standard Time", "Asia/Calcutta"),
-    ("China Standard Time", "Asia/Shanghai"),
-    ("Singapore Standard Time", "Asia/Singapore"),
-    ("Tokyo Standard Time", "Asia/Tokyo"),
-    ("Korea Standard Time", "Asia/Seoul"),
-    ("AUS Eastern Standard Time", "Australia/Sydney"),
-    ("New Zealand Standard Time", "Pacific/Auckland"),
-    ("Eastern Standard Time", "America/New_York"),
-    ("Central Standard Time", "America/Chicago"),
-    ("Mountain Standard Time", "America/Denver"),
-    ("US Mountain Standard Time", "America/Phoenix"),
-    ("Pacific Standard Time", "America/Los_Angeles"),
-    ("Alaskan Standard Time", "America/Anchorage"),
-    ("Hawaiian Standard Time", "Pacific/Honolulu"),
-    ("Atlantic Standard Time", "America/Halifax"),
-    ("E. South America Standard Time", "America/Sao_Paulo"),
-    ("Argentina Standard Time", "America/Buenos_Aires"),
-    ("Central Standard Time (Mexico)", "America/Mexico_City"),
-];
+use windows_timezones::WindowsTimezone;
 
 /// IANA names accepted besides the Windows table's targets.
 const EXTRA_IANA: &[&str] = &[
@@ -64,11 +30,42 @@ const EXTRA_IANA: &[&str] = &[
     "Australia/Melbourne",
 ];
 
-/// Resolves a Graph `timeZone` value.
+/// Resolves a Graph `timeZone` value. Windows ids are matched exactly, as Exchange
+/// documents them; an IANA name only when it is the CLDR target of a Windows id or listed.
 pub(crate) fn resolve(name: &str) -> Option<Tz> {
-    if let Some((_, iana)) = WINDOWS.iter().find(|(w, _)| w.eq_ignore_ascii_case(name)) {
-        return iana.parse().ok();
+    if let Ok(w) = name.parse::<WindowsTimezone>() {
+        return Some(Tz::from(w));
     }
-    let listed = WINDOWS.iter().any(|(_, i)| *i == name) || EXTRA_IANA.contains(&name);
-    if listed { name.parse().ok() } else { None }
+    let tz: Tz = name.parse().ok()?;
+    let listed = EXTRA_IANA.contains(&name) || WindowsTimezone::try_from(tz).is_ok_and(|w| w.tzdb_id() == name);
+    listed.then_some(tz)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_cldr_windows_zone_resolves() {
+        for name in [
+            "Dateline Standard Time",
+            "UTC-11",
+            "Aleutian Standard Time",
+            "Yukon Standard Time",
+            "Magallanes Standard Time",
+            "Sao Tome Standard Time",
+            "Volgograd Standard Time",
+            "South Sudan Standard Time",
+            "Chatham Islands Standard Time",
+            "Line Islands Standard Time",
+            "W. Europe Standard Time",
+            "UTC",
+        ] {
+            assert!(resolve(name).is_some(), "{name}");
+        }
+        assert_eq!(resolve("Tokyo Standard Time"), Some(chrono_tz::Asia::Tokyo));
+        assert_eq!(resolve("Europe/Berlin"), Some(chrono_tz::Europe::Berlin));
+        assert!(resolve("Mars Standard Time").is_none());
+        assert!(resolve("Europe/Busingen").is_none(), "IANA names outside the list are refused");
+    }
 }
