@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::providers::{Providers, SANDBOX_PATH, SandboxMode};
 use crate::services::connections::ConnectionService;
 use crate::state::AppState;
-use crate::throttle::{RateLimiter, Throttle};
+use crate::throttle::{Backoff, RateLimiter, Throttle};
 use crate::{api, ops, web};
 use anyhow::Context;
 use axum::Router;
@@ -90,7 +90,7 @@ impl Application {
         let state = AppState {
             db: db.clone(),
             config: Arc::new(config),
-            login_throttle: Arc::new(Throttle::new(10, Duration::from_secs(15 * 60))),
+            login_throttle: Arc::new(Backoff::new(5, Duration::from_secs(15 * 60))),
             login_ip_throttle: Arc::new(Throttle::new(100, Duration::from_secs(15 * 60))),
             api_limiter,
             connections,

@@ -3,7 +3,7 @@
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::services::connections::ConnectionService;
-use crate::throttle::{RateLimiter, Throttle};
+use crate::throttle::{Backoff, RateLimiter, Throttle};
 use calsync_store::Db;
 use std::sync::Arc;
 
@@ -11,10 +11,11 @@ use std::sync::Arc;
 pub struct AppState {
     pub db: Db,
     pub config: Arc<Config>,
-    /// Failed sign-ins per e-mail address: slows guessing one account's password.
-    pub login_throttle: Arc<Throttle>,
-    /// Failed sign-ins per client address: slows spraying many accounts. Higher than the per-account
-    /// limit, since one address may front a whole office.
+    /// Failed sign-ins per (e-mail, client address): progressively slower guessing from one
+    /// place, never a lockout of the account itself.
+    pub login_throttle: Arc<Backoff>,
+    /// Sign-in attempts per client address (IPv6 per /64): slows spraying many accounts.
+    /// Generous, since one address may front a whole office.
     pub login_ip_throttle: Arc<Throttle>,
     /// API requests per user.
     pub api_limiter: Arc<RateLimiter>,

@@ -1,45 +1,110 @@
-//! A small fixed-window counter used to slow down password guessing. In memory and per process:
-//! it bounds guessing speed; it is not an account lockout.
+//! Sign-in throttling (per client address, and per account and address with progressive
+//! spacing) and the API rate limiter. In memory and per process: they bound guessing speed;
+//! none of them locks an account.
 
+use chrono::{DateTime, Duration, Utc};
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+/// Failures per key in a fixed window, counted *before* the password is checked (so parallel
+/// requests cannot all slip under the limit) and refunded when the attempt succeeds. Used per
+/// client address against spraying many accounts. Time comes from the service clock.
 pub struct Throttle {
     limit: u32,
     window: Duration,
-    hits: Mutex<HashMap<String, (Instant, u32)>>,
+    hits: Mutex<HashMap<String, (DateTime<Utc>, u32)>>,
 }
 
 impl Throttle {
-    pub fn new(limit: u32, window: Duration) -> Self {
-        Self { limit, window, hits: Mutex::new(HashMap::new()) }
+    pub fn new(limit: u32, window: std::time::Duration) -> Self {
+        Self { limit, window: Duration::from_std(window).unwrap_or(Duration::MAX), hits: Mutex::new(HashMap::new()) }
     }
 
-    /// Seconds until `key` may try again, if it is over its limit.
-    pub fn blocked_for(&self, key: &str) -> Option<u64> {
-        let hits = self.hits.lock().unwrap_or_else(|p| p.into_inner());
-        let (start, n) = hits.get(key)?;
-        let elapsed = start.elapsed();
-        (*n >= self.limit && elapsed < self.window).then(|| (self.window - elapsed).as_secs().max(1))
-    }
-
-    /// Counts a failure for `key`.
-    pub fn record_failure(&self, key: &str) {
+    /// Counts an attempt for `key`, or answers the seconds until it may try again.
+    pub fn try_hit(&self, key: &str, now: DateTime<Utc>) -> Result<(), u64> {
         let mut hits = self.hits.lock().unwrap_or_else(|p| p.into_inner());
         if hits.len() > 100_000 {
             let window = self.window;
-            hits.retain(|_, (start, _)| start.elapsed() < window);
+            hits.retain(|_, (start, _)| now - *start < window);
         }
-        let entry = hits.entry(key.to_owned()).or_insert((Instant::now(), 0));
-        if entry.0.elapsed() >= self.window {
-            *entry = (Instant::now(), 0);
+        let entry = hits.entry(key.to_owned()).or_insert((now, 0));
+        if now - entry.0 >= self.window {
+            *entry = (now, 0);
+        }
+        if entry.1 >= self.limit {
+            return Err(seconds(self.window - (now - entry.0)));
         }
         entry.1 += 1;
+        Ok(())
     }
 
-    pub fn clear(&self, key: &str) {
-        self.hits.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    /// Gives back an attempt that turned out not to be a failure.
+    pub fn refund(&self, key: &str) {
+        if let Some((_, n)) = self.hits.lock().unwrap_or_else(|p| p.into_inner()).get_mut(key) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+/// Whole seconds to wait, at least one.
+fn seconds(d: Duration) -> u64 {
+    u64::try_from((d.num_milliseconds() + 999) / 1000).unwrap_or(0).max(1)
+}
+
+/// Failed sign-ins per (account, client address) with progressively longer spacing: the first
+/// `free` failures cost nothing, then each further attempt must wait 1 s, 2 s, 4 s… up to
+/// `max_wait` after the previous one. It slows guessing from one place without ever locking
+/// the account itself: its owner signs in from another address, and the right password
+/// clears the pair. The attempt is counted before the check and cleared on success.
+pub struct Backoff {
+    free: u32,
+    max_wait: Duration,
+    /// (failures, time of the last attempt).
+    state: Mutex<HashMap<String, (u32, DateTime<Utc>)>>,
+}
+
+impl Backoff {
+    pub fn new(free: u32, max_wait: std::time::Duration) -> Self {
+        Self {
+            free,
+            max_wait: Duration::from_std(max_wait).unwrap_or(Duration::MAX),
+            state: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn wait_after(&self, failures: u32) -> Duration {
+        if failures < self.free {
+            return Duration::zero();
+        }
+        let exp = (failures - self.free).min(20);
+        Duration::seconds(1i64 << exp).min(self.max_wait)
+    }
+
+    /// Admits an attempt (counting it as a failure until [`Backoff::succeed`]), or answers
+    /// the seconds until one is allowed.
+    pub fn begin(&self, key: &str, now: DateTime<Utc>) -> Result<(), u64> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        // Pairs idle for twice the longest wait start over.
+        let forget = self.max_wait * 2;
+        if state.len() > 100_000 {
+            state.retain(|_, (_, at)| now - *at < forget);
+        }
+        let entry = state.entry(key.to_owned()).or_insert((0, now));
+        if now - entry.1 >= forget {
+            *entry = (0, now);
+        }
+        let wait = self.wait_after(entry.0);
+        let elapsed = now - entry.1;
+        if entry.0 > 0 && elapsed < wait {
+            return Err(seconds(wait - elapsed));
+        }
+        *entry = (entry.0 + 1, now);
+        Ok(())
+    }
+
+    pub fn succeed(&self, key: &str) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
     }
 }
 
@@ -48,20 +113,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn blocks_after_the_limit_within_the_window() {
-        let t = Throttle::new(3, Duration::from_secs(60));
-        for _ in 0..2 {
-            t.record_failure("ann");
+    fn counts_before_the_check_and_refunds() {
+        let t = Throttle::new(3, std::time::Duration::from_secs(60));
+        let now = Utc::now();
+        for _ in 0..3 {
+            assert!(t.try_hit("10.0.0.1", now).is_ok());
         }
-        assert_eq!(t.blocked_for("ann"), None);
-        t.record_failure("ann");
-        assert!(t.blocked_for("ann").is_some_and(|s| s <= 60));
-        assert_eq!(t.blocked_for("bob"), None);
-        t.clear("ann");
-        assert_eq!(t.blocked_for("ann"), None);
-        let short = Throttle::new(1, Duration::ZERO);
-        short.record_failure("x");
-        assert_eq!(short.blocked_for("x"), None, "an elapsed window no longer blocks");
+        assert_eq!(t.try_hit("10.0.0.1", now), Err(60));
+        assert!(t.try_hit("10.0.0.2", now).is_ok(), "per key");
+        t.refund("10.0.0.1");
+        assert!(t.try_hit("10.0.0.1", now).is_ok(), "a refunded attempt frees a place");
+        assert!(t.try_hit("10.0.0.1", now + Duration::seconds(60)).is_ok(), "an elapsed window no longer blocks");
+    }
+
+    #[test]
+    fn backoff_spaces_failures_progressively_and_success_clears() {
+        let b = Backoff::new(3, std::time::Duration::from_secs(900));
+        let now = Utc::now();
+        for _ in 0..3 {
+            assert!(b.begin("ann|10.0.0.1", now).is_ok());
+        }
+        assert_eq!(b.begin("ann|10.0.0.1", now), Err(1), "the fourth waits a second");
+        assert!(b.begin("ann|10.0.0.9", now).is_ok(), "the same account from elsewhere is not held");
+        let later = now + Duration::seconds(1);
+        assert!(b.begin("ann|10.0.0.1", later).is_ok());
+        assert_eq!(b.begin("ann|10.0.0.1", later), Err(2), "then two seconds");
+        assert_eq!(b.wait_after(40), Duration::seconds(900), "capped");
+        b.succeed("ann|10.0.0.1");
+        assert!(b.begin("ann|10.0.0.1", later).is_ok());
     }
 }
 

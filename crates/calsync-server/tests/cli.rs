@@ -316,4 +316,52 @@ async fn sandbox_command_serves_the_provider_sandbox() {
     assert!(child.wait().unwrap().success());
 }
 
+/// Peak memory of the real server process (VmHWM), in MiB.
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("VmHWM in /proc status");
+    kib / 1024
+}
+
+/// 200 parallel sign-ins for unknown addresses (each checked against a dummy hash) keep the
+/// server small: password checks are bounded, the rest wait or are turned away.
+#[tokio::test]
+async fn a_sign_in_flood_keeps_the_server_small() {
+    common::install_tls();
+    let t = TestDb::empty(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, base, lines) = spawn_serve(&t.url, dir.path());
+    // Keep reading the log, or the server would block writing to a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let mut jar = common::Cookies::default();
+    let page = http.get(format!("{base}/login")).send().await.unwrap();
+    jar.absorb(page.headers());
+    let csrf = common::form_value(&page.text().await.unwrap(), "csrf_token");
+    let before = peak_rss_mib(child.id());
+    let mut attempts = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let email = format!("nobody{i}@flood.test");
+        let req = jar.apply(http.post(format!("{base}/login"))).form(&[
+            ("email", email.as_str()),
+            ("password", "wrong password"),
+            ("csrf_token", &csrf),
+            ("next", "/"),
+        ]);
+        attempts.spawn(async move { req.send().await.unwrap().status().as_u16() });
+    }
+    let statuses = attempts.join_all().await;
+    let peak = peak_rss_mib(child.id());
+    stop(&mut child);
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert!(statuses.iter().all(|s| matches!(s, 401 | 429 | 503)), "{statuses:?}");
+    assert!(checked <= 100, "the per-address budget holds: {checked} checks");
+    assert!(peak < 300, "peak RSS {peak} MiB (before the flood: {before} MiB)");
+}
+
 backend_tests!(admin_commands, first_run_serves_a_signed_in_page, rotate_key_reencrypts_under_the_newest_key);

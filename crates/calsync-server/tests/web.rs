@@ -176,16 +176,55 @@ async fn appointments_page_creates_lists_deletes_and_escapes(backend: Backend) {
 async fn sign_in_is_throttled(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.user("acme", "ann@acme.test", "staff").await;
-    for _ in 0..10 {
+    for _ in 0..5 {
         let (_, status) = sign_in(&app, "ann@acme.test", "not the password").await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
+    // From here on each attempt from this address waits a little longer; the account is not
+    // locked: a second later the right password works.
     let (_, status) = sign_in(&app, "ann@acme.test", PASSWORD).await;
-    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "even the right password waits once the limit is hit");
-    // The limit is per account: a colleague behind the same address still signs in.
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "the next try waits a second");
+    app.state.clock.advance(1);
+    let (_, status) = sign_in(&app, "ann@acme.test", PASSWORD).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "the right password is only slowed, never blocked");
+    // The spacing is per account and address: a colleague behind the same address is not held.
     app.user("acme", "bob@acme.test", "staff").await;
+    for _ in 0..5 {
+        sign_in(&app, "ann@acme.test", "not the password").await;
+    }
     let (_, status) = sign_in(&app, "bob@acme.test", PASSWORD).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
+}
+
+/// Parallel guesses are counted before the password is checked: 40 at once for one account
+/// run five checks, the rest wait.
+async fn parallel_guesses_are_counted_before_the_check(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.user("acme", "ann@acme.test", "staff").await;
+    let mut jar = Cookies::default();
+    let page = app.http.get(app.url("/login")).send().await.unwrap();
+    jar.absorb(page.headers());
+    let csrf = form_value(&page.text().await.unwrap(), "csrf_token");
+    let mut attempts = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let req = jar.apply(app.http.post(app.url("/login"))).form(&[
+            ("email", "ann@acme.test"),
+            ("password", &format!("guess number {i}")),
+            ("csrf_token", &csrf),
+            ("next", "/"),
+        ]);
+        attempts.spawn(async move { req.send().await.unwrap() });
+    }
+    let answers = attempts.join_all().await;
+    let checked = answers.iter().filter(|r| r.status() == StatusCode::UNAUTHORIZED).count();
+    let held = answers.iter().filter(|r| r.status() == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!((checked, held), (5, 35));
+    assert!(
+        answers
+            .iter()
+            .filter(|r| r.status() == StatusCode::TOO_MANY_REQUESTS)
+            .all(|r| r.headers().contains_key("retry-after"))
+    );
 }
 
 /// The sandbox authorization URL, approved at once for `email` (replacing the suggested hint).
@@ -374,6 +413,7 @@ backend_tests!(
     forms_reject_forgery,
     appointments_page_creates_lists_deletes_and_escapes,
     sign_in_is_throttled,
+    parallel_guesses_are_counted_before_the_check,
 );
 
 fn url_encode(s: &str) -> String {

@@ -36,6 +36,10 @@ pub enum ApiError {
         retry_after: u64,
     },
     UnsupportedMediaType,
+    /// 503 with `Retry-After`: bounded work is at capacity.
+    Busy {
+        retry_after: u64,
+    },
     Internal(anyhow::Error),
 }
 
@@ -68,6 +72,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Forbidden(m) => ApiError::Forbidden(m),
             ServiceError::Conflict { field, message } => ApiError::Conflict { field, message },
             ServiceError::PreconditionFailed(m) => ApiError::PreconditionFailed(m),
+            ServiceError::Busy { retry_after } => ApiError::Busy { retry_after },
             ServiceError::Internal(e) => ApiError::Internal(e),
         }
     }
@@ -98,6 +103,18 @@ impl IntoResponse for ApiError {
                 format!("request body is larger than {limit} bytes"),
             ),
             ApiError::ProviderUnavailable(m) => (StatusCode::BAD_GATEWAY, "provider_unavailable", None, m),
+            ApiError::Busy { retry_after } => {
+                let body = ErrorBody {
+                    error: ErrorDetail {
+                        code: "busy".into(),
+                        message: format!("the server is busy; retry in {retry_after} s"),
+                        field: None,
+                    },
+                };
+                let mut resp = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                return resp;
+            }
             ApiError::RateLimited { retry_after } => {
                 let body = ErrorBody {
                     error: ErrorDetail {

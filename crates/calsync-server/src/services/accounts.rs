@@ -2,13 +2,12 @@
 
 use super::ServiceError;
 use crate::crypto::{random_token, token_hash};
-use anyhow::Context;
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
 use calsync_domain::account::{Email, FirmSlug, Password, parse_name};
 use calsync_domain::tenant::Role;
 use calsync_store::{AuthenticatedUser, Db, Firm, NewUser, StoreError, User};
 use std::sync::OnceLock;
+use std::time::Duration;
+use tokio::sync::Semaphore;
 
 pub async fn create_firm(db: &Db, name: &str, slug: &str) -> Result<Firm, ServiceError> {
     let name = parse_name(name, "name")?;
@@ -86,39 +85,84 @@ pub async fn authenticate(db: &Db, email: &str, password: &str) -> Result<Option
     Ok(user.filter(|_| ok))
 }
 
-pub async fn hash_password(password: Password) -> Result<String, ServiceError> {
-    // Argon2 is deliberately slow: keep it off the async worker threads.
-    tokio::task::spawn_blocking(move || {
-        Argon2::default()
-            .hash_password(password.expose().as_bytes())
-            .map(|h| h.to_string())
-            .map_err(|e| anyhow::anyhow!("hash password: {e}"))
+/// Argon2 takes about 19 MiB and tens of milliseconds per hash, by design. Unbounded, a flood
+/// of sign-ins (unknown addresses too: they are checked against a dummy hash so timing does
+/// not tell which exist) took the process to gigabytes. So hashing runs on a fixed pool of
+/// two threads per core, each reusing its own memory (`passwords`), at most that many at
+/// once, and a request that cannot get a turn within a second is answered 503.
+struct PasswordPool {
+    permits: Semaphore,
+    jobs: std::sync::Mutex<std::sync::mpsc::Sender<Job>>,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+fn pool() -> &'static PasswordPool {
+    static POOL: OnceLock<PasswordPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let size = 2 * std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..size {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new().name(format!("calsync-argon2-{i}")).spawn(move || {
+                loop {
+                    // The lock is held only while taking a job, never while running it.
+                    let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                }
+            });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a password hashing thread");
+            }
+        }
+        PasswordPool { permits: Semaphore::new(size), jobs: std::sync::Mutex::new(tx) }
     })
-    .await
-    .context("password hashing task")?
-    .map_err(ServiceError::Internal)
+}
+
+/// Runs `work` on the password pool once a turn is free (503 after a second without one).
+async fn on_password_pool<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, ServiceError> {
+    let pool = pool();
+    let _turn = match tokio::time::timeout(Duration::from_secs(1), pool.permits.acquire()).await {
+        Ok(Ok(permit)) => permit,
+        _ => return Err(ServiceError::Busy { retry_after: 1 }),
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move || {
+        let _ = tx.send(work());
+    });
+    pool.jobs
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .send(job)
+        .map_err(|_| ServiceError::Internal(anyhow::anyhow!("the password pool has stopped")))?;
+    rx.await.map_err(|_| ServiceError::Internal(anyhow::anyhow!("a password hashing job was lost")))
+}
+
+pub async fn hash_password(password: Password) -> Result<String, ServiceError> {
+    on_password_pool(move || super::passwords::hash(password.expose().as_bytes()))
+        .await?
+        .map_err(ServiceError::Internal)
 }
 
 async fn verify_password(password: String, hash: String) -> Result<bool, ServiceError> {
-    tokio::task::spawn_blocking(move || {
-        let Ok(parsed) = PasswordHash::new(&hash) else { return false };
-        Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok()
-    })
-    .await
-    .context("password verification task")
-    .map_err(ServiceError::Internal)
+    on_password_pool(move || super::passwords::verify(password.as_bytes(), &hash)).await
 }
 
 /// Computes the timing equaliser ahead of the first sign-in (off the async threads).
 pub async fn warm_up() {
-    let _ = tokio::task::spawn_blocking(dummy_hash).await;
+    let _ = on_password_pool(|| {
+        dummy_hash();
+    })
+    .await;
 }
 
 fn dummy_hash() -> &'static str {
     static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| {
-        Argon2::default().hash_password(b"calsync-timing-equaliser").map(|h| h.to_string()).unwrap_or_default()
-    })
+    HASH.get_or_init(|| super::passwords::hash(b"calsync-timing-equaliser").unwrap_or_default())
 }
 
 /// What the first run created, to show once.

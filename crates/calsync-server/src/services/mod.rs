@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod appointments;
 pub mod connections;
+mod passwords;
 
 use calsync_domain::ValidationError;
 use calsync_store::StoreError;
@@ -23,6 +24,9 @@ pub enum ServiceError {
     /// The caller's `If-Match` no longer matches.
     #[error("{0}")]
     PreconditionFailed(String),
+    /// Bounded work (password checks) is at capacity: try again shortly (503).
+    #[error("busy; try again in {retry_after} s")]
+    Busy { retry_after: u64 },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }

@@ -82,6 +82,15 @@ pub(crate) fn error_page(e: ServiceError) -> Response {
         ServiceError::Conflict { message, .. } | ServiceError::PreconditionFailed(message) => {
             message_page(StatusCode::CONFLICT, "Conflict", &message)
         }
+        ServiceError::Busy { retry_after } => {
+            let mut resp = message_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Busy",
+                "Too many sign-ins are being checked right now. Try again in a moment.",
+            );
+            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, retry_after.into());
+            resp
+        }
         ServiceError::Internal(e) => {
             tracing::error!(error = format!("{e:#}"), "internal error");
             message_page(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "The error was logged. Try again.")

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
 use chrono::{Duration, Utc};
 use serde::Deserialize;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 const LOGIN_CSRF_COOKIE: &str = "calsync_login_csrf";
 
@@ -114,18 +114,27 @@ pub async fn login(
     if !cookie_ok {
         return csrf_rejected();
     }
-    let email_key = form.email.trim().to_lowercase();
-    let peer_key = peer.ip().to_string();
-    let (throttle, ip_throttle) = (&state.login_throttle, &state.login_ip_throttle);
-    if let Some(wait) = throttle.blocked_for(&email_key).or_else(|| ip_throttle.blocked_for(&peer_key)) {
-        let msg = format!("Too many failed sign-in attempts. Try again in {} minutes.", wait.div_ceil(60));
-        return login_form(&state, &jar, StatusCode::TOO_MANY_REQUESTS, &next, &form.email, Some(&msg));
+    let addr_key = client_key(peer.ip());
+    let pair_key = format!("{}|{addr_key}", form.email.trim().to_lowercase());
+    let (backoff, addr_throttle) = (&state.login_throttle, &state.login_ip_throttle);
+    // Both counted before the (expensive) check, so parallel guesses cannot slip past.
+    let now = state.clock.now();
+    let admitted = addr_throttle
+        .try_hit(&addr_key, now)
+        .and_then(|()| backoff.begin(&pair_key, now).inspect_err(|_| addr_throttle.refund(&addr_key)));
+    if let Err(wait) = admitted {
+        let msg = if wait < 120 {
+            format!("Too many failed sign-in attempts. Try again in {wait} seconds.")
+        } else {
+            format!("Too many failed sign-in attempts. Try again in {} minutes.", wait.div_ceil(60))
+        };
+        let mut resp = login_form(&state, &jar, StatusCode::TOO_MANY_REQUESTS, &next, &form.email, Some(&msg));
+        resp.headers_mut().insert(header::RETRY_AFTER, wait.into());
+        return resp;
     }
     let user = match accounts::authenticate(&state.db, &form.email, &form.password).await {
         Ok(Some(u)) => u,
         Ok(None) => {
-            throttle.record_failure(&email_key);
-            ip_throttle.record_failure(&peer_key);
             tracing::info!("sign-in failed");
             return login_form(
                 &state,
@@ -136,9 +145,13 @@ pub async fn login(
                 Some("The e-mail or password is not correct."),
             );
         }
-        Err(e) => return error_page(e),
+        Err(e) => {
+            addr_throttle.refund(&addr_key);
+            return error_page(e);
+        }
     };
-    throttle.clear(&email_key);
+    backoff.succeed(&pair_key);
+    addr_throttle.refund(&addr_key);
     let token = random_token("");
     let csrf = random_token("");
     let ttl = i64::from(state.config.session_ttl_hours) * 3600;
@@ -154,6 +167,21 @@ pub async fn login(
     headers.append(header::SET_COOKIE, cookie_header(&state, SESSION_COOKIE, &token, ttl));
     headers.append(header::SET_COOKIE, cookie_header(&state, LOGIN_CSRF_COOKIE, "", 0));
     resp
+}
+
+/// The client's address as a throttling key: IPv4 as is, IPv6 by its /64 (one host usually
+/// owns a whole /64, so per-address keys would let it rotate through 2^64 of them).
+fn client_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
 }
 
 pub async fn logout(State(state): State<AppState>, caller: WebCaller, Form(form): Form<CsrfForm>) -> Response {
