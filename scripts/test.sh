@@ -66,11 +66,11 @@ ensure_python_tools() {
   if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import googleapiclient' 2>/dev/null; then
     echo "test.sh: installing google-api-python-client into $venv" >&2
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check google-api-python-client
+    "$venv/bin/pip" install -q --disable-pip-version-check "google-api-python-client==2.202.0"
   fi
   if ! "$venv/bin/python" -c 'import msgraph' 2>/dev/null; then
     echo "test.sh: installing msgraph-sdk into $venv" >&2
-    "$venv/bin/pip" install -q --disable-pip-version-check msgraph-sdk
+    "$venv/bin/pip" install -q --disable-pip-version-check "msgraph-sdk==1.65.0"
   fi
   export PATH="$venv/bin:$PATH"
   export CALSYNC_PYTHON="$venv/bin/python"

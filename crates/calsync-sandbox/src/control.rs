@@ -41,7 +41,20 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/_sandbox/microsoft/organizer-update", post(microsoft::meetings::organizer_update))
         .route("/_sandbox/microsoft/organizer-cancel", post(microsoft::meetings::organizer_cancel))
         .route("/_sandbox/microsoft/mailbox-settings", post(microsoft::meetings::mailbox_settings))
+        // Control writes (invitations, organizer changes, lifecycle events) notify webhooks
+        // like provider writes do.
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), flush_after))
         .with_state(shared)
+}
+
+async fn flush_after(
+    State(shared): State<Arc<Shared>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let resp = next.run(req).await;
+    crate::webhook::flush(&shared);
+    resp
 }
 
 fn bad(msg: impl Into<String>) -> Response {
@@ -226,6 +239,8 @@ async fn clock(State(shared): State<Arc<Shared>>, payload: Result<Json<ClockReq>
         return bad("advance_seconds must not be negative");
     }
     shared.clock.advance(req.advance_seconds);
+    // The offset is part of the saved state.
+    shared.dirty.store(true, Ordering::Relaxed);
     Json(json!({"now": shared.clock.now().to_rfc3339()})).into_response()
 }
 
@@ -252,6 +267,9 @@ struct PushReq {
     /// Coalescing window in ms from now on: notifications for one channel or subscription
     /// within it go out as one delivery. `0` sends every change on its own.
     coalesce_ms: Option<u64>,
+    /// Sends the deliveries waiting in their window now (tests: no waiting on the clock).
+    #[serde(default)]
+    flush: bool,
 }
 
 async fn push(State(shared): State<Arc<Shared>>, payload: Result<Json<PushReq>, JsonRejection>) -> Response {
@@ -275,7 +293,9 @@ async fn push(State(shared): State<Arc<Shared>>, payload: Result<Json<PushReq>, 
     if let Some(ms) = req.coalesce_ms {
         shared.coalesce_ms.store(ms, Ordering::Relaxed);
     }
-    Json(json!({"ok": true, "coalesce_ms": shared.coalesce_ms.load(Ordering::Relaxed)})).into_response()
+    let flushed = if req.flush { crate::webhook::flush_held(&shared) } else { 0 };
+    Json(json!({"ok": true, "coalesce_ms": shared.coalesce_ms.load(Ordering::Relaxed), "flushed": flushed}))
+        .into_response()
 }
 
 #[derive(Deserialize)]

@@ -122,6 +122,8 @@ mod store;
 mod webhook;
 
 use std::path::PathBuf;
+
+use sha2::Digest;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -243,8 +245,11 @@ impl Sandbox {
                 tick.tick().await;
                 // The sandbox is gone once its last handle is dropped.
                 let Some(shared) = weak.upgrade() else { return };
-                if let Err(e) = save_if_dirty(&shared) {
-                    tracing::error!(error = %e, "sandbox state not saved");
+                // Serializing and fsyncing block: off the async workers.
+                match tokio::task::spawn_blocking(move || save_if_dirty(&shared)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "sandbox state not saved"),
+                    Err(e) => tracing::error!(error = %e, "sandbox state saver failed"),
                 }
             }
         });
@@ -272,14 +277,26 @@ impl Sandbox {
     }
 }
 
+/// Writes the state file if the world may have changed. One writer at a time (the background
+/// task and [`Sandbox::save`] share the temporary file, and a shutdown save must not return
+/// while another write is still in flight). Any lock of the world marks it possibly changed,
+/// so a save first compares the snapshot with what was last written and skips the disk when
+/// nothing changed.
 fn save_if_dirty(shared: &state::Shared) -> Result<(), StateFileError> {
     let Some(path) = &shared.config.state_file else { return Ok(()) };
+    let mut last = shared.last_saved.lock().unwrap_or_else(|e| e.into_inner());
     // Cleared before the snapshot: a change made while it is written marks it again.
     if !shared.dirty.swap(false, Ordering::Relaxed) {
         return Ok(());
     }
-    let bytes = persist::snapshot(&mut shared.world_unmarked(), shared.clock.offset_ms());
-    persist::write_atomically(path, &bytes).inspect_err(|_| shared.dirty.store(true, Ordering::Relaxed))
+    let bytes = persist::snapshot(&shared.world_unmarked(), shared.clock.offset_ms());
+    let digest: [u8; 32] = sha2::Sha256::digest(&bytes).into();
+    if *last == Some(digest) {
+        return Ok(());
+    }
+    persist::write_atomically(path, &bytes).inspect_err(|_| shared.dirty.store(true, Ordering::Relaxed))?;
+    *last = Some(digest);
+    Ok(())
 }
 
 /// Serves a sandbox on `listener` until the task is dropped. With an empty

@@ -68,11 +68,11 @@ pub(crate) fn load(path: &Path) -> Result<Option<(World, i64)>, StateFileError> 
     Ok(Some((world, snap.clock_offset_ms)))
 }
 
-/// Serializes the world (the caller holds its lock); the generator is re-seeded from a
-/// value drawn now, so the live world and a later load continue alike.
-pub(crate) fn snapshot(world: &mut World, clock_offset_ms: i64) -> Vec<u8> {
-    let rng_seed: u64 = world.rng.random();
-    world.rng = StdRng::seed_from_u64(rng_seed);
+/// Serializes the world (the caller holds its lock). The generator cannot be saved as it is,
+/// so a seed drawn from a copy of it is: the live world's sequence is left alone (a seeded
+/// run repeats whenever saves happen), and a restart continues from that seed.
+pub(crate) fn snapshot(world: &World, clock_offset_ms: i64) -> Vec<u8> {
+    let rng_seed: u64 = world.rng.clone().random();
     serde_json::to_vec(&SnapshotRef { version: VERSION, rng_seed, clock_offset_ms, world })
         .expect("the sandbox world serializes")
 }
@@ -100,6 +100,8 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StateFil
     f.sync_all().map_err(err)?;
     drop(f);
     std::fs::rename(&tmp, path).map_err(err)?;
+    // The rename itself is durable only once the directory is.
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
     Ok(())
 }
 

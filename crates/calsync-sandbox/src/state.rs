@@ -97,10 +97,14 @@ pub(crate) struct Shared {
     /// Webhook coalescing window in ms (`POST /_sandbox/push {"coalesce_ms"}`).
     pub coalesce_ms: AtomicU64,
     /// Deliveries waiting out their coalescing window, by channel / subscription.
-    pub held: Mutex<HashMap<String, webhook::Delivery>>,
-    /// Set whenever the world is locked, cleared by a save: the state file is written only
-    /// after something may have changed.
+    pub held: Mutex<HashMap<String, webhook::Held>>,
+    /// Numbers the held batches, so a window's timer sends only the batch it started for.
+    pub held_generation: AtomicU64,
+    /// Set whenever the world is locked (or the clock moved), cleared by a save: the state
+    /// file is written only after something may have changed.
     pub dirty: AtomicBool,
+    /// SHA-256 of the last state written; also the lock that keeps saves one at a time.
+    pub last_saved: Mutex<Option<[u8; 32]>>,
 }
 
 impl Shared {
@@ -119,7 +123,9 @@ impl Shared {
             google_quota: Mutex::new(Default::default()),
             paging: Mutex::new(HashMap::new()),
             held: Mutex::new(HashMap::new()),
+            held_generation: AtomicU64::new(0),
             dirty: AtomicBool::new(false),
+            last_saved: Mutex::new(None),
         }
     }
 

@@ -42,21 +42,50 @@ pub(crate) enum Coalesce {
     AppendValue,
 }
 
-impl Delivery {
+/// Most Graph notifications one delivery carries; a fuller batch goes out at once.
+const MAX_BATCH: usize = 100;
+
+/// A delivery waiting out its coalescing window.
+#[derive(Debug)]
+pub(crate) struct Held {
+    delivery: Delivery,
+    /// Graph: the notifications gathered so far (the body is rebuilt from them when sent).
+    items: Vec<serde_json::Value>,
+    /// Tells the window's timer whether this is still the batch it was started for.
+    generation: u64,
+}
+
+impl Held {
+    fn new(delivery: Delivery, generation: u64) -> Self {
+        let items = value_items(&delivery);
+        Self { delivery, items, generation }
+    }
+
     fn absorb(&mut self, later: Delivery, how: Coalesce) {
         match how {
-            Coalesce::Replace => *self = later,
-            Coalesce::AppendValue => {
-                let parse = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).ok();
-                if let (Some(mut held), Some(new)) = (parse(&self.body), parse(&later.body))
-                    && let (Some(items), Some(more)) = (held["value"].as_array_mut(), new["value"].as_array())
-                {
-                    items.extend(more.iter().cloned());
-                    self.body = held.to_string().into_bytes();
-                }
-            }
+            Coalesce::Replace => self.delivery = later,
+            Coalesce::AppendValue => self.items.extend(value_items(&later)),
         }
     }
+
+    fn into_delivery(self) -> Delivery {
+        let mut d = self.delivery;
+        if !self.items.is_empty() {
+            d.body = serde_json::json!({ "value": self.items }).to_string().into_bytes();
+        }
+        d
+    }
+}
+
+/// The `value` items of a Graph notification body (none for other deliveries).
+fn value_items(d: &Delivery) -> Vec<serde_json::Value> {
+    if d.coalesce.as_ref().is_none_or(|(_, how)| *how != Coalesce::AppendValue) {
+        return Vec::new();
+    }
+    serde_json::from_slice::<serde_json::Value>(&d.body)
+        .ok()
+        .and_then(|v| v.get("value").and_then(|v| v.as_array()).cloned())
+        .unwrap_or_default()
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -124,7 +153,7 @@ impl PushControl {
 /// Deliveries with a coalescing key wait out the window; later ones for the same key join
 /// the held delivery instead of going out on their own.
 pub(crate) fn flush(shared: &Arc<Shared>) {
-    let pending = std::mem::take(&mut shared.world().outbox);
+    let pending = std::mem::take(&mut shared.world_unmarked().outbox);
     let window = shared.coalesce_ms.load(std::sync::atomic::Ordering::Relaxed);
     for d in pending {
         let Some((key, how)) = d.coalesce.clone().filter(|_| window > 0) else {
@@ -134,19 +163,39 @@ pub(crate) fn flush(shared: &Arc<Shared>) {
         let mut held = shared.held.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(h) = held.get_mut(&key) {
             h.absorb(d, how);
+            if h.items.len() >= MAX_BATCH
+                && let Some(full) = held.remove(&key)
+            {
+                drop(held);
+                send(shared, full.into_delivery());
+            }
             continue;
         }
-        held.insert(key.clone(), d);
+        let generation = shared.held_generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        held.insert(key.clone(), Held::new(d, generation));
         drop(held);
         let shared = shared.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(window)).await;
-            let d = shared.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
-            if let Some(d) = d {
-                send(&shared, d);
+            let mut held = shared.held.lock().unwrap_or_else(|e| e.into_inner());
+            if held.get(&key).is_some_and(|h| h.generation == generation)
+                && let Some(h) = held.remove(&key)
+            {
+                drop(held);
+                send(&shared, h.into_delivery());
             }
         });
     }
+}
+
+/// Sends every held delivery now (`POST /_sandbox/push {"flush": true}`); answers how many.
+pub(crate) fn flush_held(shared: &Arc<Shared>) -> usize {
+    let held: Vec<Held> = shared.held.lock().unwrap_or_else(|e| e.into_inner()).drain().map(|(_, h)| h).collect();
+    let n = held.len();
+    for h in held {
+        send(shared, h.into_delivery());
+    }
+    n
 }
 
 /// One delivery through the drop / duplicate / delay switch.

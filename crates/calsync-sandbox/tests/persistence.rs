@@ -52,6 +52,27 @@ async fn accounts_tokens_events_and_cursors_survive_a_restart() {
         "end": {"dateTime": "2026-12-01T10:00:00", "timeZone": "UTC"}});
     let mcreated =
         json_of(h.send(Method::POST, &mt, &format!("{G}/me/events"), Some(mev)).await, StatusCode::CREATED).await;
+    // A full delta round, a push channel and a subscription, all to be used after the restart.
+    let mut next =
+        format!("{G}/me/calendarView/delta?startDateTime=2026-11-01T00:00:00Z&endDateTime=2027-01-01T00:00:00Z");
+    let delta_link = loop {
+        let page = json_of(h.get(&mt, &next).await, StatusCode::OK).await;
+        if let Some(link) = page["@odata.deltaLink"].as_str() {
+            break link.strip_prefix(&h.base).unwrap().to_owned();
+        }
+        next = page["@odata.nextLink"].as_str().unwrap().strip_prefix(&h.base).unwrap().to_owned();
+    };
+    let (hook, mut rx) = receiver().await;
+    h.control("/_sandbox/push", json!({"coalesce_ms": 0})).await;
+    let watch = json!({"id": "kept-channel", "type": "web_hook", "address": format!("{hook}/ok")});
+    json_of(h.send(Method::POST, &gt, &format!("{EVENTS}/watch"), Some(watch)).await, StatusCode::OK).await;
+    assert_eq!(next_received(&mut rx).await.headers["x-goog-resource-state"], "sync");
+    let exp = (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let sub = json!({"changeType": "created", "notificationUrl": format!("{hook}/ok"), "resource": "me/events",
+        "expirationDateTime": exp, "clientState": "kept"});
+    let sub =
+        json_of(h.send(Method::POST, &mt, &format!("{G}/subscriptions"), Some(sub)).await, StatusCode::CREATED).await;
+    assert!(next_received(&mut rx).await.query.starts_with("validationToken="));
     h.advance(600).await;
     sandbox.save().unwrap();
     task.abort();
@@ -81,6 +102,28 @@ async fn accounts_tokens_events_and_cursors_survive_a_restart() {
         json_of(h2.get(&mt, &format!("{G}/me/events/{}", mcreated["id"].as_str().unwrap())).await, StatusCode::OK)
             .await;
     assert_eq!(mgot["subject"], "kept");
+
+    // Channels and subscriptions came back: new events are pushed to the same receiver.
+    h2.control("/_sandbox/push", json!({"coalesce_ms": 0})).await;
+    let ev = json!({"summary": "pushed", "start": {"dateTime": "2026-12-03T09:00:00Z"},
+        "end": {"dateTime": "2026-12-03T10:00:00Z"}});
+    json_of(h2.send(Method::POST, &gt, EVENTS, Some(ev)).await, StatusCode::OK).await;
+    let push = next_received(&mut rx).await;
+    assert_eq!(
+        (push.headers["x-goog-channel-id"].as_str(), push.headers["x-goog-resource-state"].as_str()),
+        ("kept-channel", "exists")
+    );
+    let mev = json!({"subject": "after", "start": {"dateTime": "2026-12-02T09:00:00", "timeZone": "UTC"},
+        "end": {"dateTime": "2026-12-02T10:00:00", "timeZone": "UTC"}});
+    let mafter =
+        json_of(h2.send(Method::POST, &mt, &format!("{G}/me/events"), Some(mev)).await, StatusCode::CREATED).await;
+    let note: serde_json::Value = serde_json::from_str(&next_received(&mut rx).await.body).unwrap();
+    assert_eq!(note["value"][0]["subscriptionId"], sub["id"]);
+    assert_eq!(note["value"][0]["resourceData"]["id"], mafter["id"]);
+    // The delta link made before the restart still answers, with the new event.
+    let changes = json_of(h2.get(&mt, &delta_link).await, StatusCode::OK).await;
+    let ids: Vec<_> = changes["value"].as_array().unwrap().iter().map(|e| e["id"].clone()).collect();
+    assert!(ids.contains(&mafter["id"]), "{changes}");
 
     // The clock offset came back: a new event is stamped at least 600 s after the first.
     let ev = json!({"summary": "after", "start": {"dateTime": "2026-12-02T09:00:00Z"},

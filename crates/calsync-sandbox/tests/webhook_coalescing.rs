@@ -36,8 +36,8 @@ async fn graph_notifications_within_the_window_share_one_value_array() {
     json_of(h.send(Method::POST, &t, &format!("{G}/subscriptions"), Some(sub)).await, StatusCode::CREATED).await;
     assert!(next_received(&mut rx).await.query.starts_with("validationToken="));
 
-    // A wide window, asked for explicitly, so the burst cannot straddle two deliveries.
-    assert_eq!(h.control("/_sandbox/push", json!({"coalesce_ms": 2000})).await["coalesce_ms"], 2000);
+    // A window too wide to close by itself: the test sends the batch when it is ready.
+    assert_eq!(h.control("/_sandbox/push", json!({"coalesce_ms": 600_000})).await["coalesce_ms"], 600_000);
     let mut ids = Vec::new();
     for i in 0..3 {
         let ev = json_of(
@@ -47,6 +47,8 @@ async fn graph_notifications_within_the_window_share_one_value_array() {
         .await;
         ids.push(ev["id"].as_str().unwrap().to_owned());
     }
+    assert!(rx.try_recv().is_err(), "nothing goes out while the window is open");
+    assert_eq!(h.control("/_sandbox/push", json!({"flush": true})).await["flushed"], 1);
     let batch: Value = serde_json::from_str(&next_received(&mut rx).await.body).unwrap();
     let got: Vec<_> = batch["value"].as_array().unwrap().iter().map(|n| n["resourceData"]["id"].clone()).collect();
     assert_eq!(got, ids, "one delivery, the three notifications in change order");
@@ -72,20 +74,51 @@ async fn google_sends_one_exists_per_burst() {
     json_of(h.send(Method::POST, &t, &format!("{EVENTS}/watch"), Some(watch)).await, StatusCode::OK).await;
     assert_eq!(next_received(&mut rx).await.headers["x-goog-resource-state"], "sync");
 
-    h.control("/_sandbox/push", json!({"coalesce_ms": 2000})).await;
+    h.control("/_sandbox/push", json!({"coalesce_ms": 600_000})).await;
     for i in 0..3 {
         let r = h.send(Method::POST, &t, EVENTS, Some(google_event(&format!("e{i}")))).await;
         assert_eq!(r.status(), StatusCode::OK);
     }
+    assert!(rx.try_recv().is_err(), "nothing goes out while the window is open");
+    assert_eq!(h.control("/_sandbox/push", json!({"flush": true})).await["flushed"], 1, "one held message");
     let burst = next_received(&mut rx).await;
     assert_eq!(burst.headers["x-goog-resource-state"], "exists");
 
+    // Without coalescing the next change goes out alone, numbered after the burst's newest.
     h.control("/_sandbox/push", json!({"coalesce_ms": 0})).await;
     let r = h.send(Method::POST, &t, EVENTS, Some(google_event("marker"))).await;
     assert_eq!(r.status(), StatusCode::OK);
     let marker = next_received(&mut rx).await;
-    assert!(number(&marker) > number(&burst), "the burst's message carries its newest number");
-    assert!(rx.try_recv().is_err(), "the three inserts made one message, not three");
+    assert!(number(&marker) > number(&burst));
+}
+
+#[tokio::test]
+async fn graph_batches_are_capped_and_the_window_closes_by_itself() {
+    let h = start().await;
+    let t = h.ms_account("many@example.com").await;
+    let (base, mut rx) = receiver().await;
+    let exp = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let sub = json!({"changeType": "created", "notificationUrl": format!("{base}/ok"),
+        "resource": "me/events", "expirationDateTime": exp, "clientState": "c"});
+    json_of(h.send(Method::POST, &t, &format!("{G}/subscriptions"), Some(sub)).await, StatusCode::CREATED).await;
+    assert!(next_received(&mut rx).await.query.starts_with("validationToken="));
+    h.control("/_sandbox/push", json!({"coalesce_ms": 600_000})).await;
+    for i in 0..101 {
+        let r = h.send(Method::POST, &t, &format!("{G}/me/events"), Some(graph_event(&format!("e{i}")))).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let full: Value = serde_json::from_str(&next_received(&mut rx).await.body).unwrap();
+    assert_eq!(full["value"].as_array().unwrap().len(), 100, "a full batch goes out without waiting");
+    assert_eq!(h.control("/_sandbox/push", json!({"flush": true})).await["flushed"], 1);
+    let rest: Value = serde_json::from_str(&next_received(&mut rx).await.body).unwrap();
+    assert_eq!(rest["value"].as_array().unwrap().len(), 1);
+
+    // A short window closes on its own.
+    h.control("/_sandbox/push", json!({"coalesce_ms": 50})).await;
+    let r = h.send(Method::POST, &t, &format!("{G}/me/events"), Some(graph_event("late"))).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let late: Value = serde_json::from_str(&next_received(&mut rx).await.body).unwrap();
+    assert_eq!(late["value"].as_array().unwrap().len(), 1);
 }
 
 #[tokio::test]
