@@ -6,12 +6,14 @@ use crate::crypto::token_hash;
 use crate::services::ServiceError;
 use crate::services::accounts;
 use crate::state::AppState;
-use axum::extract::FromRequestParts;
+use crate::throttle::client_key;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
 use calsync_store::{AuthenticatedUser, StoreError, WebSession};
+use std::net::SocketAddr;
 
 pub const SESSION_COOKIE: &str = "calsync_session";
 
@@ -31,12 +33,23 @@ impl FromRequestParts<AppState> for ApiCaller {
         if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
             return Err(ApiError::Unauthorized("the Authorization header must use the Bearer scheme"));
         }
+        // A client that keeps presenting bad tokens is refused before the lookup.
+        let client = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| client_key(c.0.ip()));
+        let now = state.clock.now();
+        if let Some(retry_after) = client.as_deref().and_then(|c| state.bad_token_throttle.blocked_for(c, now)) {
+            return Err(ApiError::RateLimited { retry_after });
+        }
         match accounts::user_for_api_token(&state.db, token.trim()).await {
             Ok(user) => match state.api_limiter.check(&user.actor.user_id.to_string()) {
                 Ok(()) => Ok(ApiCaller(user)),
                 Err(retry_after) => Err(ApiError::RateLimited { retry_after }),
             },
-            Err(ServiceError::NotFound) => Err(ApiError::Unauthorized("invalid or revoked API token")),
+            Err(ServiceError::NotFound) => {
+                if let Some(c) = client.as_deref() {
+                    let _ = state.bad_token_throttle.try_hit(c, now);
+                }
+                Err(ApiError::Unauthorized("invalid, expired or revoked API token"))
+            }
             Err(e) => Err(e.into()),
         }
     }

@@ -169,6 +169,19 @@ pub enum AdminCommand {
         /// A label to recognise the token by.
         #[arg(long, default_value = "cli")]
         name: String,
+        /// The token stops working after this many days (1–3650) [default: never]
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+    /// List a user's API tokens: id, name, created, last used, expiry, revocation.
+    ListTokens {
+        #[arg(long)]
+        email: String,
+    },
+    /// Revoke an API token by the id `list-tokens` shows.
+    RevokeToken {
+        /// The token id.
+        id: String,
     },
     /// Re-encrypt every stored token under the newest key of CALSYNC_ENCRYPTION_KEY.
     RotateKey,

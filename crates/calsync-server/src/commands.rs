@@ -76,9 +76,36 @@ async fn admin(config: &Config, cmd: AdminCommand) -> anyhow::Result<()> {
                 accounts::create_user(&db, &firm, &email, &name, &role, password.expose()).await.map_err(plain)?;
             println!("created {} {} in firm {} (id {})", user.role, user.email, firm, user.id);
         }
-        AdminCommand::CreateToken { email, name } => {
-            let token = accounts::create_api_token(&db, &email, &name).await.map_err(plain)?;
+        AdminCommand::CreateToken { email, name, expires_in_days } => {
+            let token = accounts::create_api_token(&db, &email, &name, expires_in_days).await.map_err(plain)?;
             println!("{token}");
+        }
+        AdminCommand::ListTokens { email } => {
+            let tokens = accounts::list_api_tokens(&db, &email).await.map_err(plain)?;
+            let when = |t: Option<chrono::DateTime<chrono::Utc>>, none: &str| {
+                t.map_or_else(|| none.to_owned(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+            };
+            println!("{:<36}  {:<20}  {:<20}  {:<20}  {:<20}  state", "id", "name", "created", "last used", "expires");
+            let now = chrono::Utc::now();
+            for t in tokens {
+                let state = match (t.revoked_at, t.expires_at) {
+                    (Some(_), _) => "revoked",
+                    (None, Some(e)) if e <= now => "expired",
+                    _ => "active",
+                };
+                println!(
+                    "{:<36}  {:<20}  {:<20}  {:<20}  {:<20}  {state}",
+                    t.id,
+                    t.name,
+                    when(Some(t.created_at), "-"),
+                    when(t.last_used_at, "never"),
+                    when(t.expires_at, "never"),
+                );
+            }
+        }
+        AdminCommand::RevokeToken { id } => {
+            let t = accounts::revoke_api_token(&db, &id).await.map_err(plain)?;
+            println!("revoked API token {} ({})", t.id, t.name);
         }
         AdminCommand::RotateKey => {
             let n = db.rotate_keys(&config.keyring).await.context("key rotation failed")?;

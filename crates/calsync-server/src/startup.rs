@@ -93,6 +93,7 @@ impl Application {
             login_throttle: Arc::new(Backoff::new(5, Duration::from_secs(15 * 60))),
             login_ip_throttle: Arc::new(Throttle::new(100, Duration::from_secs(15 * 60))),
             api_limiter,
+            bad_token_throttle: Arc::new(Throttle::new(BAD_TOKENS_PER_WINDOW, Duration::from_secs(10 * 60))),
             connections,
             clock,
         };
@@ -128,6 +129,9 @@ impl Application {
         result
     }
 }
+
+/// Requests with an invalid API token one client address may make per ten minutes.
+pub const BAD_TOKENS_PER_WINDOW: u32 = 100;
 
 /// One year, subdomains included, once the public URL is https.
 const HSTS: &str = "max-age=31536000; includeSubDomains";

@@ -19,6 +19,9 @@ pub struct AppState {
     pub login_ip_throttle: Arc<Throttle>,
     /// API requests per user.
     pub api_limiter: Arc<RateLimiter>,
+    /// Requests with an unknown, revoked or expired API token per client address: a client
+    /// over it is refused before any lookup.
+    pub bad_token_throttle: Arc<Throttle>,
     pub connections: Arc<ConnectionService>,
     pub clock: Clock,
 }

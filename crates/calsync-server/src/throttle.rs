@@ -39,11 +39,33 @@ impl Throttle {
         Ok(())
     }
 
+    /// Seconds until `key` may try again, when it has used up its window.
+    pub fn blocked_for(&self, key: &str, now: DateTime<Utc>) -> Option<u64> {
+        let hits = self.hits.lock().unwrap_or_else(|p| p.into_inner());
+        let (start, n) = hits.get(key)?;
+        (*n >= self.limit && now - *start < self.window).then(|| seconds(self.window - (now - *start)))
+    }
+
     /// Gives back an attempt that turned out not to be a failure.
     pub fn refund(&self, key: &str) {
         if let Some((_, n)) = self.hits.lock().unwrap_or_else(|p| p.into_inner()).get_mut(key) {
             *n = n.saturating_sub(1);
         }
+    }
+}
+
+/// The client's address as a throttling key: IPv4 as is, IPv6 by its /64 (one host usually
+/// owns a whole /64, so per-address keys would let it rotate through 2^64 of them).
+pub fn client_key(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
     }
 }
 
@@ -124,6 +146,15 @@ mod tests {
         t.refund("10.0.0.1");
         assert!(t.try_hit("10.0.0.1", now).is_ok(), "a refunded attempt frees a place");
         assert!(t.try_hit("10.0.0.1", now + Duration::seconds(60)).is_ok(), "an elapsed window no longer blocks");
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_64() {
+        let a: std::net::IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: std::net::IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        assert_eq!(client_key(a), client_key(b));
+        assert_ne!(client_key(a), client_key("2001:db8:1:3::1".parse().unwrap()));
+        assert_eq!(client_key("::ffff:10.0.0.1".parse().unwrap()), "10.0.0.1");
     }
 
     #[test]

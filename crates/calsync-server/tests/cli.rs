@@ -84,6 +84,34 @@ async fn admin_commands(backend: Backend) {
     let who = t.db.user_by_api_token(&calsync_server::crypto::token_hash(token)).await.unwrap();
     assert_eq!(who.email, "ann@acme.test");
     assert_fails_with(&run(&["admin", "create-token", "--email", "nobody@acme.test"]), "no user");
+
+    // Expiring tokens, the list (never a secret) and revocation.
+    let o = run(&["admin", "create-token", "--email", "ann@acme.test", "--name", "weekly", "--expires-in-days", "7"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let weekly = stdout(&o).trim().to_owned();
+    assert_fails_with(
+        &run(&["admin", "create-token", "--email", "ann@acme.test", "--expires-in-days", "0"]),
+        "expires_in_days",
+    );
+    let o = run(&["admin", "list-tokens", "--email", "ann@acme.test"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let listing = stdout(&o);
+    assert!(!listing.contains(token) && !listing.contains(&weekly), "no secret is shown: {listing}");
+    let ci_line = listing.lines().find(|l| l.contains(" ci ")).expect("the ci token is listed");
+    assert!(ci_line.ends_with("active"), "{ci_line}");
+    let weekly_line = listing.lines().find(|l| l.contains(" weekly ")).unwrap();
+    assert_eq!(weekly_line.matches("never").count(), 1, "never used, but it expires: {weekly_line}");
+    let ci_id = ci_line.split_whitespace().next().unwrap().to_owned();
+    let o = run(&["admin", "revoke-token", &ci_id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(matches!(
+        t.db.user_by_api_token(&calsync_server::crypto::token_hash(token)).await,
+        Err(calsync_store::StoreError::NotFound)
+    ));
+    let o = run(&["admin", "list-tokens", "--email", "ann@acme.test"]);
+    assert!(stdout(&o).lines().find(|l| l.starts_with(&ci_id)).unwrap().ends_with("revoked"));
+    assert_fails_with(&run(&["admin", "revoke-token", "not-an-id"]), "id");
+    assert_fails_with(&run(&["admin", "revoke-token", "0190c2a0-0000-7000-8000-000000000000"]), "no API token");
 }
 
 #[test]

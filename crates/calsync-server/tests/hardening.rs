@@ -64,7 +64,24 @@ async fn https_public_urls_get_hsts(backend: Backend) {
     assert!(hsts.starts_with("max-age=31536000"), "{hsts}");
 }
 
+async fn bad_api_tokens_are_throttled_per_address(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let good = app.user("acme", "ann@acme.test", "staff").await;
+    let list = |token: &str| app.http.get(app.url("/api/appointments/")).bearer_auth(token).send();
+    for _ in 0..calsync_server::startup::BAD_TOKENS_PER_WINDOW {
+        assert_eq!(list("cs_guessed").await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    }
+    let refused = list("cs_guessed").await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key("retry-after"));
+    // Refused before any lookup, whatever the token.
+    assert_eq!(list(&good).await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+    app.state.clock.advance(10 * 60);
+    assert_eq!(list(&good).await.unwrap().status(), StatusCode::OK, "the window passes");
+}
+
 backend_tests!(
+    bad_api_tokens_are_throttled_per_address,
     forms_have_the_configured_body_limit,
     every_answer_says_nosniff_and_docs_cannot_be_framed,
     https_public_urls_get_hsts,

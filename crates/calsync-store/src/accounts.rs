@@ -47,6 +47,40 @@ pub struct AuthenticatedUser {
     pub firm_name: String,
 }
 
+/// An API token as operators see it: never the secret, which is stored only as a hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiTokenInfo {
+    pub id: ApiTokenId,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ApiTokenRow {
+    id: Uuid,
+    name: String,
+    created_at: DateTime<Utc>,
+    last_used_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<ApiTokenRow> for ApiTokenInfo {
+    fn from(r: ApiTokenRow) -> Self {
+        Self {
+            id: ApiTokenId(r.id),
+            name: r.name,
+            created_at: r.created_at,
+            last_used_at: r.last_used_at,
+            expires_at: r.expires_at,
+            revoked_at: r.revoked_at,
+        }
+    }
+}
+
 /// A live web session and its CSRF token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebSession {
@@ -208,12 +242,19 @@ impl Db {
         self.user_credentials(email).await.map(|(u, _)| u)
     }
 
-    /// Stores a new API token (by hash) for a user.
-    pub async fn create_api_token(&self, user: &User, name: &str, token_hash: &str) -> Result<ApiTokenId, StoreError> {
+    /// Stores a new API token (by hash) for a user; `expires_at` `None` never expires.
+    pub async fn create_api_token(
+        &self,
+        user: &User,
+        name: &str,
+        token_hash: &str,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<ApiTokenId, StoreError> {
         let id = ApiTokenId::new();
         on_pool!(self, pool => {
             sqlx::query(
-                "INSERT INTO api_tokens (id, firm_id, user_id, name, token_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO api_tokens (id, firm_id, user_id, name, token_hash, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(id.as_uuid())
             .bind(user.firm_id.as_uuid())
@@ -221,11 +262,44 @@ impl Db {
             .bind(name)
             .bind(token_hash)
             .bind(crate::now())
+            .bind(expires_at)
             .execute(pool)
             .await
             .map_err(|e| StoreError::unique(e, "token"))?;
         });
         Ok(id)
+    }
+
+    /// A user's API tokens, newest first, revoked and expired ones included (never the secret).
+    pub async fn list_api_tokens(&self, user: &User) -> Result<Vec<ApiTokenInfo>, StoreError> {
+        let rows: Vec<ApiTokenRow> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT id, name, created_at, last_used_at, expires_at, revoked_at FROM api_tokens \
+                 WHERE firm_id = $1 AND user_id = $2 ORDER BY created_at DESC, id",
+            )
+            .bind(user.firm_id.as_uuid())
+            .bind(user.id.as_uuid())
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows.into_iter().map(ApiTokenInfo::from).collect())
+    }
+
+    /// Revokes a token by id (operator command: any firm). Revoking twice is not an error;
+    /// an unknown id is `NotFound`. Returns the token as it is now.
+    pub async fn revoke_api_token(&self, id: ApiTokenId) -> Result<ApiTokenInfo, StoreError> {
+        let now = crate::now();
+        let row: Option<ApiTokenRow> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2 \
+                 RETURNING id, name, created_at, last_used_at, expires_at, revoked_at",
+            )
+            .bind(now)
+            .bind(id.as_uuid())
+            .fetch_optional(pool)
+            .await?
+        });
+        row.map(ApiTokenInfo::from).ok_or(StoreError::NotFound)
     }
 
     /// Resolves a bearer token by its hash. Records use at most once a minute, so a busy client does
@@ -241,13 +315,13 @@ impl Db {
         let sql = format!(
             "SELECT t.id AS token_id, t.last_used_at, {AUTH_COLUMNS} FROM api_tokens t \
              JOIN users u ON u.id = t.user_id AND u.firm_id = t.firm_id JOIN firms f ON f.id = u.firm_id \
-             WHERE t.token_hash = $1 AND t.revoked_at IS NULL"
+             WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2)"
         );
+        let now = crate::now();
         let row: Option<Row> = on_pool!(self, pool => {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(token_hash).fetch_optional(pool).await?
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(token_hash).bind(now).fetch_optional(pool).await?
         });
         let row = row.ok_or(StoreError::NotFound)?;
-        let now = crate::now();
         if row.last_used_at.is_none_or(|t| now - t > Duration::minutes(1)) {
             on_pool!(self, pool => {
                 sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")

@@ -15,7 +15,7 @@ mod connections;
 pub mod crypto;
 mod error;
 
-pub use accounts::{AuthenticatedUser, Firm, NewUser, User, WebSession};
+pub use accounts::{ApiTokenInfo, AuthenticatedUser, Firm, NewUser, User, WebSession};
 pub use appointments::{AppointmentPage, AppointmentQuery, Cursor};
 pub use connections::{
     Authorization, CalendarInfo, Connection, NewAuthorization, NewGrant, RefreshedTokens, SettingsChange,

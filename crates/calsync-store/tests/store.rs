@@ -2,7 +2,7 @@
 
 use calsync_domain::account::{Email, FirmSlug};
 use calsync_domain::appointment::{AppointmentData, AppointmentInput, AttendeeInput, When};
-use calsync_domain::ids::{AppointmentId, FirmId};
+use calsync_domain::ids::{ApiTokenId, AppointmentId, FirmId};
 use calsync_domain::tenant::Role;
 use calsync_store::{AppointmentQuery, Db, NewUser, StoreError, User};
 use calsync_testkit::{Backend, TestDb, backend_tests};
@@ -88,14 +88,34 @@ async fn api_tokens_resolve_by_hash(backend: Backend) {
     let t = TestDb::new(backend).await;
     let db = &t.db;
     let (firm, u) = firm_with_user(db, "acme").await;
-    db.create_api_token(&u, "ci", "hash-1").await.unwrap();
+    let ci = db.create_api_token(&u, "ci", "hash-1", None).await.unwrap();
     let who = db.user_by_api_token("hash-1").await.unwrap();
     assert_eq!((who.actor.firm_id, who.actor.user_id, who.actor.role), (firm, u.id, Role::Staff));
     assert_eq!(who.firm_name, "Firm");
     // A second lookup within the minute does not need a write, and still resolves.
     assert!(db.user_by_api_token("hash-1").await.is_ok());
     assert!(matches!(db.user_by_api_token("hash-2").await, Err(StoreError::NotFound)));
-    assert!(matches!(db.create_api_token(&u, "again", "hash-1").await, Err(StoreError::Duplicate(_))));
+    assert!(matches!(db.create_api_token(&u, "again", "hash-1", None).await, Err(StoreError::Duplicate(_))));
+
+    // Expired tokens resolve to nothing; listing shows every token without its secret.
+    let old = db.create_api_token(&u, "old", "hash-old", Some(Utc::now() - Duration::seconds(1))).await.unwrap();
+    let soon = Utc::now() + Duration::days(7);
+    db.create_api_token(&u, "weekly", "hash-week", Some(soon)).await.unwrap();
+    assert!(matches!(db.user_by_api_token("hash-old").await, Err(StoreError::NotFound)));
+    assert!(db.user_by_api_token("hash-week").await.is_ok());
+    let listed = db.list_api_tokens(&u).await.unwrap();
+    let names: Vec<_> = listed.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names.len(), 3);
+    assert!(names.contains(&"ci") && names.contains(&"old") && names.contains(&"weekly"));
+    assert!(listed.iter().find(|t| t.id == ci).unwrap().last_used_at.is_some(), "use is recorded");
+    assert!(listed.iter().find(|t| t.id == old).unwrap().expires_at.is_some());
+
+    // Revoked tokens stop resolving; revoking again keeps the first revocation time.
+    let first = db.revoke_api_token(ci).await.unwrap();
+    assert!(first.revoked_at.is_some());
+    assert!(matches!(db.user_by_api_token("hash-1").await, Err(StoreError::NotFound)));
+    assert_eq!(db.revoke_api_token(ci).await.unwrap().revoked_at, first.revoked_at);
+    assert!(matches!(db.revoke_api_token(ApiTokenId::new()).await, Err(StoreError::NotFound)));
 }
 
 async fn sessions_expire_and_end(backend: Backend) {

@@ -3,8 +3,9 @@
 use super::ServiceError;
 use crate::crypto::{random_token, token_hash};
 use calsync_domain::account::{Email, FirmSlug, Password, parse_name};
+use calsync_domain::ids::ApiTokenId;
 use calsync_domain::tenant::Role;
-use calsync_store::{AuthenticatedUser, Db, Firm, NewUser, StoreError, User};
+use calsync_store::{ApiTokenInfo, AuthenticatedUser, Db, Firm, NewUser, StoreError, User};
 use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -46,20 +47,63 @@ pub async fn create_user(
     Ok(user)
 }
 
-/// Creates an API token and returns it; only its hash is stored, so this is the one chance to see it.
-pub async fn create_api_token(db: &Db, email: &str, name: &str) -> Result<String, ServiceError> {
-    let email = Email::parse(email)?;
+/// Longest lifetime an expiring API token may be given.
+pub const MAX_TOKEN_DAYS: u32 = 3650;
+
+/// Creates an API token and returns it; only its hash is stored, so this is the one chance to see
+/// it. `expires_in_days` (1–3650) makes it stop working after that many days.
+pub async fn create_api_token(
+    db: &Db,
+    email: &str,
+    name: &str,
+    expires_in_days: Option<u32>,
+) -> Result<String, ServiceError> {
+    let user = existing_user(db, email).await?;
     let name = parse_name(name, "name")?;
-    let user = db.user_by_email(&email).await.map_err(|e| match e {
+    let expires_at = match expires_in_days {
+        None => None,
+        Some(d) if (1..=MAX_TOKEN_DAYS).contains(&d) => Some(chrono::Utc::now() + chrono::Duration::days(i64::from(d))),
+        Some(_) => {
+            return Err(calsync_domain::ValidationError::new(
+                "expires_in_days",
+                format!("must be between 1 and {MAX_TOKEN_DAYS}"),
+            )
+            .into());
+        }
+    };
+    let token = random_token("cs_");
+    db.create_api_token(&user, &name, &token_hash(&token), expires_at).await?;
+    Ok(token)
+}
+
+/// A user's API tokens (never the secrets), newest first.
+pub async fn list_api_tokens(db: &Db, email: &str) -> Result<Vec<ApiTokenInfo>, ServiceError> {
+    let user = existing_user(db, email).await?;
+    Ok(db.list_api_tokens(&user).await?)
+}
+
+/// Revokes an API token by id: requests with it are refused from now on.
+pub async fn revoke_api_token(db: &Db, id: &str) -> Result<ApiTokenInfo, ServiceError> {
+    let id: ApiTokenId = id.trim().parse().map_err(|_| {
+        ServiceError::Validation(calsync_domain::ValidationError::new("id", "is not a token id (a UUID)"))
+    })?;
+    db.revoke_api_token(id).await.map_err(|e| match e {
+        StoreError::NotFound => {
+            ServiceError::Validation(calsync_domain::ValidationError::new("id", format!("no API token with id {id}")))
+        }
+        other => other.into(),
+    })
+}
+
+async fn existing_user(db: &Db, email: &str) -> Result<User, ServiceError> {
+    let email = Email::parse(email)?;
+    db.user_by_email(&email).await.map_err(|e| match e {
         StoreError::NotFound => ServiceError::Validation(calsync_domain::ValidationError::new(
             "email",
             format!("no user with e-mail {email}"),
         )),
         other => other.into(),
-    })?;
-    let token = random_token("cs_");
-    db.create_api_token(&user, &name, &token_hash(&token)).await?;
-    Ok(token)
+    })
 }
 
 pub async fn user_for_api_token(db: &Db, token: &str) -> Result<AuthenticatedUser, ServiceError> {
@@ -196,6 +240,6 @@ pub async fn bootstrap_if_empty(db: &Db) -> Result<Option<FirstRun>, ServiceErro
         Err(ServiceError::Conflict { .. }) => return Ok(None),
         Err(e) => return Err(e),
     }
-    let api_token = create_api_token(db, DEMO_ADMIN_EMAIL, "first-run").await?;
+    let api_token = create_api_token(db, DEMO_ADMIN_EMAIL, "first-run", None).await?;
     Ok(Some(FirstRun { email: DEMO_ADMIN_EMAIL.into(), password, api_token }))
 }

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
 use chrono::{Duration, Utc};
 use serde::Deserialize;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 const LOGIN_CSRF_COOKIE: &str = "calsync_login_csrf";
 
@@ -114,7 +114,7 @@ pub async fn login(
     if !cookie_ok {
         return csrf_rejected();
     }
-    let addr_key = client_key(peer.ip());
+    let addr_key = crate::throttle::client_key(peer.ip());
     let pair_key = format!("{}|{addr_key}", form.email.trim().to_lowercase());
     let (backoff, addr_throttle) = (&state.login_throttle, &state.login_ip_throttle);
     // Both counted before the (expensive) check, so parallel guesses cannot slip past.
@@ -167,21 +167,6 @@ pub async fn login(
     headers.append(header::SET_COOKIE, cookie_header(&state, SESSION_COOKIE, &token, ttl));
     headers.append(header::SET_COOKIE, cookie_header(&state, LOGIN_CSRF_COOKIE, "", 0));
     resp
-}
-
-/// The client's address as a throttling key: IPv4 as is, IPv6 by its /64 (one host usually
-/// owns a whole /64, so per-address keys would let it rotate through 2^64 of them).
-fn client_key(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
-        },
-    }
 }
 
 pub async fn logout(State(state): State<AppState>, caller: WebCaller, Form(form): Form<CsrfForm>) -> Response {

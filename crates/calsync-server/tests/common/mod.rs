@@ -135,7 +135,7 @@ impl TestApp {
             accounts::create_firm(&self.db, &format!("Firm {firm}"), firm).await.unwrap();
         }
         accounts::create_user(&self.db, firm, email, &format!("User {email}"), role, PASSWORD).await.unwrap();
-        accounts::create_api_token(&self.db, email, "test").await.unwrap()
+        accounts::create_api_token(&self.db, email, "test", None).await.unwrap()
     }
 
     pub fn get(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
