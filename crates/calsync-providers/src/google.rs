@@ -1,7 +1,7 @@
 //! Google: the account's e-mail (OpenID user info) and its calendar list (Calendar API v3).
 
-use crate::RemoteCalendar;
 use crate::error::{ProviderError, ReauthKind, retry_after};
+use crate::{AccountIdentity, RemoteCalendar};
 use serde::Deserialize;
 use url::Url;
 
@@ -41,6 +41,7 @@ pub struct GoogleApi {
 
 #[derive(Deserialize)]
 struct UserInfo {
+    sub: Option<String>,
     email: Option<String>,
 }
 
@@ -95,7 +96,8 @@ impl GoogleApi {
         u
     }
 
-    pub async fn account_email(&self, http: &reqwest::Client, access_token: &str) -> Result<String, ProviderError> {
+    /// The account's `sub` (immutable) and e-mail address, from the OpenID userinfo endpoint.
+    pub async fn account(&self, http: &reqwest::Client, access_token: &str) -> Result<AccountIdentity, ProviderError> {
         let resp = http
             .get(self.userinfo_url.clone())
             .bearer_auth(access_token)
@@ -103,10 +105,15 @@ impl GoogleApi {
             .await
             .map_err(ProviderError::transport)?;
         let info: UserInfo = json_or_error(resp).await?;
-        info.email.filter(|e| e.contains('@')).ok_or_else(|| ProviderError::Permanent {
+        let email = info.email.filter(|e| e.contains('@')).ok_or_else(|| ProviderError::Permanent {
             status: None,
             reason: "Google did not share the account's e-mail address".into(),
-        })
+        })?;
+        let id = info.sub.filter(|s| !s.is_empty()).ok_or_else(|| ProviderError::Permanent {
+            status: None,
+            reason: "Google did not share the account's id (sub)".into(),
+        })?;
+        Ok(AccountIdentity { id, email: email.to_lowercase() })
     }
 
     pub async fn calendars(

@@ -15,6 +15,16 @@ use std::time::Duration;
 
 pub use calsync_domain::connection::Provider;
 
+/// Who the connected account is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountIdentity {
+    /// The provider's immutable id of the account (Google `sub`, Graph user `id`): what a
+    /// connection is matched on. Addresses can be renamed; this cannot.
+    pub id: String,
+    /// The address to show, lowercase.
+    pub email: String,
+}
+
 /// A calendar of the connected account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteCalendar {

@@ -1,7 +1,7 @@
 //! Microsoft Graph: the signed-in mailbox (`/me`) and its calendars.
 
-use crate::RemoteCalendar;
 use crate::error::{ProviderError, ReauthKind, retry_after};
+use crate::{AccountIdentity, RemoteCalendar};
 use serde::Deserialize;
 use url::Url;
 
@@ -37,6 +37,7 @@ pub struct GraphApi {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Me {
+    id: Option<String>,
     mail: Option<String>,
     user_principal_name: Option<String>,
 }
@@ -93,14 +94,20 @@ impl GraphApi {
         Ok(url)
     }
 
-    pub async fn account_email(&self, http: &reqwest::Client, access_token: &str) -> Result<String, ProviderError> {
+    /// The user's Graph `id` (immutable) and mailbox address (`mail`, else the user
+    /// principal name; both can be renamed).
+    pub async fn account(&self, http: &reqwest::Client, access_token: &str) -> Result<AccountIdentity, ProviderError> {
         let resp =
             http.get(self.url("/me")).bearer_auth(access_token).send().await.map_err(ProviderError::transport)?;
         let me: Me = json_or_error(resp).await?;
-        me.mail.or(me.user_principal_name).filter(|e| e.contains('@')).ok_or_else(|| ProviderError::Permanent {
+        let email = me.mail.or(me.user_principal_name).filter(|e| e.contains('@')).ok_or_else(|| {
+            ProviderError::Permanent { status: None, reason: "Microsoft did not share the mailbox address".into() }
+        })?;
+        let id = me.id.filter(|s| !s.is_empty()).ok_or_else(|| ProviderError::Permanent {
             status: None,
-            reason: "Microsoft did not share the mailbox address".into(),
-        })
+            reason: "Microsoft did not share the user's id".into(),
+        })?;
+        Ok(AccountIdentity { id, email: email.to_lowercase() })
     }
 
     pub async fn calendars(

@@ -287,6 +287,7 @@ async fn rotate_key_reencrypts_under_the_newest_key(backend: Backend) {
         firm_id: user.firm_id,
         user_id: user.id,
         provider: calsync_domain::connection::Provider::Microsoft,
+        account_id: "00000000-0000-0000-0000-0000000000aa".into(),
         account_email: "ann@outlook.test".into(),
         access_token: "eyJ.access".into(),
         refresh_token: Some("1.refresh".into()),

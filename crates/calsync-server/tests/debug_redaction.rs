@@ -26,6 +26,7 @@ fn store_records_hide_their_secrets() {
         firm_id,
         user_id,
         provider: Provider::Google,
+        account_id: "1044".into(),
         account_email: "ann@gmail.test".into(),
         access_token: "ya29.SECRET".into(),
         refresh_token: Some("1//REFRESH".into()),

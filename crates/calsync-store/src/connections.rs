@@ -57,6 +57,9 @@ pub struct NewGrant {
     pub firm_id: FirmId,
     pub user_id: UserId,
     pub provider: Provider,
+    /// The provider's immutable account id: what a reconnect is matched on.
+    pub account_id: String,
+    /// For display; updated when the account's address changed.
     pub account_email: String,
     pub access_token: Secret,
     pub refresh_token: Option<Secret>,
@@ -418,12 +421,17 @@ impl Db {
             let result: Result<ConnectionId, StoreError> = on_pool!(self, pool => {
                 async {
                     let mut tx = pool.begin_with(self.begin_write_sql()).await?;
+                    // By the immutable id; a connection made before ids were kept is found by
+                    // its address once, and gets the id now.
                     let existing: Option<(Uuid,)> = sqlx::query_as(
-                        "SELECT id FROM oauth_connections WHERE firm_id = $1 AND user_id = $2 AND provider = $3 AND account_email = $4",
+                        "SELECT id FROM oauth_connections WHERE firm_id = $1 AND user_id = $2 AND provider = $3 \
+                         AND (account_id = $4 OR (account_id IS NULL AND account_email = $5)) \
+                         ORDER BY account_id IS NULL LIMIT 1",
                     )
                     .bind(g.firm_id.as_uuid())
                     .bind(g.user_id.as_uuid())
                     .bind(g.provider.as_str())
+                    .bind(&g.account_id)
                     .bind(&g.account_email)
                     .fetch_optional(&mut *tx)
                     .await?;
@@ -438,7 +446,7 @@ impl Db {
                              next_sync_at = CASE WHEN status = 'revoked' THEN $5 ELSE next_sync_at END, \
                              status = 'active', status_message = '', \
                              last_error = NULL, failure_count = 0, refresh_owner = NULL, refresh_until = NULL, \
-                             updated_at = $5 WHERE id = $6",
+                             account_id = $7, account_email = $8, updated_at = $5 WHERE id = $6",
                         )
                         .bind(&access)
                         .bind(&refresh)
@@ -446,15 +454,19 @@ impl Db {
                         .bind(&scopes)
                         .bind(now)
                         .bind(id.as_uuid())
+                        .bind(&g.account_id)
+                        .bind(&g.account_email)
                         .execute(&mut *tx)
-                        .await?;
+                        .await
+                        .map_err(|e| StoreError::unique(e, "account"))?;
                     } else {
                         let d = ConnectionSettings::default();
                         sqlx::query(
                             "INSERT INTO oauth_connections (id, firm_id, user_id, provider, account_email, status, \
                              status_message, access_token, refresh_token, token_expires_at, granted_scopes, sync_enabled, \
-                             sync_window_days, conflict_strategy, delete_policy, next_sync_at, created_at, updated_at) \
-                             VALUES ($1, $2, $3, $4, $5, 'active', '', $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $14)",
+                             sync_window_days, conflict_strategy, delete_policy, next_sync_at, created_at, updated_at, \
+                             account_id) \
+                             VALUES ($1, $2, $3, $4, $5, 'active', '', $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $14, $15)",
                         )
                         .bind(id.as_uuid())
                         .bind(g.firm_id.as_uuid())
@@ -470,6 +482,7 @@ impl Db {
                         .bind(d.conflict_strategy.as_str())
                         .bind(d.delete_policy.as_str())
                         .bind(now)
+                        .bind(&g.account_id)
                         .execute(&mut *tx)
                         .await
                         .map_err(|e| StoreError::unique(e, "account"))?;

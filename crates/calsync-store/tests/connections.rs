@@ -36,6 +36,7 @@ fn grant(u: &User, access: &str, refresh: Option<&str>) -> NewGrant {
         firm_id: u.firm_id,
         user_id: u.id,
         provider: Provider::Google,
+        account_id: "104455667788990011223".into(),
         account_email: "ann@gmail.test".into(),
         access_token: access.into(),
         refresh_token: refresh.map(Into::into),
@@ -116,6 +117,40 @@ async fn grants_are_sealed_and_reconnects_update(backend: Backend) {
 
     let wrong_key = keyring();
     assert!(db.tokens(&wrong_key, ann.firm_id, first.id).await.is_err(), "another key cannot read them");
+
+    // The account renamed its address: a reconnect finds the connection by the account's id
+    // and shows the new address; another account with the old address is a new connection.
+    let renamed = NewGrant { account_email: "ann.new@gmail.test".into(), ..grant(&ann, "ya29.third", None) };
+    let after = db.save_grant(&k, &renamed, &[]).await.unwrap();
+    assert_eq!((after.id, after.account_email.as_str()), (first.id, "ann.new@gmail.test"));
+    let other = NewGrant { account_id: "999".into(), account_email: "ann@gmail.test".into(), ..grant(&ann, "x", None) };
+    assert_ne!(db.save_grant(&k, &other, &[]).await.unwrap().id, first.id);
+    assert_eq!(db.connections(ann.firm_id, Some(ann.id)).await.unwrap().len(), 2);
+}
+
+/// Connections made before account ids were kept are found once by their address, then keep
+/// the id.
+async fn connections_without_an_account_id_are_adopted_once(backend: Backend) {
+    let t = TestDb::new(backend).await;
+    let (db, k) = (&t.db, keyring());
+    let ann = user(db, "acme", "ann@acme.test").await;
+    let first = db.save_grant(&k, &grant(&ann, "a", Some("r")), &[]).await.unwrap();
+    // As a row written before migration 0004 looks.
+    let sql = "UPDATE oauth_connections SET account_id = NULL";
+    match backend {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&t.url).await.unwrap();
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&t.url).await.unwrap();
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+    }
+    let again = db.save_grant(&k, &grant(&ann, "b", None), &[]).await.unwrap();
+    assert_eq!(again.id, first.id, "matched by address when no id was kept");
+    let renamed = NewGrant { account_email: "ann.new@gmail.test".into(), ..grant(&ann, "c", None) };
+    assert_eq!(db.save_grant(&k, &renamed, &[]).await.unwrap().id, first.id, "the id was kept this time");
 }
 
 async fn refresh_lock_has_one_owner(backend: Backend) {
@@ -269,6 +304,7 @@ async fn keys_rotate_to_the_newest(backend: Backend) {
 backend_tests!(
     authorization_records_are_single_use,
     grants_are_sealed_and_reconnects_update,
+    connections_without_an_account_id_are_adopted_once,
     refresh_lock_has_one_owner,
     calendars_settings_and_disconnect,
     keys_rotate_to_the_newest,

@@ -260,13 +260,13 @@ impl ConnectionService {
             )),
             other => rejected("provider_error", None, format!("{}: {other}", provider.label())),
         };
-        let (email, calendars) = match &setup.api {
+        let (account, calendars) = match &setup.api {
             Api::Google(api) => (
-                api.account_email(http, &tokens.access_token).await.map_err(unavailable)?,
+                api.account(http, &tokens.access_token).await.map_err(unavailable)?,
                 api.calendars(http, &tokens.access_token).await.map_err(unavailable)?,
             ),
             Api::Microsoft(api) => (
-                api.account_email(http, &tokens.access_token).await.map_err(unavailable)?,
+                api.account(http, &tokens.access_token).await.map_err(unavailable)?,
                 api.calendars(http, &tokens.access_token).await.map_err(unavailable)?,
             ),
         };
@@ -278,7 +278,8 @@ impl ConnectionService {
                     firm_id: actor.firm_id,
                     user_id: actor.user_id,
                     provider,
-                    account_email: email.to_lowercase(),
+                    account_id: account.id,
+                    account_email: account.email,
                     access_token: tokens.access_token.into(),
                     refresh_token: tokens.refresh_token.map(Into::into),
                     expires_at: self.clock.now() + Duration::seconds(tokens.expires_in_secs),
