@@ -301,6 +301,12 @@ macro_rules! replace_calendars_in {
     }};
 }
 
+// After the macro: textual scope.
+mod authorizations;
+mod calendars;
+mod keys;
+mod tokens;
+
 impl Db {
     /// `BEGIN` for a transaction that will write after reading: SQLite must take the write lock
     /// up front, or a concurrent writer makes the upgrade fail instead of wait.
@@ -309,101 +315,6 @@ impl Db {
             Backend::Sqlite => "BEGIN IMMEDIATE",
             Backend::Postgres => "BEGIN",
         }
-    }
-
-    pub async fn create_authorization(
-        &self,
-        keyring: &Keyring,
-        new: NewAuthorization,
-    ) -> Result<AuthorizationId, StoreError> {
-        let id = AuthorizationId::new();
-        let sealed = keyring.seal(new.pkce_verifier.expose(), &verifier_binding(new.firm_id, id));
-        let now = crate::now();
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            // Records are useless after their ten minutes; keep a day for diagnosis, then sweep.
-            sqlx::query("DELETE FROM oauth_authorization_codes WHERE expires_at < $1")
-                .bind(now - Duration::days(1))
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(
-                "INSERT INTO oauth_authorization_codes (id, firm_id, user_id, provider, state_hash, pkce_verifier, \
-                 redirect_uri, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(id.as_uuid())
-            .bind(new.firm_id.as_uuid())
-            .bind(new.user_id.as_uuid())
-            .bind(new.provider.as_str())
-            .bind(&new.state_hash)
-            .bind(&sealed)
-            .bind(&new.redirect_uri)
-            .bind(crate::micros(new.expires_at))
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| StoreError::unique(e, "state"))?;
-            tx.commit().await?;
-        });
-        Ok(id)
-    }
-
-    /// Uses up the authorization record for `state_hash` if it belongs to this user. A record is
-    /// consumed at most once, whatever happens next, so a state can never be replayed.
-    pub async fn consume_authorization(
-        &self,
-        keyring: &Keyring,
-        state_hash: &str,
-        firm: FirmId,
-        user: UserId,
-        now: DateTime<Utc>,
-    ) -> Result<Result<Authorization, StateRejection>, StoreError> {
-        #[derive(sqlx::FromRow)]
-        struct Consumed {
-            id: Uuid,
-            provider: String,
-            pkce_verifier: String,
-            redirect_uri: String,
-            expires_at: DateTime<Utc>,
-        }
-        let row: Option<Consumed> = on_pool!(self, pool => {
-            sqlx::query_as(
-                "UPDATE oauth_authorization_codes SET consumed_at = $1 \
-                 WHERE state_hash = $2 AND firm_id = $3 AND user_id = $4 AND consumed_at IS NULL \
-                 RETURNING id, provider, pkce_verifier, redirect_uri, expires_at",
-            )
-            .bind(now)
-            .bind(state_hash)
-            .bind(firm.as_uuid())
-            .bind(user.as_uuid())
-            .fetch_optional(pool)
-            .await?
-        });
-        if let Some(r) = row {
-            if r.expires_at <= now {
-                return Ok(Err(StateRejection::Expired));
-            }
-            let id = AuthorizationId::from(r.id);
-            return Ok(Ok(Authorization {
-                id,
-                provider: r
-                    .provider
-                    .parse()
-                    .map_err(|e| StoreError::Corrupt(format!("authorization provider: {e}")))?,
-                pkce_verifier: open(keyring, &r.pkce_verifier, &verifier_binding(firm, id))?.into(),
-                redirect_uri: r.redirect_uri,
-            }));
-        }
-        let other: Option<(Uuid, Uuid, Option<DateTime<Utc>>)> = on_pool!(self, pool => {
-            sqlx::query_as("SELECT firm_id, user_id, consumed_at FROM oauth_authorization_codes WHERE state_hash = $1")
-                .bind(state_hash)
-                .fetch_optional(pool)
-                .await?
-        });
-        Ok(Err(match other {
-            None => StateRejection::Unknown,
-            Some((f, u, _)) if f != firm.as_uuid() || u != user.as_uuid() => StateRejection::OtherUser,
-            Some(_) => StateRejection::Used,
-        }))
     }
 
     /// Stores a fresh grant and the account's calendars, in one transaction: onto the user's
@@ -533,106 +444,6 @@ impl Db {
                 .await?
         });
         row.ok_or(StoreError::NotFound)?.try_into()
-    }
-
-    /// The connection's tokens, decrypted.
-    pub async fn tokens(&self, keyring: &Keyring, firm: FirmId, id: ConnectionId) -> Result<Tokens, StoreError> {
-        #[derive(sqlx::FromRow)]
-        struct Sealed {
-            access_token: Option<String>,
-            refresh_token: Option<String>,
-            token_expires_at: Option<DateTime<Utc>>,
-        }
-        let row: Option<Sealed> = on_pool!(self, pool => {
-            sqlx::query_as("SELECT access_token, refresh_token, token_expires_at FROM oauth_connections WHERE id = $1 AND firm_id = $2")
-                .bind(id.as_uuid())
-                .bind(firm.as_uuid())
-                .fetch_optional(pool)
-                .await?
-        });
-        let Sealed { access_token: access, refresh_token: refresh, token_expires_at: expires_at } =
-            row.ok_or(StoreError::NotFound)?;
-        Ok(Tokens {
-            access_token: access.map(|a| open(keyring, &a, &access_binding(firm, id))).transpose()?,
-            refresh_token: refresh.map(|r| open(keyring, &r, &refresh_binding(firm, id))).transpose()?,
-            expires_at,
-        })
-    }
-
-    /// Takes the refresh lock for `owner` until `until`, unless another owner holds a live one.
-    pub async fn try_lock_refresh(
-        &self,
-        firm: FirmId,
-        id: ConnectionId,
-        owner: &str,
-        until: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let now = crate::now();
-        let n = on_pool!(self, pool => {
-            sqlx::query(
-                "UPDATE oauth_connections SET refresh_owner = $1, refresh_until = $2 WHERE id = $3 AND firm_id = $4 \
-                 AND (refresh_until IS NULL OR refresh_until < $5 OR refresh_owner = $1)",
-            )
-            .bind(owner)
-            .bind(crate::micros(until))
-            .bind(id.as_uuid())
-            .bind(firm.as_uuid())
-            .bind(now)
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
-        Ok(n == 1)
-    }
-
-    pub async fn release_refresh_lock(&self, firm: FirmId, id: ConnectionId, owner: &str) -> Result<(), StoreError> {
-        on_pool!(self, pool => {
-            sqlx::query(
-                "UPDATE oauth_connections SET refresh_owner = NULL, refresh_until = NULL WHERE id = $1 AND firm_id = $2 AND refresh_owner = $3",
-            )
-            .bind(id.as_uuid())
-            .bind(firm.as_uuid())
-            .bind(owner)
-            .execute(pool)
-            .await?;
-        });
-        Ok(())
-    }
-
-    /// Stores refreshed tokens (a new refresh token replaces the old one; none keeps it), marks the
-    /// connection active and releases the refresh lock, in one statement, but only while `owner`
-    /// still holds the lock: a disconnect or reconnect meanwhile clears it, and must not be undone.
-    /// Returns whether the tokens were stored.
-    pub async fn store_refreshed_tokens(
-        &self,
-        keyring: &Keyring,
-        firm: FirmId,
-        id: ConnectionId,
-        owner: &str,
-        tokens: RefreshedTokens<'_>,
-    ) -> Result<bool, StoreError> {
-        let access = keyring.seal(tokens.access_token, &access_binding(firm, id));
-        let refresh = tokens.refresh_token.map(|r| keyring.seal(r, &refresh_binding(firm, id)));
-        let expires_at = tokens.expires_at;
-        let n = on_pool!(self, pool => {
-            sqlx::query(
-                "UPDATE oauth_connections SET access_token = $1, refresh_token = COALESCE($2, refresh_token), \
-                 token_expires_at = $3, status = 'active', status_message = '', last_error = NULL, \
-                 refresh_owner = NULL, refresh_until = NULL, updated_at = $4 \
-                 WHERE id = $5 AND firm_id = $6 AND refresh_owner = $7",
-            )
-            .bind(&access)
-            .bind(&refresh)
-            .bind(crate::micros(expires_at))
-            .bind(crate::now())
-            .bind(id.as_uuid())
-            .bind(firm.as_uuid())
-            .bind(owner)
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
-        Ok(n == 1)
     }
 
     /// Sets the status and message; `wipe_tokens` forgets the grant (it is useless or withdrawn).
@@ -766,80 +577,5 @@ impl Db {
             Ok(()) => Ok(Ok(self.connection(firm, Some(user), id).await?)),
             Err(v) => Ok(Err(v)),
         }
-    }
-
-    /// Makes the stored calendars match the provider's list. Existing selections are kept; on a
-    /// connection with nothing selected, the primary calendar is selected.
-    pub async fn replace_calendars(
-        &self,
-        firm: FirmId,
-        id: ConnectionId,
-        list: &[CalendarInfo],
-    ) -> Result<(), StoreError> {
-        let now = crate::now();
-        on_pool!(self, pool => {
-            let mut tx = pool.begin_with(self.begin_write_sql()).await?;
-            replace_calendars_in!(&mut tx, firm, id, list, now);
-            tx.commit().await?;
-        });
-        Ok(())
-    }
-
-    /// The connection's calendars, primary first.
-    pub async fn calendars(&self, firm: FirmId, id: ConnectionId) -> Result<Vec<SyncedCalendar>, StoreError> {
-        let rows: Vec<CalendarRow> = on_pool!(self, pool => {
-            sqlx::query_as(
-                "SELECT id, connection_id, remote_id, name, is_primary, can_write, time_zone, selected FROM synced_calendars \
-                 WHERE connection_id = $1 AND firm_id = $2 ORDER BY is_primary DESC, name, remote_id",
-            )
-            .bind(id.as_uuid())
-            .bind(firm.as_uuid())
-            .fetch_all(pool)
-            .await?
-        });
-        Ok(rows.into_iter().map(SyncedCalendar::from).collect())
-    }
-
-    /// Re-encrypts every sealed value that uses an older key under the newest one. Each value is
-    /// replaced only if it is still the one read, so a concurrent refresh is never overwritten.
-    /// Returns how many values were re-encrypted.
-    pub async fn rotate_keys(&self, keyring: &Keyring) -> Result<u64, StoreError> {
-        let mut rotated = 0;
-        let rows: Vec<(Uuid, Uuid, Option<String>, Option<String>)> = on_pool!(self, pool => {
-            sqlx::query_as("SELECT id, firm_id, access_token, refresh_token FROM oauth_connections").fetch_all(pool).await?
-        });
-        for (id, firm, access, refresh) in rows {
-            let (id, firm) = (ConnectionId::from(id), FirmId::from(firm));
-            for (column, value, binding) in [
-                ("access_token", access, access_binding(firm, id)),
-                ("refresh_token", refresh, refresh_binding(firm, id)),
-            ] {
-                let Some(old) = value.filter(|v| keyring.is_stale(v)) else { continue };
-                let new = keyring.seal(&open(keyring, &old, &binding)?, &binding);
-                let sql = format!("UPDATE oauth_connections SET {column} = $1 WHERE id = $2 AND {column} = $3");
-                rotated += on_pool!(self, pool => {
-                    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&new).bind(id.as_uuid()).bind(&old).execute(pool).await?.rows_affected()
-                });
-            }
-        }
-        let auths: Vec<(Uuid, Uuid, String)> = on_pool!(self, pool => {
-            sqlx::query_as("SELECT id, firm_id, pkce_verifier FROM oauth_authorization_codes WHERE consumed_at IS NULL")
-                .fetch_all(pool)
-                .await?
-        });
-        for (id, firm, old) in auths.into_iter().filter(|(_, _, v)| keyring.is_stale(v)) {
-            let binding = verifier_binding(firm.into(), id.into());
-            let new = keyring.seal(&open(keyring, &old, &binding)?, &binding);
-            rotated += on_pool!(self, pool => {
-                sqlx::query("UPDATE oauth_authorization_codes SET pkce_verifier = $1 WHERE id = $2 AND pkce_verifier = $3")
-                    .bind(&new)
-                    .bind(id)
-                    .bind(&old)
-                    .execute(pool)
-                    .await?
-                    .rows_affected()
-            });
-        }
-        Ok(rotated)
     }
 }

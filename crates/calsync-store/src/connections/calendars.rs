@@ -1,0 +1,37 @@
+//! The calendars of a connection as last listed, with the user's selection.
+
+use super::*;
+
+impl Db {
+    /// Makes the stored calendars match the provider's list. Existing selections are kept; on a
+    /// connection with nothing selected, the primary calendar is selected.
+    pub async fn replace_calendars(
+        &self,
+        firm: FirmId,
+        id: ConnectionId,
+        list: &[CalendarInfo],
+    ) -> Result<(), StoreError> {
+        let now = crate::now();
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_with(self.begin_write_sql()).await?;
+            replace_calendars_in!(&mut tx, firm, id, list, now);
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// The connection's calendars, primary first.
+    pub async fn calendars(&self, firm: FirmId, id: ConnectionId) -> Result<Vec<SyncedCalendar>, StoreError> {
+        let rows: Vec<CalendarRow> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT id, connection_id, remote_id, name, is_primary, can_write, time_zone, selected FROM synced_calendars \
+                 WHERE connection_id = $1 AND firm_id = $2 ORDER BY is_primary DESC, name, remote_id",
+            )
+            .bind(id.as_uuid())
+            .bind(firm.as_uuid())
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows.into_iter().map(SyncedCalendar::from).collect())
+    }
+}
