@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod appointment;
+pub mod clock;
 pub mod connection;
 pub mod error;
 pub mod ids;

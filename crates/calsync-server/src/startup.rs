@@ -2,7 +2,6 @@
 //! listener (port 0 works) and assembles the router; [`Application::run_until_stopped`] serves until
 //! the given shutdown future completes, finishing in-flight requests.
 
-use crate::clock::Clock;
 use crate::config::Config;
 use crate::providers::{Providers, SANDBOX_PATH, SandboxMode};
 use crate::services::connections::ConnectionService;
@@ -63,7 +62,8 @@ impl Application {
         }
         let providers = Arc::new(Providers::resolve(&config.providers, &config.sandbox, &config.public_url)?);
         crate::services::accounts::warm_up().await;
-        let clock = Clock::default();
+        // One clock for the store and the services: tests advance it instead of sleeping.
+        let clock = db.clock().clone();
         match &config.sandbox {
             SandboxMode::Embedded => tracing::warn!(
                 served = ?providers.sandboxed(),

@@ -80,7 +80,29 @@ async fn bad_api_tokens_are_throttled_per_address(backend: Backend) {
     assert_eq!(list(&good).await.unwrap().status(), StatusCode::OK, "the window passes");
 }
 
+/// The store stamps and compares with the service's clock: advancing it expires sessions and
+/// tokens without sleeping.
+async fn one_clock_for_store_and_server(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.user("acme", "ann@acme.test", "staff").await;
+    let token =
+        calsync_server::services::accounts::create_api_token(&app.db, "ann@acme.test", "day", Some(1)).await.unwrap();
+    let (jar, status) = common::sign_in(&app, "ann@acme.test", common::PASSWORD).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let list = || app.http.get(app.url("/api/appointments/")).bearer_auth(&token).send();
+    assert_eq!(list().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(jar.apply(app.http.get(app.url("/"))).send().await.unwrap().status(), StatusCode::OK);
+    // The test configuration's sessions last an hour; the token a day.
+    app.state.clock.advance(2 * 3600);
+    let home = jar.apply(app.http.get(app.url("/"))).send().await.unwrap();
+    assert_eq!(home.status(), StatusCode::SEE_OTHER, "the session expired by the shared clock");
+    assert_eq!(list().await.unwrap().status(), StatusCode::OK);
+    app.state.clock.advance(24 * 3600);
+    assert_eq!(list().await.unwrap().status(), StatusCode::UNAUTHORIZED, "the token expired by the shared clock");
+}
+
 backend_tests!(
+    one_clock_for_store_and_server,
     bad_api_tokens_are_throttled_per_address,
     forms_have_the_configured_body_limit,
     every_answer_says_nosniff_and_docs_cannot_be_framed,

@@ -154,7 +154,7 @@ const AUTH_COLUMNS: &str = "u.id AS user_id, u.firm_id, u.role, u.email, u.name,
 impl Db {
     pub async fn create_firm(&self, name: &str, slug: &FirmSlug) -> Result<Firm, StoreError> {
         let firm =
-            Firm { id: FirmId::new(), name: name.to_owned(), slug: slug.as_str().to_owned(), created_at: crate::now() };
+            Firm { id: FirmId::new(), name: name.to_owned(), slug: slug.as_str().to_owned(), created_at: self.now() };
         on_pool!(self, pool => {
             sqlx::query("INSERT INTO firms (id, name, slug, created_at) VALUES ($1, $2, $3, $4)")
                 .bind(firm.id.as_uuid())
@@ -179,7 +179,7 @@ impl Db {
     }
 
     pub async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
-        let now = crate::now();
+        let now = self.now();
         let user = User {
             id: UserId::new(),
             firm_id: new.firm_id,
@@ -261,7 +261,7 @@ impl Db {
             .bind(user.id.as_uuid())
             .bind(name)
             .bind(token_hash)
-            .bind(crate::now())
+            .bind(self.now())
             .bind(expires_at)
             .execute(pool)
             .await
@@ -288,7 +288,7 @@ impl Db {
     /// Revokes a token by id (operator command: any firm). Revoking twice is not an error;
     /// an unknown id is `NotFound`. Returns the token as it is now.
     pub async fn revoke_api_token(&self, id: ApiTokenId) -> Result<ApiTokenInfo, StoreError> {
-        let now = crate::now();
+        let now = self.now();
         let row: Option<ApiTokenRow> = on_pool!(self, pool => {
             sqlx::query_as(
                 "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2 \
@@ -317,7 +317,7 @@ impl Db {
              JOIN users u ON u.id = t.user_id AND u.firm_id = t.firm_id JOIN firms f ON f.id = u.firm_id \
              WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2)"
         );
-        let now = crate::now();
+        let now = self.now();
         let row: Option<Row> = on_pool!(self, pool => {
             sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(token_hash).bind(now).fetch_optional(pool).await?
         });
@@ -342,7 +342,7 @@ impl Db {
         expires_at: DateTime<Utc>,
     ) -> Result<SessionId, StoreError> {
         let id = SessionId::new();
-        let now = crate::now();
+        let now = self.now();
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             // Expired sessions are swept at login, the one moment a new row is written anyway.
@@ -374,7 +374,7 @@ impl Db {
              WHERE s.token_hash = $1 AND s.expires_at > $2"
         );
         let row: Option<SessionRow> = on_pool!(self, pool => {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(token_hash).bind(crate::now()).fetch_optional(pool).await?
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(token_hash).bind(self.now()).fetch_optional(pool).await?
         });
         let row = row.ok_or(StoreError::NotFound)?;
         Ok(WebSession {

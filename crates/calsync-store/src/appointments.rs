@@ -100,7 +100,7 @@ impl Db {
         owner: UserId,
         data: AppointmentData,
     ) -> Result<Appointment, StoreError> {
-        let now = crate::now();
+        let now = self.now();
         let a = Appointment {
             id: AppointmentId::new(),
             firm_id: firm,
@@ -227,7 +227,7 @@ impl Db {
                 .bind(data.time_zone.name())
                 .bind(Json(&data.attendees))
                 .bind(data.status.as_str())
-                .bind(crate::now())
+                .bind(self.now())
                 .bind(id.as_uuid())
                 .bind(firm.as_uuid())
                 .bind(expected_version)
@@ -247,7 +247,7 @@ impl Db {
         id: AppointmentId,
         expected_version: i64,
     ) -> Result<(), StoreError> {
-        let now = crate::now();
+        let now = self.now();
         let done = on_pool!(self, pool => {
             sqlx::query(
                 "UPDATE appointments SET deleted_at = $1, updated_at = $1, version = version + 1 \

@@ -23,6 +23,7 @@ pub use connections::{
 };
 pub use error::StoreError;
 
+use calsync_domain::clock::Clock;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
@@ -36,6 +37,9 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 #[derive(Clone, Debug)]
 pub struct Db {
     inner: Pool,
+    /// The time every write stamps and every expiry is compared with: the service's own clock,
+    /// so tests that advance it move the store too.
+    clock: Clock,
 }
 
 #[derive(Clone, Debug)]
@@ -89,7 +93,7 @@ impl Db {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        Ok(Self { inner: Pool::Sqlite(pool) })
+        Ok(Self { inner: Pool::Sqlite(pool), clock: Clock::default() })
     }
 
     async fn connect_postgres(url: &str) -> Result<Self, StoreError> {
@@ -100,7 +104,22 @@ impl Db {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        Ok(Self { inner: Pool::Postgres(pool) })
+        Ok(Self { inner: Pool::Postgres(pool), clock: Clock::default() })
+    }
+
+    /// The same database on `clock` (the service's), instead of the real time it starts with.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Now by the store's clock, at the precision both backends keep.
+    pub(crate) fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        micros(self.clock.now())
     }
 
     pub fn backend(&self) -> Backend {
@@ -129,13 +148,8 @@ impl Db {
     }
 }
 
-/// The current time at the precision both backends keep (PostgreSQL stores microseconds), so a
-/// record returned from a write equals the same record read back.
-pub(crate) fn now() -> chrono::DateTime<chrono::Utc> {
-    micros(chrono::Utc::now())
-}
-
-/// A caller's timestamp at the precision both backends keep.
+/// A timestamp at the precision both backends keep (PostgreSQL stores microseconds), so a record
+/// returned from a write equals the same record read back.
 pub(crate) fn micros(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
     use chrono::SubsecRound;
     t.trunc_subsecs(6)

@@ -62,7 +62,7 @@ pub async fn create_api_token(
     let name = parse_name(name, "name")?;
     let expires_at = match expires_in_days {
         None => None,
-        Some(d) if (1..=MAX_TOKEN_DAYS).contains(&d) => Some(chrono::Utc::now() + chrono::Duration::days(i64::from(d))),
+        Some(d) if (1..=MAX_TOKEN_DAYS).contains(&d) => Some(db.clock().now() + chrono::Duration::days(i64::from(d))),
         Some(_) => {
             return Err(calsync_domain::ValidationError::new(
                 "expires_in_days",

@@ -438,7 +438,7 @@ impl ConnectionService {
         }
         let lock_for = Duration::seconds(self.lock_seconds());
         let mut waited = StdDuration::ZERO;
-        while !self.db.try_lock_refresh(firm, id, &self.instance, calsync_store_now() + lock_for).await? {
+        while !self.db.try_lock_refresh(firm, id, &self.instance, self.clock.now() + lock_for).await? {
             // Another process is refreshing: wait for its result rather than race it.
             if waited >= lock_for.to_std().unwrap_or_default() {
                 return Err(TokenError::Unavailable("another worker is still refreshing this connection".into()));
@@ -589,12 +589,6 @@ fn calendar_infos(list: Vec<RemoteCalendar>) -> Vec<CalendarInfo> {
             time_zone: c.time_zone,
         })
         .collect()
-}
-
-/// Refresh-lock lifetimes are compared in SQL against the store's own clock, so they use real
-/// time, not the service's adjustable clock.
-fn calsync_store_now() -> chrono::DateTime<chrono::Utc> {
-    chrono::Utc::now()
 }
 
 impl From<StoreError> for TokenError {

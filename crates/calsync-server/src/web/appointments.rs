@@ -14,7 +14,7 @@ use calsync_domain::ValidationError;
 use calsync_domain::appointment::{Appointment, AppointmentInput, When};
 use calsync_domain::ids::AppointmentId;
 use calsync_store::AppointmentQuery;
-use chrono::{Duration, NaiveDateTime, TimeZone, Utc};
+use chrono::{Duration, NaiveDateTime, TimeZone};
 use chrono_tz::Tz;
 use serde::Deserialize;
 use std::sync::LazyLock;
@@ -109,7 +109,7 @@ async fn page(
     error: Option<String>,
     status: StatusCode,
 ) -> Response {
-    let start = Utc::now() - Duration::days(1);
+    let start = state.clock.now() - Duration::days(1);
     let query = AppointmentQuery {
         start: Some(start),
         end: Some(start + Duration::days(WINDOW_DAYS)),

@@ -12,7 +12,7 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use serde::Deserialize;
 use std::net::SocketAddr;
 
@@ -157,7 +157,7 @@ pub async fn login(
     let ttl = i64::from(state.config.session_ttl_hours) * 3600;
     let actor = calsync_domain::tenant::Actor { firm_id: user.firm_id, user_id: user.id, role: user.role };
     if let Err(e) =
-        state.db.create_session(&actor, &token_hash(&token), &csrf, Utc::now() + Duration::seconds(ttl)).await
+        state.db.create_session(&actor, &token_hash(&token), &csrf, state.clock.now() + Duration::seconds(ttl)).await
     {
         return error_page(e.into());
     }

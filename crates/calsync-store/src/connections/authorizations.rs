@@ -11,7 +11,7 @@ impl Db {
     ) -> Result<AuthorizationId, StoreError> {
         let id = AuthorizationId::new();
         let sealed = keyring.seal(new.pkce_verifier.expose(), &verifier_binding(new.firm_id, id));
-        let now = crate::now();
+        let now = self.now();
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             // Records are useless after their ten minutes; keep a day for diagnosis, then sweep.

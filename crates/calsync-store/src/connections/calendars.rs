@@ -11,7 +11,7 @@ impl Db {
         id: ConnectionId,
         list: &[CalendarInfo],
     ) -> Result<(), StoreError> {
-        let now = crate::now();
+        let now = self.now();
         on_pool!(self, pool => {
             let mut tx = pool.begin_with(self.begin_write_sql()).await?;
             replace_calendars_in!(&mut tx, firm, id, list, now);

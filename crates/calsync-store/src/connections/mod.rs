@@ -328,7 +328,7 @@ impl Db {
     ) -> Result<Connection, StoreError> {
         let scopes = g.scopes.join(" ");
         for attempt in 0..2 {
-            let now = crate::now();
+            let now = self.now();
             let result: Result<ConnectionId, StoreError> = on_pool!(self, pool => {
                 async {
                     let mut tx = pool.begin_with(self.begin_write_sql()).await?;
@@ -471,7 +471,7 @@ impl Db {
             .bind(status.as_str())
             .bind(message)
             .bind(wipe_tokens)
-            .bind(crate::now())
+            .bind(self.now())
             .bind(id.as_uuid())
             .bind(firm.as_uuid())
             .bind(owner)
@@ -498,7 +498,7 @@ impl Db {
                  WHERE id = $3 AND firm_id = $4 AND user_id = $5",
             )
             .bind(message)
-            .bind(crate::now())
+            .bind(self.now())
             .bind(id.as_uuid())
             .bind(firm.as_uuid())
             .bind(user.as_uuid())
@@ -553,7 +553,7 @@ impl Db {
                 .bind(change.sync_window_days.map(|d| d.days() as i32))
                 .bind(change.conflict_strategy.map(|c| c.as_str()))
                 .bind(change.delete_policy.map(|d| d.as_str()))
-                .bind(crate::now())
+                .bind(self.now())
                 .bind(id.as_uuid())
                 .bind(firm.as_uuid())
                 .bind(user.as_uuid())

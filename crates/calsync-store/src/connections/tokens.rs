@@ -36,7 +36,7 @@ impl Db {
         owner: &str,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let now = crate::now();
+        let now = self.now();
         let n = on_pool!(self, pool => {
             sqlx::query(
                 "UPDATE oauth_connections SET refresh_owner = $1, refresh_until = $2 WHERE id = $3 AND firm_id = $4 \
@@ -93,7 +93,7 @@ impl Db {
             .bind(&access)
             .bind(&refresh)
             .bind(crate::micros(expires_at))
-            .bind(crate::now())
+            .bind(self.now())
             .bind(id.as_uuid())
             .bind(firm.as_uuid())
             .bind(owner)
