@@ -74,9 +74,34 @@ pub(crate) struct GEvent {
     pub(super) invite: Option<Invite>,
     /// Change position of the event's creation: delta rounds that began earlier saw it.
     pub(super) born_seq: u64,
-    /// Masters only: earlier versions whose series differed, each with the change position
-    /// that ended it, so delta can tell a client which occurrences it saw are gone.
-    pub(super) history: Arc<Vec<(u64, Arc<GEvent>)>>,
+    /// Masters only: the last [`series::HISTORY_KEPT`] earlier versions whose series
+    /// differed, each with the change position that ended it, so delta can tell a client
+    /// which occurrences it saw are gone. Only what that needs is kept (never a whole event,
+    /// whose own history would nest and double the state file with every edit).
+    pub(super) history: Arc<Vec<(u64, PastSeries)>>,
+    /// Change position up to which older versions were dropped from `history`: a delta
+    /// round begun before it cannot be answered any more (410).
+    #[serde(default)]
+    pub(super) history_floor: u64,
+}
+
+/// An earlier version of a series as delta needs it. Reads the `props` of a whole stored
+/// event too (other fields ignored), so state files whose history held whole events load.
+#[derive(Debug, Clone, serde::Serialize, Deserialize)]
+pub(crate) struct PastSeries {
+    /// `start`, `end`, `recurrence` and `isAllDay` of that version.
+    pub(super) props: Map<String, Value>,
+}
+
+impl PastSeries {
+    /// What delta needs of `ev`: the properties that place its occurrences in time.
+    pub(super) fn of(ev: &GEvent) -> Self {
+        let props = ["start", "end", "recurrence", "isAllDay"]
+            .iter()
+            .filter_map(|k| ev.props.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+            .collect();
+        Self { props }
+    }
 }
 
 /// The attendee's side of a meeting organised elsewhere.
