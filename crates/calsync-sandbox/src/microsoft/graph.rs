@@ -16,6 +16,7 @@ use serde_json::{Map, Value, json};
 
 use super::error::{GraphError, GraphResult};
 use super::identity::GraphAuth;
+use super::listing::Mode;
 use super::render::Look;
 use super::{MsCalendar, MsWorld, events, listing, meetings, series, subscriptions, tz};
 use crate::state::Shared;
@@ -33,30 +34,30 @@ pub(super) fn routes(r: Router<Arc<Shared>>) -> Router<Arc<Shared>> {
         .route(&format!("{g}/me/calendars"), get(list_calendars))
         .route(&format!("{g}/me/calendar"), get(default_calendar))
         .route(&format!("{g}/me/calendars/{{cal}}"), get(get_calendar))
-        .route(&format!("{g}/me/events"), get(listing::list_default_events).post(events::create_default))
-        .route(&format!("{g}/me/calendars/{{cal}}/events"), get(listing::list_events).post(events::create))
+        .route(&format!("{g}/me/events"), listing::route(Mode::Events).post(events::create_default))
+        .route(&format!("{g}/me/calendars/{{cal}}/events"), listing::route(Mode::Events).post(events::create))
         .route(
             &format!("{g}/me/events/{{id}}"),
             get(events::get_event).patch(events::patch_event).delete(events::delete_event),
         )
-        .route(&format!("{g}/me/events/{{id}}/instances"), get(listing::instances))
+        .route(&format!("{g}/me/events/{{id}}/instances"), listing::route(Mode::Instances))
         .route(&format!("{g}/me/events/{{id}}/cancel"), post(events::cancel_event))
         .route(&format!("{g}/me/events/{{id}}/accept"), post(meetings::respond_event))
         .route(&format!("{g}/me/events/{{id}}/tentativelyAccept"), post(meetings::respond_event))
         .route(&format!("{g}/me/events/{{id}}/decline"), post(meetings::respond_event))
-        .route(&format!("{g}/me/calendarView"), get(listing::view_default))
+        .route(&format!("{g}/me/calendarView"), listing::route(Mode::View))
         .route(&format!("{g}/subscriptions"), get(subscriptions::list).post(subscriptions::create))
         .route(
             &format!("{g}/subscriptions/{{id}}"),
             get(subscriptions::get_one).patch(subscriptions::patch).delete(subscriptions::delete),
         )
         .route(&format!("{g}/subscriptions/{{id}}/reauthorize"), post(subscriptions::reauthorize))
-        .route(&format!("{g}/me/calendars/{{cal}}/calendarView"), get(listing::view))
-        .route(&format!("{g}/me/calendarView/delta"), get(listing::delta_default))
-        .route(&format!("{g}/me/calendars/{{cal}}/calendarView/delta"), get(listing::delta))
+        .route(&format!("{g}/me/calendars/{{cal}}/calendarView"), listing::route(Mode::View))
+        .route(&format!("{g}/me/calendarView/delta"), listing::route(Mode::Delta))
+        .route(&format!("{g}/me/calendars/{{cal}}/calendarView/delta"), listing::route(Mode::Delta))
         // OData function-call form, as the Graph SDKs send it; real Graph accepts both.
-        .route(&format!("{g}/me/calendarView/delta()"), get(listing::delta_default))
-        .route(&format!("{g}/me/calendars/{{cal}}/calendarView/delta()"), get(listing::delta))
+        .route(&format!("{g}/me/calendarView/delta()"), listing::route(Mode::Delta))
+        .route(&format!("{g}/me/calendars/{{cal}}/calendarView/delta()"), listing::route(Mode::Delta))
 }
 
 /// The stored event: client-settable properties (validated) plus server-owned state.

@@ -6,9 +6,10 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{OriginalUri, Path, RawQuery, State};
+use axum::extract::{OriginalUri, RawPathParams, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get};
 use chrono::{DateTime, NaiveDateTime};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -88,73 +89,22 @@ pub(super) enum Mode {
     Instances,
 }
 
-pub(super) async fn list_default_events(
-    State(s): State<Arc<Shared>>,
-    a: Result<GraphAuth, GraphError>,
-    uri: OriginalUri,
-    RawQuery(q): RawQuery,
-    h: HeaderMap,
-) -> Response {
-    respond(listing(&s, a, ListReq { cal: None, mode: Mode::Events, path: rel_path(&uri), master: None }, q, &h))
-}
-pub(super) async fn list_events(
-    State(s): State<Arc<Shared>>,
-    a: Result<GraphAuth, GraphError>,
-    Path(cal): Path<String>,
-    uri: OriginalUri,
-    RawQuery(q): RawQuery,
-    h: HeaderMap,
-) -> Response {
-    respond(listing(&s, a, ListReq { cal: Some(&cal), mode: Mode::Events, path: rel_path(&uri), master: None }, q, &h))
-}
-pub(super) async fn view_default(
-    State(s): State<Arc<Shared>>,
-    a: Result<GraphAuth, GraphError>,
-    uri: OriginalUri,
-    RawQuery(q): RawQuery,
-    h: HeaderMap,
-) -> Response {
-    respond(listing(&s, a, ListReq { cal: None, mode: Mode::View, path: rel_path(&uri), master: None }, q, &h))
-}
-pub(super) async fn view(
-    State(s): State<Arc<Shared>>,
-    a: Result<GraphAuth, GraphError>,
-    Path(cal): Path<String>,
-    uri: OriginalUri,
-    RawQuery(q): RawQuery,
-    h: HeaderMap,
-) -> Response {
-    respond(listing(&s, a, ListReq { cal: Some(&cal), mode: Mode::View, path: rel_path(&uri), master: None }, q, &h))
-}
-pub(super) async fn delta_default(
-    State(s): State<Arc<Shared>>,
-    a: Result<GraphAuth, GraphError>,
-    uri: OriginalUri,
-    RawQuery(q): RawQuery,
-    h: HeaderMap,
-) -> Response {
-    respond(listing(&s, a, ListReq { cal: None, mode: Mode::Delta, path: rel_path(&uri), master: None }, q, &h))
-}
-pub(super) async fn delta(
-    State(s): State<Arc<Shared>>,
-    a: Result<GraphAuth, GraphError>,
-    Path(cal): Path<String>,
-    uri: OriginalUri,
-    RawQuery(q): RawQuery,
-    h: HeaderMap,
-) -> Response {
-    respond(listing(&s, a, ListReq { cal: Some(&cal), mode: Mode::Delta, path: rel_path(&uri), master: None }, q, &h))
-}
-
-pub(super) async fn instances(
-    State(s): State<Arc<Shared>>,
-    a: Result<GraphAuth, GraphError>,
-    Path(id): Path<String>,
-    uri: OriginalUri,
-    RawQuery(q): RawQuery,
-    h: HeaderMap,
-) -> Response {
-    respond(listing(&s, a, ListReq { cal: None, mode: Mode::Instances, path: rel_path(&uri), master: Some(id) }, q, &h))
+/// The GET handler of every listing route, told its mode by the route table; the calendar
+/// (`{cal}`) and the series master (`{id}`) come from the path when the route has them.
+pub(super) fn route(mode: Mode) -> MethodRouter<Arc<Shared>> {
+    get(
+        move |State(s): State<Arc<Shared>>,
+              a: Result<GraphAuth, GraphError>,
+              params: RawPathParams,
+              uri: OriginalUri,
+              RawQuery(q): RawQuery,
+              h: HeaderMap| async move {
+            let param = |name: &str| params.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_owned());
+            let cal = param("cal");
+            let req = ListReq { cal: cal.as_deref(), mode, path: rel_path(&uri), master: param("id") };
+            respond(listing(&s, a, req, q, &h))
+        },
+    )
 }
 
 /// The request path below the sandbox root, wherever the sandbox is mounted.
