@@ -402,7 +402,8 @@ const NOT_CARRIED: &[&str] =
     &["start", "end", "recurrence", "isAllDay", "originalStartTimeZone", "originalEndTimeZone", "transactionId"];
 
 /// A series edit carried into its live exceptions: each property the master changed takes
-/// the new value in exceptions that still had the old master value (did not override it).
+/// the new value in exceptions that still had the old master value (did not override it),
+/// and an organizer's cancellation of the series cancels every exception of the copy.
 /// Returns the changed exceptions (change key still to renew) with their spans.
 pub(crate) fn carried_into_exceptions(cal: &MsCalendar, old: &GEvent, new: &GEvent) -> Vec<(GEvent, (i64, i64))> {
     let changed: Vec<&String> = old
