@@ -216,3 +216,84 @@ async fn graph_mails_attendees_on_create_relevant_updates_and_delete() {
     .collect();
     assert_eq!(got, want);
 }
+
+/// A weekly series of four from someone else in `email`'s calendar, and its occurrence ids.
+async fn invite_series(h: &Harness, t: &str, email: &str) -> (String, Vec<String>) {
+    let mut event = meeting("Sync", &["olga@other.test"]);
+    event["recurrence"] = json!({"pattern": {"type": "weekly", "interval": 1, "daysOfWeek": ["tuesday"]},
+        "range": {"type": "numbered", "startDate": "2024-03-05", "numberOfOccurrences": 4}});
+    let resp = h
+        .http
+        .post(h.url("/_sandbox/microsoft/invite"))
+        .json(&json!({"email": email, "organizer": {"address": "olga@other.test"}, "event": event}))
+        .send()
+        .await
+        .unwrap();
+    let master = json_of(resp, StatusCode::CREATED).await["id"].as_str().unwrap().to_owned();
+    let list = json_of(h.get(t, &format!("{G}/me/events/{master}/instances?{WINDOW}")).await, StatusCode::OK).await;
+    let occurrences = list["value"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect();
+    (master, occurrences)
+}
+
+async fn organizer(h: &Harness, action: &str, body: Value) {
+    let resp = h.http.post(h.url(&format!("/_sandbox/microsoft/{action}"))).json(&body).send().await.unwrap();
+    json_of(resp, StatusCode::OK).await;
+}
+
+#[tokio::test]
+async fn an_organizer_cancelling_a_series_cancels_its_exceptions_too() {
+    let h = start().await;
+    let t = h.ms_account("cara@example.com").await;
+    let (master, occ) = invite_series(&h, &t, "cara@example.com").await;
+    assert_eq!(occ.len(), 4);
+    // The organizer moved the second meeting (and renamed it): an exception.
+    organizer(
+        &h,
+        "organizer-update",
+        json!({"email": "cara@example.com", "event_id": occ[1], "event": {"subject": "Sync (moved)",
+            "start": {"dateTime": "2024-03-13T10:00:00", "timeZone": "UTC"},
+            "end": {"dateTime": "2024-03-13T11:00:00", "timeZone": "UTC"}}}),
+    )
+    .await;
+    let (_, delta) = delta_round(&h, &t, h.url(&format!("{G}/me/calendarView/delta?{WINDOW}"))).await;
+
+    organizer(&h, "organizer-cancel", json!({"email": "cara@example.com", "event_id": master})).await;
+    let (changes, _) = delta_round(&h, &t, delta).await;
+    let ex = changes.iter().find(|e| e["id"] == occ[1].as_str()).expect("the exception is resent");
+    assert_eq!(ex["type"], "exception");
+    assert_eq!(ex["isCancelled"], true);
+    assert_eq!(ex["subject"], "Canceled: Sync (moved)");
+    let got = json_of(h.get(&t, &format!("{G}/me/events/{}", occ[1])).await, StatusCode::OK).await;
+    assert_eq!(got["isCancelled"], true);
+    let got = json_of(h.get(&t, &format!("{G}/me/events/{}", occ[2])).await, StatusCode::OK).await;
+    assert_eq!((got["isCancelled"].clone(), got["subject"].clone()), (json!(true), json!("Canceled: Sync")));
+}
+
+#[tokio::test]
+async fn an_organizer_shortening_a_series_removes_the_exceptions_it_drops() {
+    let h = start().await;
+    let t = h.ms_account("dan@example.com").await;
+    let (master, occ) = invite_series(&h, &t, "dan@example.com").await;
+    organizer(
+        &h,
+        "organizer-update",
+        json!({"email": "dan@example.com", "event_id": occ[3], "event": {"subject": "Last one"}}),
+    )
+    .await;
+    let (_, delta) = delta_round(&h, &t, h.url(&format!("{G}/me/calendarView/delta?{WINDOW}"))).await;
+
+    organizer(
+        &h,
+        "organizer-update",
+        json!({"email": "dan@example.com", "event_id": master, "event": {"recurrence":
+            {"pattern": {"type": "weekly", "interval": 1, "daysOfWeek": ["tuesday"]},
+             "range": {"type": "numbered", "startDate": "2024-03-05", "numberOfOccurrences": 2}}}}),
+    )
+    .await;
+    let (changes, _) = delta_round(&h, &t, delta).await;
+    let removed: Vec<&str> =
+        changes.iter().filter(|e| e.get("@removed").is_some()).map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(removed.len(), 2, "{changes:?}");
+    assert!(removed.contains(&occ[2].as_str()) && removed.contains(&occ[3].as_str()), "{removed:?}");
+    assert_eq!(h.get(&t, &format!("{G}/me/events/{}", occ[3])).await.status(), StatusCode::NOT_FOUND);
+}

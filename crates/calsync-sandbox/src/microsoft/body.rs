@@ -32,34 +32,43 @@ fn escape(s: &str) -> String {
 
 /// Plain text of stored HTML: `<head>`, `<style>` and `<script>` dropped, block ends and
 /// `<br>` as line breaks, other tags removed, entities decoded.
+///
+/// Linear in the HTML: it is lowercased once (ASCII only, so byte offsets match), and every
+/// search starts where the previous one ended.
 pub(crate) fn text(html: &str) -> String {
+    let lower = html.to_ascii_lowercase();
     let mut out = String::new();
-    let mut rest = html;
-    while let Some(i) = rest.find('<') {
-        out.push_str(&rest[..i]);
-        let Some(j) = rest[i..].find('>') else {
-            rest = "";
+    let mut at = 0;
+    while let Some(i) = html[at..].find('<').map(|i| at + i) {
+        out.push_str(&html[at..i]);
+        let Some(j) = html[i..].find('>').map(|j| i + j) else {
+            at = html.len();
             break;
         };
-        let tag = rest[i + 1..i + j].trim().to_ascii_lowercase();
-        rest = &rest[i + j + 1..];
+        let tag = lower[i + 1..j].trim();
+        at = j + 1;
         // Source line breaks after a tag are layout, not text.
-        rest = rest.strip_prefix("\r\n").or_else(|| rest.strip_prefix('\n')).unwrap_or(rest);
-        let name: String = tag.trim_start_matches('/').chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
-        if !tag.starts_with('/') && matches!(name.as_str(), "head" | "style" | "script") {
+        if html[at..].starts_with("\r\n") {
+            at += 2;
+        } else if html[at..].starts_with('\n') {
+            at += 1;
+        }
+        let closing = tag.starts_with('/');
+        let name_end = tag.trim_start_matches('/');
+        let name = &name_end[..name_end.find(|c: char| !c.is_ascii_alphanumeric()).unwrap_or(name_end.len())];
+        if !closing && matches!(name, "head" | "style" | "script") {
             // Skip the element's content up to its closing tag.
-            let close = format!("</{name}");
-            match rest.to_ascii_lowercase().find(&close) {
-                Some(k) => rest = rest[k..].split_once('>').map_or("", |(_, r)| r),
-                None => rest = "",
-            }
+            at = match lower[at..].find(&format!("</{name}")) {
+                Some(k) => lower[at + k..].find('>').map_or(html.len(), |g| at + k + g + 1),
+                None => html.len(),
+            };
             continue;
         }
-        if name == "br" || (tag.starts_with('/') && matches!(name.as_str(), "p" | "div" | "li" | "tr" | "h1" | "h2")) {
+        if name == "br" || (closing && matches!(name, "p" | "div" | "li" | "tr" | "h1" | "h2")) {
             out.push('\n');
         }
     }
-    out.push_str(rest);
+    out.push_str(&html[at..]);
     let decoded = out
         .replace("&nbsp;", " ")
         .replace("&lt;", "<")
@@ -90,5 +99,26 @@ mod tests {
         assert_eq!(preview(html), "Bring <docs> & ID Room 4");
         let v = stored(&json!({"contentType": "HTML", "content": "<p>Hi</p><p>there</p>"}));
         assert_eq!(text(v["content"].as_str().unwrap()), "Hi\nthere");
+    }
+
+    #[test]
+    fn head_style_and_script_are_skipped_whatever_their_case() {
+        let html = "<HTML><Head><Title>t</Title></HEAD><body>A<STYLE type=x>p{}</style >B<script>x<y</ScRiPt>C\
+            <br/>D</p>É<style>never closed";
+        assert_eq!(text(html), "ABC\nD\nÉ");
+        assert_eq!(text("a < b"), "a");
+        assert_eq!(text("x<style>y"), "x");
+    }
+
+    #[test]
+    fn many_style_elements_convert_in_one_pass() {
+        // Each `<style>` used to lowercase the whole rest of the body: quadratic. Now the
+        // body is lowercased once and every search resumes where the last one ended.
+        let n = 50_000;
+        let html = format!("<div>{}</div>", "<style>.x{}</style>w ".repeat(n));
+        let t = text(&html);
+        assert_eq!(t.len(), 2 * n - 1);
+        assert!(t.starts_with("w w ") && !t.contains("style") && !t.contains(".x"));
+        assert_eq!(preview(&html).chars().count(), 255);
     }
 }

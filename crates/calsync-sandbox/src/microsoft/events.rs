@@ -28,7 +28,7 @@ pub(super) fn locate(microsoft: &MsWorld, auth: &GraphAuth, id: &str) -> GraphRe
     let acc = microsoft.accounts.get(&auth.email).ok_or_else(GraphError::not_found)?;
     acc.calendars
         .iter()
-        .find(|c| microsoft.calendars.get(*c).and_then(|cal| series::resolve(cal, id)).is_some_and(|r| !r.3))
+        .find(|c| series::resolve(microsoft, c, id).is_some_and(|r| !r.3))
         .cloned()
         .ok_or_else(GraphError::not_found)
 }
@@ -84,6 +84,7 @@ pub(super) fn new_event(world: &mut World, props: Map<String, Value>, all_day: b
         invite: None,
         born_seq: world.seq() + 1,
         history: Arc::default(),
+        history_floor: 0,
     }
 }
 
@@ -175,8 +176,7 @@ pub(super) async fn get_event(
         let (expand, select) = single_options(raw)?;
         let world = shared.world();
         let cal = locate(&world.microsoft, &auth, &id)?;
-        let (ev, _, updated, _) =
-            series::resolve(&world.microsoft.calendars[&cal], &id).ok_or_else(GraphError::not_found)?;
+        let (ev, _, updated, _) = series::resolve(&world.microsoft, &cal, &id).ok_or_else(GraphError::not_found)?;
         let lk = look(&world.microsoft, &auth, &pref, expand);
         drop(world);
         let mut v = render(&ev, updated, &lk);
@@ -214,13 +214,11 @@ pub(super) async fn patch_event(
         let now = shared.clock.now_ms();
         let mut world = shared.world();
         let cal = locate(&world.microsoft, &auth, &id)?;
-        let (current, _, _, _) =
-            series::resolve(&world.microsoft.calendars[&cal], &id).ok_or_else(GraphError::not_found)?;
+        let (current, _, _, _) = series::resolve(&world.microsoft, &cal, &id).ok_or_else(GraphError::not_found)?;
         if_match(&headers, &current.change_key)?;
         if current.invite.is_some() {
             meetings::check_attendee_patch(&patch)?;
         }
-        let old_series = series::master_series(&current);
         let mut ev = current.clone();
         let ext = patch.remove("singleValueExtendedProperties");
         // Top-level properties replace whole values, arrays and complex types included;
@@ -245,36 +243,42 @@ pub(super) async fn patch_event(
             l.exception = true;
         }
         let times = extent(&ev, s, e);
-        let series_changed = ["start", "end", "recurrence"].iter().any(|k| current.props.get(*k) != ev.props.get(*k));
-        if series_changed && old_series.is_some() {
-            // Delta rounds begun before this change compare against the old series.
-            let mut history = (*ev.history).clone();
-            history.push((world.seq() + 1, Arc::new(current.clone())));
-            ev.history = Arc::new(history);
-        }
-        let new_series = series::master_series(&ev);
         let lk = look(&world.microsoft, &auth, &pref, None);
         let v = render(&ev, now, &lk);
-        let master = ev.clone();
-        meetings::mail_changed(&mut world, &auth.email, &current, &master, now);
-        store(&mut world, &cal, ev, times, now, false);
-        if series_changed && !is_instance {
-            let orphans = series::orphans(&world.microsoft.calendars[&cal], &master.id, new_series.as_ref());
-            for (o, span) in orphans {
-                store(&mut world, &cal, o, span, now, true);
-            }
-        }
-        if !is_instance && old_series.is_some() && new_series.is_some() {
-            // Series edits reach the exceptions that did not override the property; each
-            // changed exception gets a new change key and shows up in delta.
-            let carried = series::carried_into_exceptions(&world.microsoft.calendars[&cal], &current, &master);
-            for (mut ex, span) in carried {
-                ex.change_key = ids::token(&mut world.rng, "", 18);
-                store(&mut world, &cal, ex, span, now, false);
-            }
-        }
+        meetings::mail_changed(&mut world, &auth.email, &current, &ev, now);
+        store_edit(&mut world, &cal, &current, ev, times, now);
         Ok(with_preference(Json(v).into_response(), &pref))
     })())
+}
+
+/// Stores an edit of `current` (a PATCH, or an organizer's change to an attendee copy)
+/// with the series bookkeeping: the old series goes into the master's history (delta rounds
+/// begun earlier compare against it), exceptions the new series lacks become tombstones,
+/// and changed master properties reach the exceptions that did not override them, each
+/// with a new change key so delta resends it.
+pub(super) fn store_edit(world: &mut World, cal: &str, current: &GEvent, mut ev: GEvent, times: (i64, i64), now: i64) {
+    let is_instance = ev.link.is_some();
+    let old_series = series::master_series(current);
+    let series_changed = ["start", "end", "recurrence"].iter().any(|k| current.props.get(*k) != ev.props.get(*k));
+    if series_changed && old_series.is_some() {
+        series::record_version(&mut ev, current, world.seq() + 1);
+    }
+    let new_series = series::master_series(&ev);
+    let master = ev.clone();
+    store(world, cal, ev, times, now, false);
+    if series_changed && !is_instance {
+        let orphans = series::orphans(&world.microsoft.calendars[cal], &master.id, new_series.as_ref());
+        for (o, span) in orphans {
+            store(world, cal, o, span, now, true);
+        }
+    }
+    if !is_instance && old_series.is_some() && new_series.is_some() {
+        let carried = series::carried_into_exceptions(&world.microsoft.calendars[cal], current, &master);
+        for (mut ex, span) in carried {
+            ex.change_key = ids::token(&mut world.rng, "", 18);
+            store(world, cal, ex, span, now, false);
+        }
+    }
 }
 
 pub(super) async fn delete_event(
@@ -335,8 +339,7 @@ pub(super) fn remove(
     let now = shared.clock.now_ms();
     let mut world = shared.world();
     let cal = locate(&world.microsoft, auth, id)?;
-    let (mut ev, times, _, _) =
-        series::resolve(&world.microsoft.calendars[&cal], id).ok_or_else(GraphError::not_found)?;
+    let (mut ev, times, _, _) = series::resolve(&world.microsoft, &cal, id).ok_or_else(GraphError::not_found)?;
     if_match(headers, &ev.change_key)?;
     if organizer_only && ev.invite.is_some() {
         return Err(GraphError::new(

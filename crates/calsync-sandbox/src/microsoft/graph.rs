@@ -16,6 +16,7 @@ use serde_json::{Map, Value, json};
 
 use super::error::{GraphError, GraphResult};
 use super::identity::GraphAuth;
+use super::listing::Mode;
 use super::render::Look;
 use super::{MsCalendar, MsWorld, events, listing, meetings, series, subscriptions, tz};
 use crate::state::Shared;
@@ -33,30 +34,30 @@ pub(super) fn routes(r: Router<Arc<Shared>>) -> Router<Arc<Shared>> {
         .route(&format!("{g}/me/calendars"), get(list_calendars))
         .route(&format!("{g}/me/calendar"), get(default_calendar))
         .route(&format!("{g}/me/calendars/{{cal}}"), get(get_calendar))
-        .route(&format!("{g}/me/events"), get(listing::list_default_events).post(events::create_default))
-        .route(&format!("{g}/me/calendars/{{cal}}/events"), get(listing::list_events).post(events::create))
+        .route(&format!("{g}/me/events"), listing::route(Mode::Events).post(events::create_default))
+        .route(&format!("{g}/me/calendars/{{cal}}/events"), listing::route(Mode::Events).post(events::create))
         .route(
             &format!("{g}/me/events/{{id}}"),
             get(events::get_event).patch(events::patch_event).delete(events::delete_event),
         )
-        .route(&format!("{g}/me/events/{{id}}/instances"), get(listing::instances))
+        .route(&format!("{g}/me/events/{{id}}/instances"), listing::route(Mode::Instances))
         .route(&format!("{g}/me/events/{{id}}/cancel"), post(events::cancel_event))
         .route(&format!("{g}/me/events/{{id}}/accept"), post(meetings::respond_event))
         .route(&format!("{g}/me/events/{{id}}/tentativelyAccept"), post(meetings::respond_event))
         .route(&format!("{g}/me/events/{{id}}/decline"), post(meetings::respond_event))
-        .route(&format!("{g}/me/calendarView"), get(listing::view_default))
+        .route(&format!("{g}/me/calendarView"), listing::route(Mode::View))
         .route(&format!("{g}/subscriptions"), get(subscriptions::list).post(subscriptions::create))
         .route(
             &format!("{g}/subscriptions/{{id}}"),
             get(subscriptions::get_one).patch(subscriptions::patch).delete(subscriptions::delete),
         )
         .route(&format!("{g}/subscriptions/{{id}}/reauthorize"), post(subscriptions::reauthorize))
-        .route(&format!("{g}/me/calendars/{{cal}}/calendarView"), get(listing::view))
-        .route(&format!("{g}/me/calendarView/delta"), get(listing::delta_default))
-        .route(&format!("{g}/me/calendars/{{cal}}/calendarView/delta"), get(listing::delta))
+        .route(&format!("{g}/me/calendars/{{cal}}/calendarView"), listing::route(Mode::View))
+        .route(&format!("{g}/me/calendarView/delta"), listing::route(Mode::Delta))
+        .route(&format!("{g}/me/calendars/{{cal}}/calendarView/delta"), listing::route(Mode::Delta))
         // OData function-call form, as the Graph SDKs send it; real Graph accepts both.
-        .route(&format!("{g}/me/calendarView/delta()"), get(listing::delta_default))
-        .route(&format!("{g}/me/calendars/{{cal}}/calendarView/delta()"), get(listing::delta))
+        .route(&format!("{g}/me/calendarView/delta()"), listing::route(Mode::Delta))
+        .route(&format!("{g}/me/calendars/{{cal}}/calendarView/delta()"), listing::route(Mode::Delta))
 }
 
 /// The stored event: client-settable properties (validated) plus server-owned state.
@@ -74,9 +75,34 @@ pub(crate) struct GEvent {
     pub(super) invite: Option<Invite>,
     /// Change position of the event's creation: delta rounds that began earlier saw it.
     pub(super) born_seq: u64,
-    /// Masters only: earlier versions whose series differed, each with the change position
-    /// that ended it, so delta can tell a client which occurrences it saw are gone.
-    pub(super) history: Arc<Vec<(u64, Arc<GEvent>)>>,
+    /// Masters only: the last [`series::HISTORY_KEPT`] earlier versions whose series
+    /// differed, each with the change position that ended it, so delta can tell a client
+    /// which occurrences it saw are gone. Only what that needs is kept (never a whole event,
+    /// whose own history would nest and double the state file with every edit).
+    pub(super) history: Arc<Vec<(u64, PastSeries)>>,
+    /// Change position up to which older versions were dropped from `history`: a delta
+    /// round begun before it cannot be answered any more (410).
+    #[serde(default)]
+    pub(super) history_floor: u64,
+}
+
+/// An earlier version of a series as delta needs it. Reads the `props` of a whole stored
+/// event too (other fields ignored), so state files whose history held whole events load.
+#[derive(Debug, Clone, serde::Serialize, Deserialize)]
+pub(crate) struct PastSeries {
+    /// `start`, `end`, `recurrence` and `isAllDay` of that version.
+    pub(super) props: Map<String, Value>,
+}
+
+impl PastSeries {
+    /// What delta needs of `ev`: the properties that place its occurrences in time.
+    pub(super) fn of(ev: &GEvent) -> Self {
+        let props = ["start", "end", "recurrence", "isAllDay"]
+            .iter()
+            .filter_map(|k| ev.props.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+            .collect();
+        Self { props }
+    }
 }
 
 /// The attendee's side of a meeting organised elsewhere.

@@ -6,9 +6,10 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{OriginalUri, Path, RawQuery, State};
+use axum::extract::{OriginalUri, RawPathParams, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get};
 use chrono::{DateTime, NaiveDateTime};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -18,7 +19,7 @@ use super::error::{GraphError, GraphResult};
 use super::graph::{DEFAULT_PAGE, MAX_PAGE, READ, calendar_id, look, prefer, respond, utc_stamp, with_preference};
 use super::identity::GraphAuth;
 use super::rows::{Pending, RowKey, collect_rows, repeat_row};
-use super::{MsWorld, extprops, series};
+use super::{MsWorld, extprops};
 use crate::cursor;
 use crate::paging::{page_len, repeat_id};
 use crate::state::{Provider, Shared};
@@ -88,73 +89,22 @@ pub(super) enum Mode {
     Instances,
 }
 
-pub(super) async fn list_default_events(
-    State(s): State<Arc<Shared>>,
-    a: Result<GraphAuth, GraphError>,
-    uri: OriginalUri,
-    RawQuery(q): RawQuery,
-    h: HeaderMap,
-) -> Response {
-    respond(listing(&s, a, ListReq { cal: None, mode: Mode::Events, path: rel_path(&uri), master: None }, q, &h))
-}
-pub(super) async fn list_events(
-    State(s): State<Arc<Shared>>,
-    a: Result<GraphAuth, GraphError>,
-    Path(cal): Path<String>,
-    uri: OriginalUri,
-    RawQuery(q): RawQuery,
-    h: HeaderMap,
-) -> Response {
-    respond(listing(&s, a, ListReq { cal: Some(&cal), mode: Mode::Events, path: rel_path(&uri), master: None }, q, &h))
-}
-pub(super) async fn view_default(
-    State(s): State<Arc<Shared>>,
-    a: Result<GraphAuth, GraphError>,
-    uri: OriginalUri,
-    RawQuery(q): RawQuery,
-    h: HeaderMap,
-) -> Response {
-    respond(listing(&s, a, ListReq { cal: None, mode: Mode::View, path: rel_path(&uri), master: None }, q, &h))
-}
-pub(super) async fn view(
-    State(s): State<Arc<Shared>>,
-    a: Result<GraphAuth, GraphError>,
-    Path(cal): Path<String>,
-    uri: OriginalUri,
-    RawQuery(q): RawQuery,
-    h: HeaderMap,
-) -> Response {
-    respond(listing(&s, a, ListReq { cal: Some(&cal), mode: Mode::View, path: rel_path(&uri), master: None }, q, &h))
-}
-pub(super) async fn delta_default(
-    State(s): State<Arc<Shared>>,
-    a: Result<GraphAuth, GraphError>,
-    uri: OriginalUri,
-    RawQuery(q): RawQuery,
-    h: HeaderMap,
-) -> Response {
-    respond(listing(&s, a, ListReq { cal: None, mode: Mode::Delta, path: rel_path(&uri), master: None }, q, &h))
-}
-pub(super) async fn delta(
-    State(s): State<Arc<Shared>>,
-    a: Result<GraphAuth, GraphError>,
-    Path(cal): Path<String>,
-    uri: OriginalUri,
-    RawQuery(q): RawQuery,
-    h: HeaderMap,
-) -> Response {
-    respond(listing(&s, a, ListReq { cal: Some(&cal), mode: Mode::Delta, path: rel_path(&uri), master: None }, q, &h))
-}
-
-pub(super) async fn instances(
-    State(s): State<Arc<Shared>>,
-    a: Result<GraphAuth, GraphError>,
-    Path(id): Path<String>,
-    uri: OriginalUri,
-    RawQuery(q): RawQuery,
-    h: HeaderMap,
-) -> Response {
-    respond(listing(&s, a, ListReq { cal: None, mode: Mode::Instances, path: rel_path(&uri), master: Some(id) }, q, &h))
+/// The GET handler of every listing route, told its mode by the route table; the calendar
+/// (`{cal}`) and the series master (`{id}`) come from the path when the route has them.
+pub(super) fn route(mode: Mode) -> MethodRouter<Arc<Shared>> {
+    get(
+        move |State(s): State<Arc<Shared>>,
+              a: Result<GraphAuth, GraphError>,
+              params: RawPathParams,
+              uri: OriginalUri,
+              RawQuery(q): RawQuery,
+              h: HeaderMap| async move {
+            let param = |name: &str| params.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_owned());
+            let cal = param("cal");
+            let req = ListReq { cal: cal.as_deref(), mode, path: rel_path(&uri), master: param("id") };
+            respond(listing(&s, a, req, q, &h))
+        },
+    )
 }
 
 /// The request path below the sandbox root, wherever the sandbox is mounted.
@@ -247,6 +197,19 @@ fn listing(
     let epoch = world.microsoft.accounts[&auth.email].epoch;
     let head = world.seq();
     let lk = look(&world.microsoft, &auth, &pref, None);
+    // A dead delta token: 410 with a link that starts a new round over the same window.
+    let expired = |c: &ViewCursor| {
+        let mut e = GraphError::sync_state_not_found();
+        if let Some((ws, we)) = c.w {
+            e.location = Some(shared.public_url(&format!(
+                "{}?startDateTime={}&endDateTime={}",
+                req.path,
+                utc_stamp(ws),
+                utc_stamp(we)
+            )));
+        }
+        e
+    };
 
     let mut cursor: ViewCursor = match &token_param {
         Some(t) => {
@@ -261,16 +224,7 @@ fn listing(
                 return Err(GraphError::sync_state_not_found());
             }
             if req.mode == Mode::Delta && c.ep != epoch {
-                let mut e = GraphError::sync_state_not_found();
-                if let Some((ws, we)) = c.w {
-                    e.location = Some(shared.public_url(&format!(
-                        "{}?startDateTime={}&endDateTime={}",
-                        req.path,
-                        utc_stamp(ws),
-                        utc_stamp(we)
-                    )));
-                }
-                return Err(e);
+                return Err(expired(&c));
             }
             // A deltaLink starts the next round: the snapshot moves to now.
             if c.inc && q.iter().any(|(k, _)| k == "$deltatoken") { ViewCursor { e: head, ..c } } else { c }
@@ -302,8 +256,10 @@ fn listing(
         cursor.f = filter;
     }
     let lk = super::render::Look { expand: cursor.x.clone(), ..lk };
+    let key = super::occurrence_key(&mut world);
     let cal = &world.microsoft.calendars[&cal_id];
-    let mut rows = collect_rows(cal, req.mode, &cursor, req.master.as_deref(), page + 1);
+    let mut rows =
+        collect_rows(cal, &key, req.mode, &cursor, req.master.as_deref(), page + 1).map_err(|_| expired(&cursor))?;
     // Only the page (plus one, to know whether more remain) is ordered and rendered.
     rows.retain(|(k, _)| cursor.v.as_ref().is_none_or(|v| k > v));
     if rows.len() > page + 1 {
@@ -315,17 +271,12 @@ fn listing(
     rows.truncate(take);
     // An empty ragged page leaves the position where it was.
     let last = rows.last().map(|(k, _)| k.clone()).or_else(|| cursor.v.clone());
-    let again = cursor.r.as_deref().and_then(|id| repeat_row(cal, id, cursor.w));
+    let again = cursor.r.as_deref().and_then(|id| repeat_row(&world.microsoft, &cal_id, id, cursor.w));
     let repeat_next = (repeat && !done && !rows.is_empty()).then(|| rows[pick % rows.len()].0.2.clone());
     // Only `Arc`s (and synthesized occurrences) leave the lock; JSON is built after it.
-    let mut pending: Vec<Pending> = rows.iter().map(|(_, r)| r.pending()).collect();
+    let mut pending: Vec<Pending> = rows.iter().map(|(_, r)| r.pending(&key)).collect();
     pending.extend(again);
-    let minted: Vec<(String, String, crate::recurrence::Occ)> = rows.iter().filter_map(|(_, r)| r.minted()).collect();
     drop(rows);
-    let cal = world.microsoft.calendars.get_mut(&cal_id).expect("calendar exists");
-    for (id, master, occ) in minted {
-        series::remember(cal, id, &master, occ);
-    }
     drop(world);
     let items: Vec<Value> = pending
         .iter()
@@ -344,6 +295,11 @@ fn listing(
         let mut link = format!("{}?$skiptoken={}", req.path, cursor::encode(&next));
         if let Some(fields) = &select {
             link.push_str(&format!("&$select={}", fields.join(",")));
+        }
+        // The page size asked for holds for the whole listing, as in Graph's nextLinks.
+        if let Some((_, top)) = q.iter().find(|(k, _)| k == "$top") {
+            link.push_str("&$top=");
+            link.extend(url::form_urlencoded::byte_serialize(top.as_bytes()));
         }
         body["@odata.nextLink"] = json!(shared.public_url(&link));
     } else if req.mode == Mode::Delta {

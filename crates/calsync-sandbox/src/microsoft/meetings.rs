@@ -28,7 +28,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::error::{GraphError, GraphResult};
-use super::events::{extent, locate, new_event, normalize, remove, response_body, store};
+use super::events::{extent, locate, new_event, normalize, remove, response_body, store, store_edit};
 use super::graph::{GEvent, Invite, WRITE, calendar_id, check, look, prefer, respond, utc_stamp};
 use super::identity::GraphAuth;
 use super::render::{attendee_emails, render};
@@ -129,8 +129,7 @@ pub(super) async fn respond_event(
         let now = shared.clock.now_ms();
         let mut world = shared.world();
         let cal = locate(&world.microsoft, &auth, &id)?;
-        let (mut ev, span, _, _) =
-            series::resolve(&world.microsoft.calendars[&cal], &id).ok_or_else(GraphError::not_found)?;
+        let (mut ev, span, _, _) = series::resolve(&world.microsoft, &cal, &id).ok_or_else(GraphError::not_found)?;
         let Some(invite) = ev.invite.as_mut() else {
             return Err(GraphError::new(
                 400,
@@ -263,7 +262,7 @@ fn organizer_change(shared: &Shared, req: OrganizerUpdateReq, cancel: bool) -> G
     let mut world = shared.world();
     let cal = locate(&world.microsoft, &auth, &req.event_id)?;
     let (current, _, _, _) =
-        series::resolve(&world.microsoft.calendars[&cal], &req.event_id).ok_or_else(GraphError::not_found)?;
+        series::resolve(&world.microsoft, &cal, &req.event_id).ok_or_else(GraphError::not_found)?;
     let Some(invite) = current.invite.clone() else {
         return Err(GraphError::bad_request("The event is organised by the mailbox itself, not by another person."));
     };
@@ -279,21 +278,9 @@ fn organizer_change(shared: &Shared, req: OrganizerUpdateReq, cancel: bool) -> G
         // A new time is a new request: the earlier answer no longer stands.
         invite.response = json!({"response": "notResponded", "time": "0001-01-01T00:00:00Z"});
     }
-    if cancel {
-        invite.cancelled = true;
-        let subject = ev.props.get("subject").and_then(Value::as_str).unwrap_or_default();
-        if !subject.starts_with("Canceled: ") {
-            ev.props.insert("subject".into(), json!(format!("Canceled: {subject}")));
-        }
-    }
     ev.invite = Some(invite);
-    if series::master_series(&current).is_some()
-        && ["start", "end", "recurrence"].iter().any(|k| current.props.get(*k) != ev.props.get(*k))
-    {
-        // As for the mailbox's own series: delta rounds begun earlier compare against it.
-        let mut history = (*ev.history).clone();
-        history.push((world.seq() + 1, Arc::new(current.clone())));
-        ev.history = Arc::new(history);
+    if cancel {
+        cancel_copy(&mut ev);
     }
     ev.change_key = ids::token(&mut world.rng, "", 18);
     if let Some(l) = ev.link.as_mut() {
@@ -301,8 +288,20 @@ fn organizer_change(shared: &Shared, req: OrganizerUpdateReq, cancel: bool) -> G
     }
     let v = render(&ev, now, &look(&world.microsoft, &auth, &no_prefer(), None));
     let span = extent(&ev, s, e);
-    store(&mut world, &cal, ev, span, now, false);
+    // The same bookkeeping as the mailbox's own series edits: history for delta, orphaned
+    // exceptions removed, the change (a cancellation included) carried into exceptions.
+    store_edit(&mut world, &cal, &current, ev, span, now);
     Ok(v)
+}
+
+/// The organizer cancelled: the attendee copy stays, `isCancelled`, subject prefixed.
+pub(super) fn cancel_copy(ev: &mut GEvent) {
+    let Some(invite) = ev.invite.as_mut() else { return };
+    invite.cancelled = true;
+    let subject = ev.props.get("subject").and_then(Value::as_str).unwrap_or_default();
+    if !subject.starts_with("Canceled: ") {
+        ev.props.insert("subject".into(), json!(format!("Canceled: {subject}")));
+    }
 }
 
 /// `POST /_sandbox/microsoft/organizer-update {"email","event_id","event"}`: the organizer

@@ -10,6 +10,7 @@ pub(crate) use events::seed_events;
 mod identity;
 mod listing;
 pub(crate) mod meetings;
+mod occid;
 mod render;
 mod rows;
 mod series;
@@ -46,6 +47,23 @@ pub(crate) struct MsWorld {
     pub access: HashMap<String, identity::Access>,
     pub refresh: HashMap<String, identity::Refresh>,
     pub subscriptions: HashMap<String, subscriptions::Subscription>,
+    /// The secret occurrence ids are encrypted with (`occid`), drawn from the world's
+    /// generator the first time one is handed out. State files from before it existed load
+    /// without one (and the occurrence ids handed out then no longer resolve).
+    #[serde(default)]
+    pub occurrence_key: Option<occid::OccKey>,
+}
+
+impl MsWorld {
+    /// What an occurrence id stands for: `(series master id, occurrence)`.
+    pub(crate) fn decode_occurrence(&self, id: &str) -> Option<(String, crate::recurrence::Occ)> {
+        self.occurrence_key.as_ref()?.decode(id)
+    }
+}
+
+/// The occurrence-id secret, drawn on first use.
+pub(crate) fn occurrence_key(world: &mut World) -> occid::OccKey {
+    *world.microsoft.occurrence_key.get_or_insert_with(|| occid::OccKey::generate(&mut world.rng))
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -72,9 +90,6 @@ pub(crate) struct MsCalendar {
     pub events: EventStore<std::sync::Arc<graph::GEvent>>,
     /// `transactionId` → event id, so retried creates return the first event.
     pub transactions: HashMap<String, String>,
-    /// Opaque occurrence id → (series master id, occurrence), for every occurrence id
-    /// handed out: the ids carry neither, so this is how they resolve.
-    pub occurrences: HashMap<String, (String, crate::recurrence::Occ)>,
 }
 
 pub(crate) fn ensure_account(world: &mut World, email: &str, _time_zone: &str, _now_ms: i64) {
@@ -93,7 +108,6 @@ pub(crate) fn ensure_account(world: &mut World, email: &str, _time_zone: &str, _
             change_key,
             events: EventStore::default(),
             transactions: HashMap::new(),
-            occurrences: HashMap::new(),
         },
     );
     world.microsoft.accounts.insert(

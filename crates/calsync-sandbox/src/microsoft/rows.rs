@@ -10,12 +10,13 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::MsCalendar;
 use super::extprops;
 use super::graph::GEvent;
 use super::listing::{Mode, ViewCursor};
+use super::occid::OccKey;
 use super::render::{Look, render, skeleton};
-use super::series::{self, GSeries};
+use super::series::{self, Forgotten, GSeries};
+use super::{MsCalendar, MsWorld};
 use crate::recurrence::Occ;
 use crate::store::Item;
 
@@ -30,19 +31,11 @@ pub(super) enum Row<'a> {
 }
 
 impl Row<'_> {
-    pub(super) fn pending(&self) -> Pending {
+    pub(super) fn pending(&self, key: &OccKey) -> Pending {
         match self {
             Row::Stored(i) => Pending::Event(i.ev.clone(), i.updated_ms),
-            Row::Occurrence(m, g, occ) => Pending::Event(Arc::new(g.occurrence(&m.ev, *occ)), m.updated_ms),
+            Row::Occurrence(m, g, occ) => Pending::Event(Arc::new(g.occurrence(key, &m.ev, *occ)), m.updated_ms),
             Row::Removed(id) => Pending::Removed(id.clone()),
-        }
-    }
-
-    /// An occurrence id this row hands out: `(id, master, occurrence)`.
-    pub(super) fn minted(&self) -> Option<(String, String, Occ)> {
-        match self {
-            Row::Occurrence(m, _, occ) => Some((series::occurrence_id(&m.ev.id, *occ), m.ev.id.clone(), *occ)),
-            _ => None,
         }
     }
 }
@@ -69,8 +62,8 @@ impl Pending {
 
 /// A ragged delta page's repeat of an id sent earlier in the round, in its current state
 /// (the later copy wins): the event, a removal, or nothing for a cancelled occurrence.
-pub(super) fn repeat_row(cal: &MsCalendar, id: &str, w: Option<(i64, i64)>) -> Option<Pending> {
-    let (ev, (s, e), updated, deleted) = series::resolve(cal, id)?;
+pub(super) fn repeat_row(ms: &MsWorld, cal: &str, id: &str, w: Option<(i64, i64)>) -> Option<Pending> {
+    let (ev, (s, e), updated, deleted) = series::resolve(ms, cal, id)?;
     if deleted && ev.link.is_some() {
         return None;
     }
@@ -82,14 +75,16 @@ pub(super) fn repeat_row(cal: &MsCalendar, id: &str, w: Option<(i64, i64)>) -> O
 
 /// Every row of the listing that can be on this page (unordered). `/events` lists singles
 /// and series masters; calendarView, delta and instances list singles, occurrences and
-/// exceptions, never masters.
+/// exceptions, never masters. `Err` when an incremental round is older than a changed
+/// master's kept history.
 pub(super) fn collect_rows<'a>(
     cal: &'a MsCalendar,
+    key: &OccKey,
     mode: Mode,
     cursor: &ViewCursor,
     master: Option<&'a str>,
     limit: usize,
-) -> Vec<(RowKey, Row<'a>)> {
+) -> Result<Vec<(RowKey, Row<'a>)>, Forgotten> {
     let w = cursor.w;
     let after = cursor.v.as_ref();
     let overlaps = |s: i64, e: i64| w.is_none_or(|(ws, we)| s < we && e > ws);
@@ -106,7 +101,7 @@ pub(super) fn collect_rows<'a>(
         let mut kept = 0;
         for occ in g.overlapping(floor, we) {
             let s = g.span(occ).0;
-            let id = series::occurrence_id(&item.ev.id, occ);
+            let id = key.encode(&item.ev.id, occ);
             let key = (seq.unwrap_or(s), s, id);
             if after.is_some_and(|v| &key <= v) || series::stored_exception(cal, &key.2, &item.ev.id).is_some() {
                 continue;
@@ -119,18 +114,18 @@ pub(super) fn collect_rows<'a>(
         }
     };
     if let (Mode::Instances, Some(mid)) = (mode, master) {
-        let Some(m) = cal.events.get(mid).filter(|m| !m.deleted) else { return rows };
+        let Some(m) = cal.events.get(mid).filter(|m| !m.deleted) else { return Ok(rows) };
         expand(m, &mut rows, None);
         for (id, ex) in series::exceptions_of(cal, mid) {
             if !ex.deleted && overlaps(ex.start, ex.end) {
                 rows.push(((ex.start, ex.start, id.clone()), Row::Stored(ex)));
             }
         }
-        return rows;
+        return Ok(rows);
     }
     if cursor.inc {
-        incremental(cal, cursor, &mut rows, &expand);
-        return rows;
+        incremental(cal, key, cursor, &mut rows, &expand)?;
+        return Ok(rows);
     }
     // Start-ordered walk from the page cursor (the store widens the floor by the longest
     // span, so earlier series still contribute), stopping once `limit` rows are certain:
@@ -168,7 +163,7 @@ pub(super) fn collect_rows<'a>(
             }
         }
     }
-    rows
+    Ok(rows)
 }
 
 /// Expands a master's occurrences into rows: `(master, rows, change position)`.
@@ -177,10 +172,11 @@ type Expand<'a, 'f> = dyn Fn(&'a Item<Arc<GEvent>>, &mut Vec<(RowKey, Row<'a>)>,
 /// Incremental delta rows: what changed between the round's start and its snapshot.
 fn incremental<'a>(
     cal: &'a MsCalendar,
+    occ_key: &OccKey,
     cursor: &ViewCursor,
     rows: &mut Vec<(RowKey, Row<'a>)>,
     expand: &Expand<'a, '_>,
-) {
+) -> Result<(), Forgotten> {
     let overlaps = |s: i64, e: i64| cursor.w.is_none_or(|(ws, we)| s < we && e > ws);
     for (id, item) in cal.events.log_range(cursor.p, cursor.e) {
         let seq = item.seq as i64;
@@ -197,7 +193,7 @@ fn incremental<'a>(
                 }
             }
             if let Some(w) = cursor.w {
-                for (oid, s) in series::vanished(ev, item.deleted, cursor.p, w) {
+                for (oid, s) in series::vanished(occ_key, ev, item.deleted, cursor.p, w)? {
                     rows.push(((seq, s, oid.clone()), Row::Removed(oid)));
                 }
             }
@@ -212,4 +208,5 @@ fn incremental<'a>(
     // An orphaned exception and the vanished occurrence it was are one removal.
     let mut removed = HashSet::new();
     rows.retain(|(k, r)| !matches!(r, Row::Removed(_)) || removed.insert(k.2.clone()));
+    Ok(())
 }

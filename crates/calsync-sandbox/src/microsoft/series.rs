@@ -1,20 +1,19 @@
 //! Graph recurring events: the `recurrence` resource (pattern + range) validated,
-//! normalized to the shape Graph returns and converted to an RRULE; occurrence ids,
-//! synthesized occurrences and exception bookkeeping for master edits.
+//! normalized to the shape Graph returns and converted to an RRULE; synthesized
+//! occurrences, the series history delta needs, and exception bookkeeping for master edits.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use chrono_tz::Tz;
-use data_encoding::BASE64URL_NOPAD;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::error::{GraphError, GraphResult};
-use super::graph::{GEvent, Link};
-use super::{MsCalendar, tz};
+use super::graph::{GEvent, Link, PastSeries};
+use super::occid::OccKey;
+use super::{MsCalendar, MsWorld, tz};
 use crate::google::resolve_local;
 use crate::recurrence::{Anchor, Occ, Series};
 use crate::store::Item;
@@ -221,13 +220,36 @@ pub(crate) fn master_series(ev: &GEvent) -> Option<GSeries> {
     if ev.link.is_some() {
         return None;
     }
-    let rec = ev.props.get("recurrence").filter(|r| !r.is_null())?;
-    let start_zone = zone_of(&ev.props, "start")?;
-    let end_zone = zone_of(&ev.props, "end")?;
-    let s = instant(&ev.props, "start", start_zone.1)?;
-    let e = instant(&ev.props, "end", end_zone.1)?;
+    series_of(&ev.props)
+}
+
+/// The series described by a master's `start`, `end` and `recurrence`.
+fn series_of(props: &serde_json::Map<String, Value>) -> Option<GSeries> {
+    let rec = props.get("recurrence").filter(|r| !r.is_null())?;
+    let start_zone = zone_of(props, "start")?;
+    let end_zone = zone_of(props, "end")?;
+    let s = instant(props, "start", start_zone.1)?;
+    let e = instant(props, "end", end_zone.1)?;
     let (_, series) = parse(rec, s.with_timezone(&start_zone.1).naive_local(), &start_zone).ok()?;
     Some(GSeries { series, dur_ms: (e - s).num_milliseconds(), start_zone, end_zone })
+}
+
+/// Earlier series versions a master keeps for delta. A delta round begun before the oldest
+/// kept one ended gets 410 `SyncStateNotFound`, as a too-old Graph delta token does; a
+/// client rarely falls this many series edits of one master behind.
+pub(crate) const HISTORY_KEPT: usize = 32;
+
+/// Records in `new`'s history that `old`'s series ended at change position `until`,
+/// dropping the oldest versions beyond [`HISTORY_KEPT`].
+pub(crate) fn record_version(new: &mut GEvent, old: &GEvent, until: u64) {
+    let mut history = (*new.history).clone();
+    history.push((until, PastSeries::of(old)));
+    let excess = history.len().saturating_sub(HISTORY_KEPT);
+    if excess > 0 {
+        new.history_floor = new.history_floor.max(history[excess - 1].0);
+        history.drain(..excess);
+    }
+    new.history = Arc::new(history);
 }
 
 impl GSeries {
@@ -252,8 +274,15 @@ impl GSeries {
         (start, end.max(start))
     }
 
+    /// Whether `occ` is one of the series' occurrences, however far into the series: the
+    /// same reach as listings ([`crate::recurrence::MAX_SKIP`]), so every id a listing hands
+    /// out resolves.
+    pub(crate) fn contains(&self, occ: Occ) -> bool {
+        self.series.occurrences_from(occ.key(Tz::UTC), Tz::UTC).next() == Some(occ)
+    }
+
     /// The occurrence as an event of type `occurrence`.
-    pub(crate) fn occurrence(&self, master: &GEvent, occ: Occ) -> GEvent {
+    pub(crate) fn occurrence(&self, key: &OccKey, master: &GEvent, occ: Occ) -> GEvent {
         let (s, e) = self.span(occ);
         let local = |ms: i64, zone: &(String, Tz)| {
             let t = DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
@@ -263,25 +292,14 @@ impl GSeries {
         ev.props.remove("recurrence");
         ev.props.insert("start".into(), local(s, &self.start_zone));
         ev.props.insert("end".into(), local(e, &self.end_zone));
-        ev.id = occurrence_id(&master.id, occ);
+        ev.id = key.encode(&master.id, occ);
         // iCalUId differs per occurrence on v1.0.
         ev.ical_uid = format!("{}{}", master.ical_uid, occ.stamp().replace(['T', 'Z'], ""));
         ev.link = Some(Link { master: master.id.clone(), original_ms: s, exception: false, occ });
         ev.history = Arc::default();
+        ev.history_floor = 0;
         ev
     }
-}
-
-/// An occurrence id: opaque like Graph's (neither the master id nor the date shows through),
-/// stable for the same occurrence, and resolved through the calendar's occurrence index.
-pub(crate) fn occurrence_id(master: &str, occ: Occ) -> String {
-    let digest = Sha256::digest(format!("graph-occurrence\0{master}\0{}", occ.stamp()).as_bytes());
-    format!("AAMkAGI2{}", BASE64URL_NOPAD.encode(&digest))
-}
-
-/// Remembers what an occurrence id handed to a client stands for.
-pub(crate) fn remember(cal: &mut MsCalendar, id: String, master: &str, occ: Occ) {
-    cal.occurrences.entry(id).or_insert_with(|| (master.to_owned(), occ));
 }
 
 /// Stored exceptions (live or cancelled) of `master`.
@@ -300,22 +318,25 @@ pub(crate) fn stored_exception<'a>(cal: &'a MsCalendar, id: &str, master: &str) 
     cal.events.get(id).filter(|i| i.ev.link.as_ref().is_some_and(|l| l.master == master))
 }
 
-/// An event by id: a stored exception or event, else an occurrence synthesized from its
-/// live master. Returns the event, its span, its modification time and whether it is deleted.
-pub(crate) fn resolve(cal: &MsCalendar, id: &str) -> Option<(GEvent, (i64, i64), i64, bool)> {
+/// An event of calendar `cal` by id: a stored exception or event, else an occurrence
+/// synthesized from its live master. Returns the event, its span, its modification time and
+/// whether it is deleted.
+pub(crate) fn resolve(ms: &MsWorld, cal: &str, id: &str) -> Option<(GEvent, (i64, i64), i64, bool)> {
+    let cal = ms.calendars.get(cal)?;
     let stored = cal.events.get(id);
-    let indexed = cal.occurrences.get(id);
+    // A tombstone under an occurrence id (an exception orphaned by a series edit) gives way
+    // to the occurrence when a later edit brought it back.
     if let Some(i) = stored
-        && (i.ev.link.is_some() || !i.deleted || indexed.is_none())
+        && (i.ev.link.is_some() || !i.deleted)
     {
         return Some(((*i.ev).clone(), (i.start, i.end), i.updated_ms, i.deleted));
     }
-    if let Some((mid, occ)) = indexed
-        && let Some(m) = cal.events.get(mid).filter(|m| !m.deleted)
+    if let (Some(key), Some((mid, occ))) = (ms.occurrence_key.as_ref(), ms.decode_occurrence(id))
+        && let Some(m) = cal.events.get(&mid).filter(|m| !m.deleted)
         && let Some(gs) = master_series(&m.ev)
-        && gs.series.contains(*occ)
+        && gs.contains(occ)
     {
-        return Some((gs.occurrence(&m.ev, *occ), gs.span(*occ), m.updated_ms, false));
+        return Some((gs.occurrence(key, &m.ev, occ), gs.span(occ), m.updated_ms, false));
     }
     stored.map(|i| ((*i.ev).clone(), (i.start, i.end), i.updated_ms, i.deleted))
 }
@@ -340,25 +361,40 @@ pub(crate) fn orphans(cal: &MsCalendar, master: &str, new: Option<&GSeries>) -> 
 /// Occurrences of `master` a delta client synced up to change position `p` saw in `window`
 /// and that the master's current series lacks (all of them when it no longer recurs or is
 /// deleted): `(id, start)`.
-pub(crate) fn vanished(master: &GEvent, deleted: bool, p: u64, window: (i64, i64)) -> Vec<(String, i64)> {
+/// `Err(Forgotten)` when the version the client saw is older than the history kept.
+pub(crate) fn vanished(
+    key: &OccKey,
+    master: &GEvent,
+    deleted: bool,
+    p: u64,
+    window: (i64, i64),
+) -> Result<Vec<(String, i64)>, Forgotten> {
     if master.born_seq > p {
-        return Vec::new();
+        return Ok(Vec::new());
+    }
+    if p < master.history_floor {
+        return Err(Forgotten);
     }
     let seen = match master.history.iter().find(|(until, _)| *until > p) {
-        Some((_, v)) => v.as_ref(),
-        None if deleted => master,
-        None => return Vec::new(),
+        Some((_, v)) => &v.props,
+        None if deleted => &master.props,
+        None => return Ok(Vec::new()),
     };
-    let Some(old) = master_series(seen) else { return Vec::new() };
+    let Some(old) = series_of(seen) else { return Ok(Vec::new()) };
     let now: HashSet<Occ> = match master_series(master).filter(|_| !deleted) {
         Some(n) => n.overlapping(window.0, window.1).collect(),
         None => HashSet::new(),
     };
-    old.overlapping(window.0, window.1)
+    Ok(old
+        .overlapping(window.0, window.1)
         .filter(|o| !now.contains(o))
-        .map(|o| (occurrence_id(&master.id, o), old.span(o).0))
-        .collect()
+        .map(|o| (key.encode(&master.id, o), old.span(o).0))
+        .collect())
 }
+
+/// A delta round older than the series history a master keeps.
+#[derive(Debug)]
+pub(crate) struct Forgotten;
 
 /// Properties that place an occurrence in time or identify it: master edits never carry
 /// them into exceptions.
@@ -366,7 +402,8 @@ const NOT_CARRIED: &[&str] =
     &["start", "end", "recurrence", "isAllDay", "originalStartTimeZone", "originalEndTimeZone", "transactionId"];
 
 /// A series edit carried into its live exceptions: each property the master changed takes
-/// the new value in exceptions that still had the old master value (did not override it).
+/// the new value in exceptions that still had the old master value (did not override it),
+/// and an organizer's cancellation of the series cancels every exception of the copy.
 /// Returns the changed exceptions (change key still to renew) with their spans.
 pub(crate) fn carried_into_exceptions(cal: &MsCalendar, old: &GEvent, new: &GEvent) -> Vec<(GEvent, (i64, i64))> {
     let changed: Vec<&String> = old
@@ -375,7 +412,8 @@ pub(crate) fn carried_into_exceptions(cal: &MsCalendar, old: &GEvent, new: &GEve
         .chain(new.props.keys())
         .filter(|k| !NOT_CARRIED.contains(&k.as_str()) && old.props.get(*k) != new.props.get(*k))
         .collect();
-    if changed.is_empty() {
+    let cancelled = |e: &GEvent| e.invite.as_ref().is_some_and(|i| i.cancelled);
+    if changed.is_empty() && cancelled(old) == cancelled(new) {
         return Vec::new();
     }
     let mut out = Vec::new();
@@ -390,6 +428,11 @@ pub(crate) fn carried_into_exceptions(cal: &MsCalendar, old: &GEvent, new: &GEve
                 Some(v) => ex.props.insert((*k).clone(), v.clone()),
                 None => ex.props.remove(*k),
             };
+            touched = true;
+        }
+        // An organizer's cancellation of the series cancels its exceptions too.
+        if cancelled(new) && !cancelled(&ex) && ex.invite.is_some() {
+            super::meetings::cancel_copy(&mut ex);
             touched = true;
         }
         if touched {
@@ -414,6 +457,69 @@ mod tests {
                 Occ::Date(d) => d.to_string(),
             })
             .collect()
+    }
+
+    fn master(minute: u32) -> GEvent {
+        let props = json!({"subject": "Weekly", "body": {"contentType": "html", "content": "x".repeat(2_000)},
+            "start": {"dateTime": format!("2024-03-04T10:{minute:02}:00"), "timeZone": "UTC"},
+            "end": {"dateTime": "2024-03-04T11:00:00", "timeZone": "UTC"},
+            "recurrence": {"pattern": {"type": "weekly", "interval": 1, "daysOfWeek": ["monday"]},
+                "range": {"type": "noEnd", "startDate": "2024-03-04"}}});
+        GEvent {
+            props: props.as_object().unwrap().clone(),
+            id: "AAMkAGI2master".into(),
+            change_key: "ck".into(),
+            created_ms: 0,
+            ical_uid: "uid".into(),
+            all_day: false,
+            link: None,
+            invite: None,
+            born_seq: 1,
+            history: Arc::default(),
+            history_floor: 0,
+        }
+    }
+
+    #[test]
+    fn series_history_keeps_only_times_and_a_bounded_number_of_versions() {
+        let mut ev = master(0);
+        let mut sizes = Vec::new();
+        for i in 1..=40u32 {
+            let old = ev.clone();
+            let mut new = master(i);
+            new.history = old.history.clone();
+            new.history_floor = old.history_floor;
+            record_version(&mut new, &old, u64::from(i) + 1);
+            ev = new;
+            sizes.push(serde_json::to_vec(&ev).unwrap().len());
+        }
+        // No body, no nested history: each version costs the same few hundred bytes.
+        let per_version = sizes[9] - sizes[8];
+        assert!(per_version < 600, "{per_version} bytes per version");
+        // Once full, only the digits of the change positions vary.
+        assert!(sizes[39].abs_diff(sizes[33]) < 16, "no growth once {HISTORY_KEPT} versions are kept: {sizes:?}");
+        assert_eq!(ev.history.len(), HISTORY_KEPT);
+        // Versions ended at positions 2..=41; the first 8 were dropped.
+        assert_eq!(ev.history_floor, 9);
+        assert_eq!(ev.history[0].0, 10);
+        assert!(ev.history.iter().all(|(_, v)| !v.props.contains_key("body")));
+        let key = OccKey::generate(&mut rand::SeedableRng::seed_from_u64(1));
+        let w = (1_709_251_200_000, 1_714_521_600_000); // March and April 2024
+        assert!(vanished(&key, &ev, false, 8, w).is_err(), "that version was dropped");
+        // A round at position 9 saw the version that ended at 10: still answerable.
+        assert_eq!(vanished(&key, &ev, false, 9, w).unwrap().len(), 9, "every occurrence moved");
+    }
+
+    #[test]
+    fn history_written_as_whole_events_still_loads() {
+        let old = json!({"props": master(5).props, "id": "x", "change_key": "c", "created_ms": 0, "ical_uid": "u",
+            "all_day": false, "link": null, "invite": null, "born_seq": 1, "history": []});
+        let mut stored = serde_json::to_value(master(6)).unwrap();
+        stored["history"] = json!([[4, old]]);
+        stored.as_object_mut().unwrap().remove("history_floor");
+        let ev: GEvent = serde_json::from_value(stored).unwrap();
+        assert_eq!(ev.history_floor, 0);
+        assert_eq!(ev.history[0].1.props["start"]["dateTime"], "2024-03-04T10:05:00");
     }
 
     #[test]
