@@ -74,12 +74,14 @@
 //! cancelled occurrence, an all-day event, a call in Asia/Tokyo) in the next weeks.
 //!
 //! Graph specifics: series expand from the requested window however long ago they began,
-//! and a page expands only what it returns. Occurrence ids are opaque (a hash, resolved
-//! through an index of the ids handed out). calendarView delta sends occurrences reduced to
+//! and a page expands only what it returns. Occurrence ids are opaque and stable (master id
+//! and date encrypted with a per-sandbox secret kept in the state file; no index). calendarView delta sends occurrences reduced to
 //! `@odata.type`, `@odata.etag`, `id`, `type`, `start`, `end` and `seriesMasterId` (read the
 //! master for the rest; exceptions come whole); deleting one occurrence gives no `@removed`
 //! and `/instances` just stops listing it, while deleted events, events moved or created
-//! outside the window and occurrences a series edit dropped do come as `@removed`. Bodies
+//! outside the window and occurrences a series edit dropped do come as `@removed` (a master
+//! keeps its last 32 series versions for this; a delta round older than them gets 410
+//! `SyncStateNotFound`). Bodies
 //! are stored as HTML and returned as HTML unless `Prefer: outlook.body-content-type="text"`.
 //! `singleValueExtendedProperties` come back only with
 //! `$expand=singleValueExtendedProperties($filter=id eq '…')` (GET, calendarView, delta) and
