@@ -92,6 +92,8 @@ pub(crate) struct Series {
     anchor: Anchor,
     set: Option<RRuleSet>,
     jump: Option<Jump>,
+    /// An `RRULE` without `COUNT` or `UNTIL`: the series never ends.
+    endless: bool,
     /// Expansions of `jump` re-anchored at a later DTSTART, filled on demand.
     jumped: [OnceLock<(Anchor, RRuleSet)>; JUMP_SLOTS],
     /// RDATEs plus DTSTART itself (RFC 5545: DTSTART is always the first instance), sorted.
@@ -144,11 +146,15 @@ impl Series {
         };
         rdates.sort();
         rdates.dedup();
+        let endless = rules.iter().any(|(n, body)| {
+            let upper = body.to_ascii_uppercase();
+            n == "RRULE" && !upper.contains("COUNT=") && !upper.contains("UNTIL=")
+        });
         let jump = match rules.as_slice() {
             [(n, body)] if n == "RRULE" => jump_of(body, anchor),
             _ => None,
         };
-        Ok(Series { anchor, set, jump, jumped: Default::default(), rdates, exdates })
+        Ok(Series { anchor, set, jump, endless, jumped: Default::default(), rdates, exdates })
     }
 
     /// Occurrences in ascending order (unbounded for endless rules: callers stop).
@@ -251,6 +257,9 @@ impl Series {
 
     /// The last occurrence, if the series ends within [`MAX_EXPANSION`] instances.
     pub(crate) fn last(&self) -> Option<Occ> {
+        if self.endless {
+            return None;
+        }
         let mut it = self.occurrences();
         let mut last = None;
         for _ in 0..MAX_EXPANSION {
@@ -513,6 +522,7 @@ mod tests {
         let from = local("2026-11-02T00:00:00").and_utc().timestamp_millis();
         let v: Vec<_> = s.occurrences_from(from, tz).take(2).map(|o| o.stamp()).collect();
         assert_eq!(v, ["20261102T080000Z", "20261103T080000Z"]);
+        assert!(s.last().is_none(), "endless, known without walking");
         let ended =
             Series::parse(&["RRULE:FREQ=DAILY;COUNT=3".into()], Anchor::Local(local("2020-01-01T09:00:00"), tz))
                 .unwrap();

@@ -21,7 +21,6 @@ use super::write::{
     Times, carry_into_exceptions, check_times, commit, sanitize, series_times, settle_orphans, store_edit,
 };
 use crate::ids;
-use crate::mail::MailKind;
 use crate::state::Shared;
 
 /// An event by id: a stored exception or event, else a series occurrence synthesized from
@@ -132,13 +131,13 @@ pub(super) fn create(
     }
     ev.html_link = Some(html_link(&id, &cal_key));
     let stored = commit(&mut world, &cal_key, &id, ev, &times, false, now);
-    if let Some(prior) = prior.filter(|p| series::is_master(p))
+    if let Some(prior) = prior.as_ref().filter(|p| series::is_master(p))
         && series::is_master(&stored)
     {
-        carry_into_exceptions(&mut world, &cal_key, &id, &prior, &stored, now);
+        carry_into_exceptions(&mut world, &cal_key, &id, prior, &stored, now);
     }
     if guests::organised_by(&stored, &auth.email, &cal_key) {
-        guests::record_mail(&mut world, &auth.email, send, MailKind::Invitation, &stored, &id, now);
+        guests::record_mail(&mut world, &auth.email, send, prior.as_deref(), &stored, &id, now);
     }
     Ok(Json(render(&stored, req_tz.unwrap_or(cal_tz))).into_response())
 }
@@ -299,9 +298,8 @@ pub(super) fn modify(
     }
     let stored = store_edit(&mut world, &cal_key, cal_tz, event_id, &current, current_deleted, ev, body_sequence, now)?;
     if organiser {
-        let kind =
-            if stored.status.as_deref() == Some("cancelled") { MailKind::Cancellation } else { MailKind::Update };
-        guests::record_mail(&mut world, &auth.email, send, kind, &stored, event_id, now);
+        let old = (!current_deleted).then_some(&current);
+        guests::record_mail(&mut world, &auth.email, send, old, &stored, event_id, now);
     }
     Ok(Json(render(&stored, req_tz.unwrap_or(cal_tz))).into_response())
 }
@@ -335,7 +333,7 @@ pub(super) async fn delete_event(
         let stored = commit(&mut world, &cal_key, &event_id, ev, &times, true, now);
         settle_orphans(&mut world, &cal_key, &event_id, old_info.as_ref(), None, now);
         if guests::organised_by(&stored, &auth.email, &cal_key) {
-            guests::record_mail(&mut world, &auth.email, send, MailKind::Cancellation, &stored, &event_id, now);
+            guests::record_mail(&mut world, &auth.email, send, None, &stored, &event_id, now);
         }
         Ok(StatusCode::NO_CONTENT.into_response())
     })())
