@@ -42,7 +42,6 @@ pub(super) fn organised_by(ev: &Event, me: &str, cal_id: &str) -> bool {
 /// Google is reported to mail guests even on writes they cannot see (extended
 /// properties), so the sandbox does not try to tell which changes are worth a message.
 /// All of it is subject to `send` ([`send_updates`]).
-#[allow(clippy::too_many_arguments)]
 pub(super) fn record_mail(
     world: &mut World,
     account: &str,
