@@ -314,6 +314,70 @@ async fn guests_get_mail_only_when_send_updates_asks_for_it() {
     assert_eq!(mail(&h, me).await.len(), before + 2);
 }
 
+#[tokio::test]
+async fn guest_list_changes_invite_the_added_update_the_kept_and_cancel_the_removed() {
+    let h = start().await;
+    let me = "org@firm.test";
+    let t = h.google_account(me).await;
+    let guests = |list: &[&str]| Value::Array(list.iter().map(|e| json!({"email": e})).collect());
+    let mut body = meeting();
+    body["attendees"] = guests(&["ann@firm.test", "client@other.test", me]);
+    let ev =
+        json_of(h.send(Method::POST, &t, &format!("{EVENTS}?sendUpdates=all"), Some(body)).await, StatusCode::OK).await;
+    let path = format!("{EVENTS}/{}", ev["id"].as_str().unwrap());
+    let kinds = |m: &[Value]| -> Vec<(String, Value)> {
+        m.iter().map(|x| (x["kind"].as_str().unwrap().to_owned(), x["recipients"].clone())).collect()
+    };
+
+    // Ann out, Dave and Eve in; Client, spelt in capitals now, is still the same guest.
+    let patch = json!({"attendees": guests(&["CLIENT@other.test", "dave@firm.test", "eve@else.test", me])});
+    json_of(h.send(Method::PATCH, &t, &format!("{path}?sendUpdates=all"), Some(patch)).await, StatusCode::OK).await;
+    let m = mail(&h, me).await;
+    assert_eq!(
+        kinds(&m[1..]),
+        [
+            ("invitation".to_owned(), json!(["dave@firm.test", "eve@else.test"])),
+            ("update".to_owned(), json!(["CLIENT@other.test"])),
+            ("cancellation".to_owned(), json!(["ann@firm.test"])),
+        ]
+    );
+
+    // externalOnly: only other domains hear of it; Dave (kept, same domain) gets nothing.
+    let put = {
+        let mut b = meeting();
+        b["attendees"] = guests(&["dave@firm.test", "frank@firm.test", "gina@far.test", me]);
+        b
+    };
+    json_of(h.send(Method::PUT, &t, &format!("{path}?sendUpdates=externalOnly"), Some(put)).await, StatusCode::OK)
+        .await;
+    let m = mail(&h, me).await;
+    assert_eq!(
+        kinds(&m[4..]),
+        [
+            ("invitation".to_owned(), json!(["gina@far.test"])),
+            ("cancellation".to_owned(), json!(["CLIENT@other.test", "eve@else.test"])),
+        ]
+    );
+
+    // none (and no parameter): nobody, whatever changed.
+    let patch = json!({"attendees": guests(&["dave@firm.test", "frank@firm.test", me])});
+    json_of(h.send(Method::PATCH, &t, &format!("{path}?sendUpdates=none"), Some(patch)).await, StatusCode::OK).await;
+    json_of(
+        h.send(Method::PATCH, &t, &path, Some(json!({"attendees": guests(&["dave@firm.test", me])}))).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(mail(&h, me).await.len(), 6);
+
+    // sendNotifications=true is `all`: a cancelling PATCH that also adds a guest tells
+    // everyone on either list.
+    let patch = json!({"status": "cancelled", "attendees": guests(&["dave@firm.test", "hal@firm.test", me])});
+    json_of(h.send(Method::PATCH, &t, &format!("{path}?sendNotifications=true"), Some(patch)).await, StatusCode::OK)
+        .await;
+    let m = mail(&h, me).await;
+    assert_eq!(kinds(&m[6..]), [("cancellation".to_owned(), json!(["dave@firm.test", "hal@firm.test"]))]);
+}
+
 fn python() -> String {
     std::env::var("CALSYNC_PYTHON").unwrap_or_else(|_| "python3".into())
 }

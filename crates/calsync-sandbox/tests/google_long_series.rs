@@ -207,3 +207,121 @@ async fn the_python_client_reads_a_window_of_a_long_series() {
     assert_eq!(listed[0], "2026-11-01T09:00:00+01:00");
     assert_eq!(v["instances"], 30);
 }
+
+#[tokio::test]
+async fn sub_daily_rules_are_refused_with_invalid_recurrence_rule() {
+    let h = start().await;
+    let t = h.google_account("minutely@example.com").await;
+    for rules in [
+        json!(["RRULE:FREQ=MINUTELY"]),
+        json!(["RRULE:FREQ=SECONDLY;COUNT=10"]),
+        json!(["RRULE:FREQ=HOURLY;INTERVAL=2"]),
+        json!(["RRULE:FREQ=DAILY;BYHOUR=9,10,11"]),
+        json!(["RRULE:FREQ=DAILY", "EXRULE:FREQ=HOURLY"]),
+    ] {
+        let mut body = endless_daily();
+        body["recurrence"] = rules.clone();
+        let err = json_of(h.send(Method::POST, &t, EVENTS, Some(body)).await, StatusCode::BAD_REQUEST).await;
+        assert_eq!(err["error"]["errors"][0]["reason"], "invalid", "{rules}");
+        assert!(err["error"]["message"].as_str().unwrap().starts_with("Invalid recurrence rule."), "{err}");
+    }
+    // Nor can an edit turn a series into one (this used to hang the sandbox).
+    let m = json_of(h.send(Method::POST, &t, EVENTS, Some(endless_daily())).await, StatusCode::OK).await;
+    let path = format!("{EVENTS}/{}", m["id"].as_str().unwrap());
+    let r = h.send(Method::PATCH, &t, &path, Some(json!({"recurrence": ["RRULE:FREQ=MINUTELY"]}))).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+/// RFC 3339 of the real clock (the sandbox clock is real time here) moved by `days`.
+fn days_from_now(days: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::days(days)).format("%Y-%m-%dT00:00:00Z").to_string()
+}
+
+fn cancelled_ids(items: &[Value], mid: &str) -> Vec<String> {
+    items
+        .iter()
+        .filter(|i| i["status"] == "cancelled")
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .filter(|i| i.starts_with(&format!("{mid}_")))
+        .collect()
+}
+
+fn moved_by_an_hour() -> Value {
+    let mut moved = endless_daily();
+    moved["start"]["dateTime"] = json!("2020-01-01T10:00:00+01:00");
+    moved["end"]["dateTime"] = json!("2020-01-01T10:30:00+01:00");
+    moved
+}
+
+#[tokio::test]
+async fn a_series_edit_tombstones_only_instances_a_client_can_hold() {
+    let h = start().await;
+
+    // A client syncing expanded instances from a week ago: the edit tombstones the old
+    // instances from there to the listing's horizon, not the 2,500 since 2020.
+    let t = h.google_account("windowed@example.com").await;
+    let m = json_of(h.send(Method::POST, &t, EVENTS, Some(endless_daily())).await, StatusCode::OK).await;
+    let mid = m["id"].as_str().unwrap().to_owned();
+    let q = format!("singleEvents=true&maxResults=2500&timeMin={}", days_from_now(-7));
+    let (_, _, last) = follow(&h, &t, EVENTS, &q).await;
+    let sync = last["nextSyncToken"].as_str().unwrap().to_owned();
+    json_of(h.send(Method::PUT, &t, &format!("{EVENTS}/{mid}"), Some(moved_by_an_hour())).await, StatusCode::OK).await;
+    let (changes, _, _) = follow(&h, &t, EVENTS, &format!("singleEvents=true&maxResults=2500&syncToken={sync}")).await;
+    let gone = cancelled_ids(&changes, &mid);
+    // Seven days back plus ten years ahead, one a day.
+    assert!((3650..3700).contains(&gone.len()), "{} tombstones", gone.len());
+    assert!(gone.iter().all(|i| !i.contains("_2020") && !i.contains("_2025")), "nothing before the window");
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1)).format("%Y%m%d").to_string();
+    assert!(gone.iter().any(|i| i.contains(&format!("_{tomorrow}T"))), "tomorrow's instance went");
+
+    // Nobody ever listed expanded instances of this calendar: nothing to tombstone, and
+    // incremental sync without singleEvents carries just the master.
+    let t = h.google_account("masters-only@example.com").await;
+    let m = json_of(h.send(Method::POST, &t, EVENTS, Some(endless_daily())).await, StatusCode::OK).await;
+    let mid = m["id"].as_str().unwrap().to_owned();
+    let (_, _, last) = follow(&h, &t, EVENTS, "maxResults=2500").await;
+    let sync = last["nextSyncToken"].as_str().unwrap().to_owned();
+    json_of(h.send(Method::PUT, &t, &format!("{EVENTS}/{mid}"), Some(moved_by_an_hour())).await, StatusCode::OK).await;
+    let (changes, _, _) = follow(&h, &t, EVENTS, &format!("maxResults=2500&syncToken={sync}")).await;
+    assert_eq!(ids(&changes), [mid]);
+}
+
+#[tokio::test]
+async fn an_instance_that_comes_back_and_goes_again_is_reported_gone_again() {
+    let h = start().await;
+    let t = h.google_account("back-and-forth@example.com").await;
+    let weekly = |hour: u32| {
+        json!({
+            "summary": "Weekly",
+            "start": {"dateTime": format!("2026-01-05T{hour:02}:00:00+01:00"), "timeZone": "Europe/Berlin"},
+            "end": {"dateTime": format!("2026-01-05T{hour:02}:30:00+01:00"), "timeZone": "Europe/Berlin"},
+            "recurrence": ["RRULE:FREQ=WEEKLY;COUNT=20"],
+        })
+    };
+    let m = json_of(h.send(Method::POST, &t, EVENTS, Some(weekly(9))).await, StatusCode::OK).await;
+    let mid = m["id"].as_str().unwrap().to_owned();
+    let path = format!("{EVENTS}/{mid}");
+    let nine = format!("{mid}_20260105T080000Z");
+    let round = |sync: String| {
+        let h = &h;
+        let t = t.clone();
+        async move {
+            let (items, _, last) = follow(h, &t, EVENTS, &format!("singleEvents=true&syncToken={sync}")).await;
+            (items, last["nextSyncToken"].as_str().unwrap().to_owned())
+        }
+    };
+    let (_, _, last) = follow(&h, &t, EVENTS, "singleEvents=true").await;
+    let sync = last["nextSyncToken"].as_str().unwrap().to_owned();
+
+    json_of(h.send(Method::PUT, &t, &path, Some(weekly(10))).await, StatusCode::OK).await;
+    let (items, sync) = round(sync).await;
+    assert!(cancelled_ids(&items, &mid).contains(&nine));
+    json_of(h.send(Method::PUT, &t, &path, Some(weekly(9))).await, StatusCode::OK).await;
+    let (items, sync) = round(sync).await;
+    let back = items.iter().find(|i| i["id"] == nine.as_str()).expect("09:00 is back");
+    assert_eq!(back["status"], "confirmed");
+    json_of(h.send(Method::PUT, &t, &path, Some(weekly(10))).await, StatusCode::OK).await;
+    let (items, _) = round(sync).await;
+    assert!(cancelled_ids(&items, &mid).contains(&nine), "gone again: {items:?}");
+    assert!(!items.iter().any(|i| i["id"] == nine.as_str() && i["status"] == "confirmed"));
+}

@@ -103,6 +103,7 @@ pub(super) async fn insert(
             updated_ms: now,
             events: EventStore::default(),
             by_ical: HashMap::new(),
+            expanded: None,
         };
         let out = calendar_json(&cal);
         world.google.calendars.insert(id.clone(), cal);
@@ -332,7 +333,7 @@ pub(super) async fn clear(
             ev.status = Some("cancelled".into());
             // Exceptions go with their series: plain deletions now.
             ev.recurring_event_id = None;
-            super::events::commit(&mut world, &key, &id, ev, &super::events::Times { start, end }, true, now);
+            super::write::commit(&mut world, &key, &id, ev, &super::write::Times { start, end }, true, now);
         }
         Ok(StatusCode::NO_CONTENT.into_response())
     })())

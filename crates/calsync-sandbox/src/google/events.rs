@@ -8,39 +8,20 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono_tz::Tz;
 use serde_json::Value;
 
 use super::Calendar;
 use super::calendar::*;
 use super::error::{ApiError, ApiResult};
 use super::guests;
-use super::model::{self, Event, When};
+use super::model::{self, Event};
 use super::oauth::GoogleAuth;
-use super::series::{self, MasterInfo};
+use super::series;
+use super::write::{
+    Times, carry_into_exceptions, check_times, commit, sanitize, series_times, settle_orphans, store_edit,
+};
 use crate::ids;
-use crate::mail::MailKind;
-use crate::state::{Shared, World};
-use crate::store::Item;
-// ---------------------------------------------------------------------------------------
-// Single-event operations
-
-/// Resolved, validated times of an event write.
-pub(super) struct Times {
-    pub(super) start: i64,
-    pub(super) end: i64,
-}
-
-/// A master's index extent is its whole series, so window queries find it.
-pub(super) fn series_times(ev: &Event, times: Times, cal_tz: Tz) -> ApiResult<(Times, Option<MasterInfo>)> {
-    Ok(match series::master_info(ev)? {
-        Some(info) => {
-            let (start, end) = info.extent(cal_tz);
-            (Times { start, end }, Some(info))
-        }
-        None => (times, None),
-    })
-}
+use crate::state::Shared;
 
 /// An event by id: a stored exception or event, else a series occurrence synthesized from
 /// its master. Returns the event, its extent, whether it is deleted.
@@ -55,140 +36,6 @@ pub(super) fn lookup(cal: &Calendar, id: &str) -> Option<(Event, Times, bool)> {
         return Some((ev, Times { start, end }, false));
     }
     stored.map(|i| ((*i.ev).clone(), Times { start: i.start, end: i.end }, i.deleted))
-}
-
-/// Stores the exceptions a master edit changed (see [`series::carried_into_exceptions`]):
-/// each gets a new etag and log position, so incremental sync resends it.
-fn carry_into_exceptions(world: &mut World, cal_key: &str, master_id: &str, old: &Event, new: &Event, now: i64) {
-    let changed = series::carried_into_exceptions(&world.google.calendars[cal_key], master_id, old, new);
-    for (id, ev, start, end) in changed {
-        store(world, cal_key, &id, ev, &Times { start, end }, false, now);
-    }
-}
-
-/// Stores what a master write orphaned (see [`series::orphans`]).
-fn settle_orphans(
-    world: &mut World,
-    cal_key: &str,
-    master_id: &str,
-    old: Option<&MasterInfo>,
-    new: Option<&MasterInfo>,
-    now: i64,
-) {
-    if old.is_none() {
-        // A former single event has no instances or exceptions to settle.
-        return;
-    }
-    let until = series::expansion_end(None, None, now);
-    let orphans = series::orphans(&world.google.calendars[cal_key], master_id, old, new, until);
-    for (id, ev, start, end) in orphans {
-        store(world, cal_key, &id, ev, &Times { start, end }, true, now);
-    }
-}
-
-pub(super) fn check_times(ev: &mut Event, cal_tz: Tz) -> ApiResult<Times> {
-    let start = ev.start.as_ref().ok_or_else(|| ApiError::required("Missing start time."))?;
-    let end = ev.end.as_ref().ok_or_else(|| ApiError::required("Missing end time."))?;
-    let s = model::resolve(start, "start")?;
-    let e = model::resolve(end, "end")?;
-    let ok_order = match (s, e) {
-        (When::Date(a), When::Date(b)) => a < b,
-        (When::Instant(a), When::Instant(b)) => a <= b,
-        _ => {
-            return Err(ApiError::bad_request("Start and end times must either both be date or both be dateTime."));
-        }
-    };
-    if !ok_order {
-        return Err(ApiError::new(400, "calendar", "timeRangeEmpty", "The specified time range is empty."));
-    }
-    if ev.recurrence.as_ref().is_some_and(|r| !r.is_empty())
-        && matches!(s, When::Instant(_))
-        && (start.time_zone.is_none() || end.time_zone.is_none())
-    {
-        let which = if start.time_zone.is_none() { "start" } else { "end" };
-        return Err(ApiError::bad_request(&format!("Missing time zone definition for {which} time.")));
-    }
-    // Store instants in UTC; rendering converts per request.
-    for (edt, w) in [(ev.start.as_mut(), s), (ev.end.as_mut(), e)] {
-        if let (Some(edt), When::Instant(t)) = (edt, w) {
-            edt.date_time = Some(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-        }
-    }
-    Ok(Times { start: s.key(cal_tz), end: e.key(cal_tz) })
-}
-
-/// Clears what clients cannot set and applies server defaults.
-pub(super) fn sanitize(ev: &mut Event, q: &Query) {
-    ev.kind = None;
-    ev.etag = None;
-    ev.html_link = None;
-    ev.created = None;
-    ev.updated = None;
-    ev.creator = None;
-    ev.hangout_link = None;
-    ev.locked = None;
-    ev.recurring_event_id = None;
-    ev.original_start_time = None;
-    if q.get("conferenceDataVersion") != Some("1") {
-        ev.conference_data = None;
-    }
-    if q.get("supportsAttachments") != Some("true") {
-        ev.attachments = None;
-    }
-    if ev.status.is_none() {
-        ev.status = Some("confirmed".into());
-    }
-    if ev.reminders.is_none() {
-        ev.reminders = Some(model::Reminders { use_default: Some(true), overrides: None });
-    }
-    if ev.event_type.is_none() {
-        ev.event_type = Some("default".into());
-    }
-}
-
-/// Stores a write (new log position, `updated`, `etag`) and pushes to the calendar's
-/// channels.
-pub(super) fn commit(
-    world: &mut World,
-    cal_id: &str,
-    id: &str,
-    ev: Event,
-    times: &Times,
-    deleted: bool,
-    now: i64,
-) -> Event {
-    let stored = store(world, cal_id, id, ev, times, deleted, now);
-    let notify_cal = world.google.calendars[cal_id].id.clone();
-    super::push::notify(world, &notify_cal, now);
-    stored
-}
-
-/// Stores a write without a push: the consequences of a master write (exceptions carried
-/// along, tombstones of lost instances) ride on the master's own push, as one change.
-pub(super) fn store(
-    world: &mut World,
-    cal_id: &str,
-    id: &str,
-    mut ev: Event,
-    times: &Times,
-    deleted: bool,
-    now: i64,
-) -> Event {
-    let seq = world.next_seq();
-    ev.updated = Some(model::format_stamp(now));
-    ev.etag = Some(etag_for(now, seq));
-    let cal = world.google.calendars.get_mut(cal_id).expect("calendar exists");
-    // Instances share the master's iCalUID; the index keeps pointing at the master.
-    if let Some(uid) = &ev.ical_uid
-        && ev.recurring_event_id.is_none()
-        && !(deleted && cal.by_ical.get(uid).is_some_and(|owner| owner != id))
-    {
-        cal.by_ical.insert(uid.clone(), id.to_owned());
-    }
-    cal.updated_ms = now;
-    cal.events
-        .put(id, Item { ev: Arc::new(ev.clone()), seq, start: times.start, end: times.end, updated_ms: now, deleted });
-    ev
 }
 
 pub(super) fn write_params() -> &'static [&'static str] {
@@ -284,13 +131,13 @@ pub(super) fn create(
     }
     ev.html_link = Some(html_link(&id, &cal_key));
     let stored = commit(&mut world, &cal_key, &id, ev, &times, false, now);
-    if let Some(prior) = prior.filter(|p| series::is_master(p))
+    if let Some(prior) = prior.as_ref().filter(|p| series::is_master(p))
         && series::is_master(&stored)
     {
-        carry_into_exceptions(&mut world, &cal_key, &id, &prior, &stored, now);
+        carry_into_exceptions(&mut world, &cal_key, &id, prior, &stored, now);
     }
     if guests::organised_by(&stored, &auth.email, &cal_key) {
-        guests::record_mail(&mut world, &auth.email, send, MailKind::Invitation, &stored, &id, now);
+        guests::record_mail(&mut world, &auth.email, send, prior.as_deref(), &stored, &id, now);
     }
     Ok(Json(render(&stored, req_tz.unwrap_or(cal_tz))).into_response())
 }
@@ -451,57 +298,10 @@ pub(super) fn modify(
     }
     let stored = store_edit(&mut world, &cal_key, cal_tz, event_id, &current, current_deleted, ev, body_sequence, now)?;
     if organiser {
-        let kind =
-            if stored.status.as_deref() == Some("cancelled") { MailKind::Cancellation } else { MailKind::Update };
-        guests::record_mail(&mut world, &auth.email, send, kind, &stored, event_id, now);
+        let old = (!current_deleted).then_some(&current);
+        guests::record_mail(&mut world, &auth.email, send, old, &stored, event_id, now);
     }
     Ok(Json(render(&stored, req_tz.unwrap_or(cal_tz))).into_response())
-}
-
-/// Stores an edit of `current` (stored form, `current_deleted` if it is a deletion) into
-/// `ev`: times checked, `sequence` bumped when the timing changes, read-only fields kept,
-/// `cancelled` stored as a deletion; a master's exceptions and lost instances are settled
-/// and its other changes carried into exceptions. Shared by the Calendar API and the
-/// control API's organizer edits.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn store_edit(
-    world: &mut World,
-    cal_key: &str,
-    cal_tz: Tz,
-    event_id: &str,
-    current: &Event,
-    current_deleted: bool,
-    mut ev: Event,
-    body_sequence: Option<i64>,
-    now: i64,
-) -> ApiResult<Event> {
-    let old_info = if current_deleted { None } else { series::master_info(current)? };
-    let is_instance = current.recurring_event_id.is_some();
-    let cur_seq = current.sequence.unwrap_or(0);
-    let times = check_times(&mut ev, cal_tz)?;
-    let (times, new_info) = series_times(&ev, times, cal_tz)?;
-    let time_changed = ev.start != current.start || ev.end != current.end || ev.recurrence != current.recurrence;
-    ev.sequence = Some(body_sequence.unwrap_or(cur_seq).max(cur_seq) + i64::from(time_changed));
-    // Read-only fields survive a full replacement.
-    ev.kind = current.kind.clone();
-    ev.id = current.id.clone();
-    ev.ical_uid = current.ical_uid.clone();
-    ev.created = current.created.clone();
-    ev.creator = current.creator.clone();
-    ev.organizer = current.organizer.clone();
-    ev.html_link = current.html_link.clone();
-    ev.event_type = current.event_type.clone();
-    let deleted = ev.status.as_deref() == Some("cancelled");
-    let series_changed = time_changed || deleted;
-    let stored = commit(world, cal_key, event_id, ev, &times, deleted, now);
-    if series_changed && !is_instance {
-        let new = if deleted { None } else { new_info.as_ref() };
-        settle_orphans(world, cal_key, event_id, old_info.as_ref(), new, now);
-    }
-    if !is_instance && !deleted && old_info.is_some() && new_info.is_some() {
-        carry_into_exceptions(world, cal_key, event_id, current, &stored, now);
-    }
-    Ok(stored)
 }
 
 pub(super) async fn delete_event(
@@ -533,7 +333,7 @@ pub(super) async fn delete_event(
         let stored = commit(&mut world, &cal_key, &event_id, ev, &times, true, now);
         settle_orphans(&mut world, &cal_key, &event_id, old_info.as_ref(), None, now);
         if guests::organised_by(&stored, &auth.email, &cal_key) {
-            guests::record_mail(&mut world, &auth.email, send, MailKind::Cancellation, &stored, &event_id, now);
+            guests::record_mail(&mut world, &auth.email, send, None, &stored, &event_id, now);
         }
         Ok(StatusCode::NO_CONTENT.into_response())
     })())
@@ -630,132 +430,4 @@ pub(super) async fn quick_add(
         });
         create(&shared, Ok(auth), &cal_id, None, body.to_string().as_bytes(), false)
     })())
-}
-
-/// Control API bulk load: `count` half-hour events a minute apart from 2020-01-01 in the
-/// primary calendar, stored exactly as inserts would store them. Returns false for an
-/// unknown account.
-pub(crate) fn seed_events(shared: &Shared, email: &str, count: usize) -> bool {
-    let now = shared.clock.now_ms();
-    let mut world = shared.world();
-    let Some(cal_key) = world.google.accounts.get(email).map(|a| a.calendars[0].clone()) else {
-        return false;
-    };
-    let base = chrono::DateTime::parse_from_rfc3339("2020-01-01T00:00:00Z").expect("valid").timestamp_millis();
-    let stamp = |ms: i64| {
-        chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
-            .unwrap_or_default()
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-    };
-    let owner = model::Person { email: Some(email.to_owned()), is_self: Some(true), ..Default::default() };
-    for i in 0..count {
-        let id = ids::base32hex_id(&mut world.rng);
-        let start = base + i as i64 * 60_000;
-        let ev = Event {
-            kind: Some("calendar#event".into()),
-            id: Some(id.clone()),
-            status: Some("confirmed".into()),
-            html_link: Some(html_link(&id, &cal_key)),
-            created: Some(model::format_stamp(now)),
-            summary: Some(format!("Seeded event {i}")),
-            creator: Some(owner.clone()),
-            organizer: Some(owner.clone()),
-            start: Some(model::EventDateTime { date_time: Some(stamp(start)), ..Default::default() }),
-            end: Some(model::EventDateTime { date_time: Some(stamp(start + 1_800_000)), ..Default::default() }),
-            ical_uid: Some(format!("{id}@google.com")),
-            sequence: Some(0),
-            reminders: Some(model::Reminders { use_default: Some(true), overrides: None }),
-            event_type: Some("default".into()),
-            ..Default::default()
-        };
-        commit(&mut world, &cal_key, &id, ev, &Times { start, end: start + 1_800_000 }, false, now);
-    }
-    true
-}
-
-/// Control API: a user splits a series in Google's web UI ("this and following events").
-/// The master's rule ends just before `from` (exceptions at or after it go away as
-/// deletions) and a new series `<id>_R<YYYYMMDDTHHMMSS>` (UTC of `from`; `_R<YYYYMMDD>`
-/// for all-day series) with the same properties starts at `from`. `from` is the original
-/// start of one of the series' instances (RFC 3339; `YYYY-MM-DD` for all-day series), not
-/// the first. Returns both masters, or (status, message).
-pub(crate) fn split_series(
-    shared: &Shared,
-    email: &str,
-    cal_id: &str,
-    event_id: &str,
-    from: &str,
-) -> Result<Value, (u16, String)> {
-    let now = shared.clock.now_ms();
-    let mut world = shared.world();
-    let email = email.to_ascii_lowercase();
-    let account = world.google.accounts.get(&email).ok_or((404, "no such account".to_owned()))?;
-    let cal_key = if cal_id == "primary" {
-        account.calendars[0].clone()
-    } else if account.calendars.iter().any(|c| c == cal_id) {
-        cal_id.to_owned()
-    } else {
-        return Err((404, "no such calendar".into()));
-    };
-    let cal = world.google.calendars.get(&cal_key).filter(|c| !c.deleted).ok_or((404, "no such calendar".into()))?;
-    let cal_tz = cal.tz;
-    let item = cal.events.get(event_id).filter(|i| !i.deleted).ok_or((404, "no such event".into()))?;
-    let master = (*item.ev).clone();
-    let info = series::master_info(&master)
-        .ok()
-        .flatten()
-        .ok_or((400, "the event is not a recurring event (series master)".into()))?;
-    let all_day = master.start.as_ref().is_some_and(|s| s.date.is_some());
-    let occ = if all_day {
-        chrono::NaiveDate::parse_from_str(from, "%Y-%m-%d").map(crate::recurrence::Occ::Date).ok()
-    } else {
-        chrono::DateTime::parse_from_rfc3339(from)
-            .ok()
-            .map(|t| crate::recurrence::Occ::At(t.with_timezone(&chrono::Utc)))
-    }
-    .ok_or((400, format!("from must be {}", if all_day { "a YYYY-MM-DD date" } else { "an RFC 3339 time" })))?;
-    if !info.has(occ, cal_tz) {
-        return Err((400, "from is not the original start of an instance of the series".into()));
-    }
-    if info.series.occurrences().next() == Some(occ) {
-        return Err((400, "from is the series' first instance: edit the whole series instead".into()));
-    }
-    let (old_lines, new_lines) = series::split_lines(&master, &info, occ).map_err(|e| (400, e))?;
-    let new_id = match occ {
-        crate::recurrence::Occ::At(t) => format!("{event_id}_R{}", t.format("%Y%m%dT%H%M%S")),
-        crate::recurrence::Occ::Date(d) => format!("{event_id}_R{}", d.format("%Y%m%d")),
-    };
-    if cal.events.get(&new_id).is_some() {
-        return Err((409, format!("{new_id} already exists")));
-    }
-
-    // The new series: the master's properties, first instance at `from`.
-    let mut new_ev = info.instance(&master, occ);
-    new_ev.id = Some(new_id.clone());
-    new_ev.recurring_event_id = None;
-    new_ev.original_start_time = None;
-    new_ev.recurrence = Some(new_lines);
-    new_ev.ical_uid = Some(format!("{new_id}@google.com"));
-    new_ev.html_link = Some(html_link(&new_id, &cal_key));
-    new_ev.created = Some(model::format_stamp(now));
-    let new_info = series::master_info(&new_ev)
-        .map_err(|e| (400, e.message))
-        .and_then(|i| i.ok_or((400, "the remaining rule has no instances".to_owned())))?;
-    if new_info.series.occurrences().next().is_none() {
-        return Err((400, "the remaining rule has no instances".into()));
-    }
-
-    // The old series ends before `from`.
-    let mut old_ev = master.clone();
-    old_ev.recurrence = Some(old_lines);
-    old_ev.sequence = Some(old_ev.sequence.unwrap_or(0) + 1);
-    let old_new_info = series::master_info(&old_ev)
-        .map_err(|e| (400, e.message))
-        .and_then(|i| i.ok_or((400, "the truncated rule has no instances".to_owned())))?;
-    let (s, e) = old_new_info.extent(cal_tz);
-    let old_stored = commit(&mut world, &cal_key, event_id, old_ev, &Times { start: s, end: e }, false, now);
-    settle_orphans(&mut world, &cal_key, event_id, Some(&info), Some(&old_new_info), now);
-    let (s, e) = new_info.extent(cal_tz);
-    let new_stored = commit(&mut world, &cal_key, &new_id, new_ev, &Times { start: s, end: e }, false, now);
-    Ok(serde_json::json!({"old": render(&old_stored, cal_tz), "new": render(&new_stored, cal_tz)}))
 }

@@ -33,21 +33,52 @@ pub(super) fn organised_by(ev: &Event, me: &str, cal_id: &str) -> bool {
     }
 }
 
-/// Records the one message Google would send for this write of `ev` by its organizer
-/// `account`: guests of a series get one mail per request, however many instances change.
+/// Records the mail Google would send for this write by the organizer `account` that
+/// turned `old` (`None` for a new event, or one that was deleted) into `new`: one message
+/// per kind, however many instances of a series the write touches. Guests are compared by
+/// e-mail: those only in `new` get an invitation, those only in `old` a cancellation (they
+/// were removed), those in both an update; a cancelled `new` is a cancellation for every
+/// guest of either list. Kept guests get an update on every such write, whatever changed:
+/// Google is reported to mail guests even on writes they cannot see (extended
+/// properties), so the sandbox does not try to tell which changes are worth a message.
+/// All of it is subject to `send` ([`send_updates`]).
 pub(super) fn record_mail(
     world: &mut World,
     account: &str,
     send: Option<&str>,
-    kind: MailKind,
-    ev: &Event,
+    old: Option<&Event>,
+    new: &Event,
     event_id: &str,
     now: i64,
 ) {
-    let guests: Vec<String> = ev.attendees.iter().flatten().filter_map(|a| a.email.clone()).collect();
-    let recipients = mail::google_recipients(send, account, &guests);
-    let subject = ev.summary.as_deref().unwrap_or_default();
-    mail::record(world, Provider::Google, account, kind, recipients, event_id, subject, now);
+    let emails = |ev: Option<&Event>| -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for e in ev.into_iter().flat_map(|e| e.attendees.iter().flatten()).filter_map(|a| a.email.clone()) {
+            if !out.iter().any(|o| o.eq_ignore_ascii_case(&e)) {
+                out.push(e);
+            }
+        }
+        out
+    };
+    let in_list = |list: &[String], e: &str| list.iter().any(|x| x.eq_ignore_ascii_case(e));
+    let (before, after) = (emails(old.filter(|o| o.status.as_deref() != Some("cancelled"))), emails(Some(new)));
+    let subject = new.summary.as_deref().unwrap_or_default();
+    let mut send_to = |kind: MailKind, guests: Vec<String>| {
+        let recipients = mail::google_recipients(send, account, &guests);
+        mail::record(world, Provider::Google, account, kind, recipients, event_id, subject, now);
+    };
+    if new.status.as_deref() == Some("cancelled") {
+        let mut all = before.clone();
+        all.extend(after.into_iter().filter(|e| !in_list(&before, e)));
+        send_to(MailKind::Cancellation, all);
+        return;
+    }
+    let added = after.iter().filter(|e| !in_list(&before, e)).cloned().collect();
+    let kept = after.iter().filter(|e| in_list(&before, e)).cloned().collect();
+    let removed = before.iter().filter(|e| !in_list(&after, e)).cloned().collect();
+    send_to(MailKind::Invitation, added);
+    send_to(MailKind::Update, kept);
+    send_to(MailKind::Cancellation, removed);
 }
 
 /// What an attendee may change on its copy of an event organised by someone else.

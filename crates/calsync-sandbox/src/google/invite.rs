@@ -17,6 +17,7 @@ use super::calendar::{Query, event_from, render, to_value};
 use super::events;
 use super::guests;
 use super::model::{self, Attendee, Person};
+use super::write;
 use crate::ids;
 use crate::state::{Shared, World};
 
@@ -91,12 +92,12 @@ fn place_invitation(shared: &Shared, req: InviteReq) -> Result<Value, Failure> {
     // The organizer's copy decides conference data and attachments: keep what was given.
     let keep_all =
         Query(vec![("conferenceDataVersion".into(), "1".into()), ("supportsAttachments".into(), "true".into())]);
-    events::sanitize(&mut ev, &keep_all);
+    write::sanitize(&mut ev, &keep_all);
     if ev.status.as_deref() == Some("cancelled") {
         return Err(fail(StatusCode::BAD_REQUEST, "an invitation cannot start cancelled"));
     }
-    let times = events::check_times(&mut ev, cal_tz).map_err(invalid)?;
-    let (times, _) = events::series_times(&ev, times, cal_tz).map_err(invalid)?;
+    let times = write::check_times(&mut ev, cal_tz).map_err(invalid)?;
+    let (times, _) = write::series_times(&ev, times, cal_tz).map_err(invalid)?;
     let id = match ev.id.take() {
         Some(id) if !model::valid_event_id(&id) => return Err(fail(StatusCode::BAD_REQUEST, "invalid event id")),
         Some(id) if world.google.calendars[&cal_key].events.get(&id).is_some() => {
@@ -134,7 +135,7 @@ fn place_invitation(shared: &Shared, req: InviteReq) -> Result<Value, Failure> {
     ev.creator = Some(person.clone());
     ev.organizer = Some(person);
     ev.html_link = Some(events::html_link(&id, &cal_key));
-    let stored = events::commit(&mut world, &cal_key, &id, ev, &times, false, now);
+    let stored = write::commit(&mut world, &cal_key, &id, ev, &times, false, now);
     Ok(to_value(&render(&stored, cal_tz)))
 }
 
@@ -226,6 +227,6 @@ fn organizer_edit(
         ev.status = Some("cancelled".into());
     }
     let stored =
-        events::store_edit(&mut world, &cal_key, cal_tz, event_id, &current, false, ev, None, now).map_err(invalid)?;
+        write::store_edit(&mut world, &cal_key, cal_tz, event_id, &current, false, ev, None, now).map_err(invalid)?;
     Ok(to_value(&render(&stored, cal_tz)))
 }

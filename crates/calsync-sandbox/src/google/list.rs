@@ -324,6 +324,11 @@ pub(super) fn list_events_inner(
     let mut exhausted = true;
     let mut last_row = vkey.clone();
     if single_events {
+        let until = series::expansion_end(filters.time_max, gen_min, now);
+        // What clients may now hold instances of (see `Calendar::expanded`).
+        let lo = gen_min.unwrap_or(i64::MIN);
+        cal.expanded = Some(cal.expanded.map_or((lo, until), |(a, b)| (a.min(lo), b.max(until))));
+        let cal = &*cal;
         let since = sync_token.map(|_| pos);
         let spec = Expansion {
             by_updated: order_by == Some("updated"),
@@ -332,7 +337,7 @@ pub(super) fn list_events_inner(
             after: vkey.as_ref(),
             limit: page_max + 1,
             gen_min,
-            until: series::expansion_end(filters.time_max, gen_min, now),
+            until,
         };
         let rows = expanded_rows(cal, &filters, &spec);
         let shown = rows.len().min(page_max);

@@ -1,5 +1,6 @@
 //! Google: OAuth 2.0 (`oauth`) and Calendar API v3 (`calendar`), sharing one account model.
 
+mod admin;
 mod calendar;
 mod calendars;
 mod error;
@@ -13,6 +14,7 @@ mod model;
 mod oauth;
 mod push;
 mod series;
+mod write;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,8 +32,8 @@ use crate::middleware::google_layer;
 use crate::state::{Shared, World};
 use crate::store::EventStore;
 
+pub(crate) use admin::seed_events;
 pub(crate) use error::ApiError;
-pub(crate) use events::seed_events;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct GoogleWorld {
@@ -69,6 +71,12 @@ pub(crate) struct Calendar {
     pub events: EventStore<Arc<model::Event>>,
     /// iCalUID → event id, for `iCalUID=` filters and `import`.
     pub by_ical: HashMap<String, String>,
+    /// The span (epoch ms: earliest window start, `i64::MIN` for none; latest expansion
+    /// end) that `singleEvents=true` listings of this calendar have expanded series over,
+    /// full or incremental. A sync client can hold instances only from there, so that is
+    /// where instances lost by a master edit get tombstones. Only ever widens.
+    #[serde(default)]
+    pub expanded: Option<(i64, i64)>,
 }
 
 /// Creates the account and its primary calendar if missing.
@@ -102,6 +110,7 @@ pub(crate) fn ensure_account(world: &mut World, email: &str, time_zone: &str, no
             updated_ms: now_ms,
             events: EventStore::default(),
             by_ical: HashMap::new(),
+            expanded: None,
         },
     );
     world.google.accounts.insert(email.clone(), Account { sub, calendars: vec![email], epoch: 0 });
@@ -167,7 +176,7 @@ pub(crate) fn revoke_account(world: &mut World, email: &str) -> bool {
     world.google.oauth.revoke_account(&email);
     true
 }
-pub(crate) use events::split_series;
+pub(crate) use admin::split_series;
 pub(crate) use model::resolve_local;
 
 /// Calendar API quotas (B.10): sliding one-minute windows per user and per project.

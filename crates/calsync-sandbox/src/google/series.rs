@@ -107,7 +107,7 @@ impl MasterInfo {
     }
 
     /// The longest an instance lasts in ms (an all-day instance can gain a DST hour).
-    fn max_len_ms(&self) -> i64 {
+    pub(crate) fn max_len_ms(&self) -> i64 {
         match self.anchor {
             Anchor::Date(_) => self.dur_days * 86_400_000 + 3_600_000,
             Anchor::Local(..) => self.dur_ms,
@@ -115,9 +115,11 @@ impl MasterInfo {
     }
 
     /// Occurrences, ascending, that end at or after `min_end` (when given), start at or
-    /// after `min_start` (when given) and start before `before`: seeks to the window rather
-    /// than counting from the series start, so a window years into a series is reached and
-    /// an endless series is cut only by `before`. Callers apply their exact window rules.
+    /// after `min_start` (when given) and start before `before`: the expansion starts near
+    /// the window ([`Series::occurrences_from`]: re-anchored for rules without `COUNT`,
+    /// `BYSETPOS` or `EXRULE`, else walked from the series start, at most one step a day),
+    /// so a window years into a series is reached and an endless series is cut only by
+    /// `before`. Callers apply their exact window rules.
     pub(crate) fn occurrences_between(
         &self,
         min_end: Option<i64>,
@@ -267,17 +269,27 @@ pub(crate) fn exception_occ(ev: &Event) -> Option<Occ> {
     ev.id.as_deref().and_then(split_id).map(|(_, o)| o)
 }
 
+/// Most tombstones one master write stores for lost occurrences: more than a daily series
+/// has from 1970 to ten years ahead (rules recur at most daily). Past it, later lost
+/// occurrences get no tombstone, and a warning is logged.
+pub(crate) const MAX_TOMBSTONES: usize = 50_000;
+
 /// What a master write leaves behind: exceptions that no longer match the new series
 /// (or of a deleted master) become plain deletions, as Google drops them; occurrences the
 /// old series had and the new one lacks get tombstones, so `singleEvents=true` sync
-/// clients learn the instances are gone. Tombstones cover every lost occurrence that starts
-/// before `until` (the listings' expansion horizon), however many there are.
+/// clients learn the instances are gone.
+///
+/// Tombstones are only written where a client can hold instances: within
+/// [`Calendar::expanded`], the span of every `singleEvents=true` listing of the calendar so
+/// far (nothing when there was none: later listings show the new series), and at most
+/// [`MAX_TOMBSTONES`]. One left by an earlier write for an occurrence that has come back
+/// since is written again (same id, new log position), so back-and-forth edits overwrite
+/// rather than pile up, and clients that saw the instance return learn it went again.
 pub(crate) fn orphans(
     cal: &Calendar,
     master_id: &str,
     old: Option<&MasterInfo>,
     new: Option<&MasterInfo>,
-    until: i64,
 ) -> Vec<(String, Event, i64, i64)> {
     let mut out = Vec::new();
     let prefix = format!("{master_id}_");
@@ -298,25 +310,38 @@ pub(crate) fn orphans(
             out.push((id.clone(), ev, item.start, item.end));
         }
     }
-    if let (Some(o), Some(n)) = (old, new) {
+    if let (Some(o), Some(n), Some((listed_from, listed_until))) = (old, new, cal.expanded) {
+        let tz = cal.tz;
+        // Listings include instances that began before their window and overlap it.
+        let from = listed_from.saturating_sub(o.max_len_ms());
         // Both series ascend: one merge walk finds the occurrences only the old one has.
-        let mut kept = n.series.occurrences().take_while(|x| x.key(cal.tz) < until).peekable();
-        for occ in o.series.occurrences().take_while(|x| x.key(cal.tz) < until) {
+        let mut kept = n.series.occurrences_from(from, tz).take_while(|x| x.key(tz) < listed_until).peekable();
+        let mut stored = 0;
+        for occ in o.series.occurrences_from(from, tz).take_while(|x| x.key(tz) < listed_until) {
             while kept.next_if(|k| *k < occ).is_some() {}
             if kept.peek() == Some(&occ) {
                 continue;
             }
             let id = instance_id(master_id, occ);
-            if cal.events.get(&id).is_some() {
+            // Exceptions were settled above.
+            if stored_exception(cal, &id, master_id).is_some() {
                 continue;
             }
+            if stored == MAX_TOMBSTONES {
+                tracing::warn!(
+                    master_id,
+                    "a series edit lost more than {MAX_TOMBSTONES} instances: later ones get no tombstone"
+                );
+                break;
+            }
+            stored += 1;
             let ev = Event {
                 kind: Some("calendar#event".into()),
                 id: Some(id.clone()),
                 status: Some("cancelled".into()),
                 ..Default::default()
             };
-            let (s, e) = o.span(occ, cal.tz);
+            let (s, e) = o.span(occ, tz);
             out.push((id, ev, s, e));
         }
     }
