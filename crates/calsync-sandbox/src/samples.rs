@@ -72,7 +72,7 @@ fn id_of(v: &Value) -> Result<String, String> {
 }
 
 async fn seed_google(shared: &Arc<Shared>, email: &str, monday: NaiveDate) -> Result<(), String> {
-    let token = google::control_account(shared, email, "UTC").access_token;
+    let token = google::internal_token(shared, email);
     let api = Client { router: google::router(shared.clone()), token };
     let events = "/google/calendar/v3/calendars/primary/events";
     let d = |days: i64| (monday + Duration::days(days)).format("%Y-%m-%d").to_string();

@@ -81,6 +81,33 @@ async fn google_consent_offers_a_demo_account_that_comes_with_sample_events() {
     assert!(html.contains(r#"value="demo@google.sandbox.test" checked"#), "{html}");
     assert!(!html.contains(r#"name="new_account" value="demo"#));
 
+    // Writing the samples widened nothing: a silent re-authorization asking for the scopes
+    // already granted gets exactly those, not the full `calendar` scope.
+    let mut silent = google_params();
+    silent.extend([("prompt", "none"), ("include_granted_scopes", "true"), ("login_hint", "demo@google.sandbox.test")]);
+    let mut url = url::Url::parse(&h.url(auth)).unwrap();
+    url.query_pairs_mut().extend_pairs(&silent);
+    let back = location(&h.http.get(url).send().await.unwrap());
+    let code = query_param(&back, "code").expect("silent consent");
+    let tok: Value = h
+        .http
+        .post(h.url("/google/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("client_id", "calsync-dev"),
+            ("client_secret", "calsync-dev-secret"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let granted: Vec<&str> = tok["scope"].as_str().unwrap().split(' ').collect();
+    assert!(!granted.contains(&"https://www.googleapis.com/auth/calendar"), "{granted:?}");
+
     let token = h.google_account("demo@google.sandbox.test").await;
     let now = chrono::Utc::now();
     let url = format!(

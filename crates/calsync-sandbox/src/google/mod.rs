@@ -148,6 +148,12 @@ pub(crate) fn check_fault(retry_after: Option<u64>) -> Result<(), String> {
     }
 }
 
+/// A token for the sandbox's own writes to an existing account (see `oauth::mint_internal`).
+pub(crate) fn internal_token(shared: &Shared, email: &str) -> String {
+    let now = shared.clock.now_ms();
+    oauth::mint_internal(&mut shared.world(), now, &email.to_ascii_lowercase())
+}
+
 pub(crate) fn control_account(shared: &Shared, email: &str, time_zone: &str) -> Minted {
     let now = shared.clock.now_ms();
     let email = email.to_ascii_lowercase();

@@ -422,6 +422,17 @@ pub(crate) async fn userinfo(State(shared): State<Arc<Shared>>, auth: Result<Goo
     Json(body).into_response()
 }
 
+/// The sandbox's own client, for writes it makes itself (sample events): its grant is
+/// separate from every real client's, so those writes never widen what a client was granted.
+const INTERNAL_CLIENT_ID: &str = "calsync-sandbox-internal";
+
+/// A short-lived calendar token of the sandbox's own client (no refresh token).
+pub(crate) fn mint_internal(world: &mut World, now_ms: i64, email: &str) -> String {
+    let scopes = vec![format!("{SCOPE_PREFIX}calendar")];
+    let World { rng, google, .. } = world;
+    google.oauth.mint(rng, now_ms, email, INTERNAL_CLIENT_ID, &scopes, false).0
+}
+
 /// The control API's full-scope offline grant for the dev client.
 pub(crate) fn mint_full_grant(world: &mut World, now_ms: i64, email: &str) -> (String, String) {
     let scopes: Vec<String> = ["openid", "userinfo.email", "calendar"]
