@@ -57,11 +57,17 @@ async fn flush_after(
     resp
 }
 
-fn bad(msg: impl Into<String>) -> Response {
-    (StatusCode::BAD_REQUEST, Json(json!({"error": msg.into()}))).into_response()
+/// A control-API failure: `{"error": message}` with `status`.
+pub(crate) fn error(status: StatusCode, msg: impl Into<String>) -> Response {
+    (status, Json(json!({"error": msg.into()}))).into_response()
 }
 
-fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, Response> {
+fn bad(msg: impl Into<String>) -> Response {
+    error(StatusCode::BAD_REQUEST, msg)
+}
+
+/// A control request's JSON body, or a 400 saying what is wrong with it.
+pub(crate) fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, Response> {
     payload.map(|Json(v)| v).map_err(|e| bad(e.body_text()))
 }
 

@@ -73,6 +73,17 @@
 //! created on the consent page gets sample events (a weekly series with one moved and one
 //! cancelled occurrence, an all-day event, a call in Asia/Tokyo) in the next weeks.
 //!
+//! Google specifics: recurrence rules recur at most daily (`FREQ=HOURLY` and finer, and
+//! `BYHOUR`/`BYMINUTE`/`BYSECOND`, are 400 "Invalid recurrence rule"); series expand from the
+//! requested window (rules without COUNT/BYSETPOS/EXRULE jump straight there), and an
+//! endless series without `timeMax` pages to ten years past now. Sync tokens are bound to
+//! `singleEvents`/`showDeleted`/`timeMin` and absent after `orderBy`, `q`, `iCalUID`,
+//! `updatedMin`, `timeMax` or extended-property filters. A series edit leaves cancelled stubs
+//! for the instances it drops only inside the span `singleEvents` listings have expanded
+//! (at most 50,000 per edit). Mail follows `sendUpdates`: added guests are invited, kept ones
+//! updated, removed ones sent a cancellation. Batch parts run in a seeded shuffled order.
+//! Rate-limit answers carry no `Retry-After`.
+//!
 //! Graph specifics: series expand from the requested window however long ago they began,
 //! and a page expands only what it returns. Occurrence ids are opaque and stable (master id
 //! and date encrypted with a per-sandbox secret kept in the state file; no index). calendarView delta sends occurrences reduced to

@@ -31,7 +31,7 @@ fn fail(status: StatusCode, msg: impl Into<String>) -> Failure {
 fn answer(result: Result<Value, Failure>) -> Response {
     match result {
         Ok(v) => Json(v).into_response(),
-        Err((status, msg)) => (status, Json(json!({"error": msg}))).into_response(),
+        Err((status, msg)) => crate::control::error(status, msg),
     }
 }
 

@@ -160,13 +160,7 @@ pub(super) async fn respond_event(
     })())
 }
 
-fn control_error(status: StatusCode, msg: impl Into<String>) -> Response {
-    (status, Json(json!({"error": msg.into()}))).into_response()
-}
-
-fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, Response> {
-    payload.map(|Json(v)| v).map_err(|e| control_error(StatusCode::BAD_REQUEST, e.body_text()))
-}
+use crate::control::{body, error as control_error};
 
 /// A `GraphAuth` for control calls acting as the mailbox itself.
 fn as_mailbox(email: &str) -> GraphAuth {
