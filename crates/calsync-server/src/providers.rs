@@ -110,7 +110,6 @@ impl Providers {
         }
     }
 
-    /// Resolves the settings against the service's public URL (known only once bound).
     /// The providers served by the sandbox rather than the real services.
     pub fn sandboxed(&self) -> Vec<&'static str> {
         let mut v = Vec::new();
@@ -123,6 +122,7 @@ impl Providers {
         v
     }
 
+    /// Resolves the settings against the service's public URL (known only once bound).
     pub fn resolve(s: &ProviderSettings, sandbox: &SandboxMode, public_url: &Url) -> anyhow::Result<Self> {
         let base = public_url.as_str().trim_end_matches('/').to_owned();
         let sandbox_root = match sandbox {
