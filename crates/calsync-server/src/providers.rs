@@ -72,130 +72,86 @@ impl std::fmt::Debug for ProviderSettings {
     }
 }
 
-/// One provider, ready to use.
-#[derive(Debug, Clone)]
-pub struct Setup {
-    pub oauth: OAuthClient,
-    pub redirect_uri: String,
-    pub api: Api,
-    /// Served by the provider sandbox rather than the real service.
-    pub sandboxed: bool,
-}
-
-#[derive(Debug, Clone)]
-pub enum Api {
-    Google(GoogleApi),
-    Microsoft(GraphApi),
-}
-
-#[derive(Debug, Clone)]
-pub struct Providers {
-    pub http: reqwest::Client,
-    /// Per-request timeout of `http`.
-    pub timeout: Duration,
-    pub google: Option<Setup>,
-    pub microsoft: Option<Setup>,
-}
+pub use calsync_engine::registry::{Api, Providers, Setup};
 
 fn url(value: Option<&String>, default: String, name: &str) -> anyhow::Result<Url> {
     let raw = value.cloned().unwrap_or(default);
     Url::parse(&raw).with_context(|| format!("{name} {raw:?} is not a URL"))
 }
 
-impl Providers {
-    pub fn get(&self, provider: Provider) -> Option<&Setup> {
-        match provider {
-            Provider::Google => self.google.as_ref(),
-            Provider::Microsoft => self.microsoft.as_ref(),
-        }
-    }
+/// Resolves the settings against the service's public URL (known only once bound).
+pub fn resolve(s: &ProviderSettings, sandbox: &SandboxMode, public_url: &Url) -> anyhow::Result<Providers> {
+    let base = public_url.as_str().trim_end_matches('/').to_owned();
+    let sandbox_root = match sandbox {
+        SandboxMode::Embedded => Some(format!("{base}{SANDBOX_PATH}")),
+        SandboxMode::External(u) => Some(u.as_str().trim_end_matches('/').to_owned()),
+        SandboxMode::Off => None,
+    };
+    let default_redirect = format!("{base}/calendar/oauth/callback");
+    let timeout = Duration::from_secs(s.timeout_secs.unwrap_or(30).clamp(1, 300));
 
-    /// The providers served by the sandbox rather than the real services.
-    pub fn sandboxed(&self) -> Vec<&'static str> {
-        let mut v = Vec::new();
-        if self.google.as_ref().is_some_and(|s| s.sandboxed) {
-            v.push("google");
-        }
-        if self.microsoft.as_ref().is_some_and(|s| s.sandboxed) {
-            v.push("microsoft");
-        }
-        v
-    }
-
-    /// Resolves the settings against the service's public URL (known only once bound).
-    pub fn resolve(s: &ProviderSettings, sandbox: &SandboxMode, public_url: &Url) -> anyhow::Result<Self> {
-        let base = public_url.as_str().trim_end_matches('/').to_owned();
-        let sandbox_root = match sandbox {
-            SandboxMode::Embedded => Some(format!("{base}{SANDBOX_PATH}")),
-            SandboxMode::External(u) => Some(u.as_str().trim_end_matches('/').to_owned()),
-            SandboxMode::Off => None,
-        };
-        let default_redirect = format!("{base}/calendar/oauth/callback");
-        let timeout = Duration::from_secs(s.timeout_secs.unwrap_or(30).clamp(1, 300));
-
-        let google = match (&s.google_client_id, &sandbox_root) {
-            (Some(id), _) => {
-                let secret = s
-                    .google_client_secret
-                    .clone()
-                    .context("GOOGLE_CALENDAR_CLIENT_SECRET is required with GOOGLE_CALENDAR_CLIENT_ID")?;
-                Some(google_setup(
-                    s,
-                    id,
-                    secret.expose(),
-                    "https://accounts.google.com/o/oauth2/v2/auth",
-                    "https://oauth2.googleapis.com",
-                    "https://openidconnect.googleapis.com/v1/userinfo",
-                    "https://www.googleapis.com/calendar/v3",
-                    &default_redirect,
-                    false,
-                )?)
-            }
-            (None, Some(root)) => Some(google_setup(
+    let google = match (&s.google_client_id, &sandbox_root) {
+        (Some(id), _) => {
+            let secret = s
+                .google_client_secret
+                .clone()
+                .context("GOOGLE_CALENDAR_CLIENT_SECRET is required with GOOGLE_CALENDAR_CLIENT_ID")?;
+            Some(google_setup(
                 s,
-                calsync_sandbox::DEV_CLIENT_ID,
-                calsync_sandbox::DEV_CLIENT_SECRET,
-                &format!("{root}/google/o/oauth2/v2/auth"),
-                &format!("{root}/google"),
-                &format!("{root}/google/oauth2/v3/userinfo"),
-                &format!("{root}/google/calendar/v3"),
+                id,
+                secret.expose(),
+                "https://accounts.google.com/o/oauth2/v2/auth",
+                "https://oauth2.googleapis.com",
+                "https://openidconnect.googleapis.com/v1/userinfo",
+                "https://www.googleapis.com/calendar/v3",
                 &default_redirect,
-                true,
-            )?),
-            (None, None) => None,
-        };
-        let tenant = s.microsoft_tenant.clone().unwrap_or_else(|| "common".into());
-        let microsoft = match (&s.microsoft_client_id, &sandbox_root) {
-            (Some(id), _) => {
-                let secret = s
-                    .microsoft_client_secret
-                    .clone()
-                    .context("MICROSOFT_CALENDAR_CLIENT_SECRET is required with MICROSOFT_CALENDAR_CLIENT_ID")?;
-                Some(microsoft_setup(
-                    s,
-                    id,
-                    secret.expose(),
-                    "https://login.microsoftonline.com",
-                    &tenant,
-                    "https://graph.microsoft.com/v1.0",
-                    &default_redirect,
-                    false,
-                )?)
-            }
-            (None, Some(root)) => Some(microsoft_setup(
+                false,
+            )?)
+        }
+        (None, Some(root)) => Some(google_setup(
+            s,
+            calsync_sandbox::DEV_CLIENT_ID,
+            calsync_sandbox::DEV_CLIENT_SECRET,
+            &format!("{root}/google/o/oauth2/v2/auth"),
+            &format!("{root}/google"),
+            &format!("{root}/google/oauth2/v3/userinfo"),
+            &format!("{root}/google/calendar/v3"),
+            &default_redirect,
+            true,
+        )?),
+        (None, None) => None,
+    };
+    let tenant = s.microsoft_tenant.clone().unwrap_or_else(|| "common".into());
+    let microsoft = match (&s.microsoft_client_id, &sandbox_root) {
+        (Some(id), _) => {
+            let secret = s
+                .microsoft_client_secret
+                .clone()
+                .context("MICROSOFT_CALENDAR_CLIENT_SECRET is required with MICROSOFT_CALENDAR_CLIENT_ID")?;
+            Some(microsoft_setup(
                 s,
-                calsync_sandbox::DEV_CLIENT_ID,
-                calsync_sandbox::DEV_CLIENT_SECRET,
-                &format!("{root}/microsoft"),
+                id,
+                secret.expose(),
+                "https://login.microsoftonline.com",
                 &tenant,
-                &format!("{root}/microsoft/graph/v1.0"),
+                "https://graph.microsoft.com/v1.0",
                 &default_redirect,
-                true,
-            )?),
-            (None, None) => None,
-        };
-        Ok(Providers { http: calsync_providers::http_client(timeout), timeout, google, microsoft })
-    }
+                false,
+            )?)
+        }
+        (None, Some(root)) => Some(microsoft_setup(
+            s,
+            calsync_sandbox::DEV_CLIENT_ID,
+            calsync_sandbox::DEV_CLIENT_SECRET,
+            &format!("{root}/microsoft"),
+            &tenant,
+            &format!("{root}/microsoft/graph/v1.0"),
+            &default_redirect,
+            true,
+        )?),
+        (None, None) => None,
+    };
+    Ok(Providers { http: calsync_providers::http_client(timeout), timeout, google, microsoft })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -264,12 +220,9 @@ mod tests {
 
     #[test]
     fn embedded_default_points_at_the_sandbox() {
-        let p = Providers::resolve(
-            &ProviderSettings::default(),
-            &SandboxMode::Embedded,
-            &"http://127.0.0.1:8080/".parse().unwrap(),
-        )
-        .unwrap();
+        let p =
+            resolve(&ProviderSettings::default(), &SandboxMode::Embedded, &"http://127.0.0.1:8080/".parse().unwrap())
+                .unwrap();
         let g = p.google.unwrap();
         assert!(g.sandboxed);
         assert_eq!(g.oauth.authorize_url.as_str(), "http://127.0.0.1:8080/sandbox/google/o/oauth2/v2/auth");
@@ -283,10 +236,10 @@ mod tests {
     fn real_clients_need_secrets_and_use_real_endpoints() {
         let mut s = ProviderSettings { google_client_id: Some("id".into()), ..Default::default() };
         let public = "https://calsync.example".parse().unwrap();
-        assert!(Providers::resolve(&s, &SandboxMode::Off, &public).is_err());
+        assert!(resolve(&s, &SandboxMode::Off, &public).is_err());
         s.google_client_secret = Some("secret".into());
         s.microsoft_tenant = Some("organizations".into());
-        let p = Providers::resolve(&s, &SandboxMode::Off, &public).unwrap();
+        let p = resolve(&s, &SandboxMode::Off, &public).unwrap();
         let g = p.google.unwrap();
         assert!(!g.sandboxed);
         assert_eq!(g.oauth.token_url.as_str(), "https://oauth2.googleapis.com/token");

@@ -3,7 +3,7 @@
 //! the given shutdown future completes, finishing in-flight requests.
 
 use crate::config::Config;
-use crate::providers::{Providers, SANDBOX_PATH, SandboxMode};
+use crate::providers::{SANDBOX_PATH, SandboxMode};
 use crate::services::connections::ConnectionService;
 use crate::state::AppState;
 use crate::throttle::{Backoff, RateLimiter, Throttle};
@@ -60,7 +60,7 @@ impl Application {
         if config.public_url.port() == Some(0) {
             let _ = config.public_url.set_port(Some(addr.port()));
         }
-        let providers = Arc::new(Providers::resolve(&config.providers, &config.sandbox, &config.public_url)?);
+        let providers = Arc::new(crate::providers::resolve(&config.providers, &config.sandbox, &config.public_url)?);
         crate::services::accounts::warm_up().await;
         // One clock for the store and the services: tests advance it instead of sleeping.
         let clock = db.clock().clone();

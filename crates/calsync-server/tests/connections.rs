@@ -352,7 +352,7 @@ async fn token_endpoint_outages_leave_the_grant_intact(backend: Backend) {
     assert!(matches!(app.state.connections.access_token(firm, conn_id(&g)).await, Err(TokenError::Unavailable(_))));
     assert_eq!(app.token_requests().await, before + 3);
     // The outage is over: after the backoff the next use refreshes and the connection is active again.
-    app.state.clock.advance(calsync_server::services::connections::FAILURE_BACKOFF_SECONDS + 1);
+    app.state.clock.advance(calsync_engine::tokens::FAILURE_BACKOFF_SECONDS + 1);
     assert!(app.state.connections.access_token(firm, conn_id(&g)).await.is_ok());
     let shown: Value =
         app.get(&format!("{BASE}/{}/", g["id"].as_str().unwrap()), &ann).send().await.unwrap().json().await.unwrap();
@@ -372,7 +372,7 @@ async fn token_endpoint_outages_leave_the_grant_intact(backend: Backend) {
         before_tokens,
         "the rotating refresh token survives"
     );
-    app.state.clock.advance(calsync_server::services::connections::FAILURE_BACKOFF_SECONDS + 1);
+    app.state.clock.advance(calsync_engine::tokens::FAILURE_BACKOFF_SECONDS + 1);
     assert!(app.state.connections.access_token(firm, conn_id(&m)).await.is_ok());
 }
 

@@ -1,6 +1,5 @@
-//! Calendar connections: the OAuth flow (state, PKCE, code exchange, scope check), a working access
-//! token on demand (refreshed at most once at a time per connection, across tasks and processes),
-//! settings and disconnection. Tokens never leave this module except towards the provider.
+//! Calendar connections: the OAuth flow (state, PKCE, code exchange, scope check), settings,
+//! calendars and disconnection. Working access tokens come from the engine's [`TokenSource`].
 
 use super::ServiceError;
 use crate::clock::Clock;
@@ -10,25 +9,18 @@ use calsync_domain::connection::{ConnectionStatus, Provider};
 use calsync_domain::ids::{ConnectionId, FirmId};
 use calsync_domain::tenant::Actor;
 use calsync_domain::{Secret, ValidationError};
+pub use calsync_engine::TokenError;
+use calsync_engine::TokenSource;
 use calsync_providers::{ProviderError, ReauthKind, RemoteCalendar, pkce};
 use calsync_store::crypto::Keyring;
 use calsync_store::{
-    CalendarInfo, Connection, Db, NewAuthorization, NewGrant, SettingsChange, StateRejection, StoreError,
-    SyncedCalendar,
+    CalendarInfo, Connection, Db, NewAuthorization, NewGrant, SettingsChange, StateRejection, SyncedCalendar,
 };
-use chrono::{DateTime, Duration, Utc};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration as StdDuration;
+use chrono::Duration;
+use std::sync::Arc;
 
 /// How long an authorization record (the `state`) lives.
 pub const STATE_TTL_MINUTES: i64 = 10;
-/// Tokens expiring within this margin are refreshed before use.
-pub const REFRESH_MARGIN_SECONDS: i64 = 5 * 60;
-/// After a refresh failed for an outage, how long other callers get that answer without retrying.
-pub const FAILURE_BACKOFF_SECONDS: i64 = 30;
-/// Attempts at the token endpoint for network errors and 5xx, with doubling backoff.
-const REFRESH_ATTEMPTS: u32 = 3;
 
 /// Why a callback could not complete. Each maps to a 400 with its code, except provider outages.
 #[derive(Debug, thiserror::Error)]
@@ -45,19 +37,6 @@ fn rejected(code: &'static str, field: Option<&'static str>, message: impl Into<
     ConnectError::Rejected { code, field, message: message.into() }
 }
 
-/// Why no access token could be produced.
-#[derive(Debug, thiserror::Error)]
-pub enum TokenError {
-    /// The user must reconnect; the connection now says so.
-    #[error("{0}")]
-    Reauthorize(String),
-    /// The provider could not be reached; the stored grant is untouched.
-    #[error("{0}")]
-    Unavailable(String),
-    #[error(transparent)]
-    Service(#[from] ServiceError),
-}
-
 /// What the browser or API client brought back from the provider.
 #[derive(Debug, Default, Clone)]
 pub struct CallbackInput {
@@ -67,31 +46,29 @@ pub struct CallbackInput {
     pub error_description: Option<String>,
 }
 
-/// When and why a connection's last refresh failed for an outage, if it did.
-type LastFailure = Option<(DateTime<Utc>, String)>;
-
 pub struct ConnectionService {
     db: Db,
     keyring: Keyring,
     providers: Arc<Providers>,
     clock: Clock,
-    /// Names this process in refresh locks.
-    instance: String,
-    /// In-process single flight: one refresh per connection at a time. The mutex holds the time
-    /// and message of the last failed refresh, so waiters share its backoff.
-    refreshing: Mutex<HashMap<ConnectionId, Arc<tokio::sync::Mutex<LastFailure>>>>,
+    /// Working access tokens (the engine's: single-flight refresh across tasks and processes).
+    tokens: Arc<TokenSource>,
 }
 
 impl ConnectionService {
     pub fn new(db: Db, keyring: Keyring, providers: Arc<Providers>, clock: Clock) -> Self {
-        Self {
-            db,
-            keyring,
-            providers,
-            clock,
-            instance: format!("calsync-{}", random_token("").chars().take(12).collect::<String>()),
-            refreshing: Mutex::new(HashMap::new()),
-        }
+        let tokens = Arc::new(TokenSource::new(db.clone(), keyring.clone(), providers.clone(), clock.clone()));
+        Self { db, keyring, providers, clock, tokens }
+    }
+
+    /// A usable access token for the connection (see [`TokenSource::access_token`]).
+    pub async fn access_token(&self, firm: FirmId, id: ConnectionId) -> Result<String, TokenError> {
+        self.tokens.access_token(firm, id).await
+    }
+
+    /// Refreshes now even if the token is still fresh (a provider rejected it).
+    pub async fn refresh_now(&self, firm: FirmId, id: ConnectionId) -> Result<String, TokenError> {
+        self.tokens.refresh_now(firm, id).await
     }
 
     pub fn providers(&self) -> &Providers {
@@ -395,188 +372,6 @@ impl ConnectionService {
         tracing::info!(connection_id = %id, "calendar disconnected");
         Ok(c)
     }
-
-    /// A usable access token for the connection, refreshing it first when it expires within
-    /// [`REFRESH_MARGIN_SECONDS`]. However many tasks or processes ask at once, one refresh runs:
-    /// Microsoft rotates refresh tokens, and two concurrent refreshes would lose the newest one.
-    /// The refresh itself runs in its own task, so a caller that gives up (a request timeout)
-    /// cannot abandon it halfway with a rotated token unsaved.
-    pub async fn access_token(self: &Arc<Self>, firm: FirmId, id: ConnectionId) -> Result<String, TokenError> {
-        if let Some(token) = self.fresh_token(firm, id).await? {
-            return Ok(token);
-        }
-        self.refresh(firm, id, false).await
-    }
-
-    /// Refreshes now even if the token is still fresh (a provider rejected it).
-    pub async fn refresh_now(self: &Arc<Self>, firm: FirmId, id: ConnectionId) -> Result<String, TokenError> {
-        self.refresh(firm, id, true).await
-    }
-
-    async fn refresh(self: &Arc<Self>, firm: FirmId, id: ConnectionId, force: bool) -> Result<String, TokenError> {
-        let me = Arc::clone(self);
-        tokio::spawn(async move { me.refresh_single_flight(firm, id, force).await })
-            .await
-            .map_err(|e| TokenError::Service(ServiceError::Internal(anyhow::anyhow!("refresh task failed: {e}"))))?
-    }
-
-    async fn refresh_single_flight(&self, firm: FirmId, id: ConnectionId, force: bool) -> Result<String, TokenError> {
-        let flight = {
-            let mut map = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
-            map.entry(id).or_default().clone()
-        };
-        let mut last_failure = flight.lock().await;
-        // Whoever held the turn before may have refreshed already, or just failed: then wait out
-        // the backoff instead of hitting a provider that is down once more per waiting task.
-        if !force && let Some(token) = self.fresh_token(firm, id).await? {
-            return Ok(token);
-        }
-        if let Some((at, message)) = last_failure.as_ref()
-            && self.clock.now() < *at + Duration::seconds(FAILURE_BACKOFF_SECONDS)
-        {
-            return Err(TokenError::Unavailable(message.clone()));
-        }
-        let lock_for = Duration::seconds(self.lock_seconds());
-        let mut waited = StdDuration::ZERO;
-        while !self.db.try_lock_refresh(firm, id, &self.instance, self.clock.now() + lock_for).await? {
-            // Another process is refreshing: wait for its result rather than race it.
-            if waited >= lock_for.to_std().unwrap_or_default() {
-                return Err(TokenError::Unavailable("another worker is still refreshing this connection".into()));
-            }
-            tokio::time::sleep(StdDuration::from_millis(200)).await;
-            waited += StdDuration::from_millis(200);
-            if let Some(token) = self.fresh_token(firm, id).await? {
-                return Ok(token);
-            }
-        }
-        // Another process may have finished a refresh between our check and taking the lock.
-        if !force && let Some(token) = self.fresh_token(firm, id).await? {
-            self.db.release_refresh_lock(firm, id, &self.instance).await?;
-            return Ok(token);
-        }
-        let result = self.refresh_locked(firm, id).await;
-        match &result {
-            Ok(_) => *last_failure = None,
-            Err(TokenError::Unavailable(m)) => *last_failure = Some((self.clock.now(), m.clone())),
-            Err(_) => {}
-        }
-        // Every outcome that stored something released the lock with it; this covers the rest.
-        let _ = self.db.release_refresh_lock(firm, id, &self.instance).await;
-        result
-    }
-
-    /// Long enough for every attempt to time out, with the backoff between them.
-    fn lock_seconds(&self) -> i64 {
-        let timeout = self.providers.timeout.as_secs() as i64;
-        i64::from(REFRESH_ATTEMPTS) * (timeout + 5) + 15
-    }
-
-    async fn fresh_token(&self, firm: FirmId, id: ConnectionId) -> Result<Option<String>, TokenError> {
-        let connection = self.db.connection(firm, None, id).await.map_err(ServiceError::from)?;
-        if matches!(connection.status, ConnectionStatus::Expired | ConnectionStatus::Revoked) {
-            return Err(TokenError::Reauthorize(connection.status_message));
-        }
-        let tokens = self.db.tokens(&self.keyring, firm, id).await.map_err(ServiceError::from)?;
-        let margin = self.clock.now() + Duration::seconds(REFRESH_MARGIN_SECONDS);
-        Ok(match (tokens.access_token, tokens.expires_at) {
-            (Some(t), Some(exp)) if exp > margin => Some(t),
-            _ => None,
-        })
-    }
-
-    /// The refresh itself, with this process holding the connection's refresh lock. Every write
-    /// is conditional on still holding it, so a disconnect or reconnect meanwhile is never undone.
-    async fn refresh_locked(&self, firm: FirmId, id: ConnectionId) -> Result<String, TokenError> {
-        let connection = self.db.connection(firm, None, id).await?;
-        let provider = connection.provider;
-        let setup = self.setup(provider).map_err(TokenError::Service)?;
-        let tokens = self.db.tokens(&self.keyring, firm, id).await?;
-        let owner = Some(self.instance.as_str());
-        let Some(refresh_token) = tokens.refresh_token else {
-            let msg = format!("calsync has no long-term access to this {} account. Reconnect it.", provider.label());
-            self.db.set_connection_status(firm, id, owner, ConnectionStatus::Expired, &msg, true).await?;
-            return Err(TokenError::Reauthorize(msg));
-        };
-        let mut delay = StdDuration::from_millis(250);
-        let mut last = None;
-        for attempt in 1..=REFRESH_ATTEMPTS {
-            match setup.oauth.refresh(&self.providers.http, &refresh_token).await {
-                Ok(set) => {
-                    let expires_at = self.clock.now() + Duration::seconds(set.expires_in_secs);
-                    let stored = self
-                        .db
-                        .store_refreshed_tokens(
-                            &self.keyring,
-                            firm,
-                            id,
-                            &self.instance,
-                            calsync_store::RefreshedTokens {
-                                access_token: &set.access_token,
-                                refresh_token: set.refresh_token.as_deref(),
-                                expires_at,
-                            },
-                        )
-                        .await?;
-                    if !stored {
-                        // Disconnected or reconnected meanwhile: that decision stands.
-                        tracing::info!(connection_id = %id, "refresh result discarded: the connection changed meanwhile");
-                        return self.fresh_token(firm, id).await?.ok_or_else(|| {
-                            TokenError::Unavailable("the connection changed while it was being refreshed".into())
-                        });
-                    }
-                    tracing::info!(connection_id = %id, rotated = set.refresh_token.is_some(), "access token refreshed");
-                    return Ok(set.access_token);
-                }
-                Err(ProviderError::Reauthorize { kind, reason }) => {
-                    let label = provider.label();
-                    let (status, msg) = match kind {
-                        ReauthKind::Revoked => (
-                            ConnectionStatus::Revoked,
-                            format!("Access to this {label} account was revoked. Reconnect it to resume syncing."),
-                        ),
-                        ReauthKind::Interaction => (
-                            ConnectionStatus::Expired,
-                            format!("{label} wants you to sign in again. Reconnect to resume syncing."),
-                        ),
-                        ReauthKind::Expired | ReauthKind::TokenRejected => (
-                            ConnectionStatus::Expired,
-                            format!(
-                                "Access to this {label} account expired or was revoked. Reconnect it to resume syncing."
-                            ),
-                        ),
-                    };
-                    tracing::warn!(connection_id = %id, %reason, status = status.as_str(), "refresh refused; reconnect needed");
-                    if !self.db.set_connection_status(firm, id, owner, status, &msg, true).await? {
-                        // A reconnect replaced the grant meanwhile; use that one.
-                        return self.fresh_token(firm, id).await?.ok_or(TokenError::Reauthorize(msg));
-                    }
-                    return Err(TokenError::Reauthorize(msg));
-                }
-                Err(ProviderError::Retryable { after, reason }) => {
-                    tracing::warn!(connection_id = %id, attempt, %reason, "token endpoint unavailable");
-                    last = Some(reason);
-                    if attempt < REFRESH_ATTEMPTS {
-                        tokio::time::sleep(after.unwrap_or(delay).min(StdDuration::from_secs(5))).await;
-                        delay *= 2;
-                    }
-                }
-                Err(other) => {
-                    let msg =
-                        format!("{} refused to renew access ({other}). Reconnect if this persists.", provider.label());
-                    self.db.set_connection_status(firm, id, owner, ConnectionStatus::Error, &msg, false).await?;
-                    return Err(TokenError::Unavailable(msg));
-                }
-            }
-        }
-        let msg = format!(
-            "{} could not be reached to renew access ({}). calsync will retry; nothing needs doing yet.",
-            provider.label(),
-            last.unwrap_or_default()
-        );
-        // The stored grant is left exactly as it was.
-        self.db.set_connection_status(firm, id, owner, ConnectionStatus::Error, &msg, false).await?;
-        Err(TokenError::Unavailable(msg))
-    }
 }
 
 fn calendar_infos(list: Vec<RemoteCalendar>) -> Vec<CalendarInfo> {
@@ -589,10 +384,4 @@ fn calendar_infos(list: Vec<RemoteCalendar>) -> Vec<CalendarInfo> {
             time_zone: c.time_zone,
         })
         .collect()
-}
-
-impl From<StoreError> for TokenError {
-    fn from(e: StoreError) -> Self {
-        TokenError::Service(e.into())
-    }
 }

@@ -1,0 +1,55 @@
+//! The configured providers, ready to use: OAuth client, API client and the shared HTTP
+//! client with its timeout. Built by the server from its configuration.
+
+use std::time::Duration;
+
+use calsync_domain::connection::Provider;
+use calsync_providers::google::GoogleApi;
+use calsync_providers::microsoft::GraphApi;
+use calsync_providers::oauth::OAuthClient;
+
+/// One provider, ready to use.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub oauth: OAuthClient,
+    pub redirect_uri: String,
+    pub api: Api,
+    /// Served by the provider sandbox rather than the real service.
+    pub sandboxed: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum Api {
+    Google(GoogleApi),
+    Microsoft(GraphApi),
+}
+
+#[derive(Debug, Clone)]
+pub struct Providers {
+    pub http: reqwest::Client,
+    /// Per-request timeout of `http`.
+    pub timeout: Duration,
+    pub google: Option<Setup>,
+    pub microsoft: Option<Setup>,
+}
+
+impl Providers {
+    pub fn get(&self, provider: Provider) -> Option<&Setup> {
+        match provider {
+            Provider::Google => self.google.as_ref(),
+            Provider::Microsoft => self.microsoft.as_ref(),
+        }
+    }
+
+    /// The providers served by the sandbox rather than the real services.
+    pub fn sandboxed(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.google.as_ref().is_some_and(|s| s.sandboxed) {
+            v.push("google");
+        }
+        if self.microsoft.as_ref().is_some_and(|s| s.sandboxed) {
+            v.push("microsoft");
+        }
+        v
+    }
+}
