@@ -54,6 +54,27 @@ impl Provider {
 }
 
 string_enum!(
+    /// Why a connection is not active, typed, next to the words shown to the user
+    /// (`status_message`), so a client or the UI can act without parsing prose.
+    /// `grant_expired`: the provider no longer accepts the grant (expired, password changed,
+    /// revoked elsewhere); `grant_revoked`: access was revoked at the provider;
+    /// `sign_in_required`: the provider wants a fresh sign-in (consent, MFA);
+    /// `no_refresh_token`: calsync holds no long-term token (all four: reconnect);
+    /// `provider_unavailable`: the provider could not be reached or failed, calsync retries;
+    /// `provider_refused`: the provider refused to renew access for another reason;
+    /// `disconnected`: the user disconnected it.
+    StatusReason, "status_reason", {
+        GrantExpired => "grant_expired",
+        GrantRevoked => "grant_revoked",
+        SignInRequired => "sign_in_required",
+        NoRefreshToken => "no_refresh_token",
+        ProviderUnavailable => "provider_unavailable",
+        ProviderRefused => "provider_refused",
+        Disconnected => "disconnected",
+    }
+);
+
+string_enum!(
     /// Whether calsync can use the grant.
     ConnectionStatus, "status", {
         Active => "active",

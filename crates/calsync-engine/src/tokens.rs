@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
 use calsync_domain::clock::Clock;
-use calsync_domain::connection::ConnectionStatus;
+use calsync_domain::connection::{ConnectionStatus, StatusReason};
 use calsync_domain::ids::{ConnectionId, FirmId};
 use calsync_providers::{ProviderError, ReauthKind};
 use calsync_store::crypto::Keyring;
@@ -176,7 +176,17 @@ impl TokenSource {
         let owner = Some(self.instance.as_str());
         let Some(refresh_token) = tokens.refresh_token else {
             let msg = format!("calsync has no long-term access to this {} account. Reconnect it.", provider.label());
-            self.db.set_connection_status(firm, id, owner, ConnectionStatus::Expired, &msg, true).await?;
+            self.db
+                .set_connection_status(
+                    firm,
+                    id,
+                    owner,
+                    ConnectionStatus::Expired,
+                    StatusReason::NoRefreshToken,
+                    &msg,
+                    true,
+                )
+                .await?;
             return Err(TokenError::Reauthorize(msg));
         };
         let mut delay = StdDuration::from_millis(250);
@@ -211,24 +221,27 @@ impl TokenSource {
                 }
                 Err(ProviderError::Reauthorize { kind, reason }) => {
                     let label = provider.label();
-                    let (status, msg) = match kind {
+                    let (status, status_reason, msg) = match kind {
                         ReauthKind::Revoked => (
                             ConnectionStatus::Revoked,
+                            StatusReason::GrantRevoked,
                             format!("Access to this {label} account was revoked. Reconnect it to resume syncing."),
                         ),
                         ReauthKind::Interaction => (
                             ConnectionStatus::Expired,
+                            StatusReason::SignInRequired,
                             format!("{label} wants you to sign in again. Reconnect to resume syncing."),
                         ),
                         ReauthKind::Expired | ReauthKind::TokenRejected => (
                             ConnectionStatus::Expired,
+                            StatusReason::GrantExpired,
                             format!(
                                 "Access to this {label} account expired or was revoked. Reconnect it to resume syncing."
                             ),
                         ),
                     };
                     tracing::warn!(connection_id = %id, %reason, status = status.as_str(), "refresh refused; reconnect needed");
-                    if !self.db.set_connection_status(firm, id, owner, status, &msg, true).await? {
+                    if !self.db.set_connection_status(firm, id, owner, status, status_reason, &msg, true).await? {
                         // A reconnect replaced the grant meanwhile; use that one.
                         return self.fresh_token(firm, id).await?.ok_or(TokenError::Reauthorize(msg));
                     }
@@ -245,7 +258,17 @@ impl TokenSource {
                 Err(other) => {
                     let msg =
                         format!("{} refused to renew access ({other}). Reconnect if this persists.", provider.label());
-                    self.db.set_connection_status(firm, id, owner, ConnectionStatus::Error, &msg, false).await?;
+                    self.db
+                        .set_connection_status(
+                            firm,
+                            id,
+                            owner,
+                            ConnectionStatus::Error,
+                            StatusReason::ProviderRefused,
+                            &msg,
+                            false,
+                        )
+                        .await?;
                     return Err(TokenError::Unavailable(msg));
                 }
             }
@@ -256,7 +279,17 @@ impl TokenSource {
             last.unwrap_or_default()
         );
         // The stored grant is left exactly as it was.
-        self.db.set_connection_status(firm, id, owner, ConnectionStatus::Error, &msg, false).await?;
+        self.db
+            .set_connection_status(
+                firm,
+                id,
+                owner,
+                ConnectionStatus::Error,
+                StatusReason::ProviderUnavailable,
+                &msg,
+                false,
+            )
+            .await?;
         Err(TokenError::Unavailable(msg))
     }
 }

@@ -185,7 +185,10 @@ async fn reconnecting_updates_the_same_connection(backend: Backend) {
         .json()
         .await
         .unwrap();
-    assert_eq!(disconnected["status"], "revoked");
+    assert_eq!(
+        (disconnected["status"].as_str(), disconnected["status_reason"].as_str()),
+        (Some("revoked"), Some("disconnected"))
+    );
     assert_eq!(disconnected["sync_enabled"], false);
     assert!(disconnected["status_message"].as_str().unwrap().contains("Disconnected"));
     assert_eq!(app.sandbox_requests(|k| k == "POST /google/revoke").await, 1, "revoked at Google");
@@ -303,7 +306,9 @@ async fn revoked_grants_ask_for_reconnection(backend: Backend) {
     app.control("/_sandbox/revoke", json!({"provider": "google", "email": "ann@gmail.test"})).await;
     app.control("/_sandbox/revoke", json!({"provider": "microsoft", "email": "ann@outlook.test"})).await;
     pass_token_lifetime(&app).await;
-    for (c, status) in [(&g, ConnectionStatus::Expired), (&m, ConnectionStatus::Revoked)] {
+    for (c, status, reason) in
+        [(&g, ConnectionStatus::Expired, "grant_expired"), (&m, ConnectionStatus::Revoked, "grant_revoked")]
+    {
         let err = app.state.connections.access_token(firm, conn_id(c)).await.unwrap_err();
         assert!(matches!(err, TokenError::Reauthorize(_)), "{err:?}");
         let shown: Value = app
@@ -315,6 +320,7 @@ async fn revoked_grants_ask_for_reconnection(backend: Backend) {
             .await
             .unwrap();
         assert_eq!(shown["status"], status.as_str());
+        assert_eq!(shown["status_reason"], reason, "{shown}");
         assert!(shown["status_message"].as_str().unwrap().contains("Reconnect"), "{shown}");
         let tokens = app.db.tokens(&app.state.config.keyring, firm, conn_id(c)).await.unwrap();
         assert!(tokens.refresh_token.is_none(), "a dead grant is not kept");
@@ -347,7 +353,10 @@ async fn token_endpoint_outages_leave_the_grant_intact(backend: Backend) {
     assert_eq!(app.db.tokens(keyring, firm, conn_id(&g)).await.unwrap(), before_tokens);
     let shown: Value =
         app.get(&format!("{BASE}/{}/", g["id"].as_str().unwrap()), &ann).send().await.unwrap().json().await.unwrap();
-    assert_eq!(shown["status"], "error");
+    assert_eq!(
+        (shown["status"].as_str(), shown["status_reason"].as_str()),
+        (Some("error"), Some("provider_unavailable"))
+    );
     // Within the backoff the failure is reported without another attempt.
     assert!(matches!(app.state.connections.access_token(firm, conn_id(&g)).await, Err(TokenError::Unavailable(_))));
     assert_eq!(app.token_requests().await, before + 3);
@@ -357,6 +366,7 @@ async fn token_endpoint_outages_leave_the_grant_intact(backend: Backend) {
     let shown: Value =
         app.get(&format!("{BASE}/{}/", g["id"].as_str().unwrap()), &ann).send().await.unwrap().json().await.unwrap();
     assert_eq!((shown["status"].as_str(), shown["status_message"].as_str()), (Some("active"), Some("")));
+    assert!(shown["status_reason"].is_null(), "a successful refresh clears the reason");
 
     // Timeouts (the sandbox holds the request past calsync's one-second provider timeout).
     app.control(

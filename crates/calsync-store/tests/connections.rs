@@ -1,7 +1,7 @@
 //! Connections, authorization records and calendars, on SQLite and PostgreSQL.
 
 use calsync_domain::account::{Email, FirmSlug};
-use calsync_domain::connection::{ConflictStrategy, ConnectionStatus, Provider, SyncWindowDays};
+use calsync_domain::connection::{ConflictStrategy, ConnectionStatus, Provider, StatusReason, SyncWindowDays};
 use calsync_domain::ids::{ConnectionId, FirmId};
 use calsync_domain::tenant::Role;
 use calsync_store::crypto::Keyring;
@@ -100,11 +100,24 @@ async fn grants_are_sealed_and_reconnects_update(backend: Backend) {
     assert_eq!(tokens.access_token.as_deref(), Some("ya29.first"));
     assert!(!format!("{tokens:?}").contains("ya29"), "Debug hides tokens");
 
-    db.set_connection_status(ann.firm_id, first.id, None, ConnectionStatus::Expired, "Reconnect", false).await.unwrap();
+    db.set_connection_status(
+        ann.firm_id,
+        first.id,
+        None,
+        ConnectionStatus::Expired,
+        StatusReason::GrantExpired,
+        "Reconnect",
+        false,
+    )
+    .await
+    .unwrap();
+    let expired = db.connection(ann.firm_id, None, first.id).await.unwrap();
+    assert_eq!(expired.status_reason, Some(StatusReason::GrantExpired));
     let again = db.save_grant(&k, &grant(&ann, "ya29.second", None), &[]).await.unwrap();
     assert_eq!(again.id, first.id, "same account, same connection");
     assert_eq!(again.status, ConnectionStatus::Active);
     assert_eq!(again.status_message, "");
+    assert_eq!(again.status_reason, None, "a reconnect clears the reason");
     let tokens = db.tokens(&k, ann.firm_id, first.id).await.unwrap();
     assert_eq!(tokens.access_token.as_deref(), Some("ya29.second"));
     assert_eq!(tokens.refresh_token.as_deref(), Some("1//refresh-one"), "kept when none was sent");
@@ -197,7 +210,8 @@ async fn refresh_lock_has_one_owner(backend: Backend) {
     assert_eq!((tokens.access_token.as_deref(), tokens.refresh_token.as_deref()), (Some("a2"), Some("r2")));
     assert!(db.try_lock_refresh(FirmId::new(), c.id, "w9", soon).await.is_ok_and(|got| !got), "firm-scoped");
     // A disconnect while w3 refreshes: w3's result, success or failure, must not undo it.
-    db.disconnect(f, ann.id, c.id, "Disconnected").await.unwrap();
+    let gone = db.disconnect(f, ann.id, c.id, "Disconnected").await.unwrap();
+    assert_eq!(gone.status_reason, Some(StatusReason::Disconnected));
     assert!(
         !db.store_refreshed_tokens(
             &k,
@@ -209,7 +223,19 @@ async fn refresh_lock_has_one_owner(backend: Backend) {
         .await
         .unwrap()
     );
-    assert!(!db.set_connection_status(f, c.id, Some("w3"), ConnectionStatus::Expired, "x", true).await.unwrap());
+    assert!(
+        !db.set_connection_status(
+            f,
+            c.id,
+            Some("w3"),
+            ConnectionStatus::Expired,
+            StatusReason::GrantExpired,
+            "x",
+            true
+        )
+        .await
+        .unwrap()
+    );
     let after = db.connection(f, None, c.id).await.unwrap();
     assert_eq!((after.status, after.has_refresh_token), (ConnectionStatus::Revoked, false));
     assert_eq!(db.tokens(&k, f, c.id).await.unwrap().access_token, None);

@@ -44,6 +44,10 @@ pub struct ConnectionView {
     pub status: String,
     /// What happened and what to do, in words; empty when all is well.
     pub status_message: String,
+    /// Why the connection is not active, for programs: `grant_expired`, `grant_revoked`,
+    /// `sign_in_required`, `no_refresh_token` (these four: reconnect), `provider_unavailable`
+    /// (calsync retries), `provider_refused` or `disconnected`; null while active.
+    pub status_reason: Option<String>,
     pub sync_enabled: bool,
     pub sync_window_days: i64,
     /// `newest_wins`, `prefer_internal`, `prefer_external` or `manual`.
@@ -65,6 +69,7 @@ impl From<Connection> for ConnectionView {
             account_email: c.account_email,
             status: c.status.as_str().to_owned(),
             status_message: c.status_message,
+            status_reason: c.status_reason.map(|r| r.as_str().to_owned()),
             sync_enabled: c.settings.sync_enabled,
             sync_window_days: c.settings.sync_window_days.days(),
             conflict_strategy: c.settings.conflict_strategy.as_str().to_owned(),

@@ -5,7 +5,7 @@
 use crate::crypto::{Binding, CryptoError, Keyring};
 use crate::{Backend, Db, StoreError, on_pool};
 use calsync_domain::connection::{
-    ConflictStrategy, ConnectionSettings, ConnectionStatus, DeletePolicy, Provider, SyncWindowDays,
+    ConflictStrategy, ConnectionSettings, ConnectionStatus, DeletePolicy, Provider, StatusReason, SyncWindowDays,
 };
 use calsync_domain::ids::{AuthorizationId, ConnectionId, FirmId, SyncedCalendarId, UserId};
 use calsync_domain::{Secret, ValidationError};
@@ -23,6 +23,8 @@ pub struct Connection {
     pub status: ConnectionStatus,
     /// What the user should know or do, in words (empty when all is well).
     pub status_message: String,
+    /// Why the connection is not active, typed (`None` while active).
+    pub status_reason: Option<StatusReason>,
     pub token_expires_at: Option<DateTime<Utc>>,
     pub granted_scopes: Vec<String>,
     pub settings: ConnectionSettings,
@@ -140,7 +142,7 @@ pub struct SettingsChange {
     pub selected_calendars: Option<Vec<String>>,
 }
 
-const COLUMNS: &str = "id, firm_id, user_id, provider, account_email, status, status_message, token_expires_at, \
+const COLUMNS: &str = "id, firm_id, user_id, provider, account_email, status, status_message, status_reason, token_expires_at, \
     granted_scopes, sync_enabled, sync_window_days, conflict_strategy, delete_policy, last_sync_at, last_error, \
     refresh_token IS NOT NULL AS has_refresh_token, created_at, updated_at";
 
@@ -153,6 +155,7 @@ struct Row {
     account_email: String,
     status: String,
     status_message: String,
+    status_reason: Option<String>,
     token_expires_at: Option<DateTime<Utc>>,
     granted_scopes: String,
     sync_enabled: bool,
@@ -181,6 +184,7 @@ impl TryFrom<Row> for Connection {
             account_email: r.account_email,
             status: r.status.parse().map_err(corrupt("status"))?,
             status_message: r.status_message,
+            status_reason: r.status_reason.map(|s| s.parse()).transpose().map_err(corrupt("status_reason"))?,
             token_expires_at: r.token_expires_at,
             granted_scopes: r.granted_scopes.split_whitespace().map(str::to_owned).collect(),
             settings: ConnectionSettings {
@@ -355,7 +359,7 @@ impl Db {
                              token_expires_at = $3, granted_scopes = $4, \
                              sync_enabled = CASE WHEN status = 'revoked' THEN TRUE ELSE sync_enabled END, \
                              next_sync_at = CASE WHEN status = 'revoked' THEN $5 ELSE next_sync_at END, \
-                             status = 'active', status_message = '', \
+                             status = 'active', status_message = '', status_reason = NULL, \
                              last_error = NULL, failure_count = 0, refresh_owner = NULL, refresh_until = NULL, \
                              account_id = $7, account_email = $8, updated_at = $5 WHERE id = $6",
                         )
@@ -449,18 +453,20 @@ impl Db {
     /// Sets the status and message; `wipe_tokens` forgets the grant (it is useless or withdrawn).
     /// With `owner`, only while that refresher still holds the lock (so the outcome of a refresh
     /// never overwrites a disconnect or a newer grant), releasing it. Returns whether it applied.
+    #[allow(clippy::too_many_arguments)]
     pub async fn set_connection_status(
         &self,
         firm: FirmId,
         id: ConnectionId,
         owner: Option<&str>,
         status: ConnectionStatus,
+        reason: StatusReason,
         message: &str,
         wipe_tokens: bool,
     ) -> Result<bool, StoreError> {
         let n = on_pool!(self, pool => {
             sqlx::query(
-                "UPDATE oauth_connections SET status = $1, status_message = $2, \
+                "UPDATE oauth_connections SET status = $1, status_message = $2, status_reason = $8, \
                  last_error = CASE WHEN $1 = 'active' THEN NULL ELSE $2 END, \
                  access_token = CASE WHEN $3 THEN NULL ELSE access_token END, \
                  refresh_token = CASE WHEN $3 THEN NULL ELSE refresh_token END, \
@@ -475,6 +481,7 @@ impl Db {
             .bind(id.as_uuid())
             .bind(firm.as_uuid())
             .bind(owner)
+            .bind(reason.as_str())
             .execute(pool)
             .await?
             .rows_affected()
@@ -492,7 +499,8 @@ impl Db {
     ) -> Result<Connection, StoreError> {
         let n = on_pool!(self, pool => {
             sqlx::query(
-                "UPDATE oauth_connections SET status = 'revoked', status_message = $1, access_token = NULL, \
+                "UPDATE oauth_connections SET status = 'revoked', status_message = $1, status_reason = 'disconnected', \
+                 access_token = NULL, \
                  refresh_token = NULL, token_expires_at = NULL, sync_enabled = FALSE, next_sync_at = NULL, \
                  refresh_owner = NULL, refresh_until = NULL, updated_at = $2 \
                  WHERE id = $3 AND firm_id = $4 AND user_id = $5",

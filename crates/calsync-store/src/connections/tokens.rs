@@ -86,7 +86,7 @@ impl Db {
         let n = on_pool!(self, pool => {
             sqlx::query(
                 "UPDATE oauth_connections SET access_token = $1, refresh_token = COALESCE($2, refresh_token), \
-                 token_expires_at = $3, status = 'active', status_message = '', last_error = NULL, \
+                 token_expires_at = $3, status = 'active', status_message = '', status_reason = NULL, last_error = NULL, \
                  refresh_owner = NULL, refresh_until = NULL, updated_at = $4 \
                  WHERE id = $5 AND firm_id = $6 AND refresh_owner = $7",
             )
