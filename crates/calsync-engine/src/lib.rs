@@ -12,5 +12,5 @@
 pub mod registry;
 pub mod tokens;
 
-pub use registry::{Api, Providers, Setup};
+pub use registry::{Providers, Setup};
 pub use tokens::{TokenError, TokenSource};

@@ -1,11 +1,11 @@
 //! The configured providers, ready to use: OAuth client, API client and the shared HTTP
 //! client with its timeout. Built by the server from its configuration.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use calsync_domain::connection::Provider;
-use calsync_providers::google::GoogleApi;
-use calsync_providers::microsoft::GraphApi;
+use calsync_providers::calendar::CalendarProvider;
 use calsync_providers::oauth::OAuthClient;
 
 /// One provider, ready to use.
@@ -13,15 +13,10 @@ use calsync_providers::oauth::OAuthClient;
 pub struct Setup {
     pub oauth: OAuthClient,
     pub redirect_uri: String,
-    pub api: Api,
+    /// Calendars and events, through the one trait the engine is written against.
+    pub calendar: Arc<dyn CalendarProvider>,
     /// Served by the provider sandbox rather than the real service.
     pub sandboxed: bool,
-}
-
-#[derive(Debug, Clone)]
-pub enum Api {
-    Google(GoogleApi),
-    Microsoft(GraphApi),
 }
 
 #[derive(Debug, Clone)]

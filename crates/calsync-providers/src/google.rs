@@ -89,7 +89,7 @@ struct ErrorItem {
 }
 
 impl GoogleApi {
-    fn url(&self, path: &str) -> Url {
+    pub(crate) fn url(&self, path: &str) -> Url {
         let mut u = self.calendar_base.clone();
         let base = u.path().trim_end_matches('/').to_owned();
         u.set_path(&format!("{base}{path}"));
@@ -147,7 +147,7 @@ impl GoogleApi {
 }
 
 /// Google API errors by status and `errors[].reason`.
-async fn json_or_error<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> Result<T, ProviderError> {
+pub(crate) async fn json_or_error<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> Result<T, ProviderError> {
     let status = resp.status().as_u16();
     if resp.status().is_success() {
         return resp.json().await.map_err(ProviderError::transport);

@@ -1,10 +1,13 @@
 //! Clients for the calendar providers: OAuth 2.0 for Google and the Microsoft identity platform,
-//! and the few API calls a connection needs (whose account is this, which calendars it has).
+//! the account and its calendars, and events behind one [`calendar::CalendarProvider`] trait.
 //! Every failure is translated here into a [`ProviderError`] classified by how the caller reacts,
 //! so nothing above this crate looks at HTTP statuses or provider error strings.
 
+pub mod calendar;
 mod error;
 pub mod google;
+pub mod google_events;
+pub mod graph_events;
 pub mod microsoft;
 pub mod oauth;
 pub mod pkce;

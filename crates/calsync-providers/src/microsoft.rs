@@ -76,7 +76,7 @@ struct ErrorBody {
 }
 
 impl GraphApi {
-    fn url(&self, path: &str) -> Url {
+    pub(crate) fn url(&self, path: &str) -> Url {
         let mut u = self.base.clone();
         let base = u.path().trim_end_matches('/').to_owned();
         u.set_path(&format!("{base}{path}"));
@@ -85,7 +85,7 @@ impl GraphApi {
 
     /// A link from a Graph response, accepted only on Graph's own origin: the bearer token is
     /// attached to it, so a response must not be able to send it anywhere else.
-    fn same_origin(&self, link: &str) -> Result<Url, ProviderError> {
+    pub(crate) fn same_origin(&self, link: &str) -> Result<Url, ProviderError> {
         let url = Url::parse(link)
             .map_err(|_| ProviderError::Permanent { status: None, reason: "Graph sent an unusable link".into() })?;
         if url.origin() != self.base.origin() {
@@ -136,7 +136,7 @@ impl GraphApi {
     }
 }
 
-async fn json_or_error<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> Result<T, ProviderError> {
+pub(crate) async fn json_or_error<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> Result<T, ProviderError> {
     let status = resp.status().as_u16();
     if resp.status().is_success() {
         return resp.json().await.map_err(ProviderError::transport);

@@ -8,8 +8,11 @@ use anyhow::{Context, bail};
 use calsync_domain::Secret;
 use calsync_domain::connection::Provider;
 use calsync_providers::google::GoogleApi;
+use calsync_providers::google_events::GoogleCalendar;
+use calsync_providers::graph_events::GraphCalendar;
 use calsync_providers::microsoft::GraphApi;
 use calsync_providers::oauth::OAuthClient;
+use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
 
@@ -72,7 +75,7 @@ impl std::fmt::Debug for ProviderSettings {
     }
 }
 
-pub use calsync_engine::registry::{Api, Providers, Setup};
+pub use calsync_engine::registry::{Providers, Setup};
 
 fn url(value: Option<&String>, default: String, name: &str) -> anyhow::Result<Url> {
     let raw = value.cloned().unwrap_or(default);
@@ -89,6 +92,7 @@ pub fn resolve(s: &ProviderSettings, sandbox: &SandboxMode, public_url: &Url) ->
     };
     let default_redirect = format!("{base}/calendar/oauth/callback");
     let timeout = Duration::from_secs(s.timeout_secs.unwrap_or(30).clamp(1, 300));
+    let http = calsync_providers::http_client(timeout);
 
     let google = match (&s.google_client_id, &sandbox_root) {
         (Some(id), _) => {
@@ -106,6 +110,7 @@ pub fn resolve(s: &ProviderSettings, sandbox: &SandboxMode, public_url: &Url) ->
                 "https://www.googleapis.com/calendar/v3",
                 &default_redirect,
                 false,
+                &http,
             )?)
         }
         (None, Some(root)) => Some(google_setup(
@@ -118,6 +123,7 @@ pub fn resolve(s: &ProviderSettings, sandbox: &SandboxMode, public_url: &Url) ->
             &format!("{root}/google/calendar/v3"),
             &default_redirect,
             true,
+            &http,
         )?),
         (None, None) => None,
     };
@@ -137,6 +143,7 @@ pub fn resolve(s: &ProviderSettings, sandbox: &SandboxMode, public_url: &Url) ->
                 "https://graph.microsoft.com/v1.0",
                 &default_redirect,
                 false,
+                &http,
             )?)
         }
         (None, Some(root)) => Some(microsoft_setup(
@@ -148,10 +155,11 @@ pub fn resolve(s: &ProviderSettings, sandbox: &SandboxMode, public_url: &Url) ->
             &format!("{root}/microsoft/graph/v1.0"),
             &default_redirect,
             true,
+            &http,
         )?),
         (None, None) => None,
     };
-    Ok(Providers { http: calsync_providers::http_client(timeout), timeout, google, microsoft })
+    Ok(Providers { http, timeout, google, microsoft })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -165,6 +173,7 @@ fn google_setup(
     calendar: &str,
     default_redirect: &str,
     sandboxed: bool,
+    http: &reqwest::Client,
 ) -> anyhow::Result<Setup> {
     let (token_default, revoke_default) = (format!("{oauth_base}/token"), format!("{oauth_base}/revoke"));
     let oauth = OAuthClient::new(
@@ -182,7 +191,8 @@ fn google_setup(
     };
     let redirect_uri = s.google_redirect_uri.clone().unwrap_or_else(|| default_redirect.to_owned());
     Url::parse(&redirect_uri).with_context(|| format!("GOOGLE_CALENDAR_REDIRECT_URI {redirect_uri:?} is not a URL"))?;
-    Ok(Setup { oauth, redirect_uri, api: Api::Google(api), sandboxed })
+    let calendar = Arc::new(GoogleCalendar { api, http: http.clone() });
+    Ok(Setup { oauth, redirect_uri, calendar, sandboxed })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -195,6 +205,7 @@ fn microsoft_setup(
     graph: &str,
     default_redirect: &str,
     sandboxed: bool,
+    http: &reqwest::Client,
 ) -> anyhow::Result<Setup> {
     let login = s.microsoft_login_url.clone().unwrap_or_else(|| login_base.to_owned());
     let login = login.trim_end_matches('/');
@@ -211,7 +222,8 @@ fn microsoft_setup(
     let redirect_uri = s.microsoft_redirect_uri.clone().unwrap_or_else(|| default_redirect.to_owned());
     Url::parse(&redirect_uri)
         .with_context(|| format!("MICROSOFT_CALENDAR_REDIRECT_URI {redirect_uri:?} is not a URL"))?;
-    Ok(Setup { oauth, redirect_uri, api: Api::Microsoft(api), sandboxed })
+    let calendar = Arc::new(GraphCalendar { api, http: http.clone() });
+    Ok(Setup { oauth, redirect_uri, calendar, sandboxed })
 }
 
 #[cfg(test)]

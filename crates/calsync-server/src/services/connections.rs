@@ -4,7 +4,7 @@
 use super::ServiceError;
 use crate::clock::Clock;
 use crate::crypto::{random_token, token_hash};
-use crate::providers::{Api, Providers, Setup};
+use crate::providers::{Providers, Setup};
 use calsync_domain::connection::{ConnectionStatus, Provider};
 use calsync_domain::ids::{ConnectionId, FirmId};
 use calsync_domain::tenant::Actor;
@@ -237,16 +237,8 @@ impl ConnectionService {
             )),
             other => rejected("provider_error", None, format!("{}: {other}", provider.label())),
         };
-        let (account, calendars) = match &setup.api {
-            Api::Google(api) => (
-                api.account(http, &tokens.access_token).await.map_err(unavailable)?,
-                api.calendars(http, &tokens.access_token).await.map_err(unavailable)?,
-            ),
-            Api::Microsoft(api) => (
-                api.account(http, &tokens.access_token).await.map_err(unavailable)?,
-                api.calendars(http, &tokens.access_token).await.map_err(unavailable)?,
-            ),
-        };
+        let account = setup.calendar.account(&tokens.access_token).await.map_err(unavailable)?;
+        let calendars = setup.calendar.list_calendars(&tokens.access_token).await.map_err(unavailable)?;
         let connection = self
             .db
             .save_grant(
@@ -315,11 +307,7 @@ impl ConnectionService {
         let setup = self.setup(provider).map_err(|e| e.to_string())?;
         let mut token = self.access_token(firm, id).await.map_err(|e| e.to_string())?;
         for attempt in 0..2 {
-            let result = match &setup.api {
-                Api::Google(api) => api.calendars(&self.providers.http, &token).await,
-                Api::Microsoft(api) => api.calendars(&self.providers.http, &token).await,
-            };
-            match result {
+            match setup.calendar.list_calendars(&token).await {
                 Err(ProviderError::Reauthorize { kind: ReauthKind::TokenRejected, .. }) if attempt == 0 => {
                     token = self.refresh_now(firm, id).await.map_err(|e| e.to_string())?;
                 }

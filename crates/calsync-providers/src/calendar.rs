@@ -1,0 +1,122 @@
+//! The one interface the sync engine uses for every calendar service: list calendars, list
+//! changes from a cursor page by page (with a typed "cursor is dead" outcome), get, create with
+//! an idempotency key, update and delete with a precondition. Google and Graph implement it
+//! here; CalDAV will through the same trait.
+//!
+//! Event content is the domain's [`AppointmentData`]; series, exceptions and the rest of event
+//! fidelity come with the next step, and are carried raw until then (`recurrence`,
+//! `series_master_id`) so the engine can recognise them.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use calsync_domain::appointment::AppointmentData;
+use chrono::{DateTime, Utc};
+
+use crate::{AccountIdentity, ProviderError, RemoteCalendar};
+
+/// What a provider call returns: boxed, so providers can live behind `dyn CalendarProvider`.
+pub type ProviderFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, ProviderError>> + Send + 'a>>;
+
+/// The time range a full listing covers. Graph's delta is bound to it; Google lists from its
+/// start on (a `timeMax` would cost the sync token), so callers apply the far edge themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// Where a listing starts.
+#[derive(Debug, Clone, Copy)]
+pub enum ListFrom<'a> {
+    /// Everything within the window (no cursor yet, or the cursor died); `page` continues one.
+    Full { window: Window, page: Option<&'a str> },
+    /// What changed since `cursor` (a Google sync token, a Graph delta link); `page` continues one.
+    Since { cursor: &'a str, page: Option<&'a str> },
+}
+
+/// An event as the provider has it now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteEvent {
+    pub id: String,
+    /// The precondition for writes: Google `etag`, Graph `@odata.etag` (change key).
+    pub etag: String,
+    pub updated: Option<DateTime<Utc>>,
+    /// The appointment id calsync stamped on events it wrote (Google private extended property,
+    /// Graph single-value extended property); `None` for events made elsewhere.
+    pub calsync_id: Option<String>,
+    /// The content; `None` when the provider sent only a skeleton (a Graph delta occurrence).
+    pub data: Option<AppointmentData>,
+    /// Recurrence lines of a series master, as the provider states them (empty otherwise).
+    pub recurrence: Vec<String>,
+    /// Set on occurrences and exceptions of a series.
+    pub series_master_id: Option<String>,
+}
+
+/// One entry of a change listing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Upsert(Box<RemoteEvent>),
+    /// Gone: deleted or cancelled (Google), `@removed` (Graph).
+    Deleted {
+        id: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PageNext {
+    /// More pages: pass this back as `page` with the same `ListFrom`.
+    More(String),
+    /// The listing is complete: this is the cursor to store for the next sync.
+    Done(String),
+}
+
+/// One page of changes. Pages may be short or empty and still lead on; an id may appear again
+/// in a later page of the same round (the later copy wins).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangePage {
+    pub changes: Vec<Change>,
+    pub next: PageNext,
+}
+
+pub trait CalendarProvider: Send + Sync + std::fmt::Debug {
+    /// Whose account the token belongs to (immutable id and address).
+    fn account<'a>(&'a self, token: &'a str) -> ProviderFuture<'a, AccountIdentity>;
+
+    fn list_calendars<'a>(&'a self, token: &'a str) -> ProviderFuture<'a, Vec<RemoteCalendar>>;
+
+    /// One page of changes. A dead cursor is [`ProviderError::CursorExpired`]: list `Full` again.
+    fn list_changes<'a>(
+        &'a self,
+        token: &'a str,
+        calendar: &'a str,
+        from: ListFrom<'a>,
+    ) -> ProviderFuture<'a, ChangePage>;
+
+    /// `None` when the event does not exist (or no longer does).
+    fn get<'a>(&'a self, token: &'a str, calendar: &'a str, id: &'a str) -> ProviderFuture<'a, Option<RemoteEvent>>;
+
+    /// Creates an event stamped with `key` (the appointment id). Idempotent on `key`: a retry
+    /// after a lost response returns the event the first attempt made, never a second one.
+    fn create<'a>(
+        &'a self,
+        token: &'a str,
+        calendar: &'a str,
+        key: &'a str,
+        data: &'a AppointmentData,
+    ) -> ProviderFuture<'a, RemoteEvent>;
+
+    /// Replaces the event's content if it is still at `etag` (else
+    /// [`ProviderError::PreconditionFailed`]); guests are not mailed.
+    fn update<'a>(
+        &'a self,
+        token: &'a str,
+        calendar: &'a str,
+        id: &'a str,
+        etag: &'a str,
+        data: &'a AppointmentData,
+    ) -> ProviderFuture<'a, RemoteEvent>;
+
+    /// Deletes the event if it is still at `etag`; an event already gone counts as deleted.
+    fn delete<'a>(&'a self, token: &'a str, calendar: &'a str, id: &'a str, etag: &'a str) -> ProviderFuture<'a, ()>;
+}
