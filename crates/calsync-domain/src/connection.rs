@@ -6,39 +6,6 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-macro_rules! string_enum {
-    ($(#[$m:meta])* $name:ident, $field:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name { $($variant),+ }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) }
-        }
-
-        impl FromStr for $name {
-            type Err = ValidationError;
-            fn from_str(s: &str) -> Result<Self, ValidationError> {
-                match s {
-                    $($text => Ok($name::$variant),)+
-                    other => Err(ValidationError::new(
-                        $field,
-                        format!("unknown value {other:?}: expected one of {}", [$($text),+].join(", ")),
-                    )),
-                }
-            }
-        }
-    };
-}
-
 string_enum!(
     /// The calendar service behind a connection.
     Provider, "provider", { Google => "google", Microsoft => "microsoft" }

@@ -61,3 +61,5 @@ typed_id!(AppointmentId);
 typed_id!(ConnectionId);
 typed_id!(AuthorizationId);
 typed_id!(SyncedCalendarId);
+typed_id!(EventLinkId);
+typed_id!(SyncAttemptId);

@@ -9,9 +9,72 @@
 //! (provider) equals the base, or when its content hash does: our own write coming back with a
 //! new etag is an echo, not an edit, so nothing ping-pongs.
 
-use chrono::{DateTime, Utc};
+use std::fmt;
+use std::str::FromStr;
 
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::ValidationError;
+use crate::appointment::{AppointmentData, When};
 use crate::connection::{ConflictStrategy, DeletePolicy};
+
+string_enum!(
+    /// Where one appointment ↔ event link stands.
+    LinkState, "state", { Synced => "synced", Pending => "pending", Conflict => "conflict", Error => "error" }
+);
+
+string_enum!(
+    /// What started a sync attempt.
+    SyncTrigger, "trigger", {
+        Manual => "manual",
+        Scheduled => "scheduled",
+        Webhook => "webhook",
+        Replay => "replay",
+        Resync => "resync",
+    }
+);
+
+string_enum!(
+    /// How a sync attempt ended (`running` until it does).
+    AttemptStatus, "status", { Running => "running", Success => "success", Partial => "partial", Failed => "failed" }
+);
+
+/// A stable digest of the content both sides can hold (title, description, location, time,
+/// zone, attendees, status): equal content, equal hash, whatever the version or etag. It is
+/// what recognises our own write coming back as an echo.
+pub fn content_hash(data: &AppointmentData) -> String {
+    let mut h = Sha256::new();
+    let mut field = |s: &str| {
+        h.update(s.as_bytes());
+        h.update([0u8]);
+    };
+    field(&data.title);
+    field(&data.description);
+    field(&data.location);
+    match data.when {
+        When::Timed { start, end } => {
+            field("timed");
+            field(&start.timestamp().to_string());
+            field(&end.timestamp().to_string());
+        }
+        When::AllDay { start, end } => {
+            field("all-day");
+            field(&start.to_string());
+            field(&end.to_string());
+        }
+    }
+    field(data.time_zone.name());
+    let mut guests: Vec<(&str, &str)> = data.attendees.iter().map(|a| (a.email.as_str(), a.name.as_str())).collect();
+    guests.sort_unstable();
+    for (email, name) in guests {
+        field(email);
+        field(name);
+    }
+    field(data.status.as_str());
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// The pair as it was after the last successful sync.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,6 +244,37 @@ mod tests {
 
     fn remote(etag: &str, hash: &str, at: &str) -> Remote {
         Remote::Present { etag: etag.into(), hash: hash.into(), updated: Some(t(at)) }
+    }
+
+    #[test]
+    fn content_hashes_ignore_attendee_order_and_see_every_field() {
+        use crate::appointment::{AppointmentStatus, Attendee};
+        let a = AppointmentData {
+            title: "Intake".into(),
+            description: String::new(),
+            location: String::new(),
+            when: When::Timed { start: t("09:00"), end: t("10:00") },
+            time_zone: chrono_tz::Tz::UTC,
+            attendees: vec![
+                Attendee { email: "a@x.test".into(), name: "A".into() },
+                Attendee { email: "b@x.test".into(), name: "B".into() },
+            ],
+            status: AppointmentStatus::Confirmed,
+        };
+        let mut b = a.clone();
+        b.attendees.reverse();
+        assert_eq!(content_hash(&a), content_hash(&b));
+        for change in [
+            AppointmentData { title: "Intake!".into(), ..a.clone() },
+            AppointmentData { location: "Room 1".into(), ..a.clone() },
+            AppointmentData { when: When::Timed { start: t("09:00"), end: t("10:30") }, ..a.clone() },
+            AppointmentData { time_zone: chrono_tz::Tz::Europe__Berlin, ..a.clone() },
+            AppointmentData { status: AppointmentStatus::Tentative, ..a.clone() },
+            // Field boundaries matter: "ab" + "" differs from "a" + "b".
+            AppointmentData { title: "Intak".into(), description: "e".into(), ..a.clone() },
+        ] {
+            assert_ne!(content_hash(&a), content_hash(&change), "{change:?}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod appointments;
 mod connections;
 pub mod crypto;
 mod error;
+mod sync;
 
 pub use accounts::{ApiTokenInfo, AuthenticatedUser, Firm, NewUser, User, WebSession};
 pub use appointments::{AppointmentPage, AppointmentQuery, Cursor};
@@ -22,6 +23,7 @@ pub use connections::{
     StateRejection, SyncedCalendar, Tokens,
 };
 pub use error::StoreError;
+pub use sync::{AttemptCounts, EventLink, LinkWrite, SyncAttempt};
 
 use calsync_domain::clock::Clock;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

@@ -1,0 +1,356 @@
+//! The sync engine's memory: event links (each appointment ↔ remote event pair per calendar,
+//! with the base the planner compares against) and the log of sync attempts. Every query is
+//! scoped to the firm.
+
+use calsync_domain::ValidationError;
+use calsync_domain::ids::{AppointmentId, ConnectionId, EventLinkId, FirmId, SyncAttemptId, SyncedCalendarId};
+use calsync_domain::sync::{AttemptStatus, Base, LinkState, SyncTrigger};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::{Db, StoreError, micros, on_pool};
+
+/// A linked pair and its base.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventLink {
+    pub id: EventLinkId,
+    pub connection_id: ConnectionId,
+    pub calendar_id: SyncedCalendarId,
+    pub appointment_id: AppointmentId,
+    pub remote_id: String,
+    pub base: Base,
+    pub remote_updated_at: Option<DateTime<Utc>>,
+    /// Occurrences and exceptions of a series: the master's remote id and the original start.
+    pub series_remote_id: Option<String>,
+    pub original_start: Option<DateTime<Utc>>,
+    pub state: LinkState,
+    pub last_error: Option<String>,
+    pub synced_at: DateTime<Utc>,
+}
+
+/// What a sync learned about a pair, to store as its new base.
+#[derive(Debug, Clone)]
+pub struct LinkWrite<'a> {
+    pub connection_id: ConnectionId,
+    pub calendar_id: SyncedCalendarId,
+    pub appointment_id: AppointmentId,
+    pub remote_id: &'a str,
+    pub base: &'a Base,
+    pub remote_updated_at: Option<DateTime<Utc>>,
+    pub series_remote_id: Option<&'a str>,
+    pub original_start: Option<DateTime<Utc>>,
+    pub state: LinkState,
+    pub last_error: Option<&'a str>,
+}
+
+/// Counts and outcome of a finished attempt.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttemptCounts {
+    pub pulled_created: i64,
+    pub pulled_updated: i64,
+    pub pulled_deleted: i64,
+    pub pushed_created: i64,
+    pub pushed_updated: i64,
+    pub pushed_deleted: i64,
+    pub conflicts: i64,
+    pub requests: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncAttempt {
+    pub id: SyncAttemptId,
+    pub connection_id: ConnectionId,
+    pub trigger: SyncTrigger,
+    pub status: AttemptStatus,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub counts: AttemptCounts,
+    pub error_kind: Option<String>,
+    pub error_message: Option<String>,
+    pub replay_of: Option<SyncAttemptId>,
+}
+
+const LINK_COLUMNS: &str = "id, connection_id, calendar_id, appointment_id, remote_id, remote_etag, remote_hash, \
+    remote_updated_at, local_version, local_hash, series_remote_id, original_start, state, last_error, synced_at";
+
+#[derive(sqlx::FromRow)]
+struct LinkRow {
+    id: Uuid,
+    connection_id: Uuid,
+    calendar_id: Uuid,
+    appointment_id: Uuid,
+    remote_id: String,
+    remote_etag: String,
+    remote_hash: String,
+    remote_updated_at: Option<DateTime<Utc>>,
+    local_version: i64,
+    local_hash: String,
+    series_remote_id: Option<String>,
+    original_start: Option<DateTime<Utc>>,
+    state: String,
+    last_error: Option<String>,
+    synced_at: DateTime<Utc>,
+}
+
+fn corrupt(table: &'static str, what: &'static str) -> impl Fn(ValidationError) -> StoreError {
+    move |e| StoreError::Corrupt(format!("{table}.{what}: {e}"))
+}
+
+impl TryFrom<LinkRow> for EventLink {
+    type Error = StoreError;
+    fn try_from(r: LinkRow) -> Result<Self, StoreError> {
+        Ok(EventLink {
+            id: r.id.into(),
+            connection_id: r.connection_id.into(),
+            calendar_id: r.calendar_id.into(),
+            appointment_id: r.appointment_id.into(),
+            remote_id: r.remote_id,
+            base: Base {
+                local_version: r.local_version,
+                local_hash: r.local_hash,
+                remote_etag: r.remote_etag,
+                remote_hash: r.remote_hash,
+            },
+            remote_updated_at: r.remote_updated_at,
+            series_remote_id: r.series_remote_id,
+            original_start: r.original_start,
+            state: r.state.parse().map_err(corrupt("event_links", "state"))?,
+            last_error: r.last_error,
+            synced_at: r.synced_at,
+        })
+    }
+}
+
+const ATTEMPT_COLUMNS: &str = "id, connection_id, triggered_by, status, started_at, finished_at, pulled_created, \
+    pulled_updated, pulled_deleted, pushed_created, pushed_updated, pushed_deleted, conflicts, requests, error_kind, \
+    error_message, replay_of";
+
+#[derive(sqlx::FromRow)]
+struct AttemptRow {
+    id: Uuid,
+    connection_id: Uuid,
+    triggered_by: String,
+    status: String,
+    started_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+    pulled_created: i64,
+    pulled_updated: i64,
+    pulled_deleted: i64,
+    pushed_created: i64,
+    pushed_updated: i64,
+    pushed_deleted: i64,
+    conflicts: i64,
+    requests: i64,
+    error_kind: Option<String>,
+    error_message: Option<String>,
+    replay_of: Option<Uuid>,
+}
+
+impl TryFrom<AttemptRow> for SyncAttempt {
+    type Error = StoreError;
+    fn try_from(r: AttemptRow) -> Result<Self, StoreError> {
+        Ok(SyncAttempt {
+            id: r.id.into(),
+            connection_id: r.connection_id.into(),
+            trigger: r.triggered_by.parse().map_err(corrupt("sync_attempts", "triggered_by"))?,
+            status: r.status.parse().map_err(corrupt("sync_attempts", "status"))?,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            counts: AttemptCounts {
+                pulled_created: r.pulled_created,
+                pulled_updated: r.pulled_updated,
+                pulled_deleted: r.pulled_deleted,
+                pushed_created: r.pushed_created,
+                pushed_updated: r.pushed_updated,
+                pushed_deleted: r.pushed_deleted,
+                conflicts: r.conflicts,
+                requests: r.requests,
+            },
+            error_kind: r.error_kind,
+            error_message: r.error_message,
+            replay_of: r.replay_of.map(Into::into),
+        })
+    }
+}
+
+impl Db {
+    /// Stores the pair's new base: inserted, or replacing the link of the same remote event in
+    /// that calendar. The connection, calendar and appointment must belong to `firm`.
+    pub async fn save_link(&self, firm: FirmId, w: &LinkWrite<'_>) -> Result<EventLink, StoreError> {
+        let now = self.now();
+        let sql = format!(
+            "INSERT INTO event_links (id, firm_id, connection_id, calendar_id, appointment_id, remote_id, remote_etag, \
+             remote_hash, remote_updated_at, local_version, local_hash, series_remote_id, original_start, state, \
+             last_error, synced_at, created_at, updated_at) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $16 \
+             WHERE EXISTS (SELECT 1 FROM synced_calendars c WHERE c.id = $4 AND c.firm_id = $2 AND c.connection_id = $3) \
+             AND EXISTS (SELECT 1 FROM appointments a WHERE a.id = $5 AND a.firm_id = $2) \
+             ON CONFLICT (calendar_id, remote_id) DO UPDATE SET appointment_id = excluded.appointment_id, \
+             remote_etag = excluded.remote_etag, remote_hash = excluded.remote_hash, \
+             remote_updated_at = excluded.remote_updated_at, local_version = excluded.local_version, \
+             local_hash = excluded.local_hash, series_remote_id = excluded.series_remote_id, \
+             original_start = excluded.original_start, state = excluded.state, last_error = excluded.last_error, \
+             synced_at = excluded.synced_at, updated_at = excluded.updated_at \
+             RETURNING {LINK_COLUMNS}"
+        );
+        let row: Option<LinkRow> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(EventLinkId::new().as_uuid())
+                .bind(firm.as_uuid())
+                .bind(w.connection_id.as_uuid())
+                .bind(w.calendar_id.as_uuid())
+                .bind(w.appointment_id.as_uuid())
+                .bind(w.remote_id)
+                .bind(&w.base.remote_etag)
+                .bind(&w.base.remote_hash)
+                .bind(w.remote_updated_at.map(micros))
+                .bind(w.base.local_version)
+                .bind(&w.base.local_hash)
+                .bind(w.series_remote_id)
+                .bind(w.original_start.map(micros))
+                .bind(w.state.as_str())
+                .bind(w.last_error)
+                .bind(now)
+                .fetch_optional(pool)
+                .await
+                .map_err(|e| StoreError::unique(e, "appointment link"))?
+        });
+        row.ok_or(StoreError::NotFound)?.try_into()
+    }
+
+    /// The link of a remote event in a calendar, if any.
+    pub async fn link_by_remote(
+        &self,
+        firm: FirmId,
+        calendar: SyncedCalendarId,
+        remote_id: &str,
+    ) -> Result<Option<EventLink>, StoreError> {
+        let sql = format!(
+            "SELECT {LINK_COLUMNS} FROM event_links WHERE firm_id = $1 AND calendar_id = $2 AND remote_id = $3"
+        );
+        let row: Option<LinkRow> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(firm.as_uuid())
+                .bind(calendar.as_uuid())
+                .bind(remote_id)
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(TryInto::try_into).transpose()
+    }
+
+    /// Every link of a calendar (what a full listing is diffed against), by remote id.
+    pub async fn links(&self, firm: FirmId, calendar: SyncedCalendarId) -> Result<Vec<EventLink>, StoreError> {
+        let sql = format!(
+            "SELECT {LINK_COLUMNS} FROM event_links WHERE firm_id = $1 AND calendar_id = $2 ORDER BY remote_id"
+        );
+        let rows: Vec<LinkRow> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(firm.as_uuid()).bind(calendar.as_uuid()).fetch_all(pool).await?
+        });
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    /// Drops a link (both sides gone, or unlinked by the delete policy).
+    pub async fn delete_link(&self, firm: FirmId, id: EventLinkId) -> Result<(), StoreError> {
+        let n = on_pool!(self, pool => {
+            sqlx::query("DELETE FROM event_links WHERE firm_id = $1 AND id = $2")
+                .bind(firm.as_uuid())
+                .bind(id.as_uuid())
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if n == 1 { Ok(()) } else { Err(StoreError::NotFound) }
+    }
+
+    /// Opens an attempt in state `running`.
+    pub async fn start_attempt(
+        &self,
+        firm: FirmId,
+        connection: ConnectionId,
+        trigger: SyncTrigger,
+        replay_of: Option<SyncAttemptId>,
+    ) -> Result<SyncAttempt, StoreError> {
+        let sql = format!(
+            "INSERT INTO sync_attempts (id, firm_id, connection_id, triggered_by, status, started_at, replay_of) \
+             SELECT $1, $2, $3, $4, 'running', $5, $6 \
+             WHERE EXISTS (SELECT 1 FROM oauth_connections c WHERE c.id = $3 AND c.firm_id = $2) \
+             AND ($6 IS NULL OR EXISTS (SELECT 1 FROM sync_attempts p WHERE p.id = $6 AND p.firm_id = $2)) \
+             RETURNING {ATTEMPT_COLUMNS}"
+        );
+        let row: Option<AttemptRow> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(SyncAttemptId::new().as_uuid())
+                .bind(firm.as_uuid())
+                .bind(connection.as_uuid())
+                .bind(trigger.as_str())
+                .bind(self.now())
+                .bind(replay_of.map(|r| r.as_uuid()))
+                .fetch_optional(pool)
+                .await?
+        });
+        row.ok_or(StoreError::NotFound)?.try_into()
+    }
+
+    /// Closes a running attempt with its outcome (once: a finished attempt is not rewritten).
+    pub async fn finish_attempt(
+        &self,
+        firm: FirmId,
+        id: SyncAttemptId,
+        status: AttemptStatus,
+        counts: &AttemptCounts,
+        error: Option<(&str, &str)>,
+    ) -> Result<SyncAttempt, StoreError> {
+        if status == AttemptStatus::Running {
+            return Err(StoreError::Corrupt("an attempt cannot finish as running".into()));
+        }
+        let sql = format!(
+            "UPDATE sync_attempts SET status = $1, finished_at = $2, pulled_created = $3, pulled_updated = $4, \
+             pulled_deleted = $5, pushed_created = $6, pushed_updated = $7, pushed_deleted = $8, conflicts = $9, \
+             requests = $10, error_kind = $11, error_message = $12 \
+             WHERE firm_id = $13 AND id = $14 AND status = 'running' RETURNING {ATTEMPT_COLUMNS}"
+        );
+        let row: Option<AttemptRow> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(status.as_str())
+                .bind(self.now())
+                .bind(counts.pulled_created)
+                .bind(counts.pulled_updated)
+                .bind(counts.pulled_deleted)
+                .bind(counts.pushed_created)
+                .bind(counts.pushed_updated)
+                .bind(counts.pushed_deleted)
+                .bind(counts.conflicts)
+                .bind(counts.requests)
+                .bind(error.map(|(kind, _)| kind))
+                .bind(error.map(|(_, message)| message))
+                .bind(firm.as_uuid())
+                .bind(id.as_uuid())
+                .fetch_optional(pool)
+                .await?
+        });
+        row.ok_or(StoreError::NotFound)?.try_into()
+    }
+
+    /// The firm's attempts, newest first, optionally of one connection.
+    pub async fn attempts(
+        &self,
+        firm: FirmId,
+        connection: Option<ConnectionId>,
+        limit: u32,
+    ) -> Result<Vec<SyncAttempt>, StoreError> {
+        let sql = format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM sync_attempts WHERE firm_id = $1 AND ($2 IS NULL OR connection_id = $2) \
+             ORDER BY started_at DESC, id DESC LIMIT $3"
+        );
+        let rows: Vec<AttemptRow> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(firm.as_uuid())
+                .bind(connection.map(|c| c.as_uuid()))
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+}
