@@ -63,3 +63,4 @@ typed_id!(AuthorizationId);
 typed_id!(SyncedCalendarId);
 typed_id!(EventLinkId);
 typed_id!(SyncAttemptId);
+typed_id!(OutboxId);

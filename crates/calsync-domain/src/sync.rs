@@ -26,6 +26,11 @@ string_enum!(
 );
 
 string_enum!(
+    /// A write to a provider, as recorded in the outbox before it is made.
+    WriteOperation, "operation", { Create => "create", Update => "update", Delete => "delete" }
+);
+
+string_enum!(
     /// What started a sync attempt.
     SyncTrigger, "trigger", {
         Manual => "manual",

@@ -23,7 +23,7 @@ pub use connections::{
     StateRejection, SyncedCalendar, Tokens,
 };
 pub use error::StoreError;
-pub use sync::{AttemptCounts, EventLink, LinkWrite, SyncAttempt};
+pub use sync::{AttemptCounts, EventLink, LinkWrite, PendingWrite, SyncAttempt};
 
 use calsync_domain::clock::Clock;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

@@ -1,10 +1,13 @@
 //! The sync engine's memory: event links (each appointment ↔ remote event pair per calendar,
-//! with the base the planner compares against) and the log of sync attempts. Every query is
-//! scoped to the firm.
+//! with the base the planner compares against), the outbox of provider writes (recorded before
+//! each call, so a lost answer is resolved by lookup, never by a second create) and the log of
+//! sync attempts. Every query is scoped to the firm.
 
 use calsync_domain::ValidationError;
-use calsync_domain::ids::{AppointmentId, ConnectionId, EventLinkId, FirmId, SyncAttemptId, SyncedCalendarId};
-use calsync_domain::sync::{AttemptStatus, Base, LinkState, SyncTrigger};
+use calsync_domain::ids::{
+    AppointmentId, ConnectionId, EventLinkId, FirmId, OutboxId, SyncAttemptId, SyncedCalendarId,
+};
+use calsync_domain::sync::{AttemptStatus, Base, LinkState, SyncTrigger, WriteOperation};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -68,6 +71,59 @@ pub struct SyncAttempt {
     pub error_kind: Option<String>,
     pub error_message: Option<String>,
     pub replay_of: Option<SyncAttemptId>,
+}
+
+/// A provider write recorded before it is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingWrite {
+    pub id: OutboxId,
+    pub connection_id: ConnectionId,
+    pub calendar_id: SyncedCalendarId,
+    pub appointment_id: AppointmentId,
+    pub operation: WriteOperation,
+    pub idempotency_key: String,
+    pub remote_id: Option<String>,
+    pub expected_etag: Option<String>,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+const OUTBOX_COLUMNS: &str = "id, connection_id, calendar_id, appointment_id, operation, idempotency_key, remote_id, \
+    expected_etag, attempts, last_error, created_at";
+
+#[derive(sqlx::FromRow)]
+struct OutboxRow {
+    id: Uuid,
+    connection_id: Uuid,
+    calendar_id: Uuid,
+    appointment_id: Uuid,
+    operation: String,
+    idempotency_key: String,
+    remote_id: Option<String>,
+    expected_etag: Option<String>,
+    attempts: i64,
+    last_error: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<OutboxRow> for PendingWrite {
+    type Error = StoreError;
+    fn try_from(r: OutboxRow) -> Result<Self, StoreError> {
+        Ok(PendingWrite {
+            id: r.id.into(),
+            connection_id: r.connection_id.into(),
+            calendar_id: r.calendar_id.into(),
+            appointment_id: r.appointment_id.into(),
+            operation: r.operation.parse().map_err(corrupt("outbox", "operation"))?,
+            idempotency_key: r.idempotency_key,
+            remote_id: r.remote_id,
+            expected_etag: r.expected_etag,
+            attempts: r.attempts,
+            last_error: r.last_error,
+            created_at: r.created_at,
+        })
+    }
 }
 
 const LINK_COLUMNS: &str = "id, connection_id, calendar_id, appointment_id, remote_id, remote_etag, remote_hash, \
@@ -352,5 +408,91 @@ impl Db {
                 .await?
         });
         rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    /// Records a provider write before it is made. The calendar must belong to the connection
+    /// and the firm.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_write(
+        &self,
+        firm: FirmId,
+        connection: ConnectionId,
+        calendar: SyncedCalendarId,
+        appointment: AppointmentId,
+        operation: WriteOperation,
+        idempotency_key: &str,
+        remote_id: Option<&str>,
+        expected_etag: Option<&str>,
+    ) -> Result<PendingWrite, StoreError> {
+        let sql = format!(
+            "INSERT INTO outbox (id, firm_id, connection_id, calendar_id, appointment_id, operation, idempotency_key, \
+             remote_id, expected_etag, created_at) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 \
+             WHERE EXISTS (SELECT 1 FROM synced_calendars c WHERE c.id = $4 AND c.firm_id = $2 AND c.connection_id = $3) \
+             RETURNING {OUTBOX_COLUMNS}"
+        );
+        let row: Option<OutboxRow> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(OutboxId::new().as_uuid())
+                .bind(firm.as_uuid())
+                .bind(connection.as_uuid())
+                .bind(calendar.as_uuid())
+                .bind(appointment.as_uuid())
+                .bind(operation.as_str())
+                .bind(idempotency_key)
+                .bind(remote_id)
+                .bind(expected_etag)
+                .bind(self.now())
+                .fetch_optional(pool)
+                .await?
+        });
+        row.ok_or(StoreError::NotFound)?.try_into()
+    }
+
+    /// Writes of a connection not yet known to be done, oldest first: what a sync resolves
+    /// (by lookup) before planning anything new.
+    pub async fn pending_writes(
+        &self,
+        firm: FirmId,
+        connection: ConnectionId,
+    ) -> Result<Vec<PendingWrite>, StoreError> {
+        let sql = format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE firm_id = $1 AND connection_id = $2 AND done_at IS NULL \
+             ORDER BY created_at, id"
+        );
+        let rows: Vec<OutboxRow> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(firm.as_uuid()).bind(connection.as_uuid()).fetch_all(pool).await?
+        });
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    /// The write is done (its result is stored with the link).
+    pub async fn complete_write(&self, firm: FirmId, id: OutboxId) -> Result<(), StoreError> {
+        let n = on_pool!(self, pool => {
+            sqlx::query("UPDATE outbox SET done_at = $1 WHERE firm_id = $2 AND id = $3 AND done_at IS NULL")
+                .bind(self.now())
+                .bind(firm.as_uuid())
+                .bind(id.as_uuid())
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if n == 1 { Ok(()) } else { Err(StoreError::NotFound) }
+    }
+
+    /// The write failed this time; it stays pending with the reason and one more attempt counted.
+    pub async fn fail_write(&self, firm: FirmId, id: OutboxId, error: &str) -> Result<(), StoreError> {
+        let n = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $1 WHERE firm_id = $2 AND id = $3 AND done_at IS NULL",
+            )
+            .bind(error)
+            .bind(firm.as_uuid())
+            .bind(id.as_uuid())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if n == 1 { Ok(()) } else { Err(StoreError::NotFound) }
     }
 }

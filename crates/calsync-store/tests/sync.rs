@@ -1,11 +1,11 @@
-//! The sync engine's storage on SQLite and PostgreSQL: event links with their base, and the
-//! attempt log; both strictly per firm.
+//! The sync engine's storage on SQLite and PostgreSQL: event links with their base, the outbox of
+//! provider writes and the attempt log; all strictly per firm.
 
 use calsync_domain::account::{Email, FirmSlug};
 use calsync_domain::appointment::{AppointmentData, AppointmentInput};
 use calsync_domain::connection::Provider;
 use calsync_domain::ids::{AppointmentId, ConnectionId, EventLinkId, SyncedCalendarId};
-use calsync_domain::sync::{AttemptStatus, Base, LinkState, SyncTrigger};
+use calsync_domain::sync::{AttemptStatus, Base, LinkState, SyncTrigger, WriteOperation};
 use calsync_domain::tenant::Role;
 use calsync_store::crypto::Keyring;
 use calsync_store::{AttemptCounts, CalendarInfo, Connection, Db, LinkWrite, NewGrant, NewUser, StoreError, User};
@@ -173,4 +173,45 @@ async fn attempts_are_logged_once_and_listed_newest_first(backend: Backend) {
     ));
 }
 
-backend_tests!(links_keep_the_base_per_remote_event, attempts_are_logged_once_and_listed_newest_first);
+async fn writes_are_recorded_before_they_are_made(backend: Backend) {
+    let t = TestDb::new(backend).await;
+    let db = &t.db;
+    let ann = user(db, "acme", "ann@acme.test").await;
+    let conn = connected(db, &ann).await;
+    let cal = db.calendars(ann.firm_id, conn.id).await.unwrap().remove(0);
+    let appt = db.insert_appointment(ann.firm_id, ann.id, data("Intake")).await.unwrap();
+    let key = appt.id.to_string();
+    let create =
+        db.record_write(ann.firm_id, conn.id, cal.id, appt.id, WriteOperation::Create, &key, None, None).await.unwrap();
+    db.clock().advance(1);
+    let update = db
+        .record_write(ann.firm_id, conn.id, cal.id, appt.id, WriteOperation::Update, &key, Some("evt1"), Some("e1"))
+        .await
+        .unwrap();
+    let pending = db.pending_writes(ann.firm_id, conn.id).await.unwrap();
+    assert_eq!(pending.iter().map(|w| w.id).collect::<Vec<_>>(), vec![create.id, update.id], "oldest first");
+    assert_eq!((pending[1].remote_id.as_deref(), pending[1].expected_etag.as_deref()), (Some("evt1"), Some("e1")));
+
+    // A failure keeps it pending, counted; completion removes it from the pending list, once.
+    db.fail_write(ann.firm_id, create.id, "timed out").await.unwrap();
+    let again = db.pending_writes(ann.firm_id, conn.id).await.unwrap();
+    assert_eq!((again[0].attempts, again[0].last_error.as_deref()), (1, Some("timed out")));
+    db.complete_write(ann.firm_id, create.id).await.unwrap();
+    assert!(matches!(db.complete_write(ann.firm_id, create.id).await, Err(StoreError::NotFound)));
+    assert_eq!(db.pending_writes(ann.firm_id, conn.id).await.unwrap().len(), 1);
+
+    // Another firm can neither record against this connection nor see or settle its writes.
+    let eve = user(db, "globex", "eve@globex.test").await;
+    let foreign =
+        db.record_write(eve.firm_id, conn.id, cal.id, appt.id, WriteOperation::Delete, &key, Some("evt1"), None).await;
+    assert!(matches!(foreign, Err(StoreError::NotFound)));
+    assert!(db.pending_writes(eve.firm_id, conn.id).await.unwrap().is_empty());
+    assert!(matches!(db.complete_write(eve.firm_id, update.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(db.fail_write(eve.firm_id, update.id, "x").await, Err(StoreError::NotFound)));
+}
+
+backend_tests!(
+    links_keep_the_base_per_remote_event,
+    attempts_are_logged_once_and_listed_newest_first,
+    writes_are_recorded_before_they_are_made,
+);
