@@ -126,6 +126,11 @@ impl TryFrom<OutboxRow> for PendingWrite {
     }
 }
 
+/// A write that must have touched one row of the caller's firm; none means not found there.
+fn exactly_one(rows: u64) -> Result<(), StoreError> {
+    if rows == 1 { Ok(()) } else { Err(StoreError::NotFound) }
+}
+
 const LINK_COLUMNS: &str = "id, connection_id, calendar_id, appointment_id, remote_id, remote_etag, remote_hash, \
     remote_updated_at, local_version, local_hash, series_remote_id, original_start, state, last_error, synced_at";
 
@@ -316,7 +321,7 @@ impl Db {
                 .await?
                 .rows_affected()
         });
-        if n == 1 { Ok(()) } else { Err(StoreError::NotFound) }
+        exactly_one(n)
     }
 
     /// Opens an attempt in state `running`.
@@ -477,7 +482,7 @@ impl Db {
                 .await?
                 .rows_affected()
         });
-        if n == 1 { Ok(()) } else { Err(StoreError::NotFound) }
+        exactly_one(n)
     }
 
     /// The write failed this time; it stays pending with the reason and one more attempt counted.
@@ -493,6 +498,6 @@ impl Db {
             .await?
             .rows_affected()
         });
-        if n == 1 { Ok(()) } else { Err(StoreError::NotFound) }
+        exactly_one(n)
     }
 }
