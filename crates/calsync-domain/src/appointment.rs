@@ -8,7 +8,7 @@
 
 use crate::ValidationError;
 use crate::account::Email;
-use crate::ids::{AppointmentId, FirmId, UserId};
+use crate::ids::{AppointmentId, ConnectionId, FirmId, SyncedCalendarId, UserId};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
@@ -67,8 +67,9 @@ pub struct Attendee {
     pub name: String,
 }
 
-/// When an appointment happens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// When an appointment happens. Serialised as `{"kind": "timed" | "all_day", "start", "end"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum When {
     /// Instants; rendered in the appointment's zone.
     Timed { start: DateTime<Utc>, end: DateTime<Utc> },
@@ -76,16 +77,45 @@ pub enum When {
     AllDay { start: NaiveDate, end: NaiveDate },
 }
 
-/// The validated content of an appointment.
-#[derive(Debug, Clone, PartialEq)]
+/// The validated content of an appointment. Serde gives it a JSON form for storing a snapshot
+/// (a sync conflict keeps both sides' content); it is not an input format: input is parsed
+/// through [`AppointmentData::create`], which is where the invariants are checked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppointmentData {
     pub title: String,
     pub description: String,
     pub location: String,
     pub when: When,
+    #[serde(with = "tz_name")]
     pub time_zone: Tz,
     pub attendees: Vec<Attendee>,
     pub status: AppointmentStatus,
+}
+
+/// Where an appointment came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Origin {
+    /// Made in calsync: pushed to the connections' calendars.
+    Calsync,
+    /// Imported from an event of a connected calendar. Kept after the connection is gone, so an
+    /// imported appointment is never mistaken for one of calsync's own and pushed elsewhere.
+    Calendar { connection: ConnectionId, calendar: SyncedCalendarId },
+}
+
+/// A zone as its IANA name (chrono-tz's own serde support is not enabled).
+mod tz_name {
+    use chrono_tz::Tz;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(tz.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Tz, D::Error> {
+        let name = String::deserialize(d)?;
+        super::parse_time_zone(&name).map_err(serde::de::Error::custom)
+    }
 }
 
 /// A stored appointment.
@@ -95,6 +125,7 @@ pub struct Appointment {
     pub firm_id: FirmId,
     pub owner_id: UserId,
     pub data: AppointmentData,
+    pub origin: Origin,
     /// Bumped on every change; the sync engine compares it with the version it last pushed.
     pub version: i64,
     pub created_at: DateTime<Utc>,
@@ -477,6 +508,25 @@ mod tests {
         // Switching to all-day without new dates is refused rather than guessed.
         let e = a.patched(AppointmentInput { all_day: Some(true), ..Default::default() }).unwrap_err();
         assert_eq!(e.field, "start");
+    }
+
+    #[test]
+    fn data_round_trips_through_json_with_zone_and_kind() {
+        let mut timed_input = timed("2026-12-01T09:00:00+01:00", "2026-12-01T10:00:00+01:00");
+        timed_input.time_zone = Some("Europe/Berlin".into());
+        timed_input.attendees = Some(vec![AttendeeInput { email: "Bo@Example.test".into(), name: Some("Bo".into()) }]);
+        let mut all_day = timed("2026-03-29", "2026-03-30");
+        all_day.all_day = Some(true);
+        all_day.time_zone = Some("America/Santiago".into());
+        for input in [timed_input, all_day] {
+            let a = AppointmentData::create(input).unwrap();
+            let json = serde_json::to_string(&a).unwrap();
+            assert!(json.contains(&format!("\"time_zone\":\"{}\"", a.time_zone.name())), "{json}");
+            let back: AppointmentData = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, a);
+        }
+        let bad = r#"{"title":"x","description":"","location":"","when":{"kind":"timed","start":"2026-12-01T09:00:00Z","end":"2026-12-01T10:00:00Z"},"time_zone":"Mars/Olympus","attendees":[],"status":"confirmed"}"#;
+        assert!(serde_json::from_str::<AppointmentData>(bad).is_err(), "unknown zones are refused");
     }
 
     #[test]

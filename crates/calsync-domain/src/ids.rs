@@ -64,3 +64,5 @@ typed_id!(SyncedCalendarId);
 typed_id!(EventLinkId);
 typed_id!(SyncAttemptId);
 typed_id!(OutboxId);
+typed_id!(ConflictId);
+typed_id!(HeldDeleteId);

@@ -46,6 +46,18 @@ string_enum!(
     AttemptStatus, "status", { Running => "running", Success => "success", Partial => "partial", Failed => "failed" }
 );
 
+string_enum!(
+    /// Which side a manually resolved conflict kept: calsync's appointment or the provider's event.
+    ConflictSide, "keep", { Internal => "internal", External => "external" }
+);
+
+string_enum!(
+    /// Which side a held (mass-delete guarded) deletion would have removed: `local`, the calsync
+    /// appointment (its remote event is gone), or `remote`, the provider's event (the appointment
+    /// was deleted in calsync).
+    HeldSide, "side", { Local => "local", Remote => "remote" }
+);
+
 /// A stable digest of the content both sides can hold (title, description, location, time,
 /// zone, attendees, status): equal content, equal hash, whatever the version or etag. It is
 /// what recognises our own write coming back as an echo.

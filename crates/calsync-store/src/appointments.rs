@@ -2,7 +2,7 @@
 //! the caller read, so two concurrent edits cannot silently overwrite each other.
 
 use crate::{Db, StoreError, on_pool};
-use calsync_domain::appointment::{Appointment, AppointmentData, AppointmentStatus, Attendee, When};
+use calsync_domain::appointment::{Appointment, AppointmentData, AppointmentStatus, Attendee, Origin, When};
 use calsync_domain::ids::{AppointmentId, FirmId, UserId};
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::types::Json;
@@ -33,11 +33,66 @@ pub struct AppointmentPage {
     pub next: Option<Cursor>,
 }
 
-const COLUMNS: &str = "id, firm_id, owner_id, title, description, location, all_day, start_utc, end_utc, \
-                       start_date, end_date, time_zone, attendees, status, version, created_at, updated_at";
+pub(crate) const COLUMNS: &str = "id, firm_id, owner_id, title, description, location, all_day, start_utc, \
+    end_utc, start_date, end_date, time_zone, attendees, status, version, created_at, updated_at, \
+    origin_connection_id, origin_calendar_id, deleted_at";
+
+/// [`COLUMNS`] of the table aliased `a`, for joins.
+pub(crate) const A_COLUMNS: &str = "a.id, a.firm_id, a.owner_id, a.title, a.description, a.location, a.all_day, \
+    a.start_utc, a.end_utc, a.start_date, a.end_date, a.time_zone, a.attendees, a.status, a.version, a.created_at, \
+    a.updated_at, a.origin_connection_id, a.origin_calendar_id, a.deleted_at";
+
+/// One insert for every way an appointment is made (in calsync, or imported with its origin).
+pub(crate) const INSERT: &str = "INSERT INTO appointments (id, firm_id, owner_id, title, description, location, \
+    all_day, start_utc, end_utc, start_date, end_date, time_zone, attendees, status, version, created_at, updated_at, \
+    origin_connection_id, origin_calendar_id) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17, $18)";
+
+/// [`INSERT`] with the values of `a` bound, ready to execute on a pool or a transaction.
+macro_rules! insert_appointment_query {
+    ($a:expr) => {{
+        let a: &calsync_domain::appointment::Appointment = $a;
+        let (start_utc, end_utc) = a.data.utc_range();
+        let (start_date, end_date) = $crate::appointments::dates(&a.data);
+        let (origin_connection, origin_calendar) = match a.origin {
+            calsync_domain::appointment::Origin::Calsync => (None, None),
+            calsync_domain::appointment::Origin::Calendar { connection, calendar } => {
+                (Some(connection.as_uuid()), Some(calendar.as_uuid()))
+            }
+        };
+        sqlx::query($crate::appointments::INSERT)
+            .bind(a.id.as_uuid())
+            .bind(a.firm_id.as_uuid())
+            .bind(a.owner_id.as_uuid())
+            .bind(a.data.title.as_str())
+            .bind(a.data.description.as_str())
+            .bind(a.data.location.as_str())
+            .bind(a.data.is_all_day())
+            .bind(start_utc)
+            .bind(end_utc)
+            .bind(start_date)
+            .bind(end_date)
+            .bind(a.data.time_zone.name())
+            .bind(sqlx::types::Json(&a.data.attendees))
+            .bind(a.data.status.as_str())
+            .bind(a.version)
+            .bind(a.created_at)
+            .bind(origin_connection)
+            .bind(origin_calendar)
+    }};
+}
+pub(crate) use insert_appointment_query;
+
+/// A foreign-key refusal of an appointment insert: the owner is not a user of this firm.
+pub(crate) fn owner_not_in_firm(e: sqlx::Error) -> StoreError {
+    match e.as_database_error() {
+        Some(db) if db.is_foreign_key_violation() => StoreError::NotFound,
+        _ => StoreError::Database(e),
+    }
+}
 
 #[derive(sqlx::FromRow)]
-struct Row {
+pub(crate) struct Row {
     id: Uuid,
     firm_id: Uuid,
     owner_id: Uuid,
@@ -52,9 +107,12 @@ struct Row {
     time_zone: String,
     attendees: Json<Vec<Attendee>>,
     status: String,
-    version: i64,
+    pub(crate) version: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    origin_connection_id: Option<Uuid>,
+    origin_calendar_id: Option<Uuid>,
+    pub(crate) deleted_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<Row> for Appointment {
@@ -65,6 +123,13 @@ impl TryFrom<Row> for Appointment {
             (true, Some(start), Some(end)) => When::AllDay { start, end },
             (false, _, _) => When::Timed { start: r.start_utc, end: r.end_utc },
             _ => return Err(corrupt("all-day without dates")),
+        };
+        let origin = match (r.origin_connection_id, r.origin_calendar_id) {
+            (None, None) => Origin::Calsync,
+            (Some(connection), Some(calendar)) => {
+                Origin::Calendar { connection: connection.into(), calendar: calendar.into() }
+            }
+            _ => return Err(corrupt("origin connection without calendar or the reverse")),
         };
         Ok(Appointment {
             id: r.id.into(),
@@ -79,6 +144,7 @@ impl TryFrom<Row> for Appointment {
                 attendees: r.attendees.0,
                 status: r.status.parse::<AppointmentStatus>().map_err(|_| corrupt("status"))?,
             },
+            origin,
             version: r.version,
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -86,7 +152,7 @@ impl TryFrom<Row> for Appointment {
     }
 }
 
-fn dates(data: &AppointmentData) -> (Option<NaiveDate>, Option<NaiveDate>) {
+pub(crate) fn dates(data: &AppointmentData) -> (Option<NaiveDate>, Option<NaiveDate>) {
     match data.when {
         When::AllDay { start, end } => (Some(start), Some(end)),
         When::Timed { .. } => (None, None),
@@ -106,41 +172,13 @@ impl Db {
             firm_id: firm,
             owner_id: owner,
             data,
+            origin: Origin::Calsync,
             version: 1,
             created_at: now,
             updated_at: now,
         };
-        let (start_utc, end_utc) = a.data.utc_range();
-        let (start_date, end_date) = dates(&a.data);
         on_pool!(self, pool => {
-            sqlx::query(
-                "INSERT INTO appointments (id, firm_id, owner_id, title, description, location, all_day, start_utc, \
-                 end_utc, start_date, end_date, time_zone, attendees, status, version, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16)",
-            )
-            .bind(a.id.as_uuid())
-            .bind(firm.as_uuid())
-            .bind(owner.as_uuid())
-            .bind(&a.data.title)
-            .bind(&a.data.description)
-            .bind(&a.data.location)
-            .bind(a.data.is_all_day())
-            .bind(start_utc)
-            .bind(end_utc)
-            .bind(start_date)
-            .bind(end_date)
-            .bind(a.data.time_zone.name())
-            .bind(Json(&a.data.attendees))
-            .bind(a.data.status.as_str())
-            .bind(a.version)
-            .bind(now)
-            .execute(pool)
-            .await
-            .map_err(|e| match e.as_database_error() {
-                // The owner is not a user of this firm.
-                Some(db) if db.is_foreign_key_violation() => StoreError::NotFound,
-                _ => StoreError::Database(e),
-            })?;
+            insert_appointment_query!(&a).execute(pool).await.map_err(owner_not_in_firm)?;
         });
         Ok(a)
     }
@@ -265,7 +303,7 @@ impl Db {
     }
 
     /// Tells a vanished row from one whose version moved on, after a conditional write matched none.
-    async fn missing_or_changed(&self, firm: FirmId, id: AppointmentId) -> StoreError {
+    pub(crate) async fn missing_or_changed(&self, firm: FirmId, id: AppointmentId) -> StoreError {
         match self.appointment(firm, None, id).await {
             Ok(_) => StoreError::VersionMismatch,
             Err(e) => e,

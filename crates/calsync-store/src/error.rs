@@ -12,6 +12,10 @@ pub enum StoreError {
     /// A unique constraint refused the write; names the field that must be unique.
     #[error("{0} is already taken")]
     Duplicate(&'static str),
+    /// The request names something that exists but cannot be used for it (e.g. a calendar that
+    /// is not writable as the push target); says which field and why, like any validation error.
+    #[error("invalid {0}")]
+    Invalid(calsync_domain::ValidationError),
     /// An optimistic-concurrency check failed: the row changed since it was read.
     #[error("the record was changed concurrently")]
     VersionMismatch,

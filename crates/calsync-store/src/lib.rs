@@ -15,6 +15,8 @@ mod connections;
 pub mod crypto;
 mod error;
 mod sync;
+mod sync_apply;
+mod sync_state;
 
 pub use accounts::{ApiTokenInfo, AuthenticatedUser, Firm, NewUser, User, WebSession};
 pub use appointments::{AppointmentPage, AppointmentQuery, Cursor};
@@ -23,7 +25,9 @@ pub use connections::{
     StateRejection, SyncedCalendar, Tokens,
 };
 pub use error::StoreError;
-pub use sync::{AttemptCounts, EventLink, LinkWrite, PendingWrite, SyncAttempt};
+pub use sync::{AttemptCounts, AttemptQuery, EventLink, LinkWrite, PendingWrite, SyncAttempt};
+pub use sync_apply::SyncAppointment;
+pub use sync_state::{CalendarCursor, Conflict, HeldDelete};
 
 use calsync_domain::clock::Clock;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -155,6 +159,15 @@ impl Db {
 pub(crate) fn micros(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
     use chrono::SubsecRound;
     t.trunc_subsecs(6)
+}
+
+/// Most ids one `IN (…)` list carries: well under the bind limits of both backends (SQLite's is
+/// 32766, PostgreSQL's 65535) and small enough that statements stay cheap to prepare.
+pub(crate) const IN_CHUNK: usize = 500;
+
+/// `$first, $first+1, …` for `n` bind parameters, for an `IN (…)` list.
+pub(crate) fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
 /// The URL without its password, for messages and logs.

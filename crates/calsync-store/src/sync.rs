@@ -4,14 +4,16 @@
 //! sync attempts. Every query is scoped to the firm.
 
 use calsync_domain::ValidationError;
+use calsync_domain::connection::Provider;
 use calsync_domain::ids::{
     AppointmentId, ConnectionId, EventLinkId, FirmId, OutboxId, SyncAttemptId, SyncedCalendarId,
 };
 use calsync_domain::sync::{AttemptStatus, Base, LinkState, SyncTrigger, WriteOperation};
 use chrono::{DateTime, Utc};
+use std::sync::LazyLock;
 use uuid::Uuid;
 
-use crate::{Db, StoreError, micros, on_pool};
+use crate::{Db, IN_CHUNK, StoreError, on_pool, placeholders};
 
 /// A linked pair and its base.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +75,19 @@ pub struct SyncAttempt {
     pub replay_of: Option<SyncAttemptId>,
 }
 
+/// A filtered page of the attempt log, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AttemptQuery {
+    pub connection: Option<ConnectionId>,
+    pub status: Option<AttemptStatus>,
+    /// Only attempts started at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Keyset: `(started_at, id)` of the last item of the previous page.
+    pub before: Option<(DateTime<Utc>, SyncAttemptId)>,
+    /// Clamped to 1..=200.
+    pub limit: u32,
+}
+
 /// A provider write recorded before it is made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingWrite {
@@ -127,15 +142,15 @@ impl TryFrom<OutboxRow> for PendingWrite {
 }
 
 /// A write that must have touched one row of the caller's firm; none means not found there.
-fn exactly_one(rows: u64) -> Result<(), StoreError> {
+pub(crate) fn exactly_one(rows: u64) -> Result<(), StoreError> {
     if rows == 1 { Ok(()) } else { Err(StoreError::NotFound) }
 }
 
-const LINK_COLUMNS: &str = "id, connection_id, calendar_id, appointment_id, remote_id, remote_etag, remote_hash, \
+pub(crate) const LINK_COLUMNS: &str = "id, connection_id, calendar_id, appointment_id, remote_id, remote_etag, remote_hash, \
     remote_updated_at, local_version, local_hash, series_remote_id, original_start, state, last_error, synced_at";
 
 #[derive(sqlx::FromRow)]
-struct LinkRow {
+pub(crate) struct LinkRow {
     id: Uuid,
     connection_id: Uuid,
     calendar_id: Uuid,
@@ -153,7 +168,7 @@ struct LinkRow {
     synced_at: DateTime<Utc>,
 }
 
-fn corrupt(table: &'static str, what: &'static str) -> impl Fn(ValidationError) -> StoreError {
+pub(crate) fn corrupt(table: &'static str, what: &'static str) -> impl Fn(ValidationError) -> StoreError {
     move |e| StoreError::Corrupt(format!("{table}.{what}: {e}"))
 }
 
@@ -234,44 +249,71 @@ impl TryFrom<AttemptRow> for SyncAttempt {
     }
 }
 
+/// The insert of a link, `RETURNING` it; nothing is inserted unless the calendar belongs to the
+/// firm and the connection and the appointment to the firm. With `upsert`, a link of the same
+/// remote event in that calendar is replaced (a new base for a known pair); without, it is a
+/// unique violation (an import must never silently re-point a link at another appointment).
+fn link_insert_sql(upsert: bool) -> String {
+    let on_conflict = if upsert {
+        "ON CONFLICT (calendar_id, remote_id) DO UPDATE SET appointment_id = excluded.appointment_id, \
+         remote_etag = excluded.remote_etag, remote_hash = excluded.remote_hash, \
+         remote_updated_at = excluded.remote_updated_at, local_version = excluded.local_version, \
+         local_hash = excluded.local_hash, series_remote_id = excluded.series_remote_id, \
+         original_start = excluded.original_start, state = excluded.state, last_error = excluded.last_error, \
+         synced_at = excluded.synced_at, updated_at = excluded.updated_at"
+    } else {
+        ""
+    };
+    format!(
+        "INSERT INTO event_links (id, firm_id, connection_id, calendar_id, appointment_id, remote_id, remote_etag, \
+         remote_hash, remote_updated_at, local_version, local_hash, series_remote_id, original_start, state, \
+         last_error, synced_at, created_at, updated_at) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $16 \
+         WHERE EXISTS (SELECT 1 FROM synced_calendars c WHERE c.id = $4 AND c.firm_id = $2 AND c.connection_id = $3) \
+         AND EXISTS (SELECT 1 FROM appointments a WHERE a.id = $5 AND a.firm_id = $2) \
+         {on_conflict} RETURNING {LINK_COLUMNS}"
+    )
+}
+
+/// [`link_insert_sql`] with `upsert`, built once (a `'static` string is handed to sqlx uncopied).
+pub(crate) static LINK_UPSERT_SQL: LazyLock<String> = LazyLock::new(|| link_insert_sql(true));
+/// [`link_insert_sql`] without `upsert`.
+pub(crate) static LINK_INSERT_SQL: LazyLock<String> = LazyLock::new(|| link_insert_sql(false));
+
+/// One of the link inserts with the values of a [`LinkWrite`] bound; the appointment and its version
+/// are passed separately because the atomic applies decide them, not the caller.
+macro_rules! link_insert_query {
+    ($sql:expr, $firm:expr, $w:expr, $appointment:expr, $local_version:expr, $now:expr) => {{
+        let w: &$crate::sync::LinkWrite<'_> = $w;
+        let sql: &'static str = $sql;
+        sqlx::query_as::<_, $crate::sync::LinkRow>(sql)
+            .bind(calsync_domain::ids::EventLinkId::new().as_uuid())
+            .bind($firm.as_uuid())
+            .bind(w.connection_id.as_uuid())
+            .bind(w.calendar_id.as_uuid())
+            .bind($appointment.as_uuid())
+            .bind(w.remote_id)
+            .bind(w.base.remote_etag.as_str())
+            .bind(w.base.remote_hash.as_str())
+            .bind(w.remote_updated_at.map($crate::micros))
+            .bind($local_version)
+            .bind(w.base.local_hash.as_str())
+            .bind(w.series_remote_id)
+            .bind(w.original_start.map($crate::micros))
+            .bind(w.state.as_str())
+            .bind(w.last_error)
+            .bind($now)
+    }};
+}
+pub(crate) use link_insert_query;
+
 impl Db {
     /// Stores the pair's new base: inserted, or replacing the link of the same remote event in
     /// that calendar. The connection, calendar and appointment must belong to `firm`.
     pub async fn save_link(&self, firm: FirmId, w: &LinkWrite<'_>) -> Result<EventLink, StoreError> {
         let now = self.now();
-        let sql = format!(
-            "INSERT INTO event_links (id, firm_id, connection_id, calendar_id, appointment_id, remote_id, remote_etag, \
-             remote_hash, remote_updated_at, local_version, local_hash, series_remote_id, original_start, state, \
-             last_error, synced_at, created_at, updated_at) \
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $16 \
-             WHERE EXISTS (SELECT 1 FROM synced_calendars c WHERE c.id = $4 AND c.firm_id = $2 AND c.connection_id = $3) \
-             AND EXISTS (SELECT 1 FROM appointments a WHERE a.id = $5 AND a.firm_id = $2) \
-             ON CONFLICT (calendar_id, remote_id) DO UPDATE SET appointment_id = excluded.appointment_id, \
-             remote_etag = excluded.remote_etag, remote_hash = excluded.remote_hash, \
-             remote_updated_at = excluded.remote_updated_at, local_version = excluded.local_version, \
-             local_hash = excluded.local_hash, series_remote_id = excluded.series_remote_id, \
-             original_start = excluded.original_start, state = excluded.state, last_error = excluded.last_error, \
-             synced_at = excluded.synced_at, updated_at = excluded.updated_at \
-             RETURNING {LINK_COLUMNS}"
-        );
         let row: Option<LinkRow> = on_pool!(self, pool => {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(EventLinkId::new().as_uuid())
-                .bind(firm.as_uuid())
-                .bind(w.connection_id.as_uuid())
-                .bind(w.calendar_id.as_uuid())
-                .bind(w.appointment_id.as_uuid())
-                .bind(w.remote_id)
-                .bind(&w.base.remote_etag)
-                .bind(&w.base.remote_hash)
-                .bind(w.remote_updated_at.map(micros))
-                .bind(w.base.local_version)
-                .bind(&w.base.local_hash)
-                .bind(w.series_remote_id)
-                .bind(w.original_start.map(micros))
-                .bind(w.state.as_str())
-                .bind(w.last_error)
-                .bind(now)
+            link_insert_query!(LINK_UPSERT_SQL.as_str(), firm, w, w.appointment_id, w.base.local_version, now)
                 .fetch_optional(pool)
                 .await
                 .map_err(|e| StoreError::unique(e, "appointment link"))?
@@ -499,5 +541,174 @@ impl Db {
             .rows_affected()
         });
         exactly_one(n)
+    }
+
+    /// A link by id.
+    pub async fn link(&self, firm: FirmId, id: EventLinkId) -> Result<EventLink, StoreError> {
+        let sql = format!("SELECT {LINK_COLUMNS} FROM event_links WHERE firm_id = $1 AND id = $2");
+        let row: Option<LinkRow> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(firm.as_uuid()).bind(id.as_uuid()).fetch_optional(pool).await?
+        });
+        row.ok_or(StoreError::NotFound)?.try_into()
+    }
+
+    /// The links of these appointments on any calendar, each with its connection's provider: what
+    /// an appointment shows of where it is synced. Ids of other firms simply match nothing.
+    pub async fn links_of(
+        &self,
+        firm: FirmId,
+        appointments: &[AppointmentId],
+    ) -> Result<Vec<(EventLink, Provider)>, StoreError> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            link: LinkRow,
+            provider: String,
+        }
+        let columns: String = LINK_COLUMNS.split(", ").map(|c| format!("l.{c}")).collect::<Vec<_>>().join(", ");
+        let mut out = Vec::new();
+        for chunk in appointments.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT {columns}, o.provider FROM event_links l \
+                 JOIN oauth_connections o ON o.id = l.connection_id AND o.firm_id = l.firm_id \
+                 WHERE l.firm_id = $1 AND l.appointment_id IN ({}) ORDER BY l.appointment_id, l.created_at, l.id",
+                placeholders(2, chunk.len())
+            );
+            let rows: Vec<Row> = on_pool!(self, pool => {
+                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(firm.as_uuid());
+                for id in chunk {
+                    q = q.bind(id.as_uuid());
+                }
+                q.fetch_all(pool).await?
+            });
+            for r in rows {
+                let provider = r.provider.parse().map_err(corrupt("oauth_connections", "provider"))?;
+                out.push((r.link.try_into()?, provider));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sets a link's state and error (an error to show, a conflict waiting) without touching its
+    /// base: the pair has not been brought together, so the next sync must still see the change.
+    pub async fn set_link_state(
+        &self,
+        firm: FirmId,
+        link: EventLinkId,
+        state: LinkState,
+        last_error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let n = on_pool!(self, pool => {
+            sqlx::query("UPDATE event_links SET state = $1, last_error = $2, updated_at = $3 WHERE firm_id = $4 AND id = $5")
+                .bind(state.as_str())
+                .bind(last_error)
+                .bind(self.now())
+                .bind(firm.as_uuid())
+                .bind(link.as_uuid())
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        exactly_one(n)
+    }
+
+    /// One attempt of the firm.
+    pub async fn attempt(&self, firm: FirmId, id: SyncAttemptId) -> Result<SyncAttempt, StoreError> {
+        let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM sync_attempts WHERE firm_id = $1 AND id = $2");
+        let row: Option<AttemptRow> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(firm.as_uuid()).bind(id.as_uuid()).fetch_optional(pool).await?
+        });
+        row.ok_or(StoreError::NotFound)?.try_into()
+    }
+
+    /// A filtered page of the firm's attempts, newest first (by start, then id), and whether more
+    /// follow. Paging is by keyset, so attempts started meanwhile never shift a page.
+    pub async fn query_attempts(&self, firm: FirmId, q: &AttemptQuery) -> Result<(Vec<SyncAttempt>, bool), StoreError> {
+        let limit = q.limit.clamp(1, 200);
+        let sql = format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM sync_attempts WHERE firm_id = $1 AND ($2 IS NULL OR connection_id = $2) \
+             AND ($3 IS NULL OR status = $3) AND ($4 IS NULL OR started_at >= $4) \
+             AND ($5 IS NULL OR (started_at, id) < ($5, $6)) ORDER BY started_at DESC, id DESC LIMIT $7"
+        );
+        let rows: Vec<AttemptRow> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(firm.as_uuid())
+                .bind(q.connection.map(|c| c.as_uuid()))
+                .bind(q.status.map(|s| s.as_str()))
+                .bind(q.since.map(crate::micros))
+                .bind(q.before.map(|(t, _)| crate::micros(t)))
+                .bind(q.before.map(|(_, id)| id.as_uuid()))
+                .bind(i64::from(limit) + 1)
+                .fetch_all(pool)
+                .await?
+        });
+        let mut items = rows.into_iter().map(SyncAttempt::try_from).collect::<Result<Vec<_>, _>>()?;
+        let more = items.len() > limit as usize;
+        items.truncate(limit as usize);
+        Ok((items, more))
+    }
+
+    /// The latest attempt of a connection, whatever its status.
+    pub async fn last_attempt(
+        &self,
+        firm: FirmId,
+        connection: ConnectionId,
+    ) -> Result<Option<SyncAttempt>, StoreError> {
+        let sql = format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM sync_attempts WHERE firm_id = $1 AND connection_id = $2 \
+             ORDER BY started_at DESC, id DESC LIMIT 1"
+        );
+        let row: Option<AttemptRow> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(firm.as_uuid())
+                .bind(connection.as_uuid())
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(TryInto::try_into).transpose()
+    }
+
+    /// Closes as failed (`interrupted`) the attempts of a connection still marked running. Only
+    /// the holder of the sync lease may call it, right after taking the lease: nobody else can be
+    /// running one then, so any left is from a process that died mid-sync. Returns how many.
+    pub async fn close_interrupted_attempts(&self, firm: FirmId, connection: ConnectionId) -> Result<u64, StoreError> {
+        let n = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE sync_attempts SET status = 'failed', finished_at = $1, error_kind = 'interrupted', \
+                 error_message = 'the sync stopped before it finished (the process ended)' \
+                 WHERE firm_id = $2 AND connection_id = $3 AND status = 'running'",
+            )
+            .bind(self.now())
+            .bind(firm.as_uuid())
+            .bind(connection.as_uuid())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(n)
+    }
+
+    /// Marks done every pending write of this appointment on this calendar: a fresh plan supersedes
+    /// them (after they were resolved by lookup), so they must not be retried. Returns how many.
+    pub async fn complete_writes_for(
+        &self,
+        firm: FirmId,
+        calendar: SyncedCalendarId,
+        appointment: AppointmentId,
+    ) -> Result<u64, StoreError> {
+        let n = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE outbox SET done_at = $1 WHERE firm_id = $2 AND calendar_id = $3 AND appointment_id = $4 \
+                 AND done_at IS NULL",
+            )
+            .bind(self.now())
+            .bind(firm.as_uuid())
+            .bind(calendar.as_uuid())
+            .bind(appointment.as_uuid())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(n)
     }
 }

@@ -31,6 +31,8 @@ pub struct Connection {
     pub last_sync_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub has_refresh_token: bool,
+    /// Remote id of the calendar new appointments are created in; `None` for the primary.
+    pub push_calendar: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -144,7 +146,7 @@ pub struct SettingsChange {
 
 const COLUMNS: &str = "id, firm_id, user_id, provider, account_email, status, status_message, status_reason, token_expires_at, \
     granted_scopes, sync_enabled, sync_window_days, conflict_strategy, delete_policy, last_sync_at, last_error, \
-    refresh_token IS NOT NULL AS has_refresh_token, created_at, updated_at";
+    refresh_token IS NOT NULL AS has_refresh_token, push_calendar, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
 struct Row {
@@ -165,6 +167,7 @@ struct Row {
     last_sync_at: Option<DateTime<Utc>>,
     last_error: Option<String>,
     has_refresh_token: bool,
+    push_calendar: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -197,14 +200,19 @@ impl TryFrom<Row> for Connection {
             last_sync_at: r.last_sync_at,
             last_error: r.last_error,
             has_refresh_token: r.has_refresh_token,
+            push_calendar: r.push_calendar,
             created_at: r.created_at,
             updated_at: r.updated_at,
         })
     }
 }
 
+/// The columns of [`CalendarRow`], for queries of calendars outside this module.
+pub(crate) const CALENDAR_COLUMNS: &str =
+    "c.id, c.connection_id, c.remote_id, c.name, c.is_primary, c.can_write, c.time_zone, c.selected";
+
 #[derive(sqlx::FromRow)]
-struct CalendarRow {
+pub(crate) struct CalendarRow {
     id: Uuid,
     connection_id: Uuid,
     remote_id: String,
@@ -314,7 +322,7 @@ mod tokens;
 impl Db {
     /// `BEGIN` for a transaction that will write after reading: SQLite must take the write lock
     /// up front, or a concurrent writer makes the upgrade fail instead of wait.
-    fn begin_write_sql(&self) -> &'static str {
+    pub(crate) fn begin_write_sql(&self) -> &'static str {
         match self.backend() {
             Backend::Sqlite => "BEGIN IMMEDIATE",
             Backend::Postgres => "BEGIN",

@@ -1,0 +1,293 @@
+//! Appointments as the sync engine sees them (live or tombstoned, with their origin), what
+//! calsync changed since a calendar's last sync, and the applies of remote changes: each one
+//! transaction that writes the appointment and its link together, so a crash can never leave an
+//! imported appointment without its link (a duplicate at the next sync) or a link whose base
+//! claims a version the appointment never got.
+
+use calsync_domain::appointment::{Appointment, AppointmentData, Origin};
+use calsync_domain::ids::{AppointmentId, EventLinkId, FirmId, SyncedCalendarId, UserId};
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+
+use crate::appointments::{A_COLUMNS, COLUMNS, Row, dates, insert_appointment_query, owner_not_in_firm};
+use crate::sync::{LINK_INSERT_SQL, LINK_UPSERT_SQL, LinkRow, link_insert_query};
+use crate::{Db, EventLink, IN_CHUNK, LinkWrite, StoreError, on_pool, placeholders};
+
+/// An appointment as the sync engine sees it: live, or deleted (a tombstone whose deletion
+/// still has to reach the calendars).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncAppointment {
+    pub appointment: Appointment,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<Row> for SyncAppointment {
+    type Error = StoreError;
+    fn try_from(r: Row) -> Result<Self, StoreError> {
+        let deleted_at = r.deleted_at;
+        Ok(SyncAppointment { appointment: r.try_into()?, deleted_at })
+    }
+}
+
+impl Db {
+    /// An appointment of the firm, live or deleted; `None` when the firm has no such row.
+    pub async fn sync_appointment(
+        &self,
+        firm: FirmId,
+        id: AppointmentId,
+    ) -> Result<Option<SyncAppointment>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM appointments WHERE id = $1 AND firm_id = $2");
+        let row: Option<Row> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id.as_uuid()).bind(firm.as_uuid()).fetch_optional(pool).await?
+        });
+        row.map(TryInto::try_into).transpose()
+    }
+
+    /// Many appointments of the firm at once (a page of links), live or deleted, in no particular
+    /// order; ids the firm has no row for are simply absent. Queried in `IN` lists of at most
+    /// [`IN_CHUNK`] ids.
+    pub async fn sync_appointments(
+        &self,
+        firm: FirmId,
+        ids: &[AppointmentId],
+    ) -> Result<Vec<SyncAppointment>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM appointments WHERE firm_id = $1 AND id IN ({})",
+                placeholders(2, chunk.len())
+            );
+            let rows: Vec<Row> = on_pool!(self, pool => {
+                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(firm.as_uuid());
+                for id in chunk {
+                    q = q.bind(id.as_uuid());
+                }
+                q.fetch_all(pool).await?
+            });
+            for r in rows {
+                out.push(r.try_into()?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// What calsync changed for `calendar` since its last sync, by start then id:
+    /// - every appointment linked on the calendar, live or deleted, whose version differs from
+    ///   the version its link's base recorded (edited or deleted here since);
+    /// - with `push_target` (the calendar new appointments go to), every live appointment of
+    ///   `owner` made in calsync (no origin: an imported one belongs to its own calendar and is
+    ///   never copied to another) overlapping `[window_start, window_end)` that has no link on
+    ///   this calendar yet.
+    ///
+    /// A calendar of another firm matches nothing.
+    pub async fn local_changes(
+        &self,
+        firm: FirmId,
+        owner: UserId,
+        calendar: SyncedCalendarId,
+        push_target: bool,
+        window_start: DateTime<Utc>,
+        window_end: DateTime<Utc>,
+    ) -> Result<Vec<SyncAppointment>, StoreError> {
+        // The two parts are disjoint (linked here / not linked here), so UNION ALL needs no dedup.
+        let sql = format!(
+            "SELECT {A_COLUMNS} FROM event_links l JOIN appointments a ON a.id = l.appointment_id AND a.firm_id = l.firm_id \
+             WHERE l.firm_id = $1 AND l.calendar_id = $2 AND a.version <> l.local_version \
+             UNION ALL \
+             SELECT {A_COLUMNS} FROM appointments a \
+             WHERE $3 AND a.firm_id = $1 AND a.owner_id = $4 AND a.deleted_at IS NULL AND a.origin_connection_id IS NULL \
+             AND a.end_utc > $5 AND a.start_utc < $6 \
+             AND EXISTS (SELECT 1 FROM synced_calendars c WHERE c.id = $2 AND c.firm_id = $1) \
+             AND NOT EXISTS (SELECT 1 FROM event_links l WHERE l.calendar_id = $2 AND l.appointment_id = a.id) \
+             ORDER BY start_utc, id"
+        );
+        let rows: Vec<Row> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(firm.as_uuid())
+                .bind(calendar.as_uuid())
+                .bind(push_target)
+                .bind(owner.as_uuid())
+                .bind(crate::micros(window_start))
+                .bind(crate::micros(window_end))
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    /// Imports a remote event: a new appointment of `owner` (version 1) whose origin is the
+    /// link's connection and calendar, and its link, in one transaction. `link.appointment_id`
+    /// is ignored (the new appointment's id is used) and so is `link.base.local_version` (the
+    /// base records version 1, the version just made). A remote event already linked on that
+    /// calendar is [`StoreError::Duplicate`] and nothing is written; a calendar, connection or
+    /// owner outside the firm is [`StoreError::NotFound`].
+    pub async fn import_event(
+        &self,
+        firm: FirmId,
+        owner: UserId,
+        data: AppointmentData,
+        link: &LinkWrite<'_>,
+    ) -> Result<(Appointment, EventLink), StoreError> {
+        let now = self.now();
+        let a = Appointment {
+            id: AppointmentId::new(),
+            firm_id: firm,
+            owner_id: owner,
+            data,
+            origin: Origin::Calendar { connection: link.connection_id, calendar: link.calendar_id },
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        let row: Result<LinkRow, StoreError> = on_pool!(self, pool => {
+            async {
+                let mut tx = pool.begin_with(self.begin_write_sql()).await?;
+                insert_appointment_query!(&a).execute(&mut *tx).await.map_err(owner_not_in_firm)?;
+                let row = link_insert_query!(LINK_INSERT_SQL.as_str(), firm, link, a.id, a.version, now)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| StoreError::unique(e, "appointment link"))?
+                    .ok_or(StoreError::NotFound)?;
+                tx.commit().await?;
+                Ok(row)
+            }
+            .await
+        });
+        Ok((a, row?.try_into()?))
+    }
+
+    /// Applies a remote edit: replaces the content of the live appointment if its version is
+    /// still `expected_version` (bumping it), and stores the link with its base recording that
+    /// new version and `link.base.local_hash`, in one transaction. `link.appointment_id` is
+    /// ignored (`id` is used). [`StoreError::VersionMismatch`] when the appointment changed
+    /// meanwhile, [`StoreError::NotFound`] when it is gone or deleted; either way nothing is
+    /// written.
+    pub async fn apply_remote_update(
+        &self,
+        firm: FirmId,
+        id: AppointmentId,
+        expected_version: i64,
+        data: AppointmentData,
+        link: &LinkWrite<'_>,
+    ) -> Result<(Appointment, EventLink), StoreError> {
+        let (start_utc, end_utc) = data.utc_range();
+        let (start_date, end_date) = dates(&data);
+        let now = self.now();
+        let update = format!(
+            "UPDATE appointments SET title = $1, description = $2, location = $3, all_day = $4, start_utc = $5, \
+             end_utc = $6, start_date = $7, end_date = $8, time_zone = $9, attendees = $10, status = $11, \
+             version = version + 1, updated_at = $12 \
+             WHERE id = $13 AND firm_id = $14 AND version = $15 AND deleted_at IS NULL RETURNING {COLUMNS}"
+        );
+        let result: Result<Option<(Row, LinkRow)>, StoreError> = on_pool!(self, pool => {
+            async {
+                let mut tx = pool.begin_with(self.begin_write_sql()).await?;
+                let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(update))
+                    .bind(&data.title)
+                    .bind(&data.description)
+                    .bind(&data.location)
+                    .bind(data.is_all_day())
+                    .bind(start_utc)
+                    .bind(end_utc)
+                    .bind(start_date)
+                    .bind(end_date)
+                    .bind(data.time_zone.name())
+                    .bind(Json(&data.attendees))
+                    .bind(data.status.as_str())
+                    .bind(now)
+                    .bind(id.as_uuid())
+                    .bind(firm.as_uuid())
+                    .bind(expected_version)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(row) = row else { return Ok(None) };
+                let link_row = link_insert_query!(LINK_UPSERT_SQL.as_str(), firm, link, id, row.version, now)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| StoreError::unique(e, "appointment link"))?
+                    .ok_or(StoreError::NotFound)?;
+                tx.commit().await?;
+                Ok(Some((row, link_row)))
+            }
+            .await
+        });
+        match result? {
+            Some((row, link_row)) => Ok((row.try_into()?, link_row.try_into()?)),
+            None => Err(self.missing_or_changed(firm, id).await),
+        }
+    }
+
+    /// Applies a remote deletion: tombstones the appointment if its version is still
+    /// `expected_version` and deletes the link, in one transaction. An appointment already
+    /// deleted only loses the link. [`StoreError::VersionMismatch`] when the live appointment
+    /// changed meanwhile (the edit must win over a deletion it never saw);
+    /// [`StoreError::NotFound`] when the firm has no such appointment, or no such link of it.
+    /// Nothing is written on error.
+    pub async fn apply_remote_delete(
+        &self,
+        firm: FirmId,
+        id: AppointmentId,
+        expected_version: i64,
+        link: EventLinkId,
+    ) -> Result<(), StoreError> {
+        let now = self.now();
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_with(self.begin_write_sql()).await?;
+            let tombstoned = sqlx::query(
+                "UPDATE appointments SET deleted_at = $1, updated_at = $1, version = version + 1 \
+                 WHERE id = $2 AND firm_id = $3 AND version = $4 AND deleted_at IS NULL",
+            )
+            .bind(now)
+            .bind(id.as_uuid())
+            .bind(firm.as_uuid())
+            .bind(expected_version)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if tombstoned == 0 {
+                let state: Option<(Option<DateTime<Utc>>,)> =
+                    sqlx::query_as("SELECT deleted_at FROM appointments WHERE id = $1 AND firm_id = $2")
+                        .bind(id.as_uuid())
+                        .bind(firm.as_uuid())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                match state {
+                    None => return Err(StoreError::NotFound),
+                    Some((None,)) => return Err(StoreError::VersionMismatch),
+                    Some((Some(_),)) => {}
+                }
+            }
+            let unlinked = sqlx::query("DELETE FROM event_links WHERE firm_id = $1 AND id = $2 AND appointment_id = $3")
+                .bind(firm.as_uuid())
+                .bind(link.as_uuid())
+                .bind(id.as_uuid())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if unlinked != 1 {
+                return Err(StoreError::NotFound);
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Brings a deleted appointment back (a deletion undone, or a held delete refused): live
+    /// again with its version bumped, so every calendar sees it as changed.
+    /// [`StoreError::NotFound`] unless it is a deleted appointment of the firm.
+    pub async fn restore_appointment(&self, firm: FirmId, id: AppointmentId) -> Result<Appointment, StoreError> {
+        let sql = format!(
+            "UPDATE appointments SET deleted_at = NULL, version = version + 1, updated_at = $1 \
+             WHERE id = $2 AND firm_id = $3 AND deleted_at IS NOT NULL RETURNING {COLUMNS}"
+        );
+        let row: Option<Row> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(self.now())
+                .bind(id.as_uuid())
+                .bind(firm.as_uuid())
+                .fetch_optional(pool)
+                .await?
+        });
+        row.ok_or(StoreError::NotFound)?.try_into()
+    }
+}
