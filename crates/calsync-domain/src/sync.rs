@@ -147,7 +147,8 @@ pub enum Action {
     Forget,
     /// The delete policy keeps the other side: drop the link, touch nothing.
     Unlink,
-    /// Both sides changed and the strategy is `manual`: record both versions, change nothing.
+    /// Both sides changed (both still there) and the strategy is `manual`: record both
+    /// versions, change nothing.
     Conflict,
 }
 
@@ -224,19 +225,22 @@ pub fn plan(base: Option<&Base>, local: &Local, remote: &Remote, rules: Rules) -
                 if r.is_some_and(|r| r > *l) { Action::UpdateLocal } else { Action::UpdateRemote }
             }
         },
-        // Edited on one side, deleted on the other.
+        // Edited on one side, deleted on the other. A conflict record needs both versions, so
+        // `manual` keeps the edit like `newest_wins`: nothing the user wrote is lost either way.
         (Changed, Gone) => match rules.conflicts {
-            ConflictStrategy::Manual => Action::Conflict,
             ConflictStrategy::PreferExternal if deletes_propagate => Action::DeleteLocal,
             ConflictStrategy::PreferExternal => Action::Unlink,
             // An edit is newer information than a deletion it never saw: keep the data.
-            ConflictStrategy::PreferInternal | ConflictStrategy::NewestWins => Action::CreateRemote,
+            ConflictStrategy::PreferInternal | ConflictStrategy::NewestWins | ConflictStrategy::Manual => {
+                Action::CreateRemote
+            }
         },
         (Gone, Changed) => match rules.conflicts {
-            ConflictStrategy::Manual => Action::Conflict,
             ConflictStrategy::PreferInternal if deletes_propagate => Action::DeleteRemote,
             ConflictStrategy::PreferInternal => Action::Unlink,
-            ConflictStrategy::PreferExternal | ConflictStrategy::NewestWins => Action::CreateLocal,
+            ConflictStrategy::PreferExternal | ConflictStrategy::NewestWins | ConflictStrategy::Manual => {
+                Action::CreateLocal
+            }
         },
     }
 }
@@ -354,6 +358,10 @@ mod tests {
         assert_eq!(plan(Some(&b), &Local::Deleted { at: t("09:30") }, &edited_there, NEWEST), Action::CreateLocal);
         let int = Rules { conflicts: ConflictStrategy::PreferInternal, deletes: DeletePolicy::Propagate };
         assert_eq!(plan(Some(&b), &Local::Deleted { at: t("09:30") }, &edited_there, int), Action::DeleteRemote);
+        // `manual` has no second version to show, so the edit is kept there too.
+        let manual = Rules { conflicts: ConflictStrategy::Manual, deletes: DeletePolicy::Propagate };
+        assert_eq!(plan(Some(&b), &edited_here, &Remote::Absent, manual), Action::CreateRemote);
+        assert_eq!(plan(Some(&b), &Local::Deleted { at: t("09:30") }, &edited_there, manual), Action::CreateLocal);
     }
 
     #[test]

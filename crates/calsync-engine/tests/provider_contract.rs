@@ -109,18 +109,20 @@ async fn contract(p: &dyn CalendarProvider, token: &str, sandbox: &Sandbox, prov
     assert!(upserts(&before).is_empty());
 
     // Creates are idempotent on the key: a retry returns the same event.
+    // The stamp (an appointment id) is separate from the key: a fresh key re-creates.
     let key = "0190c2a0-1234-7abc-8def-0123456789ab";
+    let stamp = "0190c2a0-aaaa-7abc-8def-0123456789ab";
     let data = appointment("Intake: Meyer", 3);
-    let created = p.create(token, &cal, key, &data).await.unwrap();
-    let again = p.create(token, &cal, key, &data).await.unwrap();
+    let created = p.create(token, &cal, key, stamp, &data).await.unwrap();
+    let again = p.create(token, &cal, key, stamp, &data).await.unwrap();
     assert_eq!(again.id, created.id, "{provider}: a retried create made no second event");
-    assert_eq!(created.calsync_id.as_deref(), Some(key));
+    assert_eq!(created.calsync_id.as_deref(), Some(stamp));
     let read = p.get(token, &cal, &created.id).await.unwrap().expect("created");
     let content = read.data.clone().expect("full content");
     assert_eq!((content.title.as_str(), content.location.as_str()), ("Intake: Meyer", "Room 2.14"));
     assert_eq!(content.when, data.when, "{provider}: the instants round-trip");
     assert_eq!(content.description, data.description);
-    assert_eq!(read.calsync_id.as_deref(), Some(key), "{provider}: our stamp comes back");
+    assert_eq!(read.calsync_id.as_deref(), Some(stamp), "{provider}: our stamp comes back");
 
     // Conditional update: the current etag wins, the old one is refused.
     let moved = AppointmentData { title: "Intake: Meyer (moved)".into(), ..appointment("x", 4) };
@@ -144,7 +146,10 @@ async fn contract(p: &dyn CalendarProvider, token: &str, sandbox: &Sandbox, prov
         attendees: vec![Attendee { email: "client@example.com".into(), name: "Client".into() }],
         ..appointment("Office closed", 24)
     };
-    let all_day = p.create(token, &cal, "0190c2a0-1234-7abc-8def-0123456789ac", &day).await.unwrap();
+    let all_day = p
+        .create(token, &cal, "0190c2a0-1234-7abc-8def-0123456789ac", "0190c2a0-1234-7abc-8def-0123456789ac", &day)
+        .await
+        .unwrap();
     let back = p.get(token, &cal, &all_day.id).await.unwrap().unwrap().data.unwrap();
     assert_eq!(back.when, day.when, "{provider}: all-day dates stay dates");
 
@@ -195,7 +200,7 @@ async fn ragged_pages_still_add_up() {
         let mut ids = Vec::new();
         for i in 0..30 {
             let key = format!("0190c2a0-0000-7000-8000-{i:012}");
-            ids.push(p.create(&token, &cal, &key, &appointment(&format!("e{i}"), 1 + i % 28)).await.unwrap().id);
+            ids.push(p.create(&token, &cal, &key, &key, &appointment(&format!("e{i}"), 1 + i % 28)).await.unwrap().id);
         }
         let (changes, cursor) =
             drain(p.as_ref(), &token, &cal, ListFrom::Full { window: window(), page: None }).await.unwrap();
@@ -208,7 +213,7 @@ async fn ragged_pages_still_add_up() {
         let mut more = Vec::new();
         for i in 30..45 {
             let key = format!("0190c2a0-0000-7000-8000-{i:012}");
-            more.push(p.create(&token, &cal, &key, &appointment(&format!("e{i}"), 1 + i % 28)).await.unwrap().id);
+            more.push(p.create(&token, &cal, &key, &key, &appointment(&format!("e{i}"), 1 + i % 28)).await.unwrap().id);
         }
         let (changes, _) =
             drain(p.as_ref(), &token, &cal, ListFrom::Since { cursor: &cursor, page: None }).await.unwrap();

@@ -96,15 +96,25 @@ pub trait CalendarProvider: Send + Sync + std::fmt::Debug {
     /// `None` when the event does not exist (or no longer does).
     fn get<'a>(&'a self, token: &'a str, calendar: &'a str, id: &'a str) -> ProviderFuture<'a, Option<RemoteEvent>>;
 
-    /// Creates an event stamped with `key` (the appointment id). Idempotent on `key`: a retry
-    /// after a lost response returns the event the first attempt made, never a second one.
+    /// Creates an event stamped with `stamp` (the appointment id, read back as
+    /// [`RemoteEvent::calsync_id`]). Idempotent on `key` (Google: the event id made from it;
+    /// Graph: `transactionId`): a retry after a lost response returns the event the first attempt
+    /// made, never a second one. A fresh key makes a fresh event (re-creating one deleted there).
     fn create<'a>(
         &'a self,
         token: &'a str,
         calendar: &'a str,
         key: &'a str,
+        stamp: &'a str,
         data: &'a AppointmentData,
     ) -> ProviderFuture<'a, RemoteEvent>;
+
+    /// Whether [`Change::Deleted`] can also mean "left the listing's window" (Graph's `@removed`
+    /// for an event moved out of a delta window): the engine then reads the event before it
+    /// deletes anything.
+    fn removals_may_be_moves(&self) -> bool {
+        false
+    }
 
     /// Replaces the event's content if it is still at `etag` (else
     /// [`ProviderError::PreconditionFailed`]); guests are not mailed.

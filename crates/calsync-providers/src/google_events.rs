@@ -155,7 +155,7 @@ impl Event {
 }
 
 /// The event resource for a write.
-fn body(data: &AppointmentData, key: Option<&str>) -> Value {
+fn body(data: &AppointmentData, key: Option<(&str, &str)>) -> Value {
     let time = |t: &When, start: bool| match *t {
         When::AllDay { start: s, end: e } => json!({"date": (if start { s } else { e }).to_string()}),
         When::Timed { start: s, end: e } => {
@@ -175,9 +175,9 @@ fn body(data: &AppointmentData, key: Option<&str>) -> Value {
         "status": data.status.as_str(),
         "attendees": data.attendees.iter().map(|a| json!({"email": a.email, "displayName": a.name})).collect::<Vec<_>>(),
     });
-    if let Some(key) = key {
+    if let Some((key, stamp)) = key {
         v["id"] = json!(event_id_for(key));
-        v["extendedProperties"] = json!({"private": {CALSYNC_ID_PROPERTY: key}});
+        v["extendedProperties"] = json!({"private": {CALSYNC_ID_PROPERTY: stamp}});
     }
     v
 }
@@ -256,6 +256,7 @@ impl GoogleCalendar {
         token: &str,
         calendar: &str,
         key: &str,
+        stamp: &str,
         data: &AppointmentData,
     ) -> Result<RemoteEvent, ProviderError> {
         let resp = self
@@ -263,7 +264,7 @@ impl GoogleCalendar {
             .post(self.events_url(calendar, None))
             .bearer_auth(token)
             .query(&[("sendUpdates", "none")])
-            .json(&body(data, Some(key)))
+            .json(&body(data, Some((key, stamp))))
             .send()
             .await
             .map_err(ProviderError::transport)?;
@@ -272,7 +273,7 @@ impl GoogleCalendar {
             // The id is ours: a 409 means an earlier attempt created it (its answer was lost).
             Err(ProviderError::Permanent { status: Some(409), .. }) => {
                 match self.fetch(token, calendar, &event_id_for(key)).await? {
-                    Some(e) if e.calsync_id.as_deref() == Some(key) => Ok(e),
+                    Some(e) if e.calsync_id.as_deref() == Some(stamp) => Ok(e),
                     _ => Err(ProviderError::Permanent {
                         status: Some(409),
                         reason: "an event with calsync's id exists but is not this appointment's".into(),
@@ -351,9 +352,10 @@ impl CalendarProvider for GoogleCalendar {
         token: &'a str,
         calendar: &'a str,
         key: &'a str,
+        stamp: &'a str,
         data: &'a AppointmentData,
     ) -> ProviderFuture<'a, RemoteEvent> {
-        Box::pin(self.insert(token, calendar, key, data))
+        Box::pin(self.insert(token, calendar, key, stamp, data))
     }
 
     fn update<'a>(

@@ -235,12 +235,13 @@ impl GraphCalendar {
         token: &str,
         calendar: &str,
         key: &str,
+        stamp: &str,
         data: &AppointmentData,
     ) -> Result<RemoteEvent, ProviderError> {
         let mut event = body(data);
         // Graph returns the first event again for a repeated transactionId.
         event["transactionId"] = json!(key);
-        event["singleValueExtendedProperties"] = json!([{"id": CALSYNC_ID_PROPERTY, "value": key}]);
+        event["singleValueExtendedProperties"] = json!([{"id": CALSYNC_ID_PROPERTY, "value": stamp}]);
         let resp = self
             .http
             .post(self.events_url(Some(calendar), None))
@@ -256,7 +257,7 @@ impl GraphCalendar {
             reason: "Graph created an event without an id".into(),
         })?;
         let mut created = into_remote(id, &v);
-        created.calsync_id.get_or_insert_with(|| key.to_owned());
+        created.calsync_id.get_or_insert_with(|| stamp.to_owned());
         Ok(created)
     }
 
@@ -327,9 +328,14 @@ impl CalendarProvider for GraphCalendar {
         token: &'a str,
         calendar: &'a str,
         key: &'a str,
+        stamp: &'a str,
         data: &'a AppointmentData,
     ) -> ProviderFuture<'a, RemoteEvent> {
-        Box::pin(self.insert(token, calendar, key, data))
+        Box::pin(self.insert(token, calendar, key, stamp, data))
+    }
+
+    fn removals_may_be_moves(&self) -> bool {
+        true
     }
 
     fn update<'a>(

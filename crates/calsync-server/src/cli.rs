@@ -53,6 +53,14 @@ pub struct SettingsArgs {
     /// API requests a user may make in a burst [default: 100]
     #[arg(long, global = true, env = "CALSYNC_API_RATE_BURST")]
     pub api_rate_burst: Option<u32>,
+    /// Mass-delete guard: a sync that would delete more than this many linked events of one
+    /// calendar at once (and more than CALSYNC_MASS_DELETE_PERCENT of them) waits for
+    /// confirmation [default: 50]
+    #[arg(long, global = true, env = "CALSYNC_MASS_DELETE_MIN")]
+    pub mass_delete_min: Option<usize>,
+    /// Mass-delete guard: the share of a calendar's linked events, in percent [default: 25]
+    #[arg(long, global = true, env = "CALSYNC_MASS_DELETE_PERCENT")]
+    pub mass_delete_percent: Option<u8>,
     /// Provider sandbox: `embedded` (mounted at /sandbox), `off`, or the URL of a running one
     /// [default: embedded outside production, off in production]
     #[arg(long, global = true, env = "CALSYNC_SANDBOX")]
@@ -135,6 +143,25 @@ pub enum Command {
         /// Keep the sandbox's state in this file across restarts (in memory only without it).
         #[arg(long)]
         state: Option<std::path::PathBuf>,
+    },
+    /// Measure the service on a fresh database against the in-process sandbox (use a release build).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Initial import, a no-change sync and the push of new appointments, through the sync engine.
+    Sync {
+        /// `google` or `microsoft`.
+        #[arg(long, default_value = "google")]
+        provider: String,
+        /// Sizes of the initial imports, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
+        events: Vec<usize>,
+        /// How many new appointments to push (0 skips it).
+        #[arg(long, default_value_t = 1000)]
+        push: usize,
     },
 }
 

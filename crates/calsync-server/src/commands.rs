@@ -17,6 +17,9 @@ pub async fn run(config: Config, command: Command) -> anyhow::Result<()> {
         }
         Command::Admin(cmd) => admin(&config, cmd).await,
         Command::Sandbox { bind, seed, state } => sandbox(&bind, seed, state).await,
+        Command::Bench(_) => {
+            anyhow::bail!("calsync bench runs on its own; it is handled before the configuration is loaded")
+        }
     }
 }
 

@@ -41,6 +41,8 @@ pub struct Config {
     /// The embedded sandbox's state file; `None` keeps its state in memory.
     pub sandbox_state: Option<PathBuf>,
     pub providers: ProviderSettings,
+    /// The sync engine's tunables (the mass-delete guard is configurable).
+    pub sync: calsync_engine::SyncConfig,
 }
 
 impl fmt::Debug for Config {
@@ -60,6 +62,7 @@ impl fmt::Debug for Config {
             .field("sandbox", &self.sandbox)
             .field("sandbox_state", &self.sandbox_state)
             .field("providers", &self.providers)
+            .field("sync", &self.sync)
             .finish()
     }
 }
@@ -79,6 +82,8 @@ struct FileSettings {
     max_body_bytes: Option<usize>,
     api_rate_per_minute: Option<u32>,
     api_rate_burst: Option<u32>,
+    mass_delete_min: Option<usize>,
+    mass_delete_percent: Option<u8>,
     sandbox: Option<String>,
     sandbox_state: Option<String>,
     provider_timeout_secs: Option<u64>,
@@ -161,6 +166,16 @@ impl Config {
         if api_rate_per_minute == 0 || api_rate_burst == 0 {
             bail!("CALSYNC_API_RATE_PER_MINUTE and CALSYNC_API_RATE_BURST must be at least 1");
         }
+        let mut sync = calsync_engine::SyncConfig::default();
+        if let Some(n) = args.mass_delete_min.or(file.mass_delete_min) {
+            sync.mass_delete_min = n;
+        }
+        if let Some(p) = args.mass_delete_percent.or(file.mass_delete_percent) {
+            if !(1..=100).contains(&p) {
+                bail!("CALSYNC_MASS_DELETE_PERCENT must be between 1 and 100");
+            }
+            sync.mass_delete_share = f64::from(p) / 100.0;
+        }
         let sandbox_setting = args.sandbox.clone().or(file.sandbox);
         let sandbox_state = match args.sandbox_state.clone().or(file.sandbox_state) {
             Some(s) if s == "memory" => None,
@@ -212,6 +227,7 @@ impl Config {
             sandbox,
             sandbox_state,
             providers,
+            sync,
         })
     }
 

@@ -21,6 +21,27 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Some(Command::Bench(calsync_server::cli::BenchCommand::Sync { provider, events, push })) = &cli.command {
+        // A fresh database and an in-process sandbox: no configuration involved.
+        logging::init(cli.settings.log_format.unwrap_or(calsync_server::cli::LogFormat::Text), "warn");
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+        let run = async {
+            let provider = provider.parse().map_err(|e| anyhow::anyhow!("--provider: {e}"))?;
+            calsync_server::bench::run(calsync_server::bench::BenchOptions {
+                provider,
+                imports: events.clone(),
+                push: *push,
+            })
+            .await
+        };
+        return match runtime.block_on(run) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config = match Config::load(&cli.settings) {
         Ok(c) => c,
         Err(e) => {

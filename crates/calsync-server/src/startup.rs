@@ -85,7 +85,10 @@ impl Application {
             None
         };
         let connections =
-            Arc::new(ConnectionService::new(db.clone(), config.keyring.clone(), providers, clock.clone()));
+            Arc::new(ConnectionService::new(db.clone(), config.keyring.clone(), providers.clone(), clock.clone()));
+        let engine =
+            Arc::new(calsync_engine::SyncEngine::new(db.clone(), connections.tokens(), providers, config.sync.clone()));
+        let sync = Arc::new(crate::services::sync::SyncService::new(db.clone(), engine));
         let api_limiter = Arc::new(RateLimiter::new(config.api_rate_per_minute, config.api_rate_burst));
         let state = AppState {
             db: db.clone(),
@@ -95,6 +98,7 @@ impl Application {
             api_limiter,
             bad_token_throttle: Arc::new(Throttle::new(BAD_TOKENS_PER_WINDOW, Duration::from_secs(10 * 60))),
             connections,
+            sync,
             clock,
         };
         let mut router = router(state.clone());

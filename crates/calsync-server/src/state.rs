@@ -3,6 +3,7 @@
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::services::connections::ConnectionService;
+use crate::services::sync::SyncService;
 use crate::throttle::{Backoff, RateLimiter, Throttle};
 use calsync_store::Db;
 use std::sync::Arc;
@@ -23,5 +24,7 @@ pub struct AppState {
     /// over it is refused before any lookup.
     pub bad_token_throttle: Arc<Throttle>,
     pub connections: Arc<ConnectionService>,
+    /// Sync now, status, attempts, conflicts, held deletions (the engine does the work).
+    pub sync: Arc<SyncService>,
     pub clock: Clock,
 }

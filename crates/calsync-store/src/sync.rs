@@ -6,7 +6,7 @@
 use calsync_domain::ValidationError;
 use calsync_domain::connection::Provider;
 use calsync_domain::ids::{
-    AppointmentId, ConnectionId, EventLinkId, FirmId, OutboxId, SyncAttemptId, SyncedCalendarId,
+    AppointmentId, ConnectionId, EventLinkId, FirmId, OutboxId, SyncAttemptId, SyncedCalendarId, UserId,
 };
 use calsync_domain::sync::{AttemptStatus, Base, LinkState, SyncTrigger, WriteOperation};
 use chrono::{DateTime, Utc};
@@ -79,6 +79,8 @@ pub struct SyncAttempt {
 #[derive(Debug, Clone, Default)]
 pub struct AttemptQuery {
     pub connection: Option<ConnectionId>,
+    /// Only attempts of this user's connections.
+    pub user: Option<UserId>,
     pub status: Option<AttemptStatus>,
     /// Only attempts started at or after this time.
     pub since: Option<DateTime<Utc>>,
@@ -628,7 +630,9 @@ impl Db {
         let sql = format!(
             "SELECT {ATTEMPT_COLUMNS} FROM sync_attempts WHERE firm_id = $1 AND ($2 IS NULL OR connection_id = $2) \
              AND ($3 IS NULL OR status = $3) AND ($4 IS NULL OR started_at >= $4) \
-             AND ($5 IS NULL OR (started_at, id) < ($5, $6)) ORDER BY started_at DESC, id DESC LIMIT $7"
+             AND ($5 IS NULL OR (started_at, id) < ($5, $6)) \
+             AND ($8 IS NULL OR connection_id IN (SELECT c.id FROM oauth_connections c WHERE c.firm_id = $1 AND c.user_id = $8)) \
+             ORDER BY started_at DESC, id DESC LIMIT $7"
         );
         let rows: Vec<AttemptRow> = on_pool!(self, pool => {
             sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -639,6 +643,7 @@ impl Db {
                 .bind(q.before.map(|(t, _)| crate::micros(t)))
                 .bind(q.before.map(|(_, id)| id.as_uuid()))
                 .bind(i64::from(limit) + 1)
+                .bind(q.user.map(|u| u.as_uuid()))
                 .fetch_all(pool)
                 .await?
         });

@@ -5,7 +5,7 @@
 //! claims a version the appointment never got.
 
 use calsync_domain::appointment::{Appointment, AppointmentData, Origin};
-use calsync_domain::ids::{AppointmentId, EventLinkId, FirmId, SyncedCalendarId, UserId};
+use calsync_domain::ids::{AppointmentId, ConnectionId, EventLinkId, FirmId, SyncedCalendarId, UserId};
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
@@ -289,5 +289,30 @@ impl Db {
                 .await?
         });
         row.ok_or(StoreError::NotFound)?.try_into()
+    }
+
+    /// Makes an appointment calsync's own copy of an event a calendar deleted while the delete
+    /// policy keeps it here: its origin becomes that calendar, so it is not sent back to the
+    /// push target as if it were new.
+    pub async fn detach_appointment(
+        &self,
+        firm: FirmId,
+        id: AppointmentId,
+        connection: ConnectionId,
+        calendar: SyncedCalendarId,
+    ) -> Result<(), StoreError> {
+        let n = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE appointments SET origin_connection_id = $1, origin_calendar_id = $2 WHERE id = $3 AND firm_id = $4",
+            )
+            .bind(connection.as_uuid())
+            .bind(calendar.as_uuid())
+            .bind(id.as_uuid())
+            .bind(firm.as_uuid())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if n == 1 { Ok(()) } else { Err(StoreError::NotFound) }
     }
 }

@@ -107,6 +107,56 @@ pub struct AppointmentView {
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// `"calsync"` when made here, else where it was pulled from:
+    /// `{"connection": id, "calendar": provider calendar id, "calendar_name"}`.
+    #[schema(value_type = Object)]
+    pub origin: serde_json::Value,
+    /// Its state on each connection it syncs to.
+    pub sync: Vec<SyncLinkView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SyncLinkView {
+    pub connection: Uuid,
+    /// `google` or `microsoft`.
+    pub provider: String,
+    /// `synced`, `pending` (changed here, not yet sent), `conflict` (see `/api/calendar/conflicts/`)
+    /// or `error` (see `last_error`).
+    pub state: String,
+    pub last_error: Option<String>,
+}
+
+impl AppointmentView {
+    fn with_sync(mut self, entries: Option<&Vec<service::SyncEntry>>, origin: Option<&service::OriginInfo>) -> Self {
+        self.sync = entries
+            .into_iter()
+            .flatten()
+            .map(|e| SyncLinkView {
+                connection: e.connection.as_uuid(),
+                provider: e.provider.as_str().to_owned(),
+                state: e.state.as_str().to_owned(),
+                last_error: e.last_error.clone(),
+            })
+            .collect();
+        if let Some(o) = origin {
+            self.origin = serde_json::json!({
+                "connection": o.connection.as_uuid(),
+                "calendar": o.calendar.as_ref().map(|c| &c.0),
+                "calendar_name": o.calendar.as_ref().map(|c| &c.1),
+            });
+        }
+        self
+    }
+}
+
+/// Views with their sync state, in one round of lookups for the whole page.
+async fn views(
+    state: &AppState,
+    firm: calsync_domain::ids::FirmId,
+    items: &[Appointment],
+) -> Result<Vec<AppointmentView>, ApiError> {
+    let (entries, origins) = service::sync_entries(&state.db, firm, items).await?;
+    Ok(items.iter().map(|a| AppointmentView::from(a).with_sync(entries.get(&a.id), origins.get(&a.id))).collect())
 }
 
 impl From<&Appointment> for AppointmentView {
@@ -136,6 +186,8 @@ impl From<&Appointment> for AppointmentView {
             version: a.version,
             created_at: a.created_at,
             updated_at: a.updated_at,
+            origin: serde_json::Value::String("calsync".into()),
+            sync: Vec::new(),
         }
     }
 }
@@ -163,12 +215,18 @@ pub struct ListParams {
     cursor: Option<String>,
 }
 
-fn item_response(status: StatusCode, a: &Appointment) -> Response {
-    let mut resp = (status, Json(AppointmentView::from(a))).into_response();
+async fn item_response(
+    state: &AppState,
+    firm: calsync_domain::ids::FirmId,
+    status: StatusCode,
+    a: &Appointment,
+) -> Result<Response, ApiError> {
+    let view = views(state, firm, std::slice::from_ref(a)).await?.pop().expect("one view per item");
+    let mut resp = (status, Json(view)).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", a.version)) {
         resp.headers_mut().insert(header::ETAG, v);
     }
-    resp
+    Ok(resp)
 }
 
 /// `If-Match: "3"` (or `*`, meaning any version).
@@ -276,7 +334,7 @@ pub async fn list(
     let query = parse_list_query(raw.as_deref())?;
     let page = service::list(&state.db, &caller.actor, query).await?;
     Ok(Json(AppointmentList {
-        items: page.items.iter().map(AppointmentView::from).collect(),
+        items: views(&state, caller.actor.firm_id, &page.items).await?,
         next_cursor: page.next.as_ref().map(encode_cursor),
     }))
 }
@@ -296,7 +354,7 @@ pub async fn create(
     ApiJson(body): ApiJson<AppointmentBody>,
 ) -> Result<Response, ApiError> {
     let a = service::create(&state.db, &caller.actor, body.into()).await?;
-    let mut resp = item_response(StatusCode::CREATED, &a);
+    let mut resp = item_response(&state, caller.actor.firm_id, StatusCode::CREATED, &a).await?;
     if let Ok(v) = HeaderValue::from_str(&format!("/api/appointments/{}/", a.id)) {
         resp.headers_mut().insert(header::LOCATION, v);
     }
@@ -314,7 +372,7 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let a = service::get(&state.db, &caller.actor, parse_id(&id)?).await?;
-    Ok(item_response(StatusCode::OK, &a))
+    item_response(&state, caller.actor.firm_id, StatusCode::OK, &a).await
 }
 
 /// Change some fields of an appointment the caller owns.
@@ -335,7 +393,7 @@ pub async fn update(
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let a = service::update(&state.db, &caller.actor, id, if_match(&headers)?, body.into()).await?;
-    Ok(item_response(StatusCode::OK, &a))
+    item_response(&state, caller.actor.firm_id, StatusCode::OK, &a).await
 }
 
 /// Delete an appointment the caller owns. The deletion reaches linked calendars on the next sync.

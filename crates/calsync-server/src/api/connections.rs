@@ -55,6 +55,8 @@ pub struct ConnectionView {
     /// `propagate` or `keep`.
     pub delete_policy: String,
     pub last_sync_at: Option<DateTime<Utc>>,
+    /// The calendar (provider id) appointments made in calsync go to; null means the primary.
+    pub push_calendar: Option<String>,
     pub token_expires_at: Option<DateTime<Utc>>,
     pub granted_scopes: Vec<String>,
     pub created_at: DateTime<Utc>,
@@ -75,6 +77,7 @@ impl From<Connection> for ConnectionView {
             conflict_strategy: c.settings.conflict_strategy.as_str().to_owned(),
             delete_policy: c.settings.delete_policy.as_str().to_owned(),
             last_sync_at: c.last_sync_at,
+            push_calendar: c.push_calendar,
             token_expires_at: c.token_expires_at,
             granted_scopes: c.granted_scopes,
             created_at: c.created_at,
@@ -147,6 +150,8 @@ pub struct SettingsBody {
     pub delete_policy: Option<String>,
     /// Provider calendar ids to sync (see `calendars/`); the others stop syncing.
     pub selected_calendars: Option<Vec<String>>,
+    /// The writable calendar (provider id) that appointments made in calsync go to; default the primary.
+    pub push_calendar: Option<String>,
 }
 
 /// Settings errors are 400 naming the field (the contract for this route).
@@ -284,7 +289,11 @@ pub async fn update(
         delete_policy: body.delete_policy.as_deref().map(str::parse::<DeletePolicy>).transpose().map_err(v)?,
         selected_calendars: body.selected_calendars,
     };
-    let c = state.connections.update_settings(&caller.actor, id, change).await.map_err(settings_error)?;
+    let c = state
+        .connections
+        .update_settings(&caller.actor, id, change, body.push_calendar)
+        .await
+        .map_err(settings_error)?;
     Ok(Json(c.into()))
 }
 

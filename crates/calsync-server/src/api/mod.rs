@@ -5,6 +5,7 @@ pub mod connections;
 pub mod error;
 pub mod json;
 pub mod openapi;
+pub mod sync;
 
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
@@ -21,6 +22,7 @@ pub fn router(max_body_bytes: usize) -> Router<AppState> {
     Router::new()
         .merge(appointments::router())
         .merge(connections::router())
+        .merge(sync::router())
         .merge(docs())
         .route("/api/{*rest}", any(no_such_route))
         .layer(Extension(json::BodyLimit(max_body_bytes)))

@@ -1,7 +1,7 @@
 //! The OpenAPI 3 document: every `/api/` route, generated from the handlers' annotations.
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::{appointments, connections};
+use super::{appointments, connections, sync};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -24,6 +24,15 @@ use utoipa::{Modify, OpenApi};
         connections::update,
         connections::disconnect,
         connections::calendars,
+        sync::sync_now,
+        sync::sync_status,
+        sync::resync,
+        sync::confirm_deletes,
+        sync::reject_deletes,
+        sync::attempts,
+        sync::replay,
+        sync::conflicts,
+        sync::resolve,
     ),
     components(schemas(
         ErrorBody,
@@ -39,11 +48,21 @@ use utoipa::{Modify, OpenApi};
         connections::InitiateBody,
         connections::CallbackBody,
         connections::SettingsBody,
+        appointments::SyncLinkView,
+        sync::Counts,
+        sync::AttemptView,
+        sync::AttemptPage,
+        sync::PendingDeletes,
+        sync::SyncStatusView,
+        sync::VersionView,
+        sync::ConflictView,
+        sync::ResolveBody,
     )),
     modifiers(&BearerAuth),
     tags(
         (name = "appointments", description = "The firm's appointments, which sync carries to external calendars"),
         (name = "calendar connections", description = "Staff members' Google and Microsoft calendars (OAuth 2.0 with PKCE)"),
+        (name = "sync", description = "Two-way sync of appointments with the connected calendars: sync now, status, the attempt log, conflicts and held deletions"),
     )
 )]
 pub struct ApiDoc;

@@ -2,10 +2,13 @@
 //! whole firm's but change only their own. Anything the caller may not read is "not found".
 
 use super::ServiceError;
-use calsync_domain::appointment::{Appointment, AppointmentData, AppointmentInput};
-use calsync_domain::ids::AppointmentId;
+use calsync_domain::appointment::{Appointment, AppointmentData, AppointmentInput, Origin};
+use calsync_domain::connection::{ConnectionStatus, Provider};
+use calsync_domain::ids::{AppointmentId, ConnectionId, FirmId, UserId};
+use calsync_domain::sync::LinkState;
 use calsync_domain::tenant::Actor;
 use calsync_store::{AppointmentPage, AppointmentQuery, Db, StoreError};
+use std::collections::HashMap;
 
 pub async fn list(db: &Db, actor: &Actor, mut query: AppointmentQuery) -> Result<AppointmentPage, ServiceError> {
     query.owner = actor.readable_owner();
@@ -75,4 +78,78 @@ fn check_precondition(if_match: Option<i64>, version: i64) -> Result<(), Service
         ))),
         _ => Ok(()),
     }
+}
+
+/// Where an appointment stands with one connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncEntry {
+    pub connection: ConnectionId,
+    pub provider: Provider,
+    pub state: LinkState,
+    pub last_error: Option<String>,
+}
+
+/// Where an imported appointment came from: its connection and calendar (remote id and name,
+/// when the calendar is still listed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginInfo {
+    pub connection: ConnectionId,
+    pub calendar: Option<(String, String)>,
+}
+
+/// Sync state of each appointment: one entry per link, `pending` where calsync changed it since
+/// the last sync; an appointment made in calsync and not yet on the push target of one of its
+/// owner's enabled connections is `pending` there too.
+pub async fn sync_entries(
+    db: &Db,
+    firm: FirmId,
+    items: &[Appointment],
+) -> Result<(HashMap<AppointmentId, Vec<SyncEntry>>, HashMap<AppointmentId, OriginInfo>), ServiceError> {
+    let ids: Vec<AppointmentId> = items.iter().map(|a| a.id).collect();
+    let mut out: HashMap<AppointmentId, Vec<SyncEntry>> = HashMap::new();
+    let versions: HashMap<AppointmentId, i64> = items.iter().map(|a| (a.id, a.version)).collect();
+    for (link, provider) in db.links_of(firm, &ids).await? {
+        let changed_here = versions.get(&link.appointment_id).is_some_and(|v| *v != link.base.local_version);
+        let state = if link.state == LinkState::Synced && changed_here { LinkState::Pending } else { link.state };
+        out.entry(link.appointment_id).or_default().push(SyncEntry {
+            connection: link.connection_id,
+            provider,
+            state,
+            last_error: link.last_error,
+        });
+    }
+    let mut owners: HashMap<UserId, Vec<calsync_store::Connection>> = HashMap::new();
+    let mut calendars: HashMap<ConnectionId, Vec<calsync_store::SyncedCalendar>> = HashMap::new();
+    let mut origins = HashMap::new();
+    for a in items {
+        match a.origin {
+            Origin::Calsync => {
+                if let std::collections::hash_map::Entry::Vacant(slot) = owners.entry(a.owner_id) {
+                    slot.insert(db.connections(firm, Some(a.owner_id)).await?);
+                }
+                for c in &owners[&a.owner_id] {
+                    let linked = out.get(&a.id).is_some_and(|v| v.iter().any(|e| e.connection == c.id));
+                    if !linked && c.settings.sync_enabled && c.status == ConnectionStatus::Active {
+                        out.entry(a.id).or_default().push(SyncEntry {
+                            connection: c.id,
+                            provider: c.provider,
+                            state: LinkState::Pending,
+                            last_error: None,
+                        });
+                    }
+                }
+            }
+            Origin::Calendar { connection, calendar } => {
+                if let std::collections::hash_map::Entry::Vacant(slot) = calendars.entry(connection) {
+                    slot.insert(db.calendars(firm, connection).await?);
+                }
+                let cal = calendars[&connection].iter().find(|c| c.id == calendar);
+                origins.insert(
+                    a.id,
+                    OriginInfo { connection, calendar: cal.map(|c| (c.remote_id.clone(), c.name.clone())) },
+                );
+            }
+        }
+    }
+    Ok((out, origins))
 }

@@ -61,6 +61,11 @@ impl ConnectionService {
         Self { db, keyring, providers, clock, tokens }
     }
 
+    /// The token source, shared with the sync engine so refreshes stay single-flight.
+    pub fn tokens(&self) -> Arc<TokenSource> {
+        Arc::clone(&self.tokens)
+    }
+
     /// A usable access token for the connection (see [`TokenSource::access_token`]).
     pub async fn access_token(&self, firm: FirmId, id: ConnectionId) -> Result<String, TokenError> {
         self.tokens.access_token(firm, id).await
@@ -322,10 +327,28 @@ impl ConnectionService {
         actor: &Actor,
         id: ConnectionId,
         change: SettingsChange,
+        push_calendar: Option<String>,
     ) -> Result<Connection, ServiceError> {
-        match self.db.update_connection_settings(actor.firm_id, actor.user_id, id, &change).await? {
-            Ok(c) => Ok(c),
-            Err(v) => Err(ServiceError::Validation(v)),
+        // The push target is checked before anything is saved, so a bad one changes nothing.
+        if let Some(remote) = &push_calendar {
+            let calendars = self.stored_calendars(actor, id).await?;
+            if !calendars.iter().any(|c| &c.remote_id == remote && c.can_write) {
+                return Err(ServiceError::Validation(calsync_domain::ValidationError::new(
+                    "push_calendar",
+                    format!("{remote:?} is not a calendar of this connection that calsync may write to"),
+                )));
+            }
+        }
+        let saved = match self.db.update_connection_settings(actor.firm_id, actor.user_id, id, &change).await? {
+            Ok(c) => c,
+            Err(v) => return Err(ServiceError::Validation(v)),
+        };
+        match push_calendar {
+            Some(remote) => {
+                self.db.set_push_calendar(actor.firm_id, id, Some(&remote)).await?;
+                Ok(self.get(actor, id).await?)
+            }
+            None => Ok(saved),
         }
     }
 

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod appointments;
 pub mod connections;
 mod passwords;
+pub mod sync;
 
 use calsync_domain::ValidationError;
 use calsync_store::StoreError;
@@ -38,6 +39,7 @@ impl From<StoreError> for ServiceError {
             StoreError::Duplicate(field) => {
                 ServiceError::Conflict { field: field.to_owned(), message: format!("this {field} is already taken") }
             }
+            StoreError::Invalid(v) => ServiceError::Validation(v),
             StoreError::VersionMismatch => {
                 ServiceError::PreconditionFailed("the record was changed by someone else; reload it and retry".into())
             }

@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use calsync_domain::Secret;
 use calsync_domain::connection::{ConflictStrategy, DeletePolicy, Provider, SyncWindowDays};
+use calsync_domain::sync::AttemptStatus;
 use calsync_store::SettingsChange;
 use serde::Deserialize;
 
@@ -35,6 +36,8 @@ struct Row {
     window_days: i64,
     last_sync: String,
     calendars: String,
+    /// Deletions the mass-delete guard holds for confirmation.
+    held: usize,
 }
 
 #[derive(Template)]
@@ -81,6 +84,10 @@ async fn page(
             Ok(cals) => cals,
             Err(e) => return error_page(e),
         };
+        let held = match state.sync.status(&caller.user.actor, c.id).await {
+            Ok(s) => s.held_deletes.len(),
+            Err(e) => return error_page(e),
+        };
         let names: Vec<&str> = calendar_list.iter().filter(|c| c.selected).map(|c| c.name.as_str()).collect();
         let calendars = if names.is_empty() { "none selected".to_owned() } else { names.join(", ") };
         connections.push(Row {
@@ -99,6 +106,7 @@ async fn page(
                 .last_sync_at
                 .map_or_else(|| "never".to_owned(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string()),
             calendars,
+            held,
         });
     }
     let providers = svc.providers();
@@ -129,16 +137,90 @@ async fn page(
 #[derive(Deserialize)]
 pub struct PageQuery {
     notice: Option<String>,
+    /// The attempt a "Sync now" just made: its counts are shown.
+    synced: Option<String>,
+}
+
+/// What a sync did, in words.
+fn sync_summary(a: &calsync_store::SyncAttempt) -> (Option<String>, Option<String>) {
+    let c = &a.counts;
+    let counts = format!(
+        "pulled {} new, {} updated, {} deleted; pushed {} new, {} updated, {} deleted{}",
+        c.pulled_created,
+        c.pulled_updated,
+        c.pulled_deleted,
+        c.pushed_created,
+        c.pushed_updated,
+        c.pushed_deleted,
+        if c.conflicts > 0 { format!("; {} conflicts to resolve", c.conflicts) } else { String::new() }
+    );
+    let error = a.error_message.clone().unwrap_or_default();
+    match a.status {
+        AttemptStatus::Success if error.is_empty() => (Some(format!("Synced: {counts}.")), None),
+        AttemptStatus::Success | AttemptStatus::Partial => {
+            (Some(format!("Synced with problems: {counts}.")), Some(error).filter(|e| !e.is_empty()))
+        }
+        AttemptStatus::Failed | AttemptStatus::Running => (None, Some(format!("Sync failed: {error}"))),
+    }
 }
 
 pub async fn show(State(state): State<AppState>, caller: WebCaller, Query(q): Query<PageQuery>) -> Response {
-    let notice = match q.notice.as_deref() {
+    let mut notice = match q.notice.as_deref() {
         Some("connected") => Some("Calendar connected.".to_owned()),
         Some("disconnected") => Some("Calendar disconnected. Appointments already synced stay in calsync.".to_owned()),
         Some("saved") => Some("Settings saved.".to_owned()),
+        Some("deletes_confirmed") => Some("The held deletions were applied.".to_owned()),
+        Some("deletes_rejected") => Some("The held deletions were refused; what was deleted is restored.".to_owned()),
         _ => None,
     };
-    page(&state, &caller, notice, None, StatusCode::OK).await
+    let mut error = None;
+    if let Some(id) = q.synced.as_deref().and_then(|s| s.parse().ok())
+        && let Ok(a) = state.db.attempt(caller.user.actor.firm_id, id).await
+        && state.sync.status(&caller.user.actor, a.connection_id).await.is_ok()
+    {
+        (notice, error) = sync_summary(&a);
+    }
+    page(&state, &caller, notice, error, StatusCode::OK).await
+}
+
+/// "Sync now": runs the sync, then shows its counts.
+pub async fn sync_now(
+    State(state): State<AppState>,
+    caller: WebCaller,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfOnly>,
+) -> Response {
+    if !csrf_ok(&caller, &f.csrf_token) {
+        return csrf_rejected();
+    }
+    let Ok(id) = id.parse() else { return error_page(crate::services::ServiceError::NotFound) };
+    match state.sync.sync_now(&caller.user.actor, id).await {
+        Ok(a) => Redirect::to(&format!("/calendar?synced={}", a.id)).into_response(),
+        Err(e) => error_page(e),
+    }
+}
+
+/// Confirms (or refuses) the deletions held by the mass-delete guard.
+pub async fn settle_deletes(
+    State(state): State<AppState>,
+    caller: WebCaller,
+    Path((id, choice)): Path<(String, String)>,
+    Form(f): Form<CsrfOnly>,
+) -> Response {
+    if !csrf_ok(&caller, &f.csrf_token) {
+        return csrf_rejected();
+    }
+    let confirm = match choice.as_str() {
+        "confirm" => true,
+        "reject" => false,
+        _ => return error_page(crate::services::ServiceError::NotFound),
+    };
+    let Ok(id) = id.parse() else { return error_page(crate::services::ServiceError::NotFound) };
+    match state.sync.settle_deletes(&caller.user.actor, id, confirm).await {
+        Ok(_) if confirm => Redirect::to("/calendar?notice=deletes_confirmed").into_response(),
+        Ok(_) => Redirect::to("/calendar?notice=deletes_rejected").into_response(),
+        Err(e) => error_page(e),
+    }
 }
 
 #[derive(Deserialize)]
@@ -243,7 +325,7 @@ pub async fn save_settings(
         })
     })();
     let result = match parsed {
-        Ok(change) => state.connections.update_settings(&caller.user.actor, id, change).await,
+        Ok(change) => state.connections.update_settings(&caller.user.actor, id, change, None).await,
         Err(v) => Err(crate::services::ServiceError::Validation(v)),
     };
     match result {

@@ -34,6 +34,8 @@ pub fn router(form_origins: &[String]) -> Router<AppState> {
         .route("/calendar/oauth/callback", get(calendar::oauth_callback))
         .route("/calendar/{id}/disconnect", post(calendar::disconnect))
         .route("/calendar/{id}/settings", post(calendar::save_settings))
+        .route("/calendar/{id}/sync", post(calendar::sync_now))
+        .route("/calendar/{id}/deletes/{choice}", post(calendar::settle_deletes))
         .route("/login", get(session::login_page).post(session::login))
         .route("/logout", post(session::logout))
         .route("/static/app.css", get(stylesheet))

@@ -31,6 +31,7 @@ pub struct TestApp {
     /// The provider sandbox this app talks to, when started with one.
     pub sandbox: Option<String>,
     pub url_db: String,
+    config: Config,
     _tdb: TestDb,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -59,6 +60,13 @@ pub fn test_config() -> Config {
         sandbox: calsync_server::providers::SandboxMode::Off,
         sandbox_state: None,
         providers: Default::default(),
+        // Retries back off in milliseconds here: a 429 storm costs no test time.
+        sync: calsync_engine::SyncConfig {
+            backoff_base: std::time::Duration::from_millis(1),
+            backoff_cap: std::time::Duration::from_millis(20),
+            retry_after_cap: std::time::Duration::from_millis(20),
+            ..Default::default()
+        },
     }
 }
 
@@ -71,7 +79,7 @@ impl TestApp {
         install_tls();
         let tdb = TestDb::new(backend).await;
         config.database_url = tdb.url.clone();
-        let app = Application::build_with_db(config, tdb.db.clone()).await.expect("app builds");
+        let app = Application::build_with_db(config.clone(), tdb.db.clone()).await.expect("app builds");
         let base = format!("http://{}", app.addr());
         let state = app.state();
         let (tx, rx) = oneshot::channel::<()>();
@@ -80,7 +88,25 @@ impl TestApp {
         }));
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         let url_db = tdb.url.clone();
-        TestApp { base, db: tdb.db.clone(), http, state, sandbox: None, url_db, _tdb: tdb, stop: Some(tx) }
+        TestApp { base, db: tdb.db.clone(), http, state, sandbox: None, url_db, config, _tdb: tdb, stop: Some(tx) }
+    }
+
+    /// Stops this process's service and starts a fresh one on the same database and sandbox:
+    /// nothing held in memory survives (engine, token cache, throttles).
+    pub async fn restart(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        // The old service closes its pool on the way out: the new one gets its own.
+        self.db = Db::connect(&self.url_db).await.expect("database reopens");
+        let app = Application::build_with_db(self.config.clone(), self.db.clone()).await.expect("app builds");
+        self.base = format!("http://{}", app.addr());
+        self.state = app.state();
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(app.run_until_stopped(async move {
+            let _ = rx.await;
+        }));
+        self.stop = Some(tx);
     }
 
     /// The app with its own provider sandbox on port 0. Provider calls time out after a second,

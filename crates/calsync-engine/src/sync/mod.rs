@@ -1,0 +1,421 @@
+//! The sync of one connection, as DESIGN.md lays it out: claim the connection, get a working
+//! token, then for every calendar pull, plan, push and record; the attempt log keeps the counts.
+//!
+//! One sync per connection runs at a time: within a process a second request waits for the
+//! running one and gets its result; across processes the lease in the store decides.
+
+mod calendar;
+pub(crate) mod session;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use calsync_domain::clock::Clock;
+use calsync_domain::connection::ConnectionStatus;
+use calsync_domain::ids::{ConflictId, ConnectionId, EventLinkId, FirmId, SyncAttemptId};
+use calsync_domain::sync::{AttemptStatus, ConflictSide, Rules, SyncTrigger};
+use calsync_store::{Conflict, Connection, Db, StoreError, SyncAttempt};
+use chrono::Duration;
+use tokio::sync::watch;
+
+use crate::registry::Providers;
+use crate::tokens::TokenSource;
+use calendar::{CalendarSync, Destructive, apply_destructive, window_for};
+use session::{Session, Stop};
+
+pub use calendar::window_for as sync_window;
+
+/// Tunables of the engine; the defaults are what production runs with.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// How long a claimed connection stays ours without renewal.
+    pub lease: Duration,
+    /// When the next scheduled sync is due after one finishes.
+    pub interval: Duration,
+    /// Retries of one provider call that failed transiently.
+    pub retries: u32,
+    pub backoff_base: StdDuration,
+    pub backoff_cap: StdDuration,
+    /// The longest `Retry-After` honoured as given.
+    pub retry_after_cap: StdDuration,
+    /// Mass-delete guard: held when a sync would delete more than this many linked events of a
+    /// calendar at once …
+    pub mass_delete_min: usize,
+    /// … and more than this share of them.
+    pub mass_delete_share: f64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            lease: Duration::minutes(10),
+            interval: Duration::minutes(15),
+            retries: 5,
+            backoff_base: StdDuration::from_millis(500),
+            backoff_cap: StdDuration::from_secs(30),
+            retry_after_cap: StdDuration::from_secs(60),
+            mass_delete_min: 50,
+            mass_delete_share: 0.25,
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SyncError {
+    #[error("not found")]
+    NotFound,
+    /// Another process is syncing this connection.
+    #[error("another worker is syncing this connection right now")]
+    Busy,
+    /// The request does not apply in the current state (nothing to replay, conflict resolved).
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for SyncError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => SyncError::NotFound,
+            other => SyncError::Internal(format!("storage: {other}")),
+        }
+    }
+}
+
+type Outcome = Option<Result<SyncAttempt, SyncError>>;
+
+pub struct SyncEngine {
+    db: Db,
+    tokens: Arc<TokenSource>,
+    providers: Arc<Providers>,
+    clock: Clock,
+    config: SyncConfig,
+    instance: String,
+    running: Mutex<HashMap<ConnectionId, watch::Receiver<Outcome>>>,
+}
+
+impl std::fmt::Debug for SyncEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncEngine").field("instance", &self.instance).finish_non_exhaustive()
+    }
+}
+
+impl SyncEngine {
+    pub fn new(db: Db, tokens: Arc<TokenSource>, providers: Arc<Providers>, config: SyncConfig) -> Self {
+        let clock = db.clock().clone();
+        let instance = format!("sync-{}", calsync_domain::ids::OutboxId::new());
+        SyncEngine { db, tokens, providers, clock, config, instance, running: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn config(&self) -> &SyncConfig {
+        &self.config
+    }
+
+    /// Whether this process is syncing the connection right now.
+    pub fn is_running(&self, id: ConnectionId) -> bool {
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&id)
+    }
+
+    /// Syncs the connection now and answers with the finished attempt. If this process is
+    /// already syncing it, waits for that sync and answers with it instead of starting another.
+    /// The sync runs in its own task: a caller that goes away does not cut it short.
+    pub async fn sync(
+        self: &Arc<Self>,
+        firm: FirmId,
+        id: ConnectionId,
+        trigger: SyncTrigger,
+        replay_of: Option<SyncAttemptId>,
+    ) -> Result<SyncAttempt, SyncError> {
+        // Only the firm's own connections; a running sync is never shared across firms.
+        self.db.connection(firm, None, id).await?;
+        let mut rx = {
+            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            match running.get(&id) {
+                Some(rx) => rx.clone(),
+                None => {
+                    let (tx, rx) = watch::channel(None);
+                    running.insert(id, rx.clone());
+                    let me = Arc::clone(self);
+                    tokio::spawn(async move {
+                        let result = me.run(firm, id, trigger, replay_of).await;
+                        me.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                        let _ = tx.send(Some(result));
+                    });
+                    rx
+                }
+            }
+        };
+        let done = rx
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| SyncError::Internal("the sync task ended without a result".into()))?;
+        done.clone().expect("waited for a result")
+    }
+
+    /// Forgets every cursor of the connection and syncs: a full listing diffed against the links.
+    pub async fn resync(self: &Arc<Self>, firm: FirmId, id: ConnectionId) -> Result<SyncAttempt, SyncError> {
+        self.db.connection(firm, None, id).await?;
+        self.db.clear_cursors(firm, id).await?;
+        self.sync(firm, id, SyncTrigger::Resync, None).await
+    }
+
+    /// Runs a failed or partial attempt's connection again, as a new attempt pointing back at it.
+    pub async fn replay(self: &Arc<Self>, firm: FirmId, attempt: SyncAttemptId) -> Result<SyncAttempt, SyncError> {
+        let old = self.db.attempt(firm, attempt).await?;
+        if !matches!(old.status, AttemptStatus::Failed | AttemptStatus::Partial) {
+            return Err(SyncError::Conflict(format!(
+                "only failed or partial attempts can be replayed; this one is {}",
+                old.status.as_str()
+            )));
+        }
+        self.sync(firm, old.connection_id, SyncTrigger::Replay, Some(attempt)).await
+    }
+
+    async fn run(
+        &self,
+        firm: FirmId,
+        id: ConnectionId,
+        trigger: SyncTrigger,
+        replay_of: Option<SyncAttemptId>,
+    ) -> Result<SyncAttempt, SyncError> {
+        let conn = self.db.connection(firm, None, id).await?;
+        let until = self.clock.now() + self.config.lease;
+        if !self.db.claim_sync(firm, id, &self.instance, until).await? {
+            return Err(SyncError::Busy);
+        }
+        let result = self.run_claimed(&conn, trigger, replay_of).await;
+        if let Err(e) = self.db.release_sync(firm, id, &self.instance).await {
+            tracing::error!(connection_id = %id, error = %e, "could not release the sync lease");
+        }
+        result
+    }
+
+    async fn run_claimed(
+        &self,
+        conn: &Connection,
+        trigger: SyncTrigger,
+        replay_of: Option<SyncAttemptId>,
+    ) -> Result<SyncAttempt, SyncError> {
+        let firm = conn.firm_id;
+        self.db.close_interrupted_attempts(firm, conn.id).await?;
+        let attempt = self.db.start_attempt(firm, conn.id, trigger, replay_of).await?;
+        let started = std::time::Instant::now();
+        let (status, counts, error) = match self.sync_connection(conn).await {
+            Ok(s) => {
+                let status = if s.item_errors.is_empty() { AttemptStatus::Success } else { AttemptStatus::Partial };
+                let error = if s.held > 0 {
+                    Some((
+                        "deletes_held".to_owned(),
+                        format!(
+                            "{} deletions are waiting for confirmation: more than {} events and {:.0}% of a calendar at once",
+                            s.held,
+                            self.config.mass_delete_min,
+                            self.config.mass_delete_share * 100.0
+                        ),
+                    ))
+                } else {
+                    s.item_errors.first().map(|e| ("item".to_owned(), summarise(&s.item_errors, e)))
+                };
+                (status, s.counts, error)
+            }
+            Err((stop, counts, partial)) => {
+                let status = if partial { AttemptStatus::Partial } else { AttemptStatus::Failed };
+                (status, counts, Some((stop.kind().to_owned(), stop.to_string())))
+            }
+        };
+        let succeeded = status != AttemptStatus::Failed;
+        let message = error.as_ref().map(|(_, m)| m.as_str());
+        let next = self.clock.now() + self.config.interval;
+        self.db.record_sync_outcome(firm, conn.id, succeeded, message, next).await?;
+        let err = error.as_ref().map(|(k, m)| (k.as_str(), m.as_str()));
+        let done = self.db.finish_attempt(firm, attempt.id, status, &counts, err).await?;
+        tracing::info!(
+            connection_id = %conn.id,
+            attempt_id = %done.id,
+            status = done.status.as_str(),
+            requests = done.counts.requests,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "sync finished"
+        );
+        Ok(done)
+    }
+
+    /// Every calendar of the connection. A calendar that fails leaves the others going; a
+    /// refused grant stops everything.
+    async fn sync_connection(&self, conn: &Connection) -> Result<Session, (Stop, calsync_store::AttemptCounts, bool)> {
+        let fail = |stop: Stop| (stop, calsync_store::AttemptCounts::default(), false);
+        if matches!(conn.status, ConnectionStatus::Expired | ConnectionStatus::Revoked) {
+            return Err(fail(Stop::Reauthorize(conn.status_message.clone())));
+        }
+        let setup = self.providers.get(conn.provider).ok_or_else(|| {
+            fail(Stop::Permanent(format!("{} is not configured on this server", conn.provider.label())))
+        })?;
+        let provider = Arc::clone(&setup.calendar);
+        let mut s =
+            Session::start(self.db.clone(), Arc::clone(&self.tokens), self.config.clone(), conn).await.map_err(fail)?;
+        let firm = conn.firm_id;
+        let load = async {
+            let calendars = self.db.calendars(firm, conn.id).await?;
+            let push = self.db.push_calendar(firm, conn.id).await?;
+            let mut frozen: HashSet<EventLinkId> =
+                self.db.held_deletes(firm, conn.id).await?.into_iter().map(|h| h.link_id).collect();
+            frozen.extend(self.db.open_conflicts(firm, None).await?.into_iter().map(|c| c.link_id));
+            Ok::<_, StoreError>((calendars, push, frozen))
+        };
+        let (calendars, push, frozen) = load.await.map_err(|e| fail(Stop::from(e)))?;
+        let rules = Rules { conflicts: conn.settings.conflict_strategy, deletes: conn.settings.delete_policy };
+        let window = window_for(self.clock.now(), conn.settings.sync_window_days.days());
+        let mut failures: Vec<Stop> = Vec::new();
+        let mut done = 0usize;
+        for cal in calendars.iter().filter(|c| c.selected || push.as_ref().is_some_and(|p| p.id == c.id)) {
+            let is_push = push.as_ref().is_some_and(|p| p.id == cal.id);
+            let run = async {
+                CalendarSync::new(&mut s, provider.as_ref(), conn, cal, is_push, rules, window, &frozen)
+                    .await?
+                    .run()
+                    .await
+            };
+            match run.await {
+                Ok(()) => done += 1,
+                Err(stop @ Stop::Reauthorize(_)) => return Err((stop, s.counts, done > 0)),
+                Err(stop) => {
+                    tracing::warn!(connection_id = %conn.id, calendar = %cal.id, error = %stop, "calendar sync failed");
+                    failures.push(stop);
+                }
+            }
+        }
+        match failures.into_iter().next() {
+            None => Ok(s),
+            Some(stop) => Err((stop, s.counts, done > 0)),
+        }
+    }
+
+    /// Applies the deletions the mass-delete guard held.
+    pub async fn confirm_deletes(self: &Arc<Self>, firm: FirmId, id: ConnectionId) -> Result<usize, SyncError> {
+        self.settle_held(firm, id, true).await
+    }
+
+    /// Refuses the held deletions and restores the other side: appointments deleted in calsync
+    /// come back; events deleted at the provider are created again from calsync's copy.
+    pub async fn reject_deletes(self: &Arc<Self>, firm: FirmId, id: ConnectionId) -> Result<usize, SyncError> {
+        self.settle_held(firm, id, false).await
+    }
+
+    async fn settle_held(&self, firm: FirmId, id: ConnectionId, confirm: bool) -> Result<usize, SyncError> {
+        let conn = self.db.connection(firm, None, id).await?;
+        let until = self.clock.now() + self.config.lease;
+        if !self.db.claim_sync(firm, id, &self.instance, until).await? {
+            return Err(SyncError::Busy);
+        }
+        let result = self.settle_claimed(&conn, confirm).await;
+        let _ = self.db.release_sync(firm, id, &self.instance).await;
+        result
+    }
+
+    async fn settle_claimed(&self, conn: &Connection, confirm: bool) -> Result<usize, SyncError> {
+        let firm = conn.firm_id;
+        let held = self.db.held_deletes(firm, conn.id).await?;
+        if held.is_empty() {
+            return Ok(0);
+        }
+        let setup = self
+            .providers
+            .get(conn.provider)
+            .ok_or_else(|| SyncError::Conflict(format!("{} is not configured", conn.provider.label())))?;
+        let provider = Arc::clone(&setup.calendar);
+        let mut s = Session::start(self.db.clone(), Arc::clone(&self.tokens), self.config.clone(), conn)
+            .await
+            .map_err(|e| SyncError::Conflict(e.to_string()))?;
+        let calendars = self.db.calendars(firm, conn.id).await?;
+        let push = self.db.push_calendar(firm, conn.id).await?;
+        let rules = Rules { conflicts: conn.settings.conflict_strategy, deletes: conn.settings.delete_policy };
+        let window = window_for(self.clock.now(), conn.settings.sync_window_days.days());
+        let frozen = HashSet::new();
+        let mut settled = 0;
+        for cal in &calendars {
+            let mine: Vec<_> = held.iter().filter(|h| h.calendar_id == cal.id).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let is_push = push.as_ref().is_some_and(|p| p.id == cal.id);
+            let mut cs = CalendarSync::new(&mut s, provider.as_ref(), conn, cal, is_push, rules, window, &frozen)
+                .await
+                .map_err(|e| SyncError::Internal(e.to_string()))?;
+            for h in mine {
+                let link = match self.db.link(firm, h.link_id).await {
+                    Ok(l) => l,
+                    Err(StoreError::NotFound) => {
+                        self.db.release_held_delete(firm, h.id).await?;
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                if confirm {
+                    apply_destructive(&mut cs, Destructive { link, side: h.side }).await;
+                } else {
+                    cs.restore(link, h.side).await;
+                }
+                // Dropping the link already released it (the hold cascades with the link).
+                match self.db.release_held_delete(firm, h.id).await {
+                    Ok(()) | Err(StoreError::NotFound) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                settled += 1;
+            }
+        }
+        Ok(settled)
+    }
+
+    /// Settles an open conflict (strategy `manual`) by keeping one side and writing it to the other.
+    pub async fn resolve_conflict(
+        self: &Arc<Self>,
+        firm: FirmId,
+        id: ConflictId,
+        keep: ConflictSide,
+    ) -> Result<Conflict, SyncError> {
+        let c = self.db.conflict(firm, id).await?;
+        if c.resolved_at.is_some() {
+            return Err(SyncError::Conflict("this conflict is already resolved".into()));
+        }
+        let conn = self.db.connection(firm, None, c.connection_id).await?;
+        let until = self.clock.now() + self.config.lease;
+        if !self.db.claim_sync(firm, conn.id, &self.instance, until).await? {
+            return Err(SyncError::Busy);
+        }
+        let result = async {
+            let setup = self
+                .providers
+                .get(conn.provider)
+                .ok_or_else(|| SyncError::Conflict(format!("{} is not configured", conn.provider.label())))?;
+            let provider = Arc::clone(&setup.calendar);
+            let mut s = Session::start(self.db.clone(), Arc::clone(&self.tokens), self.config.clone(), &conn)
+                .await
+                .map_err(|e| SyncError::Conflict(e.to_string()))?;
+            let calendars = self.db.calendars(firm, conn.id).await?;
+            let cal = calendars.iter().find(|k| k.id == c.calendar_id).ok_or(SyncError::NotFound)?;
+            let push = self.db.push_calendar(firm, conn.id).await?;
+            let is_push = push.as_ref().is_some_and(|p| p.id == cal.id);
+            let rules = Rules { conflicts: conn.settings.conflict_strategy, deletes: conn.settings.delete_policy };
+            let window = window_for(self.clock.now(), conn.settings.sync_window_days.days());
+            let frozen = HashSet::new();
+            let link = self.db.link(firm, c.link_id).await?;
+            let mut cs = CalendarSync::new(&mut s, provider.as_ref(), &conn, cal, is_push, rules, window, &frozen)
+                .await
+                .map_err(|e| SyncError::Internal(e.to_string()))?;
+            cs.settle_conflict(link, keep).await.map_err(SyncError::Conflict)?;
+            Ok(self.db.resolve_conflict(firm, id, keep).await?)
+        }
+        .await;
+        let _ = self.db.release_sync(firm, conn.id, &self.instance).await;
+        result
+    }
+}
+
+fn summarise(all: &[String], first: &str) -> String {
+    match all.len() {
+        1 => first.to_owned(),
+        n => format!("{first} (and {} more)", n - 1),
+    }
+}

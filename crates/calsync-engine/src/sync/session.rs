@@ -1,0 +1,211 @@
+//! One run of a sync: the working token, the counts, and every provider call made through
+//! [`call!`], which refreshes a rejected token once, retries what is worth retrying with
+//! exponential backoff and jitter (honouring `Retry-After`), and counts each HTTP request.
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use calsync_domain::connection::{ConnectionStatus, StatusReason};
+use calsync_domain::ids::{ConnectionId, FirmId};
+use calsync_providers::{ProviderError, ReauthKind};
+use calsync_store::{AttemptCounts, Connection, Db};
+use rand::Rng;
+
+use super::SyncConfig;
+use crate::tokens::{TokenError, TokenSource};
+
+/// Why a whole calendar (or the whole sync) stopped.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Stop {
+    /// The grant is unusable; the connection's status says so and the user must reconnect.
+    #[error("{0}")]
+    Reauthorize(String),
+    /// The provider stayed unavailable or throttled through every retry.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The provider refused in a way retrying will not fix.
+    #[error("{0}")]
+    Permanent(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Stop {
+    /// The error kind of the attempt log.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Stop::Reauthorize(_) => "reauthorize",
+            Stop::Unavailable(_) => "retry_after",
+            Stop::Permanent(_) => "permanent",
+            Stop::Internal(_) => "internal",
+        }
+    }
+
+    pub fn from_provider(e: &ProviderError) -> Self {
+        match e {
+            ProviderError::Reauthorize { reason, .. } => Stop::Reauthorize(reason.clone()),
+            ProviderError::Retryable { reason, .. } => Stop::Unavailable(reason.clone()),
+            other => Stop::Permanent(other.to_string()),
+        }
+    }
+}
+
+impl From<calsync_store::StoreError> for Stop {
+    fn from(e: calsync_store::StoreError) -> Self {
+        Stop::Internal(format!("storage: {e}"))
+    }
+}
+
+impl From<TokenError> for Stop {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::Reauthorize(m) => Stop::Reauthorize(m),
+            TokenError::Unavailable(m) => Stop::Unavailable(m),
+            TokenError::NotConfigured(p) => Stop::Permanent(format!("{p} is not configured on this server")),
+            other => Stop::Internal(other.to_string()),
+        }
+    }
+}
+
+/// What to do after a failed call.
+pub enum Next {
+    Again,
+    Fail(ProviderError),
+}
+
+pub struct Session {
+    pub db: Db,
+    pub tokens: Arc<TokenSource>,
+    pub config: SyncConfig,
+    pub firm: FirmId,
+    pub connection: ConnectionId,
+    pub label: &'static str,
+    pub token: String,
+    pub counts: AttemptCounts,
+    /// Items that failed on their own (recorded against the item; the rest went on).
+    pub item_errors: Vec<String>,
+    /// Links whose destructive change waits for confirmation.
+    pub held: usize,
+    /// Set once the grant turned out unusable: nothing more is attempted.
+    pub reauthorize: Option<String>,
+}
+
+/// A provider call with the session's token, retried as [`Session::after_error`] decides.
+/// `|token| expr` must produce a provider future borrowing `token` (and anything longer-lived).
+macro_rules! call {
+    ($s:expr, |$t:ident| $body:expr) => {{
+        let mut attempt = 0u32;
+        let mut refreshed = false;
+        loop {
+            $s.counts.requests += 1;
+            let result = {
+                let $t: &str = &$s.token;
+                $body.await
+            };
+            match result {
+                Ok(v) => break Ok(v),
+                Err(e) => match $s.after_error(e, &mut attempt, &mut refreshed).await {
+                    $crate::sync::session::Next::Again => continue,
+                    $crate::sync::session::Next::Fail(e) => break Err(e),
+                },
+            }
+        }
+    }};
+}
+pub(crate) use call;
+
+impl Session {
+    pub async fn start(
+        db: Db,
+        tokens: Arc<TokenSource>,
+        config: SyncConfig,
+        connection: &Connection,
+    ) -> Result<Self, Stop> {
+        let token = tokens.access_token(connection.firm_id, connection.id).await?;
+        Ok(Session {
+            db,
+            tokens,
+            config,
+            firm: connection.firm_id,
+            connection: connection.id,
+            label: connection.provider.label(),
+            token,
+            counts: AttemptCounts::default(),
+            item_errors: Vec::new(),
+            held: 0,
+            reauthorize: None,
+        })
+    }
+
+    pub async fn after_error(&mut self, e: ProviderError, attempt: &mut u32, refreshed: &mut bool) -> Next {
+        match e {
+            ProviderError::Reauthorize { kind: ReauthKind::TokenRejected, .. } if !*refreshed => {
+                *refreshed = true;
+                match self.tokens.refresh_now(self.firm, self.connection).await {
+                    Ok(t) => {
+                        self.token = t;
+                        Next::Again
+                    }
+                    Err(TokenError::Reauthorize(m)) => {
+                        self.reauthorize = Some(m.clone());
+                        Next::Fail(ProviderError::Reauthorize { kind: ReauthKind::Expired, reason: m })
+                    }
+                    Err(other) => Next::Fail(ProviderError::retryable(other.to_string())),
+                }
+            }
+            ProviderError::Reauthorize { kind, reason } => {
+                // Refused even with a fresh token, or refused outright: the user must reconnect.
+                let (status, why, msg) = match kind {
+                    ReauthKind::Revoked => (
+                        ConnectionStatus::Revoked,
+                        StatusReason::GrantRevoked,
+                        format!("Access to this {} account was revoked. Reconnect it to resume syncing.", self.label),
+                    ),
+                    ReauthKind::Interaction => (
+                        ConnectionStatus::Expired,
+                        StatusReason::SignInRequired,
+                        format!("{} wants you to sign in again. Reconnect to resume syncing.", self.label),
+                    ),
+                    ReauthKind::Expired | ReauthKind::TokenRejected => (
+                        ConnectionStatus::Expired,
+                        StatusReason::GrantExpired,
+                        format!("{} refused calsync's access. Reconnect the account to resume syncing.", self.label),
+                    ),
+                };
+                tracing::warn!(connection_id = %self.connection, %reason, "calendar access refused; reconnect needed");
+                if let Err(e) =
+                    self.db.set_connection_status(self.firm, self.connection, None, status, why, &msg, false).await
+                {
+                    tracing::error!(connection_id = %self.connection, error = %e, "could not record the status");
+                }
+                self.reauthorize = Some(msg.clone());
+                Next::Fail(ProviderError::Reauthorize { kind, reason: msg })
+            }
+            ProviderError::Retryable { after, reason } if *attempt < self.config.retries => {
+                *attempt += 1;
+                let wait = match after {
+                    Some(after) => after.min(self.config.retry_after_cap),
+                    None => self.backoff(*attempt),
+                };
+                tracing::info!(connection_id = %self.connection, attempt = *attempt, %reason, wait_ms = wait.as_millis() as u64, "provider busy; retrying");
+                tokio::time::sleep(wait).await;
+                Next::Again
+            }
+            other => Next::Fail(other),
+        }
+    }
+
+    /// Exponential with full jitter, capped.
+    fn backoff(&self, attempt: u32) -> StdDuration {
+        let exp = self.config.backoff_base.saturating_mul(1u32 << attempt.min(16));
+        let top = exp.min(self.config.backoff_cap);
+        let millis = top.as_millis().max(1) as u64;
+        StdDuration::from_millis(rand::rng().random_range(millis / 2..=millis))
+    }
+
+    /// A failure of one item: recorded, and the sync goes on.
+    pub fn item_failed(&mut self, what: String) {
+        tracing::warn!(connection_id = %self.connection, error = %what, "sync item failed");
+        self.item_errors.push(what);
+    }
+}

@@ -1,0 +1,131 @@
+//! Sync as callers may use it: who may sync, resync, replay, read the log, settle conflicts
+//! and held deletions. The work itself is the engine's ([`calsync_engine::SyncEngine`]).
+//!
+//! Staff act on their own connections; admins also on every connection of their firm, and
+//! only admins replay attempts.
+
+use std::sync::Arc;
+
+use calsync_domain::ids::{ConflictId, ConnectionId, SyncAttemptId};
+use calsync_domain::sync::{ConflictSide, SyncTrigger};
+use calsync_domain::tenant::Actor;
+use calsync_engine::{SyncEngine, SyncError};
+use calsync_store::{AttemptQuery, Conflict, Connection, Db, HeldDelete, SyncAttempt};
+use chrono::{DateTime, Utc};
+
+use super::ServiceError;
+
+impl From<SyncError> for ServiceError {
+    fn from(e: SyncError) -> Self {
+        match e {
+            SyncError::NotFound => ServiceError::NotFound,
+            SyncError::Busy => ServiceError::Conflict {
+                field: "connection".into(),
+                message: "another worker is syncing this connection right now; try again shortly".into(),
+            },
+            SyncError::Conflict(m) => ServiceError::Conflict { field: "state".into(), message: m },
+            SyncError::Internal(m) => ServiceError::Internal(anyhow::anyhow!(m)),
+        }
+    }
+}
+
+/// Where a connection's sync stands.
+#[derive(Debug, Clone)]
+pub struct SyncStatus {
+    pub connection: Connection,
+    pub in_progress: bool,
+    pub last_attempt: Option<SyncAttempt>,
+    pub next_sync_at: Option<DateTime<Utc>>,
+    pub held_deletes: Vec<HeldDelete>,
+}
+
+pub struct SyncService {
+    db: Db,
+    engine: Arc<SyncEngine>,
+}
+
+impl SyncService {
+    pub fn new(db: Db, engine: Arc<SyncEngine>) -> Self {
+        SyncService { db, engine }
+    }
+
+    pub fn engine(&self) -> &Arc<SyncEngine> {
+        &self.engine
+    }
+
+    /// The caller's own connection, or (for admins) any of the firm's.
+    async fn reachable(&self, actor: &Actor, id: ConnectionId) -> Result<Connection, ServiceError> {
+        let owner = if actor.is_admin() { None } else { Some(actor.user_id) };
+        Ok(self.db.connection(actor.firm_id, owner, id).await?)
+    }
+
+    /// Syncs one of the caller's own connections now.
+    pub async fn sync_now(&self, actor: &Actor, id: ConnectionId) -> Result<SyncAttempt, ServiceError> {
+        self.db.connection(actor.firm_id, Some(actor.user_id), id).await?;
+        Ok(self.engine.sync(actor.firm_id, id, SyncTrigger::Manual, None).await?)
+    }
+
+    pub async fn status(&self, actor: &Actor, id: ConnectionId) -> Result<SyncStatus, ServiceError> {
+        let connection = self.reachable(actor, id).await?;
+        let firm = actor.firm_id;
+        Ok(SyncStatus {
+            in_progress: self.engine.is_running(id) || self.db.sync_in_progress(firm, id).await?,
+            last_attempt: self.db.last_attempt(firm, id).await?,
+            next_sync_at: self.db.next_sync_at(firm, id).await?,
+            held_deletes: self.db.held_deletes(firm, id).await?,
+            connection,
+        })
+    }
+
+    /// Fresh cursors and a full listing diffed against the links (owner or admin).
+    pub async fn resync(&self, actor: &Actor, id: ConnectionId) -> Result<SyncAttempt, ServiceError> {
+        self.reachable(actor, id).await?;
+        Ok(self.engine.resync(actor.firm_id, id).await?)
+    }
+
+    /// The attempt log: the caller's own connections, or the whole firm's for admins.
+    pub async fn attempts(&self, actor: &Actor, mut q: AttemptQuery) -> Result<(Vec<SyncAttempt>, bool), ServiceError> {
+        if let Some(c) = q.connection {
+            self.reachable(actor, c).await?;
+        }
+        if !actor.is_admin() {
+            q.user = Some(actor.user_id);
+        }
+        Ok(self.db.query_attempts(actor.firm_id, &q).await?)
+    }
+
+    /// Runs a failed attempt's sync again (admins).
+    pub async fn replay(&self, actor: &Actor, id: SyncAttemptId) -> Result<SyncAttempt, ServiceError> {
+        if !actor.is_admin() {
+            return Err(ServiceError::Forbidden("only admins can replay sync attempts".into()));
+        }
+        Ok(self.engine.replay(actor.firm_id, id).await?)
+    }
+
+    pub async fn conflicts(&self, actor: &Actor) -> Result<Vec<Conflict>, ServiceError> {
+        let user = if actor.is_admin() { None } else { Some(actor.user_id) };
+        Ok(self.db.open_conflicts(actor.firm_id, user).await?)
+    }
+
+    pub async fn resolve(&self, actor: &Actor, id: ConflictId, keep: ConflictSide) -> Result<Conflict, ServiceError> {
+        let c = self.db.conflict(actor.firm_id, id).await?;
+        self.reachable(actor, c.connection_id).await?;
+        Ok(self.engine.resolve_conflict(actor.firm_id, id, keep).await?)
+    }
+
+    /// Applies (or refuses) the deletions the mass-delete guard held; answers with the status.
+    pub async fn settle_deletes(
+        &self,
+        actor: &Actor,
+        id: ConnectionId,
+        confirm: bool,
+    ) -> Result<SyncStatus, ServiceError> {
+        self.reachable(actor, id).await?;
+        if confirm {
+            self.engine.confirm_deletes(actor.firm_id, id).await?;
+        } else {
+            self.engine.reject_deletes(actor.firm_id, id).await?;
+        }
+        self.status(actor, id).await
+    }
+}

@@ -1,0 +1,622 @@
+//! The two-way sync end to end, black-box: calsync's API on one side, the provider sandbox's
+//! Google and Graph APIs on the other, on SQLite and PostgreSQL. Every scenario runs for both
+//! providers: edits both ways without echoes, lost responses and half-done writes without
+//! duplicates, dead cursors without lost deletions, out-of-window removals, ragged pages,
+//! conflicts per strategy, the mass-delete guard, throttling, 412 and a revoked grant.
+
+mod common;
+
+use calsync_testkit::{Backend, backend_tests};
+use chrono::{Duration, SecondsFormat, Utc};
+use common::TestApp;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+const BASE: &str = "/api/calendar/oauth-connections";
+const PROVIDERS: [&str; 2] = ["google", "microsoft"];
+
+/// The provider side, spoken to directly over the sandbox's Google and Graph APIs.
+struct Remote<'a> {
+    app: &'a TestApp,
+    provider: &'static str,
+    token: String,
+}
+
+fn at(hours_from_now: i64) -> chrono::DateTime<Utc> {
+    let base = Utc::now().date_naive().and_hms_opt(9, 0, 0).unwrap().and_utc();
+    base + Duration::hours(hours_from_now)
+}
+
+impl<'a> Remote<'a> {
+    async fn new(app: &'a TestApp, provider: &'static str, email: &str) -> Remote<'a> {
+        let v = app.control("/_sandbox/accounts", json!({"provider": provider, "email": email})).await;
+        Remote { app, provider, token: v["access_token"].as_str().unwrap().to_owned() }
+    }
+
+    fn url(&self, path: &str) -> String {
+        match self.provider {
+            "google" => self.app.sandbox_url(&format!("/google/calendar/v3/calendars/primary/events{path}")),
+            _ => self.app.sandbox_url(&format!("/microsoft/graph/v1.0/me/events{path}")),
+        }
+    }
+
+    fn body(&self, title: &str, start: chrono::DateTime<Utc>) -> Value {
+        let end = start + Duration::hours(1);
+        let f = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
+        match self.provider {
+            "google" => json!({"summary": title, "start": {"dateTime": f(start)}, "end": {"dateTime": f(end)}}),
+            _ => json!({
+                "subject": title,
+                "start": {"dateTime": f(start).trim_end_matches('Z'), "timeZone": "UTC"},
+                "end": {"dateTime": f(end).trim_end_matches('Z'), "timeZone": "UTC"},
+            }),
+        }
+    }
+
+    async fn create(&self, title: &str, start: chrono::DateTime<Utc>) -> String {
+        let resp = self
+            .app
+            .http
+            .post(self.url(""))
+            .bearer_auth(&self.token)
+            .json(&self.body(title, start))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "create: {}", resp.status());
+        resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn retitle(&self, id: &str, title: &str) {
+        let body = match self.provider {
+            "google" => json!({"summary": title}),
+            _ => json!({"subject": title}),
+        };
+        let resp =
+            self.app.http.patch(self.url(&format!("/{id}"))).bearer_auth(&self.token).json(&body).send().await.unwrap();
+        assert!(resp.status().is_success(), "patch: {}", resp.status());
+    }
+
+    async fn move_to(&self, id: &str, start: chrono::DateTime<Utc>) {
+        let mut body = self.body("", start);
+        let o = body.as_object_mut().unwrap();
+        o.remove("summary");
+        o.remove("subject");
+        let resp =
+            self.app.http.patch(self.url(&format!("/{id}"))).bearer_auth(&self.token).json(&body).send().await.unwrap();
+        assert!(resp.status().is_success(), "move: {}", resp.status());
+    }
+
+    async fn delete(&self, id: &str) {
+        let resp = self.app.http.delete(self.url(&format!("/{id}"))).bearer_auth(&self.token).send().await.unwrap();
+        assert!(resp.status().is_success(), "delete: {}", resp.status());
+    }
+
+    /// Live events in the coming year: title by id.
+    async fn events(&self) -> HashMap<String, String> {
+        let (from, to) = (at(-24 * 40), at(24 * 365));
+        let f = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
+        let mut out = HashMap::new();
+        let mut url = match self.provider {
+            "google" => {
+                format!("{}?singleEvents=true&maxResults=2500&timeMin={}&timeMax={}", self.url(""), f(from), f(to))
+            }
+            _ => self.app.sandbox_url(&format!(
+                "/microsoft/graph/v1.0/me/calendarView?startDateTime={}&endDateTime={}&$top=1000",
+                f(from),
+                f(to)
+            )),
+        };
+        loop {
+            let v: Value = self.app.http.get(&url).bearer_auth(&self.token).send().await.unwrap().json().await.unwrap();
+            let items =
+                v.get("items").or_else(|| v.get("value")).and_then(Value::as_array).cloned().unwrap_or_default();
+            for e in items {
+                if e["status"] == "cancelled" {
+                    continue;
+                }
+                let title = e.get("summary").or_else(|| e.get("subject")).and_then(Value::as_str).unwrap_or_default();
+                out.insert(e["id"].as_str().unwrap().to_owned(), title.to_owned());
+            }
+            match (v.get("nextPageToken").and_then(Value::as_str), v.get("@odata.nextLink").and_then(Value::as_str)) {
+                (Some(p), _) => {
+                    url = format!(
+                        "{}?singleEvents=true&maxResults=2500&timeMin={}&timeMax={}&pageToken={p}",
+                        self.url(""),
+                        f(from),
+                        f(to)
+                    )
+                }
+                (_, Some(next)) => url = next.to_owned(),
+                _ => return out,
+            }
+        }
+    }
+
+    async fn titles(&self) -> Vec<String> {
+        let mut t: Vec<String> = self.events().await.into_values().collect();
+        t.sort();
+        t
+    }
+
+    async fn fault(&self, method: &str, path_regex: &str, kind: &str, status: Option<u16>, count: u32) {
+        let mut spec = json!({"provider": self.provider, "method": method, "path_regex": path_regex, "kind": kind, "count": count});
+        if let Some(s) = status {
+            spec["status"] = json!(s);
+        }
+        self.app.control("/_sandbox/faults", spec).await;
+    }
+
+    /// The path of the events collection, for fault rules.
+    fn events_path(&self) -> &'static str {
+        match self.provider {
+            "google" => "/calendars/[^/]+/events$",
+            _ => "/me/(calendars/[^/]+/)?events$",
+        }
+    }
+
+    fn listing_path(&self) -> &'static str {
+        match self.provider {
+            "google" => "/calendars/[^/]+/events$",
+            _ => "/calendarView/delta",
+        }
+    }
+}
+
+/// A staff user with a connection to `provider`; returns (api token, connection id, the remote side).
+async fn connected<'a>(app: &'a TestApp, provider: &'static str, n: usize) -> (String, String, Remote<'a>) {
+    let email = format!("staff{n}-{provider}@acme.test");
+    let token = app.user("acme", &email, "staff").await;
+    let account = format!("staff{n}@{}.test", if provider == "google" { "gmail" } else { "outlook" });
+    let resp = app.post(&format!("{BASE}/initiate_{provider}_oauth/"), &token).send().await.unwrap();
+    let v: Value = resp.json().await.unwrap();
+    let url = format!("{}&sandbox_approve=1&login_hint={account}", v["authorization_url"].as_str().unwrap());
+    let resp = app.http.get(url).send().await.unwrap();
+    let location = reqwest::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+    let q: HashMap<String, String> = location.query_pairs().into_owned().collect();
+    let resp = app
+        .post(&format!("{BASE}/oauth_callback/"), &token)
+        .json(&json!({"code": q["code"], "state": q["state"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let c: Value = resp.json().await.unwrap();
+    let remote = Remote::new(app, provider, &account).await;
+    (token, c["id"].as_str().unwrap().to_owned(), remote)
+}
+
+async fn sync_now(app: &TestApp, token: &str, conn: &str) -> Value {
+    let resp = app.post(&format!("{BASE}/{conn}/sync_now/"), token).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "{}", resp.text().await.unwrap());
+    resp.json().await.unwrap()
+}
+
+fn counts(a: &Value) -> [i64; 6] {
+    [
+        a["pulled"]["created"].as_i64().unwrap(),
+        a["pulled"]["updated"].as_i64().unwrap(),
+        a["pulled"]["deleted"].as_i64().unwrap(),
+        a["pushed"]["created"].as_i64().unwrap(),
+        a["pushed"]["updated"].as_i64().unwrap(),
+        a["pushed"]["deleted"].as_i64().unwrap(),
+    ]
+}
+
+async fn appointments(app: &TestApp, token: &str) -> Vec<Value> {
+    let v: Value = app.get("/api/appointments/?limit=500", token).send().await.unwrap().json().await.unwrap();
+    v["items"].as_array().cloned().unwrap_or_default()
+}
+
+async fn local_titles(app: &TestApp, token: &str) -> Vec<String> {
+    let mut t: Vec<String> =
+        appointments(app, token).await.iter().map(|a| a["title"].as_str().unwrap().to_owned()).collect();
+    t.sort();
+    t
+}
+
+async fn create_local(app: &TestApp, token: &str, title: &str, start: chrono::DateTime<Utc>) -> Value {
+    let body = json!({
+        "title": title,
+        "start": start.to_rfc3339(),
+        "end": (start + Duration::hours(1)).to_rfc3339(),
+    });
+    let resp = app.post("/api/appointments/", token).json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED, "{}", resp.text().await.unwrap());
+    resp.json().await.unwrap()
+}
+
+async fn patch_local(app: &TestApp, token: &str, id: &str, body: Value) {
+    let resp = app.patch(&format!("/api/appointments/{id}/"), token).json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "{}", resp.text().await.unwrap());
+}
+
+async fn find_local(app: &TestApp, token: &str, title: &str) -> Value {
+    appointments(app, token).await.into_iter().find(|a| a["title"] == title).unwrap_or_else(|| panic!("no {title}"))
+}
+
+async fn set(app: &TestApp, token: &str, conn: &str, body: Value) {
+    let resp = app.patch(&format!("{BASE}/{conn}/"), token).json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "{}", resp.text().await.unwrap());
+}
+
+async fn edits_flow_both_ways_without_echoes(backend: Backend) {
+    let app = TestApp::spawn_with_sandbox(backend).await;
+    for (n, provider) in PROVIDERS.into_iter().enumerate() {
+        let (token, conn, remote) = connected(&app, provider, n).await;
+        // calsync → provider.
+        let mine = create_local(&app, &token, "Intake: Meyer", at(24)).await;
+        let a = sync_now(&app, &token, &conn).await;
+        assert_eq!(a["status"], "success", "{provider}: {a}");
+        assert_eq!(counts(&a), [0, 0, 0, 1, 0, 0], "{provider}: {a}");
+        assert_eq!(remote.titles().await, vec!["Intake: Meyer"], "{provider}");
+        let shown =
+            app.get(&format!("/api/appointments/{}/", mine["id"].as_str().unwrap()), &token).send().await.unwrap();
+        let shown: Value = shown.json().await.unwrap();
+        assert_eq!(shown["origin"], "calsync", "{provider}: {shown}");
+        assert_eq!(shown["sync"][0]["state"], "synced", "{provider}: {shown}");
+        assert_eq!(shown["sync"][0]["provider"], provider);
+
+        // Nothing changed: one request per calendar, nothing moves (our own write is no echo).
+        let quiet = sync_now(&app, &token, &conn).await;
+        assert_eq!((counts(&quiet), quiet["requests"].as_i64()), ([0; 6], Some(1)), "{provider}: {quiet}");
+
+        // provider → calsync.
+        let theirs = remote.create("Call with auditor", at(48)).await;
+        let a = sync_now(&app, &token, &conn).await;
+        assert_eq!(counts(&a), [1, 0, 0, 0, 0, 0], "{provider}: {a}");
+        let pulled = find_local(&app, &token, "Call with auditor").await;
+        assert_eq!(pulled["origin"]["connection"], conn.as_str(), "{provider}: {pulled}");
+        assert_eq!(local_titles(&app, &token).await, vec!["Call with auditor", "Intake: Meyer"]);
+
+        // Edits both ways.
+        remote.retitle(&theirs, "Call with auditor (moved)").await;
+        patch_local(&app, &token, mine["id"].as_str().unwrap(), json!({"title": "Intake: Meyer & Co"})).await;
+        let a = sync_now(&app, &token, &conn).await;
+        assert_eq!(counts(&a), [0, 1, 0, 0, 1, 0], "{provider}: {a}");
+        assert_eq!(remote.titles().await, vec!["Call with auditor (moved)", "Intake: Meyer & Co"], "{provider}");
+        assert_eq!(local_titles(&app, &token).await, vec!["Call with auditor (moved)", "Intake: Meyer & Co"]);
+        let quiet = sync_now(&app, &token, &conn).await;
+        assert_eq!(counts(&quiet), [0; 6], "{provider}: no ping-pong after edits: {quiet}");
+
+        // Deletes both ways.
+        let pulled_id = find_local(&app, &token, "Call with auditor (moved)").await["id"].as_str().unwrap().to_owned();
+        let resp =
+            app.delete(&format!("/api/appointments/{}/", mine["id"].as_str().unwrap()), &token).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+        remote.delete(&theirs).await;
+        let a = sync_now(&app, &token, &conn).await;
+        assert_eq!(counts(&a), [0, 0, 1, 0, 0, 1], "{provider}: {a}");
+        assert!(remote.titles().await.is_empty(), "{provider}");
+        assert!(local_titles(&app, &token).await.is_empty(), "{provider}");
+        let gone = app.get(&format!("/api/appointments/{pulled_id}/"), &token).send().await.unwrap();
+        assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+        let quiet = sync_now(&app, &token, &conn).await;
+        assert_eq!(counts(&quiet), [0; 6], "{provider}: deleted events do not come back: {quiet}");
+    }
+}
+
+async fn lost_answers_and_half_done_writes_make_no_duplicates(backend: Backend) {
+    let app = TestApp::spawn_with_sandbox(backend).await;
+    for (n, provider) in PROVIDERS.into_iter().enumerate() {
+        let (token, conn, remote) = connected(&app, provider, n).await;
+        // The create lands but its answer is lost: the retry with the same key finds it.
+        create_local(&app, &token, "Lost answer", at(26)).await;
+        remote.fault("POST", remote.events_path(), "drop_after_commit", None, 1).await;
+        let a = sync_now(&app, &token, &conn).await;
+        assert_eq!((a["status"].as_str(), counts(&a)), (Some("success"), [0, 0, 0, 1, 0, 0]), "{provider}: {a}");
+        assert_eq!(remote.titles().await, vec!["Lost answer"], "{provider}: one event");
+
+        // Every answer is lost, the sync gives up on the item: the event exists, calsync does
+        // not know it. The next sync finds it by its stamp and links it instead of creating.
+        create_local(&app, &token, "Half done", at(27)).await;
+        remote.fault("POST", remote.events_path(), "drop_after_commit", None, 20).await;
+        let a = sync_now(&app, &token, &conn).await;
+        assert_eq!(a["status"], "partial", "{provider}: {a}");
+        app.http.delete(app.sandbox_url("/_sandbox/faults")).send().await.unwrap();
+        let a = sync_now(&app, &token, &conn).await;
+        assert_eq!(a["status"], "success", "{provider}: {a}");
+        assert_eq!(remote.titles().await, vec!["Half done", "Lost answer"], "{provider}: no duplicate");
+        assert_eq!(local_titles(&app, &token).await, vec!["Half done", "Lost answer"], "{provider}: none imported");
+        let quiet = sync_now(&app, &token, &conn).await;
+        assert_eq!(counts(&quiet), [0; 6], "{provider}: {quiet}");
+    }
+}
+
+async fn dead_cursors_lose_no_deletion(backend: Backend) {
+    let app = TestApp::spawn_with_sandbox(backend).await;
+    for (n, provider) in PROVIDERS.into_iter().enumerate() {
+        let (token, conn, remote) = connected(&app, provider, n).await;
+        app.control("/_sandbox/paging", json!({"provider": provider, "mode": "ragged"})).await;
+        let mut ids = Vec::new();
+        for i in 0..12 {
+            ids.push(remote.create(&format!("E{i:02}"), at(24 + i)).await);
+        }
+        let a = sync_now(&app, &token, &conn).await;
+        assert_eq!(counts(&a)[0], 12, "{provider}: every event once over ragged pages: {a}");
+        assert_eq!(local_titles(&app, &token).await.len(), 12);
+        // While the cursor is dead, two events are deleted and one is changed.
+        remote.delete(&ids[0]).await;
+        remote.delete(&ids[1]).await;
+        remote.retitle(&ids[2], "E02 changed").await;
+        app.control("/_sandbox/expire-cursors", json!({"provider": provider})).await;
+        let a = sync_now(&app, &token, &conn).await;
+        assert_eq!(a["status"], "success", "{provider}: {a}");
+        assert_eq!(counts(&a), [0, 1, 2, 0, 0, 0], "{provider}: full listing diffed against the links: {a}");
+        let titles = local_titles(&app, &token).await;
+        assert_eq!(titles.len(), 10);
+        assert!(titles.contains(&"E02 changed".to_owned()) && !titles.contains(&"E00".to_owned()));
+        app.control("/_sandbox/paging", json!({"provider": provider, "mode": "normal"})).await;
+        let quiet = sync_now(&app, &token, &conn).await;
+        assert_eq!(counts(&quiet), [0; 6], "{provider}: {quiet}");
+    }
+}
+
+async fn events_leaving_the_window_are_not_deletions(backend: Backend) {
+    let app = TestApp::spawn_with_sandbox(backend).await;
+    for (n, provider) in PROVIDERS.into_iter().enumerate() {
+        let (token, conn, remote) = connected(&app, provider, n).await;
+        let id = remote.create("Far away", at(24)).await;
+        sync_now(&app, &token, &conn).await;
+        // Moved beyond the 30-day window: Graph reports it `@removed`, yet it still exists.
+        remote.move_to(&id, at(24 * 200)).await;
+        let a = sync_now(&app, &token, &conn).await;
+        assert_eq!(counts(&a)[2], 0, "{provider}: nothing deleted: {a}");
+        let kept = find_local(&app, &token, "Far away").await;
+        assert!(kept["start"].as_str().unwrap() > at(24 * 100).to_rfc3339().as_str(), "{provider}: moved: {kept}");
+    }
+}
+
+async fn conflicts_follow_the_strategy(backend: Backend) {
+    let app = TestApp::spawn_with_sandbox(backend).await;
+    for (n, provider) in PROVIDERS.into_iter().enumerate() {
+        let (token, conn, remote) = connected(&app, provider, n).await;
+        let ids: Vec<String> = {
+            let mut v = Vec::new();
+            for s in ["newest", "internal", "external", "manual"] {
+                v.push(remote.create(s, at(30)).await);
+            }
+            v
+        };
+        sync_now(&app, &token, &conn).await;
+        let edit_both = |i: usize, strategy: &'static str| {
+            let (app, token, conn, remote, ids) = (&app, &token, &conn, &remote, &ids);
+            async move {
+                set(app, token, conn, json!({"conflict_strategy": strategy})).await;
+                let local = find_local(app, token, ["newest", "internal", "external", "manual"][i]).await;
+                // calsync first, the provider a moment later: the provider's edit is newer.
+                patch_local(app, token, local["id"].as_str().unwrap(), json!({"title": format!("{strategy}: ours")}))
+                    .await;
+                app.control("/_sandbox/clock", json!({"advance_seconds": 60})).await;
+                remote.retitle(&ids[i], &format!("{strategy}: theirs")).await;
+                sync_now(app, token, conn).await
+            }
+        };
+        let a = edit_both(0, "newest_wins").await;
+        assert_eq!(counts(&a)[1], 1, "{provider}: the newer (provider) edit wins: {a}");
+        let a = edit_both(1, "prefer_internal").await;
+        assert_eq!(counts(&a)[4], 1, "{provider}: {a}");
+        let a = edit_both(2, "prefer_external").await;
+        assert_eq!(counts(&a)[1], 1, "{provider}: {a}");
+        let a = edit_both(3, "manual").await;
+        assert_eq!((a["conflicts"].as_i64(), counts(&a)), (Some(1), [0; 6]), "{provider}: {a}");
+        let mut remote_titles = remote.titles().await;
+        remote_titles.sort();
+        assert_eq!(
+            remote_titles,
+            vec!["manual: theirs", "newest_wins: theirs", "prefer_external: theirs", "prefer_internal: ours"],
+            "{provider}"
+        );
+        let mut local = local_titles(&app, &token).await;
+        local.sort();
+        assert_eq!(
+            local,
+            vec!["manual: ours", "newest_wins: theirs", "prefer_external: theirs", "prefer_internal: ours"],
+            "{provider}: nothing overwritten under manual"
+        );
+        // A conflict is listed with both versions and stays until resolved.
+        let list: Value = app.get("/api/calendar/conflicts/", &token).send().await.unwrap().json().await.unwrap();
+        let list = list.as_array().unwrap();
+        assert_eq!(list.len(), 1, "{provider}: {list:?}");
+        assert_eq!(
+            (list[0]["internal"]["title"].as_str(), list[0]["external"]["title"].as_str()),
+            (Some("manual: ours"), Some("manual: theirs"))
+        );
+        let quiet = sync_now(&app, &token, &conn).await;
+        assert_eq!((quiet["conflicts"].as_i64(), counts(&quiet)), (Some(0), [0; 6]), "{provider}: {quiet}");
+        let bad = app
+            .post(&format!("/api/calendar/conflicts/{}/resolve/", list[0]["id"].as_str().unwrap()), &token)
+            .json(&json!({"keep": "both"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+        let resp = app
+            .post(&format!("/api/calendar/conflicts/{}/resolve/", list[0]["id"].as_str().unwrap()), &token)
+            .json(&json!({"keep": "external"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{}", resp.text().await.unwrap());
+        assert!(local_titles(&app, &token).await.contains(&"manual: theirs".to_owned()), "{provider}");
+        let list: Value = app.get("/api/calendar/conflicts/", &token).send().await.unwrap().json().await.unwrap();
+        assert!(list.as_array().unwrap().is_empty());
+        let quiet = sync_now(&app, &token, &conn).await;
+        assert_eq!(counts(&quiet), [0; 6], "{provider}: {quiet}");
+    }
+}
+
+async fn mass_deletes_wait_for_confirmation(backend: Backend) {
+    let app = TestApp::spawn_with_sandbox(backend).await;
+    for (n, provider) in PROVIDERS.into_iter().enumerate() {
+        let (token, conn, remote) = connected(&app, provider, n).await;
+        let mut ids = Vec::new();
+        for i in 0..60 {
+            ids.push(remote.create(&format!("M{i:02}"), at(24 + i)).await);
+        }
+        sync_now(&app, &token, &conn).await;
+        for id in &ids {
+            remote.delete(id).await;
+        }
+        let a = sync_now(&app, &token, &conn).await;
+        assert_eq!((a["error_kind"].as_str(), counts(&a)[2]), (Some("deletes_held"), 0), "{provider}: {a}");
+        assert_eq!(local_titles(&app, &token).await.len(), 60, "{provider}: nothing deleted yet");
+        let status: Value =
+            app.get(&format!("{BASE}/{conn}/sync_status/"), &token).send().await.unwrap().json().await.unwrap();
+        assert_eq!(status["pending_deletes"]["count"], 60, "{provider}: {status}");
+        assert_eq!(status["pending_deletes"]["in_calsync"], 60);
+        // Held deletions stay held through further syncs.
+        sync_now(&app, &token, &conn).await;
+        assert_eq!(local_titles(&app, &token).await.len(), 60);
+        if n == 0 {
+            // Confirmed: the appointments go.
+            let resp = app.post(&format!("{BASE}/{conn}/confirm_deletes/"), &token).send().await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            let s: Value = resp.json().await.unwrap();
+            assert_eq!(s["pending_deletes"]["count"], 0);
+            assert!(local_titles(&app, &token).await.is_empty(), "{provider}");
+        } else {
+            // Rejected: the events are created again from calsync's copies.
+            let resp = app.post(&format!("{BASE}/{conn}/reject_deletes/"), &token).send().await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            assert_eq!(remote.titles().await.len(), 60, "{provider}: restored at the provider");
+            assert_eq!(local_titles(&app, &token).await.len(), 60);
+        }
+        let quiet = sync_now(&app, &token, &conn).await;
+        assert_eq!(counts(&quiet), [0; 6], "{provider}: {quiet}");
+    }
+}
+
+async fn throttling_and_lost_races_are_retried(backend: Backend) {
+    let app = TestApp::spawn_with_sandbox(backend).await;
+    for (n, provider) in PROVIDERS.into_iter().enumerate() {
+        let (token, conn, remote) = connected(&app, provider, n).await;
+        let mine = create_local(&app, &token, "Storm", at(30)).await;
+        sync_now(&app, &token, &conn).await;
+        // A 429 storm on the listing, then a 503: retried with backoff, the sync succeeds.
+        remote.fault("GET", remote.listing_path(), "status", Some(429), 3).await;
+        remote.fault("GET", remote.listing_path(), "status", Some(503), 1).await;
+        patch_local(&app, &token, mine["id"].as_str().unwrap(), json!({"title": "Storm over"})).await;
+        // The update loses a race once (412): calsync re-reads and writes again.
+        remote.fault("PATCH", "/events/", "status", Some(412), 1).await;
+        let a = sync_now(&app, &token, &conn).await;
+        assert_eq!((a["status"].as_str(), counts(&a)), (Some("success"), [0, 0, 0, 0, 1, 0]), "{provider}: {a}");
+        assert!(a["requests"].as_i64().unwrap() >= 1 + 4 + 3, "{provider}: retries are counted: {a}");
+        assert_eq!(remote.titles().await, vec!["Storm over"], "{provider}");
+    }
+}
+
+async fn a_revoked_grant_stops_the_sync_and_says_so(backend: Backend) {
+    let app = TestApp::spawn_with_sandbox(backend).await;
+    for (n, provider) in PROVIDERS.into_iter().enumerate() {
+        let (token, conn, _remote) = connected(&app, provider, n).await;
+        create_local(&app, &token, "Never sent", at(30)).await;
+        let account = format!("staff{n}@{}.test", if provider == "google" { "gmail" } else { "outlook" });
+        app.control("/_sandbox/revoke", json!({"provider": provider, "email": account})).await;
+        let a = sync_now(&app, &token, &conn).await;
+        assert_eq!(
+            (a["status"].as_str(), a["error_kind"].as_str()),
+            (Some("failed"), Some("reauthorize")),
+            "{provider}: {a}"
+        );
+        let c: Value = app.get(&format!("{BASE}/{conn}/"), &token).send().await.unwrap().json().await.unwrap();
+        assert!(matches!(c["status"].as_str(), Some("revoked" | "expired")), "{provider}: {c}");
+        let s: Value =
+            app.get(&format!("{BASE}/{conn}/sync_status/"), &token).send().await.unwrap().json().await.unwrap();
+        assert_eq!(s["last_attempt"]["status"], "failed");
+        assert!(s["last_error"].as_str().is_some_and(|e| e.contains("Reconnect")), "{provider}: {s}");
+    }
+}
+
+async fn the_log_replays_and_stays_within_the_firm(backend: Backend) {
+    let app = TestApp::spawn_with_sandbox(backend).await;
+    let (token, conn, remote) = connected(&app, "google", 0).await;
+    let admin = app.user("acme", "boss@acme.test", "admin").await;
+    let (other, other_conn, _) = connected(&app, "microsoft", 1).await;
+    // A failed attempt: the listing keeps failing.
+    remote.fault("GET", remote.listing_path(), "status", Some(500), 50).await;
+    let failed = sync_now(&app, &token, &conn).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    app.http.delete(app.sandbox_url("/_sandbox/faults")).send().await.unwrap();
+    let failed_id = failed["attempt_id"].as_str().unwrap();
+    // Staff may not replay; admins may, and the new attempt points back.
+    let resp = app.post(&format!("/api/calendar/sync-attempts/{failed_id}/replay/"), &token).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = app.post(&format!("/api/calendar/sync-attempts/{failed_id}/replay/"), &admin).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "{}", resp.text().await.unwrap());
+    let replayed: Value = resp.json().await.unwrap();
+    assert_eq!((replayed["replay_of"].as_str(), replayed["trigger"].as_str()), (Some(failed_id), Some("replay")));
+    assert_eq!(replayed["status"], "success");
+    // A successful attempt is not replayed.
+    let resp = app
+        .post(&format!("/api/calendar/sync-attempts/{}/replay/", replayed["attempt_id"].as_str().unwrap()), &admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    sync_now(&app, &other, &other_conn).await;
+    // Staff see their own attempts; admins the firm's; filters and paging work.
+    let mine: Value = app.get("/api/calendar/sync-attempts/", &token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(mine["items"].as_array().unwrap().len(), 2, "{mine}");
+    let all: Value =
+        app.get("/api/calendar/sync-attempts/?limit=2", &admin).send().await.unwrap().json().await.unwrap();
+    assert_eq!(all["items"].as_array().unwrap().len(), 2);
+    let cursor = all["next_cursor"].as_str().expect("a third attempt follows");
+    let rest: Value = app
+        .get(&format!("/api/calendar/sync-attempts/?limit=2&cursor={cursor}"), &admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((rest["items"].as_array().unwrap().len(), rest["next_cursor"].is_null()), (1, true), "{rest}");
+    let failed_only: Value =
+        app.get("/api/calendar/sync-attempts/?status=failed", &admin).send().await.unwrap().json().await.unwrap();
+    assert_eq!(failed_only["items"].as_array().unwrap().len(), 1);
+    for bad in ["status=done", "limit=0", "since=yesterday", "connection=x", "colour=red"] {
+        let resp = app.get(&format!("/api/calendar/sync-attempts/?{bad}"), &admin).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
+        let v: Value = resp.json().await.unwrap();
+        assert!(v["error"]["field"].is_string(), "{bad}: {v}");
+    }
+    // Another user's connection, or another firm's, is not there.
+    let resp = app.post(&format!("{BASE}/{other_conn}/sync_now/"), &token).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let outsider = app.user("globex", "eve@globex.test", "admin").await;
+    for path in [format!("{BASE}/{conn}/sync_status/"), format!("/api/calendar/sync-attempts/?connection={conn}")] {
+        let resp = app.get(&path, &outsider).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    let resp = app.post(&format!("/api/calendar/sync-attempts/{failed_id}/replay/"), &outsider).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let theirs: Value = app.get("/api/calendar/sync-attempts/", &outsider).send().await.unwrap().json().await.unwrap();
+    assert!(theirs["items"].as_array().unwrap().is_empty());
+}
+
+async fn concurrent_sync_requests_share_one_sync(backend: Backend) {
+    let app = TestApp::spawn_with_sandbox(backend).await;
+    let (token, conn, _remote) = connected(&app, "google", 0).await;
+    for i in 0..5 {
+        create_local(&app, &token, &format!("C{i}"), at(30 + i)).await;
+    }
+    app.control("/_sandbox/latency", json!({"milliseconds": 100})).await;
+    let (a, b) = tokio::join!(sync_now(&app, &token, &conn), sync_now(&app, &token, &conn));
+    app.control("/_sandbox/latency", json!({"milliseconds": 0})).await;
+    assert_eq!(a["attempt_id"], b["attempt_id"], "the second request waited for the first sync: {a} {b}");
+    assert_eq!(counts(&a)[3], 5);
+}
+
+backend_tests!(
+    edits_flow_both_ways_without_echoes,
+    lost_answers_and_half_done_writes_make_no_duplicates,
+    dead_cursors_lose_no_deletion,
+    events_leaving_the_window_are_not_deletions,
+    conflicts_follow_the_strategy,
+    mass_deletes_wait_for_confirmation,
+    throttling_and_lost_races_are_retried,
+    a_revoked_grant_stops_the_sync_and_says_so,
+    the_log_replays_and_stays_within_the_firm,
+    concurrent_sync_requests_share_one_sync,
+);

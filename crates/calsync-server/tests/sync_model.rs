@@ -1,0 +1,374 @@
+//! Model-based check of the two-way sync, black-box: random sequences of creates, edits and
+//! deletes on both sides (calsync's API and the sandbox's provider API), interleaved with
+//! syncs under faults (429, 5xx, answers lost after the provider committed, dead cursors,
+//! ragged pages) and restarts of the service. After two fault-free syncs both sides must hold
+//! the same events, none twice, and none the model says must exist may be missing.
+//!
+//! Runs on SQLite and PostgreSQL, for Google and Graph, under `newest_wins` and
+//! `prefer_internal`. Failures shrink, and the shrunk case is kept under
+//! `proptest-regressions/` (commit it) so it runs first from then on.
+
+mod common;
+
+use calsync_testkit::Backend;
+use chrono::{Duration, SecondsFormat, Utc};
+use common::TestApp;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestRunner};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const BASE: &str = "/api/calendar/oauth-connections";
+
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    Throttled,
+    ServerError,
+    LostAnswer,
+    DeadCursor,
+    RaggedPages,
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    LocalCreate,
+    LocalEdit(usize),
+    LocalDelete(usize),
+    RemoteCreate,
+    RemoteEdit(usize),
+    RemoteDelete(usize),
+    Sync(Option<Fault>),
+    Restart,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let fault = prop_oneof![
+        Just(None),
+        Just(Some(Fault::Throttled)),
+        Just(Some(Fault::ServerError)),
+        Just(Some(Fault::LostAnswer)),
+        Just(Some(Fault::DeadCursor)),
+        Just(Some(Fault::RaggedPages)),
+    ];
+    prop_oneof![
+        3 => Just(Op::LocalCreate),
+        2 => (0..8usize).prop_map(Op::LocalEdit),
+        1 => (0..8usize).prop_map(Op::LocalDelete),
+        3 => Just(Op::RemoteCreate),
+        2 => (0..8usize).prop_map(Op::RemoteEdit),
+        1 => (0..8usize).prop_map(Op::RemoteDelete),
+        3 => fault.prop_map(Op::Sync),
+        1 => Just(Op::Restart),
+    ]
+}
+
+struct Case<'a> {
+    app: &'a mut TestApp,
+    provider: &'static str,
+    token: String,
+    conn: String,
+    remote_token: String,
+    /// Every title ever written, to the entity (creation) it belongs to.
+    entity_of: HashMap<String, usize>,
+    /// Entities a delete was issued for, on either side.
+    deleted: HashSet<usize>,
+    entities: usize,
+    next: usize,
+}
+
+fn at(slot: usize) -> chrono::DateTime<Utc> {
+    Utc::now().date_naive().and_hms_opt(8, 0, 0).unwrap().and_utc() + Duration::hours(24 + slot as i64)
+}
+
+fn fmt(t: chrono::DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+impl Case<'_> {
+    fn events_url(&self, rest: &str) -> String {
+        match self.provider {
+            "google" => self.app.sandbox_url(&format!("/google/calendar/v3/calendars/primary/events{rest}")),
+            _ => self.app.sandbox_url(&format!("/microsoft/graph/v1.0/me/events{rest}")),
+        }
+    }
+
+    fn title(&mut self, entity: usize, side: &str) -> String {
+        self.next += 1;
+        let t = format!("e{entity}-{side}{}", self.next);
+        self.entity_of.insert(t.clone(), entity);
+        t
+    }
+
+    /// Live appointments: id and title.
+    async fn local(&self) -> Vec<(String, String)> {
+        let v: Value =
+            self.app.get("/api/appointments/?limit=500", &self.token).send().await.unwrap().json().await.unwrap();
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| (a["id"].as_str().unwrap().to_owned(), a["title"].as_str().unwrap().to_owned()))
+            .collect()
+    }
+
+    /// Live events in the window: id and title.
+    async fn remote(&self) -> Vec<(String, String)> {
+        let (from, to) = (fmt(at(0) - Duration::days(5)), fmt(at(0) + Duration::days(20)));
+        let url = match self.provider {
+            "google" => {
+                format!("{}?singleEvents=true&maxResults=2500&timeMin={from}&timeMax={to}", self.events_url(""))
+            }
+            _ => self.app.sandbox_url(&format!(
+                "/microsoft/graph/v1.0/me/calendarView?startDateTime={from}&endDateTime={to}&$top=1000"
+            )),
+        };
+        let v: Value =
+            self.app.http.get(url).bearer_auth(&self.remote_token).send().await.unwrap().json().await.unwrap();
+        let items = v.get("items").or_else(|| v.get("value")).and_then(Value::as_array).cloned().unwrap_or_default();
+        items
+            .iter()
+            .filter(|e| e["status"] != "cancelled")
+            .map(|e| {
+                let title = e.get("summary").or_else(|| e.get("subject")).and_then(Value::as_str).unwrap_or_default();
+                (e["id"].as_str().unwrap().to_owned(), title.to_owned())
+            })
+            .collect()
+    }
+
+    fn remote_body(&self, title: &str, slot: Option<usize>) -> Value {
+        let mut v = match self.provider {
+            "google" => json!({"summary": title}),
+            _ => json!({"subject": title}),
+        };
+        if let Some(slot) = slot {
+            let (s, e) = (fmt(at(slot)), fmt(at(slot) + Duration::minutes(30)));
+            match self.provider {
+                "google" => {
+                    v["start"] = json!({"dateTime": s});
+                    v["end"] = json!({"dateTime": e});
+                }
+                _ => {
+                    v["start"] = json!({"dateTime": s.trim_end_matches('Z'), "timeZone": "UTC"});
+                    v["end"] = json!({"dateTime": e.trim_end_matches('Z'), "timeZone": "UTC"});
+                }
+            }
+        }
+        v
+    }
+
+    async fn apply(&mut self, op: &Op) {
+        match op {
+            Op::LocalCreate => {
+                let entity = self.entities;
+                self.entities += 1;
+                let title = self.title(entity, "L");
+                let body = json!({"title": title, "start": fmt(at(entity % 200)), "end": fmt(at(entity % 200) + Duration::minutes(30))});
+                let resp = self.app.post("/api/appointments/", &self.token).json(&body).send().await.unwrap();
+                assert_eq!(resp.status(), 201);
+            }
+            Op::LocalEdit(k) | Op::LocalDelete(k) => {
+                let list = self.local().await;
+                if list.is_empty() {
+                    return;
+                }
+                let (id, old) = list[k % list.len()].clone();
+                let entity = self.entity_of[&old];
+                if let Op::LocalEdit(_) = op {
+                    let title = self.title(entity, "L");
+                    let resp = self
+                        .app
+                        .patch(&format!("/api/appointments/{id}/"), &self.token)
+                        .json(&json!({"title": title}))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(resp.status(), 200);
+                } else {
+                    self.deleted.insert(entity);
+                    let resp = self.app.delete(&format!("/api/appointments/{id}/"), &self.token).send().await.unwrap();
+                    assert_eq!(resp.status(), 204);
+                }
+            }
+            Op::RemoteCreate => {
+                let entity = self.entities;
+                self.entities += 1;
+                let title = self.title(entity, "R");
+                let body = self.remote_body(&title, Some(entity % 200));
+                let resp = self
+                    .app
+                    .http
+                    .post(self.events_url(""))
+                    .bearer_auth(&self.remote_token)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(resp.status().is_success());
+            }
+            Op::RemoteEdit(k) | Op::RemoteDelete(k) => {
+                let list = self.remote().await;
+                if list.is_empty() {
+                    return;
+                }
+                let (id, old) = list[k % list.len()].clone();
+                let entity = self.entity_of[&old];
+                let url = self.events_url(&format!("/{id}"));
+                if let Op::RemoteEdit(_) = op {
+                    let title = self.title(entity, "R");
+                    let body = self.remote_body(&title, None);
+                    let resp =
+                        self.app.http.patch(url).bearer_auth(&self.remote_token).json(&body).send().await.unwrap();
+                    assert!(resp.status().is_success());
+                } else {
+                    self.deleted.insert(entity);
+                    let resp = self.app.http.delete(url).bearer_auth(&self.remote_token).send().await.unwrap();
+                    assert!(resp.status().is_success());
+                }
+            }
+            Op::Sync(fault) => {
+                let provider = self.provider;
+                let listing = if provider == "google" { "/events$" } else { "/calendarView/delta" };
+                match fault {
+                    None => {}
+                    Some(Fault::Throttled) => {
+                        self.app.control("/_sandbox/faults", json!({"provider": provider, "method": "GET", "path_regex": listing, "kind": "status", "status": 429, "count": 2})).await;
+                    }
+                    Some(Fault::ServerError) => {
+                        self.app.control("/_sandbox/faults", json!({"provider": provider, "path_regex": "/events", "kind": "status", "status": 503, "count": 3})).await;
+                    }
+                    Some(Fault::LostAnswer) => {
+                        self.app.control("/_sandbox/faults", json!({"provider": provider, "method": "POST", "path_regex": "/events$", "kind": "drop_after_commit", "count": 8})).await;
+                        self.app.control("/_sandbox/faults", json!({"provider": provider, "method": "PATCH", "path_regex": "/events/", "kind": "drop_after_commit", "count": 8})).await;
+                    }
+                    Some(Fault::DeadCursor) => {
+                        self.app.control("/_sandbox/expire-cursors", json!({"provider": provider})).await;
+                    }
+                    Some(Fault::RaggedPages) => {
+                        self.app.control("/_sandbox/paging", json!({"provider": provider, "mode": "ragged"})).await;
+                    }
+                }
+                let resp = self.app.post(&format!("{BASE}/{}/sync_now/", self.conn), &self.token).send().await.unwrap();
+                assert_eq!(resp.status(), 200);
+                self.app.http.delete(self.app.sandbox_url("/_sandbox/faults")).send().await.unwrap();
+                self.app.control("/_sandbox/paging", json!({"provider": provider, "mode": "normal"})).await;
+            }
+            Op::Restart => self.app.restart().await,
+        }
+    }
+
+    /// After two clean syncs: the same events on both sides, none twice, none lost.
+    async fn check(&mut self) -> Result<(), TestCaseError> {
+        for _ in 0..2 {
+            let resp = self.app.post(&format!("{BASE}/{}/sync_now/", self.conn), &self.token).send().await.unwrap();
+            let a: Value = resp.json().await.unwrap();
+            prop_assert!(a["status"] == "success", "clean sync: {}", a);
+        }
+        let count = |list: &[(String, String)]| {
+            let mut m: BTreeMap<String, usize> = BTreeMap::new();
+            for (_, t) in list {
+                *m.entry(t.clone()).or_default() += 1;
+            }
+            m
+        };
+        let (local, remote) = (count(&self.local().await), count(&self.remote().await));
+        prop_assert_eq!(&local, &remote, "both sides agree");
+        let mut entities: HashMap<usize, usize> = HashMap::new();
+        for t in local.keys() {
+            prop_assert!(local[t] == 1, "{} twice", t);
+            *entities.entry(self.entity_of[t]).or_default() += 1;
+        }
+        prop_assert!(entities.values().all(|n| *n == 1), "one event per entity: {:?}", local);
+        for (t, e) in &self.entity_of {
+            if !self.deleted.contains(e) {
+                prop_assert!(entities.contains_key(e), "entity {} ({}) was never deleted but is gone", e, t);
+            }
+        }
+        Ok(())
+    }
+}
+
+static CASES: AtomicUsize = AtomicUsize::new(0);
+
+async fn run_case(app: &mut TestApp, provider: &'static str, strategy: &str, ops: &[Op]) -> Result<(), TestCaseError> {
+    let n = CASES.fetch_add(1, Ordering::Relaxed);
+    let email = format!("m{n}@acme.test");
+    let token = app.user("acme", &email, "staff").await;
+    let account = format!("m{n}@{provider}.test");
+    let resp = app.post(&format!("{BASE}/initiate_{provider}_oauth/"), &token).send().await.unwrap();
+    let v: Value = resp.json().await.unwrap();
+    let url = format!("{}&sandbox_approve=1&login_hint={account}", v["authorization_url"].as_str().unwrap());
+    let resp = app.http.get(url).send().await.unwrap();
+    let location = reqwest::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+    let q: HashMap<String, String> = location.query_pairs().into_owned().collect();
+    let c: Value = app
+        .post(&format!("{BASE}/oauth_callback/"), &token)
+        .json(&json!({"code": q["code"], "state": q["state"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let conn = c["id"].as_str().unwrap().to_owned();
+    let resp = app
+        .patch(&format!("{BASE}/{conn}/"), &token)
+        .json(&json!({"conflict_strategy": strategy}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let minted = app.control("/_sandbox/accounts", json!({"provider": provider, "email": account})).await;
+    let remote_token = minted["access_token"].as_str().unwrap().to_owned();
+    let mut case = Case {
+        app,
+        provider,
+        token,
+        conn,
+        remote_token,
+        entity_of: HashMap::new(),
+        deleted: HashSet::new(),
+        entities: 0,
+        next: 0,
+    };
+    for op in ops {
+        case.apply(op).await;
+    }
+    case.check().await
+}
+
+fn model(backend: Backend) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mut app = rt.block_on(TestApp::spawn_with_sandbox(backend));
+    let cases: u32 = std::env::var("CALSYNC_MODEL_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(12);
+    let config = Config {
+        cases,
+        max_shrink_iters: 64,
+        failure_persistence: Some(Box::new(FileFailurePersistence::SourceParallel("proptest-regressions"))),
+        ..Config::default()
+    };
+    let mut runner = TestRunner::new(config);
+    let strategy = (
+        prop_oneof![Just("google"), Just("microsoft")],
+        prop_oneof![Just("newest_wins"), Just("prefer_internal")],
+        proptest::collection::vec(op(), 4..24),
+    );
+    let app = std::cell::RefCell::new(&mut app);
+    let result = runner.run(&strategy, |(provider, strategy, ops)| {
+        let mut guard = app.borrow_mut();
+        rt.block_on(run_case(&mut guard, provider, strategy, &ops))
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+#[test]
+fn sync_model_sqlite() {
+    model(Backend::Sqlite);
+}
+
+#[test]
+fn sync_model_postgres() {
+    model(Backend::Postgres);
+}
