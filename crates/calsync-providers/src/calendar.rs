@@ -100,6 +100,8 @@ pub trait CalendarProvider: Send + Sync + std::fmt::Debug {
     /// [`RemoteEvent::calsync_id`]). Idempotent on `key` (Google: the event id made from it;
     /// Graph: `transactionId`): a retry after a lost response returns the event the first attempt
     /// made, never a second one. A fresh key makes a fresh event (re-creating one deleted there).
+    /// [`ProviderError::NotFound`] means the key's event was made and has since been deleted
+    /// there.
     fn create<'a>(
         &'a self,
         token: &'a str,

@@ -274,7 +274,9 @@ impl GoogleCalendar {
             Err(ProviderError::Permanent { status: Some(409), .. }) => {
                 match self.fetch(token, calendar, &event_id_for(key)).await? {
                     Some(e) if e.calsync_id.as_deref() == Some(stamp) => Ok(e),
-                    _ => Err(ProviderError::Permanent {
+                    // It was made, then deleted there before calsync heard of it.
+                    None => Err(ProviderError::NotFound),
+                    Some(_) => Err(ProviderError::Permanent {
                         status: Some(409),
                         reason: "an event with calsync's id exists but is not this appointment's".into(),
                     }),

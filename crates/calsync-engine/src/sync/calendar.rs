@@ -6,19 +6,23 @@
 use std::collections::{HashMap, HashSet};
 
 use calsync_domain::appointment::AppointmentData;
-use calsync_domain::ids::{AppointmentId, EventLinkId, OutboxId};
+use calsync_domain::connection::DeletePolicy;
+use calsync_domain::ids::{AppointmentId, EventLinkId, HeldDeleteId, OutboxId};
 use calsync_domain::sync::{
     Action, Base, ConflictSide, HeldSide, LinkState, Local, Remote, Rules, WriteOperation, content_hash, plan,
 };
 use calsync_providers::ProviderError;
 use calsync_providers::calendar::{CalendarProvider, Change, ListFrom, PageNext, RemoteEvent, Window};
-use calsync_store::{CalendarCursor, Connection, EventLink, LinkWrite, StoreError, SyncAppointment, SyncedCalendar};
+use calsync_store::{
+    CalendarCursor, Conflict, Connection, EventLink, LinkWrite, PendingWrite, StoreError, SyncAppointment,
+    SyncedCalendar,
+};
 use chrono::{DateTime, Duration, Utc};
 
 use super::session::{Session, Stop, call};
 
 /// How often one pair is re-planned after losing a race (412, or a local edit meanwhile).
-const REPLANS: usize = 3;
+const REPLANS: usize = 4;
 
 /// The remote side of a pair as this sync knows it.
 #[derive(Debug, Clone)]
@@ -28,11 +32,29 @@ pub enum Seen {
     Present(Box<RemoteEvent>),
 }
 
+/// Links not to be planned now: deletions held by the mass-delete guard (by link, with the
+/// hold) and open conflicts.
+#[derive(Debug, Default)]
+pub struct Frozen {
+    pub held: HashMap<EventLinkId, HeldDeleteId>,
+    pub conflicts: HashSet<EventLinkId>,
+}
+
+impl Frozen {
+    fn contains(&self, link: EventLinkId) -> bool {
+        self.held.contains_key(&link) || self.conflicts.contains(&link)
+    }
+}
+
 /// A deletion waiting for the mass-delete guard.
 #[derive(Debug, Clone)]
 pub struct Destructive {
     pub link: EventLink,
     pub side: HeldSide,
+    /// The appointment version the plan saw (a local deletion is refused if it moved on).
+    pub version: Option<i64>,
+    /// It came from what the provider reported: if it fails, the cursor must stay put.
+    pub from_pull: bool,
 }
 
 pub struct CalendarSync<'a> {
@@ -43,12 +65,13 @@ pub struct CalendarSync<'a> {
     pub push_target: bool,
     pub rules: Rules,
     pub window: Window,
-    /// Links on hold (mass delete awaiting confirmation, or an open conflict): not touched.
-    pub frozen: &'a HashSet<EventLinkId>,
+    frozen: &'a mut Frozen,
     links: HashMap<String, EventLink>,
     by_appointment: HashMap<AppointmentId, String>,
     processed: HashSet<AppointmentId>,
     destructive: Vec<Destructive>,
+    /// Pending create writes of this calendar, by appointment (their keys are reused).
+    pending_creates: HashMap<AppointmentId, PendingWrite>,
     /// Listing is under way: a failed item is a pulled change that did not land.
     pulling: bool,
     /// A pulled change could not be applied: the cursor must not move past it.
@@ -101,6 +124,32 @@ fn describe(e: &ProviderError) -> String {
     e.to_string()
 }
 
+/// Why an action did not complete.
+pub enum Retry {
+    /// The provider's copy moved on (412, 404): re-read it and plan again.
+    Remote,
+    /// calsync's copy moved on: re-read it and plan again.
+    Local,
+    /// Plan again with this link and remote state (after relinking a retried create).
+    Again(Box<EventLink>, Seen),
+    Failed(String),
+}
+
+fn store(e: StoreError) -> Retry {
+    Retry::Failed(format!("storage: {e}"))
+}
+
+fn store_to_provider(e: StoreError) -> ProviderError {
+    ProviderError::Permanent { status: None, reason: format!("storage: {e}") }
+}
+
+/// The base of a pair whose event came from a retried create: both sides as calsync sent them
+/// (`sent` is the content hash recorded with the write), versions unknown. Planning against it
+/// sends a later local edit out and takes a later edit made there in.
+fn sent_base(sent: &str) -> Base {
+    Base { local_version: -1, local_hash: sent.to_owned(), remote_etag: String::new(), remote_hash: sent.to_owned() }
+}
+
 impl<'a> CalendarSync<'a> {
     #[allow(clippy::too_many_arguments)]
     pub async fn new(
@@ -111,11 +160,19 @@ impl<'a> CalendarSync<'a> {
         push_target: bool,
         rules: Rules,
         window: Window,
-        frozen: &'a HashSet<EventLinkId>,
+        frozen: &'a mut Frozen,
     ) -> Result<CalendarSync<'a>, Stop> {
         let all = s.db.links(conn.firm_id, cal.id).await?;
         let by_appointment = all.iter().map(|l| (l.appointment_id, l.remote_id.clone())).collect();
         let links = all.into_iter().map(|l| (l.remote_id.clone(), l)).collect();
+        let pending_creates = s
+            .db
+            .pending_writes(conn.firm_id, conn.id)
+            .await?
+            .into_iter()
+            .filter(|w| w.calendar_id == cal.id && w.operation == WriteOperation::Create)
+            .map(|w| (w.appointment_id, w))
+            .collect();
         Ok(CalendarSync {
             s,
             provider,
@@ -129,6 +186,7 @@ impl<'a> CalendarSync<'a> {
             by_appointment,
             processed: HashSet::new(),
             destructive: Vec::new(),
+            pending_creates,
             pulling: false,
             pull_failed: false,
         })
@@ -154,8 +212,8 @@ impl<'a> CalendarSync<'a> {
         self.pulling = false;
         self.push_local_changes().await?;
         self.guard_and_apply_deletes(linked_before).await?;
-        if self.s.reauthorize.is_some() {
-            return Err(Stop::Reauthorize(self.s.reauthorize.clone().unwrap_or_default()));
+        if let Some(m) = &self.s.reauthorize {
+            return Err(Stop::Reauthorize(m.clone()));
         }
         if !self.pull_failed {
             let c = CalendarCursor { cursor: new_cursor, window_start: self.window.start, window_end: self.window.end };
@@ -199,9 +257,13 @@ impl<'a> CalendarSync<'a> {
                 PageNext::Done(c) => break c,
             }
         };
+        // Reported removals may be moves out of the window (Graph); a linked event missing from
+        // a full listing may have moved before its start (Google lists from `timeMin` on).
+        // Either way the event is read before anything is deleted.
+        let mut verify = self.provider.removals_may_be_moves();
         if full {
-            // Whatever is linked, in the window, and was not listed is gone there: this is how
-            // deletions made while there was no live cursor are found.
+            // Whatever is linked, in the window, and was not listed is gone there or moved: this
+            // is how deletions made while there was no live cursor are found.
             let unseen: Vec<EventLink> =
                 self.links.values().filter(|l| !seen.contains(&l.remote_id)).cloned().collect();
             let ids: Vec<AppointmentId> = unseen.iter().map(|l| l.appointment_id).collect();
@@ -214,11 +276,12 @@ impl<'a> CalendarSync<'a> {
                     removed.insert(l.remote_id);
                 }
             }
+            verify = true;
         }
         let mut removed: Vec<String> = removed.into_iter().collect();
         removed.sort_unstable();
         for id in removed {
-            self.removed(&id).await;
+            self.removed(&id, verify).await;
         }
         Ok(next_cursor)
     }
@@ -230,45 +293,86 @@ impl<'a> CalendarSync<'a> {
         }
         let firm = self.conn.firm_id;
         if let Some(link) = self.links.get(&e.id).cloned() {
-            if self.frozen.contains(&link.id) {
-                return;
-            }
             let local = match self.s.db.sync_appointment(firm, link.appointment_id).await {
                 Ok(a) => a,
                 Err(err) => return self.pull_error(&e.id, &err.to_string()),
             };
+            if self.frozen.conflicts.contains(&link.id) {
+                // Changed there again while the user decides: show the latest version.
+                if let (Some(a), Some(theirs)) = (local.as_ref().filter(|a| a.deleted_at.is_none()), e.data.as_ref())
+                    && let Err(err) =
+                        self.s.db.open_conflict(firm, link.id, &a.appointment.data, theirs, &e.etag, e.updated).await
+                {
+                    self.pull_error(&e.id, &err.to_string());
+                }
+                return;
+            }
+            if let Some(hold) = self.frozen.held.remove(&link.id) {
+                // The event changed there while its deletion waited: that is news the hold did
+                // not know; plan the pair again.
+                match self.s.db.release_held_delete(firm, hold).await {
+                    Ok(()) | Err(StoreError::NotFound) => {}
+                    Err(err) => return self.pull_error(&e.id, &err.to_string()),
+                }
+            }
             self.processed.insert(link.appointment_id);
             return self.reconcile(Some(link), local, Seen::Present(Box::new(e))).await;
         }
         if let Some(stamp) = e.calsync_id.as_deref().and_then(|s| s.parse::<AppointmentId>().ok()) {
-            // Stamped by calsync. Relink it if it is this user's appointment without a link here;
-            // any other stamped event is never imported (that is how duplicates are born).
+            // Stamped by calsync: never imported (that is how duplicates are born). This user's
+            // appointment without a link here gets its event back (a commit lost after the
+            // write); one deleted meanwhile loses the event.
             let local = match self.s.db.sync_appointment(firm, stamp).await {
                 Ok(a) => a,
                 Err(err) => return self.pull_error(&e.id, &err.to_string()),
             };
-            let ours =
-                local.as_ref().is_some_and(|a| a.appointment.owner_id == self.conn.user_id && a.deleted_at.is_none());
-            if ours && !self.by_appointment.contains_key(&stamp) {
-                self.processed.insert(stamp);
-                return self.reconcile(None, local, Seen::Present(Box::new(e))).await;
+            let Some(a) = local.filter(|a| a.appointment.owner_id == self.conn.user_id) else { return };
+            if self.by_appointment.contains_key(&stamp) {
+                return;
+            }
+            self.processed.insert(stamp);
+            if a.deleted_at.is_none() {
+                return self.relink(a, e).await;
+            }
+            if self.rules.deletes == DeletePolicy::Propagate {
+                self.delete_orphan(stamp, &e).await;
             }
             return;
         }
+        // A calendar pulled only because it is the push target imports nothing foreign.
         let in_window = e.data.as_ref().is_some_and(|d| overlaps(d, &self.window));
-        if in_window {
+        if in_window && self.cal.selected {
             self.reconcile(None, None, Seen::Present(Box::new(e))).await;
         }
     }
 
-    /// A linked event reported gone. Where that can also mean "moved out of the window", the
-    /// event is read first: only a 404 deletes anything.
-    async fn removed(&mut self, remote_id: &str) {
+    /// Links an appointment to the event a create made for it whose answer was lost.
+    async fn relink(&mut self, a: SyncAppointment, e: RemoteEvent) {
+        let id = a.appointment.id;
+        let sent = self.pending_creates.get(&id).and_then(|w| w.expected_etag.clone());
+        let base = match &sent {
+            Some(hash) => sent_base(hash),
+            // No record of what was sent: the event is our create's echo.
+            None => Self::base_for(&a.appointment.data, a.appointment.version, &e),
+        };
+        let link = match self.save_link(id, &e, &base).await {
+            Ok(l) => l,
+            Err(err) => return self.failed(None, Some(&a), &err.to_string()).await,
+        };
+        self.complete_writes(id).await;
+        if sent.is_some() {
+            self.reconcile(Some(link), Some(a), Seen::Present(Box::new(e))).await;
+        }
+    }
+
+    /// A linked event reported gone. Where that can also mean "moved out of the window"
+    /// (`verify`), the event is read first: only a 404 deletes anything.
+    async fn removed(&mut self, remote_id: &str, verify: bool) {
         let Some(link) = self.links.get(remote_id).cloned() else { return };
-        if self.frozen.contains(&link.id) {
+        if self.frozen.contains(link.id) {
             return;
         }
-        let seen = if self.provider.removals_may_be_moves() {
+        let seen = if verify {
             let provider = self.provider;
             let cal = self.cal.remote_id.clone();
             match call!(self.s, |t| provider.get(t, &cal, remote_id)) {
@@ -286,6 +390,44 @@ impl<'a> CalendarSync<'a> {
         };
         self.processed.insert(link.appointment_id);
         self.reconcile(Some(link), local, seen).await;
+    }
+
+    /// Deletes an event calsync made whose appointment was deleted before the link was stored.
+    async fn delete_orphan(&mut self, appointment: AppointmentId, e: &RemoteEvent) {
+        let firm = self.conn.firm_id;
+        let key = OutboxId::new().to_string();
+        let recorded = self
+            .s
+            .db
+            .record_write(
+                firm,
+                self.conn.id,
+                self.cal.id,
+                appointment,
+                WriteOperation::Delete,
+                &key,
+                Some(&e.id),
+                Some(&e.etag),
+            )
+            .await;
+        let w = match recorded {
+            Ok(w) => w,
+            Err(err) => return self.s.item_failed(format!("event {}: {err}", e.id)),
+        };
+        let provider = self.provider;
+        let cal = self.cal.remote_id.clone();
+        match call!(self.s, |t| provider.delete(t, &cal, &e.id, &e.etag)) {
+            Ok(()) | Err(ProviderError::NotFound | ProviderError::CursorExpired) => {
+                self.complete_writes(appointment).await;
+                self.s.counts.pushed_deleted += 1;
+            }
+            // Changed there since: someone wants it; the next sync sees it again.
+            Err(ProviderError::PreconditionFailed) => self.complete_writes(appointment).await,
+            Err(err) => {
+                let _ = self.s.db.fail_write(firm, w.id, &describe(&err)).await;
+                self.s.item_failed(format!("event {}: {}", e.id, describe(&err)));
+            }
+        }
     }
 
     fn pull_error(&mut self, remote_id: &str, what: &str) {
@@ -316,7 +458,7 @@ impl<'a> CalendarSync<'a> {
                 continue;
             }
             let link = self.by_appointment.get(&id).and_then(|r| self.links.get(r)).cloned();
-            if link.as_ref().is_some_and(|l| self.frozen.contains(&l.id)) {
+            if link.as_ref().is_some_and(|l| self.frozen.contains(l.id)) {
                 continue;
             }
             self.reconcile(link, Some(a), Seen::Unmentioned).await;
@@ -326,15 +468,21 @@ impl<'a> CalendarSync<'a> {
 
     /// Plans one pair and carries the action out, re-reading and re-planning when a
     /// precondition lost a race.
-    async fn reconcile(&mut self, mut link: Option<EventLink>, mut local: Option<SyncAppointment>, mut seen: Seen) {
+    pub(super) async fn reconcile(
+        &mut self,
+        mut link: Option<EventLink>,
+        mut local: Option<SyncAppointment>,
+        mut seen: Seen,
+    ) {
         let firm = self.conn.firm_id;
         for _ in 0..REPLANS {
             let mut action =
                 plan(link.as_ref().map(|l| &l.base), &local_of(local.as_ref()), &remote_of(&seen), self.rules);
-            if let (None, Some(a), Seen::Present(r)) = (&link, &local, &seen)
+            if let (Some(a), Seen::Present(r)) = (local.as_ref().filter(|a| a.deleted_at.is_none()), &seen)
                 && r.data.as_ref().is_some_and(|d| content_hash(d) == content_hash(&a.appointment.data))
             {
-                // Our own event whose link was lost with a commit, unchanged since: just relink.
+                // Both sides hold the same content (an update whose answer was lost, or two
+                // identical edits): converged, whatever the bases say.
                 action = Action::Skip;
             }
             match self.execute(action, link.as_ref(), local.as_ref(), &seen).await {
@@ -349,7 +497,9 @@ impl<'a> CalendarSync<'a> {
                     let provider = self.provider;
                     let cal = self.cal.remote_id.clone();
                     seen = match call!(self.s, |t| provider.get(t, &cal, &id)) {
-                        Ok(Some(e)) => Seen::Present(Box::new(e)),
+                        Ok(Some(e)) if supported(&e) => Seen::Present(Box::new(e)),
+                        // Turned into something this version leaves alone (a series).
+                        Ok(Some(_)) => return,
                         Ok(None) => Seen::Absent,
                         Err(e) => return self.failed(link.as_ref(), local.as_ref(), &describe(&e)).await,
                     };
@@ -366,6 +516,10 @@ impl<'a> CalendarSync<'a> {
                             Err(e) => return self.failed(None, local.as_ref(), &e.to_string()).await,
                         };
                     }
+                }
+                Err(Retry::Again(l, s)) => {
+                    link = Some(*l);
+                    seen = s;
                 }
                 Err(Retry::Failed(why)) => return self.failed(link.as_ref(), local.as_ref(), &why).await,
             }
@@ -421,6 +575,25 @@ impl<'a> CalendarSync<'a> {
         Ok(link)
     }
 
+    /// Stores a new base for an existing link, keeping what it knows of the remote side.
+    async fn rebase(&mut self, l: &EventLink, base: Base) -> Result<(), Retry> {
+        let w = LinkWrite {
+            connection_id: self.conn.id,
+            calendar_id: self.cal.id,
+            appointment_id: l.appointment_id,
+            remote_id: &l.remote_id,
+            base: &base,
+            remote_updated_at: l.remote_updated_at,
+            series_remote_id: l.series_remote_id.as_deref(),
+            original_start: l.original_start,
+            state: LinkState::Synced,
+            last_error: None,
+        };
+        let saved = self.s.db.save_link(self.conn.firm_id, &w).await.map_err(store)?;
+        self.remember(saved);
+        Ok(())
+    }
+
     fn remember(&mut self, link: EventLink) {
         self.by_appointment.insert(link.appointment_id, link.remote_id.clone());
         self.links.insert(link.remote_id.clone(), link);
@@ -433,12 +606,17 @@ impl<'a> CalendarSync<'a> {
         }
     }
 
+    async fn complete_writes(&mut self, appointment: AppointmentId) {
+        self.pending_creates.remove(&appointment);
+        let _ = self.s.db.complete_writes_for(self.conn.firm_id, self.cal.id, appointment).await;
+    }
+
     async fn drop_link(&mut self, link: &EventLink) -> Result<(), Retry> {
         match self.s.db.delete_link(self.conn.firm_id, link.id).await {
             Ok(()) | Err(StoreError::NotFound) => {}
             Err(e) => return Err(Retry::Failed(e.to_string())),
         }
-        let _ = self.s.db.complete_writes_for(self.conn.firm_id, self.cal.id, link.appointment_id).await;
+        self.complete_writes(link.appointment_id).await;
         self.forget(link);
         Ok(())
     }
@@ -456,49 +634,34 @@ impl<'a> CalendarSync<'a> {
             Seen::Present(e) => Some(e.as_ref()),
             _ => None,
         };
+        let content = |r: &RemoteEvent| r.data.clone().ok_or_else(|| Retry::Failed("the provider sent no content".into()));
         match action {
             Action::Skip => {
                 // Nothing to write; keep the base current (an echo's new etag, a no-op save).
                 if let (Some(a), Some(r)) = (live, remote) {
                     let base = Self::base_for(&a.appointment.data, a.appointment.version, r);
-                    let stale = link.is_none_or(|l| l.base != base || l.state != LinkState::Synced);
-                    let same_content = link.is_some() || base.local_hash == base.remote_hash;
-                    if stale && same_content {
+                    if link.is_none_or(|l| l.base != base || l.state != LinkState::Synced) {
                         self.save_link(a.appointment.id, r, &base).await.map_err(store)?;
                     }
                 } else if let (Some(a), Some(l)) = (live, link)
                     && l.base.local_version != a.appointment.version
                 {
                     // Saved in calsync without a change of content: move the base on.
-                    let base = Base { local_version: a.appointment.version, ..l.base.clone() };
-                    let w = LinkWrite {
-                        connection_id: self.conn.id,
-                        calendar_id: self.cal.id,
-                        appointment_id: a.appointment.id,
-                        remote_id: &l.remote_id,
-                        base: &base,
-                        remote_updated_at: l.remote_updated_at,
-                        series_remote_id: l.series_remote_id.as_deref(),
-                        original_start: l.original_start,
-                        state: LinkState::Synced,
-                        last_error: None,
-                    };
-                    let saved = self.s.db.save_link(firm, &w).await.map_err(store)?;
-                    self.remember(saved);
+                    self.rebase(l, Base { local_version: a.appointment.version, ..l.base.clone() }).await?;
                 }
                 if let Some(id) = local.map(|a| a.appointment.id).or(link.map(|l| l.appointment_id)) {
-                    let _ = self.s.db.complete_writes_for(firm, self.cal.id, id).await;
+                    self.complete_writes(id).await;
                 }
                 Ok(())
             }
             Action::CreateLocal => {
-                let r = remote.expect("create local from a present event");
-                let data = r.data.clone().expect("supported events have content");
+                let r = remote.ok_or_else(|| Retry::Failed("nothing to import".into()))?;
+                let data = content(r)?;
                 match local {
                     Some(a) if a.deleted_at.is_some() => {
                         // Edited there after it was deleted here: bring the appointment back.
                         let back = self.s.db.restore_appointment(firm, a.appointment.id).await.map_err(store)?;
-                        self.update_local(&back.data.clone(), back.version, back.id, r, data).await?;
+                        self.update_local(back.version, back.id, r, data).await?;
                     }
                     _ => {
                         let base = Base {
@@ -531,25 +694,26 @@ impl<'a> CalendarSync<'a> {
                 Ok(())
             }
             Action::UpdateLocal => {
-                let (a, r) = (live.expect("update of a live appointment"), remote.expect("from a present event"));
-                let data = r.data.clone().expect("supported events have content");
-                self.update_local(&a.appointment.data, a.appointment.version, a.appointment.id, r, data).await?;
+                let (Some(a), Some(r)) = (live, remote) else {
+                    return Err(Retry::Failed("nothing to update".into()));
+                };
+                let data = content(r)?;
+                self.update_local(a.appointment.version, a.appointment.id, r, data).await?;
                 self.s.counts.pulled_updated += 1;
                 Ok(())
             }
             Action::DeleteLocal => {
-                let l = link.expect("a local delete follows a link").clone();
-                self.destructive.push(Destructive { link: l, side: HeldSide::Local });
+                let l = link.ok_or_else(|| Retry::Failed("a deletion without a link".into()))?.clone();
+                let version = live.map(|a| a.appointment.version);
+                self.destructive.push(Destructive { link: l, side: HeldSide::Local, version, from_pull: self.pulling });
                 Ok(())
             }
             Action::CreateRemote => {
-                let a = live.expect("create from a live appointment");
-                self.create_remote(link, a).await?;
-                self.s.counts.pushed_created += 1;
-                Ok(())
+                let a = live.ok_or_else(|| Retry::Failed("nothing to create from".into()))?;
+                self.create_remote(link, a).await
             }
             Action::UpdateRemote => {
-                let a = live.expect("update from a live appointment");
+                let a = live.ok_or_else(|| Retry::Failed("nothing to update from".into()))?;
                 let (remote_id, etag) = match (remote, link) {
                     (Some(r), _) => (r.id.clone(), r.etag.clone()),
                     (None, Some(l)) => (l.remote_id.clone(), l.base.remote_etag.clone()),
@@ -579,11 +743,14 @@ impl<'a> CalendarSync<'a> {
                     Ok(updated) => {
                         let base = Self::base_for(&data, a.appointment.version, &updated);
                         self.save_link(a.appointment.id, &updated, &base).await.map_err(store)?;
-                        let _ = self.s.db.complete_writes_for(firm, self.cal.id, a.appointment.id).await;
+                        self.complete_writes(a.appointment.id).await;
                         self.s.counts.pushed_updated += 1;
                         Ok(())
                     }
-                    Err(ProviderError::PreconditionFailed | ProviderError::NotFound) => Err(Retry::Remote),
+                    Err(ProviderError::PreconditionFailed | ProviderError::NotFound) => {
+                        let _ = self.s.db.complete_write(firm, w.id).await;
+                        Err(Retry::Remote)
+                    }
                     Err(e) => {
                         let _ = self.s.db.fail_write(firm, w.id, &describe(&e)).await;
                         Err(Retry::Failed(describe(&e)))
@@ -591,44 +758,65 @@ impl<'a> CalendarSync<'a> {
                 }
             }
             Action::DeleteRemote => {
-                let l = link.expect("a remote delete follows a link").clone();
+                let l = link.ok_or_else(|| Retry::Failed("a deletion without a link".into()))?.clone();
                 let l = match remote {
                     // Delete the version we saw, not the base's.
                     Some(r) => EventLink { base: Base { remote_etag: r.etag.clone(), ..l.base.clone() }, ..l },
                     None => l,
                 };
-                self.destructive.push(Destructive { link: l, side: HeldSide::Remote });
+                self.destructive.push(Destructive { link: l, side: HeldSide::Remote, version: None, from_pull: false });
                 Ok(())
             }
-            Action::Forget | Action::Unlink => {
+            Action::Forget => {
                 if let Some(l) = link {
                     self.drop_link(l).await?;
-                    if action == Action::Unlink
-                        && let Some(a) = live
-                    {
-                        // Kept here by the delete policy: it stays in calsync, and is not sent
-                        // back to a calendar that deleted it.
+                }
+                Ok(())
+            }
+            Action::Unlink => {
+                let Some(l) = link else { return Ok(()) };
+                match (live, local) {
+                    // Gone at the provider, kept here by the delete policy: it stays in calsync
+                    // and is not sent back to a calendar that deleted it.
+                    (Some(a), _) => {
+                        self.drop_link(l).await?;
                         self.s
                             .db
                             .detach_appointment(firm, a.appointment.id, self.conn.id, self.cal.id)
                             .await
                             .map_err(store)?;
                     }
+                    // Deleted here, kept there: the link stays (so the event is not imported
+                    // again), acknowledging the deletion.
+                    (None, Some(a)) if l.base.local_version != a.appointment.version => {
+                        let base = match remote {
+                            Some(r) => Base {
+                                local_version: a.appointment.version,
+                                remote_etag: r.etag.clone(),
+                                remote_hash: r.data.as_ref().map(content_hash).unwrap_or_default(),
+                                ..l.base.clone()
+                            },
+                            None => Base { local_version: a.appointment.version, ..l.base.clone() },
+                        };
+                        self.rebase(l, base).await?;
+                    }
+                    (None, Some(_)) => {}
+                    (None, None) => self.drop_link(l).await?,
                 }
                 Ok(())
             }
             Action::Conflict => {
-                let (a, r, l) = match (live, remote, link) {
-                    (Some(a), Some(r), Some(l)) => (a, r, l),
-                    _ => return Err(Retry::Failed("a conflict needs both versions".into())),
+                let (Some(a), Some(r), Some(l)) = (live, remote, link) else {
+                    return Err(Retry::Failed("a conflict needs both versions".into()));
                 };
-                let theirs = r.data.clone().expect("supported events have content");
+                let theirs = content(r)?;
                 self.s
                     .db
                     .open_conflict(firm, l.id, &a.appointment.data, &theirs, &r.etag, r.updated)
                     .await
                     .map_err(store)?;
                 self.s.db.set_link_state(firm, l.id, LinkState::Conflict, None).await.map_err(store)?;
+                self.frozen.conflicts.insert(l.id);
                 self.s.counts.conflicts += 1;
                 Ok(())
             }
@@ -637,7 +825,6 @@ impl<'a> CalendarSync<'a> {
 
     async fn update_local(
         &mut self,
-        _old: &AppointmentData,
         version: i64,
         id: AppointmentId,
         r: &RemoteEvent,
@@ -664,6 +851,7 @@ impl<'a> CalendarSync<'a> {
         match self.s.db.apply_remote_update(self.conn.firm_id, id, version, data, &w).await {
             Ok((_, link)) => {
                 self.remember(link);
+                self.complete_writes(id).await;
                 Ok(())
             }
             Err(StoreError::VersionMismatch | StoreError::NotFound) => Err(Retry::Local),
@@ -672,46 +860,88 @@ impl<'a> CalendarSync<'a> {
     }
 
     /// Creates the event for an appointment in this calendar. The key is recorded before the
-    /// call and reused by every retry, so the provider dedupes: a lost answer or a crash
-    /// never makes a second event.
+    /// call (with the content hash sent) and reused by every retry, so the provider dedupes: a
+    /// lost answer or a crash never makes a second event.
     async fn create_remote(&mut self, link: Option<&EventLink>, a: &SyncAppointment) -> Result<(), Retry> {
         let firm = self.conn.firm_id;
         let id = a.appointment.id;
-        let pending =
-            self.s.db.pending_writes(firm, self.conn.id).await.map_err(store)?.into_iter().find(|w| {
-                w.calendar_id == self.cal.id && w.appointment_id == id && w.operation == WriteOperation::Create
-            });
-        let write = match pending {
-            Some(w) => w,
-            None => {
-                let key = OutboxId::new().to_string();
-                self.s
-                    .db
-                    .record_write(firm, self.conn.id, self.cal.id, id, WriteOperation::Create, &key, None, None)
-                    .await
-                    .map_err(store)?
-            }
-        };
         let provider = self.provider;
         let cal = self.cal.remote_id.clone();
         let stamp = id.to_string();
         let data = a.appointment.data.clone();
-        let key = write.idempotency_key.clone();
-        match call!(self.s, |t| provider.create(t, &cal, &key, &stamp, &data)) {
-            Ok(created) => {
-                if let Some(l) = link {
-                    self.drop_link(l).await?;
+        let mut pending = self.pending_creates.remove(&id);
+        for _ in 0..2 {
+            let retrying = pending.is_some();
+            let write = match pending.take() {
+                Some(w) => w,
+                None => {
+                    let key = OutboxId::new().to_string();
+                    let hash = content_hash(&data);
+                    self.s
+                        .db
+                        .record_write(firm, self.conn.id, self.cal.id, id, WriteOperation::Create, &key, None, Some(&hash))
+                        .await
+                        .map_err(store)?
                 }
-                let base = Self::base_for(&data, a.appointment.version, &created);
-                self.save_link(id, &created, &base).await.map_err(store)?;
-                let _ = self.s.db.complete_writes_for(firm, self.cal.id, id).await;
-                Ok(())
+            };
+            let key = write.idempotency_key.clone();
+            let mut result = call!(self.s, |t| provider.create(t, &cal, &key, &stamp, &data));
+            if retrying && let Ok(created) = &result {
+                // A retry may be answered with the event the first attempt made even though it
+                // has been deleted there since (Graph dedupes on transactionId): check.
+                let rid = created.id.clone();
+                match call!(self.s, |t| provider.get(t, &cal, &rid)) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => result = Err(ProviderError::NotFound),
+                    Err(e) => result = Err(e),
+                }
             }
-            Err(e) => {
-                let _ = self.s.db.fail_write(firm, write.id, &describe(&e)).await;
-                Err(Retry::Failed(describe(&e)))
+            match result {
+                Ok(created) => {
+                    if let Some(l) = link {
+                        self.drop_link(l).await?;
+                    }
+                    self.s.counts.pushed_created += 1;
+                    if retrying {
+                        // The event holds what the first attempt sent; plan against that, so a
+                        // later edit on either side is not mistaken for the other's.
+                        let sent = write.expected_etag.clone().unwrap_or_else(|| content_hash(&data));
+                        let linked = self.save_link(id, &created, &sent_base(&sent)).await.map_err(store)?;
+                        self.complete_writes(id).await;
+                        return Err(Retry::Again(Box::new(linked), Seen::Present(Box::new(created))));
+                    }
+                    let base = Self::base_for(&data, a.appointment.version, &created);
+                    self.save_link(id, &created, &base).await.map_err(store)?;
+                    self.complete_writes(id).await;
+                    return Ok(());
+                }
+                Err(ProviderError::NotFound) if retrying => {
+                    // The first attempt made the event and it was deleted there before calsync
+                    // heard back: a deletion there like any other, unless calsync's copy was
+                    // edited since (an edit beats a deletion it never saw).
+                    self.complete_writes(id).await;
+                    if self.rules.deletes == DeletePolicy::Keep {
+                        return self.s.db.detach_appointment(firm, id, self.conn.id, self.cal.id).await.map_err(store);
+                    }
+                    if a.appointment.updated_at <= write.created_at && link.is_none() {
+                        return match self.s.db.delete_appointment(firm, id, a.appointment.version).await {
+                            Ok(()) => {
+                                self.s.counts.pulled_deleted += 1;
+                                Ok(())
+                            }
+                            Err(StoreError::VersionMismatch) => Err(Retry::Local),
+                            Err(e) => Err(store(e)),
+                        };
+                    }
+                    // Edited since: create it again under a fresh key.
+                }
+                Err(e) => {
+                    let _ = self.s.db.fail_write(firm, write.id, &describe(&e)).await;
+                    return Err(Retry::Failed(describe(&e)));
+                }
             }
         }
+        Err(Retry::Failed("the event could not be created".into()))
     }
 
     /// Applies the deletions of this calendar, unless there are so many at once that they look
@@ -724,22 +954,123 @@ impl<'a> CalendarSync<'a> {
             self.s.db.hold_deletes(self.conn.firm_id, self.conn.id, self.cal.id, &items).await?;
             tracing::warn!(connection_id = %self.conn.id, calendar = %self.cal.id, deletes = n, linked = linked_before, "mass delete held for confirmation");
             self.s.held += n;
+            self.destructive.clear();
             return Ok(());
         }
-        // A deletion that lost a race is planned again, which may queue it again: bounded.
-        let mut budget = n * REPLANS + 1;
-        while let Some(d) = self.destructive.pop() {
-            if self.s.reauthorize.is_some() || budget == 0 {
-                break;
-            }
-            budget -= 1;
-            apply_destructive(self, d).await;
-        }
+        self.drain_deletes().await;
         Ok(())
     }
-}
 
-impl CalendarSync<'_> {
+    /// Carries out the queued deletions. One that lost a race is planned again, which may
+    /// queue it again: bounded.
+    pub(super) async fn drain_deletes(&mut self) {
+        let mut budget = self.destructive.len() * REPLANS + 1;
+        while let Some(d) = self.destructive.pop() {
+            if self.s.reauthorize.is_some() || budget == 0 {
+                self.pull_failed |= d.from_pull;
+                let why = "not deleted in this sync; the next one retries";
+                self.failed(Some(&d.link), None, why).await;
+                continue;
+            }
+            budget -= 1;
+            self.apply_destructive(d).await;
+        }
+    }
+
+    /// Carries out one deletion (after the guard let it through, or on confirmation).
+    pub(super) async fn apply_destructive(&mut self, d: Destructive) {
+        let firm = self.conn.firm_id;
+        let was_pulling = self.pulling;
+        self.pulling = d.from_pull;
+        let local = match self.s.db.sync_appointment(firm, d.link.appointment_id).await {
+            Ok(a) => a,
+            Err(e) => {
+                self.failed(Some(&d.link), None, &e.to_string()).await;
+                self.pulling = was_pulling;
+                return;
+            }
+        };
+        match d.side {
+            HeldSide::Local => match local {
+                None => {
+                    let _ = self.drop_link(&d.link).await;
+                }
+                Some(a) => {
+                    let version = d.version.unwrap_or(a.appointment.version);
+                    match self.s.db.apply_remote_delete(firm, a.appointment.id, version, d.link.id).await {
+                        Ok(()) => {
+                            self.forget(&d.link);
+                            self.complete_writes(a.appointment.id).await;
+                            self.s.counts.pulled_deleted += 1;
+                        }
+                        // Edited here meanwhile: plan again against the deletion.
+                        Err(StoreError::VersionMismatch) => {
+                            let fresh = self.s.db.sync_appointment(firm, a.appointment.id).await.ok().flatten();
+                            Box::pin(self.reconcile(Some(d.link), fresh, Seen::Absent)).await;
+                        }
+                        Err(e) => self.failed(Some(&d.link), Some(&a), &e.to_string()).await,
+                    }
+                }
+            },
+            HeldSide::Remote => {
+                let appointment = d.link.appointment_id;
+                let key = OutboxId::new().to_string();
+                let recorded = self
+                    .s
+                    .db
+                    .record_write(
+                        firm,
+                        self.conn.id,
+                        self.cal.id,
+                        appointment,
+                        WriteOperation::Delete,
+                        &key,
+                        Some(&d.link.remote_id),
+                        Some(&d.link.base.remote_etag),
+                    )
+                    .await;
+                let w = match recorded {
+                    Ok(w) => w,
+                    Err(e) => {
+                        self.failed(Some(&d.link), local.as_ref(), &e.to_string()).await;
+                        self.pulling = was_pulling;
+                        return;
+                    }
+                };
+                let provider = self.provider;
+                let cal = self.cal.remote_id.clone();
+                let (rid, etag) = (d.link.remote_id.clone(), d.link.base.remote_etag.clone());
+                match call!(self.s, |t| provider.delete(t, &cal, &rid, &etag)) {
+                    // Gone already counts as deleted (Graph answers 410 for some).
+                    Ok(()) | Err(ProviderError::NotFound | ProviderError::CursorExpired) => {
+                        let _ = self.drop_link(&d.link).await;
+                        self.s.counts.pushed_deleted += 1;
+                    }
+                    Err(ProviderError::PreconditionFailed) => {
+                        let _ = self.s.db.complete_write(firm, w.id).await;
+                        // Edited there meanwhile: plan again with what is there now.
+                        let seen = match call!(self.s, |t| provider.get(t, &cal, &rid)) {
+                            Ok(Some(e)) if supported(&e) => Seen::Present(Box::new(e)),
+                            Ok(Some(_)) => Seen::Unmentioned,
+                            Ok(None) => Seen::Absent,
+                            Err(e) => {
+                                self.failed(Some(&d.link), local.as_ref(), &describe(&e)).await;
+                                self.pulling = was_pulling;
+                                return;
+                            }
+                        };
+                        Box::pin(self.reconcile(Some(d.link), local, seen)).await;
+                    }
+                    Err(e) => {
+                        let _ = self.s.db.fail_write(firm, w.id, &describe(&e)).await;
+                        self.failed(Some(&d.link), local.as_ref(), &describe(&e)).await;
+                    }
+                }
+            }
+        }
+        self.pulling = was_pulling;
+    }
+
     /// Undoes a held deletion: the side that was to be deleted stays, and the side already gone
     /// is brought back from it.
     pub async fn restore(&mut self, link: EventLink, side: HeldSide) {
@@ -748,9 +1079,10 @@ impl CalendarSync<'_> {
             // The event is gone at the provider: create it again from the appointment.
             HeldSide::Local => match self.s.db.sync_appointment(firm, link.appointment_id).await {
                 Ok(Some(a)) if a.deleted_at.is_none() => match self.create_remote(Some(&link), &a).await {
-                    Ok(()) => self.s.counts.pushed_created += 1,
+                    Ok(()) => {}
+                    Err(Retry::Again(l, seen)) => Box::pin(self.reconcile(Some(*l), Some(a), seen)).await,
                     Err(Retry::Failed(why)) => self.failed(Some(&link), Some(&a), &why).await,
-                    Err(_) => self.failed(Some(&link), Some(&a), "the event changed meanwhile").await,
+                    Err(_) => self.failed(Some(&link), Some(&a), "it changed meanwhile; the next sync retries").await,
                 },
                 Ok(_) => {
                     let _ = self.drop_link(&link).await;
@@ -760,21 +1092,12 @@ impl CalendarSync<'_> {
             // The appointment was deleted in calsync: bring it back, linked as before.
             HeldSide::Remote => match self.s.db.restore_appointment(firm, link.appointment_id).await {
                 Ok(a) => {
-                    let base = Base { local_version: a.version, ..link.base.clone() };
-                    let w = LinkWrite {
-                        connection_id: self.conn.id,
-                        calendar_id: self.cal.id,
-                        appointment_id: a.id,
-                        remote_id: &link.remote_id,
-                        base: &base,
-                        remote_updated_at: link.remote_updated_at,
-                        series_remote_id: link.series_remote_id.as_deref(),
-                        original_start: link.original_start,
-                        state: LinkState::Synced,
-                        last_error: None,
-                    };
-                    if let Err(e) = self.s.db.save_link(firm, &w).await {
-                        self.failed(Some(&link), None, &e.to_string()).await;
+                    if let Err(e) = self.rebase(&link, Base { local_version: a.version, ..link.base.clone() }).await {
+                        let why = match e {
+                            Retry::Failed(w) => w,
+                            _ => "the link could not be stored".into(),
+                        };
+                        self.failed(Some(&link), None, &why).await;
                     } else {
                         self.s.counts.pulled_created += 1;
                     }
@@ -784,134 +1107,88 @@ impl CalendarSync<'_> {
         }
     }
 
-    /// Settles a `manual` conflict: the kept side is written over the other, against the
-    /// provider's current version.
-    pub async fn settle_conflict(&mut self, link: EventLink, keep: ConflictSide) -> Result<(), String> {
+    /// Settles a `manual` conflict: the kept side is written over the other. The provider's
+    /// version the user saw is the precondition: if it changed since, nothing is written and the
+    /// conflict shows the new version.
+    pub async fn settle_conflict(&mut self, c: &Conflict, link: EventLink, keep: ConflictSide) -> Result<(), String> {
         let firm = self.conn.firm_id;
         let local = self.s.db.sync_appointment(firm, link.appointment_id).await.map_err(|e| e.to_string())?;
         let provider = self.provider;
         let cal = self.cal.remote_id.clone();
         let rid = link.remote_id.clone();
         let remote = call!(self.s, |t| provider.get(t, &cal, &rid)).map_err(|e| describe(&e))?;
+        let changed_since = |r: &RemoteEvent| r.etag != c.remote_etag;
         let live = local.filter(|a| a.deleted_at.is_none());
         match (keep, live, remote) {
             (ConflictSide::Internal, Some(a), Some(r)) => {
                 let data = a.appointment.data.clone();
-                let etag = r.etag.clone();
-                let updated =
-                    call!(self.s, |t| provider.update(t, &cal, &rid, &etag, &data)).map_err(|e| describe(&e))?;
-                let base = Self::base_for(&data, a.appointment.version, &updated);
-                self.save_link(a.appointment.id, &updated, &base).await.map_err(|e| e.to_string())?;
-                self.s.counts.pushed_updated += 1;
-                Ok(())
+                let etag = c.remote_etag.clone();
+                match call!(self.s, |t| provider.update(t, &cal, &rid, &etag, &data)) {
+                    Ok(updated) => {
+                        let base = Self::base_for(&data, a.appointment.version, &updated);
+                        self.save_link(a.appointment.id, &updated, &base).await.map_err(|e| e.to_string())?;
+                        self.s.counts.pushed_updated += 1;
+                        Ok(())
+                    }
+                    Err(ProviderError::PreconditionFailed) => {
+                        if let Some(theirs) = &r.data {
+                            let _ = self.s.db.open_conflict(firm, link.id, &data, theirs, &r.etag, r.updated).await;
+                        }
+                        Err("the event changed at the provider since; review the conflict again".into())
+                    }
+                    Err(e) => Err(describe(&e)),
+                }
             }
-            (ConflictSide::Internal, Some(a), None) => {
-                self.create_remote(Some(&link), &a).await.map_err(|_| "the event could not be created again".to_owned())
+            (ConflictSide::Internal, Some(a), None) => match self.create_remote(Some(&link), &a).await {
+                Ok(()) | Err(Retry::Again(..)) => Ok(()),
+                Err(_) => Err("the event could not be created again".to_owned()),
+            },
+            (ConflictSide::Internal, None, Some(r)) => {
+                // Deleted in calsync meanwhile: that is calsync's version.
+                match call!(self.s, |t| provider.delete(t, &cal, &rid, &r.etag)) {
+                    Ok(()) | Err(ProviderError::NotFound | ProviderError::CursorExpired) => {
+                        let _ = self.drop_link(&link).await;
+                        self.s.counts.pushed_deleted += 1;
+                        Ok(())
+                    }
+                    Err(e) => Err(describe(&e)),
+                }
             }
             (ConflictSide::External, Some(a), Some(r)) => {
+                if changed_since(&r)
+                    && let Some(theirs) = &r.data
+                {
+                    let _ = self.s.db.open_conflict(firm, link.id, &a.appointment.data, theirs, &r.etag, r.updated).await;
+                    return Err("the event changed at the provider since; review the conflict again".into());
+                }
                 let data = r.data.clone().ok_or("the provider sent no content")?;
-                self.update_local(&a.appointment.data, a.appointment.version, a.appointment.id, &r, data)
+                self.update_local(a.appointment.version, a.appointment.id, &r, data)
                     .await
                     .map_err(|_| "the appointment changed meanwhile; try again".to_owned())?;
                 self.s.counts.pulled_updated += 1;
                 Ok(())
             }
-            (ConflictSide::External, Some(a), None) => self
-                .s
-                .db
-                .apply_remote_delete(firm, a.appointment.id, a.appointment.version, link.id)
-                .await
-                .map_err(|e| e.to_string()),
-            (_, None, _) => Err("the appointment no longer exists in calsync".to_owned()),
-        }
-    }
-}
-
-/// Why an action did not complete.
-pub enum Retry {
-    /// The provider's copy moved on (412, 404): re-read it and plan again.
-    Remote,
-    /// calsync's copy moved on: re-read it and plan again.
-    Local,
-    Failed(String),
-}
-
-fn store(e: StoreError) -> Retry {
-    Retry::Failed(format!("storage: {e}"))
-}
-
-fn store_to_provider(e: StoreError) -> ProviderError {
-    ProviderError::Permanent { status: None, reason: format!("storage: {e}") }
-}
-
-/// Carries out one deletion (after the guard let it through, or on confirmation).
-pub async fn apply_destructive(cs: &mut CalendarSync<'_>, d: Destructive) {
-    let firm = cs.conn.firm_id;
-    let local = match cs.s.db.sync_appointment(firm, d.link.appointment_id).await {
-        Ok(a) => a,
-        Err(e) => return cs.failed(Some(&d.link), None, &e.to_string()).await,
-    };
-    match d.side {
-        HeldSide::Local => {
-            let Some(a) = local else {
-                let _ = cs.drop_link(&d.link).await;
-                return;
-            };
-            match cs.s.db.apply_remote_delete(firm, a.appointment.id, a.appointment.version, d.link.id).await {
-                Ok(()) => {
-                    cs.forget(&d.link);
-                    cs.s.counts.pulled_deleted += 1;
-                }
-                // Edited here meanwhile: plan again against the deletion.
-                Err(StoreError::VersionMismatch) => {
-                    let fresh = cs.s.db.sync_appointment(firm, a.appointment.id).await.ok().flatten();
-                    Box::pin(cs.reconcile(Some(d.link), fresh, Seen::Absent)).await;
-                }
-                Err(e) => cs.failed(Some(&d.link), Some(&a), &e.to_string()).await,
+            (ConflictSide::External, Some(a), None) => {
+                self.s
+                    .db
+                    .apply_remote_delete(firm, a.appointment.id, a.appointment.version, link.id)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.s.counts.pulled_deleted += 1;
+                Ok(())
             }
-        }
-        HeldSide::Remote => {
-            let appointment = d.link.appointment_id;
-            let key = OutboxId::new().to_string();
-            let w = match cs
-                .s
-                .db
-                .record_write(
-                    firm,
-                    cs.conn.id,
-                    cs.cal.id,
-                    appointment,
-                    WriteOperation::Delete,
-                    &key,
-                    Some(&d.link.remote_id),
-                    Some(&d.link.base.remote_etag),
-                )
-                .await
-            {
-                Ok(w) => w,
-                Err(e) => return cs.failed(Some(&d.link), local.as_ref(), &e.to_string()).await,
-            };
-            let provider = cs.provider;
-            let cal = cs.cal.remote_id.clone();
-            let (rid, etag) = (d.link.remote_id.clone(), d.link.base.remote_etag.clone());
-            match call!(cs.s, |t| provider.delete(t, &cal, &rid, &etag)) {
-                Ok(()) => {
-                    let _ = cs.drop_link(&d.link).await;
-                    cs.s.counts.pushed_deleted += 1;
-                }
-                Err(ProviderError::PreconditionFailed) => {
-                    // Edited there meanwhile: plan again with what is there now.
-                    let seen = match call!(cs.s, |t| provider.get(t, &cal, &rid)) {
-                        Ok(Some(e)) => Seen::Present(Box::new(e)),
-                        Ok(None) => Seen::Absent,
-                        Err(e) => return cs.failed(Some(&d.link), local.as_ref(), &describe(&e)).await,
-                    };
-                    Box::pin(cs.reconcile(Some(d.link), local, seen)).await;
-                }
-                Err(e) => {
-                    let _ = cs.s.db.fail_write(firm, w.id, &describe(&e)).await;
-                    cs.failed(Some(&d.link), local.as_ref(), &describe(&e)).await;
-                }
+            (ConflictSide::External, None, Some(r)) => {
+                let back = self.s.db.restore_appointment(firm, link.appointment_id).await.map_err(|e| e.to_string())?;
+                let data = r.data.clone().ok_or("the provider sent no content")?;
+                self.update_local(back.version, back.id, &r, data)
+                    .await
+                    .map_err(|_| "the appointment changed meanwhile; try again".to_owned())?;
+                self.s.counts.pulled_created += 1;
+                Ok(())
+            }
+            (_, None, None) => {
+                let _ = self.drop_link(&link).await;
+                Ok(())
             }
         }
     }

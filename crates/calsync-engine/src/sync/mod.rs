@@ -7,13 +7,13 @@
 mod calendar;
 pub(crate) mod session;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
 use calsync_domain::clock::Clock;
 use calsync_domain::connection::ConnectionStatus;
-use calsync_domain::ids::{ConflictId, ConnectionId, EventLinkId, FirmId, SyncAttemptId};
+use calsync_domain::ids::{ConflictId, ConnectionId, FirmId, SyncAttemptId};
 use calsync_domain::sync::{AttemptStatus, ConflictSide, Rules, SyncTrigger};
 use calsync_store::{Conflict, Connection, Db, StoreError, SyncAttempt};
 use chrono::Duration;
@@ -21,7 +21,7 @@ use tokio::sync::watch;
 
 use crate::registry::Providers;
 use crate::tokens::TokenSource;
-use calendar::{CalendarSync, Destructive, apply_destructive, window_for};
+use calendar::{CalendarSync, Destructive, Frozen, window_for};
 use session::{Session, Stop};
 
 pub use calendar::window_for as sync_window;
@@ -94,6 +94,9 @@ pub struct SyncEngine {
     config: SyncConfig,
     instance: String,
     running: Mutex<HashMap<ConnectionId, watch::Receiver<Outcome>>>,
+    /// One writer per connection in this process: a sync, settling held deletions, resolving a
+    /// conflict. (Across processes the lease in the store does the same.)
+    locks: Mutex<HashMap<ConnectionId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for SyncEngine {
@@ -106,7 +109,20 @@ impl SyncEngine {
     pub fn new(db: Db, tokens: Arc<TokenSource>, providers: Arc<Providers>, config: SyncConfig) -> Self {
         let clock = db.clock().clone();
         let instance = format!("sync-{}", calsync_domain::ids::OutboxId::new());
-        SyncEngine { db, tokens, providers, clock, config, instance, running: Mutex::new(HashMap::new()) }
+        SyncEngine {
+            db,
+            tokens,
+            providers,
+            clock,
+            config,
+            instance,
+            running: Mutex::new(HashMap::new()),
+            locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock_for(&self, id: ConnectionId) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks.lock().unwrap_or_else(|p| p.into_inner()).entry(id).or_default().clone()
     }
 
     pub fn config(&self) -> &SyncConfig {
@@ -128,37 +144,66 @@ impl SyncEngine {
         trigger: SyncTrigger,
         replay_of: Option<SyncAttemptId>,
     ) -> Result<SyncAttempt, SyncError> {
+        self.start(firm, id, trigger, replay_of, false).await
+    }
+
+    /// `fresh`: a run that must start after this call (a resync, a replay) waits out one
+    /// already running instead of answering with it.
+    async fn start(
+        self: &Arc<Self>,
+        firm: FirmId,
+        id: ConnectionId,
+        trigger: SyncTrigger,
+        replay_of: Option<SyncAttemptId>,
+        fresh: bool,
+    ) -> Result<SyncAttempt, SyncError> {
         // Only the firm's own connections; a running sync is never shared across firms.
         self.db.connection(firm, None, id).await?;
-        let mut rx = {
-            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-            match running.get(&id) {
-                Some(rx) => rx.clone(),
-                None => {
-                    let (tx, rx) = watch::channel(None);
-                    running.insert(id, rx.clone());
-                    let me = Arc::clone(self);
-                    tokio::spawn(async move {
-                        let result = me.run(firm, id, trigger, replay_of).await;
-                        me.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-                        let _ = tx.send(Some(result));
-                    });
-                    rx
+        loop {
+            let (mut rx, joined) = {
+                let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+                match running.get(&id) {
+                    Some(rx) => (rx.clone(), true),
+                    None => {
+                        let (tx, rx) = watch::channel(None);
+                        running.insert(id, rx.clone());
+                        let me = Arc::clone(self);
+                        tokio::spawn(async move {
+                            // The sync in a task of its own, so a panic in it still ends the
+                            // run with an answer and frees the connection.
+                            let inner = Arc::clone(&me);
+                            let handle = tokio::spawn(async move { inner.run(firm, id, trigger, replay_of).await });
+                            let result = handle.await.unwrap_or_else(|e| {
+                                tracing::error!(connection_id = %id, error = %e, "the sync task failed");
+                                Err(SyncError::Internal("the sync stopped unexpectedly".into()))
+                            });
+                            me.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                            let _ = tx.send(Some(result));
+                        });
+                        (rx, false)
+                    }
                 }
+            };
+            let done = rx
+                .wait_for(Option::is_some)
+                .await
+                .map_err(|_| SyncError::Internal("the sync task ended without a result".into()))?;
+            let result = done.clone().expect("waited for a result");
+            if joined && fresh {
+                continue;
             }
-        };
-        let done = rx
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| SyncError::Internal("the sync task ended without a result".into()))?;
-        done.clone().expect("waited for a result")
+            return result;
+        }
     }
 
     /// Forgets every cursor of the connection and syncs: a full listing diffed against the links.
     pub async fn resync(self: &Arc<Self>, firm: FirmId, id: ConnectionId) -> Result<SyncAttempt, SyncError> {
         self.db.connection(firm, None, id).await?;
+        // A sync under way would store its cursors again: let it finish first.
+        let lock = self.lock_for(id);
+        drop(lock.lock().await);
         self.db.clear_cursors(firm, id).await?;
-        self.sync(firm, id, SyncTrigger::Resync, None).await
+        self.start(firm, id, SyncTrigger::Resync, None, true).await
     }
 
     /// Runs a failed or partial attempt's connection again, as a new attempt pointing back at it.
@@ -170,7 +215,7 @@ impl SyncEngine {
                 old.status.as_str()
             )));
         }
-        self.sync(firm, old.connection_id, SyncTrigger::Replay, Some(attempt)).await
+        self.start(firm, old.connection_id, SyncTrigger::Replay, Some(attempt), true).await
     }
 
     async fn run(
@@ -181,6 +226,8 @@ impl SyncEngine {
         replay_of: Option<SyncAttemptId>,
     ) -> Result<SyncAttempt, SyncError> {
         let conn = self.db.connection(firm, None, id).await?;
+        let lock = self.lock_for(id);
+        let _guard = lock.lock().await;
         let until = self.clock.now() + self.config.lease;
         if !self.db.claim_sync(firm, id, &self.instance, until).await? {
             return Err(SyncError::Busy);
@@ -259,20 +306,38 @@ impl SyncEngine {
         let load = async {
             let calendars = self.db.calendars(firm, conn.id).await?;
             let push = self.db.push_calendar(firm, conn.id).await?;
-            let mut frozen: HashSet<EventLinkId> =
-                self.db.held_deletes(firm, conn.id).await?.into_iter().map(|h| h.link_id).collect();
-            frozen.extend(self.db.open_conflicts(firm, None).await?.into_iter().map(|c| c.link_id));
+            let frozen = Frozen {
+                held: self.db.held_deletes(firm, conn.id).await?.into_iter().map(|h| (h.link_id, h.id)).collect(),
+                conflicts: self
+                    .db
+                    .open_conflicts(firm, Some(conn.user_id))
+                    .await?
+                    .into_iter()
+                    .filter(|c| c.connection_id == conn.id)
+                    .map(|c| c.link_id)
+                    .collect(),
+            };
             Ok::<_, StoreError>((calendars, push, frozen))
         };
-        let (calendars, push, frozen) = load.await.map_err(|e| fail(Stop::from(e)))?;
+        let (calendars, push, mut frozen) = load.await.map_err(|e| fail(Stop::from(e)))?;
         let rules = Rules { conflicts: conn.settings.conflict_strategy, deletes: conn.settings.delete_policy };
         let window = window_for(self.clock.now(), conn.settings.sync_window_days.days());
         let mut failures: Vec<Stop> = Vec::new();
         let mut done = 0usize;
         for cal in calendars.iter().filter(|c| c.selected || push.as_ref().is_some_and(|p| p.id == c.id)) {
             let is_push = push.as_ref().is_some_and(|p| p.id == cal.id);
+            // Renew the lease calendar by calendar; losing it means another worker took over.
+            let until = self.clock.now() + self.config.lease;
+            match self.db.claim_sync(firm, conn.id, &self.instance, until).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    let stop = Stop::Internal("the sync lease was lost to another worker".into());
+                    return Err((stop, s.counts, done > 0));
+                }
+                Err(e) => return Err((Stop::from(e), s.counts, done > 0)),
+            }
             let run = async {
-                CalendarSync::new(&mut s, provider.as_ref(), conn, cal, is_push, rules, window, &frozen)
+                CalendarSync::new(&mut s, provider.as_ref(), conn, cal, is_push, rules, window, &mut frozen)
                     .await?
                     .run()
                     .await
@@ -305,6 +370,8 @@ impl SyncEngine {
 
     async fn settle_held(&self, firm: FirmId, id: ConnectionId, confirm: bool) -> Result<usize, SyncError> {
         let conn = self.db.connection(firm, None, id).await?;
+        let lock = self.lock_for(id);
+        let _guard = lock.lock().await;
         let until = self.clock.now() + self.config.lease;
         if !self.db.claim_sync(firm, id, &self.instance, until).await? {
             return Err(SyncError::Busy);
@@ -332,7 +399,7 @@ impl SyncEngine {
         let push = self.db.push_calendar(firm, conn.id).await?;
         let rules = Rules { conflicts: conn.settings.conflict_strategy, deletes: conn.settings.delete_policy };
         let window = window_for(self.clock.now(), conn.settings.sync_window_days.days());
-        let frozen = HashSet::new();
+        let mut frozen = Frozen::default();
         let mut settled = 0;
         for cal in &calendars {
             let mine: Vec<_> = held.iter().filter(|h| h.calendar_id == cal.id).collect();
@@ -340,10 +407,11 @@ impl SyncEngine {
                 continue;
             }
             let is_push = push.as_ref().is_some_and(|p| p.id == cal.id);
-            let mut cs = CalendarSync::new(&mut s, provider.as_ref(), conn, cal, is_push, rules, window, &frozen)
+            let mut cs = CalendarSync::new(&mut s, provider.as_ref(), conn, cal, is_push, rules, window, &mut frozen)
                 .await
                 .map_err(|e| SyncError::Internal(e.to_string()))?;
             for h in mine {
+                let errors_before = cs.s.item_errors.len();
                 let link = match self.db.link(firm, h.link_id).await {
                     Ok(l) => l,
                     Err(StoreError::NotFound) => {
@@ -353,9 +421,14 @@ impl SyncEngine {
                     Err(e) => return Err(e.into()),
                 };
                 if confirm {
-                    apply_destructive(&mut cs, Destructive { link, side: h.side }).await;
+                    cs.apply_destructive(Destructive { link, side: h.side, version: None, from_pull: false }).await;
+                    cs.drain_deletes().await;
                 } else {
                     cs.restore(link, h.side).await;
+                }
+                if cs.s.item_errors.len() > errors_before {
+                    // Stays held: the user's decision is not half-applied and forgotten.
+                    continue;
                 }
                 // Dropping the link already released it (the hold cascades with the link).
                 match self.db.release_held_delete(firm, h.id).await {
@@ -364,6 +437,12 @@ impl SyncEngine {
                 }
                 settled += 1;
             }
+        }
+        if let Some(first) = s.item_errors.first() {
+            return Err(SyncError::Conflict(format!(
+                "{} of the held deletions could not be settled and stay held: {first}",
+                s.item_errors.len()
+            )));
         }
         Ok(settled)
     }
@@ -375,11 +454,15 @@ impl SyncEngine {
         id: ConflictId,
         keep: ConflictSide,
     ) -> Result<Conflict, SyncError> {
+        let first = self.db.conflict(firm, id).await?;
+        let conn = self.db.connection(firm, None, first.connection_id).await?;
+        let lock = self.lock_for(conn.id);
+        let _guard = lock.lock().await;
+        // Read again under the lock: a concurrent resolve may have settled it.
         let c = self.db.conflict(firm, id).await?;
         if c.resolved_at.is_some() {
             return Err(SyncError::Conflict("this conflict is already resolved".into()));
         }
-        let conn = self.db.connection(firm, None, c.connection_id).await?;
         let until = self.clock.now() + self.config.lease;
         if !self.db.claim_sync(firm, conn.id, &self.instance, until).await? {
             return Err(SyncError::Busy);
@@ -399,13 +482,20 @@ impl SyncEngine {
             let is_push = push.as_ref().is_some_and(|p| p.id == cal.id);
             let rules = Rules { conflicts: conn.settings.conflict_strategy, deletes: conn.settings.delete_policy };
             let window = window_for(self.clock.now(), conn.settings.sync_window_days.days());
-            let frozen = HashSet::new();
+            let mut frozen = Frozen::default();
             let link = self.db.link(firm, c.link_id).await?;
-            let mut cs = CalendarSync::new(&mut s, provider.as_ref(), &conn, cal, is_push, rules, window, &frozen)
+            let mut cs = CalendarSync::new(&mut s, provider.as_ref(), &conn, cal, is_push, rules, window, &mut frozen)
                 .await
                 .map_err(|e| SyncError::Internal(e.to_string()))?;
-            cs.settle_conflict(link, keep).await.map_err(SyncError::Conflict)?;
-            Ok(self.db.resolve_conflict(firm, id, keep).await?)
+            cs.settle_conflict(&c, link, keep).await.map_err(SyncError::Conflict)?;
+            match self.db.resolve_conflict(firm, id, keep).await {
+                Ok(done) => Ok(done),
+                // Settling it dropped the link, and the conflict record with it.
+                Err(StoreError::NotFound) => {
+                    Ok(Conflict { resolved_at: Some(self.clock.now()), resolution: Some(keep), ..c.clone() })
+                }
+                Err(e) => Err(e.into()),
+            }
         }
         .await;
         let _ = self.db.release_sync(firm, conn.id, &self.instance).await;

@@ -97,6 +97,13 @@ macro_rules! call {
         let mut attempt = 0u32;
         let mut refreshed = false;
         loop {
+            // Once the grant is known to be dead, nothing more is asked of the provider.
+            if let Some(m) = &$s.reauthorize {
+                break Err(calsync_providers::ProviderError::Reauthorize {
+                    kind: calsync_providers::ReauthKind::Expired,
+                    reason: m.clone(),
+                });
+            }
             $s.counts.requests += 1;
             let result = {
                 let $t: &str = &$s.token;
