@@ -608,7 +608,80 @@ async fn concurrent_sync_requests_share_one_sync(backend: Backend) {
     assert_eq!(counts(&a)[3], 5);
 }
 
+async fn keep_policy_keeps_without_bringing_back(backend: Backend) {
+    let app = TestApp::spawn_with_sandbox(backend).await;
+    for (n, provider) in PROVIDERS.into_iter().enumerate() {
+        let (token, conn, remote) = connected(&app, provider, n).await;
+        set(&app, &token, &conn, json!({"delete_policy": "keep"})).await;
+        let theirs = remote.create("Theirs", at(30)).await;
+        create_local(&app, &token, "Ours", at(31)).await;
+        sync_now(&app, &token, &conn).await;
+        // Deleted on each side: the other side keeps its copy.
+        let pulled = find_local(&app, &token, "Theirs").await;
+        let resp =
+            app.delete(&format!("/api/appointments/{}/", pulled["id"].as_str().unwrap()), &token).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+        let ours_remote = remote.events().await.into_iter().find(|(_, t)| t == "Ours").unwrap().0;
+        remote.delete(&ours_remote).await;
+        let a = sync_now(&app, &token, &conn).await;
+        assert_eq!(counts(&a), [0; 6], "{provider}: nothing propagated: {a}");
+        assert_eq!(remote.titles().await, vec!["Theirs"], "{provider}");
+        assert_eq!(local_titles(&app, &token).await, vec!["Ours"], "{provider}");
+        // A full listing (as after the window moves) neither re-imports the event deleted here
+        // nor re-creates the one deleted there.
+        let resp = app.post(&format!("{BASE}/{conn}/resync/"), &token).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let a: Value = resp.json().await.unwrap();
+        assert_eq!((a["trigger"].as_str(), counts(&a)), (Some("resync"), [0; 6]), "{provider}: {a}");
+        assert_eq!(remote.titles().await, vec!["Theirs"], "{provider}");
+        assert_eq!(local_titles(&app, &token).await, vec!["Ours"], "{provider}");
+        let _ = theirs;
+    }
+}
+
+async fn events_moved_before_the_window_are_not_deletions(backend: Backend) {
+    let app = TestApp::spawn_with_sandbox(backend).await;
+    for (n, provider) in PROVIDERS.into_iter().enumerate() {
+        let (token, conn, remote) = connected(&app, provider, n).await;
+        let id = remote.create("Moved back", at(24)).await;
+        sync_now(&app, &token, &conn).await;
+        // Moved before the window's start, then the cursor dies: the full listing no longer
+        // lists it, which is not a deletion.
+        remote.move_to(&id, at(-24 * 90)).await;
+        app.control("/_sandbox/expire-cursors", json!({"provider": provider})).await;
+        let a = sync_now(&app, &token, &conn).await;
+        assert_eq!(counts(&a)[2], 0, "{provider}: nothing deleted: {a}");
+        let kept = find_local(&app, &token, "Moved back").await;
+        assert!(kept["start"].as_str().unwrap() < at(-24 * 60).to_rfc3339().as_str(), "{provider}: moved: {kept}");
+    }
+}
+
+async fn the_push_target_is_a_setting(backend: Backend) {
+    let app = TestApp::spawn_with_sandbox(backend).await;
+    let (token, conn, _remote) = connected(&app, "google", 0).await;
+    let before: Value = app.get(&format!("{BASE}/{conn}/"), &token).send().await.unwrap().json().await.unwrap();
+    assert!(before["push_calendar"].is_null(), "{before}");
+    for bad in [json!({"push_calendar": "no-such-calendar"}), json!({"push_calendar": "", "sync_window_days": 60})] {
+        let resp = app.patch(&format!("{BASE}/{conn}/"), &token).json(&bad).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["error"]["field"], "push_calendar", "{v}");
+    }
+    let after: Value = app.get(&format!("{BASE}/{conn}/"), &token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(after["sync_window_days"], 30, "a refused change changes nothing");
+    let cals: Value = app.get(&format!("{BASE}/{conn}/calendars/"), &token).send().await.unwrap().json().await.unwrap();
+    let primary = cals.as_array().unwrap().iter().find(|c| c["primary"] == true).unwrap()["id"].clone();
+    let resp =
+        app.patch(&format!("{BASE}/{conn}/"), &token).json(&json!({"push_calendar": primary})).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["push_calendar"], primary);
+}
+
 backend_tests!(
+    keep_policy_keeps_without_bringing_back,
+    events_moved_before_the_window_are_not_deletions,
+    the_push_target_is_a_setting,
     edits_flow_both_ways_without_echoes,
     lost_answers_and_half_done_writes_make_no_duplicates,
     dead_cursors_lose_no_deletion,

@@ -342,10 +342,22 @@ fn regressions() -> Vec<(&'static str, &'static str, Vec<Op>)> {
     vec![
         // A create whose answers were all lost, then the event deleted at Google before calsync
         // heard of it: the retry hit Google's 409 for a deleted id.
-        ("google", "newest_wins", vec![Op::LocalCreate, Op::Sync(Some(Fault::LostAnswer)), Op::RemoteDelete(0), Op::RemoteCreate]),
-        ("microsoft", "newest_wins", vec![Op::LocalCreate, Op::Sync(Some(Fault::LostAnswer)), Op::RemoteDelete(0), Op::RemoteCreate]),
+        (
+            "google",
+            "newest_wins",
+            vec![Op::LocalCreate, Op::Sync(Some(Fault::LostAnswer)), Op::RemoteDelete(0), Op::RemoteCreate],
+        ),
+        (
+            "microsoft",
+            "newest_wins",
+            vec![Op::LocalCreate, Op::Sync(Some(Fault::LostAnswer)), Op::RemoteDelete(0), Op::RemoteCreate],
+        ),
         // The same, deleted in calsync instead: the event made for it was left behind.
-        ("google", "newest_wins", vec![Op::LocalCreate, Op::Sync(Some(Fault::LostAnswer)), Op::LocalDelete(0), Op::LocalCreate]),
+        (
+            "google",
+            "newest_wins",
+            vec![Op::LocalCreate, Op::Sync(Some(Fault::LostAnswer)), Op::LocalDelete(0), Op::LocalCreate],
+        ),
     ]
 }
 

@@ -406,7 +406,72 @@ async fn connecting_a_calendar_through_the_pages(backend: Backend) {
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
 }
 
+/// "Sync now" on the Calendars page runs the sync and shows what it moved.
+async fn sync_now_from_the_calendars_page(backend: Backend) {
+    let app = TestApp::spawn_with_sandbox(backend).await;
+    let api = app.user("acme", "ann@acme.test", "staff").await;
+    let (mut jar, _) = sign_in(&app, "ann@acme.test", PASSWORD).await;
+    let html = jar.apply(app.http.get(app.url("/calendar"))).send().await.unwrap().text().await.unwrap();
+    let csrf = form_value(&html, "csrf_token");
+    let go = jar
+        .apply(app.http.post(app.url("/calendar/connect/google")))
+        .form(&[("csrf_token", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    let consent = go.headers()["location"].to_str().unwrap().to_owned();
+    let back = app.http.get(approve_as(&consent, "ann@gmail.test")).send().await.unwrap();
+    let callback = back.headers()["location"].to_str().unwrap().to_owned();
+    let done = jar.apply(app.http.get(&callback)).send().await.unwrap();
+    jar.absorb(done.headers());
+    let html = jar.apply(app.http.get(app.url("/calendar"))).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("Sync now"), "{html}");
+    let id = html.split("data-connection=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    // Two appointments to send.
+    for (title, day) in [("Intake <Meyer>", 1), ("Review", 2)] {
+        let start = chrono::Utc::now() + chrono::Duration::days(day);
+        let body = serde_json::json!({"title": title, "start": start.to_rfc3339(), "end": (start + chrono::Duration::hours(1)).to_rfc3339()});
+        let resp = app.post("/api/appointments/", &api).json(&body).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+    }
+    let forged = jar
+        .apply(app.http.post(app.url(&format!("/calendar/{id}/sync"))))
+        .form(&[("csrf_token", "nope")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let synced = jar
+        .apply(app.http.post(app.url(&format!("/calendar/{id}/sync"))))
+        .form(&[("csrf_token", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(synced.status(), StatusCode::SEE_OTHER);
+    let to = synced.headers()["location"].to_str().unwrap().to_owned();
+    assert!(to.starts_with("/calendar?synced="), "{to}");
+    let html = jar.apply(app.http.get(app.url(&to))).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("Synced: pulled") && html.contains("pushed 2 new, 0 updated, 0 deleted"), "{html}");
+    assert!(!html.contains("never"), "last sync is shown: {html}");
+    // Someone else's attempt id shows nothing; someone else's connection cannot be synced.
+    app.user("acme", "bob@acme.test", "staff").await;
+    let (mut bob, _) = sign_in(&app, "bob@acme.test", PASSWORD).await;
+    let other = bob.apply(app.http.get(app.url(&to))).send().await.unwrap().text().await.unwrap();
+    assert!(!other.contains("Synced: pulled"), "{other}");
+    let bob_csrf = form_value(&other, "csrf_token");
+    let denied = bob
+        .apply(app.http.post(app.url(&format!("/calendar/{id}/sync"))))
+        .form(&[("csrf_token", &bob_csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), StatusCode::NOT_FOUND);
+    let _ = &mut bob;
+    let _ = &mut jar;
+}
+
 backend_tests!(
+    sync_now_from_the_calendars_page,
     connecting_a_calendar_through_the_pages,
     pages_require_a_session,
     sign_in_and_out,

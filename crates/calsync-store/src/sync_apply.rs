@@ -315,4 +315,136 @@ impl Db {
         });
         if n == 1 { Ok(()) } else { Err(StoreError::NotFound) }
     }
+
+    /// [`Db::import_event`] for many events of one calendar at once: one transaction, rows
+    /// inserted a few hundred per statement (an initial import of a large calendar is mostly
+    /// this). All or nothing: any refused row (a remote event already linked there) leaves
+    /// nothing written, and the caller falls back to importing one by one. Every `LinkWrite` must
+    /// name the same connection and calendar. Returns the links in input order.
+    pub async fn import_events(
+        &self,
+        firm: FirmId,
+        owner: UserId,
+        items: Vec<(AppointmentData, LinkWrite<'_>)>,
+    ) -> Result<Vec<EventLink>, StoreError> {
+        const ROWS: usize = 400;
+        let Some((_, first)) = items.first() else { return Ok(Vec::new()) };
+        let (connection, calendar) = (first.connection_id, first.calendar_id);
+        if items.iter().any(|(_, w)| w.connection_id != connection || w.calendar_id != calendar) {
+            return Err(StoreError::Corrupt("import_events: one calendar per call".into()));
+        }
+        let now = self.now();
+        let appointments: Vec<Appointment> = items
+            .iter()
+            .map(|(data, _)| Appointment {
+                id: AppointmentId::new(),
+                firm_id: firm,
+                owner_id: owner,
+                data: data.clone(),
+                origin: Origin::Calendar { connection, calendar },
+                version: 1,
+                created_at: now,
+                updated_at: now,
+            })
+            .collect();
+        let link_ids: Vec<EventLinkId> = items.iter().map(|_| EventLinkId::new()).collect();
+        let result: Result<(), StoreError> = on_pool!(self, pool => {
+            async {
+                let mut tx = pool.begin_with(self.begin_write_sql()).await?;
+                let ok: Option<(i64,)> = sqlx::query_as(
+                    "SELECT 1 FROM synced_calendars WHERE id = $1 AND firm_id = $2 AND connection_id = $3",
+                )
+                .bind(calendar.as_uuid())
+                .bind(firm.as_uuid())
+                .bind(connection.as_uuid())
+                .fetch_optional(&mut *tx)
+                .await?;
+                if ok.is_none() {
+                    return Err(StoreError::NotFound);
+                }
+                for chunk in appointments.chunks(ROWS) {
+                    let mut q = sqlx::QueryBuilder::new(
+                        "INSERT INTO appointments (id, firm_id, owner_id, title, description, location, all_day, \
+                         start_utc, end_utc, start_date, end_date, time_zone, attendees, status, version, created_at, \
+                         updated_at, origin_connection_id, origin_calendar_id) ",
+                    );
+                    q.push_values(chunk, |mut b, a| {
+                        let (start_utc, end_utc) = a.data.utc_range();
+                        let (start_date, end_date) = dates(&a.data);
+                        b.push_bind(a.id.as_uuid())
+                            .push_bind(firm.as_uuid())
+                            .push_bind(owner.as_uuid())
+                            .push_bind(a.data.title.clone())
+                            .push_bind(a.data.description.clone())
+                            .push_bind(a.data.location.clone())
+                            .push_bind(a.data.is_all_day())
+                            .push_bind(start_utc)
+                            .push_bind(end_utc)
+                            .push_bind(start_date)
+                            .push_bind(end_date)
+                            .push_bind(a.data.time_zone.name())
+                            .push_bind(Json(a.data.attendees.clone()))
+                            .push_bind(a.data.status.as_str())
+                            .push_bind(1i64)
+                            .push_bind(now)
+                            .push_bind(now)
+                            .push_bind(connection.as_uuid())
+                            .push_bind(calendar.as_uuid());
+                    });
+                    q.build().execute(&mut *tx).await.map_err(owner_not_in_firm)?;
+                }
+                let rows: Vec<(usize, &LinkWrite<'_>)> = items.iter().map(|(_, w)| w).enumerate().collect();
+                for chunk in rows.chunks(ROWS) {
+                    let mut q = sqlx::QueryBuilder::new(
+                        "INSERT INTO event_links (id, firm_id, connection_id, calendar_id, appointment_id, remote_id, \
+                         remote_etag, remote_hash, remote_updated_at, local_version, local_hash, series_remote_id, \
+                         original_start, state, last_error, synced_at, created_at, updated_at) ",
+                    );
+                    q.push_values(chunk, |mut b, (i, w)| {
+                        b.push_bind(link_ids[*i].as_uuid())
+                            .push_bind(firm.as_uuid())
+                            .push_bind(connection.as_uuid())
+                            .push_bind(calendar.as_uuid())
+                            .push_bind(appointments[*i].id.as_uuid())
+                            .push_bind(w.remote_id.to_owned())
+                            .push_bind(w.base.remote_etag.clone())
+                            .push_bind(w.base.remote_hash.clone())
+                            .push_bind(w.remote_updated_at.map(crate::micros))
+                            .push_bind(1i64)
+                            .push_bind(w.base.local_hash.clone())
+                            .push_bind(w.series_remote_id.map(str::to_owned))
+                            .push_bind(w.original_start.map(crate::micros))
+                            .push_bind(w.state.as_str())
+                            .push_bind(w.last_error.map(str::to_owned))
+                            .push_bind(now)
+                            .push_bind(now)
+                            .push_bind(now);
+                    });
+                    q.build().execute(&mut *tx).await.map_err(|e| StoreError::unique(e, "appointment link"))?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+            .await
+        });
+        result?;
+        Ok(items
+            .iter()
+            .enumerate()
+            .map(|(i, (_, w))| EventLink {
+                id: link_ids[i],
+                connection_id: connection,
+                calendar_id: calendar,
+                appointment_id: appointments[i].id,
+                remote_id: w.remote_id.to_owned(),
+                base: calsync_domain::sync::Base { local_version: 1, ..w.base.clone() },
+                remote_updated_at: w.remote_updated_at.map(crate::micros),
+                series_remote_id: w.series_remote_id.map(str::to_owned),
+                original_start: w.original_start.map(crate::micros),
+                state: w.state,
+                last_error: w.last_error.map(str::to_owned),
+                synced_at: now,
+            })
+            .collect())
+    }
 }

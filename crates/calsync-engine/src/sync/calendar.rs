@@ -72,6 +72,8 @@ pub struct CalendarSync<'a> {
     destructive: Vec<Destructive>,
     /// Pending create writes of this calendar, by appointment (their keys are reused).
     pending_creates: HashMap<AppointmentId, PendingWrite>,
+    /// New events of the current page, imported together when the page is done.
+    imports: Vec<RemoteEvent>,
     /// Listing is under way: a failed item is a pulled change that did not land.
     pulling: bool,
     /// A pulled change could not be applied: the cursor must not move past it.
@@ -165,14 +167,13 @@ impl<'a> CalendarSync<'a> {
         let all = s.db.links(conn.firm_id, cal.id).await?;
         let by_appointment = all.iter().map(|l| (l.appointment_id, l.remote_id.clone())).collect();
         let links = all.into_iter().map(|l| (l.remote_id.clone(), l)).collect();
-        let pending_creates = s
-            .db
-            .pending_writes(conn.firm_id, conn.id)
-            .await?
-            .into_iter()
-            .filter(|w| w.calendar_id == cal.id && w.operation == WriteOperation::Create)
-            .map(|w| (w.appointment_id, w))
-            .collect();
+        let pending_creates =
+            s.db.pending_writes(conn.firm_id, conn.id)
+                .await?
+                .into_iter()
+                .filter(|w| w.calendar_id == cal.id && w.operation == WriteOperation::Create)
+                .map(|w| (w.appointment_id, w))
+                .collect();
         Ok(CalendarSync {
             s,
             provider,
@@ -187,6 +188,7 @@ impl<'a> CalendarSync<'a> {
             processed: HashSet::new(),
             destructive: Vec::new(),
             pending_creates,
+            imports: Vec::new(),
             pulling: false,
             pull_failed: false,
         })
@@ -246,12 +248,14 @@ impl<'a> CalendarSync<'a> {
                         self.pulled(*e).await;
                     }
                     Change::Deleted { id } => {
+                        self.imports.retain(|e| e.id != id);
                         if self.links.contains_key(&id) {
                             removed.insert(id);
                         }
                     }
                 }
             }
+            self.flush_imports().await;
             match got.next {
                 PageNext::More(p) => page = Some(p),
                 PageNext::Done(c) => break c,
@@ -342,7 +346,60 @@ impl<'a> CalendarSync<'a> {
         // A calendar pulled only because it is the push target imports nothing foreign.
         let in_window = e.data.as_ref().is_some_and(|d| overlaps(d, &self.window));
         if in_window && self.cal.selected {
-            self.reconcile(None, None, Seen::Present(Box::new(e))).await;
+            // New to calsync (the planner's answer without a base is always an import): imported
+            // with the rest of the page. A repeat within the page replaces the earlier copy.
+            self.imports.retain(|x| x.id != e.id);
+            self.imports.push(e);
+        }
+    }
+
+    /// Imports the page's new events in one go; if that is refused, one by one, so one bad
+    /// event cannot hold back the others.
+    async fn flush_imports(&mut self) {
+        if self.imports.is_empty() {
+            return;
+        }
+        let events = std::mem::take(&mut self.imports);
+        let bases: Vec<Base> = events
+            .iter()
+            .map(|e| {
+                let hash = e.data.as_ref().map(content_hash).unwrap_or_default();
+                Base { local_version: 1, local_hash: hash.clone(), remote_etag: e.etag.clone(), remote_hash: hash }
+            })
+            .collect();
+        let items: Vec<(AppointmentData, LinkWrite<'_>)> = events
+            .iter()
+            .zip(&bases)
+            .filter_map(|(e, base)| {
+                let data = e.data.clone()?;
+                let w = LinkWrite {
+                    connection_id: self.conn.id,
+                    calendar_id: self.cal.id,
+                    appointment_id: AppointmentId::default(),
+                    remote_id: &e.id,
+                    base,
+                    remote_updated_at: e.updated,
+                    series_remote_id: None,
+                    original_start: None,
+                    state: LinkState::Synced,
+                    last_error: None,
+                };
+                Some((data, w))
+            })
+            .collect();
+        match self.s.db.import_events(self.conn.firm_id, self.conn.user_id, items).await {
+            Ok(links) => {
+                self.s.counts.pulled_created += links.len() as i64;
+                for l in links {
+                    self.remember(l);
+                }
+            }
+            Err(err) => {
+                tracing::info!(connection_id = %self.conn.id, error = %err, "batch import refused; importing one by one");
+                for e in events {
+                    self.reconcile(None, None, Seen::Present(Box::new(e))).await;
+                }
+            }
         }
     }
 
@@ -449,8 +506,19 @@ impl<'a> CalendarSync<'a> {
                 self.window.end,
             )
             .await?;
-        for a in changes {
+        let total = changes.len();
+        for (done, a) in changes.into_iter().enumerate() {
             if self.s.reauthorize.is_some() {
+                break;
+            }
+            if self.s.throttled {
+                // The provider keeps refusing for now: the rest waits for the next sync rather
+                // than being pushed into the same wall.
+                let label = self.s.label;
+                self.s.item_failed(format!(
+                    "{label} is limiting requests; {} changes wait for the next sync",
+                    total - done
+                ));
                 break;
             }
             let id = a.appointment.id;
@@ -634,7 +702,8 @@ impl<'a> CalendarSync<'a> {
             Seen::Present(e) => Some(e.as_ref()),
             _ => None,
         };
-        let content = |r: &RemoteEvent| r.data.clone().ok_or_else(|| Retry::Failed("the provider sent no content".into()));
+        let content =
+            |r: &RemoteEvent| r.data.clone().ok_or_else(|| Retry::Failed("the provider sent no content".into()));
         match action {
             Action::Skip => {
                 // Nothing to write; keep the base current (an echo's new etag, a no-op save).
@@ -879,7 +948,16 @@ impl<'a> CalendarSync<'a> {
                     let hash = content_hash(&data);
                     self.s
                         .db
-                        .record_write(firm, self.conn.id, self.cal.id, id, WriteOperation::Create, &key, None, Some(&hash))
+                        .record_write(
+                            firm,
+                            self.conn.id,
+                            self.cal.id,
+                            id,
+                            WriteOperation::Create,
+                            &key,
+                            None,
+                            Some(&hash),
+                        )
                         .await
                         .map_err(store)?
                 }
@@ -966,7 +1044,7 @@ impl<'a> CalendarSync<'a> {
     pub(super) async fn drain_deletes(&mut self) {
         let mut budget = self.destructive.len() * REPLANS + 1;
         while let Some(d) = self.destructive.pop() {
-            if self.s.reauthorize.is_some() || budget == 0 {
+            if self.s.reauthorize.is_some() || self.s.throttled || budget == 0 {
                 self.pull_failed |= d.from_pull;
                 let why = "not deleted in this sync; the next one retries";
                 self.failed(Some(&d.link), None, why).await;
@@ -1158,7 +1236,8 @@ impl<'a> CalendarSync<'a> {
                 if changed_since(&r)
                     && let Some(theirs) = &r.data
                 {
-                    let _ = self.s.db.open_conflict(firm, link.id, &a.appointment.data, theirs, &r.etag, r.updated).await;
+                    let _ =
+                        self.s.db.open_conflict(firm, link.id, &a.appointment.data, theirs, &r.etag, r.updated).await;
                     return Err("the event changed at the provider since; review the conflict again".into());
                 }
                 let data = r.data.clone().ok_or("the provider sent no content")?;

@@ -88,6 +88,9 @@ pub struct Session {
     pub held: usize,
     /// Set once the grant turned out unusable: nothing more is attempted.
     pub reauthorize: Option<String>,
+    /// Set once a call stayed throttled or unavailable through every retry: no more writes
+    /// are attempted in this sync.
+    pub throttled: bool,
 }
 
 /// A provider call with the session's token, retried as [`Session::after_error`] decides.
@@ -141,6 +144,7 @@ impl Session {
             item_errors: Vec::new(),
             held: 0,
             reauthorize: None,
+            throttled: false,
         })
     }
 
@@ -198,7 +202,10 @@ impl Session {
                 tokio::time::sleep(wait).await;
                 Next::Again
             }
-            other => Next::Fail(other),
+            other => {
+                self.throttled |= other.is_retryable();
+                Next::Fail(other)
+            }
         }
     }
 
