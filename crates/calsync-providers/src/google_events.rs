@@ -18,7 +18,8 @@ use crate::{AccountIdentity, ProviderError, RemoteCalendar};
 
 /// The private extended property that carries the appointment id.
 pub const CALSYNC_ID_PROPERTY: &str = "calsyncId";
-const PAGE_SIZE: &str = "250";
+/// Google's largest page for `events.list`: fewer round trips on a big first listing.
+const PAGE_SIZE: &str = "2500";
 
 /// Google Calendar behind the provider trait.
 #[derive(Debug, Clone)]

@@ -59,8 +59,15 @@ fn peak_rss_mib() -> Option<f64> {
 async fn world(label: &str) -> anyhow::Result<World> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let sandbox = format!("http://{}", listener.local_addr()?);
-    let config =
-        calsync_sandbox::SandboxConfig { public_base_url: sandbox.clone(), seed: Some(7), ..Default::default() };
+    // The bench measures calsync, not Google's per-user quota (600 requests a minute, which
+    // the sandbox enforces and the engine backs off from): lifted here.
+    let config = calsync_sandbox::SandboxConfig {
+        public_base_url: sandbox.clone(),
+        seed: Some(7),
+        google_user_quota_per_minute: 1_000_000,
+        google_project_quota_per_minute: 1_000_000,
+        ..Default::default()
+    };
     tokio::spawn(calsync_sandbox::serve(listener, config));
     let path = std::env::temp_dir().join(format!("calsync-bench-{}-{label}", std::process::id()));
     std::fs::create_dir_all(&path)?;
