@@ -33,6 +33,10 @@ pub(crate) struct FaultSpec {
     pub method: Option<String>,
     pub path_regex: Option<String>,
     pub count: u32,
+    /// Let this many matching requests through before the fault starts firing (a failure in
+    /// the middle of a paged listing). Default 0.
+    #[serde(default)]
+    pub skip: u32,
     pub kind: FaultKind,
     pub status: Option<u16>,
     pub retry_after: Option<u64>,
@@ -55,6 +59,8 @@ struct Rule {
     method: Option<Method>,
     path: Option<Regex>,
     remaining: u32,
+    /// Matching requests still to let through before firing.
+    skip: u32,
     fired: Fired,
 }
 
@@ -90,6 +96,7 @@ impl Faults {
             method,
             path,
             remaining: spec.count,
+            skip: spec.skip,
             fired: Fired { kind: spec.kind, status, retry_after: spec.retry_after, reason: spec.reason },
         });
         Ok(())
@@ -104,6 +111,10 @@ impl Faults {
                 && r.path.as_ref().is_none_or(|re| re.is_match(path))
         })?;
         let rule = &mut rules[idx];
+        if rule.skip > 0 {
+            rule.skip -= 1;
+            return None;
+        }
         rule.remaining -= 1;
         let fired = rule.fired.clone();
         if rule.remaining == 0 {
@@ -131,6 +142,7 @@ impl Faults {
                     "retry_after": r.fired.retry_after,
                     "reason": r.fired.reason,
                     "remaining": r.remaining,
+                    "skip": r.skip,
                 })
             })
             .collect()

@@ -678,7 +678,85 @@ async fn the_push_target_is_a_setting(backend: Backend) {
     assert_eq!(v["push_calendar"], primary);
 }
 
+/// Graph only: it pages delta rounds of a few events; Google answers them in one page of up to
+/// 2,500 (a dead Google cursor is covered by `dead_cursors_lose_no_deletion`).
+async fn a_cursor_dying_mid_listing_restarts_it_in_full(backend: Backend) {
+    let app = TestApp::spawn_with_sandbox(backend).await;
+    for (n, provider) in [(1, "microsoft")] {
+        let (token, conn, remote) = connected(&app, provider, n).await;
+        let mut ids = Vec::new();
+        for i in 0..30 {
+            ids.push(remote.create(&format!("P{i:02}"), at(24 + i)).await);
+        }
+        sync_now(&app, &token, &conn).await;
+        for id in &ids[..3] {
+            remote.delete(id).await;
+        }
+        // Short pages, and the cursor dies after the first of them (410, as both services
+        // do). Ragged pages are random: should a round come in one page, the 410 has not fired
+        // yet and the round is tried again with more changes.
+        app.control("/_sandbox/paging", json!({"provider": provider, "mode": "ragged"})).await;
+        let reason = "SyncStateNotFound";
+        let mut fired = false;
+        for round in 0..6 {
+            for id in &ids[3..15] {
+                remote.retitle(id, &format!("changed {round}")).await;
+            }
+            app.control(
+                "/_sandbox/faults",
+                json!({"provider": provider, "method": "GET", "path_regex": remote.listing_path(), "kind": "status",
+                       "status": 410, "reason": reason, "count": 1, "skip": 1}),
+            )
+            .await;
+            let a = sync_now(&app, &token, &conn).await;
+            assert_eq!(a["status"], "success", "{provider}: {a}");
+            let armed: Value =
+                app.http.get(app.sandbox_url("/_sandbox/faults")).send().await.unwrap().json().await.unwrap();
+            app.http.delete(app.sandbox_url("/_sandbox/faults")).send().await.unwrap();
+            if armed["faults"] == json!([]) {
+                fired = true;
+                assert_eq!(counts(&a)[1], 12, "{provider}: every change once: {a}");
+                break;
+            }
+        }
+        app.control("/_sandbox/paging", json!({"provider": provider, "mode": "normal"})).await;
+        assert!(fired, "{provider}: a listing of several pages");
+        assert_eq!(local_titles(&app, &token).await, remote.titles().await, "{provider}");
+        assert_eq!(local_titles(&app, &token).await.len(), 27, "{provider}: the deletions arrived");
+        let quiet = sync_now(&app, &token, &conn).await;
+        assert_eq!((counts(&quiet), quiet["requests"].as_i64()), ([0; 6], Some(1)), "{provider}: {quiet}");
+    }
+}
+
+async fn a_token_refused_mid_sync_is_refreshed_once_then_reported(backend: Backend) {
+    let app = TestApp::spawn_with_sandbox(backend).await;
+    for (n, provider) in PROVIDERS.into_iter().enumerate() {
+        let (token, conn, remote) = connected(&app, provider, n).await;
+        for i in 0..3 {
+            create_local(&app, &token, &format!("T{i}"), at(30 + i)).await;
+        }
+        // The first create is refused with 401: calsync refreshes once and retries it.
+        let writes = "/events$";
+        remote.fault("POST", writes, "status", Some(401), 1).await;
+        let tokens_before = app.token_requests().await;
+        let a = sync_now(&app, &token, &conn).await;
+        assert_eq!((a["status"].as_str(), counts(&a)[3]), (Some("success"), 3), "{provider}: {a}");
+        assert_eq!(app.token_requests().await, tokens_before + 1, "{provider}: one refresh");
+        // Refused again after the refresh: the grant is treated as dead and the user told.
+        create_local(&app, &token, "T9", at(40)).await;
+        app.http.delete(app.sandbox_url("/_sandbox/faults")).send().await.unwrap();
+        remote.fault("POST", writes, "status", Some(401), 5).await;
+        let a = sync_now(&app, &token, &conn).await;
+        app.http.delete(app.sandbox_url("/_sandbox/faults")).send().await.unwrap();
+        assert_eq!(a["error_kind"], "reauthorize", "{provider}: {a}");
+        let c: Value = app.get(&format!("{BASE}/{conn}/"), &token).send().await.unwrap().json().await.unwrap();
+        assert_eq!(c["status"], "expired", "{provider}: {c}");
+    }
+}
+
 backend_tests!(
+    a_cursor_dying_mid_listing_restarts_it_in_full,
+    a_token_refused_mid_sync_is_refreshed_once_then_reported,
     keep_policy_keeps_without_bringing_back,
     events_moved_before_the_window_are_not_deletions,
     the_push_target_is_a_setting,

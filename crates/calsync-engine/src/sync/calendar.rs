@@ -201,12 +201,16 @@ impl<'a> CalendarSync<'a> {
         let mut cursor = stored.filter(|c| c.window_start == self.window.start && c.window_end == self.window.end);
         let linked_before = self.links.len();
         self.pulling = true;
+        // A cursor (or a page token) that dies mid-round restarts the listing in full; pages
+        // already applied come back as echoes. Bounded, in case the provider keeps doing it.
+        let mut restarts = 0;
         let new_cursor = loop {
             match self.listing(cursor.as_ref()).await {
                 Ok(done) => break done,
-                Err(ProviderError::CursorExpired) if cursor.is_some() => {
+                Err(ProviderError::CursorExpired) if restarts < 3 => {
                     tracing::info!(connection_id = %self.conn.id, calendar = %self.cal.id, "sync cursor expired; listing in full");
                     cursor = None;
+                    restarts += 1;
                 }
                 Err(e) => return Err(Stop::from_provider(&e)),
             }
