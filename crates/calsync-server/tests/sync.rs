@@ -754,7 +754,55 @@ async fn a_token_refused_mid_sync_is_refreshed_once_then_reported(backend: Backe
     }
 }
 
+async fn mass_deletes_in_calsync_wait_too(backend: Backend) {
+    let app = TestApp::spawn_with_sandbox(backend).await;
+    for (n, provider) in PROVIDERS.into_iter().enumerate() {
+        let (token, conn, remote) = connected(&app, provider, n).await;
+        let mut ids = Vec::new();
+        for i in 0..60 {
+            ids.push(
+                create_local(&app, &token, &format!("D{i:02}"), at(24 + i)).await["id"].as_str().unwrap().to_owned(),
+            );
+        }
+        sync_now(&app, &token, &conn).await;
+        assert_eq!(remote.titles().await.len(), 60);
+        for id in &ids {
+            let resp = app.delete(&format!("/api/appointments/{id}/"), &token).send().await.unwrap();
+            assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+        }
+        let a = sync_now(&app, &token, &conn).await;
+        assert_eq!((a["error_kind"].as_str(), counts(&a)[5]), (Some("deletes_held"), 0), "{provider}: {a}");
+        // A full listing (as every day when the window moves) lists the events again, unchanged:
+        // the hold stands and nothing is deleted.
+        let resp = app.post(&format!("{BASE}/{conn}/resync/"), &token).send().await.unwrap();
+        let a: Value = resp.json().await.unwrap();
+        assert_eq!(counts(&a), [0; 6], "{provider}: {a}");
+        let status: Value =
+            app.get(&format!("{BASE}/{conn}/sync_status/"), &token).send().await.unwrap().json().await.unwrap();
+        assert_eq!(
+            (status["pending_deletes"]["count"].as_i64(), status["pending_deletes"]["at_provider"].as_i64()),
+            (Some(60), Some(60)),
+            "{provider}: {status}"
+        );
+        assert_eq!(remote.titles().await.len(), 60, "{provider}: nothing deleted yet");
+        if n == 0 {
+            let resp = app.post(&format!("{BASE}/{conn}/confirm_deletes/"), &token).send().await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            assert!(remote.titles().await.is_empty(), "{provider}");
+            assert!(local_titles(&app, &token).await.is_empty());
+        } else {
+            let resp = app.post(&format!("{BASE}/{conn}/reject_deletes/"), &token).send().await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            assert_eq!(local_titles(&app, &token).await.len(), 60, "{provider}: the appointments are back");
+            assert_eq!(remote.titles().await.len(), 60);
+        }
+        let quiet = sync_now(&app, &token, &conn).await;
+        assert_eq!(counts(&quiet), [0; 6], "{provider}: {quiet}");
+    }
+}
+
 backend_tests!(
+    mass_deletes_in_calsync_wait_too,
     a_cursor_dying_mid_listing_restarts_it_in_full,
     a_token_refused_mid_sync_is_refreshed_once_then_reported,
     keep_policy_keeps_without_bringing_back,

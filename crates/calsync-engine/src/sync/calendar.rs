@@ -315,9 +315,16 @@ impl<'a> CalendarSync<'a> {
                 }
                 return;
             }
-            if let Some(hold) = self.frozen.held.remove(&link.id) {
-                // The event changed there while its deletion waited: that is news the hold did
-                // not know; plan the pair again.
+            if let Some(&hold) = self.frozen.held.get(&link.id) {
+                // A hold of the event's deletion (the appointment was deleted here) stands while
+                // the event is merely listed again; an edit there is news the hold did not know.
+                // A hold of the appointment's deletion ends when the event turns out to exist.
+                let edited = e.data.as_ref().is_some_and(|d| content_hash(d) != link.base.remote_hash);
+                let local_gone = local.as_ref().is_none_or(|a| a.deleted_at.is_some());
+                if local_gone && !edited {
+                    return;
+                }
+                self.frozen.held.remove(&link.id);
                 match self.s.db.release_held_delete(firm, hold).await {
                     Ok(()) | Err(StoreError::NotFound) => {}
                     Err(err) => return self.pull_error(&e.id, &err.to_string()),
@@ -336,6 +343,11 @@ impl<'a> CalendarSync<'a> {
             };
             let Some(a) = local.filter(|a| a.appointment.owner_id == self.conn.user_id) else { return };
             if self.by_appointment.contains_key(&stamp) {
+                return;
+            }
+            // Only where calsync creates events for it (the push target, or where a create is
+            // pending): elsewhere it is an event someone moved or copied, left alone.
+            if !self.push_target && !self.pending_creates.contains_key(&stamp) {
                 return;
             }
             self.processed.insert(stamp);
@@ -672,6 +684,7 @@ impl<'a> CalendarSync<'a> {
     }
 
     fn forget(&mut self, link: &EventLink) {
+        self.destructive.retain(|d| d.link.id != link.id);
         self.links.remove(&link.remote_id);
         if self.by_appointment.get(&link.appointment_id) == Some(&link.remote_id) {
             self.by_appointment.remove(&link.appointment_id);
@@ -778,6 +791,8 @@ impl<'a> CalendarSync<'a> {
             Action::DeleteLocal => {
                 let l = link.ok_or_else(|| Retry::Failed("a deletion without a link".into()))?.clone();
                 let version = live.map(|a| a.appointment.version);
+                // One deletion per link, the latest plan's (a listing may mention it twice).
+                self.destructive.retain(|d| d.link.id != l.id);
                 self.destructive.push(Destructive { link: l, side: HeldSide::Local, version, from_pull: self.pulling });
                 Ok(())
             }
@@ -789,6 +804,8 @@ impl<'a> CalendarSync<'a> {
                 let a = live.ok_or_else(|| Retry::Failed("nothing to update from".into()))?;
                 let (remote_id, etag) = match (remote, link) {
                     (Some(r), _) => (r.id.clone(), r.etag.clone()),
+                    // The provider's version is not known yet (a retried create): read it first.
+                    (None, Some(l)) if l.base.remote_etag.is_empty() => return Err(Retry::Remote),
                     (None, Some(l)) => (l.remote_id.clone(), l.base.remote_etag.clone()),
                     (None, None) => return Err(Retry::Failed("nothing to update".into())),
                 };
@@ -837,6 +854,11 @@ impl<'a> CalendarSync<'a> {
                     Some(r) => EventLink { base: Base { remote_etag: r.etag.clone(), ..l.base.clone() }, ..l },
                     None => l,
                 };
+                if l.base.remote_etag.is_empty() && remote.is_none() {
+                    // The provider's version is not known yet (a retried create): read it first.
+                    return Err(Retry::Remote);
+                }
+                self.destructive.retain(|d| d.link.id != l.id);
                 self.destructive.push(Destructive { link: l, side: HeldSide::Remote, version: None, from_pull: false });
                 Ok(())
             }
@@ -852,12 +874,13 @@ impl<'a> CalendarSync<'a> {
                     // Gone at the provider, kept here by the delete policy: it stays in calsync
                     // and is not sent back to a calendar that deleted it.
                     (Some(a), _) => {
-                        self.drop_link(l).await?;
+                        // Detached first: a crash in between must not leave it looking new.
                         self.s
                             .db
                             .detach_appointment(firm, a.appointment.id, self.conn.id, self.cal.id)
                             .await
                             .map_err(store)?;
+                        self.drop_link(l).await?;
                     }
                     // Deleted here, kept there: the link stays (so the event is not imported
                     // again), acknowledging the deletion.
@@ -1003,7 +1026,11 @@ impl<'a> CalendarSync<'a> {
                     // edited since (an edit beats a deletion it never saw).
                     self.complete_writes(id).await;
                     if self.rules.deletes == DeletePolicy::Keep {
-                        return self.s.db.detach_appointment(firm, id, self.conn.id, self.cal.id).await.map_err(store);
+                        self.s.db.detach_appointment(firm, id, self.conn.id, self.cal.id).await.map_err(store)?;
+                        if let Some(l) = link {
+                            self.drop_link(l).await?;
+                        }
+                        return Ok(());
                     }
                     if a.appointment.updated_at <= write.created_at && link.is_none() {
                         return match self.s.db.delete_appointment(firm, id, a.appointment.version).await {
@@ -1094,6 +1121,10 @@ impl<'a> CalendarSync<'a> {
                     }
                 }
             },
+            HeldSide::Remote if local.as_ref().is_some_and(|a| a.deleted_at.is_none()) => {
+                // The appointment is back (restored since the plan): plan the pair again.
+                Box::pin(self.reconcile(Some(d.link), local, Seen::Unmentioned)).await;
+            }
             HeldSide::Remote => {
                 let appointment = d.link.appointment_id;
                 let key = OutboxId::new().to_string();

@@ -121,6 +121,27 @@ impl SyncEngine {
         }
     }
 
+    /// Renews the connection's lease every third of its length while the work holding it runs
+    /// (abort the handle when done): a long sync never outlives its lease.
+    fn heartbeat(&self, firm: FirmId, id: ConnectionId) -> tokio::task::AbortHandle {
+        let (db, clock, lease, owner) = (self.db.clone(), self.clock.clone(), self.config.lease, self.instance.clone());
+        let every = (lease / 3).to_std().unwrap_or(StdDuration::from_secs(60));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match db.claim_sync(firm, id, &owner, clock.now() + lease).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(connection_id = %id, "the sync lease was taken by another worker");
+                        return;
+                    }
+                    Err(e) => tracing::warn!(connection_id = %id, error = %e, "could not renew the sync lease"),
+                }
+            }
+        })
+        .abort_handle()
+    }
+
     fn lock_for(&self, id: ConnectionId) -> Arc<tokio::sync::Mutex<()>> {
         self.locks.lock().unwrap_or_else(|p| p.into_inner()).entry(id).or_default().clone()
     }
@@ -173,10 +194,14 @@ impl SyncEngine {
                             // run with an answer and frees the connection.
                             let inner = Arc::clone(&me);
                             let handle = tokio::spawn(async move { inner.run(firm, id, trigger, replay_of).await });
-                            let result = handle.await.unwrap_or_else(|e| {
-                                tracing::error!(connection_id = %id, error = %e, "the sync task failed");
-                                Err(SyncError::Internal("the sync stopped unexpectedly".into()))
-                            });
+                            let result = match handle.await {
+                                Ok(r) => r,
+                                Err(e) => {
+                                    tracing::error!(connection_id = %id, error = %e, "the sync task failed");
+                                    let _ = me.db.release_sync(firm, id, &me.instance).await;
+                                    Err(SyncError::Internal("the sync stopped unexpectedly".into()))
+                                }
+                            };
                             me.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
                             let _ = tx.send(Some(result));
                         });
@@ -199,10 +224,12 @@ impl SyncEngine {
     /// Forgets every cursor of the connection and syncs: a full listing diffed against the links.
     pub async fn resync(self: &Arc<Self>, firm: FirmId, id: ConnectionId) -> Result<SyncAttempt, SyncError> {
         self.db.connection(firm, None, id).await?;
-        // A sync under way would store its cursors again: let it finish first.
+        // A sync under way would store its cursors again: clear them once it is done.
         let lock = self.lock_for(id);
-        drop(lock.lock().await);
-        self.db.clear_cursors(firm, id).await?;
+        {
+            let _guard = lock.lock().await;
+            self.db.clear_cursors(firm, id).await?;
+        }
         self.start(firm, id, SyncTrigger::Resync, None, true).await
     }
 
@@ -232,7 +259,9 @@ impl SyncEngine {
         if !self.db.claim_sync(firm, id, &self.instance, until).await? {
             return Err(SyncError::Busy);
         }
+        let heartbeat = self.heartbeat(firm, id);
         let result = self.run_claimed(&conn, trigger, replay_of).await;
+        heartbeat.abort();
         if let Err(e) = self.db.release_sync(firm, id, &self.instance).await {
             tracing::error!(connection_id = %id, error = %e, "could not release the sync lease");
         }
@@ -376,7 +405,9 @@ impl SyncEngine {
         if !self.db.claim_sync(firm, id, &self.instance, until).await? {
             return Err(SyncError::Busy);
         }
+        let heartbeat = self.heartbeat(firm, id);
         let result = self.settle_claimed(&conn, confirm).await;
+        heartbeat.abort();
         let _ = self.db.release_sync(firm, id, &self.instance).await;
         result
     }
@@ -421,7 +452,9 @@ impl SyncEngine {
                     Err(e) => return Err(e.into()),
                 };
                 if confirm {
-                    cs.apply_destructive(Destructive { link, side: h.side, version: None, from_pull: false }).await;
+                    // Against the version the hold was made for: an edit since beats the deletion.
+                    let version = Some(link.base.local_version);
+                    cs.apply_destructive(Destructive { link, side: h.side, version, from_pull: false }).await;
                     cs.drain_deletes().await;
                 } else {
                     cs.restore(link, h.side).await;
@@ -467,6 +500,7 @@ impl SyncEngine {
         if !self.db.claim_sync(firm, conn.id, &self.instance, until).await? {
             return Err(SyncError::Busy);
         }
+        let heartbeat = self.heartbeat(firm, conn.id);
         let result = async {
             let setup = self
                 .providers
@@ -498,6 +532,7 @@ impl SyncEngine {
             }
         }
         .await;
+        heartbeat.abort();
         let _ = self.db.release_sync(firm, conn.id, &self.instance).await;
         result
     }
