@@ -3,6 +3,7 @@
 //! each call, so a lost answer is resolved by lookup, never by a second create) and the log of
 //! sync attempts. Every query is scoped to the firm.
 
+use calsync_domain::appointment::AppointmentData;
 use calsync_domain::ValidationError;
 use calsync_domain::connection::Provider;
 use calsync_domain::ids::{
@@ -16,7 +17,7 @@ use uuid::Uuid;
 use crate::{Db, IN_CHUNK, StoreError, on_pool, placeholders};
 
 /// A linked pair and its base.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EventLink {
     pub id: EventLinkId,
     pub connection_id: ConnectionId,
@@ -31,6 +32,9 @@ pub struct EventLink {
     pub state: LinkState,
     pub last_error: Option<String>,
     pub synced_at: DateTime<Utc>,
+    /// The content both sides agreed on at the last sync, for a field-level merge; `None` for
+    /// links stored before it was kept.
+    pub base_data: Option<AppointmentData>,
 }
 
 /// What a sync learned about a pair, to store as its new base.
@@ -46,6 +50,8 @@ pub struct LinkWrite<'a> {
     pub original_start: Option<DateTime<Utc>>,
     pub state: LinkState,
     pub last_error: Option<&'a str>,
+    /// The content both sides now agree on (see [`EventLink::base_data`]).
+    pub base_data: Option<&'a AppointmentData>,
 }
 
 /// Counts and outcome of a finished attempt.
@@ -58,6 +64,8 @@ pub struct AttemptCounts {
     pub pushed_updated: i64,
     pub pushed_deleted: i64,
     pub conflicts: i64,
+    /// Pairs edited on both sides whose edits were combined field by field.
+    pub merged: i64,
     pub requests: i64,
 }
 
@@ -149,7 +157,7 @@ pub(crate) fn exactly_one(rows: u64) -> Result<(), StoreError> {
 }
 
 pub(crate) const LINK_COLUMNS: &str = "id, connection_id, calendar_id, appointment_id, remote_id, remote_etag, remote_hash, \
-    remote_updated_at, local_version, local_hash, series_remote_id, original_start, state, last_error, synced_at";
+    remote_updated_at, local_version, local_hash, series_remote_id, original_start, state, last_error, synced_at, base_data";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct LinkRow {
@@ -168,6 +176,12 @@ pub(crate) struct LinkRow {
     state: String,
     last_error: Option<String>,
     synced_at: DateTime<Utc>,
+    base_data: Option<String>,
+}
+
+/// The stored form of [`EventLink::base_data`].
+pub(crate) fn base_json(data: Option<&AppointmentData>) -> Option<String> {
+    data.and_then(|d| serde_json::to_string(d).ok())
 }
 
 pub(crate) fn corrupt(table: &'static str, what: &'static str) -> impl Fn(ValidationError) -> StoreError {
@@ -195,13 +209,19 @@ impl TryFrom<LinkRow> for EventLink {
             state: r.state.parse().map_err(corrupt("event_links", "state"))?,
             last_error: r.last_error,
             synced_at: r.synced_at,
+            base_data: r
+                .base_data
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(format!("event_links.base_data: {e}")))?,
         })
     }
 }
 
 const ATTEMPT_COLUMNS: &str = "id, connection_id, triggered_by, status, started_at, finished_at, pulled_created, \
     pulled_updated, pulled_deleted, pushed_created, pushed_updated, pushed_deleted, conflicts, requests, error_kind, \
-    error_message, replay_of";
+    error_message, replay_of, merged";
 
 #[derive(sqlx::FromRow)]
 struct AttemptRow {
@@ -219,6 +239,7 @@ struct AttemptRow {
     pushed_deleted: i64,
     conflicts: i64,
     requests: i64,
+    merged: i64,
     error_kind: Option<String>,
     error_message: Option<String>,
     replay_of: Option<Uuid>,
@@ -242,6 +263,7 @@ impl TryFrom<AttemptRow> for SyncAttempt {
                 pushed_updated: r.pushed_updated,
                 pushed_deleted: r.pushed_deleted,
                 conflicts: r.conflicts,
+                merged: r.merged,
                 requests: r.requests,
             },
             error_kind: r.error_kind,
@@ -262,15 +284,15 @@ fn link_insert_sql(upsert: bool) -> String {
          remote_updated_at = excluded.remote_updated_at, local_version = excluded.local_version, \
          local_hash = excluded.local_hash, series_remote_id = excluded.series_remote_id, \
          original_start = excluded.original_start, state = excluded.state, last_error = excluded.last_error, \
-         synced_at = excluded.synced_at, updated_at = excluded.updated_at"
+         synced_at = excluded.synced_at, updated_at = excluded.updated_at, base_data = excluded.base_data"
     } else {
         ""
     };
     format!(
         "INSERT INTO event_links (id, firm_id, connection_id, calendar_id, appointment_id, remote_id, remote_etag, \
          remote_hash, remote_updated_at, local_version, local_hash, series_remote_id, original_start, state, \
-         last_error, synced_at, created_at, updated_at) \
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $16 \
+         last_error, synced_at, created_at, updated_at, base_data) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $16, $17 \
          WHERE EXISTS (SELECT 1 FROM synced_calendars c WHERE c.id = $4 AND c.firm_id = $2 AND c.connection_id = $3) \
          AND EXISTS (SELECT 1 FROM appointments a WHERE a.id = $5 AND a.firm_id = $2) \
          {on_conflict} RETURNING {LINK_COLUMNS}"
@@ -305,6 +327,7 @@ macro_rules! link_insert_query {
             .bind(w.state.as_str())
             .bind(w.last_error)
             .bind($now)
+            .bind($crate::sync::base_json(w.base_data))
     }};
 }
 pub(crate) use link_insert_query;
@@ -412,7 +435,7 @@ impl Db {
         let sql = format!(
             "UPDATE sync_attempts SET status = $1, finished_at = $2, pulled_created = $3, pulled_updated = $4, \
              pulled_deleted = $5, pushed_created = $6, pushed_updated = $7, pushed_deleted = $8, conflicts = $9, \
-             requests = $10, error_kind = $11, error_message = $12 \
+             requests = $10, error_kind = $11, error_message = $12, merged = $15 \
              WHERE firm_id = $13 AND id = $14 AND status = 'running' RETURNING {ATTEMPT_COLUMNS}"
         );
         let row: Option<AttemptRow> = on_pool!(self, pool => {
@@ -431,6 +454,7 @@ impl Db {
                 .bind(error.map(|(_, message)| message))
                 .bind(firm.as_uuid())
                 .bind(id.as_uuid())
+                .bind(counts.merged)
                 .fetch_optional(pool)
                 .await?
         });

@@ -398,7 +398,7 @@ impl Db {
                     let mut q = sqlx::QueryBuilder::new(
                         "INSERT INTO event_links (id, firm_id, connection_id, calendar_id, appointment_id, remote_id, \
                          remote_etag, remote_hash, remote_updated_at, local_version, local_hash, series_remote_id, \
-                         original_start, state, last_error, synced_at, created_at, updated_at) ",
+                         original_start, state, last_error, synced_at, created_at, updated_at, base_data) ",
                     );
                     q.push_values(chunk, |mut b, (i, w)| {
                         b.push_bind(link_ids[*i].as_uuid())
@@ -418,7 +418,8 @@ impl Db {
                             .push_bind(w.last_error.map(str::to_owned))
                             .push_bind(now)
                             .push_bind(now)
-                            .push_bind(now);
+                            .push_bind(now)
+                            .push_bind(crate::sync::base_json(w.base_data));
                     });
                     q.build().execute(&mut *tx).await.map_err(|e| StoreError::unique(e, "appointment link"))?;
                 }
@@ -444,6 +445,7 @@ impl Db {
                 state: w.state,
                 last_error: w.last_error.map(str::to_owned),
                 synced_at: now,
+                base_data: w.base_data.cloned(),
             })
             .collect())
     }

@@ -83,6 +83,7 @@ fn write(
         original_start: None,
         state,
         last_error: None,
+        base_data: None,
     }
 }
 

@@ -109,6 +109,7 @@ fn link_write<'a>(
         original_start: None,
         state: LinkState::Synced,
         last_error: None,
+        base_data: None,
     }
 }
 

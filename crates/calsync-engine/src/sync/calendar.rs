@@ -399,6 +399,7 @@ impl<'a> CalendarSync<'a> {
                     original_start: None,
                     state: LinkState::Synced,
                     last_error: None,
+                    base_data: e.data.as_ref(),
                 };
                 Some((data, w))
             })
@@ -653,6 +654,7 @@ impl<'a> CalendarSync<'a> {
             original_start: None,
             state: LinkState::Synced,
             last_error: None,
+            base_data: remote.data.as_ref(),
         };
         let link = self.s.db.save_link(self.conn.firm_id, &w).await?;
         self.remember(link.clone());
@@ -672,6 +674,7 @@ impl<'a> CalendarSync<'a> {
             original_start: l.original_start,
             state: LinkState::Synced,
             last_error: None,
+            base_data: l.base_data.as_ref(),
         };
         let saved = self.s.db.save_link(self.conn.firm_id, &w).await.map_err(store)?;
         self.remember(saved);
@@ -770,6 +773,7 @@ impl<'a> CalendarSync<'a> {
                             original_start: None,
                             state: LinkState::Synced,
                             last_error: None,
+                            base_data: r.data.as_ref(),
                         };
                         let (_, link) =
                             self.s.db.import_event(firm, self.conn.user_id, data, &w).await.map_err(store)?;
@@ -943,6 +947,7 @@ impl<'a> CalendarSync<'a> {
             original_start: None,
             state: LinkState::Synced,
             last_error: None,
+            base_data: r.data.as_ref(),
         };
         match self.s.db.apply_remote_update(self.conn.firm_id, id, version, data, &w).await {
             Ok((_, link)) => {
