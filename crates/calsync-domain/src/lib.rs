@@ -1,6 +1,6 @@
 //! Pure types and rules of calsync: ids, tenancy, accounts, appointments, connections, the clock,
-//! secrets and sync planning. No I/O lives here, so every rule can be tested without a database
-//! or a network.
+//! secrets, sync planning and the field-level merge. No I/O lives here, so every rule can be
+//! tested without a database or a network.
 
 /// A closed set of values with their text form (as stored and as the API shows them): parse
 /// (errors name the field), `as_str`, `Display`, serde in snake case, and `ALL`.
@@ -43,6 +43,7 @@ pub mod clock;
 pub mod connection;
 pub mod error;
 pub mod ids;
+pub mod merge;
 pub mod secret;
 pub mod sync;
 pub mod tenant;
