@@ -38,6 +38,9 @@ enum Op {
     RemoteCreate,
     RemoteEdit(usize),
     RemoteDelete(usize),
+    /// Time-only edits: with title edits on the other side, a field-level merge keeps both.
+    LocalMove(usize, usize),
+    RemoteMove(usize, usize),
     Sync(Option<Fault>),
     Restart,
 }
@@ -58,6 +61,8 @@ fn op() -> impl Strategy<Value = Op> {
         3 => Just(Op::RemoteCreate),
         2 => (0..8usize).prop_map(Op::RemoteEdit),
         1 => (0..8usize).prop_map(Op::RemoteDelete),
+        2 => (0..8usize, 0..200usize).prop_map(|(k, slot)| Op::LocalMove(k, slot)),
+        2 => (0..8usize, 0..200usize).prop_map(|(k, slot)| Op::RemoteMove(k, slot)),
         3 => fault.prop_map(Op::Sync),
         1 => Just(Op::Restart),
     ]
@@ -102,18 +107,31 @@ impl Case<'_> {
 
     /// Live appointments: id and title.
     async fn local(&self) -> Vec<(String, String)> {
+        self.local_timed().await.into_iter().map(|(id, t, _)| (id, t)).collect()
+    }
+
+    /// Live appointments: id, title and start (Unix seconds).
+    async fn local_timed(&self) -> Vec<(String, String, i64)> {
         let v: Value =
             self.app.get("/api/appointments/?limit=500", &self.token).send().await.unwrap().json().await.unwrap();
         v["items"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|a| (a["id"].as_str().unwrap().to_owned(), a["title"].as_str().unwrap().to_owned()))
+            .map(|a| {
+                let start = chrono::DateTime::parse_from_rfc3339(a["start"].as_str().unwrap()).unwrap().timestamp();
+                (a["id"].as_str().unwrap().to_owned(), a["title"].as_str().unwrap().to_owned(), start)
+            })
             .collect()
     }
 
     /// Live events in the window: id and title.
     async fn remote(&self) -> Vec<(String, String)> {
+        self.remote_timed().await.into_iter().map(|(id, t, _)| (id, t)).collect()
+    }
+
+    /// Live events in the window: id, title and start (Unix seconds).
+    async fn remote_timed(&self) -> Vec<(String, String, i64)> {
         let (from, to) = (fmt(at(0) - Duration::days(5)), fmt(at(0) + Duration::days(20)));
         let url = match self.provider {
             "google" => {
@@ -131,7 +149,14 @@ impl Case<'_> {
             .filter(|e| e["status"] != "cancelled")
             .map(|e| {
                 let title = e.get("summary").or_else(|| e.get("subject")).and_then(Value::as_str).unwrap_or_default();
-                (e["id"].as_str().unwrap().to_owned(), title.to_owned())
+                let raw = e["start"]["dateTime"].as_str().unwrap_or_default();
+                let start = chrono::DateTime::parse_from_rfc3339(raw).map(|t| t.timestamp()).unwrap_or_else(|_| {
+                    // Graph: a wall-clock time in the event's zone (UTC for every event here).
+                    chrono::NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S%.f")
+                        .map(|t| t.and_utc().timestamp())
+                        .unwrap_or(0)
+                });
+                (e["id"].as_str().unwrap().to_owned(), title.to_owned(), start)
             })
             .collect()
     }
@@ -226,6 +251,31 @@ impl Case<'_> {
                     assert!(resp.status().is_success());
                 }
             }
+            Op::LocalMove(k, slot) => {
+                let list = self.local().await;
+                if list.is_empty() {
+                    return;
+                }
+                let (id, _) = list[k % list.len()].clone();
+                let body = json!({"start": fmt(at(*slot)), "end": fmt(at(*slot) + Duration::minutes(30))});
+                let resp =
+                    self.app.patch(&format!("/api/appointments/{id}/"), &self.token).json(&body).send().await.unwrap();
+                assert_eq!(resp.status(), 200);
+            }
+            Op::RemoteMove(k, slot) => {
+                let list = self.remote().await;
+                if list.is_empty() {
+                    return;
+                }
+                let (id, _) = list[k % list.len()].clone();
+                let mut body = self.remote_body("", Some(*slot));
+                let o = body.as_object_mut().unwrap();
+                o.remove("summary");
+                o.remove("subject");
+                let url = self.events_url(&format!("/{id}"));
+                let resp = self.app.http.patch(url).bearer_auth(&self.remote_token).json(&body).send().await.unwrap();
+                assert!(resp.status().is_success());
+            }
             Op::Sync(fault) => {
                 let provider = self.provider;
                 let listing = if provider == "google" { "/events$" } else { "/calendarView/delta" };
@@ -273,6 +323,13 @@ impl Case<'_> {
         };
         let (local, remote) = (count(&self.local().await), count(&self.remote().await));
         prop_assert_eq!(&local, &remote, "both sides agree");
+        // Times too (moves merge with title edits made on the other side).
+        let times = |list: Vec<(String, String, i64)>| {
+            let mut v: Vec<(String, i64)> = list.into_iter().map(|(_, t, s)| (t, s)).collect();
+            v.sort();
+            v
+        };
+        prop_assert_eq!(times(self.local_timed().await), times(self.remote_timed().await), "both sides agree on times");
         let mut entities: HashMap<usize, usize> = HashMap::new();
         for t in local.keys() {
             prop_assert!(local[t] == 1, "{} twice", t);

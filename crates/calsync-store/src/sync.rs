@@ -3,8 +3,8 @@
 //! each call, so a lost answer is resolved by lookup, never by a second create) and the log of
 //! sync attempts. Every query is scoped to the firm.
 
-use calsync_domain::appointment::AppointmentData;
 use calsync_domain::ValidationError;
+use calsync_domain::appointment::AppointmentData;
 use calsync_domain::connection::Provider;
 use calsync_domain::ids::{
     AppointmentId, ConnectionId, EventLinkId, FirmId, OutboxId, SyncAttemptId, SyncedCalendarId, UserId,

@@ -43,6 +43,14 @@ pub struct Conflict {
     pub created_at: DateTime<Utc>,
     pub resolved_at: Option<DateTime<Utc>>,
     pub resolution: Option<ConflictSide>,
+    /// The fields in conflict (`title`, `time`, …); empty when the versions conflict whole (no
+    /// base content to compare with).
+    pub fields: Vec<String>,
+    /// What both sides agreed on before they diverged, when known.
+    pub base: Option<AppointmentData>,
+    /// Per-field choices of the resolution (field, side), when it picked field by field; then
+    /// `resolution` names the side of the fields not picked.
+    pub picks: Vec<(String, ConflictSide)>,
 }
 
 /// A deletion the mass-delete guard held back until a person releases it.
@@ -57,7 +65,7 @@ pub struct HeldDelete {
 }
 
 const CONFLICT_COLUMNS: &str = "id, connection_id, calendar_id, link_id, appointment_id, local_data, remote_data, \
-    remote_etag, remote_updated_at, created_at, resolved_at, resolution";
+    remote_etag, remote_updated_at, created_at, resolved_at, resolution, fields, base_data, picks";
 
 #[derive(sqlx::FromRow)]
 struct ConflictRow {
@@ -73,6 +81,9 @@ struct ConflictRow {
     created_at: DateTime<Utc>,
     resolved_at: Option<DateTime<Utc>>,
     resolution: Option<String>,
+    fields: Option<String>,
+    base_data: Option<String>,
+    picks: Option<String>,
 }
 
 impl TryFrom<ConflictRow> for Conflict {
@@ -95,6 +106,17 @@ impl TryFrom<ConflictRow> for Conflict {
             created_at: r.created_at,
             resolved_at: r.resolved_at,
             resolution: r.resolution.map(|s| s.parse()).transpose().map_err(corrupt("sync_conflicts", "resolution"))?,
+            fields: r.fields.unwrap_or_default().split_whitespace().map(str::to_owned).collect(),
+            base: r.base_data.as_deref().map(|b| data(b, "base_data")).transpose()?,
+            picks: r
+                .picks
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(|p| {
+                    let (field, side) = p.split_once('=').unwrap_or((p, ""));
+                    Ok((field.to_owned(), side.parse().map_err(corrupt("sync_conflicts", "picks"))?))
+                })
+                .collect::<Result<_, StoreError>>()?,
         })
     }
 }
@@ -393,6 +415,7 @@ impl Db {
     /// open one, refreshes it with the sides seen now (the remote changed again): never two open
     /// conflicts per link, and the person deciding sees the latest of both.
     /// [`StoreError::NotFound`] when the link is not the firm's.
+    #[allow(clippy::too_many_arguments)]
     pub async fn open_conflict(
         &self,
         firm: FirmId,
@@ -401,18 +424,22 @@ impl Db {
         remote: &AppointmentData,
         remote_etag: &str,
         remote_updated_at: Option<DateTime<Utc>>,
+        fields: &[&str],
+        base: Option<&AppointmentData>,
     ) -> Result<Conflict, StoreError> {
         let sql = format!(
             "INSERT INTO sync_conflicts (id, firm_id, connection_id, calendar_id, link_id, appointment_id, local_data, \
-             remote_data, remote_etag, remote_updated_at, created_at) \
-             SELECT $1, l.firm_id, l.connection_id, l.calendar_id, l.id, l.appointment_id, $2, $3, $4, $5, $6 \
+             remote_data, remote_etag, remote_updated_at, created_at, fields, base_data) \
+             SELECT $1, l.firm_id, l.connection_id, l.calendar_id, l.id, l.appointment_id, $2, $3, $4, $5, $6, $9, $10 \
              FROM event_links l WHERE l.id = $7 AND l.firm_id = $8 \
              ON CONFLICT (link_id) WHERE resolved_at IS NULL DO UPDATE SET local_data = excluded.local_data, \
              remote_data = excluded.remote_data, remote_etag = excluded.remote_etag, \
-             remote_updated_at = excluded.remote_updated_at \
+             remote_updated_at = excluded.remote_updated_at, fields = excluded.fields, base_data = excluded.base_data \
              RETURNING {CONFLICT_COLUMNS}"
         );
         let (local, remote) = (to_json(local)?, to_json(remote)?);
+        let fields = (!fields.is_empty()).then(|| fields.join(" "));
+        let base = base.map(to_json).transpose()?;
         let row: Option<ConflictRow> = on_pool!(self, pool => {
             sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(ConflictId::new().as_uuid())
@@ -423,6 +450,8 @@ impl Db {
                 .bind(self.now())
                 .bind(link.as_uuid())
                 .bind(firm.as_uuid())
+                .bind(&fields)
+                .bind(&base)
                 .fetch_optional(pool)
                 .await?
         });
@@ -464,17 +493,21 @@ impl Db {
         firm: FirmId,
         id: ConflictId,
         side: ConflictSide,
+        picks: &[(&str, ConflictSide)],
     ) -> Result<Conflict, StoreError> {
         let sql = format!(
-            "UPDATE sync_conflicts SET resolved_at = $1, resolution = $2 \
+            "UPDATE sync_conflicts SET resolved_at = $1, resolution = $2, picks = $5 \
              WHERE id = $3 AND firm_id = $4 AND resolved_at IS NULL RETURNING {CONFLICT_COLUMNS}"
         );
+        let picks = (!picks.is_empty())
+            .then(|| picks.iter().map(|(f, s)| format!("{f}={}", s.as_str())).collect::<Vec<_>>().join(" "));
         let row: Option<ConflictRow> = on_pool!(self, pool => {
             sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(self.now())
                 .bind(side.as_str())
                 .bind(id.as_uuid())
                 .bind(firm.as_uuid())
+                .bind(&picks)
                 .fetch_optional(pool)
                 .await?
         });

@@ -596,8 +596,11 @@ async fn conflicts_open_once_per_link_and_resolve_once(backend: Backend) {
         .unwrap();
     let (local, theirs) = (data("ours, edited"), data("theirs"));
 
-    let first = db.open_conflict(firm, link.id, &local, &theirs, "e2", None).await.unwrap();
+    let base_content = data("ours");
+    let first =
+        db.open_conflict(firm, link.id, &local, &theirs, "e2", None, &["title"], Some(&base_content)).await.unwrap();
     assert_eq!((first.link_id, first.appointment_id, first.connection_id), (link.id, appt.id, conn.id));
+    assert_eq!((first.fields.clone(), first.base.as_ref()), (vec!["title".to_owned()], Some(&base_content)));
     assert_eq!((first.calendar_id, &first.local, &first.remote), (primary, &local, &theirs));
     assert_eq!((first.resolved_at, first.resolution), (None, None));
 
@@ -605,7 +608,11 @@ async fn conflicts_open_once_per_link_and_resolve_once(backend: Backend) {
     db.clock().advance(1);
     let newer = data_on("theirs, again", 2, 15);
     let when = Some(at("2026-11-30T12:00:00Z"));
-    let refreshed = db.open_conflict(firm, link.id, &local, &newer, "e3", when).await.unwrap();
+    let refreshed = db
+        .open_conflict(firm, link.id, &local, &newer, "e3", when, &["title", "time"], Some(&base_content))
+        .await
+        .unwrap();
+    assert_eq!(refreshed.fields, vec!["title".to_owned(), "time".to_owned()], "the fields follow the newest versions");
     assert_eq!((refreshed.id, refreshed.created_at), (first.id, first.created_at));
     assert_eq!((&refreshed.remote, refreshed.remote_etag.as_str(), refreshed.remote_updated_at), (&newer, "e3", when));
     assert_eq!(db.open_conflicts(firm, None).await.unwrap(), vec![refreshed.clone()]);
@@ -615,31 +622,46 @@ async fn conflicts_open_once_per_link_and_resolve_once(backend: Backend) {
     // Another firm sees none of it and cannot open, read or resolve.
     let eve = user(db, "globex", "eve@globex.test").await;
     assert!(matches!(
-        db.open_conflict(eve.firm_id, link.id, &local, &theirs, "e9", None).await,
+        db.open_conflict(eve.firm_id, link.id, &local, &theirs, "e9", None, &[], None).await,
         Err(StoreError::NotFound)
     ));
     assert!(db.open_conflicts(eve.firm_id, None).await.unwrap().is_empty());
     assert!(matches!(db.conflict(eve.firm_id, first.id).await, Err(StoreError::NotFound)));
     assert!(matches!(
-        db.resolve_conflict(eve.firm_id, first.id, ConflictSide::Internal).await,
+        db.resolve_conflict(eve.firm_id, first.id, ConflictSide::Internal, &[]).await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
-        db.open_conflict(firm, EventLinkId::new(), &local, &theirs, "e", None).await,
+        db.open_conflict(firm, EventLinkId::new(), &local, &theirs, "e", None, &[], None).await,
         Err(StoreError::NotFound)
     ));
 
-    let resolved = db.resolve_conflict(firm, first.id, ConflictSide::External).await.unwrap();
+    let resolved = db
+        .resolve_conflict(
+            firm,
+            first.id,
+            ConflictSide::External,
+            &[("title", ConflictSide::External), ("time", ConflictSide::Internal)],
+        )
+        .await
+        .unwrap();
     assert_eq!(resolved.resolution, Some(ConflictSide::External));
+    assert_eq!(
+        resolved.picks,
+        vec![("title".to_owned(), ConflictSide::External), ("time".to_owned(), ConflictSide::Internal)]
+    );
     assert!(resolved.resolved_at.is_some());
-    assert!(matches!(db.resolve_conflict(firm, first.id, ConflictSide::Internal).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        db.resolve_conflict(firm, first.id, ConflictSide::Internal, &[]).await,
+        Err(StoreError::NotFound)
+    ));
     assert_eq!(db.conflict(firm, first.id).await.unwrap(), resolved);
     assert!(db.open_conflicts(firm, None).await.unwrap().is_empty());
     assert!(matches!(db.conflict(firm, ConflictId::new()).await, Err(StoreError::NotFound)));
 
     // A new disagreement on the same link is a new conflict; the newest is listed first.
     db.clock().advance(1);
-    let reopened = db.open_conflict(firm, link.id, &local, &theirs, "e4", None).await.unwrap();
+    let reopened = db.open_conflict(firm, link.id, &local, &theirs, "e4", None, &[], None).await.unwrap();
     assert_ne!(reopened.id, first.id);
     db.clock().advance(1);
     let b2 = base(1, "f1");
@@ -647,7 +669,7 @@ async fn conflicts_open_once_per_link_and_resolve_once(backend: Backend) {
         .import_event(firm, ann.id, data("other"), &link_write(conn.id, primary, appt_id(), "evt-2", &b2))
         .await
         .unwrap();
-    let other = db.open_conflict(firm, other_link.id, &local, &theirs, "f2", None).await.unwrap();
+    let other = db.open_conflict(firm, other_link.id, &local, &theirs, "f2", None, &[], None).await.unwrap();
     let open: Vec<ConflictId> = db.open_conflicts(firm, None).await.unwrap().into_iter().map(|c| c.id).collect();
     assert_eq!(open, vec![other.id, reopened.id]);
 

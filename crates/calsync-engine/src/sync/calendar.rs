@@ -6,8 +6,9 @@
 use std::collections::{HashMap, HashSet};
 
 use calsync_domain::appointment::AppointmentData;
-use calsync_domain::connection::DeletePolicy;
+use calsync_domain::connection::{ConflictStrategy, DeletePolicy};
 use calsync_domain::ids::{AppointmentId, EventLinkId, HeldDeleteId, OutboxId};
+use calsync_domain::merge::{Field, Side, choose, differing, merge};
 use calsync_domain::sync::{
     Action, Base, ConflictSide, HeldSide, LinkState, Local, Remote, Rules, WriteOperation, content_hash, plan,
 };
@@ -120,6 +121,18 @@ fn remote_of(seen: &Seen) -> Remote {
 /// left alone on both sides rather than imported half-understood.
 fn supported(e: &RemoteEvent) -> bool {
     e.data.is_some() && e.recurrence.is_empty() && e.series_master_id.is_none()
+}
+
+/// The fields a `manual` conflict is about: those changed differently on both sides since
+/// `base`; none (the whole version) when the base content is not known.
+fn conflict_fields(
+    base: Option<&AppointmentData>,
+    local: &AppointmentData,
+    remote: &AppointmentData,
+) -> Vec<&'static str> {
+    let Some(base) = base else { return Vec::new() };
+    let now = chrono::Utc::now();
+    merge(base, local, remote, ConflictStrategy::Manual, now, Some(now)).unresolved.iter().map(|f| f.as_str()).collect()
 }
 
 fn describe(e: &ProviderError) -> String {
@@ -308,8 +321,23 @@ impl<'a> CalendarSync<'a> {
             if self.frozen.conflicts.contains(&link.id) {
                 // Changed there again while the user decides: show the latest version.
                 if let (Some(a), Some(theirs)) = (local.as_ref().filter(|a| a.deleted_at.is_none()), e.data.as_ref())
-                    && let Err(err) =
-                        self.s.db.open_conflict(firm, link.id, &a.appointment.data, theirs, &e.etag, e.updated).await
+                    && let Err(err) = {
+                        let fields = conflict_fields(link.base_data.as_ref(), &a.appointment.data, theirs);
+                        let base = link.base_data.as_ref();
+                        self.s
+                            .db
+                            .open_conflict(
+                                firm,
+                                link.id,
+                                &a.appointment.data,
+                                theirs,
+                                &e.etag,
+                                e.updated,
+                                &fields,
+                                base,
+                            )
+                            .await
+                    }
                 {
                     self.pull_error(&e.id, &err.to_string());
                 }
@@ -570,7 +598,40 @@ impl<'a> CalendarSync<'a> {
                 // identical edits): converged, whatever the bases say.
                 action = Action::Skip;
             }
-            match self.execute(action, link.as_ref(), local.as_ref(), &seen).await {
+            let merge_input = match (&link, local.as_ref().filter(|a| a.deleted_at.is_none()), &seen) {
+                (Some(l), Some(a), Seen::Present(r))
+                    if matches!(action, Action::UpdateLocal | Action::UpdateRemote | Action::Conflict) =>
+                {
+                    l.base_data
+                        .as_ref()
+                        .zip(r.data.as_ref())
+                        .map(|(b, d)| (l.clone(), a.clone(), r.clone(), b.clone(), d.clone()))
+                }
+                _ => None,
+            };
+            let outcome = match merge_input {
+                // Both versions and what they diverged from are known: merge field by field.
+                Some((l, a, r, base, theirs)) => {
+                    let m = merge(
+                        &base,
+                        &a.appointment.data,
+                        &theirs,
+                        self.rules.conflicts,
+                        a.appointment.updated_at,
+                        r.updated,
+                    );
+                    if m.unresolved.is_empty() {
+                        let both =
+                            !differing(&base, &a.appointment.data).is_empty() && !differing(&base, &theirs).is_empty();
+                        self.write_merged(&l, &a, &r, m.data, None, both).await
+                    } else {
+                        let fields: Vec<&str> = m.unresolved.iter().map(|f| f.as_str()).collect();
+                        self.open_conflict(&l, &a, &r, &fields).await
+                    }
+                }
+                None => self.execute(action, link.as_ref(), local.as_ref(), &seen).await,
+            };
+            match outcome {
                 Ok(()) => return,
                 Err(Retry::Remote) => {
                     // The event changed or vanished at the provider: read it and plan again.
@@ -909,18 +970,97 @@ impl<'a> CalendarSync<'a> {
                 let (Some(a), Some(r), Some(l)) = (live, remote, link) else {
                     return Err(Retry::Failed("a conflict needs both versions".into()));
                 };
-                let theirs = content(r)?;
-                self.s
-                    .db
-                    .open_conflict(firm, l.id, &a.appointment.data, &theirs, &r.etag, r.updated)
-                    .await
-                    .map_err(store)?;
-                self.s.db.set_link_state(firm, l.id, LinkState::Conflict, None).await.map_err(store)?;
-                self.frozen.conflicts.insert(l.id);
-                self.s.counts.conflicts += 1;
-                Ok(())
+                self.open_conflict(l, a, r, &[]).await
             }
         }
+    }
+
+    /// Records a `manual` conflict (only `fields` when the base is known; all of it otherwise):
+    /// nothing is written to either side until the user decides.
+    async fn open_conflict(
+        &mut self,
+        l: &EventLink,
+        a: &SyncAppointment,
+        r: &RemoteEvent,
+        fields: &[&str],
+    ) -> Result<(), Retry> {
+        let firm = self.conn.firm_id;
+        let theirs = r.data.clone().ok_or_else(|| Retry::Failed("the provider sent no content".into()))?;
+        self.s
+            .db
+            .open_conflict(firm, l.id, &a.appointment.data, &theirs, &r.etag, r.updated, fields, l.base_data.as_ref())
+            .await
+            .map_err(store)?;
+        self.s.db.set_link_state(firm, l.id, LinkState::Conflict, None).await.map_err(store)?;
+        self.frozen.conflicts.insert(l.id);
+        self.s.counts.conflicts += 1;
+        Ok(())
+    }
+
+    /// Writes a merged version to whichever side differs from it (the provider first, against
+    /// `etag` or the version seen), then stores it as the new base. `both`: each side had
+    /// edits of its own (counted as a merge).
+    async fn write_merged(
+        &mut self,
+        l: &EventLink,
+        a: &SyncAppointment,
+        r: &RemoteEvent,
+        merged: AppointmentData,
+        etag: Option<&str>,
+        both: bool,
+    ) -> Result<(), Retry> {
+        let firm = self.conn.firm_id;
+        let theirs = r.data.clone().ok_or_else(|| Retry::Failed("the provider sent no content".into()))?;
+        let to_remote = !differing(&theirs, &merged).is_empty();
+        let to_local = !differing(&a.appointment.data, &merged).is_empty();
+        let mut now_there = r.clone();
+        if to_remote {
+            let key = OutboxId::new().to_string();
+            let etag = etag.unwrap_or(&r.etag).to_owned();
+            let w = self
+                .s
+                .db
+                .record_write(
+                    firm,
+                    self.conn.id,
+                    self.cal.id,
+                    a.appointment.id,
+                    WriteOperation::Update,
+                    &key,
+                    Some(&r.id),
+                    Some(&etag),
+                )
+                .await
+                .map_err(store)?;
+            let provider = self.provider;
+            let cal = self.cal.remote_id.clone();
+            match call!(self.s, |t| provider.update(t, &cal, &r.id, &etag, &merged)) {
+                Ok(updated) => now_there = updated,
+                Err(ProviderError::PreconditionFailed | ProviderError::NotFound) => {
+                    let _ = self.s.db.complete_write(firm, w.id).await;
+                    return Err(Retry::Remote);
+                }
+                Err(e) => {
+                    let _ = self.s.db.fail_write(firm, w.id, &describe(&e)).await;
+                    return Err(Retry::Failed(describe(&e)));
+                }
+            }
+        }
+        if to_local {
+            self.update_local(a.appointment.version, a.appointment.id, &now_there, merged).await?;
+        } else {
+            let base = Self::base_for(&a.appointment.data, a.appointment.version, &now_there);
+            self.save_link(a.appointment.id, &now_there, &base).await.map_err(store)?;
+            self.complete_writes(a.appointment.id).await;
+        }
+        let _ = l;
+        match (to_local, to_remote) {
+            (true, true) if both => self.s.counts.merged += 1,
+            (true, true) | (true, false) => self.s.counts.pulled_updated += 1,
+            (false, true) => self.s.counts.pushed_updated += 1,
+            (false, false) => {}
+        }
+        Ok(())
     }
 
     async fn update_local(
@@ -934,7 +1074,7 @@ impl<'a> CalendarSync<'a> {
             local_version: version + 1,
             local_hash: content_hash(&data),
             remote_etag: r.etag.clone(),
-            remote_hash: content_hash(&data),
+            remote_hash: r.data.as_ref().map_or_else(|| content_hash(&data), content_hash),
         };
         let w = LinkWrite {
             connection_id: self.conn.id,
@@ -1228,7 +1368,13 @@ impl<'a> CalendarSync<'a> {
     /// Settles a `manual` conflict: the kept side is written over the other. The provider's
     /// version the user saw is the precondition: if it changed since, nothing is written and the
     /// conflict shows the new version.
-    pub async fn settle_conflict(&mut self, c: &Conflict, link: EventLink, keep: ConflictSide) -> Result<(), String> {
+    pub async fn settle_conflict(
+        &mut self,
+        c: &Conflict,
+        link: EventLink,
+        keep: ConflictSide,
+        picks: &[(Field, Side)],
+    ) -> Result<(), String> {
         let firm = self.conn.firm_id;
         let local = self.s.db.sync_appointment(firm, link.appointment_id).await.map_err(|e| e.to_string())?;
         let provider = self.provider;
@@ -1238,24 +1384,57 @@ impl<'a> CalendarSync<'a> {
         let changed_since = |r: &RemoteEvent| r.etag != c.remote_etag;
         let live = local.filter(|a| a.deleted_at.is_none());
         match (keep, live, remote) {
-            (ConflictSide::Internal, Some(a), Some(r)) => {
-                let data = a.appointment.data.clone();
-                let etag = c.remote_etag.clone();
-                match call!(self.s, |t| provider.update(t, &cal, &rid, &etag, &data)) {
-                    Ok(updated) => {
-                        let base = Self::base_for(&data, a.appointment.version, &updated);
-                        self.save_link(a.appointment.id, &updated, &base).await.map_err(|e| e.to_string())?;
-                        self.s.counts.pushed_updated += 1;
-                        Ok(())
-                    }
-                    Err(ProviderError::PreconditionFailed) => {
-                        if let Some(theirs) = &r.data {
-                            let _ = self.s.db.open_conflict(firm, link.id, &data, theirs, &r.etag, r.updated).await;
-                        }
-                        Err("the event changed at the provider since; review the conflict again".into())
-                    }
-                    Err(e) => Err(describe(&e)),
+            (_, Some(a), Some(r)) => {
+                let theirs = r.data.clone().ok_or("the provider sent no content")?;
+                if changed_since(&r) {
+                    // The user decided on a version that is no longer there: show the new one.
+                    let fields = conflict_fields(link.base_data.as_ref(), &a.appointment.data, &theirs);
+                    let _ = self
+                        .s
+                        .db
+                        .open_conflict(
+                            firm,
+                            link.id,
+                            &a.appointment.data,
+                            &theirs,
+                            &r.etag,
+                            r.updated,
+                            &fields,
+                            link.base_data.as_ref(),
+                        )
+                        .await;
+                    return Err("the event changed at the provider since; review the conflict again".into());
                 }
+                let default = match keep {
+                    ConflictSide::Internal => Side::Local,
+                    ConflictSide::External => Side::Remote,
+                };
+                let side_of = |f: Field| picks.iter().find(|(p, _)| *p == f).map_or(default, |(_, s)| *s);
+                let data = match link.base_data.as_ref() {
+                    // The fields without conflict keep their merge; the others follow the picks.
+                    Some(base) => {
+                        let m = merge(
+                            base,
+                            &a.appointment.data,
+                            &theirs,
+                            ConflictStrategy::Manual,
+                            a.appointment.updated_at,
+                            r.updated,
+                        );
+                        let take: Vec<(Field, Side)> = m.unresolved.iter().map(|f| (*f, side_of(*f))).collect();
+                        choose(&m.data, &theirs, &take)
+                    }
+                    None => {
+                        let take: Vec<(Field, Side)> = Field::ALL.iter().map(|f| (*f, side_of(*f))).collect();
+                        choose(&a.appointment.data, &theirs, &take)
+                    }
+                };
+                self.write_merged(&link, &a, &r, data, Some(&c.remote_etag), true).await.map_err(|e| match e {
+                    Retry::Remote => "the event changed at the provider since; review the conflict again".to_owned(),
+                    Retry::Local => "the appointment changed meanwhile; try again".to_owned(),
+                    Retry::Again(..) => "try again".to_owned(),
+                    Retry::Failed(why) => why,
+                })
             }
             (ConflictSide::Internal, Some(a), None) => match self.create_remote(Some(&link), &a).await {
                 Ok(()) | Err(Retry::Again(..)) => Ok(()),
@@ -1271,21 +1450,6 @@ impl<'a> CalendarSync<'a> {
                     }
                     Err(e) => Err(describe(&e)),
                 }
-            }
-            (ConflictSide::External, Some(a), Some(r)) => {
-                if changed_since(&r)
-                    && let Some(theirs) = &r.data
-                {
-                    let _ =
-                        self.s.db.open_conflict(firm, link.id, &a.appointment.data, theirs, &r.etag, r.updated).await;
-                    return Err("the event changed at the provider since; review the conflict again".into());
-                }
-                let data = r.data.clone().ok_or("the provider sent no content")?;
-                self.update_local(a.appointment.version, a.appointment.id, &r, data)
-                    .await
-                    .map_err(|_| "the appointment changed meanwhile; try again".to_owned())?;
-                self.s.counts.pulled_updated += 1;
-                Ok(())
             }
             (ConflictSide::External, Some(a), None) => {
                 self.s

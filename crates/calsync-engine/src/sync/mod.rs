@@ -14,6 +14,7 @@ use std::time::Duration as StdDuration;
 use calsync_domain::clock::Clock;
 use calsync_domain::connection::ConnectionStatus;
 use calsync_domain::ids::{ConflictId, ConnectionId, FirmId, SyncAttemptId};
+use calsync_domain::merge::{Field, Side};
 use calsync_domain::sync::{AttemptStatus, ConflictSide, Rules, SyncTrigger};
 use calsync_store::{Conflict, Connection, Db, StoreError, SyncAttempt};
 use chrono::Duration;
@@ -480,12 +481,14 @@ impl SyncEngine {
         Ok(settled)
     }
 
-    /// Settles an open conflict (strategy `manual`) by keeping one side and writing it to the other.
+    /// Settles an open conflict (strategy `manual`): each field in conflict takes the side named in
+    /// `picks`, or `keep`; the result is written to whichever side differs.
     pub async fn resolve_conflict(
         self: &Arc<Self>,
         firm: FirmId,
         id: ConflictId,
         keep: ConflictSide,
+        picks: &[(Field, Side)],
     ) -> Result<Conflict, SyncError> {
         let first = self.db.conflict(firm, id).await?;
         let conn = self.db.connection(firm, None, first.connection_id).await?;
@@ -521,8 +524,14 @@ impl SyncEngine {
             let mut cs = CalendarSync::new(&mut s, provider.as_ref(), &conn, cal, is_push, rules, window, &mut frozen)
                 .await
                 .map_err(|e| SyncError::Internal(e.to_string()))?;
-            cs.settle_conflict(&c, link, keep).await.map_err(SyncError::Conflict)?;
-            match self.db.resolve_conflict(firm, id, keep).await {
+            cs.settle_conflict(&c, link, keep, picks).await.map_err(SyncError::Conflict)?;
+            let named: Vec<(&str, ConflictSide)> = picks
+                .iter()
+                .map(|(f, s)| {
+                    (f.as_str(), if *s == Side::Local { ConflictSide::Internal } else { ConflictSide::External })
+                })
+                .collect();
+            match self.db.resolve_conflict(firm, id, keep, &named).await {
                 Ok(done) => Ok(done),
                 // Settling it dropped the link, and the conflict record with it.
                 Err(StoreError::NotFound) => {

@@ -13,6 +13,7 @@ use axum::{Json, Router};
 use calsync_domain::ValidationError;
 use calsync_domain::appointment::AppointmentData;
 use calsync_domain::ids::{ConnectionId, SyncAttemptId};
+use calsync_domain::merge::{Field, Side};
 use calsync_domain::sync::{AttemptStatus, ConflictSide, HeldSide};
 use calsync_store::{AttemptQuery, Conflict, SyncAttempt};
 use chrono::{DateTime, Utc};
@@ -58,6 +59,8 @@ pub struct AttemptView {
     pub pushed: Counts,
     /// Conflicts recorded for manual resolution.
     pub conflicts: i64,
+    /// Appointments edited on both sides whose edits were combined field by field.
+    pub merged: i64,
     /// HTTP requests made to the provider (retries included).
     pub requests: i64,
     pub duration_ms: Option<i64>,
@@ -89,6 +92,7 @@ impl From<SyncAttempt> for AttemptView {
                 deleted: a.counts.pushed_deleted,
             },
             conflicts: a.counts.conflicts,
+            merged: a.counts.merged,
             requests: a.counts.requests,
             duration_ms: a.finished_at.map(|f| (f - a.started_at).num_milliseconds()),
             error: a.error_message,
@@ -323,6 +327,14 @@ pub struct ConflictView {
     pub internal: VersionView,
     /// The provider's version.
     pub external: VersionView,
+    /// The fields in conflict (`title`, `description`, `location`, `time`, `attendees`,
+    /// `status`); empty when the versions conflict as a whole.
+    pub fields: Vec<String>,
+    /// What both sides agreed on before they diverged, when known.
+    pub base: Option<VersionView>,
+    /// How it was resolved field by field (`{"title": "external", …}`), once resolved that way.
+    #[schema(value_type = Object)]
+    pub picks: serde_json::Value,
     pub external_updated_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub resolved_at: Option<DateTime<Utc>>,
@@ -338,6 +350,11 @@ impl From<Conflict> for ConflictView {
             appointment_id: c.appointment_id.as_uuid(),
             internal: (&c.local).into(),
             external: (&c.remote).into(),
+            fields: c.fields.clone(),
+            base: c.base.as_ref().map(Into::into),
+            picks: serde_json::Value::Object(
+                c.picks.iter().map(|(f, s)| (f.clone(), serde_json::Value::String(s.as_str().to_owned()))).collect(),
+            ),
             external_updated_at: c.remote_updated_at,
             created_at: c.created_at,
             resolved_at: c.resolved_at,
@@ -359,9 +376,11 @@ pub async fn conflicts(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResolveBody {
-    /// `internal` (calsync's version is written to the provider) or `external` (the provider's
-    /// version is written to calsync).
-    pub keep: Option<String>,
+    /// `"internal"` (calsync's version wins every field in conflict) or `"external"` (the
+    /// provider's does), or per field: `{"title": "internal", "time": "external"}` naming each
+    /// field in conflict. Fields not in conflict keep their merge either way.
+    #[schema(value_type = Object)]
+    pub keep: Option<serde_json::Value>,
 }
 
 /// Settles a conflict by keeping one version and writing it over the other.
@@ -375,7 +394,38 @@ pub async fn resolve(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ResolveBody>,
 ) -> Result<Json<ConflictView>, ApiError> {
-    let raw = body.keep.ok_or_else(|| bad("keep", "required: internal or external"))?;
-    let keep: ConflictSide = raw.parse().map_err(|e: ValidationError| bad("keep", e.message))?;
-    Ok(Json(state.sync.resolve(&caller.actor, parse_id(&id)?, keep).await?.into()))
+    let raw = body.keep.ok_or_else(|| bad("keep", "required: internal, external, or an object of field: side"))?;
+    let side = |field: &str, v: &serde_json::Value| -> Result<ConflictSide, ApiError> {
+        v.as_str()
+            .ok_or_else(|| bad(field, "must be \"internal\" or \"external\""))?
+            .parse()
+            .map_err(|e: ValidationError| bad(field, e.message))
+    };
+    let (keep, picks) = match &raw {
+        serde_json::Value::Object(map) => {
+            let mut picks = Vec::new();
+            for (name, v) in map {
+                let field = format!("keep.{name}");
+                let f: Field = name.parse().map_err(|e: ValidationError| bad(&field, e.message))?;
+                let s = match side(&field, v)? {
+                    ConflictSide::Internal => Side::Local,
+                    ConflictSide::External => Side::Remote,
+                };
+                picks.push((f, s));
+            }
+            if picks.is_empty() {
+                return Err(bad("keep", "name at least one field"));
+            }
+            (ConflictSide::Internal, picks)
+        }
+        other => (side("keep", other)?, Vec::new()),
+    };
+    let id = parse_id(&id)?;
+    let resolved = state.sync.resolve(&caller.actor, id, keep, &picks).await.map_err(|e| match e {
+        crate::services::ServiceError::Validation(v) => {
+            ApiError::BadRequest { code: "invalid_parameter", field: Some(v.field), message: v.message }
+        }
+        other => other.into(),
+    })?;
+    Ok(Json(resolved.into()))
 }

@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
+use calsync_domain::ValidationError;
 use calsync_domain::ids::{ConflictId, ConnectionId, SyncAttemptId};
+use calsync_domain::merge::{Field, Side};
 use calsync_domain::sync::{ConflictSide, SyncTrigger};
 use calsync_domain::tenant::Actor;
 use calsync_engine::{SyncEngine, SyncError};
@@ -107,10 +109,40 @@ impl SyncService {
         Ok(self.db.open_conflicts(actor.firm_id, user).await?)
     }
 
-    pub async fn resolve(&self, actor: &Actor, id: ConflictId, keep: ConflictSide) -> Result<Conflict, ServiceError> {
+    /// Settles a conflict keeping one side whole (`keep`), or field by field (`picks`: every
+    /// field in conflict named once).
+    pub async fn resolve(
+        &self,
+        actor: &Actor,
+        id: ConflictId,
+        keep: ConflictSide,
+        picks: &[(Field, Side)],
+    ) -> Result<Conflict, ServiceError> {
         let c = self.db.conflict(actor.firm_id, id).await?;
         self.reachable(actor, c.connection_id).await?;
-        Ok(self.engine.resolve_conflict(actor.firm_id, id, keep).await?)
+        if !picks.is_empty() {
+            if c.fields.is_empty() {
+                return Err(ValidationError::new(
+                    "keep",
+                    "this conflict is about the whole appointment: keep \"internal\" or \"external\"",
+                )
+                .into());
+            }
+            for (f, _) in picks {
+                if !c.fields.iter().any(|x| x == f.as_str()) {
+                    let msg = format!("not in conflict; the fields in conflict are {}", c.fields.join(", "));
+                    return Err(ValidationError::new(format!("keep.{}", f.as_str()), msg).into());
+                }
+            }
+            if let Some(missing) = c.fields.iter().find(|x| !picks.iter().any(|(f, _)| f.as_str() == x.as_str())) {
+                return Err(ValidationError::new(
+                    format!("keep.{missing}"),
+                    "every field in conflict needs a side: \"internal\" or \"external\"",
+                )
+                .into());
+            }
+        }
+        Ok(self.engine.resolve_conflict(actor.firm_id, id, keep, picks).await?)
     }
 
     /// Applies (or refuses) the deletions the mass-delete guard held; answers with the status.

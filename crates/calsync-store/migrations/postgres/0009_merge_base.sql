@@ -6,3 +6,5 @@ ALTER TABLE event_links ADD COLUMN base_data TEXT;
 ALTER TABLE sync_attempts ADD COLUMN merged BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE sync_conflicts ADD COLUMN fields TEXT;
 ALTER TABLE sync_conflicts ADD COLUMN base_data TEXT;
+-- Per-field choices of a resolution ("title=internal time=external"); NULL when one side was kept whole.
+ALTER TABLE sync_conflicts ADD COLUMN picks TEXT;
