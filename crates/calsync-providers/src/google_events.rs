@@ -158,7 +158,11 @@ impl Event {
 /// The event resource for a write.
 fn body(data: &AppointmentData, key: Option<(&str, &str)>) -> Value {
     let time = |t: &When, start: bool| match *t {
-        When::AllDay { start: s, end: e } => json!({"date": (if start { s } else { e }).to_string()}),
+        // The zone rides along (Google keeps it on date-only times too), so an all-day
+        // appointment comes back in its own zone rather than the calendar's.
+        When::AllDay { start: s, end: e } => {
+            json!({"date": (if start { s } else { e }).to_string(), "timeZone": data.time_zone.name()})
+        }
         When::Timed { start: s, end: e } => {
             let at = if start { s } else { e };
             json!({

@@ -54,6 +54,12 @@ fn utc(v: &Value) -> Option<DateTime<Utc>> {
     NaiveDateTime::parse_from_str(raw.trim_end_matches('Z'), "%Y-%m-%dT%H:%M:%S%.f").ok().map(|n| n.and_utc())
 }
 
+/// A zone as Graph names it: IANA (what calsync writes), or Windows (what Outlook writes,
+/// `W. Europe Standard Time`), mapped through CLDR's table.
+fn zone_named(name: &str) -> Option<Tz> {
+    name.parse::<Tz>().ok().or_else(|| name.parse::<windows_timezones::WindowsTimezone>().ok().map(Tz::from))
+}
+
 fn into_change(item: Value) -> Option<Change> {
     let id = text(&item, "id")?;
     if item.get("@removed").is_some() {
@@ -72,7 +78,7 @@ fn into_remote(id: String, item: &Value) -> RemoteEvent {
             })
         })
         .and_then(|p| text(p, "value"));
-    let zone = text(item, "originalStartTimeZone").and_then(|z| z.parse::<Tz>().ok()).unwrap_or(Tz::UTC);
+    let zone = text(item, "originalStartTimeZone").and_then(|z| zone_named(&z)).unwrap_or(Tz::UTC);
     // Delta sends occurrences of a series as skeletons: no subject, read the master.
     let data = item.get("subject").and_then(|_| {
         let (start, end) = (utc(item.get("start")?)?, utc(item.get("end")?)?);
@@ -351,5 +357,19 @@ impl CalendarProvider for GraphCalendar {
 
     fn delete<'a>(&'a self, token: &'a str, _calendar: &'a str, id: &'a str, etag: &'a str) -> ProviderFuture<'a, ()> {
         Box::pin(self.remove(token, id, etag))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_zone_names_map_to_iana() {
+        assert_eq!(zone_named("W. Europe Standard Time"), Some(Tz::Europe__Berlin));
+        assert_eq!(zone_named("Eastern Standard Time"), Some(Tz::America__New_York));
+        assert_eq!(zone_named("AUS Eastern Standard Time"), Some(Tz::Australia__Sydney));
+        assert_eq!(zone_named("Europe/Paris"), Some(Tz::Europe__Paris));
+        assert_eq!(zone_named("tzone://Microsoft/Custom"), None);
     }
 }

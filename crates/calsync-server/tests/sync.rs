@@ -857,7 +857,26 @@ async fn edits_to_different_fields_are_merged(backend: Backend) {
     }
 }
 
+/// Outlook writes Windows zone names; calsync keeps zones as IANA names.
+async fn outlook_zones_arrive_as_iana_zones(backend: Backend) {
+    let app = TestApp::spawn_with_sandbox(backend).await;
+    let (token, conn, remote) = connected(&app, "microsoft", 0).await;
+    let start = at(30).format("%Y-%m-%dT%H:%M:%S").to_string();
+    let end = at(31).format("%Y-%m-%dT%H:%M:%S").to_string();
+    let body = json!({"subject": "Board", "start": {"dateTime": start, "timeZone": "W. Europe Standard Time"},
+                      "end": {"dateTime": end, "timeZone": "W. Europe Standard Time"}});
+    let resp = app.http.post(remote.url("")).bearer_auth(&remote.token).json(&body).send().await.unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let a = sync_now(&app, &token, &conn).await;
+    assert_eq!(counts(&a)[0], 1, "{a}");
+    let board = find_local(&app, &token, "Board").await;
+    assert_eq!(board["time_zone"], "Europe/Berlin", "{board}");
+    // Wall-clock time in Berlin, as Outlook meant it.
+    assert!(board["start"].as_str().unwrap().starts_with(&start[..16]), "{board}");
+}
+
 backend_tests!(
+    outlook_zones_arrive_as_iana_zones,
     edits_to_different_fields_are_merged,
     mass_deletes_in_calsync_wait_too,
     a_cursor_dying_mid_listing_restarts_it_in_full,
