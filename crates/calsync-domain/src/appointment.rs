@@ -80,6 +80,40 @@ pub enum When {
 /// The validated content of an appointment. Serde gives it a JSON form for storing a snapshot
 /// (a sync conflict keeps both sides' content); it is not an input format: input is parsed
 /// through [`AppointmentData::create`], which is where the invariants are checked.
+/// Who may see an appointment's details. `private`: its owner only; everyone else (admins, the
+/// calendars' other viewers) sees that the time is taken. Google `visibility: private`, Graph
+/// `sensitivity: private`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    #[default]
+    Default,
+    Private,
+}
+
+impl Visibility {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Default => "default",
+            Self::Private => "private",
+        }
+    }
+}
+
+impl FromStr for Visibility {
+    type Err = ValidationError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "default" => Ok(Self::Default),
+            "private" => Ok(Self::Private),
+            other => Err(ValidationError::new(
+                "visibility",
+                format!("unknown visibility {other:?}: expected default or private"),
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppointmentData {
     pub title: String,
@@ -90,6 +124,8 @@ pub struct AppointmentData {
     pub time_zone: Tz,
     pub attendees: Vec<Attendee>,
     pub status: AppointmentStatus,
+    #[serde(default)]
+    pub visibility: Visibility,
 }
 
 /// Where an appointment came from.
@@ -144,6 +180,7 @@ pub struct AppointmentInput {
     pub all_day: Option<bool>,
     pub attendees: Option<Vec<AttendeeInput>>,
     pub status: Option<String>,
+    pub visibility: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -180,6 +217,7 @@ impl AppointmentData {
             all_day: patch.all_day.or(current.all_day),
             attendees: patch.attendees.or(current.attendees),
             status: patch.status.or(current.status),
+            visibility: patch.visibility.or(current.visibility),
         };
         Self::parse(merged)
     }
@@ -208,6 +246,10 @@ impl AppointmentData {
             Some(s) => s.parse()?,
             None => AppointmentStatus::Confirmed,
         };
+        let visibility = match input.visibility {
+            Some(v) => v.parse()?,
+            None => Visibility::Default,
+        };
         let time_zone = match input.time_zone.as_deref() {
             None => Tz::UTC,
             Some(name) => parse_time_zone(name)?,
@@ -234,7 +276,7 @@ impl AppointmentData {
             When::Timed { start: s, end: e }
         };
         let attendees = parse_attendees(input.attendees.unwrap_or_default())?;
-        Ok(Self { title: title.to_owned(), description, location, when, time_zone, attendees, status })
+        Ok(Self { title: title.to_owned(), description, location, when, time_zone, attendees, status, visibility })
     }
 
     /// The fields as a client would send them; `patched` merges against this.
@@ -254,6 +296,7 @@ impl AppointmentData {
                     .collect(),
             ),
             status: Some(self.status.as_str().to_owned()),
+            visibility: Some(self.visibility.as_str().to_owned()),
         }
     }
 

@@ -28,6 +28,7 @@ string_enum!(
         Time => "time",
         Attendees => "attendees",
         Status => "status",
+        Privacy => "privacy",
     }
 );
 
@@ -186,6 +187,7 @@ fn same(a: &AppointmentData, b: &AppointmentData, field: Field) -> bool {
             a.len() == b.len() && a.iter().zip(&b).all(|((ka, x), (kb, y))| ka == kb && x.name == y.name)
         }
         Field::Status => a.status == b.status,
+        Field::Privacy => a.visibility == b.visibility,
     }
 }
 
@@ -201,6 +203,7 @@ fn copy_field(into: &mut AppointmentData, from: &AppointmentData, field: Field) 
         }
         Field::Attendees => into.attendees.clone_from(&from.attendees),
         Field::Status => into.status = from.status,
+        Field::Privacy => into.visibility = from.visibility,
     }
 }
 
@@ -289,6 +292,7 @@ mod tests {
             time_zone: Tz::UTC,
             attendees: vec![guest("ann@x.test", "Ann"), guest("bo@x.test", "Bo")],
             status: AppointmentStatus::Confirmed,
+            visibility: Default::default(),
         }
     }
 
@@ -506,6 +510,7 @@ mod tests {
                 time_zone,
                 attendees,
                 status,
+                visibility: Default::default(),
             })
     }
 

@@ -90,6 +90,10 @@ pub fn content_hash(data: &AppointmentData) -> String {
         field(name);
     }
     field(data.status.as_str());
+    // Only when set, so the hashes of everything stored before privacy existed stay the same.
+    if data.visibility == crate::appointment::Visibility::Private {
+        field("private");
+    }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -281,6 +285,7 @@ mod tests {
                 Attendee { email: "b@x.test".into(), name: "B".into() },
             ],
             status: AppointmentStatus::Confirmed,
+            visibility: Default::default(),
         };
         let mut b = a.clone();
         b.attendees.reverse();

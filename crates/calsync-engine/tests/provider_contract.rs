@@ -66,6 +66,7 @@ fn appointment(title: &str, day: u32) -> AppointmentData {
         time_zone: tz,
         attendees: vec![],
         status: AppointmentStatus::Confirmed,
+        visibility: Default::default(),
     }
 }
 

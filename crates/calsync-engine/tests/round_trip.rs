@@ -2,7 +2,7 @@
 //! the same appointment (title, description, location, times and zone, all-day dates, status,
 //! and for Google the attendees). Random appointments through the sandbox, both providers.
 
-use calsync_domain::appointment::{AppointmentData, AppointmentStatus, Attendee, When};
+use calsync_domain::appointment::{AppointmentData, AppointmentStatus, Attendee, Visibility, When};
 use calsync_domain::merge::differing;
 use calsync_providers::calendar::CalendarProvider;
 use calsync_providers::google::GoogleApi;
@@ -41,10 +41,13 @@ fn appointment(attendees: bool) -> impl Strategy<Value = AppointmentData> {
         text,
         text,
         when,
-        prop_oneof![Just(AppointmentStatus::Confirmed), Just(AppointmentStatus::Tentative)],
+        (
+            prop_oneof![Just(AppointmentStatus::Confirmed), Just(AppointmentStatus::Tentative)],
+            prop_oneof![Just(Visibility::Default), Just(Visibility::Private)],
+        ),
         people,
     )
-        .prop_map(|(title, description, location, (z, when), status, people)| {
+        .prop_map(|(title, description, location, (z, when), (status, visibility), people)| {
             let mut seen = std::collections::HashSet::new();
             AppointmentData {
                 title: title.trim().to_owned(),
@@ -58,6 +61,7 @@ fn appointment(attendees: bool) -> impl Strategy<Value = AppointmentData> {
                     .map(|(i, name)| Attendee { email: format!("guest{i}@example.com"), name })
                     .collect(),
                 status,
+                visibility,
             }
         })
         .prop_filter("a title", |a| !a.title.is_empty())

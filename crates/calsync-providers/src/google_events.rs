@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use calsync_domain::appointment::{AppointmentData, AppointmentStatus, Attendee, When};
+use calsync_domain::appointment::{AppointmentData, AppointmentStatus, Attendee, Visibility, When};
 use chrono::{DateTime, Duration, FixedOffset, NaiveDate, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use serde::Deserialize;
@@ -58,6 +58,7 @@ struct Event {
     recurrence: Vec<String>,
     recurring_event_id: Option<String>,
     extended_properties: Option<Extended>,
+    visibility: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -142,6 +143,11 @@ impl Event {
                 Some("tentative") => AppointmentStatus::Tentative,
                 _ => AppointmentStatus::Confirmed,
             },
+            // `confidential` is Google's older spelling of private.
+            visibility: match self.visibility.as_deref() {
+                Some("private" | "confidential") => Visibility::Private,
+                _ => Visibility::Default,
+            },
         });
         RemoteEvent {
             id: self.id,
@@ -178,6 +184,7 @@ fn body(data: &AppointmentData, key: Option<(&str, &str)>) -> Value {
         "start": time(&data.when, true),
         "end": time(&data.when, false),
         "status": data.status.as_str(),
+        "visibility": data.visibility.as_str(),
         "attendees": data.attendees.iter().map(|a| json!({"email": a.email, "displayName": a.name})).collect::<Vec<_>>(),
     });
     if let Some((key, stamp)) = key {

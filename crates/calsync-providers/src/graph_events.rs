@@ -7,7 +7,7 @@
 //! or reschedules, with no switch to stop it, and how calsync avoids invitation spam is part of
 //! event fidelity (next). They are read.
 
-use calsync_domain::appointment::{AppointmentData, AppointmentStatus, Attendee, When};
+use calsync_domain::appointment::{AppointmentData, AppointmentStatus, Attendee, Visibility, When};
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use serde::Deserialize;
@@ -118,6 +118,11 @@ fn into_remote(id: String, item: &Value) -> RemoteEvent {
             } else {
                 AppointmentStatus::Confirmed
             },
+            // Outlook's `confidential` hides the details as well.
+            visibility: match item.get("sensitivity").and_then(Value::as_str) {
+                Some("private" | "confidential") => Visibility::Private,
+                _ => Visibility::Default,
+            },
         })
     });
     RemoteEvent {
@@ -155,6 +160,7 @@ fn body(data: &AppointmentData) -> Value {
         "end": {"dateTime": at(end), "timeZone": zone},
         "isAllDay": all_day,
         "showAs": if data.status == AppointmentStatus::Tentative { "tentative" } else { "busy" },
+        "sensitivity": if data.visibility == Visibility::Private { "private" } else { "normal" },
     })
 }
 

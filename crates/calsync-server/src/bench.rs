@@ -204,6 +204,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
                 time_zone: chrono_tz::Tz::UTC,
                 attendees: vec![],
                 status: AppointmentStatus::Confirmed,
+                visibility: Default::default(),
             };
             w.db.insert_appointment(firm, user, data).await?;
         }

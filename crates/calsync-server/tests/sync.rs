@@ -875,7 +875,50 @@ async fn outlook_zones_arrive_as_iana_zones(backend: Backend) {
     assert!(board["start"].as_str().unwrap().starts_with(&start[..16]), "{board}");
 }
 
+async fn private_appointments_stay_private(backend: Backend) {
+    let app = TestApp::spawn_with_sandbox(backend).await;
+    let admin = app.user("acme", "boss@acme.test", "admin").await;
+    for (n, provider) in PROVIDERS.into_iter().enumerate() {
+        let (token, conn, remote) = connected(&app, provider, n).await;
+        let body = json!({"title": "Doctor", "location": "Clinic", "visibility": "private",
+                          "start": at(30).to_rfc3339(), "end": at(31).to_rfc3339()});
+        let resp = app.post("/api/appointments/", &token).json(&body).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let mine: Value = resp.json().await.unwrap();
+        assert_eq!((mine["visibility"].as_str(), mine["title"].as_str()), (Some("private"), Some("Doctor")));
+        // Admins see that the time is taken, not what it is.
+        let seen: Value = app
+            .get(&format!("/api/appointments/{}/", mine["id"].as_str().unwrap()), &admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!((seen["title"].as_str(), seen["location"].as_str()), (Some("Busy"), Some("")), "{seen}");
+        sync_now(&app, &token, &conn).await;
+        // The calendar marks it private too.
+        let v: Value =
+            app.http.get(remote.url("")).bearer_auth(&remote.token).send().await.unwrap().json().await.unwrap();
+        let items = v.get("items").or_else(|| v.get("value")).and_then(Value::as_array).unwrap().clone();
+        let e = items.iter().find(|e| e.get("summary").or_else(|| e.get("subject")) == Some(&json!("Doctor"))).unwrap();
+        let flag = if provider == "google" { &e["visibility"] } else { &e["sensitivity"] };
+        assert_eq!(flag, "private", "{provider}: {e}");
+        // Made private there: it comes back private.
+        let id = e["id"].as_str().unwrap();
+        let patch =
+            if provider == "google" { json!({"visibility": "default"}) } else { json!({"sensitivity": "normal"}) };
+        let resp =
+            app.http.patch(remote.url(&format!("/{id}"))).bearer_auth(&remote.token).json(&patch).send().await.unwrap();
+        assert!(resp.status().is_success());
+        sync_now(&app, &token, &conn).await;
+        let after = find_local(&app, &token, "Doctor").await;
+        assert_eq!(after["visibility"], "default", "{provider}: {after}");
+    }
+}
+
 backend_tests!(
+    private_appointments_stay_private,
     outlook_zones_arrive_as_iana_zones,
     edits_to_different_fields_are_merged,
     mass_deletes_in_calsync_wait_too,

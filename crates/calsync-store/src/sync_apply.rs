@@ -176,7 +176,7 @@ impl Db {
         let update = format!(
             "UPDATE appointments SET title = $1, description = $2, location = $3, all_day = $4, start_utc = $5, \
              end_utc = $6, start_date = $7, end_date = $8, time_zone = $9, attendees = $10, status = $11, \
-             version = version + 1, updated_at = $12 \
+             version = version + 1, updated_at = $12, visibility = $16 \
              WHERE id = $13 AND firm_id = $14 AND version = $15 AND deleted_at IS NULL RETURNING {COLUMNS}"
         );
         let result: Result<Option<(Row, LinkRow)>, StoreError> = on_pool!(self, pool => {
@@ -198,6 +198,7 @@ impl Db {
                     .bind(id.as_uuid())
                     .bind(firm.as_uuid())
                     .bind(expected_version)
+                    .bind(data.visibility.as_str())
                     .fetch_optional(&mut *tx)
                     .await?;
                 let Some(row) = row else { return Ok(None) };
@@ -366,7 +367,7 @@ impl Db {
                     let mut q = sqlx::QueryBuilder::new(
                         "INSERT INTO appointments (id, firm_id, owner_id, title, description, location, all_day, \
                          start_utc, end_utc, start_date, end_date, time_zone, attendees, status, version, created_at, \
-                         updated_at, origin_connection_id, origin_calendar_id) ",
+                         updated_at, origin_connection_id, origin_calendar_id, visibility) ",
                     );
                     q.push_values(chunk, |mut b, a| {
                         let (start_utc, end_utc) = a.data.utc_range();
@@ -389,7 +390,8 @@ impl Db {
                             .push_bind(now)
                             .push_bind(now)
                             .push_bind(connection.as_uuid())
-                            .push_bind(calendar.as_uuid());
+                            .push_bind(calendar.as_uuid())
+                            .push_bind(a.data.visibility.as_str());
                     });
                     q.build().execute(&mut *tx).await.map_err(owner_not_in_firm)?;
                 }

@@ -68,6 +68,8 @@ pub struct AppointmentBody {
     pub attendees: Option<Vec<AttendeeBody>>,
     #[schema(value_type = Option<StatusSchema>)]
     pub status: Option<String>,
+    /// `default` or `private` (only the owner sees the details; others see that the time is taken).
+    pub visibility: Option<String>,
 }
 
 impl From<AppointmentBody> for AppointmentInput {
@@ -84,6 +86,7 @@ impl From<AppointmentBody> for AppointmentInput {
                 .attendees
                 .map(|list| list.into_iter().map(|a| AttendeeInput { email: a.email, name: a.name }).collect()),
             status: b.status,
+            visibility: b.visibility,
         }
     }
 }
@@ -101,6 +104,8 @@ pub struct AppointmentView {
     pub all_day: bool,
     pub attendees: Vec<AttendeeBody>,
     pub status: StatusSchema,
+    /// `default` or `private`.
+    pub visibility: String,
     /// The staff user who owns the appointment.
     pub owner: Uuid,
     /// Bumped on every change; send it back in `If-Match` to update only that version.
@@ -149,14 +154,27 @@ impl AppointmentView {
     }
 }
 
-/// Views with their sync state, in one round of lookups for the whole page.
+/// Views with their sync state, in one round of lookups for the whole page. A private
+/// appointment shows its details to its owner only: anyone else (an admin) sees "Busy".
 async fn views(
     state: &AppState,
-    firm: calsync_domain::ids::FirmId,
+    actor: &calsync_domain::tenant::Actor,
     items: &[Appointment],
 ) -> Result<Vec<AppointmentView>, ApiError> {
-    let (entries, origins) = service::sync_entries(&state.db, firm, items).await?;
-    Ok(items.iter().map(|a| AppointmentView::from(a).with_sync(entries.get(&a.id), origins.get(&a.id))).collect())
+    let (entries, origins) = service::sync_entries(&state.db, actor.firm_id, items).await?;
+    Ok(items
+        .iter()
+        .map(|a| {
+            let mut v = AppointmentView::from(a).with_sync(entries.get(&a.id), origins.get(&a.id));
+            if a.data.visibility == calsync_domain::appointment::Visibility::Private && a.owner_id != actor.user_id {
+                v.title = "Busy".into();
+                v.description.clear();
+                v.location.clear();
+                v.attendees.clear();
+            }
+            v
+        })
+        .collect())
 }
 
 impl From<&Appointment> for AppointmentView {
@@ -182,6 +200,7 @@ impl From<&Appointment> for AppointmentView {
                 S::Tentative => StatusSchema::Tentative,
                 S::Cancelled => StatusSchema::Cancelled,
             },
+            visibility: a.data.visibility.as_str().to_owned(),
             owner: a.owner_id.as_uuid(),
             version: a.version,
             created_at: a.created_at,
@@ -217,11 +236,11 @@ pub struct ListParams {
 
 async fn item_response(
     state: &AppState,
-    firm: calsync_domain::ids::FirmId,
+    actor: &calsync_domain::tenant::Actor,
     status: StatusCode,
     a: &Appointment,
 ) -> Result<Response, ApiError> {
-    let view = views(state, firm, std::slice::from_ref(a)).await?.pop().expect("one view per item");
+    let view = views(state, actor, std::slice::from_ref(a)).await?.pop().expect("one view per item");
     let mut resp = (status, Json(view)).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", a.version)) {
         resp.headers_mut().insert(header::ETAG, v);
@@ -334,7 +353,7 @@ pub async fn list(
     let query = parse_list_query(raw.as_deref())?;
     let page = service::list(&state.db, &caller.actor, query).await?;
     Ok(Json(AppointmentList {
-        items: views(&state, caller.actor.firm_id, &page.items).await?,
+        items: views(&state, &caller.actor, &page.items).await?,
         next_cursor: page.next.as_ref().map(encode_cursor),
     }))
 }
@@ -354,7 +373,7 @@ pub async fn create(
     ApiJson(body): ApiJson<AppointmentBody>,
 ) -> Result<Response, ApiError> {
     let a = service::create(&state.db, &caller.actor, body.into()).await?;
-    let mut resp = item_response(&state, caller.actor.firm_id, StatusCode::CREATED, &a).await?;
+    let mut resp = item_response(&state, &caller.actor, StatusCode::CREATED, &a).await?;
     if let Ok(v) = HeaderValue::from_str(&format!("/api/appointments/{}/", a.id)) {
         resp.headers_mut().insert(header::LOCATION, v);
     }
@@ -372,7 +391,7 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let a = service::get(&state.db, &caller.actor, parse_id(&id)?).await?;
-    item_response(&state, caller.actor.firm_id, StatusCode::OK, &a).await
+    item_response(&state, &caller.actor, StatusCode::OK, &a).await
 }
 
 /// Change some fields of an appointment the caller owns.
@@ -393,7 +412,7 @@ pub async fn update(
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let a = service::update(&state.db, &caller.actor, id, if_match(&headers)?, body.into()).await?;
-    item_response(&state, caller.actor.firm_id, StatusCode::OK, &a).await
+    item_response(&state, &caller.actor, StatusCode::OK, &a).await
 }
 
 /// Delete an appointment the caller owns. The deletion reaches linked calendars on the next sync.
