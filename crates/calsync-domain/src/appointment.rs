@@ -114,6 +114,36 @@ impl FromStr for Visibility {
     }
 }
 
+/// Whether the time counts as taken in free/busy views. Google `transparency`
+/// (`opaque` / `transparent`), Graph `showAs` (`busy` / `free`; `tentative` follows the status).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShowAs {
+    #[default]
+    Busy,
+    Free,
+}
+
+impl ShowAs {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Busy => "busy",
+            Self::Free => "free",
+        }
+    }
+}
+
+impl FromStr for ShowAs {
+    type Err = ValidationError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "busy" => Ok(Self::Busy),
+            "free" => Ok(Self::Free),
+            other => Err(ValidationError::new("show_as", format!("unknown value {other:?}: expected busy or free"))),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppointmentData {
     pub title: String,
@@ -126,6 +156,8 @@ pub struct AppointmentData {
     pub status: AppointmentStatus,
     #[serde(default)]
     pub visibility: Visibility,
+    #[serde(default)]
+    pub show_as: ShowAs,
 }
 
 /// Where an appointment came from.
@@ -181,6 +213,7 @@ pub struct AppointmentInput {
     pub attendees: Option<Vec<AttendeeInput>>,
     pub status: Option<String>,
     pub visibility: Option<String>,
+    pub show_as: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -218,6 +251,7 @@ impl AppointmentData {
             attendees: patch.attendees.or(current.attendees),
             status: patch.status.or(current.status),
             visibility: patch.visibility.or(current.visibility),
+            show_as: patch.show_as.or(current.show_as),
         };
         Self::parse(merged)
     }
@@ -250,6 +284,10 @@ impl AppointmentData {
             Some(v) => v.parse()?,
             None => Visibility::Default,
         };
+        let show_as = match input.show_as {
+            Some(v) => v.parse()?,
+            None => ShowAs::Busy,
+        };
         let time_zone = match input.time_zone.as_deref() {
             None => Tz::UTC,
             Some(name) => parse_time_zone(name)?,
@@ -276,7 +314,17 @@ impl AppointmentData {
             When::Timed { start: s, end: e }
         };
         let attendees = parse_attendees(input.attendees.unwrap_or_default())?;
-        Ok(Self { title: title.to_owned(), description, location, when, time_zone, attendees, status, visibility })
+        Ok(Self {
+            title: title.to_owned(),
+            description,
+            location,
+            when,
+            time_zone,
+            attendees,
+            status,
+            visibility,
+            show_as,
+        })
     }
 
     /// The fields as a client would send them; `patched` merges against this.
@@ -297,6 +345,7 @@ impl AppointmentData {
             ),
             status: Some(self.status.as_str().to_owned()),
             visibility: Some(self.visibility.as_str().to_owned()),
+            show_as: Some(self.show_as.as_str().to_owned()),
         }
     }
 

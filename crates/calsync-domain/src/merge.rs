@@ -29,6 +29,7 @@ string_enum!(
         Attendees => "attendees",
         Status => "status",
         Privacy => "privacy",
+        FreeBusy => "free_busy",
     }
 );
 
@@ -188,6 +189,7 @@ fn same(a: &AppointmentData, b: &AppointmentData, field: Field) -> bool {
         }
         Field::Status => a.status == b.status,
         Field::Privacy => a.visibility == b.visibility,
+        Field::FreeBusy => a.show_as == b.show_as,
     }
 }
 
@@ -204,6 +206,7 @@ fn copy_field(into: &mut AppointmentData, from: &AppointmentData, field: Field) 
         Field::Attendees => into.attendees.clone_from(&from.attendees),
         Field::Status => into.status = from.status,
         Field::Privacy => into.visibility = from.visibility,
+        Field::FreeBusy => into.show_as = from.show_as,
     }
 }
 
@@ -293,6 +296,7 @@ mod tests {
             attendees: vec![guest("ann@x.test", "Ann"), guest("bo@x.test", "Bo")],
             status: AppointmentStatus::Confirmed,
             visibility: Default::default(),
+            show_as: Default::default(),
         }
     }
 
@@ -511,6 +515,7 @@ mod tests {
                 attendees,
                 status,
                 visibility: Default::default(),
+                show_as: Default::default(),
             })
     }
 

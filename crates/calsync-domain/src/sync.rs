@@ -94,6 +94,9 @@ pub fn content_hash(data: &AppointmentData) -> String {
     if data.visibility == crate::appointment::Visibility::Private {
         field("private");
     }
+    if data.show_as == crate::appointment::ShowAs::Free {
+        field("free");
+    }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -286,6 +289,7 @@ mod tests {
             ],
             status: AppointmentStatus::Confirmed,
             visibility: Default::default(),
+            show_as: Default::default(),
         };
         let mut b = a.clone();
         b.attendees.reverse();

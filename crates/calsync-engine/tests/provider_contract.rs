@@ -67,6 +67,7 @@ fn appointment(title: &str, day: u32) -> AppointmentData {
         attendees: vec![],
         status: AppointmentStatus::Confirmed,
         visibility: Default::default(),
+        show_as: Default::default(),
     }
 }
 

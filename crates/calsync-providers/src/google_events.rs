@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use calsync_domain::appointment::{AppointmentData, AppointmentStatus, Attendee, Visibility, When};
+use calsync_domain::appointment::{AppointmentData, AppointmentStatus, Attendee, ShowAs, Visibility, When};
 use chrono::{DateTime, Duration, FixedOffset, NaiveDate, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use serde::Deserialize;
@@ -59,6 +59,7 @@ struct Event {
     recurring_event_id: Option<String>,
     extended_properties: Option<Extended>,
     visibility: Option<String>,
+    transparency: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -148,6 +149,7 @@ impl Event {
                 Some("private" | "confidential") => Visibility::Private,
                 _ => Visibility::Default,
             },
+            show_as: if self.transparency.as_deref() == Some("transparent") { ShowAs::Free } else { ShowAs::Busy },
         });
         RemoteEvent {
             id: self.id,
@@ -185,6 +187,7 @@ fn body(data: &AppointmentData, key: Option<(&str, &str)>) -> Value {
         "end": time(&data.when, false),
         "status": data.status.as_str(),
         "visibility": data.visibility.as_str(),
+        "transparency": if data.show_as == ShowAs::Free { "transparent" } else { "opaque" },
         "attendees": data.attendees.iter().map(|a| json!({"email": a.email, "displayName": a.name})).collect::<Vec<_>>(),
     });
     if let Some((key, stamp)) = key {

@@ -7,7 +7,7 @@
 //! or reschedules, with no switch to stop it, and how calsync avoids invitation spam is part of
 //! event fidelity (next). They are read.
 
-use calsync_domain::appointment::{AppointmentData, AppointmentStatus, Attendee, Visibility, When};
+use calsync_domain::appointment::{AppointmentData, AppointmentStatus, Attendee, ShowAs, Visibility, When};
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use serde::Deserialize;
@@ -123,6 +123,11 @@ fn into_remote(id: String, item: &Value) -> RemoteEvent {
                 Some("private" | "confidential") => Visibility::Private,
                 _ => Visibility::Default,
             },
+            show_as: if item.get("showAs").and_then(Value::as_str) == Some("free") {
+                ShowAs::Free
+            } else {
+                ShowAs::Busy
+            },
         })
     });
     RemoteEvent {
@@ -159,7 +164,11 @@ fn body(data: &AppointmentData) -> Value {
         "start": {"dateTime": at(start), "timeZone": zone},
         "end": {"dateTime": at(end), "timeZone": zone},
         "isAllDay": all_day,
-        "showAs": if data.status == AppointmentStatus::Tentative { "tentative" } else { "busy" },
+        "showAs": match (data.status, data.show_as) {
+            (AppointmentStatus::Tentative, _) => "tentative",
+            (_, ShowAs::Free) => "free",
+            _ => "busy",
+        },
         "sensitivity": if data.visibility == Visibility::Private { "private" } else { "normal" },
     })
 }

@@ -205,6 +205,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
                 attendees: vec![],
                 status: AppointmentStatus::Confirmed,
                 visibility: Default::default(),
+                show_as: Default::default(),
             };
             w.db.insert_appointment(firm, user, data).await?;
         }

@@ -176,7 +176,7 @@ impl Db {
         let update = format!(
             "UPDATE appointments SET title = $1, description = $2, location = $3, all_day = $4, start_utc = $5, \
              end_utc = $6, start_date = $7, end_date = $8, time_zone = $9, attendees = $10, status = $11, \
-             version = version + 1, updated_at = $12, visibility = $16 \
+             version = version + 1, updated_at = $12, visibility = $16, show_as = $17 \
              WHERE id = $13 AND firm_id = $14 AND version = $15 AND deleted_at IS NULL RETURNING {COLUMNS}"
         );
         let result: Result<Option<(Row, LinkRow)>, StoreError> = on_pool!(self, pool => {
@@ -199,6 +199,7 @@ impl Db {
                     .bind(firm.as_uuid())
                     .bind(expected_version)
                     .bind(data.visibility.as_str())
+                    .bind(data.show_as.as_str())
                     .fetch_optional(&mut *tx)
                     .await?;
                 let Some(row) = row else { return Ok(None) };
@@ -367,7 +368,7 @@ impl Db {
                     let mut q = sqlx::QueryBuilder::new(
                         "INSERT INTO appointments (id, firm_id, owner_id, title, description, location, all_day, \
                          start_utc, end_utc, start_date, end_date, time_zone, attendees, status, version, created_at, \
-                         updated_at, origin_connection_id, origin_calendar_id, visibility) ",
+                         updated_at, origin_connection_id, origin_calendar_id, visibility, show_as) ",
                     );
                     q.push_values(chunk, |mut b, a| {
                         let (start_utc, end_utc) = a.data.utc_range();
@@ -391,7 +392,8 @@ impl Db {
                             .push_bind(now)
                             .push_bind(connection.as_uuid())
                             .push_bind(calendar.as_uuid())
-                            .push_bind(a.data.visibility.as_str());
+                            .push_bind(a.data.visibility.as_str())
+                            .push_bind(a.data.show_as.as_str());
                     });
                     q.build().execute(&mut *tx).await.map_err(owner_not_in_firm)?;
                 }

@@ -70,6 +70,8 @@ pub struct AppointmentBody {
     pub status: Option<String>,
     /// `default` or `private` (only the owner sees the details; others see that the time is taken).
     pub visibility: Option<String>,
+    /// `busy` (default) or `free`: whether the time counts as taken in free/busy views.
+    pub show_as: Option<String>,
 }
 
 impl From<AppointmentBody> for AppointmentInput {
@@ -87,6 +89,7 @@ impl From<AppointmentBody> for AppointmentInput {
                 .map(|list| list.into_iter().map(|a| AttendeeInput { email: a.email, name: a.name }).collect()),
             status: b.status,
             visibility: b.visibility,
+            show_as: b.show_as,
         }
     }
 }
@@ -106,6 +109,8 @@ pub struct AppointmentView {
     pub status: StatusSchema,
     /// `default` or `private`.
     pub visibility: String,
+    /// `busy` or `free`.
+    pub show_as: String,
     /// The staff user who owns the appointment.
     pub owner: Uuid,
     /// Bumped on every change; send it back in `If-Match` to update only that version.
@@ -201,6 +206,7 @@ impl From<&Appointment> for AppointmentView {
                 S::Cancelled => StatusSchema::Cancelled,
             },
             visibility: a.data.visibility.as_str().to_owned(),
+            show_as: a.data.show_as.as_str().to_owned(),
             owner: a.owner_id.as_uuid(),
             version: a.version,
             created_at: a.created_at,
