@@ -28,8 +28,8 @@ string_enum!(
         Time => "time",
         Attendees => "attendees",
         Status => "status",
-        Privacy => "privacy",
-        FreeBusy => "free_busy",
+        Privacy => "visibility",
+        FreeBusy => "show_as",
     }
 );
 

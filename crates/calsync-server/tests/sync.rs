@@ -896,6 +896,9 @@ async fn private_appointments_stay_private(backend: Backend) {
             .await
             .unwrap();
         assert_eq!((seen["title"].as_str(), seen["location"].as_str()), (Some("Busy"), Some("")), "{seen}");
+        let listed = appointments(&app, &admin).await;
+        let it = listed.iter().find(|a| a["id"] == mine["id"]).expect("listed for the admin");
+        assert_eq!((it["title"].as_str(), it["location"].as_str()), (Some("Busy"), Some("")), "{it}");
         sync_now(&app, &token, &conn).await;
         // The calendar marks it private too.
         let v: Value =

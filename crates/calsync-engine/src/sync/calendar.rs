@@ -123,6 +123,14 @@ fn supported(e: &RemoteEvent) -> bool {
     e.data.is_some() && e.recurrence.is_empty() && e.series_master_id.is_none()
 }
 
+/// Whether both sides moved on from the base (by version or etag, and by content).
+fn both_changed(base: &Base, a: &SyncAppointment, r: &RemoteEvent) -> bool {
+    let local = a.appointment.version != base.local_version && content_hash(&a.appointment.data) != base.local_hash;
+    let remote =
+        r.etag != base.remote_etag && r.data.as_ref().map(content_hash).unwrap_or_default() != base.remote_hash;
+    local && remote
+}
+
 /// The fields a `manual` conflict is about: those changed differently on both sides since
 /// `base`; none (the whole version) when the base content is not known.
 fn conflict_fields(
@@ -457,7 +465,8 @@ impl<'a> CalendarSync<'a> {
             // No record of what was sent: the event is our create's echo.
             None => Self::base_for(&a.appointment.data, a.appointment.version, &e),
         };
-        let link = match self.save_link(id, &e, &base).await {
+        let base_data = if sent.is_some() { None } else { e.data.as_ref() };
+        let link = match self.save_link_with(id, &e, &base, base_data).await {
             Ok(l) => l,
             Err(err) => return self.failed(None, Some(&a), &err.to_string()).await,
         };
@@ -599,8 +608,11 @@ impl<'a> CalendarSync<'a> {
                 action = Action::Skip;
             }
             let merge_input = match (&link, local.as_ref().filter(|a| a.deleted_at.is_none()), &seen) {
+                // Only where both sides changed: a one-sided change is taken whole, as planned
+                // (the base content is the provider's copy, which may lack what it cannot hold).
                 (Some(l), Some(a), Seen::Present(r))
-                    if matches!(action, Action::UpdateLocal | Action::UpdateRemote | Action::Conflict) =>
+                    if matches!(action, Action::UpdateLocal | Action::UpdateRemote | Action::Conflict)
+                        && both_changed(&l.base, a, r) =>
                 {
                     l.base_data
                         .as_ref()
@@ -621,9 +633,7 @@ impl<'a> CalendarSync<'a> {
                         r.updated,
                     );
                     if m.unresolved.is_empty() {
-                        let both =
-                            !differing(&base, &a.appointment.data).is_empty() && !differing(&base, &theirs).is_empty();
-                        self.write_merged(&l, &a, &r, m.data, None, both).await
+                        self.write_merged(&l, &a, &r, m.data, None, true).await
                     } else {
                         let fields: Vec<&str> = m.unresolved.iter().map(|f| f.as_str()).collect();
                         self.open_conflict(&l, &a, &r, &fields).await
@@ -704,6 +714,18 @@ impl<'a> CalendarSync<'a> {
         remote: &RemoteEvent,
         base: &Base,
     ) -> Result<EventLink, StoreError> {
+        self.save_link_with(appointment, remote, base, remote.data.as_ref()).await
+    }
+
+    /// [`Self::save_link`] with the base content given: `None` where it is not known (a pair
+    /// planned against what was sent), so the planner compares whole versions.
+    async fn save_link_with(
+        &mut self,
+        appointment: AppointmentId,
+        remote: &RemoteEvent,
+        base: &Base,
+        base_data: Option<&AppointmentData>,
+    ) -> Result<EventLink, StoreError> {
         let w = LinkWrite {
             connection_id: self.conn.id,
             calendar_id: self.cal.id,
@@ -715,7 +737,7 @@ impl<'a> CalendarSync<'a> {
             original_start: None,
             state: LinkState::Synced,
             last_error: None,
-            base_data: remote.data.as_ref(),
+            base_data,
         };
         let link = self.s.db.save_link(self.conn.firm_id, &w).await?;
         self.remember(link.clone());
@@ -1047,7 +1069,25 @@ impl<'a> CalendarSync<'a> {
             }
         }
         if to_local {
-            self.update_local(a.appointment.version, a.appointment.id, &now_there, merged).await?;
+            if let Err(e) = self.update_local(a.appointment.version, a.appointment.id, &now_there, merged).await {
+                if to_remote {
+                    // The provider has the merge, calsync's copy moved on meanwhile: the base is
+                    // calsync's copy as it was, so the next plan sees the merge as the
+                    // provider's change and the new edit as calsync's.
+                    let hash = content_hash(&a.appointment.data);
+                    let base = Base {
+                        local_version: a.appointment.version,
+                        local_hash: hash.clone(),
+                        remote_etag: now_there.etag.clone(),
+                        remote_hash: hash,
+                    };
+                    self.save_link_with(a.appointment.id, &now_there, &base, Some(&a.appointment.data))
+                        .await
+                        .map_err(store)?;
+                    self.complete_writes(a.appointment.id).await;
+                }
+                return Err(e);
+            }
         } else {
             let base = Self::base_for(&a.appointment.data, a.appointment.version, &now_there);
             self.save_link(a.appointment.id, &now_there, &base).await.map_err(store)?;
@@ -1156,7 +1196,7 @@ impl<'a> CalendarSync<'a> {
                         // The event holds what the first attempt sent; plan against that, so a
                         // later edit on either side is not mistaken for the other's.
                         let sent = write.expected_etag.clone().unwrap_or_else(|| content_hash(&data));
-                        let linked = self.save_link(id, &created, &sent_base(&sent)).await.map_err(store)?;
+                        let linked = self.save_link_with(id, &created, &sent_base(&sent), None).await.map_err(store)?;
                         self.complete_writes(id).await;
                         return Err(Retry::Again(Box::new(linked), Seen::Present(Box::new(created))));
                     }
@@ -1413,16 +1453,28 @@ impl<'a> CalendarSync<'a> {
                 let data = match link.base_data.as_ref() {
                     // The fields without conflict keep their merge; the others follow the picks.
                     Some(base) => {
-                        let m = merge(
-                            base,
-                            &a.appointment.data,
-                            &theirs,
-                            ConflictStrategy::Manual,
-                            a.appointment.updated_at,
-                            r.updated,
-                        );
-                        let take: Vec<(Field, Side)> = m.unresolved.iter().map(|f| (*f, side_of(*f))).collect();
-                        choose(&m.data, &theirs, &take)
+                        let (mine, when) = (&a.appointment.data, a.appointment.updated_at);
+                        let m = merge(base, mine, &theirs, ConflictStrategy::Manual, when, r.updated);
+                        let shown: Vec<&str> = m.unresolved.iter().map(|f| f.as_str()).collect();
+                        if !c.fields.is_empty() && shown != c.fields.iter().map(String::as_str).collect::<Vec<_>>() {
+                            // calsync's copy changed since the user saw the conflict.
+                            let _ = self
+                                .s
+                                .db
+                                .open_conflict(firm, link.id, mine, &theirs, &r.etag, r.updated, &shown, Some(base))
+                                .await;
+                            return Err("the appointment changed since; review the conflict again".into());
+                        }
+                        // Each field in conflict from the merge that prefers the chosen side, so
+                        // the other side's harmless attendee edits survive a pick of attendees.
+                        let internal = merge(base, mine, &theirs, ConflictStrategy::PreferInternal, when, r.updated);
+                        let external = merge(base, mine, &theirs, ConflictStrategy::PreferExternal, when, r.updated);
+                        let mut data = m.data;
+                        for f in &m.unresolved {
+                            let from = if side_of(*f) == Side::Local { &internal.data } else { &external.data };
+                            data = choose(&data, from, &[(*f, Side::Remote)]);
+                        }
+                        data
                     }
                     None => {
                         let take: Vec<(Field, Side)> = Field::ALL.iter().map(|f| (*f, side_of(*f))).collect();

@@ -170,14 +170,8 @@ async fn views(
     Ok(items
         .iter()
         .map(|a| {
-            let mut v = AppointmentView::from(a).with_sync(entries.get(&a.id), origins.get(&a.id));
-            if a.data.visibility == calsync_domain::appointment::Visibility::Private && a.owner_id != actor.user_id {
-                v.title = "Busy".into();
-                v.description.clear();
-                v.location.clear();
-                v.attendees.clear();
-            }
-            v
+            // Private details were already withheld by the service for anyone but the owner.
+            AppointmentView::from(a).with_sync(entries.get(&a.id), origins.get(&a.id))
         })
         .collect())
 }

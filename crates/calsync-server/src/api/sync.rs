@@ -301,6 +301,10 @@ pub struct VersionView {
     pub time_zone: String,
     pub all_day: bool,
     pub status: String,
+    pub visibility: String,
+    pub show_as: String,
+    /// E-mail addresses.
+    pub attendees: Vec<String>,
 }
 
 impl From<&AppointmentData> for VersionView {
@@ -314,6 +318,9 @@ impl From<&AppointmentData> for VersionView {
             time_zone: d.time_zone.name().to_owned(),
             all_day: d.is_all_day(),
             status: d.status.as_str().to_owned(),
+            visibility: d.visibility.as_str().to_owned(),
+            show_as: d.show_as.as_str().to_owned(),
+            attendees: d.attendees.iter().map(|a| a.email.clone()).collect(),
         }
     }
 }
@@ -328,7 +335,7 @@ pub struct ConflictView {
     /// The provider's version.
     pub external: VersionView,
     /// The fields in conflict (`title`, `description`, `location`, `time`, `attendees`,
-    /// `status`); empty when the versions conflict as a whole.
+    /// `status`, `visibility`, `show_as`); empty when the versions conflict as a whole.
     pub fields: Vec<String>,
     /// What both sides agreed on before they diverged, when known.
     pub base: Option<VersionView>,

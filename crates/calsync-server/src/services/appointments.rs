@@ -12,11 +12,28 @@ use std::collections::HashMap;
 
 pub async fn list(db: &Db, actor: &Actor, mut query: AppointmentQuery) -> Result<AppointmentPage, ServiceError> {
     query.owner = actor.readable_owner();
-    Ok(db.list_appointments(actor.firm_id, &query).await?)
+    let mut page = db.list_appointments(actor.firm_id, &query).await?;
+    for a in &mut page.items {
+        redact_for(actor, a.owner_id, &mut a.data);
+    }
+    Ok(page)
 }
 
 pub async fn get(db: &Db, actor: &Actor, id: AppointmentId) -> Result<Appointment, ServiceError> {
-    Ok(db.appointment(actor.firm_id, actor.readable_owner(), id).await?)
+    let mut a = db.appointment(actor.firm_id, actor.readable_owner(), id).await?;
+    redact_for(actor, a.owner_id, &mut a.data);
+    Ok(a)
+}
+
+/// A private appointment's details are its owner's alone: anyone else (an admin reading the
+/// firm's calendar, a conflict shown to an admin) sees that the time is taken, as "Busy".
+pub fn redact_for(actor: &Actor, owner: UserId, data: &mut AppointmentData) {
+    if data.visibility == calsync_domain::appointment::Visibility::Private && owner != actor.user_id {
+        data.title = "Busy".into();
+        data.description.clear();
+        data.location.clear();
+        data.attendees.clear();
+    }
 }
 
 pub async fn create(db: &Db, actor: &Actor, input: AppointmentInput) -> Result<Appointment, ServiceError> {

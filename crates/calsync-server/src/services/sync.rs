@@ -106,7 +106,27 @@ impl SyncService {
 
     pub async fn conflicts(&self, actor: &Actor) -> Result<Vec<Conflict>, ServiceError> {
         let user = if actor.is_admin() { None } else { Some(actor.user_id) };
-        Ok(self.db.open_conflicts(actor.firm_id, user).await?)
+        let mut list = self.db.open_conflicts(actor.firm_id, user).await?;
+        for c in &mut list {
+            self.redact(actor, c).await?;
+        }
+        Ok(list)
+    }
+
+    /// A conflict about a private appointment shows its versions to the connection's owner only.
+    async fn redact(&self, actor: &Actor, c: &mut Conflict) -> Result<(), ServiceError> {
+        let owner = self.db.connection(actor.firm_id, None, c.connection_id).await?.user_id;
+        let private = [Some(&c.local), Some(&c.remote), c.base.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|d| d.visibility == calsync_domain::appointment::Visibility::Private);
+        if private && owner != actor.user_id {
+            for d in [Some(&mut c.local), Some(&mut c.remote), c.base.as_mut()].into_iter().flatten() {
+                d.visibility = calsync_domain::appointment::Visibility::Private;
+                super::appointments::redact_for(actor, owner, d);
+            }
+        }
+        Ok(())
     }
 
     /// Settles a conflict keeping one side whole (`keep`), or field by field (`picks`: every
@@ -142,7 +162,9 @@ impl SyncService {
                 .into());
             }
         }
-        Ok(self.engine.resolve_conflict(actor.firm_id, id, keep, picks).await?)
+        let mut done = self.engine.resolve_conflict(actor.firm_id, id, keep, picks).await?;
+        self.redact(actor, &mut done).await?;
+        Ok(done)
     }
 
     /// Applies (or refuses) the deletions the mass-delete guard held; answers with the status.

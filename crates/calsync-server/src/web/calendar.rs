@@ -152,7 +152,12 @@ fn sync_summary(a: &calsync_store::SyncAttempt) -> (Option<String>, Option<Strin
         c.pushed_created,
         c.pushed_updated,
         c.pushed_deleted,
-        if c.conflicts > 0 { format!("; {} conflicts to resolve", c.conflicts) } else { String::new() }
+        match (c.merged, c.conflicts) {
+            (0, 0) => String::new(),
+            (m, 0) => format!("; {m} merged field by field"),
+            (0, k) => format!("; {k} conflicts to resolve"),
+            (m, k) => format!("; {m} merged field by field, {k} conflicts to resolve"),
+        }
     );
     let error = a.error_message.clone().unwrap_or_default();
     match a.status {
