@@ -920,7 +920,31 @@ async fn private_appointments_stay_private(backend: Backend) {
     }
 }
 
+/// Two processes asked to sync the same connection at once: one syncs, the other waits for it
+/// and answers with the same attempt.
+async fn a_sync_running_in_another_process_is_waited_for(backend: Backend) {
+    let app = TestApp::spawn_with_sandbox(backend).await;
+    let (token, conn, remote) = connected(&app, "google", 0).await;
+    for i in 0..5 {
+        create_local(&app, &token, &format!("W{i}"), at(30 + i)).await;
+    }
+    let (other, stop) = app.sibling().await;
+    app.control("/_sandbox/latency", json!({"milliseconds": 100})).await;
+    let here = app.post(&format!("{BASE}/{conn}/sync_now/"), &token).send();
+    let there = app.http.post(format!("{other}{BASE}/{conn}/sync_now/")).bearer_auth(&token).send();
+    let (a, b) = tokio::join!(here, there);
+    app.control("/_sandbox/latency", json!({"milliseconds": 0})).await;
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!((a.status(), b.status()), (StatusCode::OK, StatusCode::OK));
+    let (a, b): (Value, Value) = (a.json().await.unwrap(), b.json().await.unwrap());
+    assert_eq!(a["attempt_id"], b["attempt_id"], "one sync, answered twice: {a} {b}");
+    assert_eq!(counts(&a)[3], 5, "{a}");
+    assert_eq!(remote.titles().await.len(), 5, "no event made twice");
+    let _ = stop.send(());
+}
+
 backend_tests!(
+    a_sync_running_in_another_process_is_waited_for,
     private_appointments_stay_private,
     outlook_zones_arrive_as_iana_zones,
     edits_to_different_fields_are_merged,

@@ -210,16 +210,39 @@ impl SyncEngine {
                     }
                 }
             };
-            let done = rx
-                .wait_for(Option::is_some)
-                .await
-                .map_err(|_| SyncError::Internal("the sync task ended without a result".into()))?;
-            let result = done.clone().expect("waited for a result");
+            let result = {
+                let done = rx
+                    .wait_for(Option::is_some)
+                    .await
+                    .map_err(|_| SyncError::Internal("the sync task ended without a result".into()))?;
+                done.clone().expect("waited for a result")
+            };
+            if let Err(SyncError::Busy) = result {
+                // Another process is syncing it: wait for that sync and answer with it (or, for
+                // a run that must start afresh, start once it is done).
+                self.wait_for_other(firm, id).await?;
+                if fresh {
+                    continue;
+                }
+                return self.db.last_attempt(firm, id).await?.ok_or(SyncError::Busy);
+            }
             if joined && fresh {
                 continue;
             }
             return result;
         }
+    }
+
+    /// Waits (up to one lease) until no process holds the connection's sync lease.
+    async fn wait_for_other(&self, firm: FirmId, id: ConnectionId) -> Result<(), SyncError> {
+        let deadline = std::time::Instant::now() + self.config.lease.to_std().unwrap_or(StdDuration::from_secs(600));
+        while self.db.sync_in_progress(firm, id).await? {
+            if std::time::Instant::now() >= deadline {
+                return Err(SyncError::Busy);
+            }
+            tokio::time::sleep(StdDuration::from_millis(100)).await;
+        }
+        Ok(())
     }
 
     /// Forgets every cursor of the connection and syncs: a full listing diffed against the links.

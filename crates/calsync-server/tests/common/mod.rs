@@ -91,6 +91,19 @@ impl TestApp {
         TestApp { base, db: tdb.db.clone(), http, state, sandbox: None, url_db, config, _tdb: tdb, stop: Some(tx) }
     }
 
+    /// A second instance of the service on the same database and sandbox (another process, as
+    /// far as calsync can tell): its base URL, and the sender that stops it.
+    pub async fn sibling(&self) -> (String, oneshot::Sender<()>) {
+        let db = Db::connect(&self.url_db).await.expect("database opens");
+        let app = Application::build_with_db(self.config.clone(), db).await.expect("app builds");
+        let base = format!("http://{}", app.addr());
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(app.run_until_stopped(async move {
+            let _ = rx.await;
+        }));
+        (base, tx)
+    }
+
     /// Stops this process's service and starts a fresh one on the same database and sandbox:
     /// nothing held in memory survives (engine, token cache, throttles).
     pub async fn restart(&mut self) {
