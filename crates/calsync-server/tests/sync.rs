@@ -169,20 +169,7 @@ async fn connected<'a>(app: &'a TestApp, provider: &'static str, n: usize) -> (S
     let email = format!("staff{n}-{provider}@acme.test");
     let token = app.user("acme", &email, "staff").await;
     let account = format!("staff{n}@{}.test", if provider == "google" { "gmail" } else { "outlook" });
-    let resp = app.post(&format!("{BASE}/initiate_{provider}_oauth/"), &token).send().await.unwrap();
-    let v: Value = resp.json().await.unwrap();
-    let url = format!("{}&sandbox_approve=1&login_hint={account}", v["authorization_url"].as_str().unwrap());
-    let resp = app.http.get(url).send().await.unwrap();
-    let location = reqwest::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
-    let q: HashMap<String, String> = location.query_pairs().into_owned().collect();
-    let resp = app
-        .post(&format!("{BASE}/oauth_callback/"), &token)
-        .json(&json!({"code": q["code"], "state": q["state"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let c: Value = resp.json().await.unwrap();
+    let c = common::connect_account(app, &token, provider, &account).await;
     let remote = Remote::new(app, provider, &account).await;
     (token, c["id"].as_str().unwrap().to_owned(), remote)
 }

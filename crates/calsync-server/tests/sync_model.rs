@@ -352,21 +352,7 @@ async fn run_case(app: &mut TestApp, provider: &'static str, strategy: &str, ops
     let email = format!("m{n}@acme.test");
     let token = app.user("acme", &email, "staff").await;
     let account = format!("m{n}@{provider}.test");
-    let resp = app.post(&format!("{BASE}/initiate_{provider}_oauth/"), &token).send().await.unwrap();
-    let v: Value = resp.json().await.unwrap();
-    let url = format!("{}&sandbox_approve=1&login_hint={account}", v["authorization_url"].as_str().unwrap());
-    let resp = app.http.get(url).send().await.unwrap();
-    let location = reqwest::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
-    let q: HashMap<String, String> = location.query_pairs().into_owned().collect();
-    let c: Value = app
-        .post(&format!("{BASE}/oauth_callback/"), &token)
-        .json(&json!({"code": q["code"], "state": q["state"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let c = common::connect_account(app, &token, provider, &account).await;
     let conn = c["id"].as_str().unwrap().to_owned();
     let resp = app
         .patch(&format!("{BASE}/{conn}/"), &token)

@@ -455,7 +455,7 @@ async fn sync_now_from_the_calendars_page(backend: Backend) {
     assert!(!html.contains("never"), "last sync is shown: {html}");
     // Someone else's attempt id shows nothing; someone else's connection cannot be synced.
     app.user("acme", "bob@acme.test", "staff").await;
-    let (mut bob, _) = sign_in(&app, "bob@acme.test", PASSWORD).await;
+    let (bob, _) = sign_in(&app, "bob@acme.test", PASSWORD).await;
     let other = bob.apply(app.http.get(app.url(&to))).send().await.unwrap().text().await.unwrap();
     assert!(!other.contains("Synced: pulled"), "{other}");
     let bob_csrf = form_value(&other, "csrf_token");
@@ -466,8 +466,6 @@ async fn sync_now_from_the_calendars_page(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(denied.status(), StatusCode::NOT_FOUND);
-    let _ = &mut bob;
-    let _ = &mut jar;
 }
 
 backend_tests!(

@@ -315,7 +315,7 @@ impl Db {
             .await?
             .rows_affected()
         });
-        if n == 1 { Ok(()) } else { Err(StoreError::NotFound) }
+        crate::sync::exactly_one(n)
     }
 
     /// [`Db::import_event`] for many events of one calendar at once: one transaction, rows

@@ -73,8 +73,9 @@ pub struct CalendarSync<'a> {
     destructive: Vec<Destructive>,
     /// Pending create writes of this calendar, by appointment (their keys are reused).
     pending_creates: HashMap<AppointmentId, PendingWrite>,
-    /// New events of the current page, imported together when the page is done.
-    imports: Vec<RemoteEvent>,
+    /// New events of the current page by remote id, imported together when the page is done
+    /// (a repeat within the page replaces the earlier copy; a removal drops it).
+    imports: HashMap<String, RemoteEvent>,
     /// Listing is under way: a failed item is a pulled change that did not land.
     pulling: bool,
     /// A pulled change could not be applied: the cursor must not move past it.
@@ -209,7 +210,7 @@ impl<'a> CalendarSync<'a> {
             processed: HashSet::new(),
             destructive: Vec::new(),
             pending_creates,
-            imports: Vec::new(),
+            imports: HashMap::new(),
             pulling: false,
             pull_failed: false,
         })
@@ -273,7 +274,7 @@ impl<'a> CalendarSync<'a> {
                         self.pulled(*e).await;
                     }
                     Change::Deleted { id } => {
-                        self.imports.retain(|e| e.id != id);
+                        self.imports.remove(&id);
                         if self.links.contains_key(&id) {
                             removed.insert(id);
                         }
@@ -400,8 +401,7 @@ impl<'a> CalendarSync<'a> {
         if in_window && self.cal.selected {
             // New to calsync (the planner's answer without a base is always an import): imported
             // with the rest of the page. A repeat within the page replaces the earlier copy.
-            self.imports.retain(|x| x.id != e.id);
-            self.imports.push(e);
+            self.imports.insert(e.id.clone(), e);
         }
     }
 
@@ -411,7 +411,8 @@ impl<'a> CalendarSync<'a> {
         if self.imports.is_empty() {
             return;
         }
-        let events = std::mem::take(&mut self.imports);
+        let mut events: Vec<RemoteEvent> = std::mem::take(&mut self.imports).into_values().collect();
+        events.sort_unstable_by(|a, b| a.id.cmp(&b.id));
         let bases: Vec<Base> = events
             .iter()
             .map(|e| {
@@ -424,19 +425,7 @@ impl<'a> CalendarSync<'a> {
             .zip(&bases)
             .filter_map(|(e, base)| {
                 let data = e.data.clone()?;
-                let w = LinkWrite {
-                    connection_id: self.conn.id,
-                    calendar_id: self.cal.id,
-                    appointment_id: AppointmentId::default(),
-                    remote_id: &e.id,
-                    base,
-                    remote_updated_at: e.updated,
-                    series_remote_id: None,
-                    original_start: None,
-                    state: LinkState::Synced,
-                    last_error: None,
-                    base_data: e.data.as_ref(),
-                };
+                let w = self.link_write(AppointmentId::default(), &e.id, base, e.updated, e.data.as_ref());
                 Some((data, w))
             })
             .collect();
@@ -506,21 +495,7 @@ impl<'a> CalendarSync<'a> {
     /// Deletes an event calsync made whose appointment was deleted before the link was stored.
     async fn delete_orphan(&mut self, appointment: AppointmentId, e: &RemoteEvent) {
         let firm = self.conn.firm_id;
-        let key = OutboxId::new().to_string();
-        let recorded = self
-            .s
-            .db
-            .record_write(
-                firm,
-                self.conn.id,
-                self.cal.id,
-                appointment,
-                WriteOperation::Delete,
-                &key,
-                Some(&e.id),
-                Some(&e.etag),
-            )
-            .await;
+        let recorded = self.record(appointment, WriteOperation::Delete, Some(&e.id), Some(&e.etag)).await;
         let w = match recorded {
             Ok(w) => w,
             Err(err) => return self.s.item_failed(format!("event {}: {err}", e.id)),
@@ -633,7 +608,7 @@ impl<'a> CalendarSync<'a> {
                         r.updated,
                     );
                     if m.unresolved.is_empty() {
-                        self.write_merged(&l, &a, &r, m.data, None, true).await
+                        self.write_merged(&a, &r, m.data, None).await
                     } else {
                         let fields: Vec<&str> = m.unresolved.iter().map(|f| f.as_str()).collect();
                         self.open_conflict(&l, &a, &r, &fields).await
@@ -726,19 +701,7 @@ impl<'a> CalendarSync<'a> {
         base: &Base,
         base_data: Option<&AppointmentData>,
     ) -> Result<EventLink, StoreError> {
-        let w = LinkWrite {
-            connection_id: self.conn.id,
-            calendar_id: self.cal.id,
-            appointment_id: appointment,
-            remote_id: &remote.id,
-            base,
-            remote_updated_at: remote.updated,
-            series_remote_id: None,
-            original_start: None,
-            state: LinkState::Synced,
-            last_error: None,
-            base_data,
-        };
+        let w = self.link_write(appointment, &remote.id, base, remote.updated, base_data);
         let link = self.s.db.save_link(self.conn.firm_id, &w).await?;
         self.remember(link.clone());
         Ok(link)
@@ -747,17 +710,9 @@ impl<'a> CalendarSync<'a> {
     /// Stores a new base for an existing link, keeping what it knows of the remote side.
     async fn rebase(&mut self, l: &EventLink, base: Base) -> Result<(), Retry> {
         let w = LinkWrite {
-            connection_id: self.conn.id,
-            calendar_id: self.cal.id,
-            appointment_id: l.appointment_id,
-            remote_id: &l.remote_id,
-            base: &base,
-            remote_updated_at: l.remote_updated_at,
             series_remote_id: l.series_remote_id.as_deref(),
             original_start: l.original_start,
-            state: LinkState::Synced,
-            last_error: None,
-            base_data: l.base_data.as_ref(),
+            ..self.link_write(l.appointment_id, &l.remote_id, &base, l.remote_updated_at, l.base_data.as_ref())
         };
         let saved = self.s.db.save_link(self.conn.firm_id, &w).await.map_err(store)?;
         self.remember(saved);
@@ -775,6 +730,43 @@ impl<'a> CalendarSync<'a> {
         if self.by_appointment.get(&link.appointment_id) == Some(&link.remote_id) {
             self.by_appointment.remove(&link.appointment_id);
         }
+    }
+
+    /// What to store for this calendar's pair, in state `synced`.
+    fn link_write<'b>(
+        &self,
+        appointment: AppointmentId,
+        remote_id: &'b str,
+        base: &'b Base,
+        remote_updated_at: Option<DateTime<Utc>>,
+        base_data: Option<&'b AppointmentData>,
+    ) -> LinkWrite<'b> {
+        LinkWrite {
+            connection_id: self.conn.id,
+            calendar_id: self.cal.id,
+            appointment_id: appointment,
+            remote_id,
+            base,
+            remote_updated_at,
+            series_remote_id: None,
+            original_start: None,
+            state: LinkState::Synced,
+            last_error: None,
+            base_data,
+        }
+    }
+
+    /// Records a provider write in the outbox, under a fresh key, before it is made.
+    async fn record(
+        &self,
+        appointment: AppointmentId,
+        operation: WriteOperation,
+        remote_id: Option<&str>,
+        etag: Option<&str>,
+    ) -> Result<PendingWrite, StoreError> {
+        let key = OutboxId::new().to_string();
+        let (firm, connection, calendar) = (self.conn.firm_id, self.conn.id, self.cal.id);
+        self.s.db.record_write(firm, connection, calendar, appointment, operation, &key, remote_id, etag).await
     }
 
     async fn complete_writes(&mut self, appointment: AppointmentId) {
@@ -845,19 +837,7 @@ impl<'a> CalendarSync<'a> {
                         if let Some(l) = link {
                             self.drop_link(l).await?;
                         }
-                        let w = LinkWrite {
-                            connection_id: self.conn.id,
-                            calendar_id: self.cal.id,
-                            appointment_id: AppointmentId::default(),
-                            remote_id: &r.id,
-                            base: &base,
-                            remote_updated_at: r.updated,
-                            series_remote_id: None,
-                            original_start: None,
-                            state: LinkState::Synced,
-                            last_error: None,
-                            base_data: r.data.as_ref(),
-                        };
+                        let w = self.link_write(AppointmentId::default(), &r.id, &base, r.updated, r.data.as_ref());
                         let (_, link) =
                             self.s.db.import_event(firm, self.conn.user_id, data, &w).await.map_err(store)?;
                         self.remember(link);
@@ -896,20 +876,8 @@ impl<'a> CalendarSync<'a> {
                     (None, Some(l)) => (l.remote_id.clone(), l.base.remote_etag.clone()),
                     (None, None) => return Err(Retry::Failed("nothing to update".into())),
                 };
-                let key = OutboxId::new().to_string();
                 let w = self
-                    .s
-                    .db
-                    .record_write(
-                        firm,
-                        self.conn.id,
-                        self.cal.id,
-                        a.appointment.id,
-                        WriteOperation::Update,
-                        &key,
-                        Some(&remote_id),
-                        Some(&etag),
-                    )
+                    .record(a.appointment.id, WriteOperation::Update, Some(&remote_id), Some(&etag))
                     .await
                     .map_err(store)?;
                 let provider = self.provider;
@@ -1020,16 +988,14 @@ impl<'a> CalendarSync<'a> {
     }
 
     /// Writes a merged version to whichever side differs from it (the provider first, against
-    /// `etag` or the version seen), then stores it as the new base. `both`: each side had
-    /// edits of its own (counted as a merge).
+    /// `etag` or the version seen), then stores it as the new base. Written to both sides, it
+    /// counts as a merge.
     async fn write_merged(
         &mut self,
-        l: &EventLink,
         a: &SyncAppointment,
         r: &RemoteEvent,
         merged: AppointmentData,
         etag: Option<&str>,
-        both: bool,
     ) -> Result<(), Retry> {
         let firm = self.conn.firm_id;
         let theirs = r.data.clone().ok_or_else(|| Retry::Failed("the provider sent no content".into()))?;
@@ -1037,23 +1003,9 @@ impl<'a> CalendarSync<'a> {
         let to_local = !differing(&a.appointment.data, &merged).is_empty();
         let mut now_there = r.clone();
         if to_remote {
-            let key = OutboxId::new().to_string();
             let etag = etag.unwrap_or(&r.etag).to_owned();
-            let w = self
-                .s
-                .db
-                .record_write(
-                    firm,
-                    self.conn.id,
-                    self.cal.id,
-                    a.appointment.id,
-                    WriteOperation::Update,
-                    &key,
-                    Some(&r.id),
-                    Some(&etag),
-                )
-                .await
-                .map_err(store)?;
+            let w =
+                self.record(a.appointment.id, WriteOperation::Update, Some(&r.id), Some(&etag)).await.map_err(store)?;
             let provider = self.provider;
             let cal = self.cal.remote_id.clone();
             match call!(self.s, |t| provider.update(t, &cal, &r.id, &etag, &merged)) {
@@ -1093,10 +1045,9 @@ impl<'a> CalendarSync<'a> {
             self.save_link(a.appointment.id, &now_there, &base).await.map_err(store)?;
             self.complete_writes(a.appointment.id).await;
         }
-        let _ = l;
         match (to_local, to_remote) {
-            (true, true) if both => self.s.counts.merged += 1,
-            (true, true) | (true, false) => self.s.counts.pulled_updated += 1,
+            (true, true) => self.s.counts.merged += 1,
+            (true, false) => self.s.counts.pulled_updated += 1,
             (false, true) => self.s.counts.pushed_updated += 1,
             (false, false) => {}
         }
@@ -1116,19 +1067,7 @@ impl<'a> CalendarSync<'a> {
             remote_etag: r.etag.clone(),
             remote_hash: r.data.as_ref().map_or_else(|| content_hash(&data), content_hash),
         };
-        let w = LinkWrite {
-            connection_id: self.conn.id,
-            calendar_id: self.cal.id,
-            appointment_id: id,
-            remote_id: &r.id,
-            base: &base,
-            remote_updated_at: r.updated,
-            series_remote_id: None,
-            original_start: None,
-            state: LinkState::Synced,
-            last_error: None,
-            base_data: r.data.as_ref(),
-        };
+        let w = self.link_write(id, &r.id, &base, r.updated, r.data.as_ref());
         match self.s.db.apply_remote_update(self.conn.firm_id, id, version, data, &w).await {
             Ok((_, link)) => {
                 self.remember(link);
@@ -1156,22 +1095,9 @@ impl<'a> CalendarSync<'a> {
             let write = match pending.take() {
                 Some(w) => w,
                 None => {
-                    let key = OutboxId::new().to_string();
+                    // The content hash sent rides in the etag slot: a retry plans against it.
                     let hash = content_hash(&data);
-                    self.s
-                        .db
-                        .record_write(
-                            firm,
-                            self.conn.id,
-                            self.cal.id,
-                            id,
-                            WriteOperation::Create,
-                            &key,
-                            None,
-                            Some(&hash),
-                        )
-                        .await
-                        .map_err(store)?
+                    self.record(id, WriteOperation::Create, None, Some(&hash)).await.map_err(store)?
                 }
             };
             let key = write.idempotency_key.clone();
@@ -1312,17 +1238,10 @@ impl<'a> CalendarSync<'a> {
             }
             HeldSide::Remote => {
                 let appointment = d.link.appointment_id;
-                let key = OutboxId::new().to_string();
                 let recorded = self
-                    .s
-                    .db
-                    .record_write(
-                        firm,
-                        self.conn.id,
-                        self.cal.id,
+                    .record(
                         appointment,
                         WriteOperation::Delete,
-                        &key,
                         Some(&d.link.remote_id),
                         Some(&d.link.base.remote_etag),
                     )
@@ -1481,7 +1400,7 @@ impl<'a> CalendarSync<'a> {
                         choose(&a.appointment.data, &theirs, &take)
                     }
                 };
-                self.write_merged(&link, &a, &r, data, Some(&c.remote_etag), true).await.map_err(|e| match e {
+                self.write_merged(&a, &r, data, Some(&c.remote_etag)).await.map_err(|e| match e {
                     Retry::Remote => "the event changed at the provider since; review the conflict again".to_owned(),
                     Retry::Local => "the appointment changed meanwhile; try again".to_owned(),
                     Retry::Again(..) => "try again".to_owned(),

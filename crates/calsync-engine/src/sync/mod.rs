@@ -25,8 +25,6 @@ use crate::tokens::TokenSource;
 use calendar::{CalendarSync, Destructive, Frozen, window_for};
 use session::{Session, Stop};
 
-pub use calendar::window_for as sync_window;
-
 /// Tunables of the engine; the defaults are what production runs with.
 #[derive(Debug, Clone)]
 pub struct SyncConfig {

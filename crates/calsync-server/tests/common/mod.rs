@@ -194,6 +194,26 @@ impl TestApp {
     }
 }
 
+/// Connects `provider` for the user of `token` as `account`, approving at the sandbox's consent
+/// page; answers with the connection as the API shows it.
+pub async fn connect_account(app: &TestApp, token: &str, provider: &str, account: &str) -> serde_json::Value {
+    const BASE: &str = "/api/calendar/oauth-connections";
+    let resp = app.post(&format!("{BASE}/initiate_{provider}_oauth/"), token).send().await.unwrap();
+    let v: serde_json::Value = resp.json().await.unwrap();
+    let url = format!("{}&sandbox_approve=1&login_hint={account}", v["authorization_url"].as_str().unwrap());
+    let resp = app.http.get(url).send().await.unwrap();
+    let location = reqwest::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+    let q: BTreeMap<String, String> = location.query_pairs().into_owned().collect();
+    let resp = app
+        .post(&format!("{BASE}/oauth_callback/"), token)
+        .json(&serde_json::json!({"code": q["code"], "state": q["state"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), reqwest::StatusCode::OK);
+    resp.json().await.unwrap()
+}
+
 /// A minimal cookie jar for the web tests (reqwest's is a feature we do not build).
 #[derive(Default, Debug, Clone)]
 pub struct Cookies(pub BTreeMap<String, String>);
