@@ -8,6 +8,7 @@ mod error;
 pub mod google;
 pub mod google_events;
 pub mod graph_events;
+pub mod graph_recurrence;
 pub mod microsoft;
 pub mod oauth;
 pub mod pkce;
