@@ -9,6 +9,7 @@ pub mod google;
 pub mod google_events;
 pub mod graph_events;
 pub mod graph_recurrence;
+pub mod html_text;
 pub mod microsoft;
 pub mod oauth;
 pub mod pkce;
