@@ -65,6 +65,49 @@ impl FromStr for AppointmentStatus {
 pub struct Attendee {
     pub email: String,
     pub name: String,
+    /// Their answer, as the provider last reported it.
+    #[serde(default)]
+    pub response: ResponseStatus,
+}
+
+/// An attendee's answer to an invitation. Google `responseStatus`
+/// (`needsAction|accepted|declined|tentative`), Graph `status.response`
+/// (`none|notResponded|organizer|accepted|declined|tentativelyAccepted`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseStatus {
+    #[default]
+    NeedsAction,
+    Accepted,
+    Declined,
+    Tentative,
+}
+
+impl ResponseStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NeedsAction => "needs_action",
+            Self::Accepted => "accepted",
+            Self::Declined => "declined",
+            Self::Tentative => "tentative",
+        }
+    }
+}
+
+impl FromStr for ResponseStatus {
+    type Err = ValidationError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "needs_action" => Ok(Self::NeedsAction),
+            "accepted" => Ok(Self::Accepted),
+            "declined" => Ok(Self::Declined),
+            "tentative" => Ok(Self::Tentative),
+            other => Err(ValidationError::new(
+                "response",
+                format!("unknown response {other:?}: expected needs_action, accepted, declined or tentative"),
+            )),
+        }
+    }
 }
 
 /// When an appointment happens. Serialised as `{"kind": "timed" | "all_day", "start", "end"}`.
@@ -158,6 +201,17 @@ pub struct AppointmentData {
     pub visibility: Visibility,
     #[serde(default)]
     pub show_as: ShowAs,
+    /// Whether pushing it may e-mail its attendees. Off by default: a sync must not spam
+    /// guests. On Google it picks `sendUpdates=all` over `none`; Graph mails every attendee of
+    /// an event it stores, so without it the attendees go into the body as a list instead. A
+    /// local setting: pulling never changes it.
+    #[serde(default)]
+    pub send_invitations: bool,
+    /// The organizer's e-mail when someone other than the calendar's owner organises it (an
+    /// invitation pulled from a connected calendar). The organizer's fields are then read-only
+    /// here: see [`AppointmentData::organizer_owned_change`].
+    #[serde(default)]
+    pub organizer: Option<String>,
 }
 
 /// Where an appointment came from.
@@ -214,12 +268,16 @@ pub struct AppointmentInput {
     pub status: Option<String>,
     pub visibility: Option<String>,
     pub show_as: Option<String>,
+    pub send_invitations: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttendeeInput {
     pub email: String,
     pub name: Option<String>,
+    /// When not given, an attendee already on the appointment keeps their answer, and a new
+    /// one has not answered yet.
+    pub response: Option<String>,
 }
 
 impl AppointmentData {
@@ -240,6 +298,10 @@ impl AppointmentData {
     /// validated again, so a patch can never leave an invalid appointment behind.
     pub fn patched(&self, patch: AppointmentInput) -> Result<Self, ValidationError> {
         let current = self.to_input();
+        // Emails (normalised) of the attendees the patch names with an answer of their own.
+        let answered: Option<Vec<String>> = patch.attendees.as_ref().map(|list| {
+            list.iter().filter(|a| a.response.is_some()).map(|a| a.email.trim().to_ascii_lowercase()).collect()
+        });
         let merged = AppointmentInput {
             title: patch.title.or(current.title),
             description: patch.description.or(current.description),
@@ -252,8 +314,59 @@ impl AppointmentData {
             status: patch.status.or(current.status),
             visibility: patch.visibility.or(current.visibility),
             show_as: patch.show_as.or(current.show_as),
+            send_invitations: patch.send_invitations.or(current.send_invitations),
         };
-        Self::parse(merged)
+        let mut data = Self::parse(merged)?;
+        // Answers come from the attendees (through their providers), not from whoever edits
+        // the list: an attendee named again without a response keeps theirs.
+        if let Some(answered) = answered {
+            for a in data.attendees.iter_mut().filter(|a| !answered.contains(&a.email)) {
+                if let Some(old) = self.attendees.iter().find(|o| o.email == a.email) {
+                    a.response = old.response;
+                }
+            }
+        }
+        data.organizer = self.organizer.clone();
+        Ok(data)
+    }
+
+    /// The first field of `self`'s organizer that `new` changes, when someone else organises
+    /// it: only the organizer can change an event's title, description, location, time,
+    /// attendees or status (Google answers `forbiddenForNonOrganizer`, Graph 400 and an
+    /// attendee's edit would be lost at the organizer's next update). Visibility, free/busy and
+    /// the invitation setting are the attendee's own.
+    pub fn organizer_owned_change(&self, new: &AppointmentData) -> Option<ValidationError> {
+        let organizer = self.organizer.as_deref()?;
+        let same_people = {
+            let key = |d: &AppointmentData| {
+                let mut v: Vec<(String, String)> =
+                    d.attendees.iter().map(|a| (a.email.clone(), a.name.clone())).collect();
+                v.sort();
+                v
+            };
+            key(self) == key(new)
+        };
+        let field = if self.title != new.title {
+            "title"
+        } else if self.description != new.description {
+            "description"
+        } else if self.location != new.location {
+            "location"
+        } else if self.when != new.when || self.time_zone != new.time_zone {
+            if self.when == new.when { "time_zone" } else { "start" }
+        } else if !same_people {
+            "attendees"
+        } else if self.status != new.status {
+            "status"
+        } else {
+            return None;
+        };
+        Some(ValidationError::new(
+            field,
+            format!(
+                "is set by the organizer, {organizer}, and can only be changed by them; visibility, show_as and send_invitations can be changed here"
+            ),
+        ))
     }
 
     fn parse(input: AppointmentInput) -> Result<Self, ValidationError> {
@@ -324,6 +437,8 @@ impl AppointmentData {
             status,
             visibility,
             show_as,
+            send_invitations: input.send_invitations.unwrap_or(false),
+            organizer: None,
         })
     }
 
@@ -340,12 +455,17 @@ impl AppointmentData {
             attendees: Some(
                 self.attendees
                     .iter()
-                    .map(|a| AttendeeInput { email: a.email.clone(), name: Some(a.name.clone()) })
+                    .map(|a| AttendeeInput {
+                        email: a.email.clone(),
+                        name: Some(a.name.clone()),
+                        response: Some(a.response.as_str().to_owned()),
+                    })
                     .collect(),
             ),
             status: Some(self.status.as_str().to_owned()),
             visibility: Some(self.visibility.as_str().to_owned()),
             show_as: Some(self.show_as.as_str().to_owned()),
+            send_invitations: Some(self.send_invitations),
         }
     }
 
@@ -471,7 +591,13 @@ fn parse_attendees(list: Vec<AttendeeInput>) -> Result<Vec<Attendee>, Validation
         if out.iter().any(|o| o.email == email.as_str()) {
             return Err(ValidationError::new(format!("attendees[{i}].email"), format!("{email} is listed twice")));
         }
-        out.push(Attendee { email: email.as_str().to_owned(), name });
+        let response = match a.response.as_deref() {
+            None => ResponseStatus::NeedsAction,
+            Some(r) => r
+                .parse()
+                .map_err(|e: ValidationError| ValidationError::new(format!("attendees[{i}].response"), e.message))?,
+        };
+        out.push(Attendee { email: email.as_str().to_owned(), name, response });
     }
     Ok(out)
 }
@@ -556,14 +682,16 @@ mod tests {
             (Box::new(|i| i.start = Some("yesterday".into())), "start"),
             (Box::new(|i| i.end = Some("2026-12-01T10:00:00".into())), "end"),
             (
-                Box::new(|i| i.attendees = Some(vec![AttendeeInput { email: "nope".into(), name: None }])),
+                Box::new(|i| {
+                    i.attendees = Some(vec![AttendeeInput { email: "nope".into(), name: None, response: None }])
+                }),
                 "attendees[0].email",
             ),
             (
                 Box::new(|i| {
                     i.attendees = Some(vec![
-                        AttendeeInput { email: "a@b.test".into(), name: None },
-                        AttendeeInput { email: "A@B.test".into(), name: None },
+                        AttendeeInput { email: "a@b.test".into(), name: None, response: None },
+                        AttendeeInput { email: "A@B.test".into(), name: None, response: None },
                     ])
                 }),
                 "attendees[1].email",
@@ -606,7 +734,11 @@ mod tests {
     fn data_round_trips_through_json_with_zone_and_kind() {
         let mut timed_input = timed("2026-12-01T09:00:00+01:00", "2026-12-01T10:00:00+01:00");
         timed_input.time_zone = Some("Europe/Berlin".into());
-        timed_input.attendees = Some(vec![AttendeeInput { email: "Bo@Example.test".into(), name: Some("Bo".into()) }]);
+        timed_input.attendees = Some(vec![AttendeeInput {
+            email: "Bo@Example.test".into(),
+            name: Some("Bo".into()),
+            response: Some("accepted".into()),
+        }]);
         let mut all_day = timed("2026-03-29", "2026-03-30");
         all_day.all_day = Some(true);
         all_day.time_zone = Some("America/Santiago".into());
@@ -619,6 +751,64 @@ mod tests {
         }
         let bad = r#"{"title":"x","description":"","location":"","when":{"kind":"timed","start":"2026-12-01T09:00:00Z","end":"2026-12-01T10:00:00Z"},"time_zone":"Mars/Olympus","attendees":[],"status":"confirmed"}"#;
         assert!(serde_json::from_str::<AppointmentData>(bad).is_err(), "unknown zones are refused");
+    }
+
+    fn guest(email: &str, response: Option<&str>) -> AttendeeInput {
+        AttendeeInput { email: email.into(), name: None, response: response.map(Into::into) }
+    }
+
+    #[test]
+    fn a_new_attendee_list_keeps_the_answers_already_given() {
+        let mut input = timed("2026-12-01T09:00:00Z", "2026-12-01T10:00:00Z");
+        input.attendees = Some(vec![guest("ann@x.test", Some("accepted")), guest("bo@x.test", None)]);
+        let a = AppointmentData::create(input).unwrap();
+        assert_eq!(a.attendees[1].response, ResponseStatus::NeedsAction);
+        let b = a
+            .patched(AppointmentInput {
+                attendees: Some(vec![
+                    guest("ANN@x.test", None),
+                    guest("bo@x.test", Some("declined")),
+                    guest("cy@x.test", None),
+                ]),
+                ..Default::default()
+            })
+            .unwrap();
+        let answers: Vec<_> = b.attendees.iter().map(|x| (x.email.as_str(), x.response)).collect();
+        assert_eq!(
+            answers,
+            [
+                ("ann@x.test", ResponseStatus::Accepted),
+                ("bo@x.test", ResponseStatus::Declined),
+                ("cy@x.test", ResponseStatus::NeedsAction)
+            ]
+        );
+        let mut bad = timed("2026-12-01T09:00:00Z", "2026-12-01T10:00:00Z");
+        bad.attendees = Some(vec![guest("ann@x.test", Some("maybe"))]);
+        assert_eq!(AppointmentData::create(bad).unwrap_err().field, "attendees[0].response");
+    }
+
+    #[test]
+    fn only_the_organizer_changes_what_the_organizer_owns() {
+        let mut a = AppointmentData::create(timed("2026-12-01T09:00:00Z", "2026-12-01T10:00:00Z")).unwrap();
+        let retitled = a.patched(AppointmentInput { title: Some("Mine".into()), ..Default::default() }).unwrap();
+        assert_eq!(a.organizer_owned_change(&retitled), None, "calsync's own appointments are all ours");
+        a.organizer = Some("boss@other.test".into());
+        let retitled = a.patched(AppointmentInput { title: Some("Mine".into()), ..Default::default() }).unwrap();
+        assert_eq!(retitled.organizer.as_deref(), Some("boss@other.test"), "a patch keeps the organizer");
+        let e = a.organizer_owned_change(&retitled).unwrap();
+        assert_eq!(e.field, "title");
+        assert!(e.message.contains("boss@other.test"), "{}", e.message);
+        let moved =
+            a.patched(AppointmentInput { end: Some("2026-12-01T11:00:00Z".into()), ..Default::default() }).unwrap();
+        assert_eq!(a.organizer_owned_change(&moved).unwrap().field, "start");
+        let personal = a
+            .patched(AppointmentInput {
+                visibility: Some("private".into()),
+                show_as: Some("free".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(a.organizer_owned_change(&personal), None);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ValidationError;
-use crate::appointment::{AppointmentData, Attendee};
+use crate::appointment::{AppointmentData, Attendee, ResponseStatus};
 use crate::connection::ConflictStrategy;
 
 string_enum!(
@@ -185,7 +185,8 @@ fn same(a: &AppointmentData, b: &AppointmentData, field: Field) -> bool {
         Field::Time => a.when == b.when && a.time_zone == b.time_zone,
         Field::Attendees => {
             let (a, b) = (by_email(&a.attendees), by_email(&b.attendees));
-            a.len() == b.len() && a.iter().zip(&b).all(|((ka, x), (kb, y))| ka == kb && x.name == y.name)
+            a.len() == b.len()
+                && a.iter().zip(&b).all(|((ka, x), (kb, y))| ka == kb && x.name == y.name && x.response == y.response)
         }
         Field::Status => a.status == b.status,
         Field::Privacy => a.visibility == b.visibility,
@@ -220,9 +221,9 @@ fn by_email(list: &[Attendee]) -> BTreeMap<String, &Attendee> {
     map
 }
 
-/// The name `key` is invited under, if invited at all.
-fn name_in<'a>(list: &BTreeMap<String, &'a Attendee>, key: &str) -> Option<&'a str> {
-    list.get(key).map(|a| a.name.as_str())
+/// The name `key` is invited under and their answer, if invited at all.
+fn name_in<'a>(list: &BTreeMap<String, &'a Attendee>, key: &str) -> Option<(&'a str, ResponseStatus)> {
+    list.get(key).map(|a| (a.name.as_str(), a.response))
 }
 
 /// Merges the attendee lists person by person (see [`merge`]). The result lists local's
@@ -239,7 +240,7 @@ fn merge_attendees(
     let mut outcome = Outcome::Unchanged;
     let mut sides: BTreeMap<&str, Side> = BTreeMap::new();
     for key in keys {
-        // An attendee's value is whether they are invited and under which name.
+        // An attendee's value is whether they are invited, under which name, and their answer.
         let (bn, ln, rn) = (name_in(&b, key), name_in(&l, key), name_in(&r, key));
         let (side, o) = settle(ln != bn, rn != bn, ln == rn, winner);
         outcome = outcome.and(o);
@@ -283,7 +284,7 @@ mod tests {
     }
 
     fn guest(email: &str, name: &str) -> Attendee {
-        Attendee { email: email.into(), name: name.into() }
+        Attendee { email: email.into(), name: name.into(), response: Default::default() }
     }
 
     fn base() -> AppointmentData {
@@ -297,6 +298,8 @@ mod tests {
             status: AppointmentStatus::Confirmed,
             visibility: Default::default(),
             show_as: Default::default(),
+            send_invitations: false,
+            organizer: None,
         }
     }
 
@@ -490,6 +493,7 @@ mod tests {
                         slot.map(|(n, upper)| Attendee {
                             email: if upper { EMAILS[i].to_uppercase() } else { EMAILS[i].to_owned() },
                             name: NAMES[i][n].to_owned(),
+                            response: Default::default(),
                         })
                     })
                     .collect::<Vec<_>>()
@@ -516,6 +520,8 @@ mod tests {
                 status,
                 visibility: Default::default(),
                 show_as: Default::default(),
+                send_invitations: false,
+                organizer: None,
             })
     }
 

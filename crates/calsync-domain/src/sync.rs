@@ -83,11 +83,15 @@ pub fn content_hash(data: &AppointmentData) -> String {
         }
     }
     field(data.time_zone.name());
-    let mut guests: Vec<(&str, &str)> = data.attendees.iter().map(|a| (a.email.as_str(), a.name.as_str())).collect();
-    guests.sort_unstable();
-    for (email, name) in guests {
+    let mut guests: Vec<_> = data.attendees.iter().map(|a| (a.email.as_str(), a.name.as_str(), a.response)).collect();
+    guests.sort_unstable_by_key(|g| (g.0, g.1));
+    for (email, name, response) in guests {
         field(email);
         field(name);
+        // An answer only when there is one, so hashes from before answers were kept stand.
+        if response != crate::appointment::ResponseStatus::NeedsAction {
+            field(response.as_str());
+        }
     }
     field(data.status.as_str());
     // Only when set, so the hashes of everything stored before privacy existed stay the same.
@@ -284,12 +288,14 @@ mod tests {
             when: When::Timed { start: t("09:00"), end: t("10:00") },
             time_zone: chrono_tz::Tz::UTC,
             attendees: vec![
-                Attendee { email: "a@x.test".into(), name: "A".into() },
-                Attendee { email: "b@x.test".into(), name: "B".into() },
+                Attendee { email: "a@x.test".into(), name: "A".into(), response: Default::default() },
+                Attendee { email: "b@x.test".into(), name: "B".into(), response: Default::default() },
             ],
             status: AppointmentStatus::Confirmed,
             visibility: Default::default(),
             show_as: Default::default(),
+            send_invitations: false,
+            organizer: None,
         };
         let mut b = a.clone();
         b.attendees.reverse();

@@ -68,6 +68,8 @@ fn appointment(title: &str, day: u32) -> AppointmentData {
         status: AppointmentStatus::Confirmed,
         visibility: Default::default(),
         show_as: Default::default(),
+        send_invitations: false,
+        organizer: None,
     }
 }
 
@@ -145,7 +147,11 @@ async fn contract(p: &dyn CalendarProvider, token: &str, sandbox: &Sandbox, prov
             start: NaiveDate::from_ymd_opt(2026, 12, 24).unwrap(),
             end: NaiveDate::from_ymd_opt(2026, 12, 25).unwrap(),
         },
-        attendees: vec![Attendee { email: "client@example.com".into(), name: "Client".into() }],
+        attendees: vec![Attendee {
+            email: "client@example.com".into(),
+            name: "Client".into(),
+            response: Default::default(),
+        }],
         ..appointment("Office closed", 24)
     };
     let all_day = p

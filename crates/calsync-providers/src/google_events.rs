@@ -5,7 +5,9 @@
 
 use std::collections::HashMap;
 
-use calsync_domain::appointment::{AppointmentData, AppointmentStatus, Attendee, ShowAs, Visibility, When};
+use calsync_domain::appointment::{
+    AppointmentData, AppointmentStatus, Attendee, ResponseStatus, ShowAs, Visibility, When,
+};
 use chrono::{DateTime, Duration, FixedOffset, NaiveDate, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use serde::Deserialize;
@@ -14,6 +16,7 @@ use url::Url;
 
 use crate::calendar::{CalendarProvider, Change, ChangePage, ListFrom, PageNext, ProviderFuture, RemoteEvent};
 use crate::google::{GoogleApi, json_or_error};
+use crate::html_text::{description_for_html_field, description_text};
 use crate::{AccountIdentity, ProviderError, RemoteCalendar};
 
 /// The private extended property that carries the appointment id.
@@ -60,6 +63,14 @@ struct Event {
     extended_properties: Option<Extended>,
     visibility: Option<String>,
     transparency: Option<String>,
+    organizer: Option<Person>,
+}
+
+#[derive(Deserialize)]
+struct Person {
+    email: Option<String>,
+    #[serde(rename = "self")]
+    is_self: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -77,6 +88,7 @@ struct Guest {
     display_name: Option<String>,
     #[serde(default)]
     resource: bool,
+    response_status: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -98,13 +110,24 @@ pub fn event_id_for(key: &str) -> String {
 
 impl Event {
     fn into_change(self, calendar_zone: Option<&str>) -> Change {
-        if self.status.as_deref() == Some("cancelled") {
+        // An invitation its organizer cancelled stays, cancelled, in the attendee's calendar
+        // with its details: the appointment is cancelled, not deleted. Any other cancelled
+        // item is a deletion.
+        if self.status.as_deref() == Some("cancelled") && (self.organized_elsewhere().is_none() || self.start.is_none())
+        {
             return Change::Deleted { id: self.id };
         }
         Change::Upsert(Box::new(self.into_remote(calendar_zone)))
     }
 
+    /// The organizer's address when it is not the calendar's owner.
+    fn organized_elsewhere(&self) -> Option<String> {
+        let o = self.organizer.as_ref().filter(|o| o.is_self != Some(true))?;
+        o.email.as_deref().map(str::to_ascii_lowercase)
+    }
+
     fn into_remote(self, calendar_zone: Option<&str>) -> RemoteEvent {
+        let organizer = self.organized_elsewhere();
         let calsync_id = self.extended_properties.and_then(|mut e| e.private.remove(CALSYNC_ID_PROPERTY));
         let zone = self
             .start
@@ -127,7 +150,8 @@ impl Event {
         };
         let data = when.map(|when| AppointmentData {
             title: self.summary.filter(|s| !s.trim().is_empty()).unwrap_or_else(|| "(No title)".into()),
-            description: self.description.unwrap_or_default(),
+            // Google's editor writes a little HTML; calsync keeps text.
+            description: self.description.as_deref().map(description_text).unwrap_or_default(),
             location: self.location.unwrap_or_default(),
             when,
             time_zone: zone,
@@ -136,12 +160,22 @@ impl Event {
                 .into_iter()
                 .filter(|g| !g.resource)
                 .filter_map(|g| {
-                    g.email
-                        .map(|e| Attendee { email: e.to_ascii_lowercase(), name: g.display_name.unwrap_or_default() })
+                    let response = match g.response_status.as_deref() {
+                        Some("accepted") => ResponseStatus::Accepted,
+                        Some("declined") => ResponseStatus::Declined,
+                        Some("tentative") => ResponseStatus::Tentative,
+                        _ => ResponseStatus::NeedsAction,
+                    };
+                    g.email.map(|e| Attendee {
+                        email: e.to_ascii_lowercase(),
+                        name: g.display_name.unwrap_or_default(),
+                        response,
+                    })
                 })
                 .collect(),
             status: match self.status.as_deref() {
                 Some("tentative") => AppointmentStatus::Tentative,
+                Some("cancelled") => AppointmentStatus::Cancelled,
                 _ => AppointmentStatus::Confirmed,
             },
             // `confidential` is Google's older spelling of private.
@@ -150,6 +184,9 @@ impl Event {
                 _ => Visibility::Default,
             },
             show_as: if self.transparency.as_deref() == Some("transparent") { ShowAs::Free } else { ShowAs::Busy },
+            // Whether pushes may mail guests is calsync's setting, not the event's.
+            send_invitations: false,
+            organizer,
         });
         RemoteEvent {
             id: self.id,
@@ -163,8 +200,28 @@ impl Event {
     }
 }
 
+/// Google's `responseStatus` for an answer.
+fn response_status(r: ResponseStatus) -> &'static str {
+    match r {
+        ResponseStatus::NeedsAction => "needsAction",
+        ResponseStatus::Accepted => "accepted",
+        ResponseStatus::Declined => "declined",
+        ResponseStatus::Tentative => "tentative",
+    }
+}
+
+/// `sendUpdates` for a write of `data`: guests are mailed only when the appointment asks.
+fn send_updates(data: &AppointmentData) -> &'static str {
+    if data.send_invitations && data.organizer.is_none() { "all" } else { "none" }
+}
+
 /// The event resource for a write.
 fn body(data: &AppointmentData, key: Option<(&str, &str)>) -> Value {
+    if data.organizer.is_some() {
+        // An attendee's copy: only the attendee's own properties may be written (anything else
+        // is 403 `forbiddenForNonOrganizer`), and a PATCH leaves the rest as the organizer set it.
+        return json!({"transparency": if data.show_as == ShowAs::Free { "transparent" } else { "opaque" }});
+    }
     let time = |t: &When, start: bool| match *t {
         // The zone rides along (Google keeps it on date-only times too), so an all-day
         // appointment comes back in its own zone rather than the calendar's.
@@ -179,16 +236,22 @@ fn body(data: &AppointmentData, key: Option<(&str, &str)>) -> Value {
             })
         }
     };
+    // Text that would read as HTML goes as HTML, so it reads back as the same text.
+    let description = description_for_html_field(&data.description);
     let mut v = json!({
         "summary": data.title,
-        "description": data.description,
+        "description": description,
         "location": data.location,
         "start": time(&data.when, true),
         "end": time(&data.when, false),
         "status": data.status.as_str(),
         "visibility": data.visibility.as_str(),
         "transparency": if data.show_as == ShowAs::Free { "transparent" } else { "opaque" },
-        "attendees": data.attendees.iter().map(|a| json!({"email": a.email, "displayName": a.name})).collect::<Vec<_>>(),
+        "attendees": data
+            .attendees
+            .iter()
+            .map(|a| json!({"email": a.email, "displayName": a.name, "responseStatus": response_status(a.response)}))
+            .collect::<Vec<_>>(),
     });
     if let Some((key, stamp)) = key {
         v["id"] = json!(event_id_for(key));
@@ -278,7 +341,7 @@ impl GoogleCalendar {
             .http
             .post(self.events_url(calendar, None))
             .bearer_auth(token)
-            .query(&[("sendUpdates", "none")])
+            .query(&[("sendUpdates", send_updates(data))])
             .json(&body(data, Some((key, stamp))))
             .send()
             .await
@@ -314,7 +377,7 @@ impl GoogleCalendar {
             .patch(self.events_url(calendar, Some(id)))
             .bearer_auth(token)
             .header(reqwest::header::IF_MATCH, etag)
-            .query(&[("sendUpdates", "none")])
+            .query(&[("sendUpdates", send_updates(data))])
             .json(&body(data, None))
             .send()
             .await

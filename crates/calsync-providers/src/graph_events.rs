@@ -3,11 +3,14 @@
 //! on writes, times read in UTC (`Prefer: outlook.timezone="UTC"`) and bodies as text, and the
 //! appointment id in a single-value extended property.
 //!
-//! Attendees are not written to Graph yet: Graph mails every attendee of an event it creates
-//! or reschedules, with no switch to stop it, and how calsync avoids invitation spam is part of
-//! event fidelity (next). They are read.
+//! Graph mails every attendee of an event it creates or reschedules, with no switch to stop it.
+//! So attendees are written as attendees only when the appointment asks for invitations
+//! (`send_invitations`); otherwise they go into the body as a list under [`ATTENDEE_LIST`],
+//! which reading takes back out, so the round trip gives the same appointment.
 
-use calsync_domain::appointment::{AppointmentData, AppointmentStatus, Attendee, ShowAs, Visibility, When};
+use calsync_domain::appointment::{
+    AppointmentData, AppointmentStatus, Attendee, ResponseStatus, ShowAs, Visibility, When,
+};
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use serde::Deserialize;
@@ -21,6 +24,9 @@ use crate::{AccountIdentity, ProviderError, RemoteCalendar};
 /// The extended property that carries the appointment id (a named string property in the
 /// PublicStrings set).
 pub const CALSYNC_ID_PROPERTY: &str = "String {00020329-0000-0000-C000-000000000046} Name calsyncId";
+/// The heading of the attendee list written into the body of an event whose attendees are not
+/// invited.
+pub const ATTENDEE_LIST: &str = "Attendees (not invited by calsync):";
 const PREFER_READ: &str = "outlook.timezone=\"UTC\", outlook.body-content-type=\"text\", odata.maxpagesize=100";
 
 /// Microsoft Graph calendars behind the provider trait.
@@ -79,6 +85,10 @@ fn into_remote(id: String, item: &Value) -> RemoteEvent {
         })
         .and_then(|p| text(p, "value"));
     let zone = text(item, "originalStartTimeZone").and_then(|z| zone_named(&z)).unwrap_or(Tz::UTC);
+    let organizer = (item.get("isOrganizer").and_then(Value::as_bool) == Some(false))
+        .then(|| item.get("organizer")?.get("emailAddress").and_then(|a| text(a, "address")))
+        .flatten()
+        .map(|a| a.to_ascii_lowercase());
     // Delta sends occurrences of a series as skeletons: no subject, read the master.
     let data = item.get("subject").and_then(|_| {
         let (start, end) = (utc(item.get("start")?)?, utc(item.get("end")?)?);
@@ -89,29 +99,52 @@ fn into_remote(id: String, item: &Value) -> RemoteEvent {
         } else {
             When::Timed { start, end: end.max(start) }
         };
+        let invited: Vec<Attendee> = item
+            .get("attendees")
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .filter(|a| a.get("type").and_then(Value::as_str) != Some("resource"))
+                    .filter_map(|a| {
+                        let addr = a.get("emailAddress")?;
+                        let response = match a.get("status").and_then(|s| s.get("response")).and_then(Value::as_str) {
+                            Some("accepted" | "organizer") => ResponseStatus::Accepted,
+                            Some("declined") => ResponseStatus::Declined,
+                            Some("tentativelyAccepted") => ResponseStatus::Tentative,
+                            _ => ResponseStatus::NeedsAction,
+                        };
+                        Some(Attendee {
+                            email: text(addr, "address")?.to_ascii_lowercase(),
+                            name: text(addr, "name").unwrap_or_default(),
+                            response,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let body = item.get("body").and_then(|b| text(b, "content")).unwrap_or_default();
+        let (description, listed) = split_attendee_list(&body);
+        // An event with invited attendees is a meeting: later pushes keep inviting (writing
+        // the list into the body instead would uninvite everyone, with a cancellation each).
+        let send_invitations = !invited.is_empty() && organizer.is_none();
+        let attendees = if invited.is_empty() { listed } else { invited };
+        let cancelled = item.get("isCancelled").and_then(Value::as_bool) == Some(true);
+        let mut title = text(item, "subject").unwrap_or_default();
+        // Outlook renames a meeting its organizer cancelled; the status already says so.
+        if cancelled && let Some(rest) = title.strip_prefix("Canceled: ") {
+            title = rest.to_owned();
+        }
+        if title.trim().is_empty() {
+            title = "(No title)".into();
+        }
         Some(AppointmentData {
-            title: text(item, "subject").filter(|s| !s.trim().is_empty()).unwrap_or_else(|| "(No title)".into()),
-            description: item.get("body").and_then(|b| text(b, "content")).unwrap_or_default().trim().to_owned(),
+            title,
+            description,
             location: item.get("location").and_then(|l| text(l, "displayName")).unwrap_or_default(),
             when,
             time_zone: zone,
-            attendees: item
-                .get("attendees")
-                .and_then(Value::as_array)
-                .map(|list| {
-                    list.iter()
-                        .filter(|a| a.get("type").and_then(Value::as_str) != Some("resource"))
-                        .filter_map(|a| {
-                            let addr = a.get("emailAddress")?;
-                            Some(Attendee {
-                                email: text(addr, "address")?.to_ascii_lowercase(),
-                                name: text(addr, "name").unwrap_or_default(),
-                            })
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-            status: if item.get("isCancelled").and_then(Value::as_bool) == Some(true) {
+            attendees,
+            status: if cancelled {
                 AppointmentStatus::Cancelled
             } else if item.get("showAs").and_then(Value::as_str) == Some("tentative") {
                 AppointmentStatus::Tentative
@@ -128,6 +161,8 @@ fn into_remote(id: String, item: &Value) -> RemoteEvent {
             } else {
                 ShowAs::Busy
             },
+            send_invitations,
+            organizer: organizer.clone(),
         })
     });
     RemoteEvent {
@@ -143,8 +178,82 @@ fn into_remote(id: String, item: &Value) -> RemoteEvent {
     }
 }
 
+/// `- Ann Example <ann@example.org>`, with the answer in brackets when there is one.
+fn attendee_line(a: &Attendee) -> String {
+    let mut line = if a.name.is_empty() { format!("- <{}>", a.email) } else { format!("- {} <{}>", a.name, a.email) };
+    if a.response != ResponseStatus::NeedsAction {
+        line.push_str(&format!(" ({})", a.response.as_str()));
+    }
+    line
+}
+
+fn parse_attendee_line(line: &str) -> Option<Attendee> {
+    let rest = line.trim_end().strip_prefix("- ")?;
+    let (rest, response) = match rest.rsplit_once(" (") {
+        Some((r, answer)) if rest.ends_with(')') => (r, answer.trim_end_matches(')').parse().ok()?),
+        _ => (rest, ResponseStatus::NeedsAction),
+    };
+    let (name, email) = rest.strip_suffix('>')?.rsplit_once('<')?;
+    if !email.contains('@') || email.contains(char::is_whitespace) {
+        return None;
+    }
+    Some(Attendee { email: email.to_ascii_lowercase(), name: name.trim().to_owned(), response })
+}
+
+/// The body of an event whose attendees are not invited: the description, then the list.
+fn with_attendee_list(description: &str, attendees: &[Attendee]) -> String {
+    if attendees.is_empty() {
+        return description.to_owned();
+    }
+    let mut out = description.to_owned();
+    if !out.is_empty() {
+        out.push_str("\n\n");
+    }
+    out.push_str(ATTENDEE_LIST);
+    for a in attendees {
+        out.push('\n');
+        out.push_str(&attendee_line(a));
+    }
+    out
+}
+
+/// Splits a body read back into the description and the attendee list calsync wrote into it.
+/// A list that does not parse whole is someone's text, and stays in the description.
+fn split_attendee_list(body: &str) -> (String, Vec<Attendee>) {
+    let body = body.replace("\r\n", "\n");
+    let body = body.trim();
+    let start = if body.starts_with(ATTENDEE_LIST) {
+        Some(0)
+    } else {
+        body.rfind(&format!("\n\n{ATTENDEE_LIST}")).map(|i| i + 2)
+    };
+    if let Some(start) = start {
+        let list: Option<Vec<Attendee>> = body[start + ATTENDEE_LIST.len()..]
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(parse_attendee_line)
+            .collect();
+        if let Some(list) = list.filter(|l| !l.is_empty()) {
+            return (body[..start].trim_end().to_owned(), list);
+        }
+    }
+    (body.to_owned(), Vec::new())
+}
+
 /// The event resource for a write: times in the appointment's zone (IANA names are accepted).
 fn body(data: &AppointmentData) -> Value {
+    let personal = json!({
+        "showAs": match (data.status, data.show_as) {
+            (AppointmentStatus::Tentative, _) => "tentative",
+            (_, ShowAs::Free) => "free",
+            _ => "busy",
+        },
+        "sensitivity": if data.visibility == Visibility::Private { "private" } else { "normal" },
+    });
+    if data.organizer.is_some() {
+        // An attendee's copy: Graph refuses (400) a change to anything its organizer owns.
+        return personal;
+    }
     let zone = data.time_zone.name();
     let (start, end, all_day) = match data.when {
         When::AllDay { start, end } => {
@@ -157,20 +266,29 @@ fn body(data: &AppointmentData) -> Value {
         ),
     };
     let at = |n: NaiveDateTime| n.format("%Y-%m-%dT%H:%M:%S").to_string();
-    json!({
+    let (content, attendees) = if data.send_invitations {
+        let invited: Vec<Value> = data
+            .attendees
+            .iter()
+            .map(|a| json!({"type": "required", "emailAddress": {"address": a.email, "name": a.name}}))
+            .collect();
+        (data.description.clone(), invited)
+    } else {
+        (with_attendee_list(&data.description, &data.attendees), Vec::new())
+    };
+    let mut v = json!({
         "subject": data.title,
-        "body": {"contentType": "text", "content": data.description},
+        "body": {"contentType": "text", "content": content},
         "location": {"displayName": data.location},
         "start": {"dateTime": at(start), "timeZone": zone},
         "end": {"dateTime": at(end), "timeZone": zone},
         "isAllDay": all_day,
-        "showAs": match (data.status, data.show_as) {
-            (AppointmentStatus::Tentative, _) => "tentative",
-            (_, ShowAs::Free) => "free",
-            _ => "busy",
-        },
-        "sensitivity": if data.visibility == Visibility::Private { "private" } else { "normal" },
-    })
+        "attendees": attendees,
+    });
+    if let (Some(v), Some(p)) = (v.as_object_mut(), personal.as_object()) {
+        v.extend(p.clone());
+    }
+    v
 }
 
 impl GraphCalendar {
@@ -386,5 +504,52 @@ mod tests {
         assert_eq!(zone_named("AUS Eastern Standard Time"), Some(Tz::Australia__Sydney));
         assert_eq!(zone_named("Europe/Paris"), Some(Tz::Europe__Paris));
         assert_eq!(zone_named("tzone://Microsoft/Custom"), None);
+    }
+
+    fn guest(email: &str, name: &str, response: ResponseStatus) -> Attendee {
+        Attendee { email: email.into(), name: name.into(), response }
+    }
+
+    #[test]
+    fn an_attendee_list_in_the_body_reads_back_as_attendees() {
+        let people = vec![
+            guest("ann@x.test", "Ann (Legal)", ResponseStatus::NeedsAction),
+            guest("bo@x.test", "", ResponseStatus::Accepted),
+        ];
+        for description in ["", "Bring the lease", "Two\n\nparagraphs"] {
+            let body = with_attendee_list(description, &people);
+            assert_eq!(split_attendee_list(&body), (description.to_owned(), people.clone()), "{body}");
+            assert_eq!(split_attendee_list(&body.replace('\n', "\r\n")).1, people);
+        }
+        // Text that only looks like a list heading stays text.
+        let odd = format!("Notes\n\n{ATTENDEE_LIST}\nnot a person");
+        assert_eq!(split_attendee_list(&odd), (odd.clone(), Vec::new()));
+        assert_eq!(split_attendee_list("Plain"), ("Plain".to_owned(), Vec::new()));
+    }
+
+    #[test]
+    fn attendees_are_invited_only_when_asked() {
+        let mut data = AppointmentData::create(calsync_domain::appointment::AppointmentInput {
+            title: Some("Intake".into()),
+            start: Some("2026-12-01T09:00:00Z".into()),
+            end: Some("2026-12-01T10:00:00Z".into()),
+            attendees: Some(vec![calsync_domain::appointment::AttendeeInput {
+                email: "ann@x.test".into(),
+                name: Some("Ann".into()),
+                response: None,
+            }]),
+            ..Default::default()
+        })
+        .unwrap();
+        let quiet = body(&data);
+        assert_eq!(quiet["attendees"], json!([]));
+        assert!(quiet["body"]["content"].as_str().unwrap().contains("- Ann <ann@x.test>"));
+        data.send_invitations = true;
+        let loud = body(&data);
+        assert_eq!(loud["attendees"][0]["emailAddress"]["address"], "ann@x.test");
+        assert_eq!(loud["body"]["content"], "");
+        data.organizer = Some("boss@y.test".into());
+        let copy = body(&data);
+        assert_eq!(copy.as_object().unwrap().keys().collect::<Vec<_>>(), ["sensitivity", "showAs"]);
     }
 }

@@ -206,6 +206,8 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
                 status: AppointmentStatus::Confirmed,
                 visibility: Default::default(),
                 show_as: Default::default(),
+                send_invitations: false,
+                organizer: None,
             };
             w.db.insert_appointment(firm, user, data).await?;
         }

@@ -78,7 +78,11 @@ async fn appointment_crud_round_trip(backend: Backend) {
     assert_eq!(created["start"], "2026-12-01T09:00:00+01:00");
     assert_eq!(created["time_zone"], "Europe/Berlin");
     assert_eq!(created["status"], "confirmed");
-    assert_eq!(created["attendees"], json!([{"email": "client@example.com", "name": "Client"}]));
+    assert_eq!(
+        created["attendees"],
+        json!([{"email": "client@example.com", "name": "Client", "response": "needs_action"}])
+    );
+    assert_eq!((created["send_invitations"].as_bool(), created["organizer"].as_str()), (Some(false), None));
     assert_eq!(created["version"], 1);
     for key in ["owner", "created_at", "updated_at", "all_day", "description", "location"] {
         assert!(created.get(key).is_some(), "missing {key}");

@@ -907,6 +907,181 @@ async fn private_appointments_stay_private(backend: Backend) {
     }
 }
 
+/// Mail the sandbox recorded for `account` (what the provider would have sent).
+async fn mail_for(app: &TestApp, account: &str) -> Vec<Value> {
+    let v: Value = app
+        .http
+        .get(app.sandbox_url(&format!("/_sandbox/mail?account={account}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["mail"].as_array().cloned().unwrap_or_default()
+}
+
+/// The one event titled `title` as the provider returns it.
+async fn remote_event(remote: &Remote<'_>, title: &str) -> Value {
+    let v: Value =
+        remote.app.http.get(remote.url("")).bearer_auth(&remote.token).send().await.unwrap().json().await.unwrap();
+    let items = v.get("items").or_else(|| v.get("value")).and_then(Value::as_array).unwrap().clone();
+    items
+        .into_iter()
+        .find(|e| e.get("summary").or_else(|| e.get("subject")) == Some(&json!(title)))
+        .unwrap_or_else(|| panic!("no event {title}"))
+}
+
+/// Attendees are mailed only when the appointment asks for it: a sync must never spam guests.
+/// On Graph, which mails every attendee it is given, the uninvited are listed in the body.
+async fn attendees_are_never_mailed_unasked(backend: Backend) {
+    let app = TestApp::spawn_with_sandbox(backend).await;
+    for (n, provider) in PROVIDERS.into_iter().enumerate() {
+        let (token, conn, remote) = connected(&app, provider, n).await;
+        let account = format!("staff{n}@{}.test", if provider == "google" { "gmail" } else { "outlook" });
+        let guests = json!([{"email": "ann@client.test", "name": "Ann Client"}, {"email": "bo@client.test"}]);
+        let quiet =
+            json!({"title": "Quiet", "attendees": guests, "start": at(30).to_rfc3339(), "end": at(31).to_rfc3339()});
+        let resp = app.post("/api/appointments/", &token).json(&quiet).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let made: Value = resp.json().await.unwrap();
+        assert_eq!(
+            (made["send_invitations"].as_bool(), made["attendees"][0]["response"].as_str()),
+            (Some(false), Some("needs_action"))
+        );
+        let a = sync_now(&app, &token, &conn).await;
+        assert_eq!(counts(&a)[3], 1, "{a}");
+        // Edited and moved (Graph mails attendees about both), then deleted: still no mail.
+        let id = made["id"].as_str().unwrap();
+        patch_local(
+            &app,
+            &token,
+            id,
+            json!({"location": "Room 2", "start": at(32).to_rfc3339(), "end": at(33).to_rfc3339()}),
+        )
+        .await;
+        sync_now(&app, &token, &conn).await;
+        let e = remote_event(&remote, "Quiet").await;
+        if provider == "google" {
+            assert_eq!(e["attendees"].as_array().map(Vec::len), Some(2), "{e}");
+        } else {
+            assert!(e["attendees"].as_array().is_none_or(Vec::is_empty), "not invited on Graph: {e}");
+            let body = e["body"]["content"].as_str().unwrap();
+            assert!(body.contains("Ann Client") && body.contains("bo@client.test"), "listed in the body: {body}");
+        }
+        // Read back, the list is attendees again, not description.
+        let back = find_local(&app, &token, "Quiet").await;
+        assert_eq!(
+            (back["description"].as_str(), back["attendees"].as_array().map(Vec::len)),
+            (Some(""), Some(2)),
+            "{back}"
+        );
+        assert!(mail_for(&app, &account).await.is_empty(), "{provider}: nobody mailed");
+
+        // Asked for: invitations go out, to the guests.
+        let loud = json!({"title": "Loud", "attendees": guests, "send_invitations": true,
+                          "start": at(40).to_rfc3339(), "end": at(41).to_rfc3339()});
+        let resp = app.post("/api/appointments/", &token).json(&loud).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        sync_now(&app, &token, &conn).await;
+        let mail = mail_for(&app, &account).await;
+        assert_eq!(mail.len(), 1, "{provider}: one invitation: {mail:?}");
+        assert_eq!(mail[0]["kind"], "invitation");
+        let mut to: Vec<&str> = mail[0]["recipients"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+        to.sort_unstable();
+        assert_eq!(to, ["ann@client.test", "bo@client.test"], "{provider}");
+        let e = remote_event(&remote, "Loud").await;
+        assert_eq!(e["attendees"].as_array().map(Vec::len), Some(2), "{provider}: invited: {e}");
+        // Nothing more from a sync with no change.
+        sync_now(&app, &token, &conn).await;
+        assert_eq!(mail_for(&app, &account).await.len(), 1, "{provider}");
+    }
+}
+
+/// An invitation from someone else: pulled with the attendees' answers; what the organizer owns
+/// is read-only here (a clear 4xx, never a refused write retried forever); the attendee's own
+/// free/busy goes through; the organizer's changes arrive; their cancellation cancels it.
+async fn invitations_belong_to_their_organizer(backend: Backend) {
+    let app = TestApp::spawn_with_sandbox(backend).await;
+    for (n, provider) in PROVIDERS.into_iter().enumerate() {
+        let (token, conn, remote) = connected(&app, provider, n).await;
+        let account = format!("staff{n}@{}.test", if provider == "google" { "gmail" } else { "outlook" });
+        let f = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
+        let invited = if provider == "google" {
+            let event = json!({"summary": "Board meeting", "start": {"dateTime": f(at(50))}, "end": {"dateTime": f(at(51))},
+                               "attendees": [{"email": "cy@partner.test", "responseStatus": "declined"}]});
+            app.control(
+                "/_sandbox/google/invite",
+                json!({"email": account, "organizer": "chair@partner.test", "event": event}),
+            )
+            .await
+        } else {
+            let t = |h| f(at(h)).trim_end_matches('Z').to_owned();
+            let event = json!({"subject": "Board meeting", "start": {"dateTime": t(50), "timeZone": "UTC"},
+                               "end": {"dateTime": t(51), "timeZone": "UTC"},
+                               "attendees": [{"type": "required", "emailAddress": {"address": "cy@partner.test"}}]});
+            app.control(
+                "/_sandbox/microsoft/invite",
+                json!({"email": account, "organizer": {"address": "chair@partner.test"}, "event": event}),
+            )
+            .await
+        };
+        let event_id = invited["id"].as_str().unwrap().to_owned();
+        let a = sync_now(&app, &token, &conn).await;
+        assert_eq!(counts(&a)[0], 1, "{a}");
+        let board = find_local(&app, &token, "Board meeting").await;
+        assert_eq!(board["organizer"], "chair@partner.test", "{provider}: {board}");
+        let answers: HashMap<&str, &str> = board["attendees"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| (a["email"].as_str().unwrap(), a["response"].as_str().unwrap()))
+            .collect();
+        assert_eq!(answers.get(account.as_str()), Some(&"needs_action"), "{provider}: {board}");
+        if provider == "google" {
+            assert_eq!(answers.get("chair@partner.test"), Some(&"accepted"), "{board}");
+            assert_eq!(answers.get("cy@partner.test"), Some(&"declined"), "{board}");
+        }
+        // The organizer's fields are theirs.
+        let id = board["id"].as_str().unwrap();
+        let resp = app
+            .patch(&format!("/api/appointments/{id}/"), &token)
+            .json(&json!({"title": "Mine now"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY, "{provider}");
+        let err: Value = resp.json().await.unwrap();
+        assert_eq!(err["error"]["field"], "title", "{err}");
+        assert!(err.to_string().contains("chair@partner.test"), "{err}");
+        // Free/busy is the attendee's own: it goes through, without a refused write.
+        patch_local(&app, &token, id, json!({"show_as": "free"})).await;
+        let a = sync_now(&app, &token, &conn).await;
+        assert_eq!((a["status"].as_str(), counts(&a)[4]), (Some("success"), 1), "{provider}: {a}");
+        let e = remote_event(&remote, "Board meeting").await;
+        let free = if provider == "google" { e["transparency"] == "transparent" } else { e["showAs"] == "free" };
+        assert!(free, "{provider}: {e}");
+        // The organizer moves it; then cancels it.
+        let patch = if provider == "google" {
+            json!({"email": account, "event_id": event_id, "patch": {"summary": "Board meeting (moved)"}})
+        } else {
+            json!({"email": account, "event_id": event_id, "event": {"subject": "Board meeting (moved)"}})
+        };
+        app.control(&format!("/_sandbox/{provider}/organizer-update"), patch).await;
+        sync_now(&app, &token, &conn).await;
+        let moved = find_local(&app, &token, "Board meeting (moved)").await;
+        assert_eq!(moved["show_as"], "free", "{provider}: the attendee's own setting stays: {moved}");
+        app.control(&format!("/_sandbox/{provider}/organizer-cancel"), json!({"email": account, "event_id": event_id}))
+            .await;
+        let a = sync_now(&app, &token, &conn).await;
+        assert_eq!(a["status"], "success", "{a}");
+        let cancelled = find_local(&app, &token, "Board meeting (moved)").await;
+        assert_eq!(cancelled["status"], "cancelled", "{provider}: cancelled, not deleted: {cancelled}");
+        // No mail was sent by anything calsync did.
+        assert!(mail_for(&app, &account).await.is_empty(), "{provider}");
+    }
+}
+
 /// Two processes asked to sync the same connection at once: one syncs, the other waits for it
 /// and answers with the same attempt.
 async fn a_sync_running_in_another_process_is_waited_for(backend: Backend) {
@@ -931,6 +1106,8 @@ async fn a_sync_running_in_another_process_is_waited_for(backend: Backend) {
 }
 
 backend_tests!(
+    attendees_are_never_mailed_unasked,
+    invitations_belong_to_their_organizer,
     a_sync_running_in_another_process_is_waited_for,
     private_appointments_stay_private,
     outlook_zones_arrive_as_iana_zones,

@@ -35,18 +35,19 @@ pub struct AppointmentPage {
 
 pub(crate) const COLUMNS: &str = "id, firm_id, owner_id, title, description, location, all_day, start_utc, \
     end_utc, start_date, end_date, time_zone, attendees, status, version, created_at, updated_at, \
-    origin_connection_id, origin_calendar_id, deleted_at, visibility, show_as";
+    origin_connection_id, origin_calendar_id, deleted_at, visibility, show_as, send_invitations, organizer";
 
 /// [`COLUMNS`] of the table aliased `a`, for joins.
 pub(crate) const A_COLUMNS: &str = "a.id, a.firm_id, a.owner_id, a.title, a.description, a.location, a.all_day, \
     a.start_utc, a.end_utc, a.start_date, a.end_date, a.time_zone, a.attendees, a.status, a.version, a.created_at, \
-    a.updated_at, a.origin_connection_id, a.origin_calendar_id, a.deleted_at, a.visibility, a.show_as";
+    a.updated_at, a.origin_connection_id, a.origin_calendar_id, a.deleted_at, a.visibility, a.show_as, \
+    a.send_invitations, a.organizer";
 
 /// One insert for every way an appointment is made (in calsync, or imported with its origin).
 pub(crate) const INSERT: &str = "INSERT INTO appointments (id, firm_id, owner_id, title, description, location, \
     all_day, start_utc, end_utc, start_date, end_date, time_zone, attendees, status, version, created_at, updated_at, \
-    origin_connection_id, origin_calendar_id, visibility, show_as) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17, $18, $19, $20)";
+    origin_connection_id, origin_calendar_id, visibility, show_as, send_invitations, organizer) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17, $18, $19, $20, $21, $22)";
 
 /// [`INSERT`] with the values of `a` bound, ready to execute on a pool or a transaction.
 macro_rules! insert_appointment_query {
@@ -81,6 +82,8 @@ macro_rules! insert_appointment_query {
             .bind(origin_calendar)
             .bind(a.data.visibility.as_str())
             .bind(a.data.show_as.as_str())
+            .bind(a.data.send_invitations)
+            .bind(a.data.organizer.as_deref())
     }};
 }
 pub(crate) use insert_appointment_query;
@@ -117,6 +120,8 @@ pub(crate) struct Row {
     pub(crate) deleted_at: Option<DateTime<Utc>>,
     visibility: String,
     show_as: String,
+    send_invitations: bool,
+    organizer: Option<String>,
 }
 
 impl TryFrom<Row> for Appointment {
@@ -149,6 +154,8 @@ impl TryFrom<Row> for Appointment {
                 status: r.status.parse::<AppointmentStatus>().map_err(|_| corrupt("status"))?,
                 visibility: r.visibility.parse().map_err(|_| corrupt("visibility"))?,
                 show_as: r.show_as.parse().map_err(|_| corrupt("show_as"))?,
+                send_invitations: r.send_invitations,
+                organizer: r.organizer,
             },
             origin,
             version: r.version,
@@ -255,7 +262,7 @@ impl Db {
         let sql = format!(
             "UPDATE appointments SET title = $1, description = $2, location = $3, all_day = $4, start_utc = $5, \
              end_utc = $6, start_date = $7, end_date = $8, time_zone = $9, attendees = $10, status = $11, \
-             version = version + 1, updated_at = $12, visibility = $16, show_as = $17 \
+             version = version + 1, updated_at = $12, visibility = $16, show_as = $17, send_invitations = $18 \
              WHERE id = $13 AND firm_id = $14 AND version = $15 AND deleted_at IS NULL RETURNING {COLUMNS}"
         );
         let row: Option<Row> = on_pool!(self, pool => {
@@ -277,6 +284,7 @@ impl Db {
                 .bind(expected_version)
                 .bind(data.visibility.as_str())
                 .bind(data.show_as.as_str())
+                .bind(data.send_invitations)
                 .fetch_optional(pool)
                 .await?
         });

@@ -176,7 +176,7 @@ impl Db {
         let update = format!(
             "UPDATE appointments SET title = $1, description = $2, location = $3, all_day = $4, start_utc = $5, \
              end_utc = $6, start_date = $7, end_date = $8, time_zone = $9, attendees = $10, status = $11, \
-             version = version + 1, updated_at = $12, visibility = $16, show_as = $17 \
+             version = version + 1, updated_at = $12, visibility = $16, show_as = $17, organizer = $18 \
              WHERE id = $13 AND firm_id = $14 AND version = $15 AND deleted_at IS NULL RETURNING {COLUMNS}"
         );
         let result: Result<Option<(Row, LinkRow)>, StoreError> = on_pool!(self, pool => {
@@ -200,6 +200,7 @@ impl Db {
                     .bind(expected_version)
                     .bind(data.visibility.as_str())
                     .bind(data.show_as.as_str())
+                    .bind(data.organizer.as_deref())
                     .fetch_optional(&mut *tx)
                     .await?;
                 let Some(row) = row else { return Ok(None) };
@@ -368,7 +369,7 @@ impl Db {
                     let mut q = sqlx::QueryBuilder::new(
                         "INSERT INTO appointments (id, firm_id, owner_id, title, description, location, all_day, \
                          start_utc, end_utc, start_date, end_date, time_zone, attendees, status, version, created_at, \
-                         updated_at, origin_connection_id, origin_calendar_id, visibility, show_as) ",
+                         updated_at, origin_connection_id, origin_calendar_id, visibility, show_as, send_invitations, organizer) ",
                     );
                     q.push_values(chunk, |mut b, a| {
                         let (start_utc, end_utc) = a.data.utc_range();
@@ -393,7 +394,9 @@ impl Db {
                             .push_bind(connection.as_uuid())
                             .push_bind(calendar.as_uuid())
                             .push_bind(a.data.visibility.as_str())
-                            .push_bind(a.data.show_as.as_str());
+                            .push_bind(a.data.show_as.as_str())
+                            .push_bind(a.data.send_invitations)
+                            .push_bind(a.data.organizer.clone());
                     });
                     q.build().execute(&mut *tx).await.map_err(owner_not_in_firm)?;
                 }

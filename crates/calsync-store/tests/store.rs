@@ -139,7 +139,14 @@ async fn appointments_round_trip(backend: Backend) {
     let db = &t.db;
     let (firm, u) = firm_with_user(db, "acme").await;
     let mut data = timed("Intake", "2026-12-01T09:00:00+01:00", "2026-12-01T10:00:00+01:00");
-    data.attendees = vec![calsync_domain::appointment::Attendee { email: "c@client.test".into(), name: "Cé".into() }];
+    data.attendees = vec![calsync_domain::appointment::Attendee {
+        email: "c@client.test".into(),
+        name: "Cé".into(),
+        response: calsync_domain::appointment::ResponseStatus::Tentative,
+    }];
+    // Every column comes back: answers, the invitation setting and an invitation's organizer.
+    data.send_invitations = true;
+    data.organizer = Some("boss@elsewhere.test".into());
     let created = db.insert_appointment(firm, u.id, data.clone()).await.unwrap();
     let read = db.appointment(firm, Some(u.id), created.id).await.unwrap();
     assert_eq!(read, created, "what a write returns is what a read returns, timestamps included");
@@ -153,7 +160,7 @@ async fn appointments_round_trip(backend: Backend) {
         end: Some("2026-12-27".into()),
         all_day: Some(true),
         time_zone: Some("America/New_York".into()),
-        attendees: Some(vec![AttendeeInput { email: "a@b.test".into(), name: None }]),
+        attendees: Some(vec![AttendeeInput { email: "a@b.test".into(), name: None, response: None }]),
         ..Default::default()
     })
     .unwrap();

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use calsync_domain::appointment::AppointmentData;
+use calsync_domain::appointment::{AppointmentData, AppointmentStatus};
 use calsync_domain::connection::{ConflictStrategy, DeletePolicy};
 use calsync_domain::ids::{AppointmentId, EventLinkId, HeldDeleteId, OutboxId};
 use calsync_domain::merge::{Field, Side, choose, differing, merge};
@@ -398,7 +398,9 @@ impl<'a> CalendarSync<'a> {
         }
         // A calendar pulled only because it is the push target imports nothing foreign.
         let in_window = e.data.as_ref().is_some_and(|d| overlaps(d, &self.window));
-        if in_window && self.cal.selected {
+        // A cancelled invitation calsync never had is nothing to show.
+        let cancelled = e.data.as_ref().is_some_and(|d| d.status == AppointmentStatus::Cancelled);
+        if in_window && self.cal.selected && !cancelled {
             // New to calsync (the planner's answer without a base is always an import): imported
             // with the rest of the page. A repeat within the page replaces the earlier copy.
             self.imports.insert(e.id.clone(), e);
@@ -489,7 +491,37 @@ impl<'a> CalendarSync<'a> {
             Err(err) => return self.pull_error(remote_id, &err.to_string()),
         };
         self.processed.insert(link.appointment_id);
+        if let (Seen::Absent, Some(a)) = (&seen, local.as_ref().filter(|a| a.deleted_at.is_none()))
+            && a.appointment.data.organizer.is_some()
+        {
+            // An invitation gone from the attendee's calendar: its organizer cancelled it
+            // (Google leaves only a stub). The appointment is cancelled, not deleted.
+            return self.cancel_invitation(link, a.clone()).await;
+        }
         self.reconcile(Some(link), local, seen).await;
+    }
+
+    /// Marks an invitation whose event was cancelled by its organizer as cancelled.
+    async fn cancel_invitation(&mut self, link: EventLink, a: SyncAppointment) {
+        if a.appointment.data.status == AppointmentStatus::Cancelled {
+            return;
+        }
+        let data = AppointmentData { status: AppointmentStatus::Cancelled, ..a.appointment.data.clone() };
+        let gone = RemoteEvent {
+            id: link.remote_id.clone(),
+            etag: link.base.remote_etag.clone(),
+            updated: None,
+            calsync_id: None,
+            data: Some(data.clone()),
+            recurrence: Vec::new(),
+            series_master_id: None,
+        };
+        match self.update_local(a.appointment.version, a.appointment.id, &gone, data).await {
+            Ok(()) => self.s.counts.pulled_updated += 1,
+            Err(Retry::Failed(why)) => self.pull_error(&link.remote_id, &why),
+            // Changed here meanwhile: the next sync sees the stub again.
+            Err(_) => {}
+        }
     }
 
     /// Deletes an event calsync made whose appointment was deleted before the link was stored.

@@ -43,6 +43,10 @@ pub struct AttendeeBody {
     pub email: String,
     #[serde(default)]
     pub name: Option<String>,
+    /// Their answer: `needs_action`, `accepted`, `declined` or `tentative`. Pulled from the
+    /// calendars; when left out on a write, an attendee already listed keeps theirs.
+    #[serde(default)]
+    pub response: Option<String>,
 }
 
 /// Fields of an appointment as sent by clients. On `POST`, `title`, `start` and `end` are required;
@@ -72,6 +76,9 @@ pub struct AppointmentBody {
     pub visibility: Option<String>,
     /// `busy` (default) or `free`: whether the time counts as taken in free/busy views.
     pub show_as: Option<String>,
+    /// Whether pushing it to calendars may e-mail its attendees (default `false`: nobody is
+    /// mailed; on Outlook the attendees are then listed in the body instead of invited).
+    pub send_invitations: Option<bool>,
 }
 
 impl From<AppointmentBody> for AppointmentInput {
@@ -84,12 +91,13 @@ impl From<AppointmentBody> for AppointmentInput {
             end: b.end,
             time_zone: b.time_zone,
             all_day: b.all_day,
-            attendees: b
-                .attendees
-                .map(|list| list.into_iter().map(|a| AttendeeInput { email: a.email, name: a.name }).collect()),
+            attendees: b.attendees.map(|list| {
+                list.into_iter().map(|a| AttendeeInput { email: a.email, name: a.name, response: a.response }).collect()
+            }),
             status: b.status,
             visibility: b.visibility,
             show_as: b.show_as,
+            send_invitations: b.send_invitations,
         }
     }
 }
@@ -111,6 +119,11 @@ pub struct AppointmentView {
     pub visibility: String,
     /// `busy` or `free`.
     pub show_as: String,
+    /// Whether pushes may e-mail the attendees.
+    pub send_invitations: bool,
+    /// Set when someone else organises it (an invitation pulled from a calendar): their
+    /// e-mail. Then only `visibility`, `show_as` and `send_invitations` can be changed here.
+    pub organizer: Option<String>,
     /// The staff user who owns the appointment.
     pub owner: Uuid,
     /// Bumped on every change; send it back in `If-Match` to update only that version.
@@ -192,7 +205,11 @@ impl From<&Appointment> for AppointmentView {
                 .data
                 .attendees
                 .iter()
-                .map(|x| AttendeeBody { email: x.email.clone(), name: Some(x.name.clone()) })
+                .map(|x| AttendeeBody {
+                    email: x.email.clone(),
+                    name: Some(x.name.clone()),
+                    response: Some(x.response.as_str().to_owned()),
+                })
                 .collect(),
             status: match a.data.status {
                 S::Confirmed => StatusSchema::Confirmed,
@@ -201,6 +218,8 @@ impl From<&Appointment> for AppointmentView {
             },
             visibility: a.data.visibility.as_str().to_owned(),
             show_as: a.data.show_as.as_str().to_owned(),
+            send_invitations: a.data.send_invitations,
+            organizer: a.data.organizer.clone(),
             owner: a.owner_id.as_uuid(),
             version: a.version,
             created_at: a.created_at,

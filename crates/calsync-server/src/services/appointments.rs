@@ -55,6 +55,11 @@ pub async fn update(
         let current = writable(db, actor, id).await?;
         check_precondition(if_match, current.version)?;
         let data = current.data.patched(patch.clone())?;
+        // An invitation's organizer owns most of it; an edit here would be refused by the
+        // provider, or lost at the organizer's next change.
+        if let Some(refused) = current.data.organizer_owned_change(&data) {
+            return Err(refused.into());
+        }
         if data == current.data {
             return Ok(current);
         }
