@@ -9,6 +9,7 @@
 use crate::ValidationError;
 use crate::account::Email;
 use crate::ids::{AppointmentId, ConnectionId, FirmId, SyncedCalendarId, UserId};
+use crate::recurrence::{Series, SeriesRef};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
@@ -212,6 +213,13 @@ pub struct AppointmentData {
     /// here: see [`AppointmentData::organizer_owned_change`].
     #[serde(default)]
     pub organizer: Option<String>,
+    /// A series master's RFC 5545 lines (`RRULE:…`, `EXDATE…`), as Google's API takes them;
+    /// empty for a single appointment. Checked by [`crate::recurrence::Series::validate`].
+    #[serde(default)]
+    pub recurrence: Vec<String>,
+    /// Set on an exception: the series and the occurrence it replaces.
+    #[serde(default)]
+    pub series: Option<SeriesRef>,
 }
 
 /// Where an appointment came from.
@@ -269,6 +277,8 @@ pub struct AppointmentInput {
     pub visibility: Option<String>,
     pub show_as: Option<String>,
     pub send_invitations: Option<bool>,
+    /// RFC 5545 lines; an empty list makes a series a single appointment again.
+    pub recurrence: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -315,6 +325,7 @@ impl AppointmentData {
             visibility: patch.visibility.or(current.visibility),
             show_as: patch.show_as.or(current.show_as),
             send_invitations: patch.send_invitations.or(current.send_invitations),
+            recurrence: patch.recurrence.or(current.recurrence),
         };
         let mut data = Self::parse(merged)?;
         // Answers come from the attendees (through their providers), not from whoever edits
@@ -327,6 +338,13 @@ impl AppointmentData {
             }
         }
         data.organizer = self.organizer.clone();
+        data.series = self.series;
+        if data.series.is_some() && !data.recurrence.is_empty() {
+            return Err(ValidationError::new(
+                "recurrence",
+                "an occurrence of a series cannot repeat itself: change the series, or split it",
+            ));
+        }
         Ok(data)
     }
 
@@ -427,6 +445,7 @@ impl AppointmentData {
             When::Timed { start: s, end: e }
         };
         let attendees = parse_attendees(input.attendees.unwrap_or_default())?;
+        let recurrence = Series::validate(input.recurrence.unwrap_or_default(), &when, time_zone)?;
         Ok(Self {
             title: title.to_owned(),
             description,
@@ -439,6 +458,8 @@ impl AppointmentData {
             show_as,
             send_invitations: input.send_invitations.unwrap_or(false),
             organizer: None,
+            recurrence,
+            series: None,
         })
     }
 
@@ -466,6 +487,7 @@ impl AppointmentData {
             visibility: Some(self.visibility.as_str().to_owned()),
             show_as: Some(self.show_as.as_str().to_owned()),
             send_invitations: Some(self.send_invitations),
+            recurrence: Some(self.recurrence.clone()),
         }
     }
 

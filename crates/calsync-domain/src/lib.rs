@@ -44,6 +44,7 @@ pub mod connection;
 pub mod error;
 pub mod ids;
 pub mod merge;
+pub mod recurrence;
 pub mod secret;
 pub mod sync;
 pub mod tenant;

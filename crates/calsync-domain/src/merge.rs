@@ -30,6 +30,7 @@ string_enum!(
         Status => "status",
         Privacy => "visibility",
         FreeBusy => "show_as",
+        Recurrence => "recurrence",
     }
 );
 
@@ -191,6 +192,7 @@ fn same(a: &AppointmentData, b: &AppointmentData, field: Field) -> bool {
         Field::Status => a.status == b.status,
         Field::Privacy => a.visibility == b.visibility,
         Field::FreeBusy => a.show_as == b.show_as,
+        Field::Recurrence => a.recurrence == b.recurrence,
     }
 }
 
@@ -208,6 +210,7 @@ fn copy_field(into: &mut AppointmentData, from: &AppointmentData, field: Field) 
         Field::Status => into.status = from.status,
         Field::Privacy => into.visibility = from.visibility,
         Field::FreeBusy => into.show_as = from.show_as,
+        Field::Recurrence => into.recurrence.clone_from(&from.recurrence),
     }
 }
 
@@ -300,6 +303,8 @@ mod tests {
             show_as: Default::default(),
             send_invitations: false,
             organizer: None,
+            recurrence: Vec::new(),
+            series: None,
         }
     }
 
@@ -522,6 +527,8 @@ mod tests {
                 show_as: Default::default(),
                 send_invitations: false,
                 organizer: None,
+                recurrence: Vec::new(),
+                series: None,
             })
     }
 

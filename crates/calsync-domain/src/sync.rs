@@ -101,6 +101,9 @@ pub fn content_hash(data: &AppointmentData) -> String {
     if data.show_as == crate::appointment::ShowAs::Free {
         field("free");
     }
+    for line in &data.recurrence {
+        field(line);
+    }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -296,6 +299,8 @@ mod tests {
             show_as: Default::default(),
             send_invitations: false,
             organizer: None,
+            recurrence: Vec::new(),
+            series: None,
         };
         let mut b = a.clone();
         b.attendees.reverse();

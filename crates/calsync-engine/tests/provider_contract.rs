@@ -70,6 +70,8 @@ fn appointment(title: &str, day: u32) -> AppointmentData {
         show_as: Default::default(),
         send_invitations: false,
         organizer: None,
+        recurrence: Vec::new(),
+        series: None,
     }
 }
 

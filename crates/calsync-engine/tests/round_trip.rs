@@ -77,6 +77,8 @@ fn appointment(graph: bool) -> impl Strategy<Value = AppointmentData> {
                 show_as: if graph && status == AppointmentStatus::Tentative { ShowAs::Busy } else { show_as },
                 send_invitations: invite,
                 organizer: None,
+                recurrence: Vec::new(),
+                series: None,
             }
         })
         .prop_filter("a title", |a| !a.title.is_empty())

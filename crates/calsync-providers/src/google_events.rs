@@ -187,6 +187,8 @@ impl Event {
             // Whether pushes may mail guests is calsync's setting, not the event's.
             send_invitations: false,
             organizer,
+            recurrence: self.recurrence.clone(),
+            series: None,
         });
         RemoteEvent {
             id: self.id,

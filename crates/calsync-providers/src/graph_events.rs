@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use url::Url;
 
 use crate::calendar::{CalendarProvider, Change, ChangePage, ListFrom, PageNext, ProviderFuture, RemoteEvent};
+use crate::graph_recurrence::{self, SeriesStart};
 use crate::microsoft::{GraphApi, json_or_error};
 use crate::{AccountIdentity, ProviderError, RemoteCalendar};
 
@@ -129,6 +130,24 @@ fn into_remote(id: String, item: &Value) -> RemoteEvent {
         let send_invitations = !invited.is_empty() && organizer.is_none();
         let attendees = if invited.is_empty() { listed } else { invited };
         let cancelled = item.get("isCancelled").and_then(Value::as_bool) == Some(true);
+        // A master's pattern as RFC 5545 lines; one that does not convert leaves the event
+        // unread (no content) rather than read as a single event.
+        let recurrence = match item.get("recurrence").filter(|r| !r.is_null()) {
+            None => Vec::new(),
+            Some(r) => {
+                let local = match when {
+                    When::Timed { start, .. } => start.with_timezone(&zone).naive_local(),
+                    When::AllDay { start, .. } => start.and_time(chrono::NaiveTime::MIN),
+                };
+                let first = SeriesStart {
+                    date: local.date(),
+                    time: local.time(),
+                    zone,
+                    all_day: matches!(when, When::AllDay { .. }),
+                };
+                graph_recurrence::from_graph(r, &first).ok()?
+            }
+        };
         let mut title = text(item, "subject").unwrap_or_default();
         // Outlook renames a meeting its organizer cancelled; the status already says so.
         if cancelled && let Some(rest) = title.strip_prefix("Canceled: ") {
@@ -163,6 +182,8 @@ fn into_remote(id: String, item: &Value) -> RemoteEvent {
             },
             send_invitations,
             organizer: organizer.clone(),
+            recurrence,
+            series: None,
         })
     });
     RemoteEvent {

@@ -208,6 +208,8 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
                 show_as: Default::default(),
                 send_invitations: false,
                 organizer: None,
+                recurrence: Vec::new(),
+                series: None,
             };
             w.db.insert_appointment(firm, user, data).await?;
         }

@@ -322,6 +322,7 @@ async fn openapi_covers_every_api_route(backend: Backend) {
         found,
         [
             "DELETE /api/appointments/{id}/",
+            "DELETE /api/appointments/{id}/occurrences/{original_start}/",
             "GET /api/appointments/",
             "GET /api/appointments/{id}/",
             "GET /api/calendar/conflicts/",
@@ -331,8 +332,10 @@ async fn openapi_covers_every_api_route(backend: Backend) {
             "GET /api/calendar/oauth-connections/{id}/sync_status/",
             "GET /api/calendar/sync-attempts/",
             "PATCH /api/appointments/{id}/",
+            "PATCH /api/appointments/{id}/occurrences/{original_start}/",
             "PATCH /api/calendar/oauth-connections/{id}/",
             "POST /api/appointments/",
+            "POST /api/appointments/{id}/split/",
             "POST /api/calendar/conflicts/{id}/resolve/",
             "POST /api/calendar/oauth-connections/initiate_google_oauth/",
             "POST /api/calendar/oauth-connections/initiate_microsoft_oauth/",
@@ -370,7 +373,108 @@ async fn api_calls_are_rate_limited_per_user(backend: Backend) {
     assert_eq!(app.get("/api/appointments/", &bob).send().await.unwrap().status(), StatusCode::OK, "per user");
 }
 
+/// (title, local start) of every occurrence the expanded listing shows for March–April 2027.
+async fn expanded(app: &TestApp, token: &str) -> Vec<(String, String)> {
+    let url = "/api/appointments/?start=2027-03-01T00:00:00Z&end=2027-05-01T00:00:00Z&expand=true&limit=3";
+    let mut out = Vec::new();
+    let mut next = Some(url.to_owned());
+    while let Some(u) = next {
+        let v: Value = app.get(&u, token).send().await.unwrap().json().await.unwrap();
+        for a in v["items"].as_array().unwrap() {
+            assert!(a["series_id"].is_string() && a["original_start"].is_string(), "{a}");
+            out.push((a["title"].as_str().unwrap().to_owned(), a["start"].as_str().unwrap().to_owned()));
+        }
+        next = v["next_cursor"].as_str().map(|c| format!("{url}&cursor={c}"));
+    }
+    out
+}
+
+/// A weekly series across the DST change: validated lines, occurrences at 10:00 local on both
+/// sides of the change, one moved, one cancelled, "this and following", and the whole deleted.
+async fn recurring_series_expand_edit_cancel_and_split(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let token = app.user("acme", "staff@acme.test", "staff").await;
+    let mut body = json!({"title": "Standup", "start": "2027-03-15T10:00:00+01:00", "end": "2027-03-15T10:30:00+01:00",
+                          "time_zone": "Europe/Berlin", "recurrence": ["RRULE:FREQ=WEEKLY;BYDAY=FR"]});
+    let resp = app.post("/api/appointments/", &token).json(&body).send().await.unwrap();
+    let (status, _, field) = error_of(resp).await;
+    assert_eq!(
+        (status, field.as_deref()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("recurrence")),
+        "a Monday start, a Friday rule"
+    );
+    body["recurrence"] = json!(["RRULE:FREQ=WEEKLY;BYDAY=MO;COUNT=6"]);
+    let series = create(&app, &token, &body).await;
+    let id = series["id"].as_str().unwrap();
+    assert_eq!(series["recurrence"], json!(["RRULE:FREQ=WEEKLY;BYDAY=MO;COUNT=6"]));
+    let starts: Vec<String> = expanded(&app, &token).await.into_iter().map(|(_, s)| s).collect();
+    assert_eq!(
+        starts,
+        [
+            "2027-03-15T10:00:00+01:00",
+            "2027-03-22T10:00:00+01:00",
+            "2027-03-29T10:00:00+02:00",
+            "2027-04-05T10:00:00+02:00",
+            "2027-04-12T10:00:00+02:00",
+            "2027-04-19T10:00:00+02:00"
+        ],
+        "10:00 in Berlin on both sides of the change"
+    );
+    // One occurrence moved and renamed: an exception.
+    let occ = |o: &str| format!("/api/appointments/{id}/occurrences/{o}/");
+    let moved =
+        json!({"title": "Standup (late)", "start": "2027-03-22T15:00:00+01:00", "end": "2027-03-22T15:30:00+01:00"});
+    let resp = app.patch(&occ("2027-03-22T09:00:00Z"), &token).json(&moved).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let ex: Value = resp.json().await.unwrap();
+    assert_eq!((ex["series_id"].as_str(), ex["original_start"].as_str()), (Some(id), Some("2027-03-22T09:00:00Z")));
+    let resp =
+        app.patch(&occ("2027-03-22T09:00:00Z"), &token).json(&json!({"location": "Room 1"})).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "the second edit changes the same exception");
+    // One cancelled; one that is not an occurrence is refused.
+    let resp = app.delete(&occ("2027-04-05T08:00:00Z"), &token).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let resp = app.delete(&occ("2027-04-06T08:00:00Z"), &token).send().await.unwrap();
+    let (status, _, field) = error_of(resp).await;
+    assert_eq!((status, field.as_deref()), (StatusCode::UNPROCESSABLE_ENTITY, Some("original_start")));
+    let resp = app.delete(&occ("next-week"), &token).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let listed = expanded(&app, &token).await;
+    assert_eq!(listed.len(), 5, "{listed:?}");
+    assert!(listed.contains(&("Standup (late)".to_owned(), "2027-03-22T15:00:00+01:00".to_owned())), "{listed:?}");
+    assert!(!listed.iter().any(|(_, s)| s.starts_with("2027-04-05")), "{listed:?}");
+    // This and following, from 12 April.
+    let resp = app
+        .post(&format!("/api/appointments/{id}/split/"), &token)
+        .json(&json!({"from": "2027-04-12T08:00:00Z"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED, "{}", resp.text().await.unwrap());
+    let split: Value = app.get(&format!("/api/appointments/{id}/"), &token).send().await.unwrap().json().await.unwrap();
+    let rule = split["recurrence"][0].as_str().unwrap();
+    assert!(rule.contains("UNTIL=20270412T075959Z") && !rule.contains("COUNT"), "{rule}");
+    assert_eq!(expanded(&app, &token).await, listed, "the same occurrences, now in two series");
+    let resp = app
+        .post(&format!("/api/appointments/{id}/split/"), &token)
+        .json(&json!({"from": "2027-03-15T09:00:00Z"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, _, field) = error_of(resp).await;
+    assert_eq!((status, field.as_deref()), (StatusCode::UNPROCESSABLE_ENTITY, Some("from")));
+    // Deleting the first series takes its exceptions along; the second stays.
+    let resp = app.delete(&format!("/api/appointments/{id}/"), &token).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let left: Vec<String> = expanded(&app, &token).await.into_iter().map(|(_, s)| s).collect();
+    assert_eq!(left, ["2027-04-12T10:00:00+02:00", "2027-04-19T10:00:00+02:00"]);
+    let resp = app.get("/api/appointments/?expand=true", &token).send().await.unwrap();
+    let (status, _, field) = error_of(resp).await;
+    assert_eq!((status, field.as_deref()), (StatusCode::BAD_REQUEST, Some("start")));
+}
+
 backend_tests!(
+    recurring_series_expand_edit_cancel_and_split,
     api_calls_are_rate_limited_per_user,
     health_and_readiness,
     api_requires_a_valid_bearer_token,

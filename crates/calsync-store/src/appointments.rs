@@ -4,6 +4,7 @@
 use crate::{Db, StoreError, on_pool};
 use calsync_domain::appointment::{Appointment, AppointmentData, AppointmentStatus, Attendee, Origin, When};
 use calsync_domain::ids::{AppointmentId, FirmId, UserId};
+use calsync_domain::recurrence::{OriginalStart, SeriesRef};
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::types::Json;
 use uuid::Uuid;
@@ -35,19 +36,22 @@ pub struct AppointmentPage {
 
 pub(crate) const COLUMNS: &str = "id, firm_id, owner_id, title, description, location, all_day, start_utc, \
     end_utc, start_date, end_date, time_zone, attendees, status, version, created_at, updated_at, \
-    origin_connection_id, origin_calendar_id, deleted_at, visibility, show_as, send_invitations, organizer";
+    origin_connection_id, origin_calendar_id, deleted_at, visibility, show_as, send_invitations, organizer, \
+    recurrence, series_id, original_start";
 
 /// [`COLUMNS`] of the table aliased `a`, for joins.
 pub(crate) const A_COLUMNS: &str = "a.id, a.firm_id, a.owner_id, a.title, a.description, a.location, a.all_day, \
     a.start_utc, a.end_utc, a.start_date, a.end_date, a.time_zone, a.attendees, a.status, a.version, a.created_at, \
     a.updated_at, a.origin_connection_id, a.origin_calendar_id, a.deleted_at, a.visibility, a.show_as, \
-    a.send_invitations, a.organizer";
+    a.send_invitations, a.organizer, a.recurrence, a.series_id, a.original_start";
 
 /// One insert for every way an appointment is made (in calsync, or imported with its origin).
 pub(crate) const INSERT: &str = "INSERT INTO appointments (id, firm_id, owner_id, title, description, location, \
     all_day, start_utc, end_utc, start_date, end_date, time_zone, attendees, status, version, created_at, updated_at, \
-    origin_connection_id, origin_calendar_id, visibility, show_as, send_invitations, organizer) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17, $18, $19, $20, $21, $22)";
+    origin_connection_id, origin_calendar_id, visibility, show_as, send_invitations, organizer, recurrence, series_id, \
+    original_start, series_end_utc) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17, $18, $19, $20, $21, $22, \
+    $23, $24, $25, $26)";
 
 /// [`INSERT`] with the values of `a` bound, ready to execute on a pool or a transaction.
 macro_rules! insert_appointment_query {
@@ -84,6 +88,10 @@ macro_rules! insert_appointment_query {
             .bind(a.data.show_as.as_str())
             .bind(a.data.send_invitations)
             .bind(a.data.organizer.as_deref())
+            .bind(sqlx::types::Json(&a.data.recurrence))
+            .bind(a.data.series.map(|s| s.master.as_uuid()))
+            .bind(a.data.series.map(|s| s.original_start.to_string()))
+            .bind($crate::appointments::series_end(&a.data))
     }};
 }
 pub(crate) use insert_appointment_query;
@@ -122,6 +130,9 @@ pub(crate) struct Row {
     show_as: String,
     send_invitations: bool,
     organizer: Option<String>,
+    recurrence: Json<Vec<String>>,
+    series_id: Option<Uuid>,
+    original_start: Option<String>,
 }
 
 impl TryFrom<Row> for Appointment {
@@ -156,6 +167,15 @@ impl TryFrom<Row> for Appointment {
                 show_as: r.show_as.parse().map_err(|_| corrupt("show_as"))?,
                 send_invitations: r.send_invitations,
                 organizer: r.organizer,
+                recurrence: r.recurrence.0,
+                series: match (r.series_id, r.original_start) {
+                    (Some(master), Some(o)) => Some(SeriesRef {
+                        master: master.into(),
+                        original_start: o.parse().map_err(|_| corrupt("original start"))?,
+                    }),
+                    (None, None) => None,
+                    _ => return Err(corrupt("half an exception")),
+                },
             },
             origin,
             version: r.version,
@@ -163,6 +183,12 @@ impl TryFrom<Row> for Appointment {
             updated_at: r.updated_at,
         })
     }
+}
+
+/// A series master's extent for range queries: when its last occurrence ends (far in the future
+/// for an endless series); `None` for anything else.
+pub(crate) fn series_end(data: &AppointmentData) -> Option<DateTime<Utc>> {
+    (!data.recurrence.is_empty()).then(|| calsync_domain::recurrence::span(data).1)
 }
 
 pub(crate) fn dates(data: &AppointmentData) -> (Option<NaiveDate>, Option<NaiveDate>) {
@@ -179,13 +205,25 @@ impl Db {
         owner: UserId,
         data: AppointmentData,
     ) -> Result<Appointment, StoreError> {
+        self.insert_appointment_from(firm, owner, data, Origin::Calsync).await
+    }
+
+    /// [`Db::insert_appointment`] with an origin: an exception made in calsync of a series
+    /// pulled from a calendar belongs to that calendar, as its master does.
+    pub async fn insert_appointment_from(
+        &self,
+        firm: FirmId,
+        owner: UserId,
+        data: AppointmentData,
+        origin: Origin,
+    ) -> Result<Appointment, StoreError> {
         let now = self.now();
         let a = Appointment {
             id: AppointmentId::new(),
             firm_id: firm,
             owner_id: owner,
             data,
-            origin: Origin::Calsync,
+            origin,
             version: 1,
             created_at: now,
             updated_at: now,
@@ -223,7 +261,8 @@ impl Db {
         let limit = q.limit.clamp(1, 1000);
         let sql = format!(
             "SELECT {COLUMNS} FROM appointments WHERE firm_id = $1 AND deleted_at IS NULL \
-             AND ($2 IS NULL OR owner_id = $2) AND ($3 IS NULL OR end_utc > $3) AND ($4 IS NULL OR start_utc < $4) \
+             AND ($2 IS NULL OR owner_id = $2) AND ($3 IS NULL OR COALESCE(series_end_utc, end_utc) > $3) \
+             AND ($4 IS NULL OR start_utc < $4) \
              AND ($5 IS NULL OR (start_utc, id) > ($5, $6)) ORDER BY start_utc, id LIMIT $7"
         );
         let rows: Vec<Row> = on_pool!(self, pool => {
@@ -262,7 +301,8 @@ impl Db {
         let sql = format!(
             "UPDATE appointments SET title = $1, description = $2, location = $3, all_day = $4, start_utc = $5, \
              end_utc = $6, start_date = $7, end_date = $8, time_zone = $9, attendees = $10, status = $11, \
-             version = version + 1, updated_at = $12, visibility = $16, show_as = $17, send_invitations = $18 \
+             version = version + 1, updated_at = $12, visibility = $16, show_as = $17, send_invitations = $18, \
+             recurrence = $19, series_end_utc = $20 \
              WHERE id = $13 AND firm_id = $14 AND version = $15 AND deleted_at IS NULL RETURNING {COLUMNS}"
         );
         let row: Option<Row> = on_pool!(self, pool => {
@@ -285,6 +325,8 @@ impl Db {
                 .bind(data.visibility.as_str())
                 .bind(data.show_as.as_str())
                 .bind(data.send_invitations)
+                .bind(Json(&data.recurrence))
+                .bind(series_end(&data))
                 .fetch_optional(pool)
                 .await?
         });
@@ -294,7 +336,8 @@ impl Db {
         }
     }
 
-    /// Deletes (tombstones) an appointment whose stored version is `expected_version`.
+    /// Deletes (tombstones) an appointment whose stored version is `expected_version`; a series
+    /// master takes its exceptions with it.
     pub async fn delete_appointment(
         &self,
         firm: FirmId,
@@ -303,7 +346,8 @@ impl Db {
     ) -> Result<(), StoreError> {
         let now = self.now();
         let done = on_pool!(self, pool => {
-            sqlx::query(
+            let mut tx = pool.begin_with(self.begin_write_sql()).await?;
+            let done = sqlx::query(
                 "UPDATE appointments SET deleted_at = $1, updated_at = $1, version = version + 1 \
                  WHERE id = $2 AND firm_id = $3 AND version = $4 AND deleted_at IS NULL",
             )
@@ -311,11 +355,108 @@ impl Db {
             .bind(id.as_uuid())
             .bind(firm.as_uuid())
             .bind(expected_version)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?
-            .rows_affected()
+            .rows_affected();
+            if done == 1 {
+                sqlx::query(
+                    "UPDATE appointments SET deleted_at = $1, updated_at = $1, version = version + 1 \
+                     WHERE series_id = $2 AND firm_id = $3 AND deleted_at IS NULL",
+                )
+                .bind(now)
+                .bind(id.as_uuid())
+                .bind(firm.as_uuid())
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            done
         });
         if done == 1 { Ok(()) } else { Err(self.missing_or_changed(firm, id).await) }
+    }
+
+    /// The live exceptions of these series masters, by master and original start.
+    pub async fn exceptions_of(&self, firm: FirmId, masters: &[AppointmentId]) -> Result<Vec<Appointment>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in masters.chunks(crate::IN_CHUNK) {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM appointments WHERE firm_id = $1 AND deleted_at IS NULL AND series_id IN ({}) \
+                 ORDER BY series_id, original_start",
+                crate::placeholders(2, chunk.len())
+            );
+            let rows: Vec<Row> = on_pool!(self, pool => {
+                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(firm.as_uuid());
+                for id in chunk {
+                    q = q.bind(id.as_uuid());
+                }
+                q.fetch_all(pool).await?
+            });
+            for r in rows {
+                out.push(Appointment::try_from(r)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Splits a series ("this and following"): the master, at `expected_version`, takes `ended`
+    /// (its rule now ends before `from`); `started` is inserted as the new master; the
+    /// exceptions from `from` on move to it. All or nothing.
+    pub async fn split_series(
+        &self,
+        firm: FirmId,
+        master: &Appointment,
+        ended: AppointmentData,
+        started: AppointmentData,
+        from: OriginalStart,
+    ) -> Result<(Appointment, Appointment), StoreError> {
+        let now = self.now();
+        let new = Appointment {
+            id: AppointmentId::new(),
+            firm_id: firm,
+            owner_id: master.owner_id,
+            data: started,
+            origin: master.origin,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        let sql = format!(
+            "UPDATE appointments SET recurrence = $1, series_end_utc = $2, version = version + 1, updated_at = $3 \
+             WHERE id = $4 AND firm_id = $5 AND version = $6 AND deleted_at IS NULL RETURNING {COLUMNS}"
+        );
+        let row: Option<Row> = on_pool!(self, pool => {
+            let mut tx = pool.begin_with(self.begin_write_sql()).await?;
+            let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(Json(&ended.recurrence))
+                .bind(series_end(&ended))
+                .bind(now)
+                .bind(master.id.as_uuid())
+                .bind(firm.as_uuid())
+                .bind(master.version)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if row.is_some() {
+                insert_appointment_query!(&new).execute(&mut *tx).await?;
+                // Original starts are fixed-width (`…T…Z` or a date), so text order is time order.
+                sqlx::query(
+                    "UPDATE appointments SET series_id = $1, version = version + 1, updated_at = $2 \
+                     WHERE series_id = $3 AND firm_id = $4 AND deleted_at IS NULL AND original_start >= $5",
+                )
+                .bind(new.id.as_uuid())
+                .bind(now)
+                .bind(master.id.as_uuid())
+                .bind(firm.as_uuid())
+                .bind(from.to_string())
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+            }
+            row
+        });
+        match row {
+            Some(r) => Ok((r.try_into()?, new)),
+            None => Err(self.missing_or_changed(firm, master.id).await),
+        }
     }
 
     /// Tells a vanished row from one whose version moved on, after a conditional write matched none.

@@ -9,7 +9,7 @@ use calsync_domain::ids::{AppointmentId, ConnectionId, EventLinkId, FirmId, Sync
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
-use crate::appointments::{A_COLUMNS, COLUMNS, Row, dates, insert_appointment_query, owner_not_in_firm};
+use crate::appointments::{A_COLUMNS, COLUMNS, Row, dates, insert_appointment_query, owner_not_in_firm, series_end};
 use crate::sync::{LINK_INSERT_SQL, LINK_UPSERT_SQL, LinkRow, link_insert_query};
 use crate::{Db, EventLink, IN_CHUNK, LinkWrite, StoreError, on_pool, placeholders};
 
@@ -96,7 +96,7 @@ impl Db {
              UNION ALL \
              SELECT {A_COLUMNS} FROM appointments a \
              WHERE $3 AND a.firm_id = $1 AND a.owner_id = $4 AND a.deleted_at IS NULL AND a.origin_connection_id IS NULL \
-             AND a.end_utc > $5 AND a.start_utc < $6 \
+             AND COALESCE(a.series_end_utc, a.end_utc) > $5 AND a.start_utc < $6 \
              AND EXISTS (SELECT 1 FROM synced_calendars c WHERE c.id = $2 AND c.firm_id = $1) \
              AND NOT EXISTS (SELECT 1 FROM event_links l WHERE l.calendar_id = $2 AND l.appointment_id = a.id) \
              ORDER BY start_utc, id"
@@ -176,7 +176,8 @@ impl Db {
         let update = format!(
             "UPDATE appointments SET title = $1, description = $2, location = $3, all_day = $4, start_utc = $5, \
              end_utc = $6, start_date = $7, end_date = $8, time_zone = $9, attendees = $10, status = $11, \
-             version = version + 1, updated_at = $12, visibility = $16, show_as = $17, organizer = $18 \
+             version = version + 1, updated_at = $12, visibility = $16, show_as = $17, organizer = $18, \
+             recurrence = $19, series_end_utc = $20 \
              WHERE id = $13 AND firm_id = $14 AND version = $15 AND deleted_at IS NULL RETURNING {COLUMNS}"
         );
         let result: Result<Option<(Row, LinkRow)>, StoreError> = on_pool!(self, pool => {
@@ -201,6 +202,8 @@ impl Db {
                     .bind(data.visibility.as_str())
                     .bind(data.show_as.as_str())
                     .bind(data.organizer.as_deref())
+                    .bind(Json(&data.recurrence))
+                    .bind(series_end(&data))
                     .fetch_optional(&mut *tx)
                     .await?;
                 let Some(row) = row else { return Ok(None) };
@@ -369,7 +372,8 @@ impl Db {
                     let mut q = sqlx::QueryBuilder::new(
                         "INSERT INTO appointments (id, firm_id, owner_id, title, description, location, all_day, \
                          start_utc, end_utc, start_date, end_date, time_zone, attendees, status, version, created_at, \
-                         updated_at, origin_connection_id, origin_calendar_id, visibility, show_as, send_invitations, organizer) ",
+                         updated_at, origin_connection_id, origin_calendar_id, visibility, show_as, send_invitations, organizer, \
+                         recurrence, series_id, original_start, series_end_utc) ",
                     );
                     q.push_values(chunk, |mut b, a| {
                         let (start_utc, end_utc) = a.data.utc_range();
@@ -396,7 +400,11 @@ impl Db {
                             .push_bind(a.data.visibility.as_str())
                             .push_bind(a.data.show_as.as_str())
                             .push_bind(a.data.send_invitations)
-                            .push_bind(a.data.organizer.clone());
+                            .push_bind(a.data.organizer.clone())
+                            .push_bind(Json(a.data.recurrence.clone()))
+                            .push_bind(a.data.series.map(|s| s.master.as_uuid()))
+                            .push_bind(a.data.series.map(|s| s.original_start.to_string()))
+                            .push_bind(series_end(&a.data));
                     });
                     q.build().execute(&mut *tx).await.map_err(owner_not_in_firm)?;
                 }

@@ -89,8 +89,9 @@ pub fn window_for(now: DateTime<Utc>, days: i64) -> Window {
     Window { start: midnight - Duration::days(days), end: midnight + Duration::days(days + 1) }
 }
 
+/// Whether `data` (a series: any of its occurrences) falls in the window.
 fn overlaps(data: &AppointmentData, w: &Window) -> bool {
-    let (start, end) = data.utc_range();
+    let (start, end) = calsync_domain::recurrence::span(data);
     start < w.end && end > w.start
 }
 
@@ -567,6 +568,9 @@ impl<'a> CalendarSync<'a> {
                 self.window.end,
             )
             .await?;
+        let mut changes = changes;
+        // Series masters before their exceptions: an exception is written against its master.
+        changes.sort_by_key(|a| a.appointment.data.series.is_some());
         let total = changes.len();
         for (done, a) in changes.into_iter().enumerate() {
             if self.s.reauthorize.is_some() {

@@ -11,7 +11,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use calsync_domain::ValidationError;
 use calsync_domain::appointment::{Appointment, AppointmentInput, AttendeeInput};
+use calsync_domain::recurrence::OriginalStart;
 use calsync_store::{AppointmentQuery, Cursor};
 use chrono::{DateTime, NaiveDate, Utc};
 use data_encoding::BASE64URL_NOPAD;
@@ -23,6 +25,11 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/appointments/", get(list).post(create))
         .route("/api/appointments/{id}/", get(show).patch(update).delete(remove))
+        .route(
+            "/api/appointments/{id}/occurrences/{original_start}/",
+            axum::routing::patch(edit_occurrence).delete(cancel_occurrence),
+        )
+        .route("/api/appointments/{id}/split/", axum::routing::post(split))
 }
 
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -79,6 +86,12 @@ pub struct AppointmentBody {
     /// Whether pushing it to calendars may e-mail its attendees (default `false`: nobody is
     /// mailed; on Outlook the attendees are then listed in the body instead of invited).
     pub send_invitations: Option<bool>,
+    /// RFC 5545 lines as Google takes them: one `RRULE:` (FREQ DAILY/WEEKLY/MONTHLY/YEARLY,
+    /// INTERVAL, COUNT or UNTIL, BYDAY with ordinals, BYMONTHDAY, BYMONTH, BYSETPOS, WKST) and
+    /// any `EXDATE` lines, evaluated in `time_zone`. The start must be the rule's first
+    /// occurrence. `[]` makes a series a single appointment.
+    #[schema(example = json!(["RRULE:FREQ=WEEKLY;BYDAY=MO;COUNT=10"]))]
+    pub recurrence: Option<Vec<String>>,
 }
 
 impl From<AppointmentBody> for AppointmentInput {
@@ -98,6 +111,7 @@ impl From<AppointmentBody> for AppointmentInput {
             visibility: b.visibility,
             show_as: b.show_as,
             send_invitations: b.send_invitations,
+            recurrence: b.recurrence,
         }
     }
 }
@@ -124,6 +138,14 @@ pub struct AppointmentView {
     /// Set when someone else organises it (an invitation pulled from a calendar): their
     /// e-mail. Then only `visibility`, `show_as` and `send_invitations` can be changed here.
     pub organizer: Option<String>,
+    /// A series master's RFC 5545 lines; empty otherwise.
+    pub recurrence: Vec<String>,
+    /// On an exception or an expanded occurrence: the series master's id.
+    pub series_id: Option<Uuid>,
+    /// On an exception or an expanded occurrence: when the rule started this occurrence
+    /// (`2027-03-22T09:00:00Z`, or a date for all-day series); the key for
+    /// `/api/appointments/{series_id}/occurrences/{original_start}/`.
+    pub original_start: Option<String>,
     /// The staff user who owns the appointment.
     pub owner: Uuid,
     /// Bumped on every change; send it back in `If-Match` to update only that version.
@@ -220,6 +242,9 @@ impl From<&Appointment> for AppointmentView {
             show_as: a.data.show_as.as_str().to_owned(),
             send_invitations: a.data.send_invitations,
             organizer: a.data.organizer.clone(),
+            recurrence: a.data.recurrence.clone(),
+            series_id: a.data.series.map(|s| s.master.as_uuid()),
+            original_start: a.data.series.map(|s| s.original_start.to_string()),
             owner: a.owner_id.as_uuid(),
             version: a.version,
             created_at: a.created_at,
@@ -251,6 +276,9 @@ pub struct ListParams {
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// `true`: series come as their occurrences in the window (each with `series_id` and
+    /// `original_start`; cancelled ones left out) rather than as masters. Needs `start` and `end`.
+    expand: Option<bool>,
 }
 
 async fn item_response(
@@ -323,10 +351,18 @@ fn decode_cursor(raw: &str) -> Result<Cursor, ApiError> {
     })
 }
 
-fn parse_list_query(raw: Option<&str>) -> Result<AppointmentQuery, ApiError> {
+fn parse_list_query(raw: Option<&str>) -> Result<(AppointmentQuery, bool), ApiError> {
     let mut q = AppointmentQuery { limit: DEFAULT_LIMIT, ..Default::default() };
+    let mut expand = false;
     for (key, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         match key.as_ref() {
+            "expand" => {
+                expand = match value.as_ref() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(ApiError::bad_request("invalid_parameter", "expand", "must be true or false")),
+                }
+            }
             "start" => q.start = Some(parse_bound("start", &value)?),
             "end" => q.end = Some(parse_bound("end", &value)?),
             "limit" => {
@@ -343,7 +379,7 @@ fn parse_list_query(raw: Option<&str>) -> Result<AppointmentQuery, ApiError> {
                 return Err(ApiError::bad_request(
                     "unknown_parameter",
                     other,
-                    "unknown query parameter; allowed: start, end, limit, cursor",
+                    "unknown query parameter; allowed: start, end, limit, cursor, expand",
                 ));
             }
         }
@@ -353,7 +389,18 @@ fn parse_list_query(raw: Option<&str>) -> Result<AppointmentQuery, ApiError> {
     {
         return Err(ApiError::bad_request("invalid_parameter", "end", "must be after start"));
     }
-    Ok(q)
+    if expand {
+        for (name, given) in [("start", q.start.is_some()), ("end", q.end.is_some())] {
+            if !given {
+                return Err(ApiError::bad_request(
+                    "invalid_parameter",
+                    name,
+                    "is required with expand=true: series have no end to list to",
+                ));
+            }
+        }
+    }
+    Ok((q, expand))
 }
 
 /// List appointments overlapping a window, ordered by start. Staff see their own; admins the firm's.
@@ -369,7 +416,19 @@ pub async fn list(
     ApiCaller(caller): ApiCaller,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<AppointmentList>, ApiError> {
-    let query = parse_list_query(raw.as_deref())?;
+    let (query, expand) = parse_list_query(raw.as_deref())?;
+    if expand {
+        let (start, end) = (query.start.expect("checked"), query.end.expect("checked"));
+        let (items, next) =
+            service::list_expanded(&state.db, &caller.actor, start, end, query.limit as usize, query.after).await?;
+        let appointments: Vec<Appointment> = items.iter().map(|o| o.appointment.clone()).collect();
+        let mut views = views(&state, &caller.actor, &appointments).await?;
+        for (v, o) in views.iter_mut().zip(&items) {
+            v.series_id = o.series_id.map(|s| s.as_uuid());
+            v.original_start = o.original_start.map(|s| s.to_string());
+        }
+        return Ok(Json(AppointmentList { items: views, next_cursor: next.as_ref().map(encode_cursor) }));
+    }
     let page = service::list(&state.db, &caller.actor, query).await?;
     Ok(Json(AppointmentList {
         items: views(&state, &caller.actor, &page.items).await?,
@@ -450,6 +509,90 @@ pub async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+fn parse_original_start(raw: &str) -> Result<OriginalStart, ApiError> {
+    raw.parse::<OriginalStart>().map_err(|e| ApiError::bad_request("invalid_parameter", "original_start", e.message))
+}
+
+/// Change one occurrence of a series: it becomes (or already is) an exception, an appointment
+/// of its own with `series_id` and `original_start`. Fields as in `PATCH /api/appointments/{id}/`.
+#[utoipa::path(patch, path = "/api/appointments/{id}/occurrences/{original_start}/", tag = "appointments",
+    request_body = AppointmentBody,
+    params(("id" = Uuid, Path, description = "the series master"),
+           ("original_start" = String, Path, description = "`2027-03-22T09:00:00Z`, or a date for all-day series")),
+    responses(
+        (status = 201, body = AppointmentView, description = "the occurrence became an exception"),
+        (status = 200, body = AppointmentView, description = "the exception changed"),
+        (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "not a series, no such occurrence, or a field breaks a rule"),
+    ),
+    security(("bearer" = [])))]
+pub async fn edit_occurrence(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    Path((id, original)): Path<(String, String)>,
+    ApiJson(body): ApiJson<AppointmentBody>,
+) -> Result<Response, ApiError> {
+    let (id, original) = (parse_id(&id)?, parse_original_start(&original)?);
+    let (a, created) = service::edit_occurrence(&state.db, &caller.actor, id, original, body.into()).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    item_response(&state, &caller.actor, status, &a).await
+}
+
+/// Cancel one occurrence of a series (it stays as a cancelled exception, which hides it).
+#[utoipa::path(delete, path = "/api/appointments/{id}/occurrences/{original_start}/", tag = "appointments",
+    params(("id" = Uuid, Path, description = "the series master"), ("original_start" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn cancel_occurrence(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    Path((id, original)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let (id, original) = (parse_id(&id)?, parse_original_start(&original)?);
+    service::cancel_occurrence(&state.db, &caller.actor, id, original).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SplitBody {
+    /// The first occurrence of the new series (an `original_start`).
+    #[schema(example = "2027-04-05T08:00:00Z")]
+    pub from: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SplitView {
+    /// The series as it is now: ending before `from`.
+    pub ended: AppointmentView,
+    /// The new series, from `from` on, with the exceptions from there.
+    pub started: AppointmentView,
+}
+
+/// "This and following": end the series before `from` and start a new one there, as Google's
+/// own UI does.
+#[utoipa::path(post, path = "/api/appointments/{id}/split/", tag = "appointments", request_body = SplitBody,
+    params(("id" = Uuid, Path, description = "the series master")),
+    responses((status = 201, body = SplitView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn split(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<SplitBody>,
+) -> Result<(StatusCode, Json<SplitView>), ApiError> {
+    let id = parse_id(&id)?;
+    let from = body
+        .from
+        .parse::<OriginalStart>()
+        .map_err(|e| ApiError::Validation(ValidationError::new("from", e.message)))?;
+    let (ended, started) = service::split(&state.db, &caller.actor, id, from).await?;
+    let mut v = views(&state, &caller.actor, &[ended, started]).await?;
+    let started = v.pop().expect("two views");
+    let ended = v.pop().expect("two views");
+    Ok((StatusCode::CREATED, Json(SplitView { ended, started })))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -465,9 +608,10 @@ mod tests {
 
     #[test]
     fn list_query_is_strict() {
-        assert_eq!(parse_list_query(None).unwrap().limit, DEFAULT_LIMIT);
-        let q = parse_list_query(Some("start=2026-12-01&end=2026-12-02T00:00:00%2B01:00&limit=5")).unwrap();
-        assert_eq!(q.limit, 5);
+        assert_eq!(parse_list_query(None).unwrap().0.limit, DEFAULT_LIMIT);
+        let (q, expand) =
+            parse_list_query(Some("start=2026-12-01&end=2026-12-02T00:00:00%2B01:00&limit=5&expand=true")).unwrap();
+        assert_eq!((q.limit, expand), (5, true));
         assert_eq!(q.end.unwrap().to_rfc3339(), "2026-12-01T23:00:00+00:00");
         for bad in [
             "limit=0",
@@ -480,6 +624,9 @@ mod tests {
             "start=12345-01-01",
             "end=0000-01-01",
             "start=-0001-01-01T00:00:00Z",
+            "expand=yes",
+            "expand=true&start=2026-12-01",
+            "expand=true&end=2026-12-01",
         ] {
             assert!(parse_list_query(Some(bad)).is_err(), "{bad} accepted");
         }

@@ -2,13 +2,16 @@
 //! whole firm's but change only their own. Anything the caller may not read is "not found".
 
 use super::ServiceError;
-use calsync_domain::appointment::{Appointment, AppointmentData, AppointmentInput, Origin};
+use calsync_domain::ValidationError;
+use calsync_domain::appointment::{Appointment, AppointmentData, AppointmentInput, AppointmentStatus, Origin, When};
 use calsync_domain::connection::{ConnectionStatus, Provider};
 use calsync_domain::ids::{AppointmentId, ConnectionId, FirmId, UserId};
+use calsync_domain::recurrence::{OriginalStart, Series, SeriesRef, continued_from, ended_before, occurrence_data};
 use calsync_domain::sync::LinkState;
 use calsync_domain::tenant::Actor;
-use calsync_store::{AppointmentPage, AppointmentQuery, Db, StoreError};
-use std::collections::HashMap;
+use calsync_store::{AppointmentPage, AppointmentQuery, Cursor, Db, StoreError};
+use chrono::{DateTime, Utc};
+use std::collections::{HashMap, HashSet};
 
 pub async fn list(db: &Db, actor: &Actor, mut query: AppointmentQuery) -> Result<AppointmentPage, ServiceError> {
     query.owner = actor.readable_owner();
@@ -174,4 +177,216 @@ pub async fn sync_entries(
         }
     }
     Ok((out, origins))
+}
+
+/// One item of an expanded listing: a single appointment, an exception, or an occurrence of a
+/// series (the master's content at that occurrence's time, under the master's id).
+#[derive(Debug, Clone)]
+pub struct ListedOccurrence {
+    pub appointment: Appointment,
+    pub series_id: Option<AppointmentId>,
+    pub original_start: Option<OriginalStart>,
+}
+
+/// More rows than this in one expanded window is a request to narrow the window.
+const EXPAND_ROWS_MAX: usize = 10_000;
+
+/// Occurrences overlapping `[start, end)` in start order: singles, exceptions (cancelled ones
+/// are left out: they hide their occurrence) and the series' generated occurrences, paged by
+/// (start, id) after `after`.
+pub async fn list_expanded(
+    db: &Db,
+    actor: &Actor,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    limit: usize,
+    after: Option<Cursor>,
+) -> Result<(Vec<ListedOccurrence>, Option<Cursor>), ServiceError> {
+    let mut rows = Vec::new();
+    let mut q = AppointmentQuery {
+        owner: actor.readable_owner(),
+        start: Some(start),
+        end: Some(end),
+        limit: 1000,
+        after: None,
+    };
+    loop {
+        let page = db.list_appointments(actor.firm_id, &q).await?;
+        rows.extend(page.items);
+        if rows.len() > EXPAND_ROWS_MAX {
+            return Err(ValidationError::new(
+                "end",
+                format!("more than {EXPAND_ROWS_MAX} appointments in this window: ask for a shorter one"),
+            )
+            .into());
+        }
+        match page.next {
+            Some(c) => q.after = Some(c),
+            None => break,
+        }
+    }
+    let masters: Vec<AppointmentId> = rows.iter().filter(|a| !a.data.recurrence.is_empty()).map(|a| a.id).collect();
+    let mut taken: HashMap<AppointmentId, HashSet<OriginalStart>> = HashMap::new();
+    for e in db.exceptions_of(actor.firm_id, &masters).await? {
+        if let Some(s) = e.data.series {
+            taken.entry(s.master).or_default().insert(s.original_start);
+        }
+    }
+    let mut out = Vec::new();
+    for a in rows {
+        if let Some(s) = a.data.series {
+            if a.data.status != AppointmentStatus::Cancelled {
+                out.push(ListedOccurrence {
+                    series_id: Some(s.master),
+                    original_start: Some(s.original_start),
+                    appointment: a,
+                });
+            }
+            continue;
+        }
+        if a.data.recurrence.is_empty() {
+            out.push(ListedOccurrence { appointment: a, series_id: None, original_start: None });
+            continue;
+        }
+        let Ok(series) = Series::parse(&a.data.recurrence, &a.data.when, a.data.time_zone) else {
+            // Stored lines that no longer parse: the master shows as what it holds.
+            out.push(ListedOccurrence { appointment: a, series_id: None, original_start: None });
+            continue;
+        };
+        let skip = taken.remove(&a.id).unwrap_or_default();
+        for o in series.between(start, end, a.data.time_zone) {
+            if skip.contains(&o) {
+                continue;
+            }
+            let mut item = a.clone();
+            item.data = occurrence_data(&a.data, &series, o);
+            out.push(ListedOccurrence { appointment: item, series_id: Some(a.id), original_start: Some(o) });
+            if out.len() > EXPAND_ROWS_MAX * 10 {
+                return Err(
+                    ValidationError::new("end", "too many occurrences in this window: ask for a shorter one").into()
+                );
+            }
+        }
+    }
+    let key = |o: &ListedOccurrence| (o.appointment.data.utc_range().0, o.appointment.id);
+    out.sort_by_key(key);
+    if let Some(c) = after {
+        out.retain(|o| key(o) > (c.start_utc, c.id));
+    }
+    let next = if out.len() > limit {
+        out.truncate(limit);
+        out.last().map(|o| Cursor { start_utc: key(o).0, id: key(o).1 })
+    } else {
+        None
+    };
+    for o in &mut out {
+        redact_for(actor, o.appointment.owner_id, &mut o.appointment.data);
+    }
+    Ok((out, next))
+}
+
+/// A master the caller may change, with its parsed rule; anything else is refused naming `id`.
+async fn series_of(db: &Db, actor: &Actor, id: AppointmentId) -> Result<(Appointment, Series), ServiceError> {
+    let master = writable(db, actor, id).await?;
+    if master.data.recurrence.is_empty() {
+        return Err(ValidationError::new("id", "not a recurring appointment: it has no occurrences").into());
+    }
+    let series = Series::parse(&master.data.recurrence, &master.data.when, master.data.time_zone)?;
+    Ok((master, series))
+}
+
+/// Checks that `o` is an occurrence of the series (and of the master's kind, date or instant).
+fn check_occurrence(master: &Appointment, series: &Series, o: OriginalStart) -> Result<(), ServiceError> {
+    let kind_ok = matches!(
+        (o, master.data.when),
+        (OriginalStart::At(_), When::Timed { .. }) | (OriginalStart::Date(_), When::AllDay { .. })
+    );
+    // Generated by the rule and not excluded (an EXDATE already removed it).
+    if !kind_ok || !series.occurrences().take_while(|x| *x <= o).any(|x| x == o) {
+        return Err(ValidationError::new(
+            "original_start",
+            format!("no occurrence of this series starts at {o} (all-day series take a date, others an instant)"),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Edits one occurrence: the existing exception, or a new one made from the master.
+/// `Ok((appointment, created))`.
+pub async fn edit_occurrence(
+    db: &Db,
+    actor: &Actor,
+    master_id: AppointmentId,
+    original: OriginalStart,
+    patch: AppointmentInput,
+) -> Result<(Appointment, bool), ServiceError> {
+    let (master, series) = series_of(db, actor, master_id).await?;
+    let existing = db
+        .exceptions_of(actor.firm_id, &[master.id])
+        .await?
+        .into_iter()
+        .find(|e| e.data.series.is_some_and(|s| s.original_start == original));
+    if let Some(e) = existing {
+        return Ok((update(db, actor, e.id, None, patch).await?, false));
+    }
+    check_occurrence(&master, &series, original)?;
+    let mut base = occurrence_data(&master.data, &series, original);
+    base.series = Some(SeriesRef { master: master.id, original_start: original });
+    let data = base.patched(patch)?;
+    if let Some(refused) = base.organizer_owned_change(&data) {
+        return Err(refused.into());
+    }
+    Ok((db.insert_appointment_from(actor.firm_id, actor.user_id, data, master.origin).await?, true))
+}
+
+/// Cancels one occurrence: its exception (made if need be) becomes cancelled, which hides it.
+pub async fn cancel_occurrence(
+    db: &Db,
+    actor: &Actor,
+    master_id: AppointmentId,
+    original: OriginalStart,
+) -> Result<(), ServiceError> {
+    let cancel = AppointmentInput { status: Some("cancelled".into()), ..Default::default() };
+    let master = writable(db, actor, master_id).await?;
+    if master.data.organizer.is_some() {
+        return Err(ValidationError::new(
+            "status",
+            format!(
+                "is set by the organizer, {}, and can only be changed by them",
+                master.data.organizer.unwrap_or_default()
+            ),
+        )
+        .into());
+    }
+    edit_occurrence(db, actor, master_id, original, cancel).await.map(|_| ())
+}
+
+/// "This and following": the series ends before `from`, and a new series starts there with the
+/// rest of the rule and the exceptions from `from` on. `(ended, started)`.
+pub async fn split(
+    db: &Db,
+    actor: &Actor,
+    master_id: AppointmentId,
+    from: OriginalStart,
+) -> Result<(Appointment, Appointment), ServiceError> {
+    let (master, series) = series_of(db, actor, master_id).await?;
+    if master.data.organizer.is_some() {
+        return Err(ValidationError::new("recurrence", "an invitation's series is its organizer's to split").into());
+    }
+    check_occurrence(&master, &series, from)?;
+    let tz = master.data.time_zone;
+    if series.occurrences().next() == Some(from) {
+        return Err(ValidationError::new(
+            "from",
+            "is the series' first occurrence: nothing would be left before it; change the whole series instead",
+        )
+        .into());
+    }
+    let ended = AppointmentData { recurrence: ended_before(&master.data.recurrence, from, tz), ..master.data.clone() };
+    Series::parse(&ended.recurrence, &ended.when, tz)?;
+    let mut started = occurrence_data(&master.data, &series, from);
+    started.recurrence = continued_from(&series, &master.data.recurrence, from, tz);
+    Series::parse(&started.recurrence, &started.when, tz)?;
+    Ok(db.split_series(actor.firm_id, &master, ended, started, from).await?)
 }

@@ -1,0 +1,11 @@
+-- Recurring series: a master's RFC 5545 lines, and exceptions that name their master and the
+-- occurrence they replace. Keep in step with the other backend's 0012.
+ALTER TABLE appointments ADD COLUMN recurrence TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE appointments ADD COLUMN series_id BLOB NULL REFERENCES appointments (id) ON DELETE CASCADE;
+-- `2027-03-22T09:00:00Z`, or `2027-03-22` for all-day series.
+ALTER TABLE appointments ADD COLUMN original_start TEXT NULL
+    CHECK (original_start IS NULL OR series_id IS NOT NULL);
+-- When a master's last occurrence ends (a far-future value for endless series); NULL otherwise.
+-- Range queries take it over end_utc, so a series is found in every window it reaches.
+ALTER TABLE appointments ADD COLUMN series_end_utc TEXT NULL;
+CREATE UNIQUE INDEX appointments_one_exception ON appointments (series_id, original_start) WHERE deleted_at IS NULL;
