@@ -11,6 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use calsync_domain::appointment::AppointmentData;
+use calsync_domain::recurrence::OriginalStart;
 use chrono::{DateTime, Utc};
 
 use crate::{AccountIdentity, ProviderError, RemoteCalendar};
@@ -51,6 +52,8 @@ pub struct RemoteEvent {
     pub recurrence: Vec<String>,
     /// Set on occurrences and exceptions of a series.
     pub series_master_id: Option<String>,
+    /// On occurrences and exceptions: the start the rule gave them (their key in the series).
+    pub original_start: Option<OriginalStart>,
 }
 
 /// One entry of a change listing.
@@ -60,6 +63,14 @@ pub enum Change {
     /// Gone: deleted or cancelled (Google), `@removed` (Graph).
     Deleted {
         id: String,
+    },
+    /// One occurrence of a live series cancelled (Google's cancelled instance stub): it hides
+    /// that occurrence; the series stays.
+    OccurrenceCancelled {
+        id: String,
+        etag: String,
+        master: String,
+        original_start: OriginalStart,
     },
 }
 
@@ -110,6 +121,41 @@ pub trait CalendarProvider: Send + Sync + std::fmt::Debug {
         stamp: &'a str,
         data: &'a AppointmentData,
     ) -> ProviderFuture<'a, RemoteEvent>;
+
+    /// Writes one occurrence of the series `master` (an event id in `calendar`) as an exception:
+    /// its content becomes `data` (`status: cancelled` cancels it). Idempotent: the occurrence is
+    /// found by `original`, so a retry writes the same one. [`ProviderError::NotFound`] when the
+    /// series has no such occurrence (any more).
+    #[allow(clippy::too_many_arguments)]
+    fn write_occurrence<'a>(
+        &'a self,
+        token: &'a str,
+        calendar: &'a str,
+        master: &'a str,
+        original: OriginalStart,
+        stamp: &'a str,
+        data: &'a AppointmentData,
+    ) -> ProviderFuture<'a, RemoteEvent>;
+
+    /// Whether a change listing reports an occurrence deleted from a series (Google: a cancelled
+    /// instance). Graph's does not: the engine then compares [`CalendarProvider::occurrences`]
+    /// with the rule.
+    fn lists_deleted_occurrences(&self) -> bool {
+        true
+    }
+
+    /// The original starts of the occurrences (and exceptions) the series `master` has in
+    /// `[from, to)`.
+    fn occurrences<'a>(
+        &'a self,
+        _token: &'a str,
+        _calendar: &'a str,
+        _master: &'a str,
+        _from: DateTime<Utc>,
+        _to: DateTime<Utc>,
+    ) -> ProviderFuture<'a, Vec<OriginalStart>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
 
     /// Whether [`Change::Deleted`] can also mean "left the listing's window" (Graph's `@removed`
     /// for an event moved out of a delta window): the engine then reads the event before it

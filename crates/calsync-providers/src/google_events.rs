@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use calsync_domain::appointment::{
     AppointmentData, AppointmentStatus, Attendee, ResponseStatus, ShowAs, Visibility, When,
 };
+use calsync_domain::recurrence::OriginalStart;
 use chrono::{DateTime, Duration, FixedOffset, NaiveDate, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use serde::Deserialize;
@@ -60,6 +61,7 @@ struct Event {
     #[serde(default)]
     recurrence: Vec<String>,
     recurring_event_id: Option<String>,
+    original_start_time: Option<Time>,
     extended_properties: Option<Extended>,
     visibility: Option<String>,
     transparency: Option<String>,
@@ -110,6 +112,16 @@ pub fn event_id_for(key: &str) -> String {
 
 impl Event {
     fn into_change(self, calendar_zone: Option<&str>) -> Change {
+        if self.status.as_deref() == Some("cancelled")
+            && let (Some(master), Some(original_start)) = (&self.recurring_event_id, self.original_start())
+        {
+            return Change::OccurrenceCancelled {
+                id: self.id.clone(),
+                etag: self.etag.clone(),
+                master: master.clone(),
+                original_start,
+            };
+        }
         // An invitation its organizer cancelled stays, cancelled, in the attendee's calendar
         // with its details: the appointment is cancelled, not deleted. Any other cancelled
         // item is a deletion.
@@ -120,6 +132,16 @@ impl Event {
         Change::Upsert(Box::new(self.into_remote(calendar_zone)))
     }
 
+    /// An instance's key in its series: `originalStartTime` as a date or an instant.
+    fn original_start(&self) -> Option<OriginalStart> {
+        let t = self.original_start_time.as_ref()?;
+        match (t.date, t.date_time) {
+            (Some(d), _) => Some(OriginalStart::Date(d)),
+            (None, Some(at)) => Some(OriginalStart::At(at.with_timezone(&Utc))),
+            _ => None,
+        }
+    }
+
     /// The organizer's address when it is not the calendar's owner.
     fn organized_elsewhere(&self) -> Option<String> {
         let o = self.organizer.as_ref().filter(|o| o.is_self != Some(true))?;
@@ -128,6 +150,7 @@ impl Event {
 
     fn into_remote(self, calendar_zone: Option<&str>) -> RemoteEvent {
         let organizer = self.organized_elsewhere();
+        let original_start = self.original_start();
         let calsync_id = self.extended_properties.and_then(|mut e| e.private.remove(CALSYNC_ID_PROPERTY));
         let zone = self
             .start
@@ -198,6 +221,7 @@ impl Event {
             data,
             recurrence: self.recurrence,
             series_master_id: self.recurring_event_id,
+            original_start,
         }
     }
 }
@@ -255,11 +279,24 @@ fn body(data: &AppointmentData, key: Option<(&str, &str)>) -> Value {
             .map(|a| json!({"email": a.email, "displayName": a.name, "responseStatus": response_status(a.response)}))
             .collect::<Vec<_>>(),
     });
+    // A master's rule (or none, which makes a former series single); an instance has none of
+    // its own.
+    if data.series.is_none() {
+        v["recurrence"] = json!(data.recurrence);
+    }
     if let Some((key, stamp)) = key {
         v["id"] = json!(event_id_for(key));
         v["extendedProperties"] = json!({"private": {CALSYNC_ID_PROPERTY: stamp}});
     }
     v
+}
+
+/// An instance's id: `<masterId>_20240105T150000Z`, or `_20240105` in an all-day series.
+fn instance_id(master: &str, original: OriginalStart) -> String {
+    match original {
+        OriginalStart::At(t) => format!("{master}_{}", t.format("%Y%m%dT%H%M%SZ")),
+        OriginalStart::Date(d) => format!("{master}_{}", d.format("%Y%m%d")),
+    }
 }
 
 impl GoogleCalendar {
@@ -387,6 +424,35 @@ impl GoogleCalendar {
         json_or_error::<Event>(resp).await.map(|e| e.into_remote(None))
     }
 
+    async fn occurrence(
+        &self,
+        token: &str,
+        calendar: &str,
+        master: &str,
+        original: OriginalStart,
+        stamp: &str,
+        data: &AppointmentData,
+    ) -> Result<RemoteEvent, ProviderError> {
+        let id = instance_id(master, original);
+        // An instance exists from the rule on, changed or not (cancelled ones too): read its
+        // etag, then change it only if nobody else did in between.
+        let resp = self.http.get(self.events_url(calendar, Some(&id))).bearer_auth(token).send().await;
+        let current: Event = json_or_error(resp.map_err(ProviderError::transport)?).await?;
+        let mut patch = body(data, None);
+        patch["extendedProperties"] = json!({"private": {CALSYNC_ID_PROPERTY: stamp}});
+        let resp = self
+            .http
+            .patch(self.events_url(calendar, Some(&id)))
+            .bearer_auth(token)
+            .header(reqwest::header::IF_MATCH, current.etag)
+            .query(&[("sendUpdates", send_updates(data))])
+            .json(&patch)
+            .send()
+            .await
+            .map_err(ProviderError::transport)?;
+        json_or_error::<Event>(resp).await.map(|e| e.into_remote(None))
+    }
+
     async fn remove(&self, token: &str, calendar: &str, id: &str, etag: &str) -> Result<(), ProviderError> {
         let resp = self
             .http
@@ -449,6 +515,18 @@ impl CalendarProvider for GoogleCalendar {
         data: &'a AppointmentData,
     ) -> ProviderFuture<'a, RemoteEvent> {
         Box::pin(self.replace(token, calendar, id, etag, data))
+    }
+
+    fn write_occurrence<'a>(
+        &'a self,
+        token: &'a str,
+        calendar: &'a str,
+        master: &'a str,
+        original: OriginalStart,
+        stamp: &'a str,
+        data: &'a AppointmentData,
+    ) -> ProviderFuture<'a, RemoteEvent> {
+        Box::pin(self.occurrence(token, calendar, master, original, stamp, data))
     }
 
     fn delete<'a>(&'a self, token: &'a str, calendar: &'a str, id: &'a str, etag: &'a str) -> ProviderFuture<'a, ()> {

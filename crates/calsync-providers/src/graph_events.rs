@@ -21,6 +21,7 @@ use crate::calendar::{CalendarProvider, Change, ChangePage, ListFrom, PageNext, 
 use crate::graph_recurrence::{self, SeriesStart};
 use crate::microsoft::{GraphApi, json_or_error};
 use crate::{AccountIdentity, ProviderError, RemoteCalendar};
+use calsync_domain::recurrence::OriginalStart;
 
 /// The extended property that carries the appointment id (a named string property in the
 /// PublicStrings set).
@@ -186,6 +187,14 @@ fn into_remote(id: String, item: &Value) -> RemoteEvent {
             series: None,
         })
     });
+    let all_day = item.get("isAllDay").and_then(Value::as_bool) == Some(true);
+    let original_start = text(item, "originalStart").and_then(|t| DateTime::parse_from_rfc3339(&t).ok()).map(|t| {
+        if all_day {
+            OriginalStart::Date(t.with_timezone(&zone).date_naive())
+        } else {
+            OriginalStart::At(t.with_timezone(&Utc))
+        }
+    });
     RemoteEvent {
         id,
         etag: text(item, "@odata.etag").unwrap_or_default(),
@@ -196,6 +205,7 @@ fn into_remote(id: String, item: &Value) -> RemoteEvent {
         data,
         recurrence: item.get("recurrence").filter(|r| !r.is_null()).map(|r| vec![r.to_string()]).unwrap_or_default(),
         series_master_id: text(item, "seriesMasterId"),
+        original_start,
     }
 }
 
@@ -261,8 +271,29 @@ fn split_attendee_list(body: &str) -> (String, Vec<Attendee>) {
     (body.to_owned(), Vec::new())
 }
 
-/// The event resource for a write: times in the appointment's zone (IANA names are accepted).
-fn body(data: &AppointmentData) -> Value {
+/// Where a series starts, as [`graph_recurrence`] takes it.
+fn series_start(data: &AppointmentData) -> SeriesStart {
+    let local = match data.when {
+        When::Timed { start, .. } => start.with_timezone(&data.time_zone).naive_local(),
+        When::AllDay { start, .. } => start.and_time(chrono::NaiveTime::MIN),
+    };
+    SeriesStart { date: local.date(), time: local.time(), zone: data.time_zone, all_day: data.is_all_day() }
+}
+
+/// The event resource for a write: times in the appointment's zone (IANA names are accepted),
+/// a master's rule as a `patternedRecurrence`. A rule Graph cannot express is refused
+/// ([`ProviderError::Permanent`] with the reason), never written as something else.
+fn body(data: &AppointmentData) -> Result<Value, ProviderError> {
+    let mut v = body_without_rule(data);
+    if data.organizer.is_none() && data.series.is_none() {
+        let (rule, _) = graph_recurrence::to_graph(&data.recurrence, &series_start(data))
+            .map_err(|e| ProviderError::Permanent { status: None, reason: format!("Outlook cannot repeat it: {e}") })?;
+        v["recurrence"] = rule;
+    }
+    Ok(v)
+}
+
+fn body_without_rule(data: &AppointmentData) -> Value {
     let personal = json!({
         "showAs": match (data.status, data.show_as) {
             (AppointmentStatus::Tentative, _) => "tentative",
@@ -398,7 +429,7 @@ impl GraphCalendar {
         stamp: &str,
         data: &AppointmentData,
     ) -> Result<RemoteEvent, ProviderError> {
-        let mut event = body(data);
+        let mut event = body(data)?;
         // Graph returns the first event again for a repeated transactionId.
         event["transactionId"] = json!(key);
         event["singleValueExtendedProperties"] = json!([{"id": CALSYNC_ID_PROPERTY, "value": stamp}]);
@@ -416,9 +447,157 @@ impl GraphCalendar {
             status: None,
             reason: "Graph created an event without an id".into(),
         })?;
-        let mut created = into_remote(id, &v);
+        let mut created = into_remote(id.clone(), &v);
         created.calsync_id.get_or_insert_with(|| stamp.to_owned());
+        if self.drop_excluded(token, &id, data).await? {
+            // Re-read: deleting occurrences moved the master's change key on.
+            created = self.fetch(token, &id).await?.ok_or(ProviderError::NotFound)?;
+        }
         Ok(created)
+    }
+
+    /// Deletes the occurrences a master's `EXDATE`s exclude (Graph's rule cannot hold them).
+    /// Whether any was deleted.
+    async fn drop_excluded(&self, token: &str, master: &str, data: &AppointmentData) -> Result<bool, ProviderError> {
+        if data.recurrence.is_empty() || data.series.is_some() {
+            return Ok(false);
+        }
+        let Ok((_, excluded)) = graph_recurrence::to_graph(&data.recurrence, &series_start(data)) else {
+            return Ok(false);
+        };
+        let zone = data.time_zone;
+        let wanted: Vec<OriginalStart> = excluded
+            .into_iter()
+            .filter_map(|n| {
+                if data.is_all_day() {
+                    Some(OriginalStart::Date(n.date()))
+                } else {
+                    n.and_local_timezone(zone).earliest().map(|t| OriginalStart::At(t.with_timezone(&Utc)))
+                }
+            })
+            .collect();
+        let mut dropped = false;
+        for o in wanted {
+            if let Some(occ) = self.occurrence_at(token, master, o, zone).await? {
+                self.remove(token, &occ.id, &occ.etag).await?;
+                dropped = true;
+            }
+        }
+        Ok(dropped)
+    }
+
+    /// Original starts of `master`'s instances in `[from, to)`, following the pages.
+    async fn instances(
+        &self,
+        token: &str,
+        master: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<OriginalStart>, ProviderError> {
+        let f = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
+        let mut url = self.events_url(None, Some(master));
+        url.path_segments_mut().expect("an http(s) URL").push("instances");
+        url.query_pairs_mut().append_pair("startDateTime", &f(from)).append_pair("endDateTime", &f(to));
+        let mut out = Vec::new();
+        loop {
+            let resp = self
+                .http
+                .get(url.clone())
+                .bearer_auth(token)
+                .header("Prefer", PREFER_READ)
+                .send()
+                .await
+                .map_err(ProviderError::transport)?;
+            let page: Page = json_or_error(resp).await?;
+            out.extend(page.value.iter().filter_map(|item| into_remote(text(item, "id")?, item).original_start));
+            match page.next_link {
+                Some(next) => url = self.api.same_origin(&next)?,
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// The occurrence (or exception) of `master` whose original start is `o`.
+    async fn occurrence_at(
+        &self,
+        token: &str,
+        master: &str,
+        o: OriginalStart,
+        zone: Tz,
+    ) -> Result<Option<RemoteEvent>, ProviderError> {
+        let at = o.instant(zone);
+        let f = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
+        let mut url = self.events_url(None, Some(master));
+        url.path_segments_mut().expect("an http(s) URL").push("instances");
+        url.query_pairs_mut()
+            .append_pair("startDateTime", &f(at - Duration::days(2)))
+            .append_pair("endDateTime", &f(at + Duration::days(3)));
+        let resp = self
+            .http
+            .get(url)
+            .bearer_auth(token)
+            .header("Prefer", PREFER_READ)
+            .send()
+            .await
+            .map_err(ProviderError::transport)?;
+        let page: Page = json_or_error(resp).await?;
+        Ok(page.value.iter().find_map(|item| {
+            let e = into_remote(text(item, "id")?, item);
+            (e.original_start == Some(o)).then_some(e)
+        }))
+    }
+
+    async fn occurrence(
+        &self,
+        token: &str,
+        master: &str,
+        original: OriginalStart,
+        stamp: &str,
+        data: &AppointmentData,
+    ) -> Result<RemoteEvent, ProviderError> {
+        let found = self.occurrence_at(token, master, original, data.time_zone).await?;
+        if data.status == AppointmentStatus::Cancelled && found.is_none() {
+            // Already gone (a retry after the delete went through): cancelled is what it is.
+            return Ok(RemoteEvent {
+                id: format!("{master}@{original}"),
+                etag: String::new(),
+                updated: None,
+                calsync_id: Some(stamp.to_owned()),
+                data: Some(data.clone()),
+                recurrence: Vec::new(),
+                series_master_id: Some(master.to_owned()),
+                original_start: Some(original),
+            });
+        }
+        let occ = found.ok_or(ProviderError::NotFound)?;
+        if data.status == AppointmentStatus::Cancelled {
+            // Graph has no cancelled occurrences: a cancelled one is deleted, and gone.
+            self.remove(token, &occ.id, &occ.etag).await?;
+            return Ok(RemoteEvent {
+                data: Some(data.clone()),
+                calsync_id: Some(stamp.to_owned()),
+                series_master_id: Some(master.to_owned()),
+                original_start: Some(original),
+                ..occ
+            });
+        }
+        let mut patch = body(data)?;
+        patch["singleValueExtendedProperties"] = json!([{"id": CALSYNC_ID_PROPERTY, "value": stamp}]);
+        let resp = self
+            .http
+            .patch(self.events_url(None, Some(&occ.id)))
+            .bearer_auth(token)
+            .header("Prefer", PREFER_READ)
+            .header(reqwest::header::IF_MATCH, &occ.etag)
+            .query(&[("$expand", expand())])
+            .json(&patch)
+            .send()
+            .await
+            .map_err(ProviderError::transport)?;
+        let v: Value = json_or_error(resp).await?;
+        let mut written = into_remote(occ.id.clone(), &v);
+        written.calsync_id.get_or_insert_with(|| stamp.to_owned());
+        Ok(written)
     }
 
     async fn replace(
@@ -428,17 +607,34 @@ impl GraphCalendar {
         etag: &str,
         data: &AppointmentData,
     ) -> Result<RemoteEvent, ProviderError> {
+        if data.series.is_some() && data.status == AppointmentStatus::Cancelled {
+            // Graph has no cancelled occurrences: cancelling one deletes it.
+            self.remove(token, id, etag).await?;
+            return Ok(RemoteEvent {
+                id: id.to_owned(),
+                etag: etag.to_owned(),
+                updated: None,
+                calsync_id: None,
+                data: Some(data.clone()),
+                recurrence: Vec::new(),
+                series_master_id: None,
+                original_start: data.series.map(|s| s.original_start),
+            });
+        }
         let resp = self
             .http
             .patch(self.events_url(None, Some(id)))
             .bearer_auth(token)
             .header("Prefer", PREFER_READ)
             .header(reqwest::header::IF_MATCH, etag)
-            .json(&body(data))
+            .json(&body(data)?)
             .send()
             .await
             .map_err(ProviderError::transport)?;
         let v: Value = json_or_error(resp).await?;
+        if self.drop_excluded(token, id, data).await? {
+            return self.fetch(token, id).await?.ok_or(ProviderError::NotFound);
+        }
         Ok(into_remote(id.to_owned(), &v))
     }
 
@@ -496,6 +692,33 @@ impl CalendarProvider for GraphCalendar {
 
     fn removals_may_be_moves(&self) -> bool {
         true
+    }
+
+    fn lists_deleted_occurrences(&self) -> bool {
+        false
+    }
+
+    fn occurrences<'a>(
+        &'a self,
+        token: &'a str,
+        _calendar: &'a str,
+        master: &'a str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> ProviderFuture<'a, Vec<OriginalStart>> {
+        Box::pin(self.instances(token, master, from, to))
+    }
+
+    fn write_occurrence<'a>(
+        &'a self,
+        token: &'a str,
+        _calendar: &'a str,
+        master: &'a str,
+        original: OriginalStart,
+        stamp: &'a str,
+        data: &'a AppointmentData,
+    ) -> ProviderFuture<'a, RemoteEvent> {
+        Box::pin(self.occurrence(token, master, original, stamp, data))
     }
 
     fn update<'a>(
@@ -562,15 +785,15 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        let quiet = body(&data);
+        let quiet = body(&data).unwrap();
         assert_eq!(quiet["attendees"], json!([]));
         assert!(quiet["body"]["content"].as_str().unwrap().contains("- Ann <ann@x.test>"));
         data.send_invitations = true;
-        let loud = body(&data);
+        let loud = body(&data).unwrap();
         assert_eq!(loud["attendees"][0]["emailAddress"]["address"], "ann@x.test");
         assert_eq!(loud["body"]["content"], "");
         data.organizer = Some("boss@y.test".into());
-        let copy = body(&data);
+        let copy = body(&data).unwrap();
         assert_eq!(copy.as_object().unwrap().keys().collect::<Vec<_>>(), ["sensitivity", "showAs"]);
     }
 }

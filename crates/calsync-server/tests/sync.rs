@@ -1082,6 +1082,154 @@ async fn invitations_belong_to_their_organizer(backend: Backend) {
     }
 }
 
+/// The live instances of the series titled `title` (or of its exceptions) as the provider
+/// expands them: (id, title, start instant), by start.
+async fn instances(remote: &Remote<'_>, prefix: &str) -> Vec<(String, String, chrono::DateTime<Utc>)> {
+    let (from, to) = (at(-24 * 40), at(24 * 365));
+    let f = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let url = match remote.provider {
+        "google" => {
+            format!("{}?singleEvents=true&maxResults=2500&timeMin={}&timeMax={}", remote.url(""), f(from), f(to))
+        }
+        _ => remote.app.sandbox_url(&format!(
+            "/microsoft/graph/v1.0/me/calendarView?startDateTime={}&endDateTime={}&$top=1000",
+            f(from),
+            f(to)
+        )),
+    };
+    let v: Value = remote
+        .app
+        .http
+        .get(&url)
+        .bearer_auth(&remote.token)
+        .header("Prefer", "outlook.timezone=\"UTC\"")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let items = v.get("items").or_else(|| v.get("value")).and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut out: Vec<(String, String, chrono::DateTime<Utc>)> = items
+        .iter()
+        .filter(|e| e["status"] != "cancelled")
+        .filter_map(|e| {
+            let title = e.get("summary").or_else(|| e.get("subject")).and_then(Value::as_str)?.to_owned();
+            if !title.starts_with(prefix) {
+                return None;
+            }
+            let raw = e["start"]["dateTime"].as_str()?;
+            let start = chrono::DateTime::parse_from_rfc3339(raw)
+                .map(|t| t.with_timezone(&Utc))
+                .or_else(|_| chrono::NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S%.f").map(|n| n.and_utc()))
+                .ok()?;
+            Some((e["id"].as_str()?.to_owned(), title, start))
+        })
+        .collect();
+    out.sort_by_key(|i| i.2);
+    out
+}
+
+/// (title, start instant) of the occurrences calsync lists for the coming weeks.
+async fn local_occurrences(app: &TestApp, token: &str, prefix: &str) -> Vec<(String, chrono::DateTime<Utc>)> {
+    let f = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let url = format!("/api/appointments/?expand=true&limit=500&start={}&end={}", f(at(-24 * 40)), f(at(24 * 365)));
+    let v: Value = app.get(&url.replace('+', "%2B"), token).send().await.unwrap().json().await.unwrap();
+    let mut out: Vec<(String, chrono::DateTime<Utc>)> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["title"].as_str().unwrap().starts_with(prefix))
+        .map(|a| {
+            let start = chrono::DateTime::parse_from_rfc3339(a["start"].as_str().unwrap()).unwrap().with_timezone(&Utc);
+            (a["title"].as_str().unwrap().to_owned(), start)
+        })
+        .collect();
+    out.sort_by_key(|o| o.1);
+    out
+}
+
+/// A recurring series both ways: made here and pushed as a series (Google `recurrence`, Graph
+/// `patternedRecurrence`); one occurrence moved and one cancelled here, one edited and one
+/// deleted there; every change arrives on the other side, nothing is duplicated, a sync with
+/// nothing new writes nothing, and deleting the series removes it there.
+async fn recurring_series_sync_both_ways(backend: Backend) {
+    let app = TestApp::spawn_with_sandbox(backend).await;
+    for (n, provider) in PROVIDERS.into_iter().enumerate() {
+        let (token, conn, remote) = connected(&app, provider, n).await;
+        let start = at(48);
+        let body = json!({"title": "Daily", "start": start.to_rfc3339(), "end": (start + Duration::minutes(30)).to_rfc3339(),
+                          "time_zone": "Europe/Berlin", "recurrence": ["RRULE:FREQ=DAILY;COUNT=5"]});
+        let resp = app.post("/api/appointments/", &token).json(&body).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let series: Value = resp.json().await.unwrap();
+        let id = series["id"].as_str().unwrap().to_owned();
+        let a = sync_now(&app, &token, &conn).await;
+        assert_eq!(
+            (a["status"].as_str(), counts(&a)[3]),
+            (Some("success"), 1),
+            "{provider}: one series, one create: {a}"
+        );
+        let there = instances(&remote, "Daily").await;
+        let days: Vec<_> = there.iter().map(|i| i.2).collect();
+        let expected: Vec<_> = (0..5).map(|d| start + Duration::days(d)).collect();
+        assert_eq!(days, expected, "{provider}: five occurrences there");
+
+        // Here: the second occurrence moved an hour and renamed, the third cancelled.
+        let occ = |o: chrono::DateTime<Utc>| {
+            format!("/api/appointments/{id}/occurrences/{}/", o.format("%Y-%m-%dT%H:%M:%SZ"))
+        };
+        let moved = json!({"title": "Daily (late)", "start": (expected[1] + Duration::hours(1)).to_rfc3339(),
+                           "end": (expected[1] + Duration::minutes(90)).to_rfc3339()});
+        let resp = app.patch(&occ(expected[1]), &token).json(&moved).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED, "{}", resp.text().await.unwrap());
+        let resp = app.delete(&occ(expected[2]), &token).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+        let a = sync_now(&app, &token, &conn).await;
+        assert_eq!(a["status"], "success", "{provider}: {a}");
+        let there = instances(&remote, "Daily").await;
+        let seen: Vec<(&str, chrono::DateTime<Utc>)> = there.iter().map(|i| (i.1.as_str(), i.2)).collect();
+        assert_eq!(
+            seen,
+            [
+                ("Daily", expected[0]),
+                ("Daily (late)", expected[1] + Duration::hours(1)),
+                ("Daily", expected[3]),
+                ("Daily", expected[4])
+            ],
+            "{provider}: moved and cancelled there"
+        );
+
+        // There: the fourth occurrence renamed, the fifth deleted.
+        let fourth = there.iter().find(|i| i.2 == expected[3]).unwrap().0.clone();
+        let fifth = there.iter().find(|i| i.2 == expected[4]).unwrap().0.clone();
+        remote.retitle(&fourth, "Daily (remote)").await;
+        remote.delete(&fifth).await;
+        let a = sync_now(&app, &token, &conn).await;
+        assert_eq!(a["status"], "success", "{provider}: {a}");
+        let here = local_occurrences(&app, &token, "Daily").await;
+        assert_eq!(
+            here,
+            [
+                ("Daily".to_owned(), expected[0]),
+                ("Daily (late)".to_owned(), expected[1] + Duration::hours(1)),
+                ("Daily (remote)".to_owned(), expected[3])
+            ],
+            "{provider}: edited and deleted there arrive here"
+        );
+        let again = sync_now(&app, &token, &conn).await;
+        assert_eq!(counts(&again), [0; 6], "{provider}: nothing left to do: {again}");
+        assert_eq!(instances(&remote, "Daily").await.len(), 3, "{provider}");
+
+        // The whole series deleted here: gone there.
+        let resp = app.delete(&format!("/api/appointments/{id}/"), &token).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+        let a = sync_now(&app, &token, &conn).await;
+        assert_eq!(a["status"], "success", "{provider}: {a}");
+        assert_eq!(instances(&remote, "Daily").await, [], "{provider}: the series is gone there");
+    }
+}
+
 /// Two processes asked to sync the same connection at once: one syncs, the other waits for it
 /// and answers with the same attempt.
 async fn a_sync_running_in_another_process_is_waited_for(backend: Backend) {
@@ -1106,6 +1254,7 @@ async fn a_sync_running_in_another_process_is_waited_for(backend: Backend) {
 }
 
 backend_tests!(
+    recurring_series_sync_both_ways,
     attendees_are_never_mailed_unasked,
     invitations_belong_to_their_organizer,
     a_sync_running_in_another_process_is_waited_for,

@@ -89,7 +89,9 @@ impl Db {
         window_start: DateTime<Utc>,
         window_end: DateTime<Utc>,
     ) -> Result<Vec<SyncAppointment>, StoreError> {
-        // The two parts are disjoint (linked here / not linked here), so UNION ALL needs no dedup.
+        // The parts are disjoint (linked here; calsync's own not linked here; exceptions made in
+        // calsync of a series pulled from this calendar, not linked yet), so UNION ALL needs no
+        // dedup.
         let sql = format!(
             "SELECT {A_COLUMNS} FROM event_links l JOIN appointments a ON a.id = l.appointment_id AND a.firm_id = l.firm_id \
              WHERE l.firm_id = $1 AND l.calendar_id = $2 AND a.version <> l.local_version \
@@ -98,6 +100,12 @@ impl Db {
              WHERE $3 AND a.firm_id = $1 AND a.owner_id = $4 AND a.deleted_at IS NULL AND a.origin_connection_id IS NULL \
              AND COALESCE(a.series_end_utc, a.end_utc) > $5 AND a.start_utc < $6 \
              AND EXISTS (SELECT 1 FROM synced_calendars c WHERE c.id = $2 AND c.firm_id = $1) \
+             AND NOT EXISTS (SELECT 1 FROM event_links l WHERE l.calendar_id = $2 AND l.appointment_id = a.id) \
+             UNION ALL \
+             SELECT {A_COLUMNS} FROM appointments a \
+             JOIN event_links ml ON ml.appointment_id = a.series_id AND ml.calendar_id = $2 AND ml.firm_id = $1 \
+             WHERE a.firm_id = $1 AND a.deleted_at IS NULL AND a.origin_connection_id IS NOT NULL \
+             AND a.end_utc > $5 AND a.start_utc < $6 \
              AND NOT EXISTS (SELECT 1 FROM event_links l WHERE l.calendar_id = $2 AND l.appointment_id = a.id) \
              ORDER BY start_utc, id"
         );

@@ -9,6 +9,7 @@ use calsync_domain::appointment::{AppointmentData, AppointmentStatus};
 use calsync_domain::connection::{ConflictStrategy, DeletePolicy};
 use calsync_domain::ids::{AppointmentId, EventLinkId, HeldDeleteId, OutboxId};
 use calsync_domain::merge::{Field, Side, choose, differing, merge};
+use calsync_domain::recurrence::{OriginalStart, Series, SeriesRef, occurrence_data};
 use calsync_domain::sync::{
     Action, Base, ConflictSide, HeldSide, LinkState, Local, Remote, Rules, WriteOperation, content_hash, plan,
 };
@@ -76,6 +77,9 @@ pub struct CalendarSync<'a> {
     /// New events of the current page by remote id, imported together when the page is done
     /// (a repeat within the page replaces the earlier copy; a removal drops it).
     imports: HashMap<String, RemoteEvent>,
+    /// Series masters read this sync because one of their occurrences was listed (Graph lists
+    /// occurrences, never masters): read once, whatever came of it.
+    masters_read: HashSet<String>,
     /// Listing is under way: a failed item is a pulled change that did not land.
     pulling: bool,
     /// A pulled change could not be applied: the cursor must not move past it.
@@ -119,10 +123,10 @@ fn remote_of(seen: &Seen) -> Remote {
     }
 }
 
-/// Series, occurrences and skeletons are the next step's (event fidelity); until then they are
-/// left alone on both sides rather than imported half-understood.
+/// An event with content (a Graph occurrence skeleton has none: its master holds it). An
+/// occurrence or exception must already have been tied to its master ([`CalendarSync::pulled`]).
 fn supported(e: &RemoteEvent) -> bool {
-    e.data.is_some() && e.recurrence.is_empty() && e.series_master_id.is_none()
+    e.data.as_ref().is_some_and(|d| e.series_master_id.is_none() || d.series.is_some())
 }
 
 /// Whether both sides moved on from the base (by version or etag, and by content).
@@ -212,6 +216,7 @@ impl<'a> CalendarSync<'a> {
             destructive: Vec::new(),
             pending_creates,
             imports: HashMap::new(),
+            masters_read: HashSet::new(),
             pulling: false,
             pull_failed: false,
         })
@@ -280,6 +285,12 @@ impl<'a> CalendarSync<'a> {
                             removed.insert(id);
                         }
                     }
+                    Change::OccurrenceCancelled { id, etag, master, original_start } => {
+                        seen.insert(id.clone());
+                        removed.remove(&id);
+                        self.imports.remove(&id);
+                        self.occurrence_cancelled(id, etag, master, original_start).await;
+                    }
                 }
             }
             self.flush_imports().await;
@@ -288,6 +299,9 @@ impl<'a> CalendarSync<'a> {
                 PageNext::Done(c) => break c,
             }
         };
+        if !self.provider.lists_deleted_occurrences() {
+            self.find_deleted_occurrences().await;
+        }
         // Reported removals may be moves out of the window (Graph); a linked event missing from
         // a full listing may have moved before its start (Google lists from `timeMin` on).
         // Either way the event is read before anything is deleted.
@@ -318,7 +332,24 @@ impl<'a> CalendarSync<'a> {
     }
 
     /// A pulled event: linked, ours without a link (a commit lost after the write), or new.
-    async fn pulled(&mut self, e: RemoteEvent) {
+    /// An occurrence or exception is first tied to its series' master, read and imported if
+    /// calsync does not have it yet.
+    async fn pulled(&mut self, mut e: RemoteEvent) {
+        if let Some(master) = e.series_master_id.clone() {
+            let Some(master_id) = Box::pin(self.series_master(&master)).await else { return };
+            // Instances carry their master's stamp until calsync writes one of their own.
+            if e.calsync_id.as_deref().and_then(|s| s.parse::<AppointmentId>().ok()) == Some(master_id) {
+                e.calsync_id = None;
+            }
+            match (e.data.as_mut(), e.original_start) {
+                (Some(d), Some(original_start)) => {
+                    d.series = Some(SeriesRef { master: master_id, original_start });
+                    d.recurrence.clear();
+                }
+                // An occurrence as the rule makes it: the master stands for it.
+                _ => return,
+            }
+        }
         if !supported(&e) {
             return;
         }
@@ -408,6 +439,117 @@ impl<'a> CalendarSync<'a> {
         }
     }
 
+    /// The appointment of the series master `remote_id`: linked already, waiting in this page's
+    /// imports (imported now), or read from the provider once per sync and imported.
+    async fn series_master(&mut self, remote_id: &str) -> Option<AppointmentId> {
+        if let Some(l) = self.links.get(remote_id) {
+            return Some(l.appointment_id);
+        }
+        if !self.imports.contains_key(remote_id) && self.masters_read.insert(remote_id.to_owned()) {
+            let provider = self.provider;
+            let cal = self.cal.remote_id.clone();
+            match call!(self.s, |t| provider.get(t, &cal, remote_id)) {
+                Ok(Some(m)) if m.series_master_id.is_none() => self.pulled(m).await,
+                Ok(_) => {}
+                Err(err) => {
+                    self.pull_error(remote_id, &describe(&err));
+                    return None;
+                }
+            }
+        }
+        if let Some(m) = self.imports.remove(remote_id) {
+            self.reconcile(None, None, Seen::Present(Box::new(m))).await;
+        }
+        self.links.get(remote_id).map(|l| l.appointment_id)
+    }
+
+    /// Occurrences deleted there without a word in the listing (Graph): each linked series'
+    /// instances in the window, compared with what its rule (as the provider last stated it)
+    /// makes. One request per series in the window.
+    async fn find_deleted_occurrences(&mut self) {
+        let window = self.window;
+        let masters: Vec<(String, AppointmentData)> = self
+            .links
+            .values()
+            .filter_map(|l| {
+                let d = l.base_data.as_ref()?;
+                (!d.recurrence.is_empty() && overlaps(d, &window)).then(|| (l.remote_id.clone(), d.clone()))
+            })
+            .collect();
+        let provider = self.provider;
+        let cal = self.cal.remote_id.clone();
+        for (rid, data) in masters {
+            let Ok(series) = Series::parse(&data.recurrence, &data.when, data.time_zone) else { continue };
+            let expected = series.between(window.start, window.end, data.time_zone);
+            if expected.is_empty() {
+                continue;
+            }
+            let present: HashSet<OriginalStart> =
+                match call!(self.s, |t| provider.occurrences(t, &cal, &rid, window.start, window.end)) {
+                    Ok(list) => list.into_iter().collect(),
+                    Err(err) => {
+                        self.pull_error(&rid, &describe(&err));
+                        continue;
+                    }
+                };
+            for o in expected.into_iter().filter(|o| !present.contains(o)) {
+                self.occurrence_cancelled(format!("{rid}@{o}"), String::new(), rid.clone(), o).await;
+            }
+        }
+    }
+
+    /// Google's stub for one cancelled occurrence: the exception calsync has is cancelled, or a
+    /// cancelled exception is made from the master, which hides that occurrence here too.
+    async fn occurrence_cancelled(&mut self, id: String, etag: String, master: String, original: OriginalStart) {
+        let firm = self.conn.firm_id;
+        if let Some(link) = self.links.get(&id).cloned() {
+            if self.frozen.contains(link.id) {
+                return;
+            }
+            match self.s.db.sync_appointment(firm, link.appointment_id).await {
+                Ok(Some(a)) if a.deleted_at.is_none() => {
+                    self.processed.insert(a.appointment.id);
+                    self.cancel_here(link, a).await;
+                }
+                Ok(_) => {}
+                Err(err) => self.pull_error(&id, &err.to_string()),
+            }
+            return;
+        }
+        let Some(master_id) = Box::pin(self.series_master(&master)).await else { return };
+        // An exception calsync already has for that occurrence (cancelled here and deleted
+        // there by calsync, or linked under another id) settles it.
+        match self.s.db.exceptions_of(firm, &[master_id]).await {
+            Ok(list) if list.iter().any(|x| x.data.series.is_some_and(|s| s.original_start == original)) => return,
+            Ok(_) => {}
+            Err(err) => return self.pull_error(&id, &err.to_string()),
+        }
+        let m = match self.s.db.sync_appointment(firm, master_id).await {
+            Ok(Some(m)) if m.deleted_at.is_none() => m,
+            Ok(_) => return,
+            Err(err) => return self.pull_error(&id, &err.to_string()),
+        };
+        let data = &m.appointment.data;
+        let Ok(series) = Series::parse(&data.recurrence, &data.when, data.time_zone) else { return };
+        let mut cancelled = occurrence_data(data, &series, original);
+        cancelled.status = AppointmentStatus::Cancelled;
+        cancelled.series = Some(SeriesRef { master: master_id, original_start: original });
+        if !overlaps(&cancelled, &self.window) || !self.cal.selected {
+            return;
+        }
+        let stub = RemoteEvent {
+            id,
+            etag,
+            updated: None,
+            calsync_id: None,
+            data: Some(cancelled),
+            recurrence: Vec::new(),
+            series_master_id: Some(master),
+            original_start: Some(original),
+        };
+        self.reconcile(None, None, Seen::Present(Box::new(stub))).await;
+    }
+
     /// Imports the page's new events in one go; if that is refused, one by one, so one bad
     /// event cannot hold back the others.
     async fn flush_imports(&mut self) {
@@ -475,6 +617,15 @@ impl<'a> CalendarSync<'a> {
         if self.frozen.contains(link.id) {
             return;
         }
+        // A cancelled occurrence is expected to be gone there (Graph deletes it): nothing to do.
+        if let Ok(Some(a)) = self.s.db.sync_appointment(self.conn.firm_id, link.appointment_id).await
+            && a.deleted_at.is_none()
+            && a.appointment.data.series.is_some()
+            && a.appointment.data.status == AppointmentStatus::Cancelled
+        {
+            self.processed.insert(a.appointment.id);
+            return;
+        }
         let seen = if verify {
             let provider = self.provider;
             let cal = self.cal.remote_id.clone();
@@ -493,17 +644,20 @@ impl<'a> CalendarSync<'a> {
         };
         self.processed.insert(link.appointment_id);
         if let (Seen::Absent, Some(a)) = (&seen, local.as_ref().filter(|a| a.deleted_at.is_none()))
-            && a.appointment.data.organizer.is_some()
+            && (a.appointment.data.organizer.is_some() || a.appointment.data.series.is_some())
         {
             // An invitation gone from the attendee's calendar: its organizer cancelled it
-            // (Google leaves only a stub). The appointment is cancelled, not deleted.
-            return self.cancel_invitation(link, a.clone()).await;
+            // (Google leaves only a stub). An occurrence gone from its series: cancelled there
+            // (Graph deletes an occurrence; it would otherwise come back from the rule here).
+            // Either way the appointment is cancelled, not deleted.
+            return self.cancel_here(link, a.clone()).await;
         }
         self.reconcile(Some(link), local, seen).await;
     }
 
-    /// Marks an invitation whose event was cancelled by its organizer as cancelled.
-    async fn cancel_invitation(&mut self, link: EventLink, a: SyncAppointment) {
+    /// Marks an appointment whose event was cancelled there (by an invitation's organizer, or
+    /// one occurrence of a series) as cancelled.
+    async fn cancel_here(&mut self, link: EventLink, a: SyncAppointment) {
         if a.appointment.data.status == AppointmentStatus::Cancelled {
             return;
         }
@@ -516,6 +670,7 @@ impl<'a> CalendarSync<'a> {
             data: Some(data.clone()),
             recurrence: Vec::new(),
             series_master_id: None,
+            original_start: None,
         };
         match self.update_local(a.appointment.version, a.appointment.id, &gone, data).await {
             Ok(()) => self.s.counts.pulled_updated += 1,
@@ -1137,8 +1292,23 @@ impl<'a> CalendarSync<'a> {
                 }
             };
             let key = write.idempotency_key.clone();
-            let mut result = call!(self.s, |t| provider.create(t, &cal, &key, &stamp, &data));
-            if retrying && let Ok(created) = &result {
+            let mut result = match data.series {
+                // An occurrence exists with its series: it is written, not created, and found by
+                // its original start, so a retry writes the same one.
+                Some(series) => {
+                    let Some(master) = self.by_appointment.get(&series.master).cloned() else {
+                        let _ = self.s.db.fail_write(firm, write.id, "its series is not on this calendar yet").await;
+                        return Err(Retry::Failed("its series is not on this calendar yet".into()));
+                    };
+                    let o = series.original_start;
+                    call!(self.s, |t| provider.write_occurrence(t, &cal, &master, o, &stamp, &data))
+                }
+                None => call!(self.s, |t| provider.create(t, &cal, &key, &stamp, &data)),
+            };
+            if retrying
+                && data.series.is_none()
+                && let Ok(created) = &result
+            {
                 // A retry may be answered with the event the first attempt made even though it
                 // has been deleted there since (Graph dedupes on transactionId): check.
                 let rid = created.id.clone();
