@@ -372,6 +372,8 @@ impl AppointmentData {
             "location"
         } else if self.when != new.when || self.time_zone != new.time_zone {
             if self.when == new.when { "time_zone" } else { "start" }
+        } else if self.recurrence != new.recurrence {
+            "recurrence"
         } else if !same_people {
             "attendees"
         } else if self.status != new.status {

@@ -20,7 +20,8 @@ use crate::appointment::{AppointmentData, Attendee, ResponseStatus};
 use crate::connection::ConflictStrategy;
 
 string_enum!(
-    /// A field merged on its own. `time` is start, end, all-day and zone together.
+    /// A field merged on its own. `time` is start, end, all-day, zone and a series' rule together
+    /// (a rule is only valid for its start).
     Field, "field", {
         Title => "title",
         Description => "description",
@@ -30,7 +31,6 @@ string_enum!(
         Status => "status",
         Privacy => "visibility",
         FreeBusy => "show_as",
-        Recurrence => "recurrence",
     }
 );
 
@@ -183,7 +183,7 @@ fn same(a: &AppointmentData, b: &AppointmentData, field: Field) -> bool {
         Field::Location => a.location == b.location,
         // A zone change alone moves how a timed event reads and where an all-day one falls, so
         // it travels with the times rather than merging apart from them.
-        Field::Time => a.when == b.when && a.time_zone == b.time_zone,
+        Field::Time => a.when == b.when && a.time_zone == b.time_zone && a.recurrence == b.recurrence,
         Field::Attendees => {
             let (a, b) = (by_email(&a.attendees), by_email(&b.attendees));
             a.len() == b.len()
@@ -192,7 +192,6 @@ fn same(a: &AppointmentData, b: &AppointmentData, field: Field) -> bool {
         Field::Status => a.status == b.status,
         Field::Privacy => a.visibility == b.visibility,
         Field::FreeBusy => a.show_as == b.show_as,
-        Field::Recurrence => a.recurrence == b.recurrence,
     }
 }
 
@@ -205,12 +204,12 @@ fn copy_field(into: &mut AppointmentData, from: &AppointmentData, field: Field) 
         Field::Time => {
             into.when = from.when;
             into.time_zone = from.time_zone;
+            into.recurrence.clone_from(&from.recurrence);
         }
         Field::Attendees => into.attendees.clone_from(&from.attendees),
         Field::Status => into.status = from.status,
         Field::Privacy => into.visibility = from.visibility,
         Field::FreeBusy => into.show_as = from.show_as,
-        Field::Recurrence => into.recurrence.clone_from(&from.recurrence),
     }
 }
 

@@ -17,8 +17,70 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{Value, json};
 
-const ZONES: [&str; 6] =
-    ["UTC", "Europe/Berlin", "America/New_York", "Australia/Sydney", "Asia/Kolkata", "Pacific/Apia"];
+/// DST in both hemispheres, a half-hour offset, and the day's two extremes: all-day events seen
+/// from UTC−10 (Honolulu) and UTC+14 (Kiritimati) must stay on their dates.
+const ZONES: [&str; 8] = [
+    "UTC",
+    "Europe/Berlin",
+    "America/New_York",
+    "Australia/Sydney",
+    "Asia/Kolkata",
+    "Pacific/Apia",
+    "Pacific/Honolulu",
+    "Pacific/Kiritimati",
+];
+
+/// A rule whose first occurrence is the appointment's start, in the canonical form both Google
+/// (verbatim) and Graph (`patternedRecurrence` read back) return: `kind` picks daily, every
+/// other day, weekly on the start's weekday, monthly on its day of month or on its nth
+/// weekday, or yearly.
+fn rule_for(data: &AppointmentData, kind: usize, count: u32, until: bool, exdate: bool) -> Vec<String> {
+    use chrono::Datelike;
+    let local = match data.when {
+        When::Timed { start, .. } => start.with_timezone(&data.time_zone).date_naive(),
+        When::AllDay { start, .. } => start,
+    };
+    let day = local.day().min(28);
+    let wd = ["MO", "TU", "WE", "TH", "FR", "SA", "SU"][local.weekday().num_days_from_monday() as usize];
+    let nth = (local.day() - 1) / 7 + 1;
+    let (freq, by, step) = match kind {
+        0 => ("DAILY", String::new(), Duration::days(1)),
+        1 => ("DAILY;INTERVAL=2", String::new(), Duration::days(2)),
+        2 => ("WEEKLY", format!(";BYDAY={wd}"), Duration::days(7)),
+        3 if local.day() <= 28 => ("MONTHLY", format!(";BYMONTHDAY={day}"), Duration::days(31)),
+        4 if nth <= 4 => ("MONTHLY", format!(";BYDAY={nth}{wd}"), Duration::days(35)),
+        _ if local.day() <= 28 => {
+            ("YEARLY", format!(";BYMONTH={};BYMONTHDAY={day}", local.month()), Duration::days(366))
+        }
+        _ => ("DAILY", String::new(), Duration::days(1)),
+    };
+    let end = if until {
+        // The last local day of the series, as Graph's endDate holds it.
+        let last = local + step * (count as i32 - 1);
+        match data.when {
+            When::AllDay { .. } => format!(";UNTIL={}", last.format("%Y%m%d")),
+            When::Timed { start, .. } => {
+                let t = start.with_timezone(&data.time_zone).time();
+                let at = last.and_time(t).and_local_timezone(data.time_zone).earliest().unwrap().with_timezone(&Utc);
+                format!(";UNTIL={}", at.format("%Y%m%dT%H%M%SZ"))
+            }
+        }
+    } else {
+        format!(";COUNT={count}")
+    };
+    let mut lines = vec![format!("RRULE:FREQ={freq}{end}{by}")];
+    if exdate {
+        lines.push(calsync_domain::recurrence::exdate_line(
+            calsync_domain::recurrence::Series::parse(&lines, &data.when, data.time_zone)
+                .unwrap()
+                .occurrences()
+                .nth(1)
+                .unwrap(),
+            data.time_zone,
+        ));
+    }
+    lines
+}
 
 /// `graph`: Graph's one `showAs` says tentative or free, not both: a tentative appointment is
 /// busy there; and the people Graph invites have not answered yet.
@@ -53,34 +115,41 @@ fn appointment(graph: bool) -> impl Strategy<Value = AppointmentData> {
             prop_oneof![Just(Visibility::Default), Just(Visibility::Private)],
             prop_oneof![Just(ShowAs::Busy), Just(ShowAs::Free)],
         ),
-        (people, any::<bool>()),
+        (people, any::<bool>(), proptest::option::weighted(0.4, (0..6usize, 2u32..6, any::<bool>(), any::<bool>()))),
     )
-        .prop_map(move |(title, description, location, (z, when), (status, visibility, show_as), (people, invite))| {
-            let mut seen = std::collections::HashSet::new();
-            AppointmentData {
-                title: title.trim().to_owned(),
-                description: description.trim().to_owned(),
-                location: location.trim().to_owned(),
-                when,
-                time_zone: ZONES[z].parse().unwrap(),
-                attendees: people
-                    .into_iter()
-                    .filter(|(i, _, _)| seen.insert(*i))
-                    .map(|(i, name, response)| Attendee {
-                        email: format!("guest{i}@example.com"),
-                        name,
-                        response: if graph && invite { ResponseStatus::NeedsAction } else { response },
-                    })
-                    .collect(),
-                status,
-                visibility,
-                show_as: if graph && status == AppointmentStatus::Tentative { ShowAs::Busy } else { show_as },
-                send_invitations: invite,
-                organizer: None,
-                recurrence: Vec::new(),
-                series: None,
-            }
-        })
+        .prop_map(
+            move |(title, description, location, (z, when), (status, visibility, show_as), (people, invite, rule))| {
+                let mut seen = std::collections::HashSet::new();
+                let mut data = AppointmentData {
+                    title: title.trim().to_owned(),
+                    description: description.trim().to_owned(),
+                    location: location.trim().to_owned(),
+                    when,
+                    time_zone: ZONES[z].parse().unwrap(),
+                    attendees: people
+                        .into_iter()
+                        .filter(|(i, _, _)| seen.insert(*i))
+                        .map(|(i, name, response)| Attendee {
+                            email: format!("guest{i}@example.com"),
+                            name,
+                            response: if graph && invite { ResponseStatus::NeedsAction } else { response },
+                        })
+                        .collect(),
+                    status,
+                    visibility,
+                    show_as: if graph && status == AppointmentStatus::Tentative { ShowAs::Busy } else { show_as },
+                    send_invitations: invite,
+                    organizer: None,
+                    recurrence: Vec::new(),
+                    series: None,
+                };
+                if let Some((kind, count, until, exdate)) = rule {
+                    // Graph's rule has no exclusions (its EXDATEs are deleted occurrences).
+                    data.recurrence = rule_for(&data, kind, count, until, exdate && !graph);
+                }
+                data
+            },
+        )
         .prop_filter("a title", |a| !a.title.is_empty())
 }
 

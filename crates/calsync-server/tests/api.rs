@@ -443,6 +443,12 @@ async fn recurring_series_expand_edit_cancel_and_split(backend: Backend) {
     assert_eq!(listed.len(), 5, "{listed:?}");
     assert!(listed.contains(&("Standup (late)".to_owned(), "2027-03-22T15:00:00+01:00".to_owned())), "{listed:?}");
     assert!(!listed.iter().any(|(_, s)| s.starts_with("2027-04-05")), "{listed:?}");
+    // An exception after the split point goes with the new series.
+    let resp =
+        app.patch(&occ("2027-04-19T08:00:00Z"), &token).json(&json!({"title": "Standup (last)"})).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let last: Value = resp.json().await.unwrap();
+    let listed = expanded(&app, &token).await;
     // This and following, from 12 April.
     let resp = app
         .post(&format!("/api/appointments/{id}/split/"), &token)
@@ -451,6 +457,16 @@ async fn recurring_series_expand_edit_cancel_and_split(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::CREATED, "{}", resp.text().await.unwrap());
+    let parts: Value = resp.json().await.unwrap();
+    let moved: Value = app
+        .get(&format!("/api/appointments/{}/", last["id"].as_str().unwrap()), &token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(moved["series_id"], parts["started"]["id"], "{moved}");
     let split: Value = app.get(&format!("/api/appointments/{id}/"), &token).send().await.unwrap().json().await.unwrap();
     let rule = split["recurrence"][0].as_str().unwrap();
     assert!(rule.contains("UNTIL=20270412T075959Z") && !rule.contains("COUNT"), "{rule}");
@@ -466,8 +482,14 @@ async fn recurring_series_expand_edit_cancel_and_split(backend: Backend) {
     // Deleting the first series takes its exceptions along; the second stays.
     let resp = app.delete(&format!("/api/appointments/{id}/"), &token).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
-    let left: Vec<String> = expanded(&app, &token).await.into_iter().map(|(_, s)| s).collect();
-    assert_eq!(left, ["2027-04-12T10:00:00+02:00", "2027-04-19T10:00:00+02:00"]);
+    let left: Vec<(String, String)> = expanded(&app, &token).await;
+    assert_eq!(
+        left,
+        [
+            ("Standup".to_owned(), "2027-04-12T10:00:00+02:00".to_owned()),
+            ("Standup (last)".to_owned(), "2027-04-19T10:00:00+02:00".to_owned())
+        ]
+    );
     let resp = app.get("/api/appointments/?expand=true", &token).send().await.unwrap();
     let (status, _, field) = error_of(resp).await;
     assert_eq!((status, field.as_deref()), (StatusCode::BAD_REQUEST, Some("start")));

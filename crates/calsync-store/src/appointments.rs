@@ -4,7 +4,7 @@
 use crate::{Db, StoreError, on_pool};
 use calsync_domain::appointment::{Appointment, AppointmentData, AppointmentStatus, Attendee, Origin, When};
 use calsync_domain::ids::{AppointmentId, FirmId, UserId};
-use calsync_domain::recurrence::{OriginalStart, SeriesRef};
+use calsync_domain::recurrence::{OriginalStart, Series, SeriesRef};
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::types::Json;
 use uuid::Uuid;
@@ -398,6 +398,39 @@ impl Db {
         Ok(out)
     }
 
+    /// Tombstones the exceptions of `master` that its rule no longer makes (its times or rule
+    /// changed, or it is no longer a series): they stood for occurrences that do not exist any
+    /// more, as the providers drop them too. Returns how many.
+    pub async fn prune_exceptions(&self, firm: FirmId, master: &Appointment) -> Result<usize, StoreError> {
+        let exceptions = self.exceptions_of(firm, &[master.id]).await?;
+        if exceptions.is_empty() {
+            return Ok(0);
+        }
+        let d = &master.data;
+        let series =
+            if d.recurrence.is_empty() { None } else { Series::parse(&d.recurrence, &d.when, d.time_zone).ok() };
+        let mut pruned = 0;
+        for e in exceptions {
+            let Some(s) = e.data.series else { continue };
+            let made = series.as_ref().is_some_and(|series| {
+                let kind_ok = matches!(
+                    (s.original_start, d.when),
+                    (OriginalStart::At(_), When::Timed { .. }) | (OriginalStart::Date(_), When::AllDay { .. })
+                );
+                kind_ok && series.generates(s.original_start, d.time_zone)
+            });
+            if !made {
+                match self.delete_appointment(firm, e.id, e.version).await {
+                    Ok(()) => pruned += 1,
+                    // Changed meanwhile: the next change of the master looks again.
+                    Err(StoreError::VersionMismatch | StoreError::NotFound) => {}
+                    Err(err) => return Err(err),
+                }
+            }
+        }
+        Ok(pruned)
+    }
+
     /// Splits a series ("this and following"): the master, at `expected_version`, takes `ended`
     /// (its rule now ends before `from`); `started` is inserted as the new master; the
     /// exceptions from `from` on move to it. All or nothing.
@@ -437,9 +470,30 @@ impl Db {
                 .await?;
             if row.is_some() {
                 insert_appointment_query!(&new).execute(&mut *tx).await?;
+                if matches!(new.origin, Origin::Calendar { .. }) {
+                    // The rest of a series pulled from a calendar: made there by the next sync.
+                    sqlx::query("UPDATE appointments SET push_origin = TRUE WHERE id = $1")
+                        .bind(new.id.as_uuid())
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 // Original starts are fixed-width (`…T…Z` or a date), so text order is time order.
+                // The moved exceptions leave their events behind (occurrences of the old series,
+                // which its new end removes there): they are written anew under the new series,
+                // and made for the origin calendar when the series came from one.
                 sqlx::query(
-                    "UPDATE appointments SET series_id = $1, version = version + 1, updated_at = $2 \
+                    "DELETE FROM event_links WHERE firm_id = $1 AND appointment_id IN \
+                     (SELECT id FROM appointments WHERE series_id = $2 AND firm_id = $1 AND deleted_at IS NULL \
+                      AND original_start >= $3)",
+                )
+                .bind(firm.as_uuid())
+                .bind(master.id.as_uuid())
+                .bind(from.to_string())
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE appointments SET series_id = $1, version = version + 1, updated_at = $2, \
+                     push_origin = (origin_calendar_id IS NOT NULL) \
                      WHERE series_id = $3 AND firm_id = $4 AND deleted_at IS NULL AND original_start >= $5",
                 )
                 .bind(new.id.as_uuid())

@@ -89,9 +89,9 @@ impl Db {
         window_start: DateTime<Utc>,
         window_end: DateTime<Utc>,
     ) -> Result<Vec<SyncAppointment>, StoreError> {
-        // The parts are disjoint (linked here; calsync's own not linked here; exceptions made in
-        // calsync of a series pulled from this calendar, not linked yet), so UNION ALL needs no
-        // dedup.
+        // The parts are disjoint (linked here; calsync's own not linked here; made in calsync for
+        // this calendar, not linked yet: exceptions of a series pulled from it, the rest of such a
+        // series split off), so UNION ALL needs no dedup.
         let sql = format!(
             "SELECT {A_COLUMNS} FROM event_links l JOIN appointments a ON a.id = l.appointment_id AND a.firm_id = l.firm_id \
              WHERE l.firm_id = $1 AND l.calendar_id = $2 AND a.version <> l.local_version \
@@ -103,10 +103,12 @@ impl Db {
              AND NOT EXISTS (SELECT 1 FROM event_links l WHERE l.calendar_id = $2 AND l.appointment_id = a.id) \
              UNION ALL \
              SELECT {A_COLUMNS} FROM appointments a \
-             JOIN event_links ml ON ml.appointment_id = a.series_id AND ml.calendar_id = $2 AND ml.firm_id = $1 \
              WHERE a.firm_id = $1 AND a.deleted_at IS NULL AND a.origin_connection_id IS NOT NULL \
-             AND a.end_utc > $5 AND a.start_utc < $6 \
+             AND COALESCE(a.series_end_utc, a.end_utc) > $5 AND a.start_utc < $6 \
              AND NOT EXISTS (SELECT 1 FROM event_links l WHERE l.calendar_id = $2 AND l.appointment_id = a.id) \
+             AND (EXISTS (SELECT 1 FROM event_links ml WHERE ml.appointment_id = a.series_id AND ml.calendar_id = $2 \
+                  AND ml.firm_id = $1) \
+                  OR (a.push_origin = TRUE AND a.origin_calendar_id = $2)) \
              ORDER BY start_utc, id"
         );
         let rows: Vec<Row> = on_pool!(self, pool => {
@@ -185,7 +187,7 @@ impl Db {
             "UPDATE appointments SET title = $1, description = $2, location = $3, all_day = $4, start_utc = $5, \
              end_utc = $6, start_date = $7, end_date = $8, time_zone = $9, attendees = $10, status = $11, \
              version = version + 1, updated_at = $12, visibility = $16, show_as = $17, organizer = $18, \
-             recurrence = $19, series_end_utc = $20 \
+             recurrence = $19, series_end_utc = $20, send_invitations = (send_invitations OR $21) \
              WHERE id = $13 AND firm_id = $14 AND version = $15 AND deleted_at IS NULL RETURNING {COLUMNS}"
         );
         let result: Result<Option<(Row, LinkRow)>, StoreError> = on_pool!(self, pool => {
@@ -212,6 +214,7 @@ impl Db {
                     .bind(data.organizer.as_deref())
                     .bind(Json(&data.recurrence))
                     .bind(series_end(&data))
+                    .bind(data.send_invitations)
                     .fetch_optional(&mut *tx)
                     .await?;
                 let Some(row) = row else { return Ok(None) };
@@ -258,6 +261,18 @@ impl Db {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+            if tombstoned == 1 {
+                // A series goes with its exceptions, as in calsync's own deletion.
+                sqlx::query(
+                    "UPDATE appointments SET deleted_at = $1, updated_at = $1, version = version + 1 \
+                     WHERE series_id = $2 AND firm_id = $3 AND deleted_at IS NULL",
+                )
+                .bind(now)
+                .bind(id.as_uuid())
+                .bind(firm.as_uuid())
+                .execute(&mut *tx)
+                .await?;
+            }
             if tombstoned == 0 {
                 let state: Option<(Option<DateTime<Utc>>,)> =
                     sqlx::query_as("SELECT deleted_at FROM appointments WHERE id = $1 AND firm_id = $2")

@@ -411,7 +411,18 @@ impl<'a> CalendarSync<'a> {
                 Err(err) => return self.pull_error(&e.id, &err.to_string()),
             };
             let Some(a) = local.filter(|a| a.appointment.owner_id == self.conn.user_id) else { return };
+            if self.by_appointment.get(&stamp).is_some_and(|rid| *rid != e.id) && e.series_master_id.is_none() {
+                // Linked here to another event already: this one is a copy made there (Google's
+                // "this and following" clones the master, stamp and all), new to calsync.
+                e.calsync_id = None;
+                return Box::pin(self.pulled(e)).await;
+            }
             if self.by_appointment.contains_key(&stamp) {
+                return;
+            }
+            // An occurrence calsync wrote for an exception that has moved to another series
+            // since (a split): a leftover of the old series, not this exception's event.
+            if e.data.as_ref().map(|d| d.series) != Some(a.appointment.data.series) {
                 return;
             }
             // Only where calsync creates events for it (the push target, or where a create is
@@ -428,6 +439,24 @@ impl<'a> CalendarSync<'a> {
             }
             return;
         }
+        if let Some(series) = e.data.as_ref().and_then(|d| d.series) {
+            // calsync has an exception for this occurrence already (made here, not yet written
+            // there): the two are one, and their differences are settled like any other edit.
+            match self.s.db.exceptions_of(firm, &[series.master]).await {
+                Ok(list) => {
+                    if let Some(x) = list
+                        .into_iter()
+                        .find(|x| x.data.series.is_some_and(|s| s.original_start == series.original_start))
+                    {
+                        if self.by_appointment.contains_key(&x.id) {
+                            return;
+                        }
+                        return self.adopt(x.id, e).await;
+                    }
+                }
+                Err(err) => return self.pull_error(&e.id, &err.to_string()),
+            }
+        }
         // A calendar pulled only because it is the push target imports nothing foreign.
         let in_window = e.data.as_ref().is_some_and(|d| overlaps(d, &self.window));
         // A cancelled invitation calsync never had is nothing to show.
@@ -439,10 +468,40 @@ impl<'a> CalendarSync<'a> {
         }
     }
 
+    /// An event read back on its own, tied to its series as [`CalendarSync::pulled`] ties listed
+    /// ones (without reading masters: a master calsync has not linked leaves it untied).
+    fn tagged(&self, mut e: RemoteEvent) -> RemoteEvent {
+        if let (Some(master), Some(o)) = (&e.series_master_id, e.original_start)
+            && let Some(l) = self.links.get(master)
+        {
+            if e.calsync_id.as_deref().and_then(|s| s.parse::<AppointmentId>().ok()) == Some(l.appointment_id) {
+                e.calsync_id = None;
+            }
+            if let Some(d) = e.data.as_mut() {
+                d.series = Some(SeriesRef { master: l.appointment_id, original_start: o });
+                d.recurrence.clear();
+            }
+        }
+        e
+    }
+
     /// The appointment of the series master `remote_id`: linked already, waiting in this page's
     /// imports (imported now), or read from the provider once per sync and imported.
     async fn series_master(&mut self, remote_id: &str) -> Option<AppointmentId> {
         if let Some(l) = self.links.get(remote_id) {
+            // Graph lists a changed series as its occurrences only: the master is read (once
+            // per sync) to see what changed. Google lists masters themselves.
+            if !self.provider.lists_deleted_occurrences() && self.masters_read.insert(remote_id.to_owned()) {
+                let id = l.appointment_id;
+                let provider = self.provider;
+                let cal = self.cal.remote_id.clone();
+                match call!(self.s, |t| provider.get(t, &cal, remote_id)) {
+                    Ok(Some(m)) if m.series_master_id.is_none() => self.pulled(m).await,
+                    Ok(_) => {}
+                    Err(err) => self.pull_error(remote_id, &describe(&err)),
+                }
+                return self.links.get(remote_id).map(|l| l.appointment_id).or(Some(id));
+            }
             return Some(l.appointment_id);
         }
         if !self.imports.contains_key(remote_id) && self.masters_read.insert(remote_id.to_owned()) {
@@ -471,6 +530,7 @@ impl<'a> CalendarSync<'a> {
         let masters: Vec<(String, AppointmentData)> = self
             .links
             .values()
+            .filter(|l| !self.frozen.contains(l.id))
             .filter_map(|l| {
                 let d = l.base_data.as_ref()?;
                 (!d.recurrence.is_empty() && overlaps(d, &window)).then(|| (l.remote_id.clone(), d.clone()))
@@ -487,6 +547,8 @@ impl<'a> CalendarSync<'a> {
             let present: HashSet<OriginalStart> =
                 match call!(self.s, |t| provider.occurrences(t, &cal, &rid, window.start, window.end)) {
                     Ok(list) => list.into_iter().collect(),
+                    // The series itself is gone there: its removal is the listing's to report.
+                    Err(ProviderError::NotFound) => continue,
                     Err(err) => {
                         self.pull_error(&rid, &describe(&err));
                         continue;
@@ -520,8 +582,32 @@ impl<'a> CalendarSync<'a> {
         // An exception calsync already has for that occurrence (cancelled here and deleted
         // there by calsync, or linked under another id) settles it.
         match self.s.db.exceptions_of(firm, &[master_id]).await {
-            Ok(list) if list.iter().any(|x| x.data.series.is_some_and(|s| s.original_start == original)) => return,
-            Ok(_) => {}
+            Ok(list) => {
+                if let Some(x) = list.into_iter().find(|x| x.data.series.is_some_and(|s| s.original_start == original))
+                {
+                    // The exception calsync has for it: cancelled there, so cancelled here
+                    // (unless it is already, or was never written there).
+                    let link = self.by_appointment.get(&x.id).and_then(|r| self.links.get(r)).cloned();
+                    if x.data.status != AppointmentStatus::Cancelled
+                        && let Some(link) = link
+                    {
+                        // Missing from the window's instances may mean moved out of it: only an
+                        // exception that is gone there is cancelled.
+                        let provider = self.provider;
+                        let cal = self.cal.remote_id.clone();
+                        match call!(self.s, |t| provider.get(t, &cal, &link.remote_id)) {
+                            Ok(None) => {}
+                            Ok(Some(_)) => return,
+                            Err(err) => return self.pull_error(&link.remote_id, &describe(&err)),
+                        }
+                        if let Ok(Some(a)) = self.s.db.sync_appointment(firm, x.id).await {
+                            self.processed.insert(x.id);
+                            self.cancel_here(link, a).await;
+                        }
+                    }
+                    return;
+                }
+            }
             Err(err) => return self.pull_error(&id, &err.to_string()),
         }
         let m = match self.s.db.sync_appointment(firm, master_id).await {
@@ -531,6 +617,10 @@ impl<'a> CalendarSync<'a> {
         };
         let data = &m.appointment.data;
         let Ok(series) = Series::parse(&data.recurrence, &data.when, data.time_zone) else { return };
+        if !series.generates(original, data.time_zone) {
+            // Not an occurrence of the series as calsync has it (its end moved before it).
+            return;
+        }
         let mut cancelled = occurrence_data(data, &series, original);
         cancelled.status = AppointmentStatus::Cancelled;
         cancelled.series = Some(SeriesRef { master: master_id, original_start: original });
@@ -590,6 +680,28 @@ impl<'a> CalendarSync<'a> {
         }
     }
 
+    /// Links an appointment to an event both sides made for the same thing, with a base neither
+    /// matches: both count as changed, and the strategy settles it.
+    async fn adopt(&mut self, id: AppointmentId, e: RemoteEvent) {
+        let firm = self.conn.firm_id;
+        let local = match self.s.db.sync_appointment(firm, id).await {
+            Ok(a) => a,
+            Err(err) => return self.pull_error(&e.id, &err.to_string()),
+        };
+        let unknown = Base {
+            local_version: -1,
+            local_hash: String::new(),
+            remote_etag: String::new(),
+            remote_hash: String::new(),
+        };
+        let link = match self.save_link_with(id, &e, &unknown, None).await {
+            Ok(l) => l,
+            Err(err) => return self.pull_error(&e.id, &err.to_string()),
+        };
+        self.processed.insert(id);
+        self.reconcile(Some(link), local, Seen::Present(Box::new(e))).await;
+    }
+
     /// Links an appointment to the event a create made for it whose answer was lost.
     async fn relink(&mut self, a: SyncAppointment, e: RemoteEvent) {
         let id = a.appointment.id;
@@ -629,7 +741,7 @@ impl<'a> CalendarSync<'a> {
         let seen = if verify {
             let provider = self.provider;
             let cal = self.cal.remote_id.clone();
-            match call!(self.s, |t| provider.get(t, &cal, remote_id)) {
+            match call!(self.s, |t| provider.get(t, &cal, remote_id)).map(|o| o.map(|e| self.tagged(e))) {
                 Ok(Some(e)) if supported(&e) => Seen::Present(Box::new(e)),
                 Ok(Some(_)) => return,
                 Ok(None) => Seen::Absent,
@@ -726,6 +838,10 @@ impl<'a> CalendarSync<'a> {
         let mut changes = changes;
         // Series masters before their exceptions: an exception is written against its master.
         changes.sort_by_key(|a| a.appointment.data.series.is_some());
+        eprintln!(
+            "DBG local changes: {:?}",
+            changes.iter().map(|a| (a.appointment.data.title.clone(), a.appointment.data.series)).collect::<Vec<_>>()
+        );
         let total = changes.len();
         for (done, a) in changes.into_iter().enumerate() {
             if self.s.reauthorize.is_some() {
@@ -818,7 +934,7 @@ impl<'a> CalendarSync<'a> {
                     };
                     let provider = self.provider;
                     let cal = self.cal.remote_id.clone();
-                    seen = match call!(self.s, |t| provider.get(t, &cal, &id)) {
+                    seen = match call!(self.s, |t| provider.get(t, &cal, &id)).map(|o| o.map(|e| self.tagged(e))) {
                         Ok(Some(e)) if supported(&e) => Seen::Present(Box::new(e)),
                         // Turned into something this version leaves alone (a series).
                         Ok(Some(_)) => return,
@@ -1250,8 +1366,17 @@ impl<'a> CalendarSync<'a> {
         version: i64,
         id: AppointmentId,
         r: &RemoteEvent,
-        data: AppointmentData,
+        mut data: AppointmentData,
     ) -> Result<(), Retry> {
+        if !data.recurrence.is_empty()
+            && !self.provider.lists_deleted_occurrences()
+            && let Ok(Some(here)) = self.s.db.sync_appointment(self.conn.firm_id, id).await
+        {
+            // Graph's rule holds no exclusions (they are deleted occurrences there): the ones
+            // calsync has stay.
+            data.recurrence
+                .extend(here.appointment.data.recurrence.iter().filter(|l| l.starts_with("EXDATE")).cloned());
+        }
         let base = Base {
             local_version: version + 1,
             local_hash: content_hash(&data),
@@ -1260,9 +1385,15 @@ impl<'a> CalendarSync<'a> {
         };
         let w = self.link_write(id, &r.id, &base, r.updated, r.data.as_ref());
         match self.s.db.apply_remote_update(self.conn.firm_id, id, version, data, &w).await {
-            Ok((_, link)) => {
+            Ok((a, link)) => {
                 self.remember(link);
                 self.complete_writes(id).await;
+                // A series moved or re-ruled there: exceptions of occurrences it no longer has go.
+                if a.data.series.is_none()
+                    && let Err(e) = self.s.db.prune_exceptions(self.conn.firm_id, &a).await
+                {
+                    return Err(Retry::Failed(e.to_string()));
+                }
                 Ok(())
             }
             Err(StoreError::VersionMismatch | StoreError::NotFound) => Err(Retry::Local),
@@ -1472,16 +1603,17 @@ impl<'a> CalendarSync<'a> {
                     Err(ProviderError::PreconditionFailed) => {
                         let _ = self.s.db.complete_write(firm, w.id).await;
                         // Edited there meanwhile: plan again with what is there now.
-                        let seen = match call!(self.s, |t| provider.get(t, &cal, &rid)) {
-                            Ok(Some(e)) if supported(&e) => Seen::Present(Box::new(e)),
-                            Ok(Some(_)) => Seen::Unmentioned,
-                            Ok(None) => Seen::Absent,
-                            Err(e) => {
-                                self.failed(Some(&d.link), local.as_ref(), &describe(&e)).await;
-                                self.pulling = was_pulling;
-                                return;
-                            }
-                        };
+                        let seen =
+                            match call!(self.s, |t| provider.get(t, &cal, &rid)).map(|o| o.map(|e| self.tagged(e))) {
+                                Ok(Some(e)) if supported(&e) => Seen::Present(Box::new(e)),
+                                Ok(Some(_)) => Seen::Unmentioned,
+                                Ok(None) => Seen::Absent,
+                                Err(e) => {
+                                    self.failed(Some(&d.link), local.as_ref(), &describe(&e)).await;
+                                    self.pulling = was_pulling;
+                                    return;
+                                }
+                            };
                         Box::pin(self.reconcile(Some(d.link), local, seen)).await;
                     }
                     Err(e) => {
@@ -1545,7 +1677,7 @@ impl<'a> CalendarSync<'a> {
         let provider = self.provider;
         let cal = self.cal.remote_id.clone();
         let rid = link.remote_id.clone();
-        let remote = call!(self.s, |t| provider.get(t, &cal, &rid)).map_err(|e| describe(&e))?;
+        let remote = call!(self.s, |t| provider.get(t, &cal, &rid)).map_err(|e| describe(&e))?.map(|e| self.tagged(e));
         let changed_since = |r: &RemoteEvent| r.etag != c.remote_etag;
         let live = local.filter(|a| a.deleted_at.is_none());
         match (keep, live, remote) {

@@ -36,6 +36,7 @@ pub fn redact_for(actor: &Actor, owner: UserId, data: &mut AppointmentData) {
         data.description.clear();
         data.location.clear();
         data.attendees.clear();
+        data.organizer = None;
     }
 }
 
@@ -66,8 +67,17 @@ pub async fn update(
         if data == current.data {
             return Ok(current);
         }
+        let timing_changed = data.when != current.data.when
+            || data.time_zone != current.data.time_zone
+            || data.recurrence != current.data.recurrence;
         match db.update_appointment(actor.firm_id, id, current.version, data).await {
-            Ok(a) => return Ok(a),
+            Ok(a) => {
+                // A series moved or re-ruled: exceptions of occurrences it no longer has go.
+                if timing_changed && a.data.series.is_none() {
+                    db.prune_exceptions(actor.firm_id, &a).await?;
+                }
+                return Ok(a);
+            }
             Err(StoreError::VersionMismatch) if if_match.is_none() => continue,
             Err(e) => return Err(e.into()),
         }
@@ -79,6 +89,12 @@ pub async fn delete(db: &Db, actor: &Actor, id: AppointmentId, if_match: Option<
     for _ in 0..5 {
         let current = writable(db, actor, id).await?;
         check_precondition(if_match, current.version)?;
+        if current.data.series.is_some() {
+            // An exception stands for an occurrence: deleting it cancels that occurrence (as the
+            // calendars do), rather than bringing the rule's version of it back.
+            let cancel = AppointmentInput { status: Some("cancelled".into()), ..Default::default() };
+            return update(db, actor, id, if_match, cancel).await.map(|_| ());
+        }
         match db.delete_appointment(actor.firm_id, id, current.version).await {
             Ok(()) => return Ok(()),
             Err(StoreError::VersionMismatch) if if_match.is_none() => continue,

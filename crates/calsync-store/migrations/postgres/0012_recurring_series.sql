@@ -10,3 +10,7 @@ ALTER TABLE appointments ADD COLUMN series_end_utc TIMESTAMPTZ NULL;
 ALTER TABLE appointments ADD CONSTRAINT appointments_exception_whole
     CHECK ((series_id IS NULL) = (original_start IS NULL));
 CREATE UNIQUE INDEX appointments_one_exception ON appointments (series_id, original_start) WHERE deleted_at IS NULL;
+-- Made in calsync for the calendar it names as origin (the rest of a series pulled from there,
+-- split off with "this and following"): the next sync creates it there. Other appointments with
+-- an origin came from their calendar, or were kept after it deleted them, and are never sent.
+ALTER TABLE appointments ADD COLUMN push_origin BOOLEAN NOT NULL DEFAULT FALSE;

@@ -9,3 +9,7 @@ ALTER TABLE appointments ADD COLUMN original_start TEXT NULL
 -- Range queries take it over end_utc, so a series is found in every window it reaches.
 ALTER TABLE appointments ADD COLUMN series_end_utc TEXT NULL;
 CREATE UNIQUE INDEX appointments_one_exception ON appointments (series_id, original_start) WHERE deleted_at IS NULL;
+-- Made in calsync for the calendar it names as origin (the rest of a series pulled from there,
+-- split off with "this and following"): the next sync creates it there. Other appointments with
+-- an origin came from their calendar, or were kept after it deleted them, and are never sent.
+ALTER TABLE appointments ADD COLUMN push_origin INTEGER NOT NULL DEFAULT 0 CHECK (push_origin IN (0, 1));
