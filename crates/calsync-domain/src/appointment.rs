@@ -401,7 +401,7 @@ impl AppointmentData {
         if title.chars().any(char::is_control) {
             return Err(ValidationError::new("title", "must not contain control characters"));
         }
-        let description = input.description.unwrap_or_default();
+        let description = normalize_description(&input.description.unwrap_or_default());
         if description.chars().count() > DESCRIPTION_MAX {
             return Err(ValidationError::new("description", format!("must be at most {DESCRIPTION_MAX} characters")));
         }
@@ -520,6 +520,29 @@ impl AppointmentData {
             When::AllDay { start, end } => (local_midnight(start, self.time_zone), local_midnight(end, self.time_zone)),
         }
     }
+}
+
+/// A description in the one form every calendar keeps as it is: `\n` line breaks, no tabs or
+/// no-break spaces (spaces instead), no whitespace at the end of a line, at most one blank line in
+/// a row, nothing blank around it. Outlook stores bodies as HTML, where anything else would
+/// read back changed and look like an edit.
+pub fn normalize_description(text: &str) -> String {
+    let text = text.replace("\r\n", "\n").replace(['\r', '\u{c}'], "\n").replace(['\t', '\u{a0}'], " ");
+    let mut out = String::with_capacity(text.len());
+    let mut blank_run = 0;
+    for line in text.lines().map(str::trim_end) {
+        if line.is_empty() {
+            blank_run += 1;
+            if blank_run > 1 {
+                continue;
+            }
+        } else {
+            blank_run = 0;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.trim().to_owned()
 }
 
 fn format_instant(t: DateTime<Utc>, tz: Tz) -> String {
@@ -833,6 +856,14 @@ mod tests {
             })
             .unwrap();
         assert_eq!(a.organizer_owned_change(&personal), None);
+    }
+
+    #[test]
+    fn descriptions_take_the_form_every_calendar_keeps() {
+        assert_eq!(normalize_description("  a  \r\n\tb\u{a0}c\n\n\n\nd \n\n"), "a\n b c\n\nd");
+        assert_eq!(normalize_description("x\ry"), "x\ny");
+        let once = normalize_description("  Bring\t the lease \n\n\n");
+        assert_eq!(normalize_description(&once), once);
     }
 
     #[test]

@@ -122,7 +122,7 @@ fn appointment(graph: bool) -> impl Strategy<Value = AppointmentData> {
                 let mut seen = std::collections::HashSet::new();
                 let mut data = AppointmentData {
                     title: title.trim().to_owned(),
-                    description: description.trim().to_owned(),
+                    description: calsync_domain::appointment::normalize_description(&description),
                     location: location.trim().to_owned(),
                     when,
                     time_zone: ZONES[z].parse().unwrap(),

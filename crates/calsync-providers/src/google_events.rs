@@ -174,7 +174,11 @@ impl Event {
         let data = when.map(|when| AppointmentData {
             title: self.summary.filter(|s| !s.trim().is_empty()).unwrap_or_else(|| "(No title)".into()),
             // Google's editor writes a little HTML; calsync keeps text.
-            description: self.description.as_deref().map(description_text).unwrap_or_default(),
+            description: self
+                .description
+                .as_deref()
+                .map(|d| calsync_domain::appointment::normalize_description(&description_text(d)))
+                .unwrap_or_default(),
             location: self.location.unwrap_or_default(),
             when,
             time_zone: zone,

@@ -1,6 +1,7 @@
 //! [`CalendarProvider`] for Microsoft Graph: `calendarView/delta` followed through
 //! `@odata.nextLink` to `@odata.deltaLink`, `transactionId` as the idempotency key, `If-Match`
-//! on writes, times read in UTC (`Prefer: outlook.timezone="UTC"`) and bodies as text, and the
+//! on writes, times read in UTC (`Prefer: outlook.timezone="UTC"`) and bodies as HTML turned into
+//! text by calsync (links kept), and the
 //! appointment id in a single-value extended property.
 //!
 //! Graph mails every attendee of an event it creates or reschedules, with no switch to stop it.
@@ -19,8 +20,10 @@ use url::Url;
 
 use crate::calendar::{CalendarProvider, Change, ChangePage, ListFrom, PageNext, ProviderFuture, RemoteEvent};
 use crate::graph_recurrence::{self, SeriesStart};
+use crate::html_text::{description_text, html_to_text, text_to_html};
 use crate::microsoft::{GraphApi, json_or_error};
 use crate::{AccountIdentity, ProviderError, RemoteCalendar};
+use calsync_domain::appointment::normalize_description;
 use calsync_domain::recurrence::OriginalStart;
 
 /// The extended property that carries the appointment id (a named string property in the
@@ -29,7 +32,9 @@ pub const CALSYNC_ID_PROPERTY: &str = "String {00020329-0000-0000-C000-000000000
 /// The heading of the attendee list written into the body of an event whose attendees are not
 /// invited.
 pub const ATTENDEE_LIST: &str = "Attendees (not invited by calsync):";
-const PREFER_READ: &str = "outlook.timezone=\"UTC\", outlook.body-content-type=\"text\", odata.maxpagesize=100";
+/// Times in UTC. Bodies come as Outlook stores them (HTML, usually): Graph's own text rendering
+/// drops link targets, calsync's keeps them.
+const PREFER_READ: &str = "outlook.timezone=\"UTC\", odata.maxpagesize=100";
 
 /// Microsoft Graph calendars behind the provider trait.
 #[derive(Debug, Clone)]
@@ -124,7 +129,13 @@ fn into_remote(id: String, item: &Value) -> RemoteEvent {
                     .collect()
             })
             .unwrap_or_default();
-        let body = item.get("body").and_then(|b| text(b, "content")).unwrap_or_default();
+        let body = match item.get("body") {
+            Some(b) if text(b, "contentType").is_some_and(|t| t.eq_ignore_ascii_case("html")) => {
+                normalize_description(&html_to_text(&text(b, "content").unwrap_or_default()))
+            }
+            Some(b) => normalize_description(&description_text(&text(b, "content").unwrap_or_default())),
+            None => String::new(),
+        };
         let (description, listed) = split_attendee_list(&body);
         // An event with invited attendees is a meeting: later pushes keep inviting (writing
         // the list into the body instead would uninvite everyone, with a cancellation each).
@@ -328,9 +339,10 @@ fn body_without_rule(data: &AppointmentData) -> Value {
     } else {
         (with_attendee_list(&data.description, &data.attendees), Vec::new())
     };
+    // Written as HTML, as Outlook keeps it anyway: read back, it gives the same text.
     let mut v = json!({
         "subject": data.title,
-        "body": {"contentType": "text", "content": content},
+        "body": {"contentType": "html", "content": text_to_html(&content)},
         "location": {"displayName": data.location},
         "start": {"dateTime": at(start), "timeZone": zone},
         "end": {"dateTime": at(end), "timeZone": zone},
@@ -787,7 +799,8 @@ mod tests {
         .unwrap();
         let quiet = body(&data).unwrap();
         assert_eq!(quiet["attendees"], json!([]));
-        assert!(quiet["body"]["content"].as_str().unwrap().contains("- Ann <ann@x.test>"));
+        let listed = html_to_text(quiet["body"]["content"].as_str().unwrap());
+        assert!(listed.ends_with("- Ann <ann@x.test>"), "{listed}");
         data.send_invitations = true;
         let loud = body(&data).unwrap();
         assert_eq!(loud["attendees"][0]["emailAddress"]["address"], "ann@x.test");

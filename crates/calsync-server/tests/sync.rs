@@ -1221,12 +1221,54 @@ async fn recurring_series_sync_both_ways(backend: Backend) {
         assert_eq!(counts(&again), [0; 6], "{provider}: nothing left to do: {again}");
         assert_eq!(instances(&remote, "Daily").await.len(), 3, "{provider}");
 
+        // No exception storm: a change of the master's location is one write, and the
+        // exceptions keep their own titles there.
+        patch_local(&app, &token, &id, json!({"location": "Room 7"})).await;
+        let a = sync_now(&app, &token, &conn).await;
+        assert_eq!(counts(&a), [0, 0, 0, 0, 1, 0], "{provider}: one write for the master: {a}");
+        let titles: Vec<String> = instances(&remote, "Daily").await.into_iter().map(|i| i.1).collect();
+        assert_eq!(titles, ["Daily", "Daily (late)", "Daily (remote)"], "{provider}");
+
         // The whole series deleted here: gone there.
         let resp = app.delete(&format!("/api/appointments/{id}/"), &token).send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::NO_CONTENT);
         let a = sync_now(&app, &token, &conn).await;
         assert_eq!(a["status"], "success", "{provider}: {a}");
         assert_eq!(instances(&remote, "Daily").await, [], "{provider}: the series is gone there");
+    }
+}
+
+/// Descriptions written with formatting in the calendar's own editor arrive as text (links
+/// kept), and stay put: no update bounces back from the difference in form.
+async fn formatted_descriptions_arrive_as_text_without_ping_pong(backend: Backend) {
+    let app = TestApp::spawn_with_sandbox(backend).await;
+    for (n, provider) in PROVIDERS.into_iter().enumerate() {
+        let (token, conn, remote) = connected(&app, provider, n).await;
+        let id = remote.create("Review", at(30)).await;
+        let html = "<b>Bring</b> the lease<br>Join: <a href=\"https://meet.example/x\">video call</a>";
+        let patch = if provider == "google" {
+            json!({"description": html})
+        } else {
+            json!({"body": {"contentType": "html", "content": format!("<html><body><div>{html}</div></body></html>")}})
+        };
+        let resp =
+            app.http.patch(remote.url(&format!("/{id}"))).bearer_auth(&remote.token).json(&patch).send().await.unwrap();
+        assert!(resp.status().is_success());
+        sync_now(&app, &token, &conn).await;
+        let review = find_local(&app, &token, "Review").await;
+        let text = review["description"].as_str().unwrap();
+        assert!(text.starts_with("Bring the lease\nJoin: video call"), "{provider}: {text:?}");
+        assert!(text.contains("https://meet.example/x"), "{provider}: the link is kept: {text:?}");
+        assert!(!text.contains('<'), "{provider}: no markup: {text:?}");
+        // Edited here: pushed once, read back as the same text, then quiet.
+        patch_local(&app, &token, review["id"].as_str().unwrap(), json!({"title": "Review (moved)"})).await;
+        let a = sync_now(&app, &token, &conn).await;
+        assert_eq!(counts(&a), [0, 0, 0, 0, 1, 0], "{provider}: {a}");
+        for _ in 0..2 {
+            let a = sync_now(&app, &token, &conn).await;
+            assert_eq!(counts(&a), [0; 6], "{provider}: no ping-pong: {a}");
+        }
+        assert_eq!(find_local(&app, &token, "Review (moved)").await["description"], text, "{provider}");
     }
 }
 
@@ -1254,6 +1296,7 @@ async fn a_sync_running_in_another_process_is_waited_for(backend: Backend) {
 }
 
 backend_tests!(
+    formatted_descriptions_arrive_as_text_without_ping_pong,
     recurring_series_sync_both_ways,
     attendees_are_never_mailed_unasked,
     invitations_belong_to_their_organizer,
