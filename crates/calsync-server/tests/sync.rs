@@ -1272,6 +1272,74 @@ async fn formatted_descriptions_arrive_as_text_without_ping_pong(backend: Backen
     }
 }
 
+/// Weekly series across the DST change weeks of Berlin (last Sunday of March), New York (second
+/// Sunday of March) and Sydney (first Sunday of April): every occurrence there is at 10:00 local
+/// time, and an all-day series stays on its dates seen from UTC−10 and UTC+14.
+async fn series_keep_wall_clock_time_across_dst(backend: Backend) {
+    let app = TestApp::spawn_with_sandbox(backend).await;
+    for (n, provider) in PROVIDERS.into_iter().enumerate() {
+        let (token, conn, remote) = connected(&app, provider, n).await;
+        // Set far enough out that a 400-day window holds them.
+        let _ = set(&app, &token, &conn, json!({"sync_window_days": 365})).await;
+        let cases = [
+            ("Berlin", "Europe/Berlin", "2027-03-22T10:00:00+01:00"),
+            ("New York", "America/New_York", "2027-03-08T10:00:00-05:00"),
+            ("Sydney", "Australia/Sydney", "2027-03-29T10:00:00+11:00"),
+        ];
+        for (title, zone, start) in cases {
+            let s = chrono::DateTime::parse_from_rfc3339(start).unwrap();
+            let body = json!({"title": format!("DST {title}"), "start": start, "end": (s + Duration::minutes(30)).to_rfc3339(),
+                              "time_zone": zone, "recurrence": ["RRULE:FREQ=WEEKLY;COUNT=3"]});
+            let resp = app.post("/api/appointments/", &token).json(&body).send().await.unwrap();
+            assert_eq!(resp.status(), StatusCode::CREATED, "{}", resp.text().await.unwrap());
+        }
+        for zone in ["Pacific/Honolulu", "Pacific/Kiritimati"] {
+            let body = json!({"title": format!("Day {zone}"), "all_day": true, "start": "2027-03-26", "end": "2027-03-27",
+                              "time_zone": zone, "recurrence": ["RRULE:FREQ=WEEKLY;COUNT=2"]});
+            let resp = app.post("/api/appointments/", &token).json(&body).send().await.unwrap();
+            assert_eq!(resp.status(), StatusCode::CREATED, "{}", resp.text().await.unwrap());
+        }
+        let a = sync_now(&app, &token, &conn).await;
+        assert_eq!((a["status"].as_str(), counts(&a)[3]), (Some("success"), 5), "{provider}: {a}");
+        for (title, zone, _) in cases {
+            let tz: chrono_tz::Tz = zone.parse().unwrap();
+            let there = instances(&remote, &format!("DST {title}")).await;
+            assert_eq!(there.len(), 3, "{provider} {title}: {there:?}");
+            for (_, _, at) in &there {
+                assert_eq!(at.with_timezone(&tz).format("%H:%M").to_string(), "10:00", "{provider} {title}: {there:?}");
+            }
+        }
+        // All-day occurrences there: dates, not times.
+        let (from, to) = ("2027-03-20T00:00:00Z", "2027-04-10T00:00:00Z");
+        let url = match provider {
+            "google" => format!("{}?singleEvents=true&timeMin={from}&timeMax={to}", remote.url("")),
+            _ => {
+                app.sandbox_url(&format!("/microsoft/graph/v1.0/me/calendarView?startDateTime={from}&endDateTime={to}"))
+            }
+        };
+        let v: Value = app.http.get(&url).bearer_auth(&remote.token).send().await.unwrap().json().await.unwrap();
+        let items = v.get("items").or_else(|| v.get("value")).and_then(Value::as_array).unwrap().clone();
+        for zone in ["Pacific/Honolulu", "Pacific/Kiritimati"] {
+            let mut days: Vec<String> = items
+                .iter()
+                .filter(|e| e.get("summary").or_else(|| e.get("subject")) == Some(&json!(format!("Day {zone}"))))
+                .map(|e| match provider {
+                    "google" => e["start"]["date"].as_str().unwrap().to_owned(),
+                    _ => {
+                        assert_eq!(e["isAllDay"], true, "{e}");
+                        e["start"]["dateTime"].as_str().unwrap()[..10].to_owned()
+                    }
+                })
+                .collect();
+            days.sort();
+            assert_eq!(days, ["2027-03-26", "2027-04-02"], "{provider} {zone}");
+        }
+        // And back: nothing changed by the round trip.
+        let again = sync_now(&app, &token, &conn).await;
+        assert_eq!(counts(&again), [0; 6], "{provider}: {again}");
+    }
+}
+
 /// Two processes asked to sync the same connection at once: one syncs, the other waits for it
 /// and answers with the same attempt.
 async fn a_sync_running_in_another_process_is_waited_for(backend: Backend) {
@@ -1296,6 +1364,7 @@ async fn a_sync_running_in_another_process_is_waited_for(backend: Backend) {
 }
 
 backend_tests!(
+    series_keep_wall_clock_time_across_dst,
     formatted_descriptions_arrive_as_text_without_ping_pong,
     recurring_series_sync_both_ways,
     attendees_are_never_mailed_unasked,
