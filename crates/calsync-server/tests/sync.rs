@@ -1340,6 +1340,38 @@ async fn series_keep_wall_clock_time_across_dst(backend: Backend) {
     }
 }
 
+/// "This and following" in Google's own UI: the master ends, a copy of it (same properties,
+/// calsync's stamp included) starts a new series under a new id. calsync ends its series too and
+/// imports the new one: every occurrence once on both sides.
+async fn a_series_split_in_google_arrives_as_two(backend: Backend) {
+    let app = TestApp::spawn_with_sandbox(backend).await;
+    let (token, conn, remote) = connected(&app, "google", 0).await;
+    let start = at(48);
+    let body = json!({"title": "Split me", "start": start.to_rfc3339(), "end": (start + Duration::minutes(30)).to_rfc3339(),
+                      "recurrence": ["RRULE:FREQ=DAILY;COUNT=5"]});
+    let resp = app.post("/api/appointments/", &token).json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    sync_now(&app, &token, &conn).await;
+    let master = instances(&remote, "Split me").await[0].0.split('_').next().unwrap().to_owned();
+    let from = (start + Duration::days(2)).to_rfc3339_opts(SecondsFormat::Secs, true);
+    let v = app
+        .control(
+            "/_sandbox/google/split-series",
+            json!({"email": "staff0@gmail.test", "event_id": master, "from": from}),
+        )
+        .await;
+    assert!(v.is_object(), "{v}");
+    let a = sync_now(&app, &token, &conn).await;
+    assert_eq!(a["status"], "success", "{a}");
+    let here: Vec<chrono::DateTime<Utc>> =
+        local_occurrences(&app, &token, "Split me").await.into_iter().map(|(_, t)| t).collect();
+    let expected: Vec<_> = (0..5).map(|d| start + Duration::days(d)).collect();
+    assert_eq!(here, expected, "every occurrence once here");
+    assert_eq!(instances(&remote, "Split me").await.len(), 5, "and there");
+    let again = sync_now(&app, &token, &conn).await;
+    assert_eq!(counts(&again), [0; 6], "{again}");
+}
+
 /// Two processes asked to sync the same connection at once: one syncs, the other waits for it
 /// and answers with the same attempt.
 async fn a_sync_running_in_another_process_is_waited_for(backend: Backend) {
@@ -1364,6 +1396,7 @@ async fn a_sync_running_in_another_process_is_waited_for(backend: Backend) {
 }
 
 backend_tests!(
+    a_series_split_in_google_arrives_as_two,
     series_keep_wall_clock_time_across_dst,
     formatted_descriptions_arrive_as_text_without_ping_pong,
     recurring_series_sync_both_ways,
