@@ -498,14 +498,14 @@ impl GraphCalendar {
         Ok(dropped)
     }
 
-    /// Original starts of `master`'s instances in `[from, to)`, following the pages.
-    async fn instances(
+    /// `master`'s instances in `[from, to)`, following the pages (which may be short or empty).
+    async fn instances_between(
         &self,
         token: &str,
         master: &str,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-    ) -> Result<Vec<OriginalStart>, ProviderError> {
+    ) -> Result<Vec<RemoteEvent>, ProviderError> {
         let f = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
         let mut url = self.events_url(None, Some(master));
         url.path_segments_mut().expect("an http(s) URL").push("instances");
@@ -521,12 +521,24 @@ impl GraphCalendar {
                 .await
                 .map_err(ProviderError::transport)?;
             let page: Page = json_or_error(resp).await?;
-            out.extend(page.value.iter().filter_map(|item| into_remote(text(item, "id")?, item).original_start));
+            out.extend(page.value.iter().filter_map(|item| Some(into_remote(text(item, "id")?, item))));
             match page.next_link {
                 Some(next) => url = self.api.same_origin(&next)?,
                 None => return Ok(out),
             }
         }
+    }
+
+    /// Original starts of `master`'s instances in `[from, to)`.
+    async fn instances(
+        &self,
+        token: &str,
+        master: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<OriginalStart>, ProviderError> {
+        let all = self.instances_between(token, master, from, to).await?;
+        Ok(all.into_iter().filter_map(|e| e.original_start).collect())
     }
 
     /// The occurrence (or exception) of `master` whose original start is `o`.
@@ -538,25 +550,8 @@ impl GraphCalendar {
         zone: Tz,
     ) -> Result<Option<RemoteEvent>, ProviderError> {
         let at = o.instant(zone);
-        let f = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
-        let mut url = self.events_url(None, Some(master));
-        url.path_segments_mut().expect("an http(s) URL").push("instances");
-        url.query_pairs_mut()
-            .append_pair("startDateTime", &f(at - Duration::days(2)))
-            .append_pair("endDateTime", &f(at + Duration::days(3)));
-        let resp = self
-            .http
-            .get(url)
-            .bearer_auth(token)
-            .header("Prefer", PREFER_READ)
-            .send()
-            .await
-            .map_err(ProviderError::transport)?;
-        let page: Page = json_or_error(resp).await?;
-        Ok(page.value.iter().find_map(|item| {
-            let e = into_remote(text(item, "id")?, item);
-            (e.original_start == Some(o)).then_some(e)
-        }))
+        let all = self.instances_between(token, master, at - Duration::days(2), at + Duration::days(3)).await?;
+        Ok(all.into_iter().find(|e| e.original_start == Some(o)))
     }
 
     async fn occurrence(

@@ -1372,6 +1372,47 @@ async fn a_series_split_in_google_arrives_as_two(backend: Backend) {
     assert_eq!(counts(&again), [0; 6], "{again}");
 }
 
+/// A rule Outlook cannot hold (two days of the month) is refused for that appointment with the
+/// reason, on its link and in the attempt, and never written as something else; Google takes it.
+async fn a_rule_outlook_cannot_hold_is_refused_with_the_reason(backend: Backend) {
+    let app = TestApp::spawn_with_sandbox(backend).await;
+    for (n, provider) in PROVIDERS.into_iter().enumerate() {
+        let (token, conn, remote) = connected(&app, provider, n).await;
+        let start = at(24 * 3);
+        let day = start.format("%d").to_string().parse::<u32>().unwrap();
+        let other = if day > 15 { day - 14 } else { day + 14 };
+        let (a, b) = (day.min(other), day.max(other));
+        let rule = format!("RRULE:FREQ=MONTHLY;COUNT=4;BYMONTHDAY={a},{b}");
+        // The start must be the first occurrence: the earlier day of the two, in this month.
+        let first = if day == a { start } else { start - Duration::days(14) };
+        let body = json!({"title": "Twice a month", "start": first.to_rfc3339(), "end": (first + Duration::minutes(30)).to_rfc3339(),
+                          "recurrence": [rule]});
+        let resp = app.post("/api/appointments/", &token).json(&body).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED, "{}", resp.text().await.unwrap());
+        let made: Value = resp.json().await.unwrap();
+        let a = sync_now(&app, &token, &conn).await;
+        let there = instances(&remote, "Twice a month").await;
+        if provider == "google" {
+            assert_eq!(a["status"], "success", "{a}");
+            assert!(!there.is_empty(), "google holds it");
+        } else {
+            assert_eq!((a["status"].as_str(), a["error_kind"].as_str()), (Some("partial"), Some("item")), "{a}");
+            assert!(a["error"].as_str().unwrap().contains("Outlook cannot repeat it"), "{a}");
+            assert!(there.is_empty(), "nothing written as something else: {there:?}");
+            let v: Value = app
+                .get(&format!("/api/appointments/{}/", made["id"].as_str().unwrap()), &token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(v["sync"][0]["state"], "error", "{v}");
+            assert!(v["sync"][0]["last_error"].as_str().unwrap().contains("BYMONTHDAY"), "{v}");
+        }
+    }
+}
+
 /// Two processes asked to sync the same connection at once: one syncs, the other waits for it
 /// and answers with the same attempt.
 async fn a_sync_running_in_another_process_is_waited_for(backend: Backend) {
@@ -1396,6 +1437,7 @@ async fn a_sync_running_in_another_process_is_waited_for(backend: Backend) {
 }
 
 backend_tests!(
+    a_rule_outlook_cannot_hold_is_refused_with_the_reason,
     a_series_split_in_google_arrives_as_two,
     series_keep_wall_clock_time_across_dst,
     formatted_descriptions_arrive_as_text_without_ping_pong,

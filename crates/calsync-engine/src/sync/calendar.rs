@@ -349,6 +349,13 @@ impl<'a> CalendarSync<'a> {
                 // An occurrence as the rule makes it: the master stands for it.
                 _ => return,
             }
+            // A series deleted here (its deletion not yet written there) takes its occurrences
+            // with it: nothing of it is imported.
+            match self.s.db.sync_appointment(self.conn.firm_id, master_id).await {
+                Ok(Some(m)) if m.deleted_at.is_none() => {}
+                Ok(_) => return,
+                Err(err) => return self.pull_error(&e.id, &err.to_string()),
+            }
         }
         if !supported(&e) {
             return;
@@ -588,6 +595,12 @@ impl<'a> CalendarSync<'a> {
                     // The exception calsync has for it: cancelled there, so cancelled here
                     // (unless it is already, or was never written there).
                     let link = self.by_appointment.get(&x.id).and_then(|r| self.links.get(r)).cloned();
+                    if x.data.status != AppointmentStatus::Cancelled && link.is_none() {
+                        // Edited here, not written there yet, and gone there: a deleted
+                        // occurrence cannot be brought back there, so it is cancelled here too.
+                        self.cancel_unwritten(&x).await;
+                        return;
+                    }
                     if x.data.status != AppointmentStatus::Cancelled
                         && let Some(link) = link
                     {
@@ -767,6 +780,16 @@ impl<'a> CalendarSync<'a> {
         self.reconcile(Some(link), local, seen).await;
     }
 
+    /// Cancels an exception calsync has not written yet whose occurrence is gone there; the
+    /// cancellation is written like any local change.
+    async fn cancel_unwritten(&mut self, x: &calsync_domain::appointment::Appointment) {
+        let data = AppointmentData { status: AppointmentStatus::Cancelled, ..x.data.clone() };
+        match self.s.db.update_appointment(self.conn.firm_id, x.id, x.version, data).await {
+            Ok(_) | Err(StoreError::VersionMismatch | StoreError::NotFound) => {}
+            Err(err) => self.pull_error(&x.id.to_string(), &err.to_string()),
+        }
+    }
+
     /// Marks an appointment whose event was cancelled there (by an invitation's organizer, or
     /// one occurrence of a series) as cancelled.
     async fn cancel_here(&mut self, link: EventLink, a: SyncAppointment) {
@@ -838,10 +861,6 @@ impl<'a> CalendarSync<'a> {
         let mut changes = changes;
         // Series masters before their exceptions: an exception is written against its master.
         changes.sort_by_key(|a| a.appointment.data.series.is_some());
-        eprintln!(
-            "DBG local changes: {:?}",
-            changes.iter().map(|a| (a.appointment.data.title.clone(), a.appointment.data.series)).collect::<Vec<_>>()
-        );
         let total = changes.len();
         for (done, a) in changes.into_iter().enumerate() {
             if self.s.reauthorize.is_some() {
@@ -1466,6 +1485,15 @@ impl<'a> CalendarSync<'a> {
                     let base = Self::base_for(&data, a.appointment.version, &created);
                     self.save_link(id, &created, &base).await.map_err(store)?;
                     self.complete_writes(id).await;
+                    return Ok(());
+                }
+                Err(ProviderError::NotFound) if data.series.is_some() => {
+                    // The occurrence is gone there (deleted, or no longer made by the rule): it
+                    // cannot be written back, so it is cancelled here.
+                    self.complete_writes(id).await;
+                    if data.status != AppointmentStatus::Cancelled {
+                        self.cancel_unwritten(&a.appointment).await;
+                    }
                     return Ok(());
                 }
                 Err(ProviderError::NotFound) if retrying => {

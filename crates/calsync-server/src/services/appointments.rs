@@ -159,6 +159,8 @@ pub async fn sync_entries(
             last_error: link.last_error,
         });
     }
+    // Refused creates (a rule Outlook cannot hold, …) wait in the outbox with their reason.
+    let mut refused: HashMap<ConnectionId, HashMap<AppointmentId, String>> = HashMap::new();
     let mut owners: HashMap<UserId, Vec<calsync_store::Connection>> = HashMap::new();
     let mut calendars: HashMap<ConnectionId, Vec<calsync_store::SyncedCalendar>> = HashMap::new();
     let mut origins = HashMap::new();
@@ -171,11 +173,18 @@ pub async fn sync_entries(
                 for c in &owners[&a.owner_id] {
                     let linked = out.get(&a.id).is_some_and(|v| v.iter().any(|e| e.connection == c.id));
                     if !linked && c.settings.sync_enabled && c.status == ConnectionStatus::Active {
+                        if let std::collections::hash_map::Entry::Vacant(slot) = refused.entry(c.id) {
+                            let writes = db.pending_writes(firm, c.id).await?;
+                            slot.insert(
+                                writes.into_iter().filter_map(|w| Some((w.appointment_id, w.last_error?))).collect(),
+                            );
+                        }
+                        let error = refused[&c.id].get(&a.id).cloned();
                         out.entry(a.id).or_default().push(SyncEntry {
                             connection: c.id,
                             provider: c.provider,
-                            state: LinkState::Pending,
-                            last_error: None,
+                            state: if error.is_some() { LinkState::Error } else { LinkState::Pending },
+                            last_error: error,
                         });
                     }
                 }
