@@ -54,6 +54,8 @@ pub struct RemoteEvent {
     pub series_master_id: Option<String>,
     /// On occurrences and exceptions: the start the rule gave them (their key in the series).
     pub original_start: Option<OriginalStart>,
+    /// Something calsync could not carry over exactly, in words (an unmappable zone, …).
+    pub note: Option<String>,
 }
 
 /// One entry of a change listing.

@@ -226,6 +226,7 @@ impl Event {
             recurrence: self.recurrence,
             series_master_id: self.recurring_event_id,
             original_start,
+            note: None,
         }
     }
 }

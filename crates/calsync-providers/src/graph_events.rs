@@ -91,7 +91,13 @@ fn into_remote(id: String, item: &Value) -> RemoteEvent {
             })
         })
         .and_then(|p| text(p, "value"));
-    let zone = text(item, "originalStartTimeZone").and_then(|z| zone_named(&z)).unwrap_or(Tz::UTC);
+    let zone_name = text(item, "originalStartTimeZone");
+    let zone = zone_name.as_deref().and_then(zone_named).unwrap_or(Tz::UTC);
+    // Outlook's custom zones (`tzone://Microsoft/Custom`) have no IANA equivalent: the times
+    // (read in UTC) stay right, the zone is UTC, and the sync says so.
+    let note = zone_name.filter(|z| zone_named(z).is_none()).map(|z| {
+        format!("Outlook's time zone {z:?} has no IANA equivalent: its events are read in UTC (their times are right; their zone is UTC)")
+    });
     let organizer = (item.get("isOrganizer").and_then(Value::as_bool) == Some(false))
         .then(|| item.get("organizer")?.get("emailAddress").and_then(|a| text(a, "address")))
         .flatten()
@@ -217,6 +223,7 @@ fn into_remote(id: String, item: &Value) -> RemoteEvent {
         recurrence: item.get("recurrence").filter(|r| !r.is_null()).map(|r| vec![r.to_string()]).unwrap_or_default(),
         series_master_id: text(item, "seriesMasterId"),
         original_start,
+        note,
     }
 }
 
@@ -574,6 +581,7 @@ impl GraphCalendar {
                 recurrence: Vec::new(),
                 series_master_id: Some(master.to_owned()),
                 original_start: Some(original),
+                note: None,
             });
         }
         let occ = found.ok_or(ProviderError::NotFound)?;
@@ -626,6 +634,7 @@ impl GraphCalendar {
                 recurrence: Vec::new(),
                 series_master_id: None,
                 original_start: data.series.map(|s| s.original_start),
+                note: None,
             });
         }
         let resp = self

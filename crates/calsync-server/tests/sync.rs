@@ -862,6 +862,28 @@ async fn outlook_zones_arrive_as_iana_zones(backend: Backend) {
     assert!(board["start"].as_str().unwrap().starts_with(&start[..16]), "{board}");
 }
 
+/// A mailbox on an Outlook custom time zone (no IANA equivalent): its events arrive at the
+/// right instants in UTC, and the attempt says so.
+async fn outlook_custom_zones_fall_back_to_utc_with_a_note(backend: Backend) {
+    let app = TestApp::spawn_with_sandbox(backend).await;
+    let (token, conn, remote) = connected(&app, "microsoft", 0).await;
+    app.control(
+        "/_sandbox/microsoft/mailbox-settings",
+        json!({"email": "staff0@outlook.test", "custom_time_zone": "tzone://Microsoft/Custom"}),
+    )
+    .await;
+    let start = at(30);
+    remote.create("Custom", start).await;
+    let a = sync_now(&app, &token, &conn).await;
+    assert_eq!((a["status"].as_str(), counts(&a)[0]), (Some("success"), 1), "{a}");
+    let notes = a["notes"].as_array().unwrap();
+    assert!(notes.iter().any(|n| n.as_str().unwrap().contains("tzone://Microsoft/Custom")), "{a}");
+    let got = find_local(&app, &token, "Custom").await;
+    assert_eq!(got["time_zone"], "UTC", "{got}");
+    let at_ = chrono::DateTime::parse_from_rfc3339(got["start"].as_str().unwrap()).unwrap();
+    assert_eq!(at_.with_timezone(&Utc), start, "the instant is kept");
+}
+
 async fn private_appointments_stay_private(backend: Backend) {
     let app = TestApp::spawn_with_sandbox(backend).await;
     let admin = app.user("acme", "boss@acme.test", "admin").await;
@@ -1437,6 +1459,7 @@ async fn a_sync_running_in_another_process_is_waited_for(backend: Backend) {
 }
 
 backend_tests!(
+    outlook_custom_zones_fall_back_to_utc_with_a_note,
     a_rule_outlook_cannot_hold_is_refused_with_the_reason,
     a_series_split_in_google_arrives_as_two,
     series_keep_wall_clock_time_across_dst,

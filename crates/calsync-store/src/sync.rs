@@ -81,6 +81,8 @@ pub struct SyncAttempt {
     pub error_kind: Option<String>,
     pub error_message: Option<String>,
     pub replay_of: Option<SyncAttemptId>,
+    /// What the sync noticed without failing (a zone it could not map, …).
+    pub notes: Vec<String>,
 }
 
 /// A filtered page of the attempt log, newest first.
@@ -221,7 +223,7 @@ impl TryFrom<LinkRow> for EventLink {
 
 const ATTEMPT_COLUMNS: &str = "id, connection_id, triggered_by, status, started_at, finished_at, pulled_created, \
     pulled_updated, pulled_deleted, pushed_created, pushed_updated, pushed_deleted, conflicts, requests, error_kind, \
-    error_message, replay_of, merged";
+    error_message, replay_of, merged, notes";
 
 #[derive(sqlx::FromRow)]
 struct AttemptRow {
@@ -243,6 +245,7 @@ struct AttemptRow {
     error_kind: Option<String>,
     error_message: Option<String>,
     replay_of: Option<Uuid>,
+    notes: String,
 }
 
 impl TryFrom<AttemptRow> for SyncAttempt {
@@ -269,6 +272,7 @@ impl TryFrom<AttemptRow> for SyncAttempt {
             error_kind: r.error_kind,
             error_message: r.error_message,
             replay_of: r.replay_of.map(Into::into),
+            notes: serde_json::from_str(&r.notes).map_err(|_| StoreError::Corrupt("sync_attempts: notes".into()))?,
         })
     }
 }
@@ -428,6 +432,7 @@ impl Db {
         status: AttemptStatus,
         counts: &AttemptCounts,
         error: Option<(&str, &str)>,
+        notes: &[String],
     ) -> Result<SyncAttempt, StoreError> {
         if status == AttemptStatus::Running {
             return Err(StoreError::Corrupt("an attempt cannot finish as running".into()));
@@ -435,7 +440,7 @@ impl Db {
         let sql = format!(
             "UPDATE sync_attempts SET status = $1, finished_at = $2, pulled_created = $3, pulled_updated = $4, \
              pulled_deleted = $5, pushed_created = $6, pushed_updated = $7, pushed_deleted = $8, conflicts = $9, \
-             requests = $10, error_kind = $11, error_message = $12, merged = $15 \
+             requests = $10, error_kind = $11, error_message = $12, merged = $15, notes = $16 \
              WHERE firm_id = $13 AND id = $14 AND status = 'running' RETURNING {ATTEMPT_COLUMNS}"
         );
         let row: Option<AttemptRow> = on_pool!(self, pool => {
@@ -455,6 +460,7 @@ impl Db {
                 .bind(firm.as_uuid())
                 .bind(id.as_uuid())
                 .bind(counts.merged)
+                .bind(serde_json::to_string(notes).unwrap_or_else(|_| "[]".into()))
                 .fetch_optional(pool)
                 .await?
         });

@@ -133,11 +133,14 @@ async fn attempts_are_logged_once_and_listed_newest_first(backend: Backend) {
     let first = db.start_attempt(ann.firm_id, conn.id, SyncTrigger::Manual, None).await.unwrap();
     assert_eq!((first.status, first.finished_at), (AttemptStatus::Running, None));
     let counts = AttemptCounts { pulled_created: 3, pushed_updated: 1, requests: 4, ..Default::default() };
-    let done = db.finish_attempt(ann.firm_id, first.id, AttemptStatus::Success, &counts, None).await.unwrap();
+    let notes = vec!["tzone://Microsoft/Custom is not a zone calsync can map: read as UTC".to_owned()];
+    let done = db.finish_attempt(ann.firm_id, first.id, AttemptStatus::Success, &counts, None, &notes).await.unwrap();
     assert_eq!((done.status, done.counts.clone()), (AttemptStatus::Success, counts));
+    assert_eq!(done.notes, notes, "notes are kept with the attempt");
     assert!(done.finished_at.is_some());
     // A finished attempt is not rewritten.
-    let again = db.finish_attempt(ann.firm_id, first.id, AttemptStatus::Failed, &AttemptCounts::default(), None).await;
+    let again =
+        db.finish_attempt(ann.firm_id, first.id, AttemptStatus::Failed, &AttemptCounts::default(), None, &[]).await;
     assert!(matches!(again, Err(StoreError::NotFound)));
 
     db.clock().advance(1);
@@ -149,6 +152,7 @@ async fn attempts_are_logged_once_and_listed_newest_first(backend: Backend) {
             AttemptStatus::Failed,
             &AttemptCounts::default(),
             Some(("provider_unavailable", "Google could not be reached")),
+            &[],
         )
         .await
         .unwrap();
@@ -169,7 +173,7 @@ async fn attempts_are_logged_once_and_listed_newest_first(backend: Backend) {
     let foreign_replay = db.start_attempt(eve.firm_id, eve_conn.id, SyncTrigger::Replay, Some(first.id)).await;
     assert!(matches!(foreign_replay, Err(StoreError::NotFound)));
     assert!(matches!(
-        db.finish_attempt(eve.firm_id, replay.id, AttemptStatus::Success, &AttemptCounts::default(), None).await,
+        db.finish_attempt(eve.firm_id, replay.id, AttemptStatus::Success, &AttemptCounts::default(), None, &[]).await,
         Err(StoreError::NotFound)
     ));
 }

@@ -753,7 +753,7 @@ async fn attempts_are_filtered_and_paged_newest_first(backend: Backend) {
     for (conn, status) in plan {
         db.clock().advance(1);
         let a = db.start_attempt(firm, conn, SyncTrigger::Scheduled, None).await.unwrap();
-        made.push(db.finish_attempt(firm, a.id, status, &AttemptCounts::default(), None).await.unwrap());
+        made.push(db.finish_attempt(firm, a.id, status, &AttemptCounts::default(), None, &[]).await.unwrap());
     }
     made.reverse();
     let all: Vec<_> = made.iter().map(|a| a.id).collect();
@@ -822,7 +822,8 @@ async fn interrupted_attempts_are_closed_as_failed(backend: Backend) {
     let (conn, _) = connected(db, &ann).await;
     let firm = ann.firm_id;
     let done = db.start_attempt(firm, conn.id, SyncTrigger::Manual, None).await.unwrap();
-    let done = db.finish_attempt(firm, done.id, AttemptStatus::Success, &AttemptCounts::default(), None).await.unwrap();
+    let done =
+        db.finish_attempt(firm, done.id, AttemptStatus::Success, &AttemptCounts::default(), None, &[]).await.unwrap();
     let left = db.start_attempt(firm, conn.id, SyncTrigger::Scheduled, None).await.unwrap();
 
     let eve = user(db, "globex", "eve@globex.test").await;

@@ -335,6 +335,11 @@ impl<'a> CalendarSync<'a> {
     /// An occurrence or exception is first tied to its series' master, read and imported if
     /// calsync does not have it yet.
     async fn pulled(&mut self, mut e: RemoteEvent) {
+        if let Some(note) = e.note.take()
+            && !self.s.notes.contains(&note)
+        {
+            self.s.notes.push(note);
+        }
         if let Some(master) = e.series_master_id.clone() {
             let Some(master_id) = Box::pin(self.series_master(&master)).await else { return };
             // Instances carry their master's stamp until calsync writes one of their own.
@@ -649,6 +654,7 @@ impl<'a> CalendarSync<'a> {
             recurrence: Vec::new(),
             series_master_id: Some(master),
             original_start: Some(original),
+            note: None,
         };
         self.reconcile(None, None, Seen::Present(Box::new(stub))).await;
     }
@@ -806,6 +812,7 @@ impl<'a> CalendarSync<'a> {
             recurrence: Vec::new(),
             series_master_id: None,
             original_start: None,
+            note: None,
         };
         match self.update_local(a.appointment.version, a.appointment.id, &gone, data).await {
             Ok(()) => self.s.counts.pulled_updated += 1,

@@ -300,8 +300,10 @@ impl SyncEngine {
         self.db.close_interrupted_attempts(firm, conn.id).await?;
         let attempt = self.db.start_attempt(firm, conn.id, trigger, replay_of).await?;
         let started = std::time::Instant::now();
+        let mut notes = Vec::new();
         let (status, counts, error) = match self.sync_connection(conn).await {
             Ok(s) => {
+                notes.clone_from(&s.notes);
                 let status = if s.item_errors.is_empty() { AttemptStatus::Success } else { AttemptStatus::Partial };
                 let error = if s.held > 0 {
                     Some((
@@ -328,7 +330,7 @@ impl SyncEngine {
         let next = self.clock.now() + self.config.interval;
         self.db.record_sync_outcome(firm, conn.id, succeeded, message, next).await?;
         let err = error.as_ref().map(|(k, m)| (k.as_str(), m.as_str()));
-        let done = self.db.finish_attempt(firm, attempt.id, status, &counts, err).await?;
+        let done = self.db.finish_attempt(firm, attempt.id, status, &counts, err, &notes).await?;
         tracing::info!(
             connection_id = %conn.id,
             attempt_id = %done.id,

@@ -86,6 +86,8 @@ pub struct Session {
     pub item_errors: Vec<String>,
     /// Links whose destructive change waits for confirmation.
     pub held: usize,
+    /// What the sync noticed without failing, each once.
+    pub notes: Vec<String>,
     /// Set once the grant turned out unusable: nothing more is attempted.
     pub reauthorize: Option<String>,
     /// Set once a call stayed throttled or unavailable through every retry: no more writes
@@ -143,6 +145,7 @@ impl Session {
             counts: AttemptCounts::default(),
             item_errors: Vec::new(),
             held: 0,
+            notes: Vec::new(),
             reauthorize: None,
             throttled: false,
         })

@@ -72,6 +72,9 @@ pub struct AttemptView {
     pub finished_at: Option<DateTime<Utc>>,
     /// The attempt this one replayed.
     pub replay_of: Option<Uuid>,
+    /// What the sync noticed without failing, in words (an Outlook time zone with no IANA
+    /// equivalent, read as UTC, …).
+    pub notes: Vec<String>,
 }
 
 impl From<SyncAttempt> for AttemptView {
@@ -100,6 +103,7 @@ impl From<SyncAttempt> for AttemptView {
             started_at: a.started_at,
             finished_at: a.finished_at,
             replay_of: a.replay_of.map(|r| r.as_uuid()),
+            notes: a.notes,
         }
     }
 }

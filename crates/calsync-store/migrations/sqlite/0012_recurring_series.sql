@@ -13,3 +13,6 @@ CREATE UNIQUE INDEX appointments_one_exception ON appointments (series_id, origi
 -- split off with "this and following"): the next sync creates it there. Other appointments with
 -- an origin came from their calendar, or were kept after it deleted them, and are never sent.
 ALTER TABLE appointments ADD COLUMN push_origin INTEGER NOT NULL DEFAULT 0 CHECK (push_origin IN (0, 1));
+-- What a sync noticed without failing: e.g. an Outlook time zone calsync could not map, read as
+-- UTC. A JSON array of sentences.
+ALTER TABLE sync_attempts ADD COLUMN notes TEXT NOT NULL DEFAULT '[]';
