@@ -622,8 +622,10 @@ impl GraphCalendar {
         etag: &str,
         data: &AppointmentData,
     ) -> Result<RemoteEvent, ProviderError> {
-        if data.series.is_some() && data.status == AppointmentStatus::Cancelled {
-            // Graph has no cancelled occurrences: cancelling one deletes it.
+        if data.organizer.is_none() && data.status == AppointmentStatus::Cancelled {
+            // Graph has no cancelled events of one's own (`cancel` mails every attendee):
+            // cancelling an appointment or an occurrence deletes its event. Confirmed again, it is
+            // created anew.
             self.remove(token, id, etag).await?;
             return Ok(RemoteEvent {
                 id: id.to_owned(),

@@ -862,6 +862,38 @@ async fn outlook_zones_arrive_as_iana_zones(backend: Backend) {
     assert!(board["start"].as_str().unwrap().starts_with(&start[..16]), "{board}");
 }
 
+/// A cancelled appointment leaves the calendar (Google: a cancelled event is a deleted one;
+/// Graph: deleted) and stays in calsync, cancelled; confirmed again, it is back there.
+async fn cancelled_appointments_leave_the_calendar_and_stay_here(backend: Backend) {
+    let app = TestApp::spawn_with_sandbox(backend).await;
+    for (n, provider) in PROVIDERS.into_iter().enumerate() {
+        let (token, conn, remote) = connected(&app, provider, n).await;
+        let made = create_local(&app, &token, "Hearing", at(30)).await;
+        let id = made["id"].as_str().unwrap();
+        sync_now(&app, &token, &conn).await;
+        assert_eq!(remote.titles().await, ["Hearing"], "{provider}");
+        patch_local(&app, &token, id, json!({"status": "cancelled"})).await;
+        let a = sync_now(&app, &token, &conn).await;
+        assert_eq!(a["status"], "success", "{provider}: {a}");
+        assert!(remote.titles().await.is_empty(), "{provider}: gone there");
+        for _ in 0..2 {
+            let a = sync_now(&app, &token, &conn).await;
+            assert_eq!(counts(&a), [0; 6], "{provider}: quiet: {a}");
+        }
+        let kept = find_local(&app, &token, "Hearing").await;
+        assert_eq!(kept["status"], "cancelled", "{provider}: kept here: {kept}");
+        // Never pushed while cancelled; confirmed again, it is back.
+        let later = create_local(&app, &token, "Called off", at(40)).await;
+        patch_local(&app, &token, later["id"].as_str().unwrap(), json!({"status": "cancelled"})).await;
+        patch_local(&app, &token, id, json!({"status": "confirmed"})).await;
+        let a = sync_now(&app, &token, &conn).await;
+        assert_eq!(a["status"], "success", "{provider}: {a}");
+        assert_eq!(remote.titles().await, ["Hearing"], "{provider}: back, and nothing for the cancelled one");
+        let again = sync_now(&app, &token, &conn).await;
+        assert_eq!(counts(&again), [0; 6], "{provider}: {again}");
+    }
+}
+
 /// A mailbox on an Outlook custom time zone (no IANA equivalent): its events arrive at the
 /// right instants in UTC, and the attempt says so.
 async fn outlook_custom_zones_fall_back_to_utc_with_a_note(backend: Backend) {
@@ -1459,6 +1491,7 @@ async fn a_sync_running_in_another_process_is_waited_for(backend: Backend) {
 }
 
 backend_tests!(
+    cancelled_appointments_leave_the_calendar_and_stay_here,
     outlook_custom_zones_fall_back_to_utc_with_a_note,
     a_rule_outlook_cannot_hold_is_refused_with_the_reason,
     a_series_split_in_google_arrives_as_two,

@@ -748,10 +748,11 @@ impl<'a> CalendarSync<'a> {
         if self.frozen.contains(link.id) {
             return;
         }
-        // A cancelled occurrence is expected to be gone there (Graph deletes it): nothing to do.
+        // A cancelled appointment or occurrence is expected to be gone there (a cancelled
+        // Google event is a deleted one; Graph has no cancelled events of one's own): calsync
+        // keeps it, cancelled, as the record of it.
         if let Ok(Some(a)) = self.s.db.sync_appointment(self.conn.firm_id, link.appointment_id).await
             && a.deleted_at.is_none()
-            && a.appointment.data.series.is_some()
             && a.appointment.data.status == AppointmentStatus::Cancelled
         {
             self.processed.insert(a.appointment.id);
@@ -1437,6 +1438,12 @@ impl<'a> CalendarSync<'a> {
         let cal = self.cal.remote_id.clone();
         let stamp = id.to_string();
         let data = a.appointment.data.clone();
+        if data.status == AppointmentStatus::Cancelled && data.series.is_none() {
+            // Nothing to show there: a cancelled appointment is not created (it is when it is
+            // confirmed again).
+            self.complete_writes(id).await;
+            return Ok(());
+        }
         let mut pending = self.pending_creates.remove(&id);
         for _ in 0..2 {
             let retrying = pending.is_some();
