@@ -103,7 +103,8 @@ impl Db {
              AND NOT EXISTS (SELECT 1 FROM event_links l WHERE l.calendar_id = $2 AND l.appointment_id = a.id) \
              UNION ALL \
              SELECT {A_COLUMNS} FROM appointments a \
-             WHERE a.firm_id = $1 AND a.deleted_at IS NULL AND a.origin_connection_id IS NOT NULL \
+             WHERE a.firm_id = $1 AND (a.series_id IS NOT NULL OR a.push_origin = TRUE) \
+             AND a.deleted_at IS NULL AND a.origin_connection_id IS NOT NULL \
              AND COALESCE(a.series_end_utc, a.end_utc) > $5 AND a.start_utc < $6 \
              AND NOT EXISTS (SELECT 1 FROM event_links l WHERE l.calendar_id = $2 AND l.appointment_id = a.id) \
              AND (EXISTS (SELECT 1 FROM event_links ml WHERE ml.appointment_id = a.series_id AND ml.calendar_id = $2 \
