@@ -310,13 +310,36 @@ impl Db {
             "UPDATE appointments SET deleted_at = NULL, version = version + 1, updated_at = $1 \
              WHERE id = $2 AND firm_id = $3 AND deleted_at IS NOT NULL RETURNING {COLUMNS}"
         );
+        let now = self.now();
         let row: Option<Row> = on_pool!(self, pool => {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(self.now())
+            let mut tx = pool.begin_with(self.begin_write_sql()).await?;
+            let deleted: Option<(Option<DateTime<Utc>>,)> =
+                sqlx::query_as("SELECT deleted_at FROM appointments WHERE id = $1 AND firm_id = $2")
+                    .bind(id.as_uuid())
+                    .bind(firm.as_uuid())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(now)
                 .bind(id.as_uuid())
                 .bind(firm.as_uuid())
-                .fetch_optional(pool)
-                .await?
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let (Some(_), Some((Some(at),))) = (&row, deleted) {
+                // A series comes back with the exceptions its deletion took (same instant).
+                sqlx::query(
+                    "UPDATE appointments SET deleted_at = NULL, version = version + 1, updated_at = $1 \
+                     WHERE series_id = $2 AND firm_id = $3 AND deleted_at = $4",
+                )
+                .bind(now)
+                .bind(id.as_uuid())
+                .bind(firm.as_uuid())
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            row
         });
         row.ok_or(StoreError::NotFound)?.try_into()
     }

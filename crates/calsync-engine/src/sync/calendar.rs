@@ -263,6 +263,7 @@ impl<'a> CalendarSync<'a> {
         let mut page: Option<String> = None;
         let mut seen: HashSet<String> = HashSet::new();
         let mut removed: HashSet<String> = HashSet::new();
+        let mut cancels = Vec::new();
         let provider = self.provider;
         let remote_cal = self.cal.remote_id.clone();
         let window = self.window;
@@ -289,7 +290,9 @@ impl<'a> CalendarSync<'a> {
                         seen.insert(id.clone());
                         removed.remove(&id);
                         self.imports.remove(&id);
-                        self.occurrence_cancelled(id, etag, master, original_start).await;
+                        // After the rest of the round: its series may be restored or imported
+                        // by a later item.
+                        cancels.push((id, etag, master, original_start));
                     }
                 }
             }
@@ -299,6 +302,9 @@ impl<'a> CalendarSync<'a> {
                 PageNext::Done(c) => break c,
             }
         };
+        for (id, etag, master, original_start) in cancels {
+            self.occurrence_cancelled(id, etag, master, original_start).await;
+        }
         if !self.provider.lists_deleted_occurrences() {
             self.find_deleted_occurrences().await;
         }
@@ -423,9 +429,13 @@ impl<'a> CalendarSync<'a> {
                 Err(err) => return self.pull_error(&e.id, &err.to_string()),
             };
             let Some(a) = local.filter(|a| a.appointment.owner_id == self.conn.user_id) else { return };
-            if self.by_appointment.get(&stamp).is_some_and(|rid| *rid != e.id) && e.series_master_id.is_none() {
-                // Linked here to another event already: this one is a copy made there (Google's
-                // "this and following" clones the master, stamp and all), new to calsync.
+            if self.by_appointment.get(&stamp).is_some_and(|rid| *rid != e.id)
+                && e.series_master_id.is_none()
+                && !self.pending_creates.contains_key(&stamp)
+            {
+                // Linked here to another event already, and no create of it pending (whose lost
+                // answer this would be): a copy made there (Google's "this and following"
+                // clones the master, stamp and all), new to calsync.
                 e.calsync_id = None;
                 return Box::pin(self.pulled(e)).await;
             }
@@ -559,8 +569,12 @@ impl<'a> CalendarSync<'a> {
             let present: HashSet<OriginalStart> =
                 match call!(self.s, |t| provider.occurrences(t, &cal, &rid, window.start, window.end)) {
                     Ok(list) => list.into_iter().collect(),
-                    // The series itself is gone there: its removal is the listing's to report.
-                    Err(ProviderError::NotFound) => continue,
+                    // The series itself is gone there. calendarView never lists masters, so no
+                    // listing will say so: this is its removal.
+                    Err(ProviderError::NotFound) => {
+                        self.removed(&rid, true).await;
+                        continue;
+                    }
                     Err(err) => {
                         self.pull_error(&rid, &describe(&err));
                         continue;
@@ -1108,6 +1122,18 @@ impl<'a> CalendarSync<'a> {
         let _ = self.s.db.complete_writes_for(self.conn.firm_id, self.cal.id, appointment).await;
     }
 
+    /// Drops this calendar's links of the master's exceptions (their events went with the old
+    /// series there); the next push writes them on the new one.
+    async fn unlink_exceptions(&mut self, master: AppointmentId) -> Result<(), Retry> {
+        let exceptions = self.s.db.exceptions_of(self.conn.firm_id, &[master]).await.map_err(store)?;
+        for x in exceptions {
+            if let Some(link) = self.by_appointment.get(&x.id).and_then(|r| self.links.get(r)).cloned() {
+                self.drop_link(&link).await?;
+            }
+        }
+        Ok(())
+    }
+
     async fn drop_link(&mut self, link: &EventLink) -> Result<(), Retry> {
         match self.s.db.delete_link(self.conn.firm_id, link.id).await {
             Ok(()) | Err(StoreError::NotFound) => {}
@@ -1486,6 +1512,10 @@ impl<'a> CalendarSync<'a> {
                 Ok(created) => {
                     if let Some(l) = link {
                         self.drop_link(l).await?;
+                        if !data.recurrence.is_empty() {
+                            // A series made anew there: its exceptions are written on it anew.
+                            self.unlink_exceptions(id).await?;
+                        }
                     }
                     self.s.counts.pushed_created += 1;
                     if retrying {
