@@ -862,6 +862,42 @@ async fn outlook_zones_arrive_as_iana_zones(backend: Backend) {
     assert!(board["start"].as_str().unwrap().starts_with(&start[..16]), "{board}");
 }
 
+/// One occurrence moved there while the series is renamed here: both edits survive, the
+/// exception takes the new title as the calendars carry a series' change into exceptions that
+/// did not change it themselves.
+async fn an_exception_moved_there_and_the_series_renamed_here_both_survive(backend: Backend) {
+    let app = TestApp::spawn_with_sandbox(backend).await;
+    for (n, provider) in PROVIDERS.into_iter().enumerate() {
+        let (token, conn, remote) = connected(&app, provider, n).await;
+        let start = at(48);
+        let body = json!({"title": "Weekly", "start": start.to_rfc3339(), "end": (start + Duration::minutes(30)).to_rfc3339(),
+                          "recurrence": ["RRULE:FREQ=DAILY;COUNT=3"]});
+        let resp = app.post("/api/appointments/", &token).json(&body).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let id = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+        sync_now(&app, &token, &conn).await;
+        let second = instances(&remote, "Weekly").await[1].0.clone();
+        let moved_to = start + Duration::days(1) + Duration::hours(2);
+        remote.move_to(&second, moved_to).await;
+        patch_local(&app, &token, &id, json!({"title": "Weekly (renamed)"})).await;
+        for _ in 0..2 {
+            let a = sync_now(&app, &token, &conn).await;
+            assert_eq!(a["status"], "success", "{provider}: {a}");
+        }
+        let expected = vec![
+            ("Weekly (renamed)".to_owned(), start),
+            ("Weekly (renamed)".to_owned(), moved_to),
+            ("Weekly (renamed)".to_owned(), start + Duration::days(2)),
+        ];
+        assert_eq!(local_occurrences(&app, &token, "Weekly").await, expected, "{provider}: here");
+        let there: Vec<(String, chrono::DateTime<Utc>)> =
+            instances(&remote, "Weekly").await.into_iter().map(|(_, t, s)| (t, s)).collect();
+        assert_eq!(there, expected, "{provider}: there");
+        let again = sync_now(&app, &token, &conn).await;
+        assert_eq!(counts(&again), [0; 6], "{provider}: {again}");
+    }
+}
+
 /// A cancelled appointment leaves the calendar (Google: a cancelled event is a deleted one;
 /// Graph: deleted) and stays in calsync, cancelled; confirmed again, it is back there.
 async fn cancelled_appointments_leave_the_calendar_and_stay_here(backend: Backend) {
@@ -1491,6 +1527,7 @@ async fn a_sync_running_in_another_process_is_waited_for(backend: Backend) {
 }
 
 backend_tests!(
+    an_exception_moved_there_and_the_series_renamed_here_both_survive,
     cancelled_appointments_leave_the_calendar_and_stay_here,
     outlook_custom_zones_fall_back_to_utc_with_a_note,
     a_rule_outlook_cannot_hold_is_refused_with_the_reason,
