@@ -152,19 +152,7 @@ fn into_remote(id: String, item: &Value) -> RemoteEvent {
         // unread (no content) rather than read as a single event.
         let recurrence = match item.get("recurrence").filter(|r| !r.is_null()) {
             None => Vec::new(),
-            Some(r) => {
-                let local = match when {
-                    When::Timed { start, .. } => start.with_timezone(&zone).naive_local(),
-                    When::AllDay { start, .. } => start.and_time(chrono::NaiveTime::MIN),
-                };
-                let first = SeriesStart {
-                    date: local.date(),
-                    time: local.time(),
-                    zone,
-                    all_day: matches!(when, When::AllDay { .. }),
-                };
-                graph_recurrence::from_graph(r, &first).ok()?
-            }
+            Some(r) => graph_recurrence::from_graph(r, &series_start(&when, zone)).ok()?,
         };
         let mut title = text(item, "subject").unwrap_or_default();
         // Outlook renames a meeting its organizer cancelled; the status already says so.
@@ -289,13 +277,13 @@ fn split_attendee_list(body: &str) -> (String, Vec<Attendee>) {
     (body.to_owned(), Vec::new())
 }
 
-/// Where a series starts, as [`graph_recurrence`] takes it.
-fn series_start(data: &AppointmentData) -> SeriesStart {
-    let local = match data.when {
-        When::Timed { start, .. } => start.with_timezone(&data.time_zone).naive_local(),
+/// Where a series starting at `when` in `zone` starts, as [`graph_recurrence`] takes it.
+fn series_start(when: &When, zone: Tz) -> SeriesStart {
+    let local = match *when {
+        When::Timed { start, .. } => start.with_timezone(&zone).naive_local(),
         When::AllDay { start, .. } => start.and_time(chrono::NaiveTime::MIN),
     };
-    SeriesStart { date: local.date(), time: local.time(), zone: data.time_zone, all_day: data.is_all_day() }
+    SeriesStart { date: local.date(), time: local.time(), zone, all_day: matches!(when, When::AllDay { .. }) }
 }
 
 /// The event resource for a write: times in the appointment's zone (IANA names are accepted),
@@ -304,7 +292,7 @@ fn series_start(data: &AppointmentData) -> SeriesStart {
 fn body(data: &AppointmentData) -> Result<Value, ProviderError> {
     let mut v = body_without_rule(data);
     if data.organizer.is_none() && data.series.is_none() {
-        let (rule, _) = graph_recurrence::to_graph(&data.recurrence, &series_start(data))
+        let (rule, _) = graph_recurrence::to_graph(&data.recurrence, &series_start(&data.when, data.time_zone))
             .map_err(|e| ProviderError::Permanent { status: None, reason: format!("Outlook cannot repeat it: {e}") })?;
         v["recurrence"] = rule;
     }
@@ -481,7 +469,8 @@ impl GraphCalendar {
         if data.recurrence.is_empty() || data.series.is_some() {
             return Ok(false);
         }
-        let Ok((_, excluded)) = graph_recurrence::to_graph(&data.recurrence, &series_start(data)) else {
+        let Ok((_, excluded)) = graph_recurrence::to_graph(&data.recurrence, &series_start(&data.when, data.time_zone))
+        else {
             return Ok(false);
         };
         let zone = data.time_zone;

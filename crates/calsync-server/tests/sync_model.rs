@@ -175,14 +175,9 @@ impl Case<'_> {
             .collect()
     }
 
-    /// Occurrences and exceptions of series in the provider's expansion: id and title.
-    async fn remote_occurrences(&self) -> Vec<(String, String)> {
-        self.remote_instances().await.into_iter().map(|(id, t, _, _)| (id, t)).collect()
-    }
-
-    /// Occurrences and exceptions of series in the provider's expansion: id, title, master id
-    /// and original start (RFC 3339).
-    async fn remote_instances(&self) -> Vec<(String, String, String, String)> {
+    /// Live events in the window as the provider expands series (Google `singleEvents`, Graph
+    /// `calendarView`).
+    async fn remote_items(&self) -> Vec<Value> {
         let (from, to) = (fmt(at(0) - Duration::days(5)), fmt(at(0) + Duration::days(20)));
         let url = match self.provider {
             "google" => {
@@ -195,9 +190,20 @@ impl Case<'_> {
         let v: Value =
             self.app.http.get(url).bearer_auth(&self.remote_token).send().await.unwrap().json().await.unwrap();
         let items = v.get("items").or_else(|| v.get("value")).and_then(Value::as_array).cloned().unwrap_or_default();
-        items
+        items.into_iter().filter(|e| e["status"] != "cancelled").collect()
+    }
+
+    /// Occurrences and exceptions of series in the provider's expansion: id and title.
+    async fn remote_occurrences(&self) -> Vec<(String, String)> {
+        self.remote_instances().await.into_iter().map(|(id, t, _, _)| (id, t)).collect()
+    }
+
+    /// Occurrences and exceptions of series in the provider's expansion: id, title, master id
+    /// and original start (RFC 3339).
+    async fn remote_instances(&self) -> Vec<(String, String, String, String)> {
+        self.remote_items()
+            .await
             .iter()
-            .filter(|e| e["status"] != "cancelled")
             .filter(|e| e.get("recurringEventId").or_else(|| e.get("seriesMasterId")).is_some_and(Value::is_string))
             .map(|e| {
                 let title = e.get("summary").or_else(|| e.get("subject")).and_then(Value::as_str).unwrap_or_default();
@@ -221,21 +227,9 @@ impl Case<'_> {
 
     /// Live events in the window: id, title and start (Unix seconds).
     async fn remote_timed(&self) -> Vec<(String, String, i64)> {
-        let (from, to) = (fmt(at(0) - Duration::days(5)), fmt(at(0) + Duration::days(20)));
-        let url = match self.provider {
-            "google" => {
-                format!("{}?singleEvents=true&maxResults=2500&timeMin={from}&timeMax={to}", self.events_url(""))
-            }
-            _ => self.app.sandbox_url(&format!(
-                "/microsoft/graph/v1.0/me/calendarView?startDateTime={from}&endDateTime={to}&$top=1000"
-            )),
-        };
-        let v: Value =
-            self.app.http.get(url).bearer_auth(&self.remote_token).send().await.unwrap().json().await.unwrap();
-        let items = v.get("items").or_else(|| v.get("value")).and_then(Value::as_array).cloned().unwrap_or_default();
-        items
+        self.remote_items()
+            .await
             .iter()
-            .filter(|e| e["status"] != "cancelled")
             .map(|e| {
                 let title = e.get("summary").or_else(|| e.get("subject")).and_then(Value::as_str).unwrap_or_default();
                 let raw = e["start"]["dateTime"].as_str().unwrap_or_default();

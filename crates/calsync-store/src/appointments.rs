@@ -185,6 +185,11 @@ impl TryFrom<Row> for Appointment {
     }
 }
 
+/// Tombstones the live exceptions of master `$2` in firm `$3` at `$1`: a series is deleted with
+/// them, whichever side deleted it.
+pub(crate) const TOMBSTONE_EXCEPTIONS: &str = "UPDATE appointments SET deleted_at = $1, updated_at = $1, \
+    version = version + 1 WHERE series_id = $2 AND firm_id = $3 AND deleted_at IS NULL";
+
 /// A series master's extent for range queries: when its last occurrence ends (far in the future
 /// for an endless series); `None` for anything else.
 pub(crate) fn series_end(data: &AppointmentData) -> Option<DateTime<Utc>> {
@@ -359,10 +364,7 @@ impl Db {
             .await?
             .rows_affected();
             if done == 1 {
-                sqlx::query(
-                    "UPDATE appointments SET deleted_at = $1, updated_at = $1, version = version + 1 \
-                     WHERE series_id = $2 AND firm_id = $3 AND deleted_at IS NULL",
-                )
+                sqlx::query(TOMBSTONE_EXCEPTIONS)
                 .bind(now)
                 .bind(id.as_uuid())
                 .bind(firm.as_uuid())

@@ -9,7 +9,9 @@ use calsync_domain::ids::{AppointmentId, ConnectionId, EventLinkId, FirmId, Sync
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
-use crate::appointments::{A_COLUMNS, COLUMNS, Row, dates, insert_appointment_query, owner_not_in_firm, series_end};
+use crate::appointments::{
+    A_COLUMNS, COLUMNS, Row, TOMBSTONE_EXCEPTIONS, dates, insert_appointment_query, owner_not_in_firm, series_end,
+};
 use crate::sync::{LINK_INSERT_SQL, LINK_UPSERT_SQL, LinkRow, link_insert_query};
 use crate::{Db, EventLink, IN_CHUNK, LinkWrite, StoreError, on_pool, placeholders};
 
@@ -263,11 +265,7 @@ impl Db {
             .await?
             .rows_affected();
             if tombstoned == 1 {
-                // A series goes with its exceptions, as in calsync's own deletion.
-                sqlx::query(
-                    "UPDATE appointments SET deleted_at = $1, updated_at = $1, version = version + 1 \
-                     WHERE series_id = $2 AND firm_id = $3 AND deleted_at IS NULL",
-                )
+                sqlx::query(TOMBSTONE_EXCEPTIONS)
                 .bind(now)
                 .bind(id.as_uuid())
                 .bind(firm.as_uuid())

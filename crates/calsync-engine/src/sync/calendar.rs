@@ -348,17 +348,10 @@ impl<'a> CalendarSync<'a> {
         }
         if let Some(master) = e.series_master_id.clone() {
             let Some(master_id) = Box::pin(self.series_master(&master)).await else { return };
-            // Instances carry their master's stamp until calsync writes one of their own.
-            if e.calsync_id.as_deref().and_then(|s| s.parse::<AppointmentId>().ok()) == Some(master_id) {
-                e.calsync_id = None;
-            }
-            match (e.data.as_mut(), e.original_start) {
-                (Some(d), Some(original_start)) => {
-                    d.series = Some(SeriesRef { master: master_id, original_start });
-                    d.recurrence.clear();
-                }
+            e = self.tagged(e);
+            if e.data.as_ref().and_then(|d| d.series).is_none() {
                 // An occurrence as the rule makes it: the master stands for it.
-                _ => return,
+                return;
             }
             // A series deleted here (its deletion not yet written there) takes its occurrences
             // with it: nothing of it is imported.
@@ -490,8 +483,9 @@ impl<'a> CalendarSync<'a> {
         }
     }
 
-    /// An event read back on its own, tied to its series as [`CalendarSync::pulled`] ties listed
-    /// ones (without reading masters: a master calsync has not linked leaves it untied).
+    /// An occurrence or exception tied to its series' master, if calsync has the master linked
+    /// (it does not read masters: [`CalendarSync::pulled`] imports them first). Instances carry
+    /// their master's stamp until calsync writes one of their own: that stamp is dropped.
     fn tagged(&self, mut e: RemoteEvent) -> RemoteEvent {
         if let (Some(master), Some(o)) = (&e.series_master_id, e.original_start)
             && let Some(l) = self.links.get(master)
