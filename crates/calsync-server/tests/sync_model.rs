@@ -58,6 +58,11 @@ enum Op {
     LocalSplit(usize),
     /// A series' master retitled at the provider.
     RemoteMasterEdit(usize),
+    /// A series' master deleted at the provider (the whole series goes).
+    RemoteMasterDelete(usize),
+    /// "This and following" in Google's UI, from the picked occurrence (Google only; Outlook
+    /// has no such operation on a series).
+    RemoteSplit(usize),
     Sync(Option<Fault>),
     Restart,
 }
@@ -89,6 +94,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..16usize).prop_map(Op::RemoteOccurrenceCancel),
         1 => (0..8usize).prop_map(Op::LocalSplit),
         1 => (0..16usize).prop_map(Op::RemoteMasterEdit),
+        1 => (0..16usize).prop_map(Op::RemoteMasterDelete),
+        1 => (0..16usize).prop_map(Op::RemoteSplit),
         3 => fault.prop_map(Op::Sync),
         1 => Just(Op::Restart),
     ]
@@ -100,6 +107,8 @@ struct Case<'a> {
     token: String,
     conn: String,
     remote_token: String,
+    /// The provider account's e-mail address (for the sandbox's control endpoints).
+    account: String,
     /// Every title ever written, to the entity (creation) it belongs to.
     entity_of: HashMap<String, usize>,
     /// Entities a delete was issued for, on either side.
@@ -463,6 +472,38 @@ impl Case<'_> {
                 let resp = self.app.http.patch(url).bearer_auth(&self.remote_token).json(&body).send().await.unwrap();
                 assert!(resp.status().is_success());
             }
+            Op::RemoteMasterDelete(k) => {
+                let list = self.remote_instances().await;
+                if list.is_empty() {
+                    return;
+                }
+                let (_, old, master, _) = list[k % list.len()].clone();
+                self.deleted.insert(self.entity_of[&old]);
+                let url = self.events_url(&format!("/{master}"));
+                let resp = self.app.http.delete(url).bearer_auth(&self.remote_token).send().await.unwrap();
+                assert!(resp.status().is_success());
+            }
+            Op::RemoteSplit(k) => {
+                if self.provider != "google" {
+                    return;
+                }
+                let list = self.remote_instances().await;
+                if list.is_empty() {
+                    return;
+                }
+                let (_, _, master, original) = list[k % list.len()].clone();
+                let body = json!({"email": self.account, "event_id": master, "from": original});
+                let resp = self
+                    .app
+                    .http
+                    .post(self.app.sandbox_url("/_sandbox/google/split-series"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                // Splitting from the first occurrence is refused: nothing would be left before it.
+                assert!(resp.status().is_success() || resp.status() == 400, "{}", resp.text().await.unwrap());
+            }
             Op::LocalSplit(k) => {
                 let list = self.local_series().await;
                 if list.is_empty() {
@@ -593,6 +634,7 @@ async fn run_case(app: &mut TestApp, provider: &'static str, strategy: &str, ops
         token,
         conn,
         remote_token,
+        account,
         entity_of: HashMap::new(),
         deleted: HashSet::new(),
         series: HashSet::new(),
@@ -601,6 +643,18 @@ async fn run_case(app: &mut TestApp, provider: &'static str, strategy: &str, ops
     };
     for op in ops {
         case.apply(op).await;
+        // `MODEL_DEBUG=2` shows both sides after every operation.
+        if std::env::var("MODEL_DEBUG").as_deref() == Ok("2") {
+            eprintln!("{op:?}\n  LOCAL {:?}\n  REMOTE {:?}", case.local_timed().await, case.remote_timed().await);
+            let v: Value =
+                case.app.get("/api/appointments/?limit=500", &case.token).send().await.unwrap().json().await.unwrap();
+            for a in v["items"].as_array().unwrap() {
+                eprintln!(
+                    "    {} {} {} {} {} {}",
+                    a["id"], a["title"], a["status"], a["series_id"], a["original_start"], a["sync"]
+                );
+            }
+        }
     }
     case.check().await
 }
@@ -608,6 +662,41 @@ async fn run_case(app: &mut TestApp, provider: &'static str, strategy: &str, ops
 /// Shrunk failures found so far, replayed first on every run.
 fn regressions() -> Vec<(&'static str, &'static str, Vec<Op>)> {
     vec![
+        // A series split in Google's UI, then one occurrence of the new series edited there.
+        ("google", "newest_wins", vec![Op::LocalSeries, Op::Sync(None), Op::RemoteSplit(7), Op::RemoteEdit(1)]),
+        // A series whose master was deleted at Google, while the move of one occurrence and a
+        // title edit were on their way there.
+        (
+            "google",
+            "newest_wins",
+            vec![
+                Op::LocalSeries,
+                Op::LocalOccurrenceMove(0, 2, 0),
+                Op::Sync(None),
+                Op::LocalEdit(2),
+                Op::RemoteMasterDelete(0),
+                Op::LocalCreate,
+                Op::Sync(Some(Fault::LostAnswer)),
+                Op::RemoteEdit(0),
+            ],
+        ),
+        // A series split in Google's UI after one of its occurrences was moved and another
+        // deleted there.
+        (
+            "google",
+            "newest_wins",
+            vec![
+                Op::LocalCreate,
+                Op::Sync(None),
+                Op::RemoteSeries,
+                Op::RemoteMove(1, 50),
+                Op::RemoteDelete(3),
+                Op::LocalCreate,
+                Op::Sync(None),
+                Op::LocalDelete(2),
+                Op::RemoteSplit(0),
+            ],
+        ),
         // A moved event deleted at Google, re-created by calsync with every answer lost: the
         // event that arrives with the appointment's stamp is its own, not a copy to import.
         (

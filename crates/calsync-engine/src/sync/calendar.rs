@@ -80,6 +80,9 @@ pub struct CalendarSync<'a> {
     /// Series masters read this sync because one of their occurrences was listed (Graph lists
     /// occurrences, never masters): read once, whatever came of it.
     masters_read: HashSet<String>,
+    /// Appointments whose events were reported gone there this round: a series among them
+    /// decides for its exceptions (see [`CalendarSync::series_gone`]).
+    gone_there: HashSet<AppointmentId>,
     /// Listing is under way: a failed item is a pulled change that did not land.
     pulling: bool,
     /// A pulled change could not be applied: the cursor must not move past it.
@@ -217,6 +220,7 @@ impl<'a> CalendarSync<'a> {
             pending_creates,
             imports: HashMap::new(),
             masters_read: HashSet::new(),
+            gone_there: HashSet::new(),
             pulling: false,
             pull_failed: false,
         })
@@ -302,6 +306,11 @@ impl<'a> CalendarSync<'a> {
                 PageNext::Done(c) => break c,
             }
         };
+        // A stub of a series that is itself gone there waits for the series' own removal: if
+        // calsync keeps the series (edited here meanwhile), it is written anew with all its
+        // exceptions; if not, its exceptions go with it.
+        let (later, cancels): (Vec<_>, Vec<_>) = cancels.into_iter().partition(|c| removed.contains(&c.2));
+        self.gone_there.extend(later.iter().filter_map(|c| self.links.get(&c.2)).map(|l| l.appointment_id));
         for (id, etag, master, original_start) in cancels {
             self.occurrence_cancelled(id, etag, master, original_start).await;
         }
@@ -331,8 +340,12 @@ impl<'a> CalendarSync<'a> {
         }
         let mut removed: Vec<String> = removed.into_iter().collect();
         removed.sort_unstable();
+        self.gone_there.extend(removed.iter().filter_map(|r| self.links.get(r)).map(|l| l.appointment_id));
         for id in removed {
             self.removed(&id, verify).await;
+        }
+        for (id, etag, master, original_start) in later {
+            self.occurrence_cancelled(id, etag, master, original_start).await;
         }
         Ok(next_cursor)
     }
@@ -422,6 +435,13 @@ impl<'a> CalendarSync<'a> {
                 Err(err) => return self.pull_error(&e.id, &err.to_string()),
             };
             let Some(a) = local.filter(|a| a.appointment.owner_id == self.conn.user_id) else { return };
+            if e.series_master_id.is_some() && !a.appointment.data.recurrence.is_empty() {
+                // An instance stamped with a series' master that is not its own (Google's "this
+                // and following" copies the master's stamp to the new series): unstamped, as
+                // instances inherit the stamp and calsync writes exceptions with their own.
+                e.calsync_id = None;
+                return Box::pin(self.pulled(e)).await;
+            }
             if self.by_appointment.get(&stamp).is_some_and(|rid| *rid != e.id)
                 && e.series_master_id.is_none()
                 && !self.pending_creates.contains_key(&stamp)
@@ -432,7 +452,9 @@ impl<'a> CalendarSync<'a> {
                 e.calsync_id = None;
                 return Box::pin(self.pulled(e)).await;
             }
-            if self.by_appointment.contains_key(&stamp) {
+            // Linked to another event with a create pending: a re-create (its old event gone
+            // there) whose answer was lost; this is its event.
+            if self.by_appointment.contains_key(&stamp) && !self.pending_creates.contains_key(&stamp) {
                 return;
             }
             // An occurrence calsync wrote for an exception that has moved to another series
@@ -566,6 +588,9 @@ impl<'a> CalendarSync<'a> {
                     // The series itself is gone there. calendarView never lists masters, so no
                     // listing will say so: this is its removal.
                     Err(ProviderError::NotFound) => {
+                        if let Some(l) = self.links.get(&rid) {
+                            self.gone_there.insert(l.appointment_id);
+                        }
                         self.removed(&rid, true).await;
                         continue;
                     }
@@ -590,6 +615,9 @@ impl<'a> CalendarSync<'a> {
             }
             match self.s.db.sync_appointment(firm, link.appointment_id).await {
                 Ok(Some(a)) if a.deleted_at.is_none() => {
+                    if self.series_gone(&a, &link).await {
+                        return;
+                    }
                     self.processed.insert(a.appointment.id);
                     self.cancel_here(link, a).await;
                 }
@@ -739,6 +767,18 @@ impl<'a> CalendarSync<'a> {
             None => Self::base_for(&a.appointment.data, a.appointment.version, &e),
         };
         let base_data = if sent.is_some() { None } else { e.data.as_ref() };
+        if let Some(old) = self.by_appointment.get(&id).filter(|r| **r != e.id).and_then(|r| self.links.get(r)).cloned()
+        {
+            // A re-create: the old event's link goes, and a series' exceptions are written anew
+            // on the new one.
+            let dropped = match self.drop_link(&old).await {
+                Ok(()) if !a.appointment.data.recurrence.is_empty() => self.unlink_exceptions(id).await,
+                other => other,
+            };
+            if let Err(Retry::Failed(why)) = dropped {
+                return self.failed(None, Some(&a), &why).await;
+            }
+        }
         let link = match self.save_link_with(id, &e, &base, base_data).await {
             Ok(l) => l,
             Err(err) => return self.failed(None, Some(&a), &err.to_string()).await,
@@ -782,6 +822,11 @@ impl<'a> CalendarSync<'a> {
             Ok(a) => a,
             Err(err) => return self.pull_error(remote_id, &err.to_string()),
         };
+        if let (Seen::Absent, Some(a)) = (&seen, local.as_ref().filter(|a| a.deleted_at.is_none()))
+            && self.series_gone(a, &link).await
+        {
+            return;
+        }
         self.processed.insert(link.appointment_id);
         if let (Seen::Absent, Some(a)) = (&seen, local.as_ref().filter(|a| a.deleted_at.is_none()))
             && (a.appointment.data.organizer.is_some() || a.appointment.data.series.is_some())
@@ -793,6 +838,21 @@ impl<'a> CalendarSync<'a> {
             return self.cancel_here(link, a.clone()).await;
         }
         self.reconcile(Some(link), local, seen).await;
+    }
+
+    /// An exception whose whole series was deleted there this round: the series decides. Kept
+    /// here (edited meanwhile), it is written anew there with every exception, so this one's
+    /// link (to an event that went with the old series) is dropped; deleted here, its
+    /// exceptions go with it. Either way the exception itself is not cancelled.
+    async fn series_gone(&mut self, a: &SyncAppointment, link: &EventLink) -> bool {
+        let Some(series) = a.appointment.data.series else { return false };
+        if !self.gone_there.contains(&series.master) {
+            return false;
+        }
+        if let Err(Retry::Failed(why)) = self.drop_link(link).await {
+            self.pull_error(&link.remote_id, &why);
+        }
+        true
     }
 
     /// Cancels an exception calsync has not written yet whose occurrence is gone there; the
