@@ -192,7 +192,15 @@ impl TokenSource {
         let mut delay = StdDuration::from_millis(250);
         let mut last = None;
         for attempt in 1..=REFRESH_ATTEMPTS {
-            match setup.oauth.refresh(&self.providers.http, &refresh_token).await {
+            let result = setup.oauth.refresh(&self.providers.http, &refresh_token).await;
+            let outcome = match &result {
+                Ok(_) => "refreshed",
+                Err(ProviderError::Reauthorize { .. }) => "refused",
+                Err(_) => "failed",
+            };
+            metrics::counter!("calsync_token_refreshes_total", "provider" => provider.as_str(), "outcome" => outcome)
+                .increment(1);
+            match result {
                 Ok(set) => {
                     let expires_at = self.clock.now() + Duration::seconds(set.expires_in_secs);
                     let stored = self

@@ -61,6 +61,20 @@ pub struct SettingsArgs {
     /// Mass-delete guard: the share of a calendar's linked events, in percent [default: 25]
     #[arg(long, global = true, env = "CALSYNC_MASS_DELETE_PERCENT")]
     pub mass_delete_percent: Option<u8>,
+    /// Background sync: seconds between two syncs of a connection, give or take 20% [default: 300]
+    #[arg(long, global = true, env = "CALSYNC_SYNC_INTERVAL_SECONDS")]
+    pub sync_interval_seconds: Option<u64>,
+    /// Background sync: the longest wait after failed syncs (the backoff doubles from one minute
+    /// up to this), in seconds [default: 3600]
+    #[arg(long, global = true, env = "CALSYNC_SYNC_BACKOFF_CAP_SECONDS")]
+    pub sync_backoff_cap_seconds: Option<u64>,
+    /// Background sync: how long a worker's claim on a connection lasts without renewal; a
+    /// worker that dies loses its connections to the others after this, in seconds [default: 600]
+    #[arg(long, global = true, env = "CALSYNC_SYNC_LEASE_SECONDS")]
+    pub sync_lease_seconds: Option<u64>,
+    /// Background sync: syncs one worker process runs at once [default: 32]
+    #[arg(long, global = true, env = "CALSYNC_WORKER_CONCURRENCY")]
+    pub worker_concurrency: Option<usize>,
     /// Provider sandbox: `embedded` (mounted at /sandbox), `off`, or the URL of a running one
     /// [default: embedded outside production, off in production]
     #[arg(long, global = true, env = "CALSYNC_SANDBOX")]
@@ -125,8 +139,14 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the web service (the default).
-    Serve,
+    /// Run the web service (the default), with a background sync worker.
+    Serve {
+        /// Run no background sync worker in this process (run `calsync worker` elsewhere).
+        #[arg(long)]
+        no_worker: bool,
+    },
+    /// Run only a background sync worker (with /healthz, /readyz and /metrics on --bind).
+    Worker,
     /// Apply database migrations and exit.
     Migrate,
     /// Manage firms, users, API tokens and encryption keys.

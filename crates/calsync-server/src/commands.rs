@@ -3,13 +3,20 @@
 use crate::cli::{AdminCommand, Command};
 use crate::config::Config;
 use crate::services::{ServiceError, accounts};
-use crate::startup::{Application, shutdown_signal};
+use crate::startup::{Application, Role, shutdown_signal};
 use anyhow::{Context, anyhow};
 use calsync_store::Db;
 
 pub async fn run(config: Config, command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve => serve(config).await,
+        Command::Serve { no_worker } => {
+            let mut config = config;
+            if no_worker {
+                config.worker.enabled = false;
+            }
+            serve(config, Role::Service).await
+        }
+        Command::Worker => serve(config, Role::Worker).await,
         Command::Migrate => {
             open(&config).await?;
             println!("migrations applied");
@@ -50,18 +57,23 @@ async fn open(config: &Config) -> anyhow::Result<Db> {
     Ok(db)
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
     let db = open(&config).await?;
     let login_url = config.public("/login");
-    if let Some(first) = accounts::bootstrap_if_empty(&db).await.map_err(plain)? {
+    if role == Role::Service
+        && let Some(first) = accounts::bootstrap_if_empty(&db).await.map_err(plain)?
+    {
         println!(
             "\ncalsync first run: created the demo firm and its admin.\n\n  sign in:    {login_url}\n  e-mail:     {}\n  password:   {}\n  API token:  {}\n\nThese are shown once. Create more with `calsync admin create-user` / `create-token`.\n",
             first.email, first.password, first.api_token
         );
     }
     tracing::info!(config = ?config, "starting");
-    let app = Application::build_with_db(config, db).await?;
-    tracing::info!("listening on http://{}", app.addr());
+    let app = Application::build_as(config, db, role).await?;
+    match role {
+        Role::Service => tracing::info!("listening on http://{}", app.addr()),
+        Role::Worker => tracing::info!("sync worker; operator endpoints on http://{}", app.addr()),
+    }
     app.run_until_stopped(shutdown_signal()).await.context("server error")?;
     tracing::info!("stopped");
     Ok(())

@@ -41,8 +41,10 @@ pub struct Config {
     /// The embedded sandbox's state file; `None` keeps its state in memory.
     pub sandbox_state: Option<PathBuf>,
     pub providers: ProviderSettings,
-    /// The sync engine's tunables (the mass-delete guard is configurable).
+    /// The sync engine's tunables (the mass-delete guard and the schedule are configurable).
     pub sync: calsync_engine::SyncConfig,
+    /// The background sync worker of this process.
+    pub worker: crate::worker::WorkerConfig,
 }
 
 impl fmt::Debug for Config {
@@ -63,6 +65,7 @@ impl fmt::Debug for Config {
             .field("sandbox_state", &self.sandbox_state)
             .field("providers", &self.providers)
             .field("sync", &self.sync)
+            .field("worker", &self.worker)
             .finish()
     }
 }
@@ -84,6 +87,10 @@ struct FileSettings {
     api_rate_burst: Option<u32>,
     mass_delete_min: Option<usize>,
     mass_delete_percent: Option<u8>,
+    sync_interval_seconds: Option<u64>,
+    sync_backoff_cap_seconds: Option<u64>,
+    sync_lease_seconds: Option<u64>,
+    worker_concurrency: Option<usize>,
     sandbox: Option<String>,
     sandbox_state: Option<String>,
     provider_timeout_secs: Option<u64>,
@@ -176,6 +183,38 @@ impl Config {
             }
             sync.mass_delete_share = f64::from(p) / 100.0;
         }
+        let seconds = |v: Option<u64>,
+                       name: &str,
+                       range: std::ops::RangeInclusive<u64>|
+         -> anyhow::Result<Option<chrono::Duration>> {
+            match v {
+                Some(n) if !range.contains(&n) => {
+                    bail!("{name} must be between {} and {} seconds", range.start(), range.end())
+                }
+                Some(n) => Ok(Some(chrono::Duration::seconds(n as i64))),
+                None => Ok(None),
+            }
+        };
+        let interval = args.sync_interval_seconds.or(file.sync_interval_seconds);
+        if let Some(d) = seconds(interval, "CALSYNC_SYNC_INTERVAL_SECONDS", 1..=86_400)? {
+            sync.interval = d;
+        }
+        let cap = args.sync_backoff_cap_seconds.or(file.sync_backoff_cap_seconds);
+        if let Some(d) = seconds(cap, "CALSYNC_SYNC_BACKOFF_CAP_SECONDS", 1..=86_400)? {
+            sync.failure_backoff_cap = d;
+            sync.failure_backoff = sync.failure_backoff.min(d);
+        }
+        let lease = args.sync_lease_seconds.or(file.sync_lease_seconds);
+        if let Some(d) = seconds(lease, "CALSYNC_SYNC_LEASE_SECONDS", 3..=3_600)? {
+            sync.lease = d;
+        }
+        let mut worker = crate::worker::WorkerConfig::default();
+        if let Some(n) = args.worker_concurrency.or(file.worker_concurrency) {
+            if !(1..=1024).contains(&n) {
+                bail!("CALSYNC_WORKER_CONCURRENCY must be between 1 and 1024");
+            }
+            worker.concurrency = n;
+        }
         let sandbox_setting = args.sandbox.clone().or(file.sandbox);
         let sandbox_state = match args.sandbox_state.clone().or(file.sandbox_state) {
             Some(s) if s == "memory" => None,
@@ -228,6 +267,7 @@ impl Config {
             sandbox_state,
             providers,
             sync,
+            worker,
         })
     }
 

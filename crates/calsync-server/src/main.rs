@@ -49,9 +49,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let command = cli.command.unwrap_or(Command::Serve);
+    let command = cli.command.unwrap_or(Command::Serve { no_worker: false });
     // Admin commands print their result on stdout; keep the log to warnings there.
-    let filter = if matches!(command, Command::Serve) { config.log_filter.clone() } else { "warn".to_owned() };
+    let long_running = matches!(command, Command::Serve { .. } | Command::Worker);
+    let filter = if long_running { config.log_filter.clone() } else { "warn".to_owned() };
     // Admin and migrate output belongs on stdout alone.
     logging::init(config.log_format, &filter);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

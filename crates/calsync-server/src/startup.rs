@@ -41,6 +41,17 @@ pub struct Application {
     state: AppState,
     /// The embedded provider sandbox, saved once more at shutdown.
     sandbox: Option<calsync_sandbox::Sandbox>,
+    /// The background sync worker, started with the server.
+    worker: Option<crate::worker::Worker>,
+}
+
+/// What a process built by [`Application::build_as`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The web service and API, with a sync worker unless the configuration turns it off.
+    Service,
+    /// A sync worker alone, with the operator endpoints (`/healthz`, `/readyz`, `/metrics`).
+    Worker,
 }
 
 impl Application {
@@ -52,7 +63,13 @@ impl Application {
     }
 
     /// Binds with an already migrated database.
-    pub async fn build_with_db(mut config: Config, db: Db) -> anyhow::Result<Self> {
+    pub async fn build_with_db(config: Config, db: Db) -> anyhow::Result<Self> {
+        Self::build_as(config, db, Role::Service).await
+    }
+
+    /// Binds with an already migrated database, as the service or as a worker alone.
+    pub async fn build_as(mut config: Config, db: Db, role: Role) -> anyhow::Result<Self> {
+        crate::metrics::install();
         let listener =
             TcpListener::bind(&config.bind).await.with_context(|| format!("cannot listen on {}", config.bind))?;
         let addr = listener.local_addr()?;
@@ -75,7 +92,7 @@ impl Application {
             }
             SandboxMode::Off => tracing::info!("provider sandbox off"),
         }
-        let sandbox = if config.sandbox == SandboxMode::Embedded {
+        let sandbox = if config.sandbox == SandboxMode::Embedded && role == Role::Service {
             Some(calsync_sandbox::Sandbox::open(calsync_sandbox::SandboxConfig {
                 public_base_url: config.public(SANDBOX_PATH),
                 state_file: config.sandbox_state.clone(),
@@ -88,7 +105,12 @@ impl Application {
             Arc::new(ConnectionService::new(db.clone(), config.keyring.clone(), providers.clone(), clock.clone()));
         let engine =
             Arc::new(calsync_engine::SyncEngine::new(db.clone(), connections.tokens(), providers, config.sync.clone()));
-        let sync = Arc::new(crate::services::sync::SyncService::new(db.clone(), engine));
+        let sync = Arc::new(crate::services::sync::SyncService::new(db.clone(), Arc::clone(&engine)));
+        let run_worker = role == Role::Worker || config.worker.enabled;
+        let worker = run_worker.then(|| {
+            let state = Arc::new(crate::worker::WorkerState::default());
+            (crate::worker::Worker::new(db.clone(), engine, config.worker.clone(), Arc::clone(&state)), state)
+        });
         let api_limiter = Arc::new(RateLimiter::new(config.api_rate_per_minute, config.api_rate_burst));
         let state = AppState {
             db: db.clone(),
@@ -100,12 +122,17 @@ impl Application {
             connections,
             sync,
             clock,
+            worker: worker.as_ref().map(|(_, state)| Arc::clone(state)),
         };
-        let mut router = router(state.clone());
+        let mut router = match role {
+            Role::Service => router(state.clone()),
+            Role::Worker => ops_router(state.clone()),
+        };
         if let Some(sandbox) = &sandbox {
             router = router.nest(SANDBOX_PATH, sandbox_headers(sandbox.router()));
         }
-        Ok(Self { listener, router, addr, db, state, sandbox })
+        let worker = worker.map(|(w, _)| w);
+        Ok(Self { listener, router, addr, db, state, sandbox, worker })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -123,7 +150,22 @@ impl Application {
 
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        // One shutdown for both: the server stops taking requests, the worker claiming.
+        let (stopping, stopped) = tokio::sync::watch::channel(false);
+        let worker = self.worker.map(|w| {
+            let mut stopped = stopped.clone();
+            tokio::spawn(w.run(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }))
+        });
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stopping.send(true);
+        };
         let result = axum::serve(self.listener, service).with_graceful_shutdown(shutdown).await;
+        if let Some(w) = worker {
+            let _ = w.await;
+        }
         if let Some(sandbox) = &self.sandbox
             && let Err(e) = sandbox.save()
         {
@@ -198,6 +240,15 @@ pub fn router(state: AppState) -> Router {
                 .layer(CatchPanicLayer::new())
                 .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30))),
         )
+}
+
+/// The operator endpoints alone (a worker process).
+fn ops_router(state: AppState) -> Router {
+    Router::new()
+        .merge(ops::router())
+        .with_state(state)
+        .layer(SetResponseHeaderLayer::overriding(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(CatchPanicLayer::new())
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -27,4 +27,6 @@ pub struct AppState {
     /// Sync now, status, attempts, conflicts, held deletions (the engine does the work).
     pub sync: Arc<SyncService>,
     pub clock: Clock,
+    /// This process's sync worker, when it runs one.
+    pub worker: Option<Arc<crate::worker::WorkerState>>,
 }

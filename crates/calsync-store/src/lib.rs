@@ -5,15 +5,17 @@
 //! compile time on a 2-core build while still needing raw SQL for leases. So there are two typed
 //! pools in one [`Db`] enum, and every query is written **once**: the [`on_pool!`] macro expands
 //! the same generic sqlx code for each backend. `$n` placeholders, `RETURNING`, row values and
-//! partial indexes mean the same on both. The only per-backend text is the DDL
+//! partial indexes mean the same on both. The per-backend text is the DDL
 //! (`migrations/{sqlite,postgres}`), kept table for table in step and exercised by one test suite
-//! that runs on both backends, which is what keeps them from drifting.
+//! that runs on both backends, which is what keeps them from drifting; besides it, only the
+//! workers' claim (`FOR UPDATE SKIP LOCKED` on PostgreSQL) and one interval expression differ.
 
 mod accounts;
 mod appointments;
 mod connections;
 pub mod crypto;
 mod error;
+mod scheduler;
 mod sync;
 mod sync_apply;
 mod sync_state;
@@ -25,6 +27,7 @@ pub use connections::{
     StateRejection, SyncedCalendar, Tokens,
 };
 pub use error::StoreError;
+pub use scheduler::{AdminConnection, Claimed, SyncStats};
 pub use sync::{AttemptCounts, AttemptQuery, EventLink, LinkWrite, PendingWrite, SyncAttempt};
 pub use sync_apply::SyncAppointment;
 pub use sync_state::{CalendarCursor, Conflict, HeldDelete};

@@ -83,6 +83,8 @@ pub struct SyncAttempt {
     pub replay_of: Option<SyncAttemptId>,
     /// What the sync noticed without failing (a zone it could not map, …).
     pub notes: Vec<String>,
+    /// The worker (process instance) that ran it.
+    pub worker: Option<String>,
 }
 
 /// A filtered page of the attempt log, newest first.
@@ -223,7 +225,7 @@ impl TryFrom<LinkRow> for EventLink {
 
 const ATTEMPT_COLUMNS: &str = "id, connection_id, triggered_by, status, started_at, finished_at, pulled_created, \
     pulled_updated, pulled_deleted, pushed_created, pushed_updated, pushed_deleted, conflicts, requests, error_kind, \
-    error_message, replay_of, merged, notes";
+    error_message, replay_of, merged, notes, worker";
 
 #[derive(sqlx::FromRow)]
 struct AttemptRow {
@@ -246,6 +248,7 @@ struct AttemptRow {
     error_message: Option<String>,
     replay_of: Option<Uuid>,
     notes: String,
+    worker: Option<String>,
 }
 
 impl TryFrom<AttemptRow> for SyncAttempt {
@@ -273,6 +276,7 @@ impl TryFrom<AttemptRow> for SyncAttempt {
             error_message: r.error_message,
             replay_of: r.replay_of.map(Into::into),
             notes: serde_json::from_str(&r.notes).map_err(|_| StoreError::Corrupt("sync_attempts: notes".into()))?,
+            worker: r.worker,
         })
     }
 }
@@ -403,9 +407,21 @@ impl Db {
         trigger: SyncTrigger,
         replay_of: Option<SyncAttemptId>,
     ) -> Result<SyncAttempt, StoreError> {
+        self.start_attempt_by(firm, connection, trigger, replay_of, None).await
+    }
+
+    /// [`Db::start_attempt`], naming the worker that runs it.
+    pub async fn start_attempt_by(
+        &self,
+        firm: FirmId,
+        connection: ConnectionId,
+        trigger: SyncTrigger,
+        replay_of: Option<SyncAttemptId>,
+        worker: Option<&str>,
+    ) -> Result<SyncAttempt, StoreError> {
         let sql = format!(
-            "INSERT INTO sync_attempts (id, firm_id, connection_id, triggered_by, status, started_at, replay_of) \
-             SELECT $1, $2, $3, $4, 'running', $5, $6 \
+            "INSERT INTO sync_attempts (id, firm_id, connection_id, triggered_by, status, started_at, replay_of, worker) \
+             SELECT $1, $2, $3, $4, 'running', $5, $6, $7 \
              WHERE EXISTS (SELECT 1 FROM oauth_connections c WHERE c.id = $3 AND c.firm_id = $2) \
              AND ($6 IS NULL OR EXISTS (SELECT 1 FROM sync_attempts p WHERE p.id = $6 AND p.firm_id = $2)) \
              RETURNING {ATTEMPT_COLUMNS}"
@@ -418,6 +434,7 @@ impl Db {
                 .bind(trigger.as_str())
                 .bind(self.now())
                 .bind(replay_of.map(|r| r.as_uuid()))
+                .bind(worker)
                 .fetch_optional(pool)
                 .await?
         });
@@ -437,10 +454,15 @@ impl Db {
         if status == AttemptStatus::Running {
             return Err(StoreError::Corrupt("an attempt cannot finish as running".into()));
         }
+        // The duration in milliseconds, kept for the statistics' percentiles.
+        let duration = match self.backend() {
+            crate::Backend::Postgres => "CAST(EXTRACT(EPOCH FROM ($2 - started_at)) * 1000 AS BIGINT)",
+            crate::Backend::Sqlite => "CAST(ROUND((julianday($2) - julianday(started_at)) * 86400000.0) AS INTEGER)",
+        };
         let sql = format!(
             "UPDATE sync_attempts SET status = $1, finished_at = $2, pulled_created = $3, pulled_updated = $4, \
              pulled_deleted = $5, pushed_created = $6, pushed_updated = $7, pushed_deleted = $8, conflicts = $9, \
-             requests = $10, error_kind = $11, error_message = $12, merged = $15, notes = $16 \
+             requests = $10, error_kind = $11, error_message = $12, merged = $15, notes = $16, duration_ms = {duration} \
              WHERE firm_id = $13 AND id = $14 AND status = 'running' RETURNING {ATTEMPT_COLUMNS}"
         );
         let row: Option<AttemptRow> = on_pool!(self, pool => {
@@ -701,6 +723,22 @@ impl Db {
                 .await?
         });
         row.map(TryInto::try_into).transpose()
+    }
+
+    /// The last attempt of each of the firm's connections that has one.
+    pub async fn last_attempts(
+        &self,
+        firm: FirmId,
+    ) -> Result<std::collections::HashMap<ConnectionId, SyncAttempt>, StoreError> {
+        let sql = format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM sync_attempts WHERE id IN (SELECT (SELECT a.id FROM sync_attempts a \
+             WHERE a.firm_id = c.firm_id AND a.connection_id = c.id ORDER BY a.started_at DESC, a.id DESC LIMIT 1) \
+             FROM oauth_connections c WHERE c.firm_id = $1)"
+        );
+        let rows: Vec<AttemptRow> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(firm.as_uuid()).fetch_all(pool).await?
+        });
+        rows.into_iter().map(|r| SyncAttempt::try_from(r).map(|a| (a.connection_id, a))).collect()
     }
 
     /// Closes as failed (`interrupted`) the attempts of a connection still marked running. Only

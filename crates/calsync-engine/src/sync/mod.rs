@@ -30,8 +30,14 @@ use session::{Session, Stop};
 pub struct SyncConfig {
     /// How long a claimed connection stays ours without renewal.
     pub lease: Duration,
-    /// When the next scheduled sync is due after one finishes.
+    /// When the next scheduled sync is due after one succeeds …
     pub interval: Duration,
+    /// … give or take this share of it, so connections do not fall due in lockstep.
+    pub jitter: f64,
+    /// After failures in a row: the first wait, doubled with each further failure …
+    pub failure_backoff: Duration,
+    /// … up to this.
+    pub failure_backoff_cap: Duration,
     /// Retries of one provider call that failed transiently.
     pub retries: u32,
     pub backoff_base: StdDuration,
@@ -45,11 +51,36 @@ pub struct SyncConfig {
     pub mass_delete_share: f64,
 }
 
+impl SyncConfig {
+    /// When a connection is due again after a sync that ended at `now`: the interval after a
+    /// success; after `failures` failures in a row, the backoff doubled per failure up to its cap.
+    /// Either way give or take `jitter` of it (`draw` in 0..1 picks where), and never before
+    /// `now`: a tick missed meanwhile is skipped, not made up.
+    pub fn next_sync(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        failures: u32,
+        draw: f64,
+    ) -> chrono::DateTime<chrono::Utc> {
+        let base = if failures == 0 {
+            self.interval
+        } else {
+            let doubled = self.failure_backoff.num_milliseconds().saturating_mul(1i64 << (failures - 1).min(30));
+            Duration::milliseconds(doubled.min(self.failure_backoff_cap.num_milliseconds()))
+        };
+        let factor = 1.0 + self.jitter * (2.0 * draw.clamp(0.0, 1.0) - 1.0);
+        now + Duration::milliseconds((base.num_milliseconds() as f64 * factor).max(0.0) as i64)
+    }
+}
+
 impl Default for SyncConfig {
     fn default() -> Self {
         SyncConfig {
             lease: Duration::minutes(10),
-            interval: Duration::minutes(15),
+            interval: Duration::minutes(5),
+            jitter: 0.2,
+            failure_backoff: Duration::minutes(1),
+            failure_backoff_cap: Duration::hours(1),
             retries: 5,
             backoff_base: StdDuration::from_millis(500),
             backoff_cap: StdDuration::from_secs(30),
@@ -107,7 +138,7 @@ impl std::fmt::Debug for SyncEngine {
 impl SyncEngine {
     pub fn new(db: Db, tokens: Arc<TokenSource>, providers: Arc<Providers>, config: SyncConfig) -> Self {
         let clock = db.clock().clone();
-        let instance = format!("sync-{}", calsync_domain::ids::OutboxId::new());
+        let instance = format!("sync-{}-{}", std::process::id(), calsync_domain::ids::OutboxId::new());
         SyncEngine {
             db,
             tokens,
@@ -147,6 +178,11 @@ impl SyncEngine {
 
     pub fn config(&self) -> &SyncConfig {
         &self.config
+    }
+
+    /// This engine's name as a lease holder (and the worker named on its attempts).
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
     /// Whether this process is syncing the connection right now.
@@ -298,7 +334,7 @@ impl SyncEngine {
     ) -> Result<SyncAttempt, SyncError> {
         let firm = conn.firm_id;
         self.db.close_interrupted_attempts(firm, conn.id).await?;
-        let attempt = self.db.start_attempt(firm, conn.id, trigger, replay_of).await?;
+        let attempt = self.db.start_attempt_by(firm, conn.id, trigger, replay_of, Some(&self.instance)).await?;
         let started = std::time::Instant::now();
         let mut notes = Vec::new();
         let (status, counts, error) = match self.sync_connection(conn).await {
@@ -327,7 +363,12 @@ impl SyncEngine {
         };
         let succeeded = status != AttemptStatus::Failed;
         let message = error.as_ref().map(|(_, m)| m.as_str());
-        let next = self.clock.now() + self.config.interval;
+        let failures = if succeeded { 0 } else { u32::try_from(conn.failure_count).unwrap_or(0) + 1 };
+        let next = self.config.next_sync(self.clock.now(), failures, rand::random::<f64>());
+        let provider = conn.provider.as_str();
+        metrics::counter!("calsync_syncs_total", "provider" => provider, "outcome" => status.as_str()).increment(1);
+        metrics::histogram!("calsync_sync_duration_seconds", "provider" => provider)
+            .record(started.elapsed().as_secs_f64());
         self.db.record_sync_outcome(firm, conn.id, succeeded, message, next).await?;
         let err = error.as_ref().map(|(k, m)| (k.as_str(), m.as_str()));
         let done = self.db.finish_attempt(firm, attempt.id, status, &counts, err, &notes).await?;

@@ -80,6 +80,8 @@ pub struct Session {
     pub firm: FirmId,
     pub connection: ConnectionId,
     pub label: &'static str,
+    /// `google` or `microsoft`, for metrics.
+    pub provider: &'static str,
     pub token: String,
     pub counts: AttemptCounts,
     /// Items that failed on their own (recorded against the item; the rest went on).
@@ -110,6 +112,7 @@ macro_rules! call {
                 });
             }
             $s.counts.requests += 1;
+            metrics::counter!("calsync_provider_requests_total", "provider" => $s.provider).increment(1);
             let result = {
                 let $t: &str = &$s.token;
                 $body.await
@@ -141,6 +144,7 @@ impl Session {
             firm: connection.firm_id,
             connection: connection.id,
             label: connection.provider.label(),
+            provider: connection.provider.as_str(),
             token,
             counts: AttemptCounts::default(),
             item_errors: Vec::new(),
@@ -197,6 +201,9 @@ impl Session {
             }
             ProviderError::Retryable { after, reason } if *attempt < self.config.retries => {
                 *attempt += 1;
+                if after.is_some() {
+                    metrics::counter!("calsync_provider_throttles_total", "provider" => self.provider).increment(1);
+                }
                 let wait = match after {
                     Some(after) => after.min(self.config.retry_after_cap),
                     None => self.backoff(*attempt),

@@ -67,6 +67,8 @@ pub fn test_config() -> Config {
             retry_after_cap: std::time::Duration::from_millis(20),
             ..Default::default()
         },
+        // Tests sync when they say so; the worker's own tests turn it on.
+        worker: calsync_server::worker::WorkerConfig { enabled: false, ..Default::default() },
     }
 }
 

@@ -35,6 +35,10 @@ pub struct Connection {
     pub push_calendar: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Syncs that failed in a row (reset by one that does not): the backoff's exponent.
+    pub failure_count: i32,
+    /// When the background worker syncs it next (`None`: not scheduled).
+    pub next_sync_at: Option<DateTime<Utc>>,
 }
 
 /// Tokens in the clear, in memory only. `Debug` never shows them.
@@ -146,7 +150,7 @@ pub struct SettingsChange {
 
 const COLUMNS: &str = "id, firm_id, user_id, provider, account_email, status, status_message, status_reason, token_expires_at, \
     granted_scopes, sync_enabled, sync_window_days, conflict_strategy, delete_policy, last_sync_at, last_error, \
-    refresh_token IS NOT NULL AS has_refresh_token, push_calendar, created_at, updated_at";
+    refresh_token IS NOT NULL AS has_refresh_token, push_calendar, created_at, updated_at, failure_count, next_sync_at";
 
 #[derive(sqlx::FromRow)]
 struct Row {
@@ -170,6 +174,8 @@ struct Row {
     push_calendar: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    failure_count: i32,
+    next_sync_at: Option<DateTime<Utc>>,
 }
 
 fn corrupt(what: &str) -> impl Fn(ValidationError) -> StoreError + '_ {
@@ -203,6 +209,8 @@ impl TryFrom<Row> for Connection {
             push_calendar: r.push_calendar,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            failure_count: r.failure_count,
+            next_sync_at: r.next_sync_at,
         })
     }
 }
@@ -366,7 +374,7 @@ impl Db {
                             "UPDATE oauth_connections SET access_token = $1, refresh_token = COALESCE($2, refresh_token), \
                              token_expires_at = $3, granted_scopes = $4, \
                              sync_enabled = CASE WHEN status = 'revoked' THEN TRUE ELSE sync_enabled END, \
-                             next_sync_at = CASE WHEN status = 'revoked' THEN $5 ELSE next_sync_at END, \
+                             next_sync_at = $5, \
                              status = 'active', status_message = '', status_reason = NULL, \
                              last_error = NULL, failure_count = 0, refresh_owner = NULL, refresh_until = NULL, \
                              account_id = $7, account_email = $8, updated_at = $5 WHERE id = $6",
@@ -561,7 +569,9 @@ impl Db {
             } else {
                 // Only the given settings are written, so concurrent changes to others survive.
                 sqlx::query(
+                    // Auto-sync switched on: due at once.
                     "UPDATE oauth_connections SET sync_enabled = COALESCE($1, sync_enabled), \
+                     next_sync_at = CASE WHEN $1 AND NOT sync_enabled THEN $5 ELSE next_sync_at END, \
                      sync_window_days = COALESCE($2, sync_window_days), conflict_strategy = COALESCE($3, conflict_strategy), \
                      delete_policy = COALESCE($4, delete_policy), updated_at = $5 WHERE id = $6 AND firm_id = $7 AND user_id = $8",
                 )

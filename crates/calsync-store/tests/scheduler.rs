@@ -1,0 +1,250 @@
+//! The background workers' storage on SQLite and PostgreSQL: which connections are due, the
+//! claim with its lease (exclusive, taken over once it runs out, never two workers on one
+//! connection however they race), and the admins' listing and statistics, per firm.
+
+use std::collections::HashSet;
+
+use calsync_domain::account::{Email, FirmSlug};
+use calsync_domain::connection::{ConnectionStatus, Provider, StatusReason};
+use calsync_domain::ids::ConnectionId;
+use calsync_domain::sync::{AttemptStatus, SyncTrigger};
+use calsync_domain::tenant::Role;
+use calsync_store::crypto::Keyring;
+use calsync_store::{AttemptCounts, CalendarInfo, Connection, Db, NewGrant, NewUser, SettingsChange, User};
+use calsync_testkit::{Backend, TestDb, backend_tests};
+use chrono::Duration;
+
+async fn user(db: &Db, slug: &str, email: &str) -> User {
+    let firm = match db.firm_by_slug(slug).await {
+        Ok(f) => f,
+        Err(_) => db.create_firm("Firm", &FirmSlug::parse(slug).unwrap()).await.unwrap(),
+    };
+    db.create_user(NewUser {
+        firm_id: firm.id,
+        email: Email::parse(email).unwrap(),
+        name: email.split('@').next().unwrap().into(),
+        role: Role::Staff,
+        password_hash: "h".into(),
+    })
+    .await
+    .unwrap()
+}
+
+async fn connect(db: &Db, u: &User, account: &str, provider: Provider) -> Connection {
+    let k = Keyring::parse(&Keyring::generate_spec("k1")).unwrap();
+    let grant = NewGrant {
+        firm_id: u.firm_id,
+        user_id: u.id,
+        provider,
+        account_id: format!("sub-{account}"),
+        account_email: account.into(),
+        access_token: "a".into(),
+        refresh_token: Some("r".into()),
+        expires_at: db.clock().now() + Duration::hours(1),
+        scopes: vec![],
+    };
+    let cal = CalendarInfo {
+        remote_id: "primary".into(),
+        name: "P".into(),
+        is_primary: true,
+        can_write: true,
+        time_zone: None,
+    };
+    db.save_grant(&k, &grant, &[cal]).await.unwrap()
+}
+
+fn ids(list: &[calsync_store::Claimed]) -> HashSet<ConnectionId> {
+    list.iter().map(|c| c.connection_id).collect()
+}
+
+async fn due_connections_are_claimed_once_and_taken_over_when_the_lease_runs_out(backend: Backend) {
+    let t = TestDb::new(backend).await;
+    let db = &t.db;
+    let ann = user(db, "acme", "ann@acme.test").await;
+    let bob = user(db, "acme", "bob@acme.test").await;
+    let eve = user(db, "globex", "eve@globex.test").await;
+    let a = connect(db, &ann, "ann@gmail.test", Provider::Google).await;
+    let b = connect(db, &bob, "bob@outlook.test", Provider::Microsoft).await;
+    let off = connect(db, &bob, "bob@gmail.test", Provider::Google).await;
+    let expired = connect(db, &ann, "ann@outlook.test", Provider::Microsoft).await;
+    let e = connect(db, &eve, "eve@gmail.test", Provider::Google).await;
+    // A new connection is due at once.
+    assert!(a.next_sync_at.is_some_and(|t| t <= db.clock().now()));
+    let change = SettingsChange { sync_enabled: Some(false), ..Default::default() };
+    db.update_connection_settings(bob.firm_id, bob.id, off.id, &change).await.unwrap().unwrap();
+    let msg = "reconnect";
+    db.set_connection_status(
+        ann.firm_id,
+        expired.id,
+        None,
+        ConnectionStatus::Expired,
+        StatusReason::GrantExpired,
+        msg,
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(db.due_backlog().await.unwrap(), 3, "disabled and expired connections are not due");
+
+    // Every firm's due connections, at most `limit` of them, each to one worker only.
+    let until = db.clock().now() + Duration::seconds(60);
+    let first = db.claim_due("w1", until, 2).await.unwrap();
+    assert_eq!(first.len(), 2);
+    let second = db.claim_due("w2", until, 10).await.unwrap();
+    assert_eq!(second.len(), 1);
+    let all: HashSet<ConnectionId> = ids(&first).union(&ids(&second)).copied().collect();
+    assert_eq!(all, HashSet::from([a.id, b.id, e.id]));
+    assert!(first.iter().chain(&second).all(|c| c.taken_from.is_none()));
+    assert!(db.claim_due("w3", until, 10).await.unwrap().is_empty(), "all leased");
+    assert_eq!(db.due_backlog().await.unwrap(), 0);
+    let providers: HashSet<Provider> = first.iter().chain(&second).map(|c| c.provider).collect();
+    assert_eq!(providers, HashSet::from([Provider::Google, Provider::Microsoft]));
+
+    // A sync finishes: released, and scheduled later; not due again before then.
+    let done = second[0].clone();
+    db.record_sync_outcome(done.firm_id, done.connection_id, true, None, db.clock().now() + Duration::seconds(300))
+        .await
+        .unwrap();
+    db.release_sync(done.firm_id, done.connection_id, "w2").await.unwrap();
+    assert!(db.claim_due("w3", until, 10).await.unwrap().is_empty());
+
+    // w1 dies: once its leases run out, another worker takes them over and says from whom.
+    db.clock().advance(61);
+    let taken = db.claim_due("w3", db.clock().now() + Duration::seconds(60), 10).await.unwrap();
+    assert_eq!(ids(&taken), ids(&first));
+    assert!(taken.iter().all(|c| c.taken_from.as_deref() == Some("w1")), "{taken:?}");
+    // A stopping worker gives back what it holds.
+    assert_eq!(db.release_all_leases("w3").await.unwrap(), 2);
+    let again = db.claim_due("w4", db.clock().now() + Duration::seconds(60), 10).await.unwrap();
+    assert_eq!(ids(&again), ids(&first));
+    assert!(again.iter().all(|c| c.taken_from.is_none()), "released, not taken over");
+
+    // Due later: a webhook makes it due now; the time of one due earlier is kept.
+    db.clock().advance(1);
+    assert!(db.mark_due(done.firm_id, done.connection_id).await.unwrap());
+    let now_due = db.claim_due("w5", db.clock().now() + Duration::seconds(60), 10).await.unwrap();
+    assert_eq!(ids(&now_due), HashSet::from([done.connection_id]));
+    // Not for a disabled connection, nor across firms.
+    assert!(!db.mark_due(bob.firm_id, off.id).await.unwrap());
+    assert!(db.mark_due(eve.firm_id, a.id).await.is_err());
+
+    // Switching auto-sync back on, or reconnecting an expired connection, makes it due at once.
+    let on = SettingsChange { sync_enabled: Some(true), ..Default::default() };
+    db.update_connection_settings(bob.firm_id, bob.id, off.id, &on).await.unwrap().unwrap();
+    connect(db, &ann, "ann@outlook.test", Provider::Microsoft).await;
+    let back = db.claim_due("w6", db.clock().now() + Duration::seconds(60), 10).await.unwrap();
+    assert_eq!(ids(&back), HashSet::from([off.id, expired.id]));
+}
+
+async fn racing_workers_never_claim_one_connection_twice(backend: Backend) {
+    let t = TestDb::new(backend).await;
+    let db = &t.db;
+    let mut made = HashSet::new();
+    for i in 0..12 {
+        let u = user(db, &format!("firm-{}", i % 3), &format!("u{i}@acme.test")).await;
+        for p in [Provider::Google, Provider::Microsoft] {
+            made.insert(connect(db, &u, &format!("u{i}@{}.test", p.as_str()), p).await.id);
+        }
+    }
+    let until = db.clock().now() + Duration::seconds(600);
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let db = db.clone();
+        workers.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = db.claim_due(&format!("w{w}"), until, 3).await.unwrap();
+                if got.is_empty() {
+                    return mine;
+                }
+                mine.extend(got.into_iter().map(|c| c.connection_id));
+                tokio::task::yield_now().await;
+            }
+        }));
+    }
+    let mut claimed = Vec::new();
+    for w in workers {
+        claimed.extend(w.await.unwrap());
+    }
+    let unique: HashSet<ConnectionId> = claimed.iter().copied().collect();
+    assert_eq!(unique.len(), claimed.len(), "a connection was claimed twice");
+    assert_eq!(unique, made);
+}
+
+async fn admins_see_failing_connections_first_and_their_statistics(backend: Backend) {
+    let t = TestDb::new(backend).await;
+    let db = &t.db;
+    let ann = user(db, "acme", "ann@acme.test").await;
+    let zed = user(db, "acme", "zed@acme.test").await;
+    let eve = user(db, "globex", "eve@globex.test").await;
+    let fine = connect(db, &ann, "ann@gmail.test", Provider::Google).await;
+    let failing = connect(db, &zed, "zed@outlook.test", Provider::Microsoft).await;
+    let other = connect(db, &eve, "eve@gmail.test", Provider::Google).await;
+    let firm = ann.firm_id;
+    let later = db.clock().now() + Duration::seconds(60);
+    db.record_sync_outcome(firm, failing.id, false, Some("Microsoft is unavailable"), later).await.unwrap();
+
+    // Ten attempts of 1 … 10 seconds, one failed and one partial, with 3 events each.
+    let counts = AttemptCounts { pulled_created: 1, pushed_updated: 2, ..Default::default() };
+    for secs in 1..=10 {
+        let a = db.start_attempt_by(firm, fine.id, SyncTrigger::Scheduled, None, Some("w1")).await.unwrap();
+        assert_eq!(a.worker.as_deref(), Some("w1"));
+        db.clock().advance(secs);
+        let status = match secs {
+            3 => AttemptStatus::Failed,
+            4 => AttemptStatus::Partial,
+            _ => AttemptStatus::Success,
+        };
+        db.finish_attempt(firm, a.id, status, &counts, None, &[]).await.unwrap();
+    }
+    let last = db.start_attempt(firm, failing.id, SyncTrigger::Manual, None).await.unwrap();
+    db.finish_attempt(
+        firm,
+        last.id,
+        AttemptStatus::Failed,
+        &AttemptCounts::default(),
+        Some(("retry_after", "busy")),
+        &[],
+    )
+    .await
+    .unwrap();
+    // Globex's attempt counts for globex only.
+    let theirs = db.start_attempt(eve.firm_id, other.id, SyncTrigger::Manual, None).await.unwrap();
+    db.finish_attempt(eve.firm_id, theirs.id, AttemptStatus::Success, &counts, None, &[]).await.unwrap();
+
+    let since = db.clock().now() - Duration::hours(24);
+    let s = db.sync_stats(firm, since).await.unwrap();
+    assert_eq!((s.attempts, s.succeeded, s.partial, s.failed), (11, 8, 1, 2));
+    assert_eq!(s.events_moved, 30);
+    // Nearest rank over 11 durations (0 s and 1 … 10 s, plus the real time the test takes):
+    // the 6th and the 11th.
+    let (p50, p95) = (s.p50_ms.unwrap(), s.p95_ms.unwrap());
+    assert!((5000..5500).contains(&p50) && (10_000..10_500).contains(&p95), "{p50} {p95}");
+    assert_eq!(
+        s.connections,
+        vec![(ConnectionStatus::Active, Provider::Google, 1), (ConnectionStatus::Active, Provider::Microsoft, 1)]
+    );
+    assert_eq!(s.backlog, 1, "the fine connection is due; the failing one waits for its backoff");
+    let g = db.sync_stats(eve.firm_id, since).await.unwrap();
+    assert_eq!((g.attempts, g.events_moved), (1, 3));
+    // Older attempts fall out of the window.
+    let none = db.sync_stats(firm, db.clock().now() + Duration::seconds(1)).await.unwrap();
+    assert_eq!((none.attempts, none.p50_ms), (0, None));
+
+    let list = db.admin_connections(firm, None, None).await.unwrap();
+    let order: Vec<ConnectionId> = list.iter().map(|c| c.connection.id).collect();
+    assert_eq!(order, vec![failing.id, fine.id], "failing first");
+    assert_eq!(list[0].owner_email, "zed@acme.test");
+    assert_eq!(list[0].connection.failure_count, 1);
+    assert_eq!(list[0].last_attempt.as_ref().map(|a| a.id), Some(last.id));
+    assert_eq!(list[1].last_attempt.as_ref().map(|a| a.status), Some(AttemptStatus::Success));
+    let google = db.admin_connections(firm, None, Some(Provider::Google)).await.unwrap();
+    assert_eq!(google.iter().map(|c| c.connection.id).collect::<Vec<_>>(), vec![fine.id]);
+    assert!(db.admin_connections(firm, Some(ConnectionStatus::Revoked), None).await.unwrap().is_empty());
+}
+
+backend_tests!(
+    due_connections_are_claimed_once_and_taken_over_when_the_lease_runs_out,
+    racing_workers_never_claim_one_connection_twice,
+    admins_see_failing_connections_first_and_their_statistics,
+);
