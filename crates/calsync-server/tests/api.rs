@@ -325,6 +325,8 @@ async fn openapi_covers_every_api_route(backend: Backend) {
             "DELETE /api/appointments/{id}/occurrences/{original_start}/",
             "GET /api/appointments/",
             "GET /api/appointments/{id}/",
+            "GET /api/calendar/admin/connections/",
+            "GET /api/calendar/admin/stats/",
             "GET /api/calendar/conflicts/",
             "GET /api/calendar/oauth-connections/",
             "GET /api/calendar/oauth-connections/{id}/",

@@ -1,5 +1,6 @@
 //! The JSON REST API under `/api/`, its OpenAPI document and Swagger UI.
 
+pub mod admin;
 pub mod appointments;
 pub mod connections;
 pub mod error;
@@ -23,6 +24,7 @@ pub fn router(max_body_bytes: usize) -> Router<AppState> {
         .merge(appointments::router())
         .merge(connections::router())
         .merge(sync::router())
+        .merge(admin::router())
         .merge(docs())
         .route("/api/{*rest}", any(no_such_route))
         .layer(Extension(json::BodyLimit(max_body_bytes)))

@@ -1,7 +1,7 @@
 //! The OpenAPI 3 document: every `/api/` route, generated from the handlers' annotations.
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::{appointments, connections, sync};
+use super::{admin, appointments, connections, sync};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -36,6 +36,8 @@ use utoipa::{Modify, OpenApi};
         sync::replay,
         sync::conflicts,
         sync::resolve,
+        admin::connections,
+        admin::stats,
     ),
     components(schemas(
         ErrorBody,
@@ -62,12 +64,19 @@ use utoipa::{Modify, OpenApi};
         sync::VersionView,
         sync::ConflictView,
         sync::ResolveBody,
+        admin::OwnerView,
+        admin::AdminConnectionView,
+        admin::AdminConnectionList,
+        admin::ConnectionCounts,
+        admin::WindowStats,
+        admin::StatsView,
     )),
     modifiers(&BearerAuth),
     tags(
         (name = "appointments", description = "The firm's appointments, which sync carries to external calendars"),
         (name = "calendar connections", description = "Staff members' Google and Microsoft calendars (OAuth 2.0 with PKCE)"),
         (name = "sync", description = "Two-way sync of appointments with the connected calendars: sync now, status, the attempt log, conflicts and held deletions"),
+        (name = "admin", description = "For the firm's admins: every connection, failing first, and the sync statistics"),
     )
 )]
 pub struct ApiDoc;

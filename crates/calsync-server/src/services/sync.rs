@@ -7,12 +7,13 @@
 use std::sync::Arc;
 
 use calsync_domain::ValidationError;
+use calsync_domain::connection::{ConnectionStatus, Provider};
 use calsync_domain::ids::{ConflictId, ConnectionId, SyncAttemptId};
 use calsync_domain::merge::{Field, Side};
 use calsync_domain::sync::{ConflictSide, SyncTrigger};
 use calsync_domain::tenant::Actor;
 use calsync_engine::{SyncEngine, SyncError};
-use calsync_store::{AttemptQuery, Conflict, Connection, Db, HeldDelete, SyncAttempt};
+use calsync_store::{AdminConnection, AttemptQuery, Conflict, Connection, Db, HeldDelete, SyncAttempt, SyncStats};
 use chrono::{DateTime, Utc};
 
 use super::ServiceError;
@@ -83,6 +84,28 @@ impl SyncService {
     pub async fn resync(&self, actor: &Actor, id: ConnectionId) -> Result<SyncAttempt, ServiceError> {
         self.reachable(actor, id).await?;
         Ok(self.engine.resync(actor.firm_id, id).await?)
+    }
+
+    /// Every connection of the firm, failing first (admins).
+    pub async fn admin_connections(
+        &self,
+        actor: &Actor,
+        status: Option<ConnectionStatus>,
+        provider: Option<Provider>,
+    ) -> Result<Vec<AdminConnection>, ServiceError> {
+        if !actor.is_admin() {
+            return Err(ServiceError::Forbidden("only admins can list the firm's connections".into()));
+        }
+        Ok(self.db.admin_connections(actor.firm_id, status, provider).await?)
+    }
+
+    /// The firm's connections by status and provider, and its syncs of the last 24 hours (admins).
+    pub async fn stats(&self, actor: &Actor) -> Result<SyncStats, ServiceError> {
+        if !actor.is_admin() {
+            return Err(ServiceError::Forbidden("only admins can read the firm's sync statistics".into()));
+        }
+        let since = self.db.clock().now() - chrono::Duration::hours(24);
+        Ok(self.db.sync_stats(actor.firm_id, since).await?)
     }
 
     /// The attempt log: the caller's own connections, or the whole firm's for admins.

@@ -44,13 +44,16 @@ impl Drop for TestApp {
     }
 }
 
+/// The test configuration's encryption key, for processes started beside the app.
+pub const TEST_KEY: &str = "test:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+
 pub fn test_config() -> Config {
     Config {
         database_url: String::new(),
         bind: "127.0.0.1:0".into(),
         public_url: "http://127.0.0.1:0".parse().unwrap(),
         environment: Environment::Development,
-        keyring: Keyring::parse("test:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=").unwrap(),
+        keyring: Keyring::parse(TEST_KEY).unwrap(),
         log_format: LogFormat::Text,
         log_filter: "warn".into(),
         session_ttl_hours: 1,
@@ -127,6 +130,11 @@ impl TestApp {
     /// The app with its own provider sandbox on port 0. Provider calls time out after a second,
     /// and the sandbox's `timeout` fault holds requests for two.
     pub async fn spawn_with_sandbox(backend: Backend) -> Self {
+        Self::spawn_with_sandbox_using(backend, |_| {}).await
+    }
+
+    /// [`TestApp::spawn_with_sandbox`] with the configuration adjusted first.
+    pub async fn spawn_with_sandbox_using(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Self {
         install_tls();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let sandbox = format!("http://{}", listener.local_addr().unwrap());
@@ -139,6 +147,7 @@ impl TestApp {
         let mut config = test_config();
         config.sandbox = calsync_server::providers::SandboxMode::External(sandbox.parse().unwrap());
         config.providers.timeout_secs = Some(1);
+        adjust(&mut config);
         let mut app = Self::spawn_with(backend, config).await;
         app.sandbox = Some(sandbox);
         app
