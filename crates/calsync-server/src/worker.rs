@@ -118,7 +118,8 @@ impl Worker {
         loop {
             while tasks.try_join_next().is_some() {}
             let free = slots.available_permits();
-            let mut full = false;
+            // Every slot busy, or more due than slots were free: go again as soon as one frees up.
+            let mut full = free == 0;
             if free > 0 {
                 let lease = self.engine.config().lease;
                 let until = self.db.clock().now() + lease;
@@ -146,7 +147,6 @@ impl Worker {
                     metrics::gauge!("calsync_sync_backlog").set(n as f64);
                 }
             }
-            // More were due than slots were free: go again as soon as one frees up.
             let pause = if full { StdDuration::ZERO } else { self.config.poll };
             tokio::select! {
                 () = &mut stop => break,

@@ -58,11 +58,12 @@ async fn the_worker_syncs_by_itself_backs_off_and_leaves_revoked_connections_alo
     })
     .await;
     let token = app.user("acme", "ann@acme.test", "staff").await;
-    let c = connect_account(&app, &token, "google", "ann@google.test").await;
-    let conn = c["id"].as_str().unwrap().to_owned();
+    // The appointment first: the worker takes a new connection at once.
     let body = json!({"title": "Intake", "start": "2026-12-03T09:00:00Z", "end": "2026-12-03T10:00:00Z"});
     let resp = app.post("/api/appointments/", &token).json(&body).send().await.unwrap();
     assert_eq!(resp.status(), 201);
+    let c = connect_account(&app, &token, "google", "ann@google.test").await;
+    let conn = c["id"].as_str().unwrap().to_owned();
 
     // Nobody presses a button: the worker pushes the appointment.
     let s = wait_for(20, "a scheduled sync", || async {
