@@ -1541,6 +1541,15 @@ impl<'a> CalendarSync<'a> {
                 // its original start, so a retry writes the same one.
                 Some(series) => {
                     let Some(master) = self.by_appointment.get(&series.master).cloned() else {
+                        // A series deleted in this round (its create turned out to have been
+                        // deleted there) took its exceptions with it: nothing is left to write.
+                        let live = |a: Option<SyncAppointment>| a.is_some_and(|a| a.deleted_at.is_none());
+                        if !live(self.s.db.sync_appointment(firm, series.master).await.map_err(store)?)
+                            || !live(self.s.db.sync_appointment(firm, id).await.map_err(store)?)
+                        {
+                            self.complete_writes(id).await;
+                            return Ok(());
+                        }
                         let _ = self.s.db.fail_write(firm, write.id, "its series is not on this calendar yet").await;
                         return Err(Retry::Failed("its series is not on this calendar yet".into()));
                     };
