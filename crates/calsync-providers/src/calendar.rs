@@ -179,4 +179,63 @@ pub trait CalendarProvider: Send + Sync + std::fmt::Debug {
 
     /// Deletes the event if it is still at `etag`; an event already gone counts as deleted.
     fn delete<'a>(&'a self, token: &'a str, calendar: &'a str, id: &'a str, etag: &'a str) -> ProviderFuture<'a, ()>;
+
+    /// Whether the provider can push change notifications ([`CalendarProvider::watch`]).
+    fn can_watch(&self) -> bool {
+        false
+    }
+
+    /// Opens a push channel on the calendar's events (Google `events.watch`, a Graph
+    /// subscription). The provider may shorten the requested lifetime: the answer says.
+    fn watch<'a>(&'a self, _token: &'a str, _calendar: &'a str, _req: &'a WatchRequest) -> ProviderFuture<'a, Watch> {
+        Box::pin(async { Err(unsupported()) })
+    }
+
+    /// Extends a channel's life. `Ok(None)` when the provider has no renewal (Google: a new
+    /// channel replaces the old one); [`ProviderError::NotFound`] when the channel is gone.
+    fn renew_watch<'a>(
+        &'a self,
+        _token: &'a str,
+        _remote_id: &'a str,
+        _until: DateTime<Utc>,
+    ) -> ProviderFuture<'a, Option<DateTime<Utc>>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Resumes a channel the provider paused until the app proves it still has access (Graph's
+    /// `reauthorizationRequired`).
+    fn reauthorize_watch<'a>(&'a self, _token: &'a str, _remote_id: &'a str) -> ProviderFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Closes a channel; one already gone counts as closed.
+    fn unwatch<'a>(&'a self, _token: &'a str, _channel_id: &'a str, _remote_id: &'a str) -> ProviderFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// A push channel to open.
+#[derive(Debug, Clone)]
+pub struct WatchRequest {
+    /// calsync's channel id (Google's channel `id`; Graph assigns its own).
+    pub id: String,
+    /// Where notifications go.
+    pub address: String,
+    /// Where Graph's lifecycle notifications go.
+    pub lifecycle_address: Option<String>,
+    /// Sent back with every delivery (Google channel token, Graph `clientState`).
+    pub secret: String,
+    pub until: DateTime<Utc>,
+}
+
+/// A channel the provider opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watch {
+    /// Google `resourceId`; Graph subscription id.
+    pub remote_id: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+fn unsupported() -> ProviderError {
+    ProviderError::Permanent { status: None, reason: "this provider has no push notifications".into() }
 }

@@ -15,7 +15,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use url::Url;
 
-use crate::calendar::{CalendarProvider, Change, ChangePage, ListFrom, PageNext, ProviderFuture, RemoteEvent};
+use crate::calendar::{
+    CalendarProvider, Change, ChangePage, ListFrom, PageNext, ProviderFuture, RemoteEvent, Watch, WatchRequest,
+};
 use crate::google::{GoogleApi, json_or_error};
 use crate::html_text::{description_for_html_field, description_text};
 use crate::{AccountIdentity, ProviderError, RemoteCalendar};
@@ -458,6 +460,54 @@ impl GoogleCalendar {
         json_or_error::<Event>(resp).await.map(|e| e.into_remote(None))
     }
 
+    /// `events.watch` on the calendar: a `web_hook` channel with calsync's id and token.
+    async fn open_channel(&self, token: &str, calendar: &str, req: &WatchRequest) -> Result<Watch, ProviderError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Channel {
+            resource_id: String,
+            expiration: Option<String>,
+        }
+        let mut url = self.events_url(calendar, None);
+        url.path_segments_mut().expect("an http(s) URL").push("watch");
+        let body = json!({
+            "id": req.id,
+            "type": "web_hook",
+            "address": req.address,
+            "token": req.secret,
+            "expiration": req.until.timestamp_millis().to_string(),
+        });
+        let resp = self.http.post(url).bearer_auth(token).json(&body).send().await.map_err(ProviderError::transport)?;
+        let ch: Channel = json_or_error(resp).await?;
+        // Google answers with the expiry it granted (at most what was asked).
+        let expires_at = ch
+            .expiration
+            .and_then(|ms| ms.parse::<i64>().ok())
+            .and_then(DateTime::from_timestamp_millis)
+            .unwrap_or(req.until);
+        Ok(Watch { remote_id: ch.resource_id, expires_at })
+    }
+
+    /// `channels.stop`; a channel Google no longer knows counts as stopped.
+    async fn stop_channel(&self, token: &str, id: &str, resource_id: &str) -> Result<(), ProviderError> {
+        let body = json!({ "id": id, "resourceId": resource_id });
+        let resp = self
+            .http
+            .post(self.api.url("/channels/stop"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .map_err(ProviderError::transport)?;
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        match json_or_error::<Value>(resp).await {
+            Ok(_) | Err(ProviderError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn remove(&self, token: &str, calendar: &str, id: &str, etag: &str) -> Result<(), ProviderError> {
         let resp = self
             .http
@@ -536,6 +586,18 @@ impl CalendarProvider for GoogleCalendar {
 
     fn delete<'a>(&'a self, token: &'a str, calendar: &'a str, id: &'a str, etag: &'a str) -> ProviderFuture<'a, ()> {
         Box::pin(self.remove(token, calendar, id, etag))
+    }
+
+    fn can_watch(&self) -> bool {
+        true
+    }
+
+    fn watch<'a>(&'a self, token: &'a str, calendar: &'a str, req: &'a WatchRequest) -> ProviderFuture<'a, Watch> {
+        Box::pin(self.open_channel(token, calendar, req))
+    }
+
+    fn unwatch<'a>(&'a self, token: &'a str, channel_id: &'a str, remote_id: &'a str) -> ProviderFuture<'a, ()> {
+        Box::pin(self.stop_channel(token, channel_id, remote_id))
     }
 }
 

@@ -18,7 +18,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use url::Url;
 
-use crate::calendar::{CalendarProvider, Change, ChangePage, ListFrom, PageNext, ProviderFuture, RemoteEvent};
+use crate::calendar::{
+    CalendarProvider, Change, ChangePage, ListFrom, PageNext, ProviderFuture, RemoteEvent, Watch, WatchRequest,
+};
 use crate::graph_recurrence::{self, SeriesStart};
 use crate::html_text::{description_text, html_to_text, text_to_html};
 use crate::microsoft::{GraphApi, json_or_error};
@@ -645,6 +647,87 @@ impl GraphCalendar {
         Ok(into_remote(id.to_owned(), &v))
     }
 
+    fn subscription_url(&self, id: Option<&str>) -> Url {
+        let mut url = self.api.url("/subscriptions");
+        if let Some(id) = id {
+            url.path_segments_mut().expect("an http(s) URL").push(id);
+        }
+        url
+    }
+
+    /// A subscription to the calendar's events (created, updated, deleted), with calsync's
+    /// `clientState` and a lifecycle URL. Graph checks both URLs with the validation handshake
+    /// before it answers.
+    async fn subscribe(&self, token: &str, calendar: &str, req: &WatchRequest) -> Result<Watch, ProviderError> {
+        let mut body = json!({
+            "changeType": "created,updated,deleted",
+            "notificationUrl": req.address,
+            "resource": format!("me/calendars/{calendar}/events"),
+            "expirationDateTime": req.until.to_rfc3339_opts(SecondsFormat::Millis, true),
+            "clientState": req.secret,
+        });
+        if let Some(l) = &req.lifecycle_address {
+            body["lifecycleNotificationUrl"] = json!(l);
+        }
+        let resp = self
+            .http
+            .post(self.subscription_url(None))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .map_err(ProviderError::transport)?;
+        let sub: Subscription = json_or_error(resp).await?;
+        Ok(Watch { remote_id: sub.id, expires_at: sub.expiration_date_time.unwrap_or(req.until) })
+    }
+
+    /// Moves the subscription's expiry (Graph may grant less).
+    async fn extend(
+        &self,
+        token: &str,
+        id: &str,
+        until: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, ProviderError> {
+        let body = json!({ "expirationDateTime": until.to_rfc3339_opts(SecondsFormat::Millis, true) });
+        let resp = self
+            .http
+            .patch(self.subscription_url(Some(id)))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .map_err(ProviderError::transport)?;
+        let sub: Subscription = json_or_error(resp).await?;
+        Ok(Some(sub.expiration_date_time.unwrap_or(until)))
+    }
+
+    async fn reauthorize_subscription(&self, token: &str, id: &str) -> Result<(), ProviderError> {
+        let mut url = self.subscription_url(Some(id));
+        url.path_segments_mut().expect("an http(s) URL").push("reauthorize");
+        let resp = self.http.post(url).bearer_auth(token).send().await.map_err(ProviderError::transport)?;
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        json_or_error::<Value>(resp).await.map(|_| ())
+    }
+
+    async fn unsubscribe(&self, token: &str, id: &str) -> Result<(), ProviderError> {
+        let resp = self
+            .http
+            .delete(self.subscription_url(Some(id)))
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(ProviderError::transport)?;
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        match json_or_error::<Value>(resp).await {
+            Ok(_) | Err(ProviderError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn remove(&self, token: &str, id: &str, etag: &str) -> Result<(), ProviderError> {
         let resp = self
             .http
@@ -742,6 +825,39 @@ impl CalendarProvider for GraphCalendar {
     fn delete<'a>(&'a self, token: &'a str, _calendar: &'a str, id: &'a str, etag: &'a str) -> ProviderFuture<'a, ()> {
         Box::pin(self.remove(token, id, etag))
     }
+
+    fn can_watch(&self) -> bool {
+        true
+    }
+
+    fn watch<'a>(&'a self, token: &'a str, calendar: &'a str, req: &'a WatchRequest) -> ProviderFuture<'a, Watch> {
+        Box::pin(self.subscribe(token, calendar, req))
+    }
+
+    fn renew_watch<'a>(
+        &'a self,
+        token: &'a str,
+        remote_id: &'a str,
+        until: DateTime<Utc>,
+    ) -> ProviderFuture<'a, Option<DateTime<Utc>>> {
+        Box::pin(self.extend(token, remote_id, until))
+    }
+
+    fn reauthorize_watch<'a>(&'a self, token: &'a str, remote_id: &'a str) -> ProviderFuture<'a, ()> {
+        Box::pin(self.reauthorize_subscription(token, remote_id))
+    }
+
+    fn unwatch<'a>(&'a self, token: &'a str, _channel_id: &'a str, remote_id: &'a str) -> ProviderFuture<'a, ()> {
+        Box::pin(self.unsubscribe(token, remote_id))
+    }
+}
+
+/// A subscription as Graph answers it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Subscription {
+    id: String,
+    expiration_date_time: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

@@ -72,6 +72,17 @@ pub struct SettingsArgs {
     /// worker that dies loses its connections to the others after this, in seconds [default: 600]
     #[arg(long, global = true, env = "CALSYNC_SYNC_LEASE_SECONDS")]
     pub sync_lease_seconds: Option<u64>,
+    /// Push channels (webhooks, on when CALSYNC_PUBLIC_URL is set): the lifetime asked of the
+    /// provider; a channel is renewed when less than a third is left, in seconds [default: 252000]
+    #[arg(long, global = true, env = "CALSYNC_WEBHOOK_TTL_SECONDS")]
+    pub webhook_ttl_seconds: Option<u64>,
+    /// Push channels: seconds between two syncs of a connection while its channels work (polling
+    /// is the safety net), give or take 20% [default: 1800]
+    #[arg(long, global = true, env = "CALSYNC_WEBHOOK_SYNC_INTERVAL_SECONDS")]
+    pub webhook_sync_interval_seconds: Option<u64>,
+    /// Push channels: `off` turns them off even with CALSYNC_PUBLIC_URL set [default: on]
+    #[arg(long, global = true, env = "CALSYNC_WEBHOOKS")]
+    pub webhooks: Option<String>,
     /// Background sync: syncs one worker process runs at once [default: 32]
     #[arg(long, global = true, env = "CALSYNC_WORKER_CONCURRENCY")]
     pub worker_concurrency: Option<usize>,

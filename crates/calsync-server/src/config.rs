@@ -89,6 +89,9 @@ struct FileSettings {
     mass_delete_percent: Option<u8>,
     sync_interval_seconds: Option<u64>,
     sync_backoff_cap_seconds: Option<u64>,
+    webhook_ttl_seconds: Option<u64>,
+    webhook_sync_interval_seconds: Option<u64>,
+    webhooks: Option<String>,
     sync_lease_seconds: Option<u64>,
     worker_concurrency: Option<usize>,
     sandbox: Option<String>,
@@ -136,6 +139,7 @@ impl Config {
         let bind = args.bind.clone().or(file.bind).unwrap_or_else(|| DEFAULT_BIND.into());
         bind.parse::<std::net::SocketAddr>()
             .with_context(|| format!("CALSYNC_BIND {bind:?} is not an address such as 127.0.0.1:8080"))?;
+        let explicit_public_url = args.public_url.is_some() || file.public_url.is_some();
         let public_url = match args.public_url.clone().or(file.public_url) {
             Some(u) => u,
             None => format!("http://{bind}"),
@@ -207,6 +211,29 @@ impl Config {
         let lease = args.sync_lease_seconds.or(file.sync_lease_seconds);
         if let Some(d) = seconds(lease, "CALSYNC_SYNC_LEASE_SECONDS", 3..=3_600)? {
             sync.lease = d;
+        }
+        let webhooks_on = match args.webhooks.clone().or(file.webhooks).as_deref() {
+            None | Some("on") => explicit_public_url,
+            Some("off") => false,
+            Some(other) => bail!("CALSYNC_WEBHOOKS must be on or off, not {other:?}"),
+        };
+        let ttl =
+            seconds(args.webhook_ttl_seconds.or(file.webhook_ttl_seconds), "CALSYNC_WEBHOOK_TTL_SECONDS", 3..=604_800)?
+                .unwrap_or(chrono::Duration::seconds(252_000));
+        let webhook_interval = seconds(
+            args.webhook_sync_interval_seconds.or(file.webhook_sync_interval_seconds),
+            "CALSYNC_WEBHOOK_SYNC_INTERVAL_SECONDS",
+            1..=86_400,
+        )?
+        .unwrap_or(chrono::Duration::seconds(1800));
+        if webhooks_on {
+            sync.webhooks = Some(calsync_engine::sync::WebhookConfig {
+                // Set from the public URL once the listener is bound.
+                base_url: String::new(),
+                ttl,
+                renew_before: ttl / 3,
+                interval: webhook_interval.max(sync.interval),
+            });
         }
         let mut worker = crate::worker::WorkerConfig::default();
         if let Some(n) = args.worker_concurrency.or(file.worker_concurrency) {

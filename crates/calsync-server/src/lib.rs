@@ -18,4 +18,5 @@ pub mod startup;
 pub mod state;
 pub mod throttle;
 pub mod web;
+pub mod webhooks;
 pub mod worker;

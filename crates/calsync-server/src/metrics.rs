@@ -48,7 +48,10 @@ fn describe() {
         "calsync_provider_throttles_total",
         "Provider answers asking calsync to slow down (Retry-After)."
     );
-    describe_counter!("calsync_webhook_deliveries_total", "Webhook notifications received, by provider and result.");
+    describe_counter!(
+        "calsync_webhook_deliveries_total",
+        "Webhook notifications received, by provider and outcome (accepted, lifecycle, handshake, validation, forged, unknown, invalid)."
+    );
     describe_counter!("calsync_token_refreshes_total", "Access token refreshes, by provider and outcome.");
 }
 

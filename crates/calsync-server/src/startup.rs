@@ -77,6 +77,9 @@ impl Application {
         if config.public_url.port() == Some(0) {
             let _ = config.public_url.set_port(Some(addr.port()));
         }
+        if let Some(w) = config.sync.webhooks.as_mut() {
+            w.base_url = config.public_url.as_str().trim_end_matches('/').to_owned();
+        }
         let providers = Arc::new(crate::providers::resolve(&config.providers, &config.sandbox, &config.public_url)?);
         crate::services::accounts::warm_up().await;
         // One clock for the store and the services: tests advance it instead of sleeping.
@@ -216,6 +219,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::router(max_body))
         .merge(web::router(&form_origins))
         .merge(ops::router())
+        .merge(crate::webhooks::router())
         .with_state(state)
         // Every body, forms included (axum's own default would let a form carry 2 MB).
         .layer(DefaultBodyLimit::max(max_body))
@@ -223,7 +227,11 @@ pub fn router(state: AppState) -> Router {
         .layer(tower::util::option_layer(hsts))
         .layer(
             ServiceBuilder::new()
-                .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION, COOKIE]))
+                .layer(SetSensitiveRequestHeadersLayer::new([
+                    AUTHORIZATION,
+                    COOKIE,
+                    HeaderName::from_static("x-goog-channel-token"),
+                ]))
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
                 .layer(
                     TraceLayer::new_for_http()

@@ -19,6 +19,7 @@ mod scheduler;
 mod sync;
 mod sync_apply;
 mod sync_state;
+mod webhooks;
 
 pub use accounts::{ApiTokenInfo, AuthenticatedUser, Firm, NewUser, User, WebSession};
 pub use appointments::{AppointmentPage, AppointmentQuery, Cursor};
@@ -31,6 +32,7 @@ pub use scheduler::{AdminConnection, Claimed, SyncStats};
 pub use sync::{AttemptCounts, AttemptQuery, EventLink, LinkWrite, PendingWrite, SyncAttempt};
 pub use sync_apply::SyncAppointment;
 pub use sync_state::{CalendarCursor, Conflict, HeldDelete};
+pub use webhooks::WebhookChannel;
 
 use calsync_domain::clock::Clock;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

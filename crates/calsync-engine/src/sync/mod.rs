@@ -5,6 +5,7 @@
 //! running one and gets its result; across processes the lease in the store decides.
 
 mod calendar;
+mod channels;
 pub(crate) mod session;
 
 use std::collections::HashMap;
@@ -25,6 +26,10 @@ use crate::tokens::TokenSource;
 use calendar::{CalendarSync, Destructive, Frozen, window_for};
 use session::{Session, Stop};
 
+pub use channels::{
+    ChannelHealth, GOOGLE_PATH, MICROSOFT_LIFECYCLE_PATH, MICROSOFT_PATH, WebhookConfig, secret_hash, stop_all,
+};
+
 /// Tunables of the engine; the defaults are what production runs with.
 #[derive(Debug, Clone)]
 pub struct SyncConfig {
@@ -38,6 +43,8 @@ pub struct SyncConfig {
     pub failure_backoff: Duration,
     /// … up to this.
     pub failure_backoff_cap: Duration,
+    /// Push channels (webhooks); `None` polls only.
+    pub webhooks: Option<WebhookConfig>,
     /// Retries of one provider call that failed transiently.
     pub retries: u32,
     pub backoff_base: StdDuration,
@@ -62,8 +69,20 @@ impl SyncConfig {
         failures: u32,
         draw: f64,
     ) -> chrono::DateTime<chrono::Utc> {
+        self.next_sync_after(now, failures, draw, self.interval)
+    }
+
+    /// [`SyncConfig::next_sync`] with another interval after a success (the longer one while
+    /// push channels work).
+    pub fn next_sync_after(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        failures: u32,
+        draw: f64,
+        interval: Duration,
+    ) -> chrono::DateTime<chrono::Utc> {
         let base = if failures == 0 {
-            self.interval
+            interval
         } else {
             let doubled = self.failure_backoff.num_milliseconds().saturating_mul(1i64 << (failures - 1).min(30));
             Duration::milliseconds(doubled.min(self.failure_backoff_cap.num_milliseconds()))
@@ -81,6 +100,7 @@ impl Default for SyncConfig {
             jitter: 0.2,
             failure_backoff: Duration::minutes(1),
             failure_backoff_cap: Duration::hours(1),
+            webhooks: None,
             retries: 5,
             backoff_base: StdDuration::from_millis(500),
             backoff_cap: StdDuration::from_secs(30),
@@ -337,9 +357,11 @@ impl SyncEngine {
         let attempt = self.db.start_attempt_by(firm, conn.id, trigger, replay_of, Some(&self.instance)).await?;
         let started = std::time::Instant::now();
         let mut notes = Vec::new();
+        let mut channels = ChannelHealth::default();
         let (status, counts, error) = match self.sync_connection(conn).await {
             Ok(s) => {
                 notes.clone_from(&s.notes);
+                channels = s.channels;
                 let status = if s.item_errors.is_empty() { AttemptStatus::Success } else { AttemptStatus::Partial };
                 let error = if s.held > 0 {
                     Some((
@@ -364,7 +386,16 @@ impl SyncEngine {
         let succeeded = status != AttemptStatus::Failed;
         let message = error.as_ref().map(|(_, m)| m.as_str());
         let failures = if succeeded { 0 } else { u32::try_from(conn.failure_count).unwrap_or(0) + 1 };
-        let next = self.config.next_sync(self.clock.now(), failures, rand::random::<f64>());
+        let now = self.clock.now();
+        let interval = match &self.config.webhooks {
+            Some(w) if channels.healthy && succeeded => w.interval,
+            _ => self.config.interval,
+        };
+        let mut next = self.config.next_sync_after(now, failures, rand::random::<f64>(), interval);
+        if let Some(renew) = channels.renew_at {
+            // In time to renew the first channel that runs out.
+            next = next.min(renew.max(now));
+        }
         let provider = conn.provider.as_str();
         metrics::counter!("calsync_syncs_total", "provider" => provider, "outcome" => status.as_str()).increment(1);
         metrics::histogram!("calsync_sync_duration_seconds", "provider" => provider)
@@ -444,6 +475,11 @@ impl SyncEngine {
                     failures.push(stop);
                 }
             }
+        }
+        if s.reauthorize.is_none() {
+            let watched: Vec<&calsync_store::SyncedCalendar> =
+                calendars.iter().filter(|c| c.selected || push.as_ref().is_some_and(|p| p.id == c.id)).collect();
+            s.channels = self.keep_channels(&mut s, provider.as_ref(), conn, &watched).await;
         }
         match failures.into_iter().next() {
             None => Ok(s),

@@ -95,6 +95,8 @@ pub struct Session {
     /// Set once a call stayed throttled or unavailable through every retry: no more writes
     /// are attempted in this sync.
     pub throttled: bool,
+    /// The connection's push channels after this sync kept them.
+    pub channels: super::ChannelHealth,
 }
 
 /// A provider call with the session's token, retried as [`Session::after_error`] decides.
@@ -152,6 +154,7 @@ impl Session {
             notes: Vec::new(),
             reauthorize: None,
             throttled: false,
+            channels: super::ChannelHealth::default(),
         })
     }
 

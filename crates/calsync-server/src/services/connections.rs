@@ -364,6 +364,11 @@ impl ConnectionService {
                 " calsync has forgotten its access; to withdraw the consent at Microsoft too, remove calsync under your account's app permissions.",
             );
         }
+        if let Some(setup) = self.providers.get(connection.provider) {
+            // Push channels stop before the grant goes (stopping one needs a working token).
+            let token = self.tokens.access_token(actor.firm_id, id).await.ok();
+            calsync_engine::sync::stop_all(&self.db, setup.calendar.as_ref(), token.as_deref(), &connection).await;
+        }
         if let Some(setup) = self.providers.get(connection.provider)
             && setup.oauth.revoke_url.is_some()
         {

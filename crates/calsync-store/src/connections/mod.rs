@@ -514,7 +514,8 @@ impl Db {
         message: &str,
     ) -> Result<Connection, StoreError> {
         let n = on_pool!(self, pool => {
-            sqlx::query(
+            let mut tx = pool.begin_with(self.begin_write_sql()).await?;
+            let n = sqlx::query(
                 "UPDATE oauth_connections SET status = 'revoked', status_message = $1, status_reason = 'disconnected', \
                  access_token = NULL, \
                  refresh_token = NULL, token_expires_at = NULL, sync_enabled = FALSE, next_sync_at = NULL, \
@@ -526,9 +527,18 @@ impl Db {
             .bind(id.as_uuid())
             .bind(firm.as_uuid())
             .bind(user.as_uuid())
-            .execute(pool)
+            .execute(&mut *tx)
             .await?
-            .rows_affected()
+            .rows_affected();
+            // Its push channels are forgotten with it (the caller stops them at the provider
+            // first); a late delivery then finds no channel.
+            sqlx::query("DELETE FROM webhook_channels WHERE connection_id = $1 AND firm_id = $2")
+                .bind(id.as_uuid())
+                .bind(firm.as_uuid())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            n
         });
         if n != 1 {
             return Err(StoreError::NotFound);
