@@ -85,8 +85,11 @@ async fn google(State(state): State<AppState>, headers: HeaderMap) -> StatusCode
             return StatusCode::INTERNAL_SERVER_ERROR;
         }
     };
-    let resource_matches = header_str(&headers, "x-goog-resource-id")
-        .is_some_and(|r| constant_time_eq(r.as_bytes(), ch.remote_id.as_bytes()));
+    // The `sync` message may come before the channel's resource id is recorded.
+    let opening = ch.remote_id.starts_with(calsync_engine::sync::PENDING);
+    let resource_matches = opening
+        || header_str(&headers, "x-goog-resource-id")
+            .is_some_and(|r| constant_time_eq(r.as_bytes(), ch.remote_id.as_bytes()));
     if !genuine(&ch, header_str(&headers, "x-goog-channel-token")) || !resource_matches {
         tracing::warn!(channel = %ch.id, "webhook delivery with a wrong token refused");
         count(provider, "forged");
@@ -97,7 +100,7 @@ async fn google(State(state): State<AppState>, headers: HeaderMap) -> StatusCode
             count(provider, "handshake");
             StatusCode::OK
         }
-        Some("exists" | "not_exists") => {
+        Some("exists" | "not_exists") if !opening => {
             if let Err(e) = state.db.record_delivery(ch.firm_id, ch.id).await {
                 tracing::warn!(channel = %ch.id, error = %e, "webhook delivery not counted");
             }

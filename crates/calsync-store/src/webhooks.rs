@@ -139,6 +139,26 @@ impl Db {
         row.map(WebhookChannel::try_from).transpose()
     }
 
+    /// The provider's id and granted expiry of a channel recorded before it was opened.
+    pub async fn channel_opened(
+        &self,
+        firm: FirmId,
+        id: Uuid,
+        remote_id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE webhook_channels SET remote_id = $1, expires_at = $2 WHERE id = $3 AND firm_id = $4")
+                .bind(remote_id)
+                .bind(expires_at)
+                .bind(id)
+                .bind(firm.as_uuid())
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
     /// A renewed channel: its new expiry, and working again if it was paused.
     pub async fn renew_channel(&self, firm: FirmId, id: Uuid, expires_at: DateTime<Utc>) -> Result<(), StoreError> {
         on_pool!(self, pool => {

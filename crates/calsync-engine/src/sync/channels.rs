@@ -17,6 +17,9 @@ use uuid::Uuid;
 use super::SyncEngine;
 use super::session::{Session, call};
 
+/// The stand-in for the provider's id while a channel is being opened.
+pub const PENDING: &str = "pending-";
+
 /// Where providers deliver, under the public URL.
 pub const GOOGLE_PATH: &str = "/webhooks/google";
 pub const MICROSOFT_PATH: &str = "/webhooks/microsoft";
@@ -127,6 +130,11 @@ impl SyncEngine {
         let Some(mut ch) = current else {
             return self.open_channel(s, provider, conn, cal, cfg).await;
         };
+        if ch.remote_id.starts_with(PENDING) {
+            // Recorded, but the provider's answer never was (a crash in between): opened anew.
+            self.close_channel(s, provider, &ch).await;
+            return self.open_channel(s, provider, conn, cal, cfg).await;
+        }
         if ch.needs_reauthorization {
             let rid = ch.remote_id.clone();
             match call!(s, |t| provider.reauthorize_watch(t, &rid)) {
@@ -190,27 +198,37 @@ impl SyncEngine {
             secret,
             until: self.clock.now() + cfg.ttl,
         };
-        let remote = cal.remote_id.clone();
-        let watch = call!(s, |t| provider.watch(t, &remote, &req))?;
-        let channel = WebhookChannel {
+        // Recorded before it is opened: Google's first message may come before its answer.
+        let mut channel = WebhookChannel {
             id,
             firm_id: conn.firm_id,
             connection_id: conn.id,
             calendar_id: cal.id,
             provider: conn.provider,
-            remote_id: watch.remote_id,
+            remote_id: format!("{PENDING}{id}"),
             secret_hash: secret_hash(&req.secret),
-            expires_at: watch.expires_at,
+            expires_at: req.until,
             needs_reauthorization: false,
             last_delivery_at: None,
             deliveries: 0,
             created_at: self.clock.now(),
         };
-        if let Err(e) = self.db.insert_channel(&channel).await {
-            // Not recorded: a delivery could not be checked, so the channel is closed again.
-            let (cid, rid) = (channel.id.to_string(), channel.remote_id.clone());
-            let _ = call!(s, |t| provider.unwatch(t, &cid, &rid));
-            return Err(ProviderError::retryable(e.to_string()));
+        let store = |e: calsync_store::StoreError| ProviderError::retryable(e.to_string());
+        self.db.insert_channel(&channel).await.map_err(store)?;
+        let remote = cal.remote_id.clone();
+        let watch = match call!(s, |t| provider.watch(t, &remote, &req)) {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = self.db.delete_channel(conn.firm_id, id).await;
+                return Err(e);
+            }
+        };
+        channel.remote_id = watch.remote_id;
+        channel.expires_at = watch.expires_at;
+        if let Err(e) = self.db.channel_opened(conn.firm_id, id, &channel.remote_id, channel.expires_at).await {
+            // Not recorded: its deliveries could not be checked, so it is closed again.
+            self.close_channel(s, provider, &channel).await;
+            return Err(store(e));
         }
         tracing::info!(connection_id = %conn.id, calendar = %cal.id, channel = %channel.id, expires_at = %channel.expires_at, "push channel opened");
         Ok(channel.expires_at)
@@ -220,7 +238,9 @@ impl SyncEngine {
     /// forgets it.
     async fn close_channel(&self, s: &mut Session, provider: &dyn CalendarProvider, ch: &WebhookChannel) {
         let (cid, rid) = (ch.id.to_string(), ch.remote_id.clone());
-        if let Err(e) = call!(s, |t| provider.unwatch(t, &cid, &rid)) {
+        if !rid.starts_with(PENDING)
+            && let Err(e) = call!(s, |t| provider.unwatch(t, &cid, &rid))
+        {
             tracing::warn!(channel = %ch.id, error = %e, "push channel not stopped at the provider; it runs out on its own");
         }
         if let Err(e) = self.db.delete_channel(ch.firm_id, ch.id).await {
@@ -237,7 +257,7 @@ pub async fn stop_all(db: &Db, provider: &dyn CalendarProvider, token: Option<&s
         Err(e) => return tracing::warn!(connection_id = %conn.id, error = %e, "could not read the push channels"),
     };
     for ch in channels {
-        if let Some(token) = token
+        if let Some(token) = token.filter(|_| !ch.remote_id.starts_with(PENDING))
             && let Err(e) = provider.unwatch(token, &ch.id.to_string(), &ch.remote_id).await
         {
             tracing::warn!(channel = %ch.id, error = %e, "push channel not stopped at the provider; it runs out on its own");

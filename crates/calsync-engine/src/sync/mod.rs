@@ -27,7 +27,7 @@ use calendar::{CalendarSync, Destructive, Frozen, window_for};
 use session::{Session, Stop};
 
 pub use channels::{
-    ChannelHealth, GOOGLE_PATH, MICROSOFT_LIFECYCLE_PATH, MICROSOFT_PATH, WebhookConfig, secret_hash, stop_all,
+    ChannelHealth, GOOGLE_PATH, MICROSOFT_LIFECYCLE_PATH, MICROSOFT_PATH, PENDING, WebhookConfig, secret_hash, stop_all,
 };
 
 /// Tunables of the engine; the defaults are what production runs with.
