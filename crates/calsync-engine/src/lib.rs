@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod budget;
 pub mod registry;
 pub mod sync;
 pub mod tokens;

@@ -450,6 +450,24 @@ mod tests {
     }
 
     #[test]
+    fn webhooks_follow_the_public_url() {
+        let mut a = args();
+        std::fs::write(a.config.as_ref().unwrap(), "").unwrap();
+        assert!(Config::load(&a).unwrap().sync.webhooks.is_none(), "no public URL, no webhooks");
+        a.public_url = Some("https://calsync.example/".into());
+        a.webhook_ttl_seconds = Some(3000);
+        let w = Config::load(&a).unwrap().sync.webhooks.expect("on with a public URL");
+        assert_eq!((w.ttl.num_seconds(), w.renew_before.num_seconds(), w.interval.num_seconds()), (3000, 1000, 1800));
+        a.webhooks = Some("off".into());
+        assert!(Config::load(&a).unwrap().sync.webhooks.is_none());
+        a.webhooks = Some("maybe".into());
+        assert!(format!("{:#}", Config::load(&a).unwrap_err()).contains("CALSYNC_WEBHOOKS"));
+        a.webhooks = None;
+        a.webhook_ttl_seconds = Some(1);
+        assert!(format!("{:#}", Config::load(&a).unwrap_err()).contains("CALSYNC_WEBHOOK_TTL_SECONDS"));
+    }
+
+    #[test]
     fn https_public_url_makes_cookies_secure() {
         let mut a = args();
         std::fs::write(a.config.as_ref().unwrap(), "").unwrap();

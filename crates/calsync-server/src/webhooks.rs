@@ -190,10 +190,10 @@ async fn genuine_items(
     Ok(out)
 }
 
-fn parse(body: &Bytes) -> Result<Notifications, Response> {
+fn parse(body: &Bytes) -> Result<Notifications, (StatusCode, String)> {
     serde_json::from_slice(body).map_err(|e| {
         count(Provider::Microsoft, "invalid");
-        (StatusCode::BAD_REQUEST, format!("body: not a notification batch ({e})")).into_response()
+        (StatusCode::BAD_REQUEST, format!("body: not a notification batch ({e})"))
     })
 }
 
@@ -211,7 +211,7 @@ async fn microsoft(State(state): State<AppState>, Query(q): Query<Validation>, b
     }
     let batch = match parse(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let mut tally = Tally::default();
     let items = match genuine_items(&state, batch.value, &mut tally).await {
@@ -247,7 +247,7 @@ async fn microsoft_lifecycle(State(state): State<AppState>, Query(q): Query<Vali
     }
     let batch = match parse(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let mut tally = Tally::default();
     let items = match genuine_items(&state, batch.value, &mut tally).await {

@@ -117,11 +117,18 @@ impl World {
         v["items"].as_array().unwrap().iter().map(|a| a["title"].as_str().unwrap().to_owned()).collect()
     }
 
-    /// Waits until calsync has the appointment, which only a delivery can bring this soon (the
-    /// next poll is half an hour away).
+    /// Waits until no sync is due for a while (the next poll is half an hour away): from then
+    /// on only a delivery brings a change in soon.
+    async fn quiet(&self) {
+        wait_for(20, "no sync due", || async {
+            let next = self.next_sync_at().await.unwrap();
+            (next > self.app.state.clock.now() + Duration::minutes(10)).then_some(())
+        })
+        .await;
+    }
+
+    /// Waits until calsync has the appointment (see [`World::quiet`]), imported once.
     async fn arrives(&self, title: &str) {
-        let next = self.next_sync_at().await.unwrap();
-        assert!(next > self.app.state.clock.now() + Duration::minutes(10), "a poll is near: {next}");
         wait_for(10, title, || async { self.titles().await.iter().any(|t| t == title).then_some(()) }).await;
         let n = self.titles().await.iter().filter(|t| *t == title).count();
         assert_eq!(n, 1, "{title} imported {n} times");
@@ -162,6 +169,7 @@ async fn google_push_channels(backend: Backend) {
     wait_for(10, "the sync message", || async { (w.metric("handshake").await >= 1).then_some(()) }).await;
 
     // A change there arrives through the channel.
+    w.quiet().await;
     w.create_there("Pushed intake").await;
     w.arrives("Pushed intake").await;
     assert!(w.metric("accepted").await >= 1);
@@ -194,6 +202,7 @@ async fn google_push_channels(backend: Backend) {
 
     // Every delivery twice: one appointment all the same.
     w.app.control("/_sandbox/push", json!({"mode": "duplicate", "count": 10})).await;
+    w.quiet().await;
     w.create_there("Twice told").await;
     w.arrives("Twice told").await;
     w.app.control("/_sandbox/push", json!({"mode": "normal"})).await;
@@ -213,10 +222,7 @@ async fn google_push_channels(backend: Backend) {
     // The old channel's deliveries, were any late, find no channel.
     let late = post(ch.id.to_string(), "guess", &ch.remote_id).send().await.unwrap();
     assert_eq!(late.status(), 404);
-    wait_for(20, "the renewal sync to finish", || async {
-        (w.next_sync_at().await.unwrap() > w.app.state.clock.now() + Duration::minutes(10)).then_some(())
-    })
-    .await;
+    w.quiet().await;
     w.create_there("After renewal").await;
     w.arrives("After renewal").await;
 
@@ -239,6 +245,7 @@ async fn graph_subscriptions(backend: Backend) {
 
     // Changes there arrive; several close together come in one batch.
     w.app.control("/_sandbox/push", json!({"coalesce_ms": 300})).await;
+    w.quiet().await;
     for t in ["Batch one", "Batch two", "Batch three"] {
         w.create_there(t).await;
     }
@@ -280,6 +287,7 @@ async fn graph_subscriptions(backend: Backend) {
     })
     .await;
     assert_eq!(w.app.sandbox_requests(|k| k.contains("/reauthorize")).await, 1);
+    w.quiet().await;
     w.create_there("After reauthorization").await;
     w.arrives("After reauthorization").await;
 
@@ -299,6 +307,7 @@ async fn graph_subscriptions(backend: Backend) {
             .then(|| c[0].clone())
     })
     .await;
+    w.quiet().await;
     w.create_there("After removal").await;
     w.arrives("After removal").await;
 

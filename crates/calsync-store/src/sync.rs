@@ -223,6 +223,15 @@ impl TryFrom<LinkRow> for EventLink {
     }
 }
 
+/// What a finished sync leaves on its connection.
+#[derive(Debug, Clone)]
+pub struct SyncOutcome<'a> {
+    pub connection: ConnectionId,
+    pub succeeded: bool,
+    pub last_error: Option<&'a str>,
+    pub next_sync_at: DateTime<Utc>,
+}
+
 const ATTEMPT_COLUMNS: &str = "id, connection_id, triggered_by, status, started_at, finished_at, pulled_created, \
     pulled_updated, pulled_deleted, pushed_created, pushed_updated, pushed_deleted, conflicts, requests, error_kind, \
     error_message, replay_of, merged, notes, worker";
@@ -451,6 +460,37 @@ impl Db {
         error: Option<(&str, &str)>,
         notes: &[String],
     ) -> Result<SyncAttempt, StoreError> {
+        self.finish_with(firm, id, status, counts, error, notes, None).await
+    }
+
+    /// Finishes the attempt and records its outcome on the connection (when it is due next,
+    /// the failure count, the error) in one transaction: a process killed in between cannot
+    /// leave a connection scheduled far ahead with its attempt still running.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn finish_sync(
+        &self,
+        firm: FirmId,
+        id: SyncAttemptId,
+        status: AttemptStatus,
+        counts: &AttemptCounts,
+        error: Option<(&str, &str)>,
+        notes: &[String],
+        outcome: &SyncOutcome<'_>,
+    ) -> Result<SyncAttempt, StoreError> {
+        self.finish_with(firm, id, status, counts, error, notes, Some(outcome)).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_with(
+        &self,
+        firm: FirmId,
+        id: SyncAttemptId,
+        status: AttemptStatus,
+        counts: &AttemptCounts,
+        error: Option<(&str, &str)>,
+        notes: &[String],
+        outcome: Option<&SyncOutcome<'_>>,
+    ) -> Result<SyncAttempt, StoreError> {
         if status == AttemptStatus::Running {
             return Err(StoreError::Corrupt("an attempt cannot finish as running".into()));
         }
@@ -465,10 +505,12 @@ impl Db {
              requests = $10, error_kind = $11, error_message = $12, merged = $15, notes = $16, duration_ms = {duration} \
              WHERE firm_id = $13 AND id = $14 AND status = 'running' RETURNING {ATTEMPT_COLUMNS}"
         );
+        let now = self.now();
         let row: Option<AttemptRow> = on_pool!(self, pool => {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            let mut tx = pool.begin_with(self.begin_write_sql()).await?;
+            let row: Option<AttemptRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(status.as_str())
-                .bind(self.now())
+                .bind(now)
                 .bind(counts.pulled_created)
                 .bind(counts.pulled_updated)
                 .bind(counts.pulled_deleted)
@@ -483,8 +525,25 @@ impl Db {
                 .bind(id.as_uuid())
                 .bind(counts.merged)
                 .bind(serde_json::to_string(notes).unwrap_or_else(|_| "[]".into()))
-                .fetch_optional(pool)
-                .await?
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let (Some(o), Some(_)) = (outcome, row.as_ref()) {
+                let n = sqlx::query(crate::sync_state::RECORD_OUTCOME)
+                    .bind(o.succeeded)
+                    .bind(now)
+                    .bind(o.last_error)
+                    .bind(crate::micros(o.next_sync_at))
+                    .bind(o.connection.as_uuid())
+                    .bind(firm.as_uuid())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if n != 1 {
+                    return Err(StoreError::NotFound);
+                }
+            }
+            tx.commit().await?;
+            row
         });
         row.ok_or(StoreError::NotFound)?.try_into()
     }

@@ -315,12 +315,7 @@ impl Db {
         next_sync_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let n = on_pool!(self, pool => {
-            sqlx::query(
-                "UPDATE oauth_connections SET last_sync_at = CASE WHEN $1 THEN $2 ELSE last_sync_at END, \
-                 last_error = $3, next_sync_at = $4, \
-                 failure_count = CASE WHEN $1 THEN 0 ELSE failure_count + 1 END \
-                 WHERE id = $5 AND firm_id = $6",
-            )
+            sqlx::query(RECORD_OUTCOME)
             .bind(succeeded)
             .bind(self.now())
             .bind(last_error)
@@ -593,3 +588,9 @@ impl Db {
         exactly_one(n)
     }
 }
+
+/// A sync's outcome on its connection: `$1` succeeded, `$2` now, `$3` the error, `$4` when it
+/// is due next, `$5` the connection, `$6` its firm.
+pub(crate) const RECORD_OUTCOME: &str = "UPDATE oauth_connections SET last_sync_at = CASE WHEN $1 THEN $2 ELSE last_sync_at END, \
+     last_error = $3, next_sync_at = $4, failure_count = CASE WHEN $1 THEN 0 ELSE failure_count + 1 END \
+     WHERE id = $5 AND firm_id = $6";

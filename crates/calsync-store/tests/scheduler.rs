@@ -10,7 +10,9 @@ use calsync_domain::ids::ConnectionId;
 use calsync_domain::sync::{AttemptStatus, SyncTrigger};
 use calsync_domain::tenant::Role;
 use calsync_store::crypto::Keyring;
-use calsync_store::{AttemptCounts, CalendarInfo, Connection, Db, NewGrant, NewUser, SettingsChange, User};
+use calsync_store::{
+    AttemptCounts, CalendarInfo, Connection, Db, NewGrant, NewUser, SettingsChange, User, WebhookChannel,
+};
 use calsync_testkit::{Backend, TestDb, backend_tests};
 use chrono::Duration;
 
@@ -243,7 +245,67 @@ async fn admins_see_failing_connections_first_and_their_statistics(backend: Back
     assert!(db.admin_connections(firm, Some(ConnectionStatus::Revoked), None).await.unwrap().is_empty());
 }
 
+/// Push channels: found by the id a delivery names, scoped to their firm for every change,
+/// renewed, paused and forgotten; a disconnect forgets them all.
+async fn push_channels_are_found_by_delivery_and_kept_per_firm(backend: Backend) {
+    let t = TestDb::new(backend).await;
+    let db = &t.db;
+    let ann = user(db, "acme", "ann@acme.test").await;
+    let eve = user(db, "globex", "eve@globex.test").await;
+    let a = connect(db, &ann, "ann@outlook.test", Provider::Microsoft).await;
+    let cal = db.calendars(ann.firm_id, a.id).await.unwrap().remove(0);
+    // As stored: to the microsecond.
+    let now = chrono::DateTime::from_timestamp_micros(db.clock().now().timestamp_micros()).unwrap();
+    let ch = WebhookChannel {
+        id: uuid::Uuid::now_v7(),
+        firm_id: ann.firm_id,
+        connection_id: a.id,
+        calendar_id: cal.id,
+        provider: Provider::Microsoft,
+        remote_id: "sub-1".into(),
+        secret_hash: "ab".repeat(32),
+        expires_at: now + Duration::hours(70),
+        needs_reauthorization: false,
+        last_delivery_at: None,
+        deliveries: 0,
+        created_at: now,
+    };
+    db.insert_channel(&ch).await.unwrap();
+    assert_eq!(db.channel_by_id(ch.id).await.unwrap().as_ref(), Some(&ch));
+    assert_eq!(db.channel_by_remote_id(Provider::Microsoft, "sub-1").await.unwrap().as_ref(), Some(&ch));
+    assert_eq!(db.channel_by_remote_id(Provider::Google, "sub-1").await.unwrap(), None);
+    // One subscription id is one channel.
+    let twin = WebhookChannel { id: uuid::Uuid::now_v7(), ..ch.clone() };
+    assert!(db.insert_channel(&twin).await.is_err());
+
+    // Another firm changes nothing of it.
+    db.flag_reauthorization(eve.firm_id, ch.id).await.unwrap();
+    db.record_delivery(eve.firm_id, ch.id).await.unwrap();
+    db.delete_channel(eve.firm_id, ch.id).await.unwrap();
+    assert!(db.channels(eve.firm_id, a.id).await.unwrap().is_empty());
+    assert_eq!(db.channels(ann.firm_id, a.id).await.unwrap(), vec![ch.clone()]);
+
+    db.flag_reauthorization(ann.firm_id, ch.id).await.unwrap();
+    db.record_delivery(ann.firm_id, ch.id).await.unwrap();
+    let got = db.channel_by_id(ch.id).await.unwrap().unwrap();
+    assert!(got.needs_reauthorization);
+    assert_eq!((got.deliveries, got.last_delivery_at.is_some()), (1, true));
+    let later = now + Duration::hours(140);
+    db.renew_channel(ann.firm_id, ch.id, later).await.unwrap();
+    let got = db.channel_by_id(ch.id).await.unwrap().unwrap();
+    assert!(!got.needs_reauthorization);
+    assert_eq!(got.expires_at.timestamp_micros(), later.timestamp_micros());
+    db.channel_opened(ann.firm_id, ch.id, "sub-2", now + Duration::hours(1)).await.unwrap();
+    assert_eq!(db.channel_by_remote_id(Provider::Microsoft, "sub-2").await.unwrap().unwrap().id, ch.id);
+
+    // Disconnecting forgets the connection's channels.
+    db.disconnect(ann.firm_id, ann.id, a.id, "bye").await.unwrap();
+    assert!(db.channels(ann.firm_id, a.id).await.unwrap().is_empty());
+    assert_eq!(db.channel_by_id(ch.id).await.unwrap(), None);
+}
+
 backend_tests!(
+    push_channels_are_found_by_delivery_and_kept_per_firm,
     due_connections_are_claimed_once_and_taken_over_when_the_lease_runs_out,
     racing_workers_never_claim_one_connection_twice,
     admins_see_failing_connections_first_and_their_statistics,

@@ -43,6 +43,9 @@ pub struct SyncConfig {
     pub failure_backoff: Duration,
     /// … up to this.
     pub failure_backoff_cap: Duration,
+    /// Keep each provider account within its request budget ([`crate::budget`]). Off only
+    /// against a sandbox that enforces no quota (tests, benchmarks of the engine itself).
+    pub request_budgets: bool,
     /// Push channels (webhooks); `None` polls only.
     pub webhooks: Option<WebhookConfig>,
     /// Retries of one provider call that failed transiently.
@@ -101,6 +104,7 @@ impl Default for SyncConfig {
             failure_backoff: Duration::minutes(1),
             failure_backoff_cap: Duration::hours(1),
             webhooks: None,
+            request_budgets: true,
             retries: 5,
             backoff_base: StdDuration::from_millis(500),
             backoff_cap: StdDuration::from_secs(30),
@@ -147,6 +151,8 @@ pub struct SyncEngine {
     /// One writer per connection in this process: a sync, settling held deletions, resolving a
     /// conflict. (Across processes the lease in the store does the same.)
     locks: Mutex<HashMap<ConnectionId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Request budgets per provider account, shared by every sync of this process.
+    budgets: crate::budget::Budgets,
 }
 
 impl std::fmt::Debug for SyncEngine {
@@ -168,6 +174,7 @@ impl SyncEngine {
             instance,
             running: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
+            budgets: crate::budget::Budgets::default(),
         }
     }
 
@@ -194,6 +201,12 @@ impl SyncEngine {
 
     fn lock_for(&self, id: ConnectionId) -> Arc<tokio::sync::Mutex<()>> {
         self.locks.lock().unwrap_or_else(|p| p.into_inner()).entry(id).or_default().clone()
+    }
+
+    fn budget_of(&self, conn: &Connection) -> Option<Arc<crate::budget::AccountBudget>> {
+        self.config
+            .request_budgets
+            .then(|| self.budgets.account(conn.provider, &conn.account_email.to_ascii_lowercase()))
     }
 
     pub fn config(&self) -> &SyncConfig {
@@ -400,9 +413,10 @@ impl SyncEngine {
         metrics::counter!("calsync_syncs_total", "provider" => provider, "outcome" => status.as_str()).increment(1);
         metrics::histogram!("calsync_sync_duration_seconds", "provider" => provider)
             .record(started.elapsed().as_secs_f64());
-        self.db.record_sync_outcome(firm, conn.id, succeeded, message, next).await?;
         let err = error.as_ref().map(|(k, m)| (k.as_str(), m.as_str()));
-        let done = self.db.finish_attempt(firm, attempt.id, status, &counts, err, &notes).await?;
+        let outcome =
+            calsync_store::SyncOutcome { connection: conn.id, succeeded, last_error: message, next_sync_at: next };
+        let done = self.db.finish_sync(firm, attempt.id, status, &counts, err, &notes, &outcome).await?;
         tracing::info!(
             connection_id = %conn.id,
             attempt_id = %done.id,
@@ -426,7 +440,9 @@ impl SyncEngine {
         })?;
         let provider = Arc::clone(&setup.calendar);
         let mut s =
-            Session::start(self.db.clone(), Arc::clone(&self.tokens), self.config.clone(), conn).await.map_err(fail)?;
+            Session::start(self.db.clone(), Arc::clone(&self.tokens), self.config.clone(), conn, self.budget_of(conn))
+                .await
+                .map_err(fail)?;
         let firm = conn.firm_id;
         let load = async {
             let calendars = self.db.calendars(firm, conn.id).await?;
@@ -524,9 +540,10 @@ impl SyncEngine {
             .get(conn.provider)
             .ok_or_else(|| SyncError::Conflict(format!("{} is not configured", conn.provider.label())))?;
         let provider = Arc::clone(&setup.calendar);
-        let mut s = Session::start(self.db.clone(), Arc::clone(&self.tokens), self.config.clone(), conn)
-            .await
-            .map_err(|e| SyncError::Conflict(e.to_string()))?;
+        let mut s =
+            Session::start(self.db.clone(), Arc::clone(&self.tokens), self.config.clone(), conn, self.budget_of(conn))
+                .await
+                .map_err(|e| SyncError::Conflict(e.to_string()))?;
         let calendars = self.db.calendars(firm, conn.id).await?;
         let push = self.db.push_calendar(firm, conn.id).await?;
         let rules = Rules { conflicts: conn.settings.conflict_strategy, deletes: conn.settings.delete_policy };
@@ -610,9 +627,15 @@ impl SyncEngine {
                 .get(conn.provider)
                 .ok_or_else(|| SyncError::Conflict(format!("{} is not configured", conn.provider.label())))?;
             let provider = Arc::clone(&setup.calendar);
-            let mut s = Session::start(self.db.clone(), Arc::clone(&self.tokens), self.config.clone(), &conn)
-                .await
-                .map_err(|e| SyncError::Conflict(e.to_string()))?;
+            let mut s = Session::start(
+                self.db.clone(),
+                Arc::clone(&self.tokens),
+                self.config.clone(),
+                &conn,
+                self.budget_of(&conn),
+            )
+            .await
+            .map_err(|e| SyncError::Conflict(e.to_string()))?;
             let calendars = self.db.calendars(firm, conn.id).await?;
             let cal = calendars.iter().find(|k| k.id == c.calendar_id).ok_or(SyncError::NotFound)?;
             let push = self.db.push_calendar(firm, conn.id).await?;

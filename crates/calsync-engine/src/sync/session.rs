@@ -97,6 +97,8 @@ pub struct Session {
     pub throttled: bool,
     /// The connection's push channels after this sync kept them.
     pub channels: super::ChannelHealth,
+    /// The provider account's request budget (shared with its other connections).
+    pub budget: Option<Arc<crate::budget::AccountBudget>>,
 }
 
 /// A provider call with the session's token, retried as [`Session::after_error`] decides.
@@ -116,6 +118,12 @@ macro_rules! call {
             $s.counts.requests += 1;
             metrics::counter!("calsync_provider_requests_total", "provider" => $s.provider).increment(1);
             let result = {
+                // The account's budget: a slot (held while the request is out) and a token.
+                let budget = $s.budget.clone();
+                let _slot = match &budget {
+                    Some(b) => Some(b.acquire().await),
+                    None => None,
+                };
                 let $t: &str = &$s.token;
                 $body.await
             };
@@ -137,6 +145,7 @@ impl Session {
         tokens: Arc<TokenSource>,
         config: SyncConfig,
         connection: &Connection,
+        budget: Option<Arc<crate::budget::AccountBudget>>,
     ) -> Result<Self, Stop> {
         let token = tokens.access_token(connection.firm_id, connection.id).await?;
         Ok(Session {
@@ -155,6 +164,7 @@ impl Session {
             reauthorize: None,
             throttled: false,
             channels: super::ChannelHealth::default(),
+            budget,
         })
     }
 
@@ -204,8 +214,12 @@ impl Session {
             }
             ProviderError::Retryable { after, reason } if *attempt < self.config.retries => {
                 *attempt += 1;
-                if after.is_some() {
+                if let Some(after) = after {
                     metrics::counter!("calsync_provider_throttles_total", "provider" => self.provider).increment(1);
+                    // The whole account waits, not just this request.
+                    if let Some(b) = &self.budget {
+                        b.hold_off(after.min(self.config.retry_after_cap));
+                    }
                 }
                 let wait = match after {
                     Some(after) => after.min(self.config.retry_after_cap),

@@ -364,9 +364,13 @@ impl ConnectionService {
                 " calsync has forgotten its access; to withdraw the consent at Microsoft too, remove calsync under your account's app permissions.",
             );
         }
-        if let Some(setup) = self.providers.get(connection.provider) {
-            // Push channels stop before the grant goes (stopping one needs a working token).
-            let token = self.tokens.access_token(actor.firm_id, id).await.ok();
+        if let Some(setup) = self.providers.get(connection.provider)
+            && !self.db.channels(actor.firm_id, id).await?.is_empty()
+        {
+            // Push channels stop before the grant goes, with the access token as stored (no
+            // refresh: a disconnect never waits for one; a channel that cannot be stopped runs
+            // out on its own).
+            let token = self.db.tokens(&self.keyring, actor.firm_id, id).await.ok().and_then(|t| t.access_token);
             calsync_engine::sync::stop_all(&self.db, setup.calendar.as_ref(), token.as_deref(), &connection).await;
         }
         if let Some(setup) = self.providers.get(connection.provider)
