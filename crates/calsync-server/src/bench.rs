@@ -86,7 +86,8 @@ async fn world(label: &str) -> anyhow::Result<World> {
         db.clone(),
         tokens,
         providers.clone(),
-        // The engine's own speed: the sandbox enforces no quota, so no account budget paces it.
+        // The engine's own speed: like the sandbox's quota (lifted above), no account budget
+        // paces it.
         SyncConfig { request_budgets: false, ..SyncConfig::default() },
     ));
     let http = calsync_providers::http_client(Duration::from_secs(120));

@@ -174,6 +174,9 @@ pub enum Command {
         /// Keep the sandbox's state in this file across restarts (in memory only without it).
         #[arg(long)]
         state: Option<std::path::PathBuf>,
+        /// Lift Google's per-user and per-project quotas (benchmarks with many accounts).
+        #[arg(long)]
+        no_quota: bool,
     },
     /// Measure the service on a fresh database against the in-process sandbox (use a release build).
     #[command(subcommand)]
@@ -182,6 +185,27 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// The background worker of a real service against a sandbox process with latency: a sweep
+    /// of many connections without changes, and change propagation with webhooks and by polling.
+    Scheduler {
+        /// `google` or `microsoft`.
+        #[arg(long, default_value = "google")]
+        provider: String,
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        /// Added by the sandbox to every request, in milliseconds.
+        #[arg(long, default_value_t = 20)]
+        latency_ms: u64,
+        /// Syncs the worker runs at once (the service's default is 32).
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Changes timed per propagation scenario.
+        #[arg(long, default_value_t = 50)]
+        samples: usize,
+        /// The polling interval of the polling-only scenario, in seconds.
+        #[arg(long, default_value_t = 30)]
+        poll_seconds: u64,
+    },
     /// Initial import, a no-change sync and the push of new appointments, through the sync engine.
     Sync {
         /// `google` or `microsoft`.

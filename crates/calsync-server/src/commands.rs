@@ -23,7 +23,7 @@ pub async fn run(config: Config, command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin(cmd) => admin(&config, cmd).await,
-        Command::Sandbox { bind, seed, state } => sandbox(&bind, seed, state).await,
+        Command::Sandbox { bind, seed, state, no_quota } => sandbox(&bind, seed, state, no_quota).await,
         Command::Bench(_) => {
             anyhow::bail!("calsync bench runs on its own; it is handled before the configuration is loaded")
         }
@@ -31,7 +31,12 @@ pub async fn run(config: Config, command: Command) -> anyhow::Result<()> {
 }
 
 /// The provider sandbox on its own, for scripts and for several calsync processes to share.
-pub async fn sandbox(bind: &str, seed: Option<u64>, state: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+pub async fn sandbox(
+    bind: &str,
+    seed: Option<u64>,
+    state: Option<std::path::PathBuf>,
+    no_quota: bool,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("cannot listen on {bind}"))?;
     let addr = listener.local_addr()?;
     let config = calsync_sandbox::SandboxConfig {
@@ -39,6 +44,15 @@ pub async fn sandbox(bind: &str, seed: Option<u64>, state: Option<std::path::Pat
         public_base_url: format!("http://{addr}"),
         state_file: state,
         ..Default::default()
+    };
+    let config = if no_quota {
+        calsync_sandbox::SandboxConfig {
+            google_user_quota_per_minute: u32::MAX,
+            google_project_quota_per_minute: u32::MAX,
+            ..config
+        }
+    } else {
+        config
     };
     let sandbox = calsync_sandbox::Sandbox::open(config)?;
     tracing::info!("sandbox listening on http://{addr}");

@@ -9,11 +9,42 @@ fn main() -> ExitCode {
     // One TLS implementation (ring) for every outbound connection; reqwest is built without one.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
-    if let Some(Command::Sandbox { bind, seed, state }) = &cli.command {
+    if let Some(Command::Sandbox { bind, seed, state, no_quota }) = &cli.command {
         // The sandbox needs no database, key or configuration file.
         logging::init(cli.settings.log_format.unwrap_or(calsync_server::cli::LogFormat::Text), "info");
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-        return match runtime.block_on(commands::sandbox(bind, *seed, state.clone())) {
+        return match runtime.block_on(commands::sandbox(bind, *seed, state.clone(), *no_quota)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(Command::Bench(calsync_server::cli::BenchCommand::Scheduler {
+        provider,
+        connections,
+        latency_ms,
+        concurrency,
+        samples,
+        poll_seconds,
+    })) = &cli.command
+    {
+        logging::init(cli.settings.log_format.unwrap_or(calsync_server::cli::LogFormat::Text), "warn");
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+        let run = async {
+            let provider = provider.parse().map_err(|e| anyhow::anyhow!("--provider: {e}"))?;
+            calsync_server::bench_scheduler::run(calsync_server::bench_scheduler::SchedulerOptions {
+                provider,
+                connections: *connections,
+                latency_ms: *latency_ms,
+                concurrency: *concurrency,
+                samples: *samples,
+                poll_seconds: *poll_seconds,
+            })
+            .await
+        };
+        return match runtime.block_on(run) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");

@@ -68,7 +68,8 @@ pub fn test_config() -> Config {
             backoff_base: std::time::Duration::from_millis(1),
             backoff_cap: std::time::Duration::from_millis(20),
             retry_after_cap: std::time::Duration::from_millis(20),
-            // The sandbox enforces no quota; the budgets have their own tests.
+            // Some tests send hundreds of requests per account at once, which the budgets would
+            // pace to nine a second; the budgets have their own tests.
             request_budgets: false,
             ..Default::default()
         },
