@@ -216,7 +216,8 @@ impl Service {
                 })
                 .await?;
             let email = format!("{tag}{i}@{}.test", provider.as_str());
-            let minted = self.control("/_sandbox/accounts", json!({"provider": provider.as_str(), "email": email})).await?;
+            let minted =
+                self.control("/_sandbox/accounts", json!({"provider": provider.as_str(), "email": email})).await?;
             let access = minted["access_token"].as_str().context("access token")?.to_owned();
             let refresh = minted["refresh_token"].as_str().context("refresh token")?.to_owned();
             let calendars: Vec<CalendarInfo> = setup
@@ -245,7 +246,10 @@ impl Service {
             };
             let conn = self.db.save_grant(&self.keyring, &grant, &calendars).await?;
             let change = SettingsChange { sync_window_days: Some(SyncWindowDays::parse(30)?), ..Default::default() };
-            self.db.update_connection_settings(firm.id, user.id, conn.id, &change).await?.map_err(anyhow::Error::from)?;
+            self.db
+                .update_connection_settings(firm.id, user.id, conn.id, &change)
+                .await?
+                .map_err(anyhow::Error::from)?;
             out.push(Account { firm: firm.id, connection: conn.id, token: access });
         }
         Ok(out)
@@ -283,7 +287,8 @@ impl Service {
                        "end": {"dateTime": f(end).trim_end_matches('Z'), "timeZone": "UTC"}}),
             ),
         };
-        let earlier: HashSet<_> = self.db.attempts(a.firm, Some(a.connection), 5).await?.into_iter().map(|x| x.id).collect();
+        let earlier: HashSet<_> =
+            self.db.attempts(a.firm, Some(a.connection), 5).await?.into_iter().map(|x| x.id).collect();
         let began = Instant::now();
         let resp = self.http.post(format!("{}{path}", self.sandbox)).bearer_auth(&a.token).json(&body).send().await?;
         if !resp.status().is_success() {
@@ -291,7 +296,8 @@ impl Service {
         }
         loop {
             let latest = self.db.attempts(a.firm, Some(a.connection), 3).await?;
-            if latest.iter().any(|x| !earlier.contains(&x.id) && x.finished_at.is_some() && x.counts.pulled_created > 0) {
+            if latest.iter().any(|x| !earlier.contains(&x.id) && x.finished_at.is_some() && x.counts.pulled_created > 0)
+            {
                 return Ok(began.elapsed());
             }
             if began.elapsed() > Duration::from_secs(600) {
@@ -352,11 +358,7 @@ pub async fn run(opts: SchedulerOptions) -> anyhow::Result<()> {
     let (req1, cpu1) = (s.requests().await?, cpu_seconds());
     println!("{:<52} {:>10}", "scenario", "result");
     println!("{:<52} {:>10.2} s", format!("sweep of {} connections, no changes", opts.connections), took.as_secs_f64());
-    println!(
-        "{:<52} {:>10.3}",
-        "requests per connection in the sweep",
-        (req1 - req0) as f64 / opts.connections as f64
-    );
+    println!("{:<52} {:>10.3}", "requests per connection in the sweep", (req1 - req0) as f64 / opts.connections as f64);
     println!("{:<52} {:>10.1} s", "CPU of calsync during the sweep", cpu1 - cpu0);
     println!("{:<52} {:>10.0} MiB", "peak RSS of calsync (setup included)", peak_rss_mib());
 

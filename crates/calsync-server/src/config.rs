@@ -212,8 +212,11 @@ impl Config {
         if let Some(d) = seconds(lease, "CALSYNC_SYNC_LEASE_SECONDS", 3..=3_600)? {
             sync.lease = d;
         }
+        // Providers deliver only to https addresses: unasked, webhooks go with an https public
+        // URL; `on` forces them (the sandbox delivers to http on loopback).
         let webhooks_on = match args.webhooks.clone().or(file.webhooks).as_deref() {
-            None | Some("on") => explicit_public_url,
+            None => explicit_public_url && public_url.scheme() == "https",
+            Some("on") => true,
             Some("off") => false,
             Some(other) => bail!("CALSYNC_WEBHOOKS must be on or off, not {other:?}"),
         };
@@ -454,6 +457,11 @@ mod tests {
         let mut a = args();
         std::fs::write(a.config.as_ref().unwrap(), "").unwrap();
         assert!(Config::load(&a).unwrap().sync.webhooks.is_none(), "no public URL, no webhooks");
+        a.public_url = Some("http://calsync.example/".into());
+        assert!(Config::load(&a).unwrap().sync.webhooks.is_none(), "providers deliver only to https");
+        a.webhooks = Some("on".into());
+        assert!(Config::load(&a).unwrap().sync.webhooks.is_some(), "forced (the sandbox delivers to http)");
+        a.webhooks = None;
         a.public_url = Some("https://calsync.example/".into());
         a.webhook_ttl_seconds = Some(3000);
         let w = Config::load(&a).unwrap().sync.webhooks.expect("on with a public URL");

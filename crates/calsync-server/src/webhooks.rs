@@ -32,6 +32,8 @@ pub fn router() -> Router<AppState> {
 
 /// The longest Graph validation token echoed back (Graph's are a few hundred characters).
 const MAX_VALIDATION_TOKEN: usize = 2048;
+/// The most notifications one Graph delivery may carry (Graph batches far fewer).
+const MAX_BATCH: usize = 1000;
 
 fn count(provider: Provider, outcome: &'static str) {
     metrics::counter!("calsync_webhook_deliveries_total", "provider" => provider.as_str(), "outcome" => outcome)
@@ -100,7 +102,9 @@ async fn google(State(state): State<AppState>, headers: HeaderMap) -> StatusCode
             count(provider, "handshake");
             StatusCode::OK
         }
-        Some("exists" | "not_exists") if !opening => {
+        // On a channel still opening too: its token checked out, and the sync's listing may
+        // already be past the change.
+        Some("exists" | "not_exists") => {
             if let Err(e) = state.db.record_delivery(ch.firm_id, ch.id).await {
                 tracing::warn!(channel = %ch.id, error = %e, "webhook delivery not counted");
             }
@@ -165,18 +169,26 @@ async fn genuine_items(
     tally: &mut Tally,
 ) -> Result<Vec<(WebhookChannel, Notification)>, StatusCode> {
     let provider = Provider::Microsoft;
+    if items.len() > MAX_BATCH {
+        count(provider, "invalid");
+        return Err(StatusCode::PAYLOAD_TOO_LARGE);
+    }
     let mut out = Vec::new();
+    // One lookup per subscription, however many of its notifications the batch holds.
+    let mut known: std::collections::HashMap<String, Option<WebhookChannel>> = std::collections::HashMap::new();
     for n in items {
-        let ch = match state.db.channel_by_remote_id(provider, &n.subscription_id).await {
-            Ok(Some(ch)) => ch,
-            Ok(None) => {
-                count(provider, "unknown");
-                continue;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "webhook channel lookup failed");
-                return Err(StatusCode::INTERNAL_SERVER_ERROR);
-            }
+        if !known.contains_key(&n.subscription_id) {
+            match state.db.channel_by_remote_id(provider, &n.subscription_id).await {
+                Ok(ch) => known.insert(n.subscription_id.clone(), ch),
+                Err(e) => {
+                    tracing::error!(error = %e, "webhook channel lookup failed");
+                    return Err(StatusCode::INTERNAL_SERVER_ERROR);
+                }
+            };
+        }
+        let Some(ch) = known.get(&n.subscription_id).cloned().flatten() else {
+            count(provider, "unknown");
+            continue;
         };
         if !genuine(&ch, n.client_state.as_deref()) {
             tracing::warn!(channel = %ch.id, "webhook notification with a wrong clientState dropped");

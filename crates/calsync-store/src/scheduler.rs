@@ -74,7 +74,8 @@ impl Db {
         // may be run again while rows are rechecked, and claim more than `limit`.
         let sql = format!(
             "WITH picked AS (SELECT id FROM oauth_connections WHERE {DUE} ORDER BY next_sync_at, id LIMIT $4 {lock}) \
-             UPDATE oauth_connections SET lease_taken_from = lease_owner, lease_owner = $2, lease_until = $3 \
+             UPDATE oauth_connections SET lease_taken_from = lease_owner, lease_owner = $2, lease_until = $3, \
+             due_again = FALSE \
              WHERE id IN (SELECT id FROM picked) AND {DUE} RETURNING firm_id, id, provider, lease_taken_from"
         );
         let rows: Vec<(Uuid, Uuid, String, Option<String>)> = on_pool!(self, pool => {
@@ -121,13 +122,15 @@ impl Db {
     }
 
     /// Makes an enabled connection due now (a webhook said it changed). One due earlier keeps
-    /// its time. Returns whether it is enabled (and so will be synced).
+    /// its time; one being synced is due again once that sync ends (it may have listed the
+    /// calendar before the change). Returns whether it is enabled (and so will be synced).
     pub async fn mark_due(&self, firm: FirmId, connection: ConnectionId) -> Result<bool, StoreError> {
         let now = self.now();
         let n = on_pool!(self, pool => {
             sqlx::query(
-                "UPDATE oauth_connections SET next_sync_at = $1 WHERE id = $2 AND firm_id = $3 AND sync_enabled \
-                 AND (next_sync_at IS NULL OR next_sync_at > $1)",
+                "UPDATE oauth_connections SET due_again = TRUE, next_sync_at = CASE \
+                 WHEN next_sync_at IS NULL OR next_sync_at > $1 THEN $1 ELSE next_sync_at END \
+                 WHERE id = $2 AND firm_id = $3 AND sync_enabled",
             )
             .bind(now)
             .bind(connection.as_uuid())

@@ -590,7 +590,9 @@ impl Db {
 }
 
 /// A sync's outcome on its connection: `$1` succeeded, `$2` now, `$3` the error, `$4` when it
-/// is due next, `$5` the connection, `$6` its firm.
+/// is due next, `$5` the connection, `$6` its firm. A delivery that came during a successful
+/// sync makes it due again at once.
 pub(crate) const RECORD_OUTCOME: &str = "UPDATE oauth_connections SET last_sync_at = CASE WHEN $1 THEN $2 ELSE last_sync_at END, \
-     last_error = $3, next_sync_at = $4, failure_count = CASE WHEN $1 THEN 0 ELSE failure_count + 1 END \
+     last_error = $3, next_sync_at = CASE WHEN $1 AND due_again THEN $2 ELSE $4 END, due_again = FALSE, \
+     failure_count = CASE WHEN $1 THEN 0 ELSE failure_count + 1 END \
      WHERE id = $5 AND firm_id = $6";

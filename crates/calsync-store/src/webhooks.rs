@@ -73,11 +73,13 @@ const COLUMNS: &str = "id, firm_id, connection_id, calendar_id, provider, remote
                        needs_reauthorization, last_delivery_at, deliveries, created_at";
 
 impl Db {
-    /// Records a channel the provider has just opened.
+    /// Records a channel about to be opened, if its connection still syncs ([`StoreError::NotFound`]
+    /// once it was disconnected or switched off meanwhile).
     pub async fn insert_channel(&self, c: &WebhookChannel) -> Result<(), StoreError> {
-        on_pool!(self, pool => {
+        let n = on_pool!(self, pool => {
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO webhook_channels ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+                "INSERT INTO webhook_channels ({COLUMNS}) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 \
+                 WHERE EXISTS (SELECT 1 FROM oauth_connections WHERE id = $3 AND firm_id = $2 AND sync_enabled)"
             )))
             .bind(c.id)
             .bind(c.firm_id.as_uuid())
@@ -92,9 +94,10 @@ impl Db {
             .bind(c.deliveries)
             .bind(c.created_at)
             .execute(pool)
-            .await?;
+            .await?
+            .rows_affected()
         });
-        Ok(())
+        if n == 1 { Ok(()) } else { Err(StoreError::NotFound) }
     }
 
     /// The connection's channels, soonest to expire first.
@@ -139,7 +142,8 @@ impl Db {
         row.map(WebhookChannel::try_from).transpose()
     }
 
-    /// The provider's id and granted expiry of a channel recorded before it was opened.
+    /// The provider's id and granted expiry of a channel recorded before it was opened
+    /// ([`StoreError::NotFound`] when the row is gone: the caller stops the channel again).
     pub async fn channel_opened(
         &self,
         firm: FirmId,
@@ -147,16 +151,18 @@ impl Db {
         remote_id: &str,
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        on_pool!(self, pool => {
+        let n = on_pool!(self, pool => {
             sqlx::query("UPDATE webhook_channels SET remote_id = $1, expires_at = $2 WHERE id = $3 AND firm_id = $4")
                 .bind(remote_id)
                 .bind(expires_at)
                 .bind(id)
                 .bind(firm.as_uuid())
                 .execute(pool)
-                .await?;
+                .await?
+                .rows_affected()
         });
-        Ok(())
+        // Gone meanwhile: the connection was disconnected while the channel was being opened.
+        if n == 1 { Ok(()) } else { Err(StoreError::NotFound) }
     }
 
     /// A renewed channel: its new expiry, and working again if it was paused.

@@ -11,7 +11,8 @@ use calsync_domain::sync::{AttemptStatus, SyncTrigger};
 use calsync_domain::tenant::Role;
 use calsync_store::crypto::Keyring;
 use calsync_store::{
-    AttemptCounts, CalendarInfo, Connection, Db, NewGrant, NewUser, SettingsChange, User, WebhookChannel,
+    AttemptCounts, CalendarInfo, Connection, Db, NewGrant, NewUser, SettingsChange, StoreError, SyncOutcome, User,
+    WebhookChannel,
 };
 use calsync_testkit::{Backend, TestDb, backend_tests};
 use chrono::Duration;
@@ -298,14 +299,74 @@ async fn push_channels_are_found_by_delivery_and_kept_per_firm(backend: Backend)
     db.channel_opened(ann.firm_id, ch.id, "sub-2", now + Duration::hours(1)).await.unwrap();
     assert_eq!(db.channel_by_remote_id(Provider::Microsoft, "sub-2").await.unwrap().unwrap().id, ch.id);
 
-    // Disconnecting forgets the connection's channels.
+    // Google's resource id names the calendar: a replacement channel may share it.
+    let g = connect(db, &ann, "ann@gmail.test", Provider::Google).await;
+    let gcal = db.calendars(ann.firm_id, g.id).await.unwrap().remove(0);
+    let google = |n: u8| WebhookChannel {
+        id: uuid::Uuid::now_v7(),
+        connection_id: g.id,
+        calendar_id: gcal.id,
+        provider: Provider::Google,
+        remote_id: "resource-of-primary".into(),
+        secret_hash: format!("{n:064}"),
+        ..ch.clone()
+    };
+    db.insert_channel(&google(1)).await.unwrap();
+    db.insert_channel(&google(2)).await.unwrap();
+    assert_eq!(db.channels(ann.firm_id, g.id).await.unwrap().len(), 2);
+
+    // Disconnecting forgets the connection's channels; a channel being opened for it then is
+    // refused, and one recorded just before cannot be completed.
     db.disconnect(ann.firm_id, ann.id, a.id, "bye").await.unwrap();
     assert!(db.channels(ann.firm_id, a.id).await.unwrap().is_empty());
     assert_eq!(db.channel_by_id(ch.id).await.unwrap(), None);
+    assert!(matches!(
+        db.insert_channel(&WebhookChannel { remote_id: "sub-3".into(), ..ch.clone() }).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(db.channel_opened(ann.firm_id, ch.id, "sub-4", now).await, Err(StoreError::NotFound)));
+}
+
+/// A delivery that comes while its connection is being synced makes it due again as soon as
+/// that sync ends (the sync may have listed the calendar before the change); one that comes
+/// between syncs only makes it due now.
+async fn a_delivery_during_a_sync_makes_the_connection_due_again(backend: Backend) {
+    let t = TestDb::new(backend).await;
+    let db = &t.db;
+    let ann = user(db, "acme", "ann@acme.test").await;
+    let c = connect(db, &ann, "ann@gmail.test", Provider::Google).await;
+    let firm = ann.firm_id;
+    let finish = |delivered: bool| async move {
+        let now = db.clock().now();
+        let claimed = db.claim_due("w1", now + Duration::minutes(10), 10).await.unwrap();
+        assert_eq!(ids(&claimed), HashSet::from([c.id]));
+        let attempt = db.start_attempt_by(firm, c.id, SyncTrigger::Scheduled, None, Some("w1")).await.unwrap();
+        if delivered {
+            assert!(db.mark_due(firm, c.id).await.unwrap());
+        }
+        let later = now + Duration::minutes(30);
+        let outcome = SyncOutcome { connection: c.id, succeeded: true, last_error: None, next_sync_at: later };
+        db.finish_sync(firm, attempt.id, AttemptStatus::Success, &AttemptCounts::default(), None, &[], &outcome)
+            .await
+            .unwrap();
+        db.release_sync(firm, c.id, "w1").await.unwrap();
+        db.connection(firm, None, c.id).await.unwrap().next_sync_at.unwrap() - now
+    };
+    // A delivery mid-sync: due again at once.
+    assert!(finish(true).await <= Duration::seconds(1));
+    // None: due in half an hour, as scheduled.
+    let ahead = finish(false).await;
+    assert!(ahead > Duration::minutes(29) && ahead <= Duration::minutes(30), "{ahead}");
+    // A delivery between syncs makes it due now, and the next sync ends as scheduled.
+    assert!(db.mark_due(firm, c.id).await.unwrap());
+    assert!(db.connection(firm, None, c.id).await.unwrap().next_sync_at.unwrap() <= db.clock().now());
+    let ahead = finish(false).await;
+    assert!(ahead > Duration::minutes(29), "{ahead}");
 }
 
 backend_tests!(
     push_channels_are_found_by_delivery_and_kept_per_firm,
+    a_delivery_during_a_sync_makes_the_connection_due_again,
     due_connections_are_claimed_once_and_taken_over_when_the_lease_runs_out,
     racing_workers_never_claim_one_connection_twice,
     admins_see_failing_connections_first_and_their_statistics,

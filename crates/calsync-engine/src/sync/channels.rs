@@ -9,7 +9,7 @@
 
 use calsync_providers::ProviderError;
 use calsync_providers::calendar::{CalendarProvider, WatchRequest};
-use calsync_store::{Connection, Db, SyncedCalendar, WebhookChannel};
+use calsync_store::{Connection, SyncedCalendar, WebhookChannel};
 use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -63,9 +63,6 @@ impl SyncEngine {
         conn: &Connection,
         watched: &[&SyncedCalendar],
     ) -> ChannelHealth {
-        let Some(cfg) = self.config.webhooks.clone().filter(|_| provider.can_watch()) else {
-            return ChannelHealth::default();
-        };
         let firm = conn.firm_id;
         let mut channels = match self.db.channels(firm, conn.id).await {
             Ok(c) => c,
@@ -73,6 +70,13 @@ impl SyncEngine {
                 tracing::warn!(connection_id = %conn.id, error = %e, "could not read the push channels");
                 return ChannelHealth::default();
             }
+        };
+        let Some(cfg) = self.config.webhooks.clone().filter(|_| provider.can_watch()) else {
+            // Webhooks switched off since: the channels opened before are closed.
+            for ch in &channels {
+                self.close_channel(s, provider, ch).await;
+            }
+            return ChannelHealth::default();
         };
         // Channels of calendars no longer watched, and all but the longest-lived of a calendar
         // (a replacement whose old channel could not be stopped yet), are closed.
@@ -214,7 +218,14 @@ impl SyncEngine {
             created_at: self.clock.now(),
         };
         let store = |e: calsync_store::StoreError| ProviderError::retryable(e.to_string());
-        self.db.insert_channel(&channel).await.map_err(store)?;
+        if let Err(e) = self.db.insert_channel(&channel).await {
+            return Err(match e {
+                calsync_store::StoreError::NotFound => {
+                    ProviderError::Permanent { status: None, reason: "the connection no longer syncs".into() }
+                }
+                e => store(e),
+            });
+        }
         let remote = cal.remote_id.clone();
         let watch = match call!(s, |t| provider.watch(t, &remote, &req)) {
             Ok(w) => w,
@@ -226,7 +237,8 @@ impl SyncEngine {
         channel.remote_id = watch.remote_id;
         channel.expires_at = watch.expires_at;
         if let Err(e) = self.db.channel_opened(conn.firm_id, id, &channel.remote_id, channel.expires_at).await {
-            // Not recorded: its deliveries could not be checked, so it is closed again.
+            // Not recorded (or the connection was disconnected meanwhile, taking the row): its
+            // deliveries could not be checked, so it is closed again.
             self.close_channel(s, provider, &channel).await;
             return Err(store(e));
         }
@@ -249,21 +261,23 @@ impl SyncEngine {
     }
 }
 
-/// Stops every channel of a connection that is being disconnected (best effort: one that cannot
-/// be stopped runs out, and its deliveries then find no channel) and forgets them.
-pub async fn stop_all(db: &Db, provider: &dyn CalendarProvider, token: Option<&str>, conn: &Connection) {
-    let channels = match db.channels(conn.firm_id, conn.id).await {
-        Ok(c) => c,
-        Err(e) => return tracing::warn!(connection_id = %conn.id, error = %e, "could not read the push channels"),
+/// Stops channels at the provider for a connection that has been disconnected (its rows went
+/// with it), best effort and within `limit`: one that cannot be stopped runs out, and its
+/// deliveries then find no channel.
+pub async fn stop_all(
+    provider: &dyn CalendarProvider,
+    token: &str,
+    channels: &[WebhookChannel],
+    limit: std::time::Duration,
+) {
+    let stop = async {
+        for ch in channels.iter().filter(|c| !c.remote_id.starts_with(PENDING)) {
+            if let Err(e) = provider.unwatch(token, &ch.id.to_string(), &ch.remote_id).await {
+                tracing::warn!(channel = %ch.id, error = %e, "push channel not stopped at the provider; it runs out on its own");
+            }
+        }
     };
-    for ch in channels {
-        if let Some(token) = token.filter(|_| !ch.remote_id.starts_with(PENDING))
-            && let Err(e) = provider.unwatch(token, &ch.id.to_string(), &ch.remote_id).await
-        {
-            tracing::warn!(channel = %ch.id, error = %e, "push channel not stopped at the provider; it runs out on its own");
-        }
-        if let Err(e) = db.delete_channel(ch.firm_id, ch.id).await {
-            tracing::warn!(channel = %ch.id, error = %e, "push channel not forgotten");
-        }
+    if tokio::time::timeout(limit, stop).await.is_err() {
+        tracing::warn!("the provider did not answer in time; the remaining push channels run out on their own");
     }
 }

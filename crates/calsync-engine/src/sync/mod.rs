@@ -463,6 +463,14 @@ impl SyncEngine {
         let (calendars, push, mut frozen) = load.await.map_err(|e| fail(Stop::from(e)))?;
         let rules = Rules { conflicts: conn.settings.conflict_strategy, deletes: conn.settings.delete_policy };
         let window = window_for(self.clock.now(), conn.settings.sync_window_days.days());
+        // Channels first: a change made while the calendars are read is then delivered, and
+        // the listing that follows covers anything before.
+        let watched: Vec<&calsync_store::SyncedCalendar> =
+            calendars.iter().filter(|c| c.selected || push.as_ref().is_some_and(|p| p.id == c.id)).collect();
+        s.channels = self.keep_channels(&mut s, provider.as_ref(), conn, &watched).await;
+        if let Some(m) = s.reauthorize.clone() {
+            return Err((Stop::Reauthorize(m), s.counts, false));
+        }
         let mut failures: Vec<Stop> = Vec::new();
         let mut done = 0usize;
         for cal in calendars.iter().filter(|c| c.selected || push.as_ref().is_some_and(|p| p.id == c.id)) {
@@ -491,11 +499,6 @@ impl SyncEngine {
                     failures.push(stop);
                 }
             }
-        }
-        if s.reauthorize.is_none() {
-            let watched: Vec<&calsync_store::SyncedCalendar> =
-                calendars.iter().filter(|c| c.selected || push.as_ref().is_some_and(|p| p.id == c.id)).collect();
-            s.channels = self.keep_channels(&mut s, provider.as_ref(), conn, &watched).await;
         }
         match failures.into_iter().next() {
             None => Ok(s),

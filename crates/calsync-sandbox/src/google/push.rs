@@ -18,7 +18,6 @@ use super::calendar::{EVENTS_READ, Query, calendar_mut, json_body, respond};
 use super::error::{ApiError, ApiResult};
 use super::list::LIST_PARAMS;
 use super::oauth::GoogleAuth;
-use crate::ids;
 use crate::state::{Shared, World};
 use crate::webhook::{self, Coalesce, Delivery, RetryOn};
 
@@ -189,7 +188,8 @@ fn watch_inner(
     if world.google.channels.contains_key(&id) {
         return Err(ApiError::new(400, "global", "channelIdNotUnique", "Channel id not unique."));
     }
-    let resource_id = ids::token(&mut world.rng, "", 18);
+    // Google's resource id names the watched resource: every channel on it gets the same one.
+    let resource_id = resource_id_of(&cal_key);
     let resource_uri = shared.public_url(&path);
     let ch = Channel {
         id: id.clone(),
@@ -217,6 +217,13 @@ fn watch_inner(
     world.outbox.push(delivery(&ch, "sync"));
     world.google.channels.insert(id, ch);
     Ok(Json(out).into_response())
+}
+
+/// A stable opaque id for a watched resource (the same across channels and restarts).
+fn resource_id_of(key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("resource:{key}").as_bytes());
+    digest.iter().take(13).map(|b| format!("{b:02x}")).collect::<String>()[..26].to_owned()
 }
 
 pub(super) async fn stop(

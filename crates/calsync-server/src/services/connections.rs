@@ -364,14 +364,18 @@ impl ConnectionService {
                 " calsync has forgotten its access; to withdraw the consent at Microsoft too, remove calsync under your account's app permissions.",
             );
         }
-        if let Some(setup) = self.providers.get(connection.provider)
-            && !self.db.channels(actor.firm_id, id).await?.is_empty()
+        // Push channels stop before the grant is revoked, with the access token as stored (a
+        // disconnect never waits for a refresh) and within a few seconds: one that cannot be
+        // stopped runs out on its own. A channel a running sync opens meanwhile is closed by that
+        // sync once it finds the connection gone.
+        let channels = self.db.channels(actor.firm_id, id).await.unwrap_or_default();
+        if !channels.is_empty()
+            && let Some(setup) = self.providers.get(connection.provider)
+            && let Some(token) =
+                self.db.tokens(&self.keyring, actor.firm_id, id).await.ok().and_then(|t| t.access_token)
         {
-            // Push channels stop before the grant goes, with the access token as stored (no
-            // refresh: a disconnect never waits for one; a channel that cannot be stopped runs
-            // out on its own).
-            let token = self.db.tokens(&self.keyring, actor.firm_id, id).await.ok().and_then(|t| t.access_token);
-            calsync_engine::sync::stop_all(&self.db, setup.calendar.as_ref(), token.as_deref(), &connection).await;
+            let limit = std::time::Duration::from_secs(5);
+            calsync_engine::sync::stop_all(setup.calendar.as_ref(), &token, &channels, limit).await;
         }
         if let Some(setup) = self.providers.get(connection.provider)
             && setup.oauth.revoke_url.is_some()

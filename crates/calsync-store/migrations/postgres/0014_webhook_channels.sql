@@ -21,4 +21,9 @@ CREATE TABLE webhook_channels (
     FOREIGN KEY (connection_id, firm_id) REFERENCES oauth_connections (id, firm_id) ON DELETE CASCADE
 );
 CREATE INDEX webhook_channels_connection ON webhook_channels (firm_id, connection_id);
-CREATE UNIQUE INDEX webhook_channels_remote ON webhook_channels (provider, remote_id);
+-- A Graph subscription id names one channel (deliveries are looked up by it); a Google resourceId
+-- names the watched calendar, which several channels may share (a replacement overlaps the old).
+CREATE UNIQUE INDEX webhook_channels_remote ON webhook_channels (remote_id) WHERE provider = 'microsoft';
+-- A delivery that came while the connection was being synced: the sync may have listed its
+-- calendars before the change, so the connection is due again as soon as that sync ends.
+ALTER TABLE oauth_connections ADD COLUMN due_again BOOLEAN NOT NULL DEFAULT FALSE;
