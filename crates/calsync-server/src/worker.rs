@@ -174,12 +174,14 @@ impl Worker {
         tasks.spawn(async move {
             let (firm, id) = (c.firm_id, c.connection_id);
             match engine.sync(firm, id, SyncTrigger::Scheduled, None).await {
+                // The engine released the lease it ran under.
                 Ok(a) => tracing::debug!(connection_id = %id, status = a.status.as_str(), "scheduled sync done"),
-                Err(e) => tracing::warn!(connection_id = %id, error = %e, "scheduled sync did not run"),
+                Err(e) => {
+                    tracing::warn!(connection_id = %id, error = %e, "scheduled sync did not run");
+                    // A sync that never started (the connection was deleted meanwhile, …).
+                    let _ = db.release_sync(firm, id, engine.instance()).await;
+                }
             }
-            // The engine releases the lease it ran under; this covers a sync that never started
-            // (the connection was deleted meanwhile, …).
-            let _ = db.release_sync(firm, id, engine.instance()).await;
             state.syncs.fetch_add(1, Ordering::Relaxed);
             state.in_flight.fetch_sub(1, Ordering::Relaxed);
             drop(permit);

@@ -349,6 +349,17 @@ impl Db {
     /// `push_calendar` while the provider still lists it (selected for sync or not) and it is
     /// writable; else the primary calendar if writable; else `None` (nothing is pushed).
     /// [`StoreError::NotFound`] when the connection is not the firm's.
+    /// [`Db::push_calendar`] from calendars already read: the chosen writable one, else the
+    /// writable primary.
+    pub fn push_calendar_of(calendars: &[SyncedCalendar], chosen: Option<&str>) -> Option<SyncedCalendar> {
+        let chosen_one = calendars.iter().filter(|c| c.can_write && Some(c.remote_id.as_str()) == chosen);
+        let primary = calendars.iter().filter(|c| c.can_write && c.is_primary);
+        chosen_one
+            .min_by(|a, b| a.remote_id.cmp(&b.remote_id))
+            .or_else(|| primary.min_by(|a, b| a.remote_id.cmp(&b.remote_id)))
+            .cloned()
+    }
+
     pub async fn push_calendar(
         &self,
         firm: FirmId,

@@ -246,12 +246,20 @@ async fn the_push_calendar_is_the_chosen_writable_one_else_the_primary(backend: 
     let ann = user(db, "acme", "ann@acme.test").await;
     let (conn, cals) = connected(db, &ann).await;
     let firm = ann.firm_id;
+    // The engine picks it from the calendars it has read already: always the same answer.
+    let same_in_memory = || async move {
+        let chosen = db.connection(firm, None, conn.id).await.unwrap().push_calendar;
+        let all = db.calendars(firm, conn.id).await.unwrap();
+        assert_eq!(Db::push_calendar_of(&all, chosen.as_deref()), db.push_calendar(firm, conn.id).await.unwrap());
+    };
     assert_eq!(conn.push_calendar, None);
     assert_eq!(db.push_calendar(firm, conn.id).await.unwrap().as_ref(), Some(cal(&cals, "primary")));
+    same_in_memory().await;
 
     // A writable calendar not selected for sync can still be the push target.
     db.set_push_calendar(firm, conn.id, Some("team")).await.unwrap();
     assert_eq!(db.push_calendar(firm, conn.id).await.unwrap().as_ref(), Some(cal(&cals, "team")));
+    same_in_memory().await;
     assert_eq!(db.connection(firm, None, conn.id).await.unwrap().push_calendar.as_deref(), Some("team"));
 
     for bad in ["holidays", "nope"] {
@@ -271,8 +279,10 @@ async fn the_push_calendar_is_the_chosen_writable_one_else_the_primary(backend: 
         .await
         .unwrap();
     assert_eq!(db.push_calendar(firm, conn.id).await.unwrap().map(|c| c.remote_id), Some("primary".into()));
+    same_in_memory().await;
     db.replace_calendars(firm, conn.id, &[calendar("primary", true, false)]).await.unwrap();
     assert_eq!(db.push_calendar(firm, conn.id).await.unwrap(), None);
+    same_in_memory().await;
 
     db.set_push_calendar(firm, conn.id, None).await.unwrap();
     assert_eq!(db.connection(firm, None, conn.id).await.unwrap().push_calendar, None);

@@ -446,7 +446,7 @@ impl SyncEngine {
         let firm = conn.firm_id;
         let load = async {
             let calendars = self.db.calendars(firm, conn.id).await?;
-            let push = self.db.push_calendar(firm, conn.id).await?;
+            let push = Db::push_calendar_of(&calendars, conn.push_calendar.as_deref());
             let frozen = Frozen {
                 held: self.db.held_deletes(firm, conn.id).await?.into_iter().map(|h| (h.link_id, h.id)).collect(),
                 conflicts: self
@@ -473,17 +473,23 @@ impl SyncEngine {
         }
         let mut failures: Vec<Stop> = Vec::new();
         let mut done = 0usize;
+        // The lease was taken (or renewed) just before this sync began.
+        let mut renewed = std::time::Instant::now();
         for cal in calendars.iter().filter(|c| c.selected || push.as_ref().is_some_and(|p| p.id == c.id)) {
             let is_push = push.as_ref().is_some_and(|p| p.id == cal.id);
-            // Renew the lease calendar by calendar; losing it means another worker took over.
-            let until = self.clock.now() + self.config.lease;
-            match self.db.claim_sync(firm, conn.id, &self.instance, until).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    let stop = Stop::Internal("the sync lease was lost to another worker".into());
-                    return Err((stop, s.counts, done > 0));
+            // Renew the lease calendar by calendar (not right after it was taken); losing it
+            // means another worker took over.
+            if renewed.elapsed() >= self.config.lease.to_std().unwrap_or_default() / 10 {
+                renewed = std::time::Instant::now();
+                let until = self.clock.now() + self.config.lease;
+                match self.db.claim_sync(firm, conn.id, &self.instance, until).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        let stop = Stop::Internal("the sync lease was lost to another worker".into());
+                        return Err((stop, s.counts, done > 0));
+                    }
+                    Err(e) => return Err((Stop::from(e), s.counts, done > 0)),
                 }
-                Err(e) => return Err((Stop::from(e), s.counts, done > 0)),
             }
             let run = async {
                 CalendarSync::new(&mut s, provider.as_ref(), conn, cal, is_push, rules, window, &mut frozen)

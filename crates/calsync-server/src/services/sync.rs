@@ -69,11 +69,15 @@ impl SyncService {
     }
 
     pub async fn status(&self, actor: &Actor, id: ConnectionId) -> Result<SyncStatus, ServiceError> {
-        let connection = self.reachable(actor, id).await?;
         let firm = actor.firm_id;
+        // The attempt first: a sync finishes its attempt and the connection's error and schedule
+        // together, so the connection read after it is at least as new (never an old error
+        // beside a new attempt). It is shown only if the connection is the caller's to see.
+        let last_attempt = self.db.last_attempt(firm, id).await?;
+        let connection = self.reachable(actor, id).await?;
         Ok(SyncStatus {
             in_progress: self.engine.is_running(id) || self.db.sync_in_progress(firm, id).await?,
-            last_attempt: self.db.last_attempt(firm, id).await?,
+            last_attempt,
             next_sync_at: self.db.next_sync_at(firm, id).await?,
             held_deletes: self.db.held_deletes(firm, id).await?,
             connection,
