@@ -35,6 +35,8 @@ pub struct SchedulerOptions {
     pub concurrency: usize,
     pub samples: usize,
     pub poll_seconds: u64,
+    /// A PostgreSQL server to make a scratch database on; a fresh SQLite file when `None`.
+    pub postgres: Option<String>,
 }
 
 /// The sandbox as a child process, killed on drop.
@@ -122,10 +124,17 @@ async fn service(
     interval: chrono::Duration,
     webhooks: bool,
 ) -> anyhow::Result<Service> {
-    let path = std::env::temp_dir().join(format!("calsync-bench-scheduler-{}-{label}", std::process::id()));
-    std::fs::create_dir_all(&path)?;
-    let database_url = format!("sqlite://{}/bench.db", path.display());
-    let dir = Some(TempDir(path));
+    let (database_url, dir) = match &opts.postgres {
+        Some(server) => {
+            let name = format!("calsync_bench_{}_{label}", std::process::id());
+            (Db::create_postgres_database(server, &name).await?, None)
+        }
+        None => {
+            let path = std::env::temp_dir().join(format!("calsync-bench-scheduler-{}-{label}", std::process::id()));
+            std::fs::create_dir_all(&path)?;
+            (format!("sqlite://{}/bench.db", path.display()), Some(TempDir(path)))
+        }
+    };
     let db = Db::connect(&database_url).await?;
     db.migrate().await?;
     let keyring = Keyring::parse(&Keyring::generate_spec("bench"))?;
@@ -318,7 +327,7 @@ pub async fn run(opts: SchedulerOptions) -> anyhow::Result<()> {
     if opts.connections == 0 || opts.samples == 0 {
         bail!("--connections and --samples must be at least 1");
     }
-    let backend = "SQLite";
+    let backend = if opts.postgres.is_some() { "PostgreSQL" } else { "SQLite" };
     println!(
         "calsync bench scheduler · {} · {backend} · {} connections · worker concurrency {} · sandbox process, {} ms per request",
         opts.provider.as_str(),
@@ -409,6 +418,11 @@ pub async fn run(opts: SchedulerOptions) -> anyhow::Result<()> {
         polled.push(t.await??);
     }
     polled.sort();
+    if let Some(server) = &opts.postgres {
+        for label in ["sweep", "poll"] {
+            let _ = Db::drop_postgres_database(server, &format!("calsync_bench_{}_{label}", std::process::id())).await;
+        }
+    }
     println!(
         "{:<52} {:>10}",
         format!("propagation polling every {} s (±20%), p50 / p95", opts.poll_seconds),

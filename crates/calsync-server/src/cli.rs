@@ -205,6 +205,10 @@ pub enum BenchCommand {
         /// The polling interval of the polling-only scenario, in seconds.
         #[arg(long, default_value_t = 30)]
         poll_seconds: u64,
+        /// Run on PostgreSQL: the server's URL (scratch databases are made there, e.g.
+        /// postgres://postgres@127.0.0.1:5432/postgres); a fresh SQLite file without it.
+        #[arg(long)]
+        postgres: Option<String>,
     },
     /// Initial import, a no-change sync and the push of new appointments, through the sync engine.
     Sync {

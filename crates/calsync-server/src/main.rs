@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         concurrency,
         samples,
         poll_seconds,
+        postgres,
     })) = &cli.command
     {
         logging::init(cli.settings.log_format.unwrap_or(calsync_server::cli::LogFormat::Text), "warn");
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
                 concurrency: *concurrency,
                 samples: *samples,
                 poll_seconds: *poll_seconds,
+                postgres: postgres.clone(),
             })
             .await
         };

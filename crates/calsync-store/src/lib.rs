@@ -87,6 +87,37 @@ impl Db {
         }
     }
 
+    /// Creates an empty database `name` (letters, digits and `_` only) on the PostgreSQL server
+    /// at `server_url` and answers its URL: a scratch database for benchmarks.
+    pub async fn create_postgres_database(server_url: &str, name: &str) -> Result<String, StoreError> {
+        use sqlx::Connection as _;
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(StoreError::BadUrl(format!("{name:?} is not a plain database name")));
+        }
+        let mut url =
+            url::Url::parse(server_url).map_err(|e| StoreError::BadUrl(format!("{}: {e}", redact_url(server_url))))?;
+        let mut conn = sqlx::PgConnection::connect(server_url).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}"))).execute(&mut conn).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await?;
+        let _ = conn.close().await;
+        url.set_path(&format!("/{name}"));
+        Ok(url.to_string())
+    }
+
+    /// Drops a scratch database made by [`Db::create_postgres_database`], connections and all.
+    pub async fn drop_postgres_database(server_url: &str, name: &str) -> Result<(), StoreError> {
+        use sqlx::Connection as _;
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(StoreError::BadUrl(format!("{name:?} is not a plain database name")));
+        }
+        let mut conn = sqlx::PgConnection::connect(server_url).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+            .execute(&mut conn)
+            .await?;
+        let _ = conn.close().await;
+        Ok(())
+    }
+
     async fn connect_sqlite(url: &str) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::BadUrl(format!("{}: {e}", redact_url(url))))?
