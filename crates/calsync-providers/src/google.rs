@@ -147,6 +147,17 @@ impl GoogleApi {
 }
 
 /// Google API errors by status and `errors[].reason`.
+/// The answer to a deletion-like call (delete, stop, unsubscribe): done, or already gone.
+pub(crate) async fn done_or_gone(resp: reqwest::Response) -> Result<(), ProviderError> {
+    if resp.status().is_success() {
+        return Ok(());
+    }
+    match json_or_error::<serde_json::Value>(resp).await {
+        Ok(_) | Err(ProviderError::NotFound) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 pub(crate) async fn json_or_error<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> Result<T, ProviderError> {
     let status = resp.status().as_u16();
     if resp.status().is_success() {

@@ -18,7 +18,7 @@ use url::Url;
 use crate::calendar::{
     CalendarProvider, Change, ChangePage, ListFrom, PageNext, ProviderFuture, RemoteEvent, Watch, WatchRequest,
 };
-use crate::google::{GoogleApi, json_or_error};
+use crate::google::{GoogleApi, done_or_gone, json_or_error};
 use crate::html_text::{description_for_html_field, description_text};
 use crate::{AccountIdentity, ProviderError, RemoteCalendar};
 
@@ -499,13 +499,7 @@ impl GoogleCalendar {
             .send()
             .await
             .map_err(ProviderError::transport)?;
-        if resp.status().is_success() {
-            return Ok(());
-        }
-        match json_or_error::<Value>(resp).await {
-            Ok(_) | Err(ProviderError::NotFound) => Ok(()),
-            Err(e) => Err(e),
-        }
+        done_or_gone(resp).await
     }
 
     async fn remove(&self, token: &str, calendar: &str, id: &str, etag: &str) -> Result<(), ProviderError> {
@@ -518,13 +512,7 @@ impl GoogleCalendar {
             .send()
             .await
             .map_err(ProviderError::transport)?;
-        if resp.status().is_success() {
-            return Ok(());
-        }
-        match json_or_error::<Value>(resp).await {
-            Ok(_) | Err(ProviderError::NotFound) => Ok(()),
-            Err(e) => Err(e),
-        }
+        done_or_gone(resp).await
     }
 }
 

@@ -23,7 +23,7 @@ use crate::calendar::{
 };
 use crate::graph_recurrence::{self, SeriesStart};
 use crate::html_text::{description_text, html_to_text, text_to_html};
-use crate::microsoft::{GraphApi, json_or_error};
+use crate::microsoft::{GraphApi, done_or_gone, json_or_error};
 use crate::{AccountIdentity, ProviderError, RemoteCalendar};
 use calsync_domain::appointment::normalize_description;
 use calsync_domain::recurrence::OriginalStart;
@@ -719,13 +719,7 @@ impl GraphCalendar {
             .send()
             .await
             .map_err(ProviderError::transport)?;
-        if resp.status().is_success() {
-            return Ok(());
-        }
-        match json_or_error::<Value>(resp).await {
-            Ok(_) | Err(ProviderError::NotFound) => Ok(()),
-            Err(e) => Err(e),
-        }
+        done_or_gone(resp).await
     }
 
     async fn remove(&self, token: &str, id: &str, etag: &str) -> Result<(), ProviderError> {
@@ -737,13 +731,7 @@ impl GraphCalendar {
             .send()
             .await
             .map_err(ProviderError::transport)?;
-        if resp.status().is_success() {
-            return Ok(());
-        }
-        match json_or_error::<Value>(resp).await {
-            Ok(_) | Err(ProviderError::NotFound) => Ok(()),
-            Err(e) => Err(e),
-        }
+        done_or_gone(resp).await
     }
 }
 

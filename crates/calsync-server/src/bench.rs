@@ -141,17 +141,7 @@ impl World {
 
     async fn engine_calendars(&self, provider: Provider, token: &str) -> anyhow::Result<Vec<CalendarInfo>> {
         let setup = self.providers.get(provider).context("provider configured")?;
-        let list = setup.calendar.list_calendars(token).await?;
-        Ok(list
-            .into_iter()
-            .map(|c| CalendarInfo {
-                remote_id: c.remote_id,
-                name: c.name,
-                is_primary: c.primary,
-                can_write: c.can_write,
-                time_zone: c.time_zone,
-            })
-            .collect())
+        Ok(crate::services::connections::calendar_infos(setup.calendar.list_calendars(token).await?))
     }
 
     async fn sync(&self, firm: FirmId, id: ConnectionId) -> anyhow::Result<(SyncAttempt, Duration)> {

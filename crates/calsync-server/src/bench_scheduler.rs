@@ -19,7 +19,7 @@ use calsync_domain::account::{Email, FirmSlug};
 use calsync_domain::connection::{Provider, SyncWindowDays};
 use calsync_domain::ids::{ConnectionId, FirmId};
 use calsync_store::crypto::Keyring;
-use calsync_store::{CalendarInfo, Db, NewGrant, NewUser, SettingsChange};
+use calsync_store::{Db, NewGrant, NewUser, SettingsChange};
 use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 
@@ -229,19 +229,7 @@ impl Service {
                 self.control("/_sandbox/accounts", json!({"provider": provider.as_str(), "email": email})).await?;
             let access = minted["access_token"].as_str().context("access token")?.to_owned();
             let refresh = minted["refresh_token"].as_str().context("refresh token")?.to_owned();
-            let calendars: Vec<CalendarInfo> = setup
-                .calendar
-                .list_calendars(&access)
-                .await?
-                .into_iter()
-                .map(|c| CalendarInfo {
-                    remote_id: c.remote_id,
-                    name: c.name,
-                    is_primary: c.primary,
-                    can_write: c.can_write,
-                    time_zone: c.time_zone,
-                })
-                .collect();
+            let calendars = crate::services::connections::calendar_infos(setup.calendar.list_calendars(&access).await?);
             let grant = NewGrant {
                 firm_id: firm.id,
                 user_id: user.id,

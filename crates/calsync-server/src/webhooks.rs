@@ -42,8 +42,7 @@ fn count(provider: Provider, outcome: &'static str) {
 
 /// Whether `secret` is the channel's.
 fn genuine(ch: &WebhookChannel, secret: Option<&str>) -> bool {
-    let presented = secret_hash(secret.unwrap_or_default());
-    constant_time_eq(presented.as_bytes(), ch.secret_hash.as_bytes()) && secret.is_some()
+    secret.is_some_and(|s| constant_time_eq(secret_hash(s).as_bytes(), ch.secret_hash.as_bytes()))
 }
 
 /// Makes the connections due and wakes this process's worker.
@@ -215,20 +214,28 @@ fn answer(t: &Tally) -> Response {
     if t.forged > 0 && t.accepted == 0 { StatusCode::FORBIDDEN } else { StatusCode::ACCEPTED }.into_response()
 }
 
+/// What every Graph delivery goes through first: the validation handshake (answered at once),
+/// then the batch's genuine items with their channels. `Err` is the answer to give.
+async fn graph_batch(
+    state: &AppState,
+    q: &Validation,
+    body: &Bytes,
+) -> Result<(Vec<(WebhookChannel, Notification)>, Tally), Response> {
+    if let Some(r) = validation_echo(Provider::Microsoft, q) {
+        return Err(r);
+    }
+    let batch = parse(body).map_err(IntoResponse::into_response)?;
+    let mut tally = Tally::default();
+    let items = genuine_items(state, batch.value, &mut tally).await.map_err(IntoResponse::into_response)?;
+    Ok((items, tally))
+}
+
 /// Graph change notifications (`value` may hold several, for several subscriptions).
 async fn microsoft(State(state): State<AppState>, Query(q): Query<Validation>, body: Bytes) -> Response {
     let provider = Provider::Microsoft;
-    if let Some(r) = validation_echo(provider, &q) {
-        return r;
-    }
-    let batch = match parse(&body) {
+    let (items, tally) = match graph_batch(&state, &q, &body).await {
         Ok(b) => b,
-        Err(r) => return r.into_response(),
-    };
-    let mut tally = Tally::default();
-    let items = match genuine_items(&state, batch.value, &mut tally).await {
-        Ok(i) => i,
-        Err(s) => return s.into_response(),
+        Err(r) => return r,
     };
     let mut due = BTreeSet::new();
     let mut channels = BTreeSet::new();
@@ -254,17 +261,9 @@ async fn microsoft(State(state): State<AppState>, Query(q): Query<Validation>, b
 /// connection due at once.
 async fn microsoft_lifecycle(State(state): State<AppState>, Query(q): Query<Validation>, body: Bytes) -> Response {
     let provider = Provider::Microsoft;
-    if let Some(r) = validation_echo(provider, &q) {
-        return r;
-    }
-    let batch = match parse(&body) {
+    let (items, tally) = match graph_batch(&state, &q, &body).await {
         Ok(b) => b,
-        Err(r) => return r.into_response(),
-    };
-    let mut tally = Tally::default();
-    let items = match genuine_items(&state, batch.value, &mut tally).await {
-        Ok(i) => i,
-        Err(s) => return s.into_response(),
+        Err(r) => return r,
     };
     let mut due = BTreeSet::new();
     for (ch, n) in items {

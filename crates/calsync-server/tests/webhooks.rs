@@ -11,28 +11,11 @@ use calsync_engine::sync::WebhookConfig;
 use calsync_store::WebhookChannel;
 use calsync_testkit::{Backend, backend_tests};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use common::{TestApp, connect_account};
+use common::{TestApp, connect_account, wait_for};
 use serde_json::{Value, json};
-use std::time::{Duration as StdDuration, Instant};
+use std::time::Duration as StdDuration;
 
 const BASE: &str = "/api/calendar/oauth-connections";
-
-/// Polls `check` every 50 ms until it answers `Some`, for at most `secs` seconds.
-async fn wait_for<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let began = Instant::now();
-    let deadline = began + StdDuration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what} ({:?})", began.elapsed());
-        tokio::time::sleep(StdDuration::from_millis(50)).await;
-    }
-}
 
 struct World {
     app: TestApp,

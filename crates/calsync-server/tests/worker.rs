@@ -14,29 +14,12 @@ use calsync_server::crypto::Keyring;
 use calsync_store::{CalendarInfo, NewGrant, NewUser};
 use calsync_testkit::{Backend, backend_tests};
 use chrono::{DateTime, Duration, Utc};
-use common::{TEST_KEY, TestApp, connect_account};
+use common::{TEST_KEY, TestApp, connect_account, wait_for};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::time::{Duration as StdDuration, Instant};
+use std::time::Duration as StdDuration;
 
 const BASE: &str = "/api/calendar/oauth-connections";
-
-/// Polls `check` every 50 ms until it answers `Some`, for at most `secs` seconds.
-async fn wait_for<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let began = Instant::now();
-    let deadline = began + StdDuration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what} ({:?})", began.elapsed());
-        tokio::time::sleep(StdDuration::from_millis(50)).await;
-    }
-}
 
 async fn status_of(app: &TestApp, token: &str, conn: &str) -> Value {
     app.get(&format!("{BASE}/{conn}/sync_status/"), token).send().await.unwrap().json().await.unwrap()

@@ -398,7 +398,8 @@ impl ConnectionService {
     }
 }
 
-fn calendar_infos(list: Vec<RemoteCalendar>) -> Vec<CalendarInfo> {
+/// The provider's calendars as the store keeps them.
+pub(crate) fn calendar_infos(list: Vec<RemoteCalendar>) -> Vec<CalendarInfo> {
     list.into_iter()
         .map(|c| CalendarInfo {
             remote_id: c.remote_id,

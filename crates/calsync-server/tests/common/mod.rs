@@ -280,3 +280,21 @@ pub async fn sign_in(app: &TestApp, email: &str, password: &str) -> (Cookies, re
     jar.absorb(resp.headers());
     (jar, status)
 }
+
+/// Polls `check` every 50 ms until it answers `Some`, for at most `secs` seconds.
+#[allow(dead_code)] // Not every test binary waits.
+pub async fn wait_for<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let began = std::time::Instant::now();
+    let deadline = began + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what} ({:?})", began.elapsed());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
