@@ -115,19 +115,21 @@ impl Worker {
         self.state.running.store(true, Ordering::Relaxed);
         tracing::info!(worker = self.engine.instance(), concurrency = self.config.concurrency, "sync worker started");
         let mut last_backlog = std::time::Instant::now() - StdDuration::from_secs(60);
+        // With more due than slots, claims go in batches of a quarter of the slots: one
+        // statement starts several syncs instead of one per sync that ends.
+        let batch = (self.config.concurrency / 4).max(1);
+        let mut more_due = false;
         loop {
             while tasks.try_join_next().is_some() {}
             let free = slots.available_permits();
-            // Every slot busy, or more due than slots were free: go again as soon as one frees up.
-            let mut full = free == 0;
-            if free > 0 {
+            if free > 0 && (!more_due || free >= batch) {
                 let lease = self.engine.config().lease;
                 let until = self.db.clock().now() + lease;
                 match self.db.claim_due(self.engine.instance(), until, free as u32).await {
                     Ok(claimed) => {
                         self.state.failing.store(false, Ordering::Relaxed);
                         self.state.last_round_ms.store(Utc::now().timestamp_millis(), Ordering::Relaxed);
-                        full = claimed.len() == free;
+                        more_due = claimed.len() == free;
                         for c in claimed {
                             let permit =
                                 Arc::clone(&slots).acquire_owned().await.expect("the semaphore is never closed");
@@ -147,12 +149,13 @@ impl Worker {
                     metrics::gauge!("calsync_sync_backlog").set(n as f64);
                 }
             }
-            let pause = if full { StdDuration::ZERO } else { self.config.poll };
+            // Every slot busy, or more due than slots were free: go again as slots free up.
+            let full = free == 0 || more_due;
             tokio::select! {
                 () = &mut stop => break,
                 () = self.state.wake.notified() => {}
                 Some(_) = tasks.join_next(), if full => {}
-                () = tokio::time::sleep(pause), if !full => {}
+                () = tokio::time::sleep(self.config.poll), if !full => {}
             }
         }
         self.wind_down(tasks).await;
@@ -173,7 +176,7 @@ impl Worker {
         state.in_flight.fetch_add(1, Ordering::Relaxed);
         tasks.spawn(async move {
             let (firm, id) = (c.firm_id, c.connection_id);
-            match engine.sync(firm, id, SyncTrigger::Scheduled, None).await {
+            match engine.sync_leased(firm, id, SyncTrigger::Scheduled, c.taken_from.is_some()).await {
                 // The engine released the lease it ran under.
                 Ok(a) => tracing::debug!(connection_id = %id, status = a.status.as_str(), "scheduled sync done"),
                 Err(e) => {

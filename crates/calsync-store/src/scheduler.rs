@@ -280,15 +280,28 @@ impl Db {
 }
 
 impl Db {
-    /// Gives back every lease `owner` holds (a worker stopping with syncs unfinished). Returns
-    /// how many.
+    /// Gives back every lease `owner` holds (a worker stopping with syncs unfinished), and
+    /// closes the attempts it leaves running as interrupted (the next claim, finding the lease
+    /// free, has no reason to look for them). Returns how many leases.
     pub async fn release_all_leases(&self, owner: &str) -> Result<u64, StoreError> {
         Ok(on_pool!(self, pool => {
-            sqlx::query("UPDATE oauth_connections SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1")
+            let mut tx = pool.begin_with(self.begin_write_sql()).await?;
+            sqlx::query(
+                "UPDATE sync_attempts SET status = 'failed', finished_at = $1, error_kind = 'interrupted', \
+                 error_message = 'the sync stopped before it finished (the worker was stopped)' \
+                 WHERE worker = $2 AND status = 'running'",
+            )
+            .bind(self.now())
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+            let n = sqlx::query("UPDATE oauth_connections SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1")
                 .bind(owner)
-                .execute(pool)
+                .execute(&mut *tx)
                 .await?
-                .rows_affected()
+                .rows_affected();
+            tx.commit().await?;
+            n
         }))
     }
 }

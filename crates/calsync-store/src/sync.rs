@@ -230,6 +230,8 @@ pub struct SyncOutcome<'a> {
     pub succeeded: bool,
     pub last_error: Option<&'a str>,
     pub next_sync_at: DateTime<Utc>,
+    /// The lease holder that gives the lease back with this outcome (if it still holds it).
+    pub release: Option<&'a str>,
 }
 
 const ATTEMPT_COLUMNS: &str = "id, connection_id, triggered_by, status, started_at, finished_at, pulled_created, \
@@ -450,6 +452,40 @@ impl Db {
         row.ok_or(StoreError::NotFound)?.try_into()
     }
 
+    /// Opens an attempt in state `running` for `owner`, provided `owner` holds the connection's
+    /// sync lease and it has not run out: one statement where a claim and an insert would be
+    /// two. `None` when the lease is not (or no longer) `owner`'s.
+    pub async fn start_leased_attempt(
+        &self,
+        firm: FirmId,
+        connection: ConnectionId,
+        trigger: SyncTrigger,
+        replay_of: Option<SyncAttemptId>,
+        owner: &str,
+    ) -> Result<Option<SyncAttempt>, StoreError> {
+        let sql = format!(
+            "INSERT INTO sync_attempts (id, firm_id, connection_id, triggered_by, status, started_at, replay_of, worker) \
+             SELECT $1, $2, $3, $4, 'running', $5, $6, $7 \
+             WHERE EXISTS (SELECT 1 FROM oauth_connections c WHERE c.id = $3 AND c.firm_id = $2 \
+             AND c.lease_owner = $7 AND c.lease_until > $5) \
+             AND ($6 IS NULL OR EXISTS (SELECT 1 FROM sync_attempts p WHERE p.id = $6 AND p.firm_id = $2)) \
+             RETURNING {ATTEMPT_COLUMNS}"
+        );
+        let row: Option<AttemptRow> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(SyncAttemptId::new().as_uuid())
+                .bind(firm.as_uuid())
+                .bind(connection.as_uuid())
+                .bind(trigger.as_str())
+                .bind(self.now())
+                .bind(replay_of.map(|r| r.as_uuid()))
+                .bind(owner)
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(SyncAttempt::try_from).transpose()
+    }
+
     /// Closes a running attempt with its outcome (once: a finished attempt is not rewritten).
     pub async fn finish_attempt(
         &self,
@@ -464,8 +500,9 @@ impl Db {
     }
 
     /// Finishes the attempt and records its outcome on the connection (when it is due next,
-    /// the failure count, the error) in one transaction: a process killed in between cannot
-    /// leave a connection scheduled far ahead with its attempt still running.
+    /// the failure count, the error, and the lease given back when `outcome.release` names its
+    /// holder) in one transaction: a process killed in between cannot leave a connection
+    /// scheduled far ahead with its attempt still running.
     #[allow(clippy::too_many_arguments)]
     pub async fn finish_sync(
         &self,
@@ -535,6 +572,7 @@ impl Db {
                     .bind(crate::micros(o.next_sync_at))
                     .bind(o.connection.as_uuid())
                     .bind(firm.as_uuid())
+                    .bind(o.release)
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();

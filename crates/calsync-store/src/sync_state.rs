@@ -269,6 +269,31 @@ impl Db {
         if self.has_connection(firm, connection).await? { Ok(false) } else { Err(StoreError::NotFound) }
     }
 
+    /// Extends the lease `owner` holds (a heartbeat): unlike [`Db::claim_sync`] it never takes a
+    /// lease that is free, so a renewal arriving after the lease was given back changes
+    /// nothing. Returns whether `owner` still holds it.
+    pub async fn renew_sync(
+        &self,
+        firm: FirmId,
+        connection: ConnectionId,
+        owner: &str,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let n = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE oauth_connections SET lease_until = $1 WHERE id = $2 AND firm_id = $3 AND lease_owner = $4",
+            )
+            .bind(micros(until))
+            .bind(connection.as_uuid())
+            .bind(firm.as_uuid())
+            .bind(owner)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
     /// Gives the lease up if `owner` holds it; a lease taken over by someone else (ours expired)
     /// is left alone. [`StoreError::NotFound`] when the connection is not the firm's.
     pub async fn release_sync(&self, firm: FirmId, connection: ConnectionId, owner: &str) -> Result<(), StoreError> {
@@ -322,6 +347,7 @@ impl Db {
             .bind(micros(next_sync_at))
             .bind(connection.as_uuid())
             .bind(firm.as_uuid())
+            .bind(None::<&str>)
             .execute(pool)
             .await?
             .rows_affected()
@@ -601,9 +627,11 @@ impl Db {
 }
 
 /// A sync's outcome on its connection: `$1` succeeded, `$2` now, `$3` the error, `$4` when it
-/// is due next, `$5` the connection, `$6` its firm. A delivery that came during a successful
-/// sync makes it due again at once.
+/// is due next, `$5` the connection, `$6` its firm, `$7` the lease holder giving the lease back
+/// (`NULL`: none). A delivery that came during a successful sync makes it due again at once.
 pub(crate) const RECORD_OUTCOME: &str = "UPDATE oauth_connections SET last_sync_at = CASE WHEN $1 THEN $2 ELSE last_sync_at END, \
      last_error = $3, next_sync_at = CASE WHEN $1 AND due_again THEN $2 ELSE $4 END, due_again = FALSE, \
-     failure_count = CASE WHEN $1 THEN 0 ELSE failure_count + 1 END \
+     failure_count = CASE WHEN $1 THEN 0 ELSE failure_count + 1 END, \
+     lease_owner = CASE WHEN lease_owner = $7 THEN NULL ELSE lease_owner END, \
+     lease_until = CASE WHEN lease_owner = $7 THEN NULL ELSE lease_until END \
      WHERE id = $5 AND firm_id = $6";

@@ -40,6 +40,9 @@ pub enum Seen {
 pub struct Frozen {
     pub held: HashMap<EventLinkId, HeldDeleteId>,
     pub conflicts: HashSet<EventLinkId>,
+    /// Read from the store (a sync reads them once, when a calendar first has work to do);
+    /// left unread, nothing is frozen.
+    pub loaded: bool,
 }
 
 impl Frozen {
@@ -87,6 +90,12 @@ pub struct CalendarSync<'a> {
     pulling: bool,
     /// A pulled change could not be applied: the cursor must not move past it.
     pull_failed: bool,
+    /// The links and pending writes were read ([`CalendarSync::load`]). A sync reads them
+    /// only when there is something to plan: a calendar with no change on either side costs
+    /// the listing and one query.
+    loaded: bool,
+    /// How many events were linked when the links were read (the mass-delete guard's base).
+    linked_before: usize,
 }
 
 /// The sync window for `days`: from midnight UTC `days` days ago to the end of the day `days`
@@ -194,17 +203,25 @@ impl<'a> CalendarSync<'a> {
         window: Window,
         frozen: &'a mut Frozen,
     ) -> Result<CalendarSync<'a>, Stop> {
-        let all = s.db.links(conn.firm_id, cal.id).await?;
-        let by_appointment = all.iter().map(|l| (l.appointment_id, l.remote_id.clone())).collect();
-        let links = all.into_iter().map(|l| (l.remote_id.clone(), l)).collect();
-        let pending_creates =
-            s.db.pending_writes(conn.firm_id, conn.id)
-                .await?
-                .into_iter()
-                .filter(|w| w.calendar_id == cal.id && w.operation == WriteOperation::Create)
-                .map(|w| (w.appointment_id, w))
-                .collect();
-        Ok(CalendarSync {
+        let mut cs = Self::lazy(s, provider, conn, cal, push_target, rules, window, frozen);
+        cs.load_links().await?;
+        Ok(cs)
+    }
+
+    /// [`CalendarSync::new`] without reading anything yet: what [`CalendarSync::run`] needs
+    /// it reads when it needs it, the frozen links included.
+    #[allow(clippy::too_many_arguments)]
+    pub fn lazy(
+        s: &'a mut Session,
+        provider: &'a dyn CalendarProvider,
+        conn: &'a Connection,
+        cal: &'a SyncedCalendar,
+        push_target: bool,
+        rules: Rules,
+        window: Window,
+        frozen: &'a mut Frozen,
+    ) -> CalendarSync<'a> {
+        CalendarSync {
             s,
             provider,
             conn,
@@ -213,25 +230,73 @@ impl<'a> CalendarSync<'a> {
             rules,
             window,
             frozen,
-            links,
-            by_appointment,
+            links: HashMap::new(),
+            by_appointment: HashMap::new(),
             processed: HashSet::new(),
             destructive: Vec::new(),
-            pending_creates,
+            pending_creates: HashMap::new(),
             imports: HashMap::new(),
             masters_read: HashSet::new(),
             gone_there: HashSet::new(),
             pulling: false,
             pull_failed: false,
-        })
+            loaded: false,
+            linked_before: 0,
+        }
+    }
+
+    /// Reads what planning needs, once: the links held or in conflict across the connection,
+    /// then this calendar's links and pending creates.
+    async fn load(&mut self) -> Result<(), StoreError> {
+        if self.loaded {
+            return Ok(());
+        }
+        let (firm, id) = (self.conn.firm_id, self.conn.id);
+        if !self.frozen.loaded {
+            self.frozen.held = self.s.db.held_deletes(firm, id).await?.into_iter().map(|h| (h.link_id, h.id)).collect();
+            self.frozen.conflicts = self
+                .s
+                .db
+                .open_conflicts(firm, Some(self.conn.user_id))
+                .await?
+                .into_iter()
+                .filter(|c| c.connection_id == id)
+                .map(|c| c.link_id)
+                .collect();
+            self.frozen.loaded = true;
+        }
+        self.load_links().await
+    }
+
+    async fn load_links(&mut self) -> Result<(), StoreError> {
+        if self.loaded {
+            return Ok(());
+        }
+        let firm = self.conn.firm_id;
+        let all = self.s.db.links(firm, self.cal.id).await?;
+        self.by_appointment = all.iter().map(|l| (l.appointment_id, l.remote_id.clone())).collect();
+        self.links = all.into_iter().map(|l| (l.remote_id.clone(), l)).collect();
+        let cal = self.cal.id;
+        self.pending_creates = self
+            .s
+            .db
+            .pending_writes(firm, self.conn.id)
+            .await?
+            .into_iter()
+            .filter(|w| w.calendar_id == cal && w.operation == WriteOperation::Create)
+            .map(|w| (w.appointment_id, w))
+            .collect();
+        self.linked_before = self.links.len();
+        self.loaded = true;
+        Ok(())
     }
 
     /// Pull, plan, push, guard, and the cursor last.
     pub async fn run(mut self) -> Result<(), Stop> {
         let firm = self.conn.firm_id;
-        let stored = self.s.db.calendar_cursor(firm, self.cal.id).await?;
-        let mut cursor = stored.filter(|c| c.window_start == self.window.start && c.window_end == self.window.end);
-        let linked_before = self.links.len();
+        let stored = self.cal.cursor.clone();
+        let mut cursor =
+            stored.clone().filter(|c| c.window_start == self.window.start && c.window_end == self.window.end);
         self.pulling = true;
         // A cursor (or a page token) that dies mid-round restarts the listing in full; pages
         // already applied come back as echoes. Bounded, in case the provider keeps doing it.
@@ -249,13 +314,16 @@ impl<'a> CalendarSync<'a> {
         };
         self.pulling = false;
         self.push_local_changes().await?;
-        self.guard_and_apply_deletes(linked_before).await?;
+        self.guard_and_apply_deletes().await?;
         if let Some(m) = &self.s.reauthorize {
             return Err(Stop::Reauthorize(m.clone()));
         }
         if !self.pull_failed {
             let c = CalendarCursor { cursor: new_cursor, window_start: self.window.start, window_end: self.window.end };
-            self.s.db.save_calendar_cursor(firm, self.cal.id, Some(&c)).await?;
+            // A listing that changed nothing often hands the same cursor back.
+            if stored.as_ref() != Some(&c) {
+                self.s.db.save_calendar_cursor(firm, self.cal.id, Some(&c)).await?;
+            }
         }
         Ok(())
     }
@@ -277,6 +345,9 @@ impl<'a> CalendarSync<'a> {
                 Some(c) => ListFrom::Since { cursor: &c.cursor, page: page.as_deref() },
             };
             let got = call!(self.s, |t| provider.list_changes(t, &remote_cal, from))?;
+            if full || !got.changes.is_empty() {
+                self.load().await.map_err(store_to_provider)?;
+            }
             for change in got.changes {
                 match change {
                     Change::Upsert(e) => {
@@ -315,6 +386,8 @@ impl<'a> CalendarSync<'a> {
             self.occurrence_cancelled(id, etag, master, original_start).await;
         }
         if !self.provider.lists_deleted_occurrences() {
+            // Which series to check is in the links.
+            self.load().await.map_err(store_to_provider)?;
             self.find_deleted_occurrences().await;
         }
         // Reported removals may be moves out of the window (Graph); a linked event missing from
@@ -934,6 +1007,9 @@ impl<'a> CalendarSync<'a> {
                 self.window.end,
             )
             .await?;
+        if !changes.is_empty() {
+            self.load().await?;
+        }
         let mut changes = changes;
         // Series masters before their exceptions: an exception is written against its master.
         changes.sort_by_key(|a| a.appointment.data.series.is_some());
@@ -1638,7 +1714,8 @@ impl<'a> CalendarSync<'a> {
 
     /// Applies the deletions of this calendar, unless there are so many at once that they look
     /// like an accident: then nothing destructive happens and they wait for confirmation.
-    async fn guard_and_apply_deletes(&mut self, linked_before: usize) -> Result<(), Stop> {
+    async fn guard_and_apply_deletes(&mut self) -> Result<(), Stop> {
+        let linked_before = self.linked_before;
         let n = self.destructive.len();
         let c = &self.s.config;
         if n > c.mass_delete_min && (n as f64) > c.mass_delete_share * linked_before as f64 {

@@ -64,6 +64,11 @@ impl SyncEngine {
         watched: &[&SyncedCalendar],
     ) -> ChannelHealth {
         let firm = conn.firm_id;
+        let webhooks = self.config.webhooks.clone().filter(|_| provider.can_watch());
+        if webhooks.is_none() && self.without_channels.lock().unwrap_or_else(|p| p.into_inner()).contains(&conn.id) {
+            // Known to have none, and with webhooks off this process opens none.
+            return ChannelHealth::default();
+        }
         let mut channels = match self.db.channels(firm, conn.id).await {
             Ok(c) => c,
             Err(e) => {
@@ -71,10 +76,13 @@ impl SyncEngine {
                 return ChannelHealth::default();
             }
         };
-        let Some(cfg) = self.config.webhooks.clone().filter(|_| provider.can_watch()) else {
+        let Some(cfg) = webhooks else {
             // Webhooks switched off since: the channels opened before are closed.
             for ch in &channels {
                 self.close_channel(s, provider, ch).await;
+            }
+            if channels.is_empty() {
+                self.without_channels.lock().unwrap_or_else(|p| p.into_inner()).insert(conn.id);
             }
             return ChannelHealth::default();
         };

@@ -140,6 +140,16 @@ impl From<StoreError> for SyncError {
 
 type Outcome = Option<Result<SyncAttempt, SyncError>>;
 
+/// The sync lease a run starts with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// Take it (a sync someone asked for).
+    Claim,
+    /// The worker already claimed it ([`calsync_store::Db::claim_due`]); `took_over` when the
+    /// claim took it from a worker that stopped renewing it, whose attempt may still be open.
+    Held { took_over: bool },
+}
+
 pub struct SyncEngine {
     db: Db,
     tokens: Arc<TokenSource>,
@@ -147,12 +157,16 @@ pub struct SyncEngine {
     clock: Clock,
     config: SyncConfig,
     instance: String,
-    running: Mutex<HashMap<ConnectionId, watch::Receiver<Outcome>>>,
+    /// The syncs this process runs, with the firm each was started for.
+    running: Mutex<HashMap<ConnectionId, (FirmId, watch::Receiver<Outcome>)>>,
     /// One writer per connection in this process: a sync, settling held deletions, resolving a
     /// conflict. (Across processes the lease in the store does the same.)
     locks: Mutex<HashMap<ConnectionId, Arc<tokio::sync::Mutex<()>>>>,
     /// Request budgets per provider account, shared by every sync of this process.
     budgets: crate::budget::Budgets,
+    /// With webhooks off: connections whose push channels were all closed (none is opened
+    /// again by this process), so their syncs need not look for channels.
+    without_channels: Mutex<std::collections::HashSet<ConnectionId>>,
 }
 
 impl std::fmt::Debug for SyncEngine {
@@ -175,6 +189,7 @@ impl SyncEngine {
             running: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
             budgets: crate::budget::Budgets::default(),
+            without_channels: Mutex::default(),
         }
     }
 
@@ -186,7 +201,7 @@ impl SyncEngine {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                match db.claim_sync(firm, id, &owner, clock.now() + lease).await {
+                match db.renew_sync(firm, id, &owner, clock.now() + lease).await {
                     Ok(true) => {}
                     Ok(false) => {
                         tracing::warn!(connection_id = %id, "the sync lease was taken by another worker");
@@ -233,7 +248,18 @@ impl SyncEngine {
         trigger: SyncTrigger,
         replay_of: Option<SyncAttemptId>,
     ) -> Result<SyncAttempt, SyncError> {
-        self.start(firm, id, trigger, replay_of, false).await
+        self.start(firm, id, trigger, replay_of, false, Lease::Claim).await
+    }
+
+    /// [`SyncEngine::sync`] of a connection the worker already holds the lease of.
+    pub async fn sync_leased(
+        self: &Arc<Self>,
+        firm: FirmId,
+        id: ConnectionId,
+        trigger: SyncTrigger,
+        took_over: bool,
+    ) -> Result<SyncAttempt, SyncError> {
+        self.start(firm, id, trigger, None, false, Lease::Held { took_over }).await
     }
 
     /// `fresh`: a run that must start after this call (a resync, a replay) waits out one
@@ -245,27 +271,31 @@ impl SyncEngine {
         trigger: SyncTrigger,
         replay_of: Option<SyncAttemptId>,
         fresh: bool,
+        lease: Lease,
     ) -> Result<SyncAttempt, SyncError> {
-        // Only the firm's own connections; a running sync is never shared across firms.
-        self.db.connection(firm, None, id).await?;
         loop {
             let (mut rx, joined) = {
                 let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
                 match running.get(&id) {
-                    Some(rx) => (rx.clone(), true),
+                    // Only the firm's own connections: a running sync is never shared across
+                    // firms (the run itself reads the connection as the firm's).
+                    Some((of, _)) if *of != firm => return Err(SyncError::NotFound),
+                    Some((_, rx)) => (rx.clone(), true),
                     None => {
                         let (tx, rx) = watch::channel(None);
-                        running.insert(id, rx.clone());
+                        running.insert(id, (firm, rx.clone()));
                         let me = Arc::clone(self);
                         tokio::spawn(async move {
                             // The sync in a task of its own, so a panic in it still ends the
                             // run with an answer and frees the connection.
                             let inner = Arc::clone(&me);
-                            let handle = tokio::spawn(async move { inner.run(firm, id, trigger, replay_of).await });
+                            let handle =
+                                tokio::spawn(async move { inner.run(firm, id, trigger, replay_of, lease).await });
                             let result = match handle.await {
                                 Ok(r) => r,
                                 Err(e) => {
                                     tracing::error!(connection_id = %id, error = %e, "the sync task failed");
+                                    let _ = me.db.close_interrupted_attempts(firm, id).await;
                                     let _ = me.db.release_sync(firm, id, &me.instance).await;
                                     Err(SyncError::Internal("the sync stopped unexpectedly".into()))
                                 }
@@ -321,7 +351,7 @@ impl SyncEngine {
             let _guard = lock.lock().await;
             self.db.clear_cursors(firm, id).await?;
         }
-        self.start(firm, id, SyncTrigger::Resync, None, true).await
+        self.start(firm, id, SyncTrigger::Resync, None, true, Lease::Claim).await
     }
 
     /// Runs a failed or partial attempt's connection again, as a new attempt pointing back at it.
@@ -333,7 +363,7 @@ impl SyncEngine {
                 old.status.as_str()
             )));
         }
-        self.start(firm, old.connection_id, SyncTrigger::Replay, Some(attempt), true).await
+        self.start(firm, old.connection_id, SyncTrigger::Replay, Some(attempt), true, Lease::Claim).await
     }
 
     async fn run(
@@ -342,32 +372,74 @@ impl SyncEngine {
         id: ConnectionId,
         trigger: SyncTrigger,
         replay_of: Option<SyncAttemptId>,
+        lease: Lease,
     ) -> Result<SyncAttempt, SyncError> {
         let conn = self.db.connection(firm, None, id).await?;
         let lock = self.lock_for(id);
         let _guard = lock.lock().await;
-        let until = self.clock.now() + self.config.lease;
-        if !self.db.claim_sync(firm, id, &self.instance, until).await? {
-            return Err(SyncError::Busy);
-        }
+        let attempt = match self.begin(&conn, trigger, replay_of, lease).await {
+            Ok(a) => a,
+            Err(e) => {
+                if !matches!(e, SyncError::Busy)
+                    && let Err(e) = self.db.release_sync(firm, id, &self.instance).await
+                {
+                    tracing::error!(connection_id = %id, error = %e, "could not release the sync lease");
+                }
+                return Err(e);
+            }
+        };
         let heartbeat = self.heartbeat(firm, id);
-        let result = self.run_claimed(&conn, trigger, replay_of).await;
+        let result = self.run_claimed(&conn, attempt, &heartbeat).await;
         heartbeat.abort();
-        if let Err(e) = self.db.release_sync(firm, id, &self.instance).await {
-            tracing::error!(connection_id = %id, error = %e, "could not release the sync lease");
+        if let Err(e) = &result {
+            // The outcome (and the lease given back with it) was not recorded: the attempt
+            // is closed as interrupted and the lease released here instead.
+            tracing::error!(connection_id = %id, error = %e, "the sync could not record its outcome");
+            let _ = self.db.close_interrupted_attempts(firm, id).await;
+            if let Err(e) = self.db.release_sync(firm, id, &self.instance).await {
+                tracing::error!(connection_id = %id, error = %e, "could not release the sync lease");
+            }
         }
         result
     }
 
-    async fn run_claimed(
+    /// Holds the lease and opens the attempt: for a connection the worker claimed, one
+    /// statement; otherwise the lease is taken first. Attempts a previous holder left running
+    /// (it died mid-sync) are closed as interrupted.
+    async fn begin(
         &self,
         conn: &Connection,
         trigger: SyncTrigger,
         replay_of: Option<SyncAttemptId>,
+        lease: Lease,
+    ) -> Result<SyncAttempt, SyncError> {
+        let (firm, id) = (conn.firm_id, conn.id);
+        if let Lease::Held { took_over } = lease {
+            if took_over {
+                self.db.close_interrupted_attempts(firm, id).await?;
+            }
+            if let Some(a) = self.db.start_leased_attempt(firm, id, trigger, replay_of, &self.instance).await? {
+                return Ok(a);
+            }
+            // The lease is gone (a sync of this process released it meanwhile): take it as
+            // any other run does.
+        }
+        let until = self.clock.now() + self.config.lease;
+        if !self.db.claim_sync(firm, id, &self.instance, until).await? {
+            return Err(SyncError::Busy);
+        }
+        self.db.close_interrupted_attempts(firm, id).await?;
+        Ok(self.db.start_attempt_by(firm, id, trigger, replay_of, Some(&self.instance)).await?)
+    }
+
+    /// The sync under the lease, to its recorded outcome (which gives the lease back).
+    async fn run_claimed(
+        &self,
+        conn: &Connection,
+        attempt: SyncAttempt,
+        heartbeat: &tokio::task::AbortHandle,
     ) -> Result<SyncAttempt, SyncError> {
         let firm = conn.firm_id;
-        self.db.close_interrupted_attempts(firm, conn.id).await?;
-        let attempt = self.db.start_attempt_by(firm, conn.id, trigger, replay_of, Some(&self.instance)).await?;
         let started = std::time::Instant::now();
         let mut notes = Vec::new();
         let mut channels = ChannelHealth::default();
@@ -414,8 +486,14 @@ impl SyncEngine {
         metrics::histogram!("calsync_sync_duration_seconds", "provider" => provider)
             .record(started.elapsed().as_secs_f64());
         let err = error.as_ref().map(|(k, m)| (k.as_str(), m.as_str()));
-        let outcome =
-            calsync_store::SyncOutcome { connection: conn.id, succeeded, last_error: message, next_sync_at: next };
+        let outcome = calsync_store::SyncOutcome {
+            connection: conn.id,
+            succeeded,
+            last_error: message,
+            next_sync_at: next,
+            release: Some(&self.instance),
+        };
+        heartbeat.abort();
         let done = self.db.finish_sync(firm, attempt.id, status, &counts, err, &notes, &outcome).await?;
         tracing::info!(
             connection_id = %conn.id,
@@ -447,17 +525,8 @@ impl SyncEngine {
         let load = async {
             let calendars = self.db.calendars(firm, conn.id).await?;
             let push = Db::push_calendar_of(&calendars, conn.push_calendar.as_deref());
-            let frozen = Frozen {
-                held: self.db.held_deletes(firm, conn.id).await?.into_iter().map(|h| (h.link_id, h.id)).collect(),
-                conflicts: self
-                    .db
-                    .open_conflicts(firm, Some(conn.user_id))
-                    .await?
-                    .into_iter()
-                    .filter(|c| c.connection_id == conn.id)
-                    .map(|c| c.link_id)
-                    .collect(),
-            };
+            // Read by the first calendar with something to plan.
+            let frozen = Frozen::default();
             Ok::<_, StoreError>((calendars, push, frozen))
         };
         let (calendars, push, mut frozen) = load.await.map_err(|e| fail(Stop::from(e)))?;
@@ -482,7 +551,7 @@ impl SyncEngine {
             if renewed.elapsed() >= self.config.lease.to_std().unwrap_or_default() / 10 {
                 renewed = std::time::Instant::now();
                 let until = self.clock.now() + self.config.lease;
-                match self.db.claim_sync(firm, conn.id, &self.instance, until).await {
+                match self.db.renew_sync(firm, conn.id, &self.instance, until).await {
                     Ok(true) => {}
                     Ok(false) => {
                         let stop = Stop::Internal("the sync lease was lost to another worker".into());
@@ -491,12 +560,8 @@ impl SyncEngine {
                     Err(e) => return Err((Stop::from(e), s.counts, done > 0)),
                 }
             }
-            let run = async {
-                CalendarSync::new(&mut s, provider.as_ref(), conn, cal, is_push, rules, window, &mut frozen)
-                    .await?
-                    .run()
-                    .await
-            };
+            let run =
+                CalendarSync::lazy(&mut s, provider.as_ref(), conn, cal, is_push, rules, window, &mut frozen).run();
             match run.await {
                 Ok(()) => done += 1,
                 Err(stop @ Stop::Reauthorize(_)) => return Err((stop, s.counts, done > 0)),

@@ -22,11 +22,12 @@ impl Db {
 
     /// The connection's calendars, primary first.
     pub async fn calendars(&self, firm: FirmId, id: ConnectionId) -> Result<Vec<SyncedCalendar>, StoreError> {
+        let sql = format!(
+            "SELECT {CALENDAR_COLUMNS} FROM synced_calendars c WHERE c.connection_id = $1 AND c.firm_id = $2 \
+             ORDER BY c.is_primary DESC, c.name, c.remote_id"
+        );
         let rows: Vec<CalendarRow> = on_pool!(self, pool => {
-            sqlx::query_as(
-                "SELECT id, connection_id, remote_id, name, is_primary, can_write, time_zone, selected FROM synced_calendars \
-                 WHERE connection_id = $1 AND firm_id = $2 ORDER BY is_primary DESC, name, remote_id",
-            )
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(id.as_uuid())
             .bind(firm.as_uuid())
             .fetch_all(pool)

@@ -85,6 +85,9 @@ pub struct SyncedCalendar {
     pub can_write: bool,
     pub time_zone: Option<String>,
     pub selected: bool,
+    /// Where the next incremental listing starts, as of when the calendar was read (see
+    /// [`Db::calendar_cursor`]).
+    pub cursor: Option<crate::CalendarCursor>,
 }
 
 /// A calendar as the provider lists it.
@@ -216,8 +219,8 @@ impl TryFrom<Row> for Connection {
 }
 
 /// The columns of [`CalendarRow`], for queries of calendars outside this module.
-pub(crate) const CALENDAR_COLUMNS: &str =
-    "c.id, c.connection_id, c.remote_id, c.name, c.is_primary, c.can_write, c.time_zone, c.selected";
+pub(crate) const CALENDAR_COLUMNS: &str = "c.id, c.connection_id, c.remote_id, c.name, c.is_primary, c.can_write, c.time_zone, c.selected, \
+     c.sync_cursor, c.cursor_window_start, c.cursor_window_end";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct CalendarRow {
@@ -229,6 +232,9 @@ pub(crate) struct CalendarRow {
     can_write: bool,
     time_zone: Option<String>,
     selected: bool,
+    sync_cursor: Option<String>,
+    cursor_window_start: Option<DateTime<Utc>>,
+    cursor_window_end: Option<DateTime<Utc>>,
 }
 
 impl From<CalendarRow> for SyncedCalendar {
@@ -242,6 +248,12 @@ impl From<CalendarRow> for SyncedCalendar {
             can_write: r.can_write,
             time_zone: r.time_zone,
             selected: r.selected,
+            cursor: match (r.sync_cursor, r.cursor_window_start, r.cursor_window_end) {
+                (Some(cursor), Some(window_start), Some(window_end)) => {
+                    Some(crate::CalendarCursor { cursor, window_start, window_end })
+                }
+                _ => None,
+            },
         }
     }
 }
