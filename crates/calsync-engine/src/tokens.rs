@@ -14,7 +14,7 @@ use calsync_domain::connection::{ConnectionStatus, StatusReason};
 use calsync_domain::ids::{ConnectionId, FirmId};
 use calsync_providers::{ProviderError, ReauthKind};
 use calsync_store::crypto::Keyring;
-use calsync_store::{Db, StoreError};
+use calsync_store::{Connection, Db, StoreError};
 use chrono::{DateTime, Duration, Utc};
 use rand::Rng;
 
@@ -89,6 +89,19 @@ impl TokenSource {
         self.refresh(firm, id, false).await
     }
 
+    /// [`TokenSource::access_token`] for a connection the caller has just read (its status
+    /// is checked here instead of being read again).
+    pub async fn access_token_of(self: &Arc<Self>, connection: &Connection) -> Result<String, TokenError> {
+        if matches!(connection.status, ConnectionStatus::Expired | ConnectionStatus::Revoked) {
+            return Err(TokenError::Reauthorize(connection.status_message.clone()));
+        }
+        let (firm, id) = (connection.firm_id, connection.id);
+        if let Some(token) = self.stored_token(firm, id).await? {
+            return Ok(token);
+        }
+        self.refresh(firm, id, false).await
+    }
+
     /// Refreshes now even if the token is still fresh (a provider rejected it).
     pub async fn refresh_now(self: &Arc<Self>, firm: FirmId, id: ConnectionId) -> Result<String, TokenError> {
         self.refresh(firm, id, true).await
@@ -157,6 +170,11 @@ impl TokenSource {
         if matches!(connection.status, ConnectionStatus::Expired | ConnectionStatus::Revoked) {
             return Err(TokenError::Reauthorize(connection.status_message));
         }
+        self.stored_token(firm, id).await
+    }
+
+    /// The stored access token, if it does not expire within the margin.
+    async fn stored_token(&self, firm: FirmId, id: ConnectionId) -> Result<Option<String>, TokenError> {
         let tokens = self.db.tokens(&self.keyring, firm, id).await?;
         let margin = self.clock.now() + Duration::seconds(REFRESH_MARGIN_SECONDS);
         Ok(match (tokens.access_token, tokens.expires_at) {

@@ -130,7 +130,10 @@ impl Db {
         if file.as_os_str() != ":memory:" {
             create_private(file).map_err(|e| StoreError::BadUrl(format!("cannot create {}: {e}", file.display())))?;
         }
+        // No ping before each use: the database is a file in this process, and a ping is a
+        // round trip to the connection's thread that doubles the cost of a short statement.
         let pool = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)

@@ -232,6 +232,8 @@ pub struct SyncOutcome<'a> {
     pub next_sync_at: DateTime<Utc>,
     /// The lease holder that gives the lease back with this outcome (if it still holds it).
     pub release: Option<&'a str>,
+    /// New cursors of the connection's calendars (a calendar removed meanwhile is skipped).
+    pub cursors: &'a [(SyncedCalendarId, crate::CalendarCursor)],
 }
 
 const ATTEMPT_COLUMNS: &str = "id, connection_id, triggered_by, status, started_at, finished_at, pulled_created, \
@@ -578,6 +580,17 @@ impl Db {
                     .rows_affected();
                 if n != 1 {
                     return Err(StoreError::NotFound);
+                }
+                for (calendar, c) in o.cursors {
+                    sqlx::query(crate::sync_state::SAVE_CURSOR)
+                        .bind(c.cursor.as_str())
+                        .bind(crate::micros(c.window_start))
+                        .bind(crate::micros(c.window_end))
+                        .bind(calendar.as_uuid())
+                        .bind(firm.as_uuid())
+                        .bind(o.connection.as_uuid())
+                        .execute(&mut *tx)
+                        .await?;
                 }
             }
             tx.commit().await?;

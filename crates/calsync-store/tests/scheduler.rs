@@ -345,8 +345,14 @@ async fn a_delivery_during_a_sync_makes_the_connection_due_again(backend: Backen
             assert!(db.mark_due(firm, c.id).await.unwrap());
         }
         let later = now + Duration::minutes(30);
-        let outcome =
-            SyncOutcome { connection: c.id, succeeded: true, last_error: None, next_sync_at: later, release: None };
+        let outcome = SyncOutcome {
+            connection: c.id,
+            succeeded: true,
+            last_error: None,
+            next_sync_at: later,
+            release: None,
+            cursors: &[],
+        };
         db.finish_sync(firm, attempt.id, AttemptStatus::Success, &AttemptCounts::default(), None, &[], &outcome)
             .await
             .unwrap();

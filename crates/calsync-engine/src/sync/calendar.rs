@@ -293,7 +293,6 @@ impl<'a> CalendarSync<'a> {
 
     /// Pull, plan, push, guard, and the cursor last.
     pub async fn run(mut self) -> Result<(), Stop> {
-        let firm = self.conn.firm_id;
         let stored = self.cal.cursor.clone();
         let mut cursor =
             stored.clone().filter(|c| c.window_start == self.window.start && c.window_end == self.window.end);
@@ -320,9 +319,11 @@ impl<'a> CalendarSync<'a> {
         }
         if !self.pull_failed {
             let c = CalendarCursor { cursor: new_cursor, window_start: self.window.start, window_end: self.window.end };
-            // A listing that changed nothing often hands the same cursor back.
+            // Stored with the outcome, in its transaction (a sync that dies first lists again
+            // from the old one, and what it finds again is an echo). A listing that changed
+            // nothing may hand the same cursor back.
             if stored.as_ref() != Some(&c) {
-                self.s.db.save_calendar_cursor(firm, self.cal.id, Some(&c)).await?;
+                self.s.cursors.push((self.cal.id, c));
             }
         }
         Ok(())

@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use crate::registry::Providers;
 use crate::tokens::TokenSource;
 use calendar::{CalendarSync, Destructive, Frozen, window_for};
-use session::{Session, Stop};
+use session::{Progress, Session, Stop};
 
 pub use channels::{
     ChannelHealth, GOOGLE_PATH, MICROSOFT_LIFECYCLE_PATH, MICROSOFT_PATH, PENDING, WebhookConfig, secret_hash, stop_all,
@@ -443,8 +443,10 @@ impl SyncEngine {
         let started = std::time::Instant::now();
         let mut notes = Vec::new();
         let mut channels = ChannelHealth::default();
+        let cursors;
         let (status, counts, error) = match self.sync_connection(conn).await {
-            Ok(s) => {
+            Ok(mut s) => {
+                cursors = std::mem::take(&mut s.cursors);
                 notes.clone_from(&s.notes);
                 channels = s.channels;
                 let status = if s.item_errors.is_empty() { AttemptStatus::Success } else { AttemptStatus::Partial };
@@ -463,9 +465,10 @@ impl SyncEngine {
                 };
                 (status, s.counts, error)
             }
-            Err((stop, counts, partial)) => {
+            Err((stop, progress, partial)) => {
+                cursors = progress.cursors;
                 let status = if partial { AttemptStatus::Partial } else { AttemptStatus::Failed };
-                (status, counts, Some((stop.kind().to_owned(), stop.to_string())))
+                (status, progress.counts, Some((stop.kind().to_owned(), stop.to_string())))
             }
         };
         let succeeded = status != AttemptStatus::Failed;
@@ -492,6 +495,7 @@ impl SyncEngine {
             last_error: message,
             next_sync_at: next,
             release: Some(&self.instance),
+            cursors: &cursors,
         };
         heartbeat.abort();
         let done = self.db.finish_sync(firm, attempt.id, status, &counts, err, &notes, &outcome).await?;
@@ -508,8 +512,8 @@ impl SyncEngine {
 
     /// Every calendar of the connection. A calendar that fails leaves the others going; a
     /// refused grant stops everything.
-    async fn sync_connection(&self, conn: &Connection) -> Result<Session, (Stop, calsync_store::AttemptCounts, bool)> {
-        let fail = |stop: Stop| (stop, calsync_store::AttemptCounts::default(), false);
+    async fn sync_connection(&self, conn: &Connection) -> Result<Session, (Stop, Progress, bool)> {
+        let fail = |stop: Stop| (stop, Progress::default(), false);
         if matches!(conn.status, ConnectionStatus::Expired | ConnectionStatus::Revoked) {
             return Err(fail(Stop::Reauthorize(conn.status_message.clone())));
         }
@@ -538,7 +542,7 @@ impl SyncEngine {
             calendars.iter().filter(|c| c.selected || push.as_ref().is_some_and(|p| p.id == c.id)).collect();
         s.channels = self.keep_channels(&mut s, provider.as_ref(), conn, &watched).await;
         if let Some(m) = s.reauthorize.clone() {
-            return Err((Stop::Reauthorize(m), s.counts, false));
+            return Err((Stop::Reauthorize(m), s.progress(), false));
         }
         let mut failures: Vec<Stop> = Vec::new();
         let mut done = 0usize;
@@ -555,16 +559,16 @@ impl SyncEngine {
                     Ok(true) => {}
                     Ok(false) => {
                         let stop = Stop::Internal("the sync lease was lost to another worker".into());
-                        return Err((stop, s.counts, done > 0));
+                        return Err((stop, s.progress(), done > 0));
                     }
-                    Err(e) => return Err((Stop::from(e), s.counts, done > 0)),
+                    Err(e) => return Err((Stop::from(e), s.progress(), done > 0)),
                 }
             }
             let run =
                 CalendarSync::lazy(&mut s, provider.as_ref(), conn, cal, is_push, rules, window, &mut frozen).run();
             match run.await {
                 Ok(()) => done += 1,
-                Err(stop @ Stop::Reauthorize(_)) => return Err((stop, s.counts, done > 0)),
+                Err(stop @ Stop::Reauthorize(_)) => return Err((stop, s.progress(), done > 0)),
                 Err(stop) => {
                     tracing::warn!(connection_id = %conn.id, calendar = %cal.id, error = %stop, "calendar sync failed");
                     failures.push(stop);
@@ -573,7 +577,7 @@ impl SyncEngine {
         }
         match failures.into_iter().next() {
             None => Ok(s),
-            Some(stop) => Err((stop, s.counts, done > 0)),
+            Some(stop) => Err((stop, s.progress(), done > 0)),
         }
     }
 

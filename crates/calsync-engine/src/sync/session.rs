@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use calsync_domain::connection::{ConnectionStatus, StatusReason};
-use calsync_domain::ids::{ConnectionId, FirmId};
+use calsync_domain::ids::{ConnectionId, FirmId, SyncedCalendarId};
 use calsync_providers::{ProviderError, ReauthKind};
-use calsync_store::{AttemptCounts, Connection, Db};
+use calsync_store::{AttemptCounts, CalendarCursor, Connection, Db};
 use rand::Rng;
 
 use super::SyncConfig;
@@ -67,6 +67,14 @@ impl From<TokenError> for Stop {
     }
 }
 
+/// What a sync that stopped early still records: its counts, and the cursors of the calendars
+/// it finished.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub counts: AttemptCounts,
+    pub cursors: Vec<(SyncedCalendarId, CalendarCursor)>,
+}
+
 /// What to do after a failed call.
 pub enum Next {
     Again,
@@ -99,6 +107,8 @@ pub struct Session {
     pub channels: super::ChannelHealth,
     /// The provider account's request budget (shared with its other connections).
     pub budget: Option<Arc<crate::budget::AccountBudget>>,
+    /// The new cursors of the calendars done, stored with the attempt's outcome.
+    pub cursors: Vec<(SyncedCalendarId, CalendarCursor)>,
 }
 
 /// A provider call with the session's token, retried as [`Session::after_error`] decides.
@@ -147,7 +157,7 @@ impl Session {
         connection: &Connection,
         budget: Option<Arc<crate::budget::AccountBudget>>,
     ) -> Result<Self, Stop> {
-        let token = tokens.access_token(connection.firm_id, connection.id).await?;
+        let token = tokens.access_token_of(connection).await?;
         Ok(Session {
             db,
             tokens,
@@ -165,6 +175,7 @@ impl Session {
             throttled: false,
             channels: super::ChannelHealth::default(),
             budget,
+            cursors: Vec::new(),
         })
     }
 
@@ -242,6 +253,11 @@ impl Session {
         let top = exp.min(self.config.backoff_cap);
         let millis = top.as_millis().max(1) as u64;
         StdDuration::from_millis(rand::rng().random_range(millis / 2..=millis))
+    }
+
+    /// What is recorded when the sync stops here.
+    pub fn progress(&mut self) -> Progress {
+        Progress { counts: std::mem::take(&mut self.counts), cursors: std::mem::take(&mut self.cursors) }
     }
 
     /// A failure of one item: recorded, and the sync goes on.
