@@ -83,7 +83,7 @@ pub struct SettingsArgs {
     /// Push channels: `off` turns them off even with CALSYNC_PUBLIC_URL set [default: on]
     #[arg(long, global = true, env = "CALSYNC_WEBHOOKS")]
     pub webhooks: Option<String>,
-    /// Background sync: syncs one worker process runs at once [default: 32]
+    /// Background sync: syncs one worker process runs at once [default: 128]
     #[arg(long, global = true, env = "CALSYNC_WORKER_CONCURRENCY")]
     pub worker_concurrency: Option<usize>,
     /// Provider sandbox: `embedded` (mounted at /sandbox), `off`, or the URL of a running one
@@ -196,8 +196,8 @@ pub enum BenchCommand {
         /// Added by the sandbox to every request, in milliseconds.
         #[arg(long, default_value_t = 20)]
         latency_ms: u64,
-        /// Syncs the worker runs at once (the service's default is 32).
-        #[arg(long, default_value_t = 32)]
+        /// Syncs the worker runs at once (the service's default is 128).
+        #[arg(long, default_value_t = 128)]
         concurrency: usize,
         /// Changes timed per propagation scenario.
         #[arg(long, default_value_t = 50)]

@@ -38,7 +38,9 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             enabled: true,
-            concurrency: 32,
+            // A sync mostly waits for the provider: many run at once on few cores. What one
+            // provider account takes is bounded by its budget, what the database takes by its pool.
+            concurrency: 128,
             poll: StdDuration::from_secs(1),
             grace: StdDuration::from_secs(20),
         }
