@@ -371,7 +371,74 @@ async fn a_delivery_during_a_sync_makes_the_connection_due_again(backend: Backen
     assert!(ahead > Duration::minutes(29), "{ahead}");
 }
 
+/// The worker's short path: an attempt opens only under the opener's live lease; a heartbeat
+/// renews a lease but never takes a free one; the outcome gives the lease back and stores the
+/// cursors in its transaction; a stopping worker's unfinished attempts are closed.
+async fn a_claimed_sync_runs_under_its_lease_and_gives_it_back_with_its_outcome(backend: Backend) {
+    let t = TestDb::new(backend).await;
+    let db = &t.db;
+    let ann = user(db, "acme", "ann@acme.test").await;
+    let c = connect(db, &ann, "ann@gmail.test", Provider::Google).await;
+    let firm = ann.firm_id;
+    let now = db.clock().now();
+    let trigger = SyncTrigger::Scheduled;
+    // No lease: no attempt, and a heartbeat does not take it.
+    assert!(db.start_leased_attempt(firm, c.id, trigger, None, "w1").await.unwrap().is_none());
+    assert!(!db.renew_sync(firm, c.id, "w1", now + Duration::minutes(10)).await.unwrap());
+    assert!(!db.sync_in_progress(firm, c.id).await.unwrap());
+    assert_eq!(ids(&db.claim_due("w1", now + Duration::seconds(60), 10).await.unwrap()), HashSet::from([c.id]));
+    // Another worker's name, or another firm, opens nothing.
+    assert!(db.start_leased_attempt(firm, c.id, trigger, None, "w2").await.unwrap().is_none());
+    let eve = user(db, "evil", "eve@evil.test").await;
+    assert!(db.start_leased_attempt(eve.firm_id, c.id, trigger, None, "w1").await.unwrap().is_none());
+    // A lease that ran out opens nothing either, until it is renewed.
+    db.clock().advance(61);
+    assert!(db.start_leased_attempt(firm, c.id, trigger, None, "w1").await.unwrap().is_none());
+    assert!(db.renew_sync(firm, c.id, "w1", db.clock().now() + Duration::seconds(60)).await.unwrap());
+    let attempt = db.start_leased_attempt(firm, c.id, trigger, None, "w1").await.unwrap().expect("under the lease");
+    assert_eq!(attempt.status, AttemptStatus::Running);
+    assert_eq!(attempt.worker.as_deref(), Some("w1"));
+    // The outcome stores the cursor and gives the lease back, in one go.
+    let cal = db.calendars(firm, c.id).await.unwrap().remove(0);
+    assert_eq!(cal.cursor, None);
+    // Windows start and end at midnight (the engine's `window_for`).
+    let midnight = db.clock().now().date_naive().and_hms_opt(0, 0, 0).unwrap().and_utc();
+    let cursor = calsync_store::CalendarCursor {
+        cursor: "token-2".into(),
+        window_start: midnight - Duration::days(30),
+        window_end: midnight + Duration::days(31),
+    };
+    let cursors = [(cal.id, cursor.clone())];
+    let later = db.clock().now() + Duration::minutes(30);
+    let outcome = SyncOutcome {
+        connection: c.id,
+        succeeded: true,
+        last_error: None,
+        next_sync_at: later,
+        release: Some("w1"),
+        cursors: &cursors,
+    };
+    db.finish_sync(firm, attempt.id, AttemptStatus::Success, &AttemptCounts::default(), None, &[], &outcome)
+        .await
+        .unwrap();
+    assert!(!db.sync_in_progress(firm, c.id).await.unwrap(), "given back");
+    assert_eq!(db.calendars(firm, c.id).await.unwrap()[0].cursor, Some(cursor.clone()));
+    assert_eq!(db.calendar_cursor(firm, cal.id).await.unwrap(), Some(cursor));
+    // A late heartbeat after that changes nothing.
+    assert!(!db.renew_sync(firm, c.id, "w1", later).await.unwrap());
+    assert!(!db.sync_in_progress(firm, c.id).await.unwrap());
+    // A worker stopping mid-sync: its attempt is closed and its lease released.
+    db.clock().advance(31 * 60);
+    assert_eq!(db.claim_due("w1", db.clock().now() + Duration::minutes(10), 10).await.unwrap().len(), 1);
+    let open = db.start_leased_attempt(firm, c.id, trigger, None, "w1").await.unwrap().unwrap();
+    assert_eq!(db.release_all_leases("w1").await.unwrap(), 1);
+    let closed = db.attempt(firm, open.id).await.unwrap();
+    assert_eq!((closed.status, closed.error_kind.as_deref()), (AttemptStatus::Failed, Some("interrupted")));
+    assert!(!db.sync_in_progress(firm, c.id).await.unwrap());
+}
+
 backend_tests!(
+    a_claimed_sync_runs_under_its_lease_and_gives_it_back_with_its_outcome,
     push_channels_are_found_by_delivery_and_kept_per_firm,
     a_delivery_during_a_sync_makes_the_connection_due_again,
     due_connections_are_claimed_once_and_taken_over_when_the_lease_runs_out,
