@@ -243,7 +243,11 @@ async fn connecting_a_calendar_through_the_pages(backend: Backend) {
     let app = TestApp::spawn_with_sandbox(backend).await;
     app.user("acme", "ann@acme.test", "staff").await;
     let (mut jar, _) = sign_in(&app, "ann@acme.test", PASSWORD).await;
-    let page = jar.apply(app.http.get(app.url("/calendar"))).send().await.unwrap();
+    // The page's old address leads to it, with its query.
+    let old = jar.apply(app.http.get(app.url("/calendar?notice=saved"))).send().await.unwrap();
+    assert_eq!(old.status(), StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(old.headers()["location"], "/calendar-sync?notice=saved");
+    let page = jar.apply(app.http.get(app.url("/calendar-sync"))).send().await.unwrap();
     let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
     assert!(csp.contains(&format!("form-action 'self' {}", app.sandbox.as_deref().unwrap())), "{csp}");
     let html = page.text().await.unwrap();
@@ -270,14 +274,21 @@ async fn connecting_a_calendar_through_the_pages(backend: Backend) {
     assert!(callback.starts_with(&app.url("/calendar/oauth/callback?")), "{callback}");
     let done = jar.apply(app.http.get(&callback)).send().await.unwrap();
     assert_eq!(done.status(), StatusCode::SEE_OTHER);
-    assert_eq!(done.headers()["location"], "/calendar?notice=connected");
+    assert_eq!(done.headers()["location"], "/calendar-sync?notice=connected");
     jar.absorb(done.headers());
     let html =
-        jar.apply(app.http.get(app.url("/calendar?notice=connected"))).send().await.unwrap().text().await.unwrap();
+        jar.apply(app.http.get(app.url("/calendar-sync?notice=connected"))).send().await.unwrap().text().await.unwrap();
     assert!(
         html.contains("Calendar connected.") && html.contains("ann@gmail.test") && html.contains("status-active"),
         "{html}"
     );
+    // The navigation's Delivery section marks this page; the badge says the status in words.
+    assert!(
+        html.contains(">Delivery<")
+            && html.contains("href=\"/calendar-sync\" id=\"nav-calendar-sync\" aria-current=\"page\""),
+        "{html}"
+    );
+    assert!(html.contains("data-status=\"active\">Active</span>"), "{html}");
     // The callback is for the signed-in user only: without a session it leads to sign-in.
     let anonymous = app.http.get(&callback).send().await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
@@ -299,7 +310,7 @@ async fn connecting_a_calendar_through_the_pages(backend: Backend) {
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
     assert!(bad.text().await.unwrap().contains("sync window days: must be a whole number of days from 7 to 365"));
     let ok = save("90").send().await.unwrap();
-    assert_eq!(ok.headers()["location"], "/calendar?notice=saved");
+    assert_eq!(ok.headers()["location"], "/calendar-sync?notice=saved");
     let token = app.db.user_by_email(&calsync_domain::account::Email::parse("ann@acme.test").unwrap()).await.unwrap();
     let shown = app
         .state
@@ -360,7 +371,7 @@ async fn connecting_a_calendar_through_the_pages(backend: Backend) {
     assert_eq!(signed_in.headers()["location"].to_str().unwrap(), path);
     fresh.absorb(signed_in.headers());
     let completed = fresh.apply(app.http.get(app.url(&path))).send().await.unwrap();
-    assert_eq!(completed.headers()["location"], "/calendar?notice=connected");
+    assert_eq!(completed.headers()["location"], "/calendar-sync?notice=connected");
 
     // Refusing at Microsoft's consent screen is shown as such.
     let go = jar
@@ -392,7 +403,7 @@ async fn connecting_a_calendar_through_the_pages(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(bye.status(), StatusCode::SEE_OTHER);
-    let html = jar.apply(app.http.get(app.url("/calendar"))).send().await.unwrap().text().await.unwrap();
+    let html = jar.apply(app.http.get(app.url("/calendar-sync"))).send().await.unwrap().text().await.unwrap();
     assert!(
         html.contains("status-revoked") && html.contains("Reconnect") && html.contains("value=\"ann@gmail.test\""),
         "{html}"
@@ -411,7 +422,7 @@ async fn sync_now_from_the_calendars_page(backend: Backend) {
     let app = TestApp::spawn_with_sandbox(backend).await;
     let api = app.user("acme", "ann@acme.test", "staff").await;
     let (mut jar, _) = sign_in(&app, "ann@acme.test", PASSWORD).await;
-    let html = jar.apply(app.http.get(app.url("/calendar"))).send().await.unwrap().text().await.unwrap();
+    let html = jar.apply(app.http.get(app.url("/calendar-sync"))).send().await.unwrap().text().await.unwrap();
     let csrf = form_value(&html, "csrf_token");
     let go = jar
         .apply(app.http.post(app.url("/calendar/connect/google")))
@@ -424,7 +435,7 @@ async fn sync_now_from_the_calendars_page(backend: Backend) {
     let callback = back.headers()["location"].to_str().unwrap().to_owned();
     let done = jar.apply(app.http.get(&callback)).send().await.unwrap();
     jar.absorb(done.headers());
-    let html = jar.apply(app.http.get(app.url("/calendar"))).send().await.unwrap().text().await.unwrap();
+    let html = jar.apply(app.http.get(app.url("/calendar-sync"))).send().await.unwrap().text().await.unwrap();
     assert!(html.contains("Sync now"), "{html}");
     let id = html.split("data-connection=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
     // Two appointments to send.
@@ -449,10 +460,11 @@ async fn sync_now_from_the_calendars_page(backend: Backend) {
         .unwrap();
     assert_eq!(synced.status(), StatusCode::SEE_OTHER);
     let to = synced.headers()["location"].to_str().unwrap().to_owned();
-    assert!(to.starts_with("/calendar?synced="), "{to}");
+    assert!(to.starts_with("/calendar-sync?synced="), "{to}");
     let html = jar.apply(app.http.get(app.url(&to))).send().await.unwrap().text().await.unwrap();
     assert!(html.contains("Synced: pulled") && html.contains("pushed 2 new, 0 updated, 0 deleted"), "{html}");
     assert!(!html.contains("never"), "last sync is shown: {html}");
+    assert!(html.contains("<time datetime=\"") && html.contains("just now</time>"), "relative, exact on hover: {html}");
     // Someone else's attempt id shows nothing; someone else's connection cannot be synced.
     app.user("acme", "bob@acme.test", "staff").await;
     let (bob, _) = sign_in(&app, "bob@acme.test", PASSWORD).await;

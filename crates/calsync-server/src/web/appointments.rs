@@ -65,6 +65,8 @@ struct FormValues {
 #[derive(Template)]
 #[template(path = "home.html")]
 struct HomePage {
+    /// The page the navigation marks as current.
+    current: &'static str,
     user_name: String,
     firm_name: String,
     is_admin: bool,
@@ -137,6 +139,7 @@ async fn page(
     render(
         status,
         &HomePage {
+            current: "appointments",
             user_name: caller.user.name.clone(),
             firm_name: caller.user.firm_name.clone(),
             is_admin: caller.user.actor.is_admin(),

@@ -17,6 +17,9 @@ use calsync_domain::sync::AttemptStatus;
 use calsync_store::SettingsChange;
 use serde::Deserialize;
 
+/// Where the Calendar Sync page lives (`/calendar` redirects here).
+pub const PAGE: &str = "/calendar-sync";
+
 struct ProviderButton {
     key: &'static str,
     label: &'static str,
@@ -31,10 +34,18 @@ struct Row {
     provider_label: &'static str,
     account_email: String,
     status: &'static str,
+    /// The status as the badge shows it ("Active", …).
+    status_label: &'static str,
     status_message: String,
+    /// The last sync's error, in words, while it is the latest word on the connection.
+    last_error: Option<String>,
     sync_enabled: bool,
     window_days: i64,
+    /// "3 minutes ago" (or "never") …
     last_sync: String,
+    /// … and the exact time, for the hover title and `<time datetime>`.
+    last_sync_exact: String,
+    last_sync_iso: String,
     calendars: String,
     /// Deletions the mass-delete guard holds for confirmation.
     held: usize,
@@ -43,6 +54,7 @@ struct Row {
 #[derive(Template)]
 #[template(path = "calendar.html")]
 struct CalendarPage {
+    current: &'static str,
     user_name: String,
     firm_name: String,
     is_admin: bool,
@@ -78,6 +90,7 @@ async fn page(
         Ok(l) => l,
         Err(e) => return error_page(e),
     };
+    let now = chrono::Utc::now();
     let mut connections = Vec::with_capacity(list.len());
     for c in list {
         let calendar_list = match svc.stored_calendars(&caller.user.actor, c.id).await {
@@ -99,12 +112,14 @@ async fn page(
             provider_label: c.provider.label(),
             account_email: c.account_email,
             status: c.status.as_str(),
+            status_label: status_label(c.status),
             status_message: c.status_message,
+            last_error: c.last_error,
             sync_enabled: c.settings.sync_enabled,
             window_days: c.settings.sync_window_days.days(),
-            last_sync: c
-                .last_sync_at
-                .map_or_else(|| "never".to_owned(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string()),
+            last_sync: c.last_sync_at.map_or_else(|| "never".to_owned(), |t| relative(now, t)),
+            last_sync_exact: c.last_sync_at.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_default(),
+            last_sync_iso: c.last_sync_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
             calendars,
             held,
         });
@@ -119,6 +134,7 @@ async fn page(
     render(
         status,
         &CalendarPage {
+            current: "calendar-sync",
             user_name: caller.user.name.clone(),
             firm_name: caller.user.firm_name.clone(),
             is_admin: caller.user.actor.is_admin(),
@@ -132,6 +148,56 @@ async fn page(
             delete_options: DELETE_OPTIONS,
         },
     )
+}
+
+fn status_label(s: calsync_domain::connection::ConnectionStatus) -> &'static str {
+    use calsync_domain::connection::ConnectionStatus as S;
+    match s {
+        S::Active => "Active",
+        S::Expired => "Expired",
+        S::Error => "Error",
+        S::Revoked => "Revoked",
+    }
+}
+
+/// How long ago `t` was, in words: "just now", "5 minutes ago", "3 hours ago", "2 days ago".
+pub(crate) fn relative(now: chrono::DateTime<chrono::Utc>, t: chrono::DateTime<chrono::Utc>) -> String {
+    let secs = (now - t).num_seconds();
+    let unit = |n: i64, what: &str| format!("{n} {what}{} ago", if n == 1 { "" } else { "s" });
+    match secs {
+        s if s < 45 => "just now".to_owned(),
+        s if s < 90 * 60 => unit(((s + 30) / 60).max(1), "minute"),
+        s if s < 36 * 3600 => unit((s + 1800) / 3600, "hour"),
+        s => unit((s + 43_200) / 86_400, "day"),
+    }
+}
+
+/// `GET /calendar`, the page's old address.
+pub async fn moved(uri: axum::http::Uri) -> Redirect {
+    match uri.query() {
+        Some(q) => Redirect::permanent(&format!("{PAGE}?{q}")),
+        None => Redirect::permanent(PAGE),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relative;
+    use chrono::{Duration, Utc};
+
+    #[test]
+    fn relative_times_read_naturally() {
+        let now = Utc::now();
+        let ago = |s: i64| relative(now, now - Duration::seconds(s));
+        assert_eq!(ago(5), "just now");
+        assert_eq!(ago(60), "1 minute ago");
+        assert_eq!(ago(5 * 60 + 10), "5 minutes ago");
+        assert_eq!(ago(2 * 3600), "2 hours ago");
+        assert_eq!(ago(30 * 3600), "30 hours ago");
+        assert_eq!(ago(3 * 86_400), "3 days ago");
+        // A clock a little ahead of the server's: still "just now".
+        assert_eq!(ago(-3), "just now");
+    }
 }
 
 #[derive(Deserialize)]
@@ -200,7 +266,7 @@ pub async fn sync_now(
     }
     let Ok(id) = id.parse() else { return error_page(crate::services::ServiceError::NotFound) };
     match state.sync.sync_now(&caller.user.actor, id).await {
-        Ok(a) => Redirect::to(&format!("/calendar?synced={}", a.id)).into_response(),
+        Ok(a) => Redirect::to(&format!("{PAGE}?synced={}", a.id)).into_response(),
         Err(e) => error_page(e),
     }
 }
@@ -222,8 +288,8 @@ pub async fn settle_deletes(
     };
     let Ok(id) = id.parse() else { return error_page(crate::services::ServiceError::NotFound) };
     match state.sync.settle_deletes(&caller.user.actor, id, confirm).await {
-        Ok(_) if confirm => Redirect::to("/calendar?notice=deletes_confirmed").into_response(),
-        Ok(_) => Redirect::to("/calendar?notice=deletes_rejected").into_response(),
+        Ok(_) if confirm => Redirect::to(&format!("{PAGE}?notice=deletes_confirmed")).into_response(),
+        Ok(_) => Redirect::to(&format!("{PAGE}?notice=deletes_rejected")).into_response(),
         Err(e) => error_page(e),
     }
 }
@@ -270,7 +336,7 @@ pub async fn oauth_callback(
 ) -> Response {
     let input = CallbackInput { state: q.state, code: q.code, error: q.error, error_description: q.error_description };
     match state.connections.complete(&caller.user.actor, input).await {
-        Ok(_) => Redirect::to("/calendar?notice=connected").into_response(),
+        Ok(_) => Redirect::to(&format!("{PAGE}?notice=connected")).into_response(),
         Err(ConnectError::Rejected { message, .. }) => {
             page(&state, &caller, None, Some(message), StatusCode::BAD_REQUEST).await
         }
@@ -297,7 +363,7 @@ pub async fn disconnect(
     }
     let Ok(id) = id.parse() else { return error_page(crate::services::ServiceError::NotFound) };
     match state.connections.disconnect(&caller.user.actor, id).await {
-        Ok(_) => Redirect::to("/calendar?notice=disconnected").into_response(),
+        Ok(_) => Redirect::to(&format!("{PAGE}?notice=disconnected")).into_response(),
         Err(e) => error_page(e),
     }
 }
@@ -334,7 +400,7 @@ pub async fn save_settings(
         Err(v) => Err(crate::services::ServiceError::Validation(v)),
     };
     match result {
-        Ok(_) => Redirect::to("/calendar?notice=saved").into_response(),
+        Ok(_) => Redirect::to(&format!("{PAGE}?notice=saved")).into_response(),
         Err(crate::services::ServiceError::Validation(v)) => {
             let msg = format!("Settings not saved: {}: {}", v.field.replace('_', " "), v.message);
             page(&state, &caller, None, Some(msg), StatusCode::BAD_REQUEST).await
