@@ -139,6 +139,7 @@ impl Worker {
                         }
                     }
                     Err(e) => {
+                        more_due = false;
                         self.state.failing.store(true, Ordering::Relaxed);
                         tracing::error!(error = %e, "the worker could not claim due connections");
                     }
@@ -152,7 +153,7 @@ impl Worker {
                 }
             }
             // Every slot busy, or more due than slots were free: go again as slots free up.
-            let full = free == 0 || more_due;
+            let full = (free == 0 || more_due) && !tasks.is_empty();
             tokio::select! {
                 () = &mut stop => break,
                 () = self.state.wake.notified() => {}
@@ -174,18 +175,15 @@ impl Worker {
             metrics::counter!("calsync_lease_takeovers_total").increment(1);
             tracing::warn!(connection_id = %c.connection_id, from = %from, "took over the lease of a worker that stopped renewing it");
         }
-        let (db, engine, state) = (self.db.clone(), Arc::clone(&self.engine), Arc::clone(&self.state));
+        let (engine, state) = (Arc::clone(&self.engine), Arc::clone(&self.state));
         state.in_flight.fetch_add(1, Ordering::Relaxed);
         tasks.spawn(async move {
             let (firm, id) = (c.firm_id, c.connection_id);
             match engine.sync_leased(firm, id, SyncTrigger::Scheduled, c.taken_from.is_some()).await {
-                // The engine released the lease it ran under.
+                // Either way the engine gave back the lease (here the worker's and the
+                // engine's are one name: releasing it here could free a newer sync's).
                 Ok(a) => tracing::debug!(connection_id = %id, status = a.status.as_str(), "scheduled sync done"),
-                Err(e) => {
-                    tracing::warn!(connection_id = %id, error = %e, "scheduled sync did not run");
-                    // A sync that never started (the connection was deleted meanwhile, …).
-                    let _ = db.release_sync(firm, id, engine.instance()).await;
-                }
+                Err(e) => tracing::warn!(connection_id = %id, error = %e, "scheduled sync did not run"),
             }
             state.syncs.fetch_add(1, Ordering::Relaxed);
             state.in_flight.fetch_sub(1, Ordering::Relaxed);

@@ -233,7 +233,17 @@ pub struct SyncOutcome<'a> {
     /// The lease holder that gives the lease back with this outcome (if it still holds it).
     pub release: Option<&'a str>,
     /// New cursors of the connection's calendars (a calendar removed meanwhile is skipped).
-    pub cursors: &'a [(SyncedCalendarId, crate::CalendarCursor)],
+    pub cursors: &'a [CursorMove],
+}
+
+/// A calendar's cursor moving on after a sync: stored only if the calendar still has the
+/// cursor the sync started from, so a resync that cleared it meanwhile is not undone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CursorMove {
+    pub calendar: SyncedCalendarId,
+    /// The stored cursor the sync listed from (`None`: none, or one it could not use).
+    pub from: Option<String>,
+    pub to: crate::CalendarCursor,
 }
 
 const ATTEMPT_COLUMNS: &str = "id, connection_id, triggered_by, status, started_at, finished_at, pulled_created, \
@@ -581,14 +591,15 @@ impl Db {
                 if n != 1 {
                     return Err(StoreError::NotFound);
                 }
-                for (calendar, c) in o.cursors {
+                for m in o.cursors {
                     sqlx::query(crate::sync_state::SAVE_CURSOR)
-                        .bind(c.cursor.as_str())
-                        .bind(crate::micros(c.window_start))
-                        .bind(crate::micros(c.window_end))
-                        .bind(calendar.as_uuid())
+                        .bind(m.to.cursor.as_str())
+                        .bind(crate::micros(m.to.window_start))
+                        .bind(crate::micros(m.to.window_end))
+                        .bind(m.calendar.as_uuid())
                         .bind(firm.as_uuid())
                         .bind(o.connection.as_uuid())
+                        .bind(m.from.as_deref())
                         .execute(&mut *tx)
                         .await?;
                 }
@@ -855,15 +866,39 @@ impl Db {
     /// the holder of the sync lease may call it, right after taking the lease: nobody else can be
     /// running one then, so any left is from a process that died mid-sync. Returns how many.
     pub async fn close_interrupted_attempts(&self, firm: FirmId, connection: ConnectionId) -> Result<u64, StoreError> {
+        self.close_interrupted_but(firm, connection, None).await
+    }
+
+    /// [`Db::close_interrupted_attempts`] provided `owner` holds the connection's sync lease
+    /// and it has not run out (checked in the same statement): a caller whose lease may have
+    /// been taken meanwhile never closes the new holder's attempt.
+    pub async fn close_interrupted_attempts_as(
+        &self,
+        firm: FirmId,
+        connection: ConnectionId,
+        owner: &str,
+    ) -> Result<u64, StoreError> {
+        self.close_interrupted_but(firm, connection, Some(owner)).await
+    }
+
+    async fn close_interrupted_but(
+        &self,
+        firm: FirmId,
+        connection: ConnectionId,
+        owner: Option<&str>,
+    ) -> Result<u64, StoreError> {
         let n = on_pool!(self, pool => {
             sqlx::query(
                 "UPDATE sync_attempts SET status = 'failed', finished_at = $1, error_kind = 'interrupted', \
                  error_message = 'the sync stopped before it finished (the process ended)' \
-                 WHERE firm_id = $2 AND connection_id = $3 AND status = 'running'",
+                 WHERE firm_id = $2 AND connection_id = $3 AND status = 'running' AND ($4 IS NULL OR EXISTS \
+                 (SELECT 1 FROM oauth_connections c WHERE c.id = $3 AND c.firm_id = $2 AND c.lease_owner = $4 \
+                 AND c.lease_until > $1))",
             )
             .bind(self.now())
             .bind(firm.as_uuid())
             .bind(connection.as_uuid())
+            .bind(owner)
             .execute(pool)
             .await?
             .rows_affected()

@@ -627,9 +627,9 @@ impl Db {
 }
 
 /// A calendar's cursor: `$1` the cursor, `$2`/`$3` its window, `$4` the calendar, `$5` its
-/// firm, `$6` its connection.
+/// firm, `$6` its connection, `$7` the cursor it replaces (`NULL`: whatever is there).
 pub(crate) const SAVE_CURSOR: &str = "UPDATE synced_calendars SET sync_cursor = $1, cursor_window_start = $2, \
-     cursor_window_end = $3 WHERE id = $4 AND firm_id = $5 AND connection_id = $6";
+     cursor_window_end = $3 WHERE id = $4 AND firm_id = $5 AND connection_id = $6 AND ($7 IS NULL OR sync_cursor = $7)";
 
 /// A sync's outcome on its connection: `$1` succeeded, `$2` now, `$3` the error, `$4` when it
 /// is due next, `$5` the connection, `$6` its firm, `$7` the lease holder giving the lease back

@@ -408,7 +408,7 @@ async fn a_claimed_sync_runs_under_its_lease_and_gives_it_back_with_its_outcome(
         window_start: midnight - Duration::days(30),
         window_end: midnight + Duration::days(31),
     };
-    let cursors = [(cal.id, cursor.clone())];
+    let cursors = [calsync_store::CursorMove { calendar: cal.id, from: None, to: cursor.clone() }];
     let later = db.clock().now() + Duration::minutes(30);
     let outcome = SyncOutcome {
         connection: c.id,
@@ -423,10 +423,26 @@ async fn a_claimed_sync_runs_under_its_lease_and_gives_it_back_with_its_outcome(
         .unwrap();
     assert!(!db.sync_in_progress(firm, c.id).await.unwrap(), "given back");
     assert_eq!(db.calendars(firm, c.id).await.unwrap()[0].cursor, Some(cursor.clone()));
-    assert_eq!(db.calendar_cursor(firm, cal.id).await.unwrap(), Some(cursor));
+    assert_eq!(db.calendar_cursor(firm, cal.id).await.unwrap(), Some(cursor.clone()));
     // A late heartbeat after that changes nothing.
     assert!(!db.renew_sync(firm, c.id, "w1", later).await.unwrap());
     assert!(!db.sync_in_progress(firm, c.id).await.unwrap());
+    // A resync cleared the cursor while a sync listed from it: that sync's cursor is not stored.
+    db.clear_cursors(firm, c.id).await.unwrap();
+    db.clock().advance(31 * 60);
+    assert_eq!(db.claim_due("w1", db.clock().now() + Duration::minutes(10), 10).await.unwrap().len(), 1);
+    let second = db.start_leased_attempt(firm, c.id, trigger, None, "w1").await.unwrap().unwrap();
+    let stale = [calsync_store::CursorMove {
+        calendar: cal.id,
+        from: Some("token-2".into()),
+        to: calsync_store::CalendarCursor { cursor: "token-3".into(), ..cursor.clone() },
+    }];
+    let later = db.clock().now() + Duration::minutes(30);
+    let outcome = SyncOutcome { next_sync_at: later, cursors: &stale, ..outcome };
+    db.finish_sync(firm, second.id, AttemptStatus::Success, &AttemptCounts::default(), None, &[], &outcome)
+        .await
+        .unwrap();
+    assert_eq!(db.calendars(firm, c.id).await.unwrap()[0].cursor, None, "the clear stands");
     // A worker stopping mid-sync: its attempt is closed and its lease released.
     db.clock().advance(31 * 60);
     assert_eq!(db.claim_due("w1", db.clock().now() + Duration::minutes(10), 10).await.unwrap().len(), 1);

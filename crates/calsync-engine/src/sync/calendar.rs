@@ -248,9 +248,6 @@ impl<'a> CalendarSync<'a> {
     /// Reads what planning needs, once: the links held or in conflict across the connection,
     /// then this calendar's links and pending creates.
     async fn load(&mut self) -> Result<(), StoreError> {
-        if self.loaded {
-            return Ok(());
-        }
         let (firm, id) = (self.conn.firm_id, self.conn.id);
         if !self.frozen.loaded {
             self.frozen.held = self.s.db.held_deletes(firm, id).await?.into_iter().map(|h| (h.link_id, h.id)).collect();
@@ -323,7 +320,8 @@ impl<'a> CalendarSync<'a> {
             // from the old one, and what it finds again is an echo). A listing that changed
             // nothing may hand the same cursor back.
             if stored.as_ref() != Some(&c) {
-                self.s.cursors.push((self.cal.id, c));
+                let from = stored.map(|s| s.cursor);
+                self.s.cursors.push(calsync_store::CursorMove { calendar: self.cal.id, from, to: c });
             }
         }
         Ok(())

@@ -295,8 +295,12 @@ impl SyncEngine {
                                 Ok(r) => r,
                                 Err(e) => {
                                     tracing::error!(connection_id = %id, error = %e, "the sync task failed");
-                                    let _ = me.db.close_interrupted_attempts(firm, id).await;
-                                    let _ = me.db.release_sync(firm, id, &me.instance).await;
+                                    // Only while the lease is still ours (nobody else can be
+                                    // running one then); if closing fails, the lease runs out
+                                    // and the next holder closes it.
+                                    if me.db.close_interrupted_attempts_as(firm, id, &me.instance).await.is_ok() {
+                                        let _ = me.db.release_sync(firm, id, &me.instance).await;
+                                    }
                                     Err(SyncError::Internal("the sync stopped unexpectedly".into()))
                                 }
                             };
@@ -374,7 +378,17 @@ impl SyncEngine {
         replay_of: Option<SyncAttemptId>,
         lease: Lease,
     ) -> Result<SyncAttempt, SyncError> {
-        let conn = self.db.connection(firm, None, id).await?;
+        let conn = match self.db.connection(firm, None, id).await {
+            Ok(c) => c,
+            Err(e) => {
+                if matches!(lease, Lease::Held { .. }) {
+                    // The worker's claim is given back (a connection deleted meanwhile, or a
+                    // database error: another worker may take it at once).
+                    let _ = self.db.release_sync(firm, id, &self.instance).await;
+                }
+                return Err(e.into());
+            }
+        };
         let lock = self.lock_for(id);
         let _guard = lock.lock().await;
         let attempt = match self.begin(&conn, trigger, replay_of, lease).await {
@@ -389,14 +403,29 @@ impl SyncEngine {
             }
         };
         let heartbeat = self.heartbeat(firm, id);
+        let attempt_id = attempt.id;
         let result = self.run_claimed(&conn, attempt, &heartbeat).await;
         heartbeat.abort();
         if let Err(e) = &result {
-            // The outcome (and the lease given back with it) was not recorded: the attempt
-            // is closed as interrupted and the lease released here instead.
+            // The outcome (and the lease given back with it) was not recorded: this attempt
+            // (only this one: another worker may have taken the lease over and be running its
+            // own) is closed as interrupted and the lease released here instead. If even that
+            // fails, the lease runs out and whoever takes it over closes the attempt.
             tracing::error!(connection_id = %id, error = %e, "the sync could not record its outcome");
-            let _ = self.db.close_interrupted_attempts(firm, id).await;
-            if let Err(e) = self.db.release_sync(firm, id, &self.instance).await {
+            let closed = self
+                .db
+                .finish_attempt(
+                    firm,
+                    attempt_id,
+                    AttemptStatus::Failed,
+                    &calsync_store::AttemptCounts::default(),
+                    Some(("interrupted", "the sync could not record its outcome")),
+                    &[],
+                )
+                .await;
+            if matches!(closed, Ok(_) | Err(StoreError::NotFound))
+                && let Err(e) = self.db.release_sync(firm, id, &self.instance).await
+            {
                 tracing::error!(connection_id = %id, error = %e, "could not release the sync lease");
             }
         }
@@ -416,7 +445,9 @@ impl SyncEngine {
         let (firm, id) = (conn.firm_id, conn.id);
         if let Lease::Held { took_over } = lease {
             if took_over {
-                self.db.close_interrupted_attempts(firm, id).await?;
+                // Only while the lease is still ours: then any running attempt is the dead
+                // holder's.
+                self.db.close_interrupted_attempts_as(firm, id, &self.instance).await?;
             }
             if let Some(a) = self.db.start_leased_attempt(firm, id, trigger, replay_of, &self.instance).await? {
                 return Ok(a);

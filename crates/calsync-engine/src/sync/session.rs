@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use calsync_domain::connection::{ConnectionStatus, StatusReason};
-use calsync_domain::ids::{ConnectionId, FirmId, SyncedCalendarId};
+use calsync_domain::ids::{ConnectionId, FirmId};
 use calsync_providers::{ProviderError, ReauthKind};
-use calsync_store::{AttemptCounts, CalendarCursor, Connection, Db};
+use calsync_store::{AttemptCounts, Connection, CursorMove, Db};
 use rand::Rng;
 
 use super::SyncConfig;
@@ -72,7 +72,7 @@ impl From<TokenError> for Stop {
 #[derive(Debug, Default)]
 pub struct Progress {
     pub counts: AttemptCounts,
-    pub cursors: Vec<(SyncedCalendarId, CalendarCursor)>,
+    pub cursors: Vec<CursorMove>,
 }
 
 /// What to do after a failed call.
@@ -108,7 +108,7 @@ pub struct Session {
     /// The provider account's request budget (shared with its other connections).
     pub budget: Option<Arc<crate::budget::AccountBudget>>,
     /// The new cursors of the calendars done, stored with the attempt's outcome.
-    pub cursors: Vec<(SyncedCalendarId, CalendarCursor)>,
+    pub cursors: Vec<CursorMove>,
 }
 
 /// A provider call with the session's token, retried as [`Session::after_error`] decides.
