@@ -306,9 +306,23 @@ async fn connecting_a_calendar_through_the_pages(backend: Backend) {
             .header("content-type", "application/x-www-form-urlencoded")
             .body(body)
     };
-    let bad = save("400").send().await.unwrap();
-    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
-    assert!(bad.text().await.unwrap().contains("sync window days: must be a whole number of days from 7 to 365"));
+    for refused in ["3", "400"] {
+        let bad = save(refused).send().await.unwrap();
+        assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+        let html = bad.text().await.unwrap();
+        // The reason sits next to the field, in the settings opened again with the refused
+        // value, and the field is marked invalid for assistive technology.
+        assert!(html.contains("Settings not saved."), "{html}");
+        assert!(html.contains(&format!("<details class=\"settings\" open>")), "{html}");
+        assert!(
+            html.contains(&format!(
+                "value=\"{refused}\" required aria-invalid=\"true\" aria-describedby=\"window-error-{id}\""
+            )) && html.contains(&format!(
+                "id=\"window-error-{id}\" role=\"alert\">must be a whole number of days from 7 to 365, got {refused}</p>"
+            )),
+            "{html}"
+        );
+    }
     let ok = save("90").send().await.unwrap();
     assert_eq!(ok.headers()["location"], "/calendar-sync?notice=saved");
     let token = app.db.user_by_email(&calsync_domain::account::Email::parse("ann@acme.test").unwrap()).await.unwrap();

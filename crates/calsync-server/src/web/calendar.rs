@@ -49,6 +49,19 @@ struct Row {
     calendars: String,
     /// Deletions the mass-delete guard holds for confirmation.
     held: usize,
+    /// The settings form as submitted, when it was refused: open, with the reason next to
+    /// the window field and the value that was refused in it.
+    settings_open: bool,
+    window_value: String,
+    window_error: Option<String>,
+}
+
+/// A settings form that was refused, to be shown again on its connection's card.
+struct Refused {
+    connection: String,
+    field: String,
+    message: String,
+    window_value: String,
 }
 
 #[derive(Template)]
@@ -84,6 +97,17 @@ async fn page(
     notice: Option<String>,
     error: Option<String>,
     status: StatusCode,
+) -> Response {
+    page_with(state, caller, notice, error, status, None).await
+}
+
+async fn page_with(
+    state: &AppState,
+    caller: &WebCaller,
+    notice: Option<String>,
+    mut error: Option<String>,
+    status: StatusCode,
+    refused: Option<Refused>,
 ) -> Response {
     let svc = &state.connections;
     let list = match svc.list(&caller.user.actor).await {
@@ -122,7 +146,24 @@ async fn page(
             last_sync_iso: c.last_sync_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
             calendars,
             held,
+            settings_open: false,
+            window_value: c.settings.sync_window_days.days().to_string(),
+            window_error: None,
         });
+    }
+    if let Some(r) = refused {
+        match connections.iter_mut().find(|c| c.id == r.connection) {
+            Some(row) => {
+                row.settings_open = true;
+                row.window_value = r.window_value;
+                if r.field == "sync_window_days" {
+                    row.window_error = Some(r.message);
+                } else {
+                    error = Some(format!("Settings not saved: {}: {}", r.field.replace('_', " "), r.message));
+                }
+            }
+            None => error = Some(format!("Settings not saved: {}", r.message)),
+        }
     }
     let providers = svc.providers();
     let buttons = [Provider::Google, Provider::Microsoft]
@@ -402,8 +443,14 @@ pub async fn save_settings(
     match result {
         Ok(_) => Redirect::to(&format!("{PAGE}?notice=saved")).into_response(),
         Err(crate::services::ServiceError::Validation(v)) => {
-            let msg = format!("Settings not saved: {}: {}", v.field.replace('_', " "), v.message);
-            page(&state, &caller, None, Some(msg), StatusCode::BAD_REQUEST).await
+            let refused = Refused {
+                connection: id.to_string(),
+                field: v.field.to_string(),
+                message: v.message.to_string(),
+                window_value: value("sync_window_days").unwrap_or_default().to_owned(),
+            };
+            let status = StatusCode::BAD_REQUEST;
+            page_with(&state, &caller, None, Some("Settings not saved.".into()), status, Some(refused)).await
         }
         Err(e) => error_page(e),
     }
