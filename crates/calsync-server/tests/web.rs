@@ -313,7 +313,7 @@ async fn connecting_a_calendar_through_the_pages(backend: Backend) {
         // The reason sits next to the field, in the settings opened again with the refused
         // value, and the field is marked invalid for assistive technology.
         assert!(html.contains("Settings not saved."), "{html}");
-        assert!(html.contains(&format!("<details class=\"settings\" open>")), "{html}");
+        assert!(html.contains("<details class=\"settings\" open>"), "{html}");
         assert!(
             html.contains(&format!(
                 "value=\"{refused}\" required aria-invalid=\"true\" aria-describedby=\"window-error-{id}\""
