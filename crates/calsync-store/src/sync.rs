@@ -442,25 +442,7 @@ impl Db {
         replay_of: Option<SyncAttemptId>,
         worker: Option<&str>,
     ) -> Result<SyncAttempt, StoreError> {
-        let sql = format!(
-            "INSERT INTO sync_attempts (id, firm_id, connection_id, triggered_by, status, started_at, replay_of, worker) \
-             SELECT $1, $2, $3, $4, 'running', $5, $6, $7 \
-             WHERE EXISTS (SELECT 1 FROM oauth_connections c WHERE c.id = $3 AND c.firm_id = $2) \
-             AND ($6 IS NULL OR EXISTS (SELECT 1 FROM sync_attempts p WHERE p.id = $6 AND p.firm_id = $2)) \
-             RETURNING {ATTEMPT_COLUMNS}"
-        );
-        let row: Option<AttemptRow> = on_pool!(self, pool => {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(SyncAttemptId::new().as_uuid())
-                .bind(firm.as_uuid())
-                .bind(connection.as_uuid())
-                .bind(trigger.as_str())
-                .bind(self.now())
-                .bind(replay_of.map(|r| r.as_uuid()))
-                .bind(worker)
-                .fetch_optional(pool)
-                .await?
-        });
+        let row = self.insert_attempt(firm, connection, trigger, replay_of, worker, false).await?;
         row.ok_or(StoreError::NotFound)?.try_into()
     }
 
@@ -475,15 +457,30 @@ impl Db {
         replay_of: Option<SyncAttemptId>,
         owner: &str,
     ) -> Result<Option<SyncAttempt>, StoreError> {
+        let row = self.insert_attempt(firm, connection, trigger, replay_of, Some(owner), true).await?;
+        row.map(SyncAttempt::try_from).transpose()
+    }
+
+    /// The insert of a running attempt, when the connection is the firm's (and, `leased`, while
+    /// `worker` holds its live lease) and `replay_of` is one of the firm's attempts.
+    async fn insert_attempt(
+        &self,
+        firm: FirmId,
+        connection: ConnectionId,
+        trigger: SyncTrigger,
+        replay_of: Option<SyncAttemptId>,
+        worker: Option<&str>,
+        leased: bool,
+    ) -> Result<Option<AttemptRow>, StoreError> {
+        let lease = if leased { " AND c.lease_owner = $7 AND c.lease_until > $5" } else { "" };
         let sql = format!(
             "INSERT INTO sync_attempts (id, firm_id, connection_id, triggered_by, status, started_at, replay_of, worker) \
              SELECT $1, $2, $3, $4, 'running', $5, $6, $7 \
-             WHERE EXISTS (SELECT 1 FROM oauth_connections c WHERE c.id = $3 AND c.firm_id = $2 \
-             AND c.lease_owner = $7 AND c.lease_until > $5) \
+             WHERE EXISTS (SELECT 1 FROM oauth_connections c WHERE c.id = $3 AND c.firm_id = $2{lease}) \
              AND ($6 IS NULL OR EXISTS (SELECT 1 FROM sync_attempts p WHERE p.id = $6 AND p.firm_id = $2)) \
              RETURNING {ATTEMPT_COLUMNS}"
         );
-        let row: Option<AttemptRow> = on_pool!(self, pool => {
+        Ok(on_pool!(self, pool => {
             sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(SyncAttemptId::new().as_uuid())
                 .bind(firm.as_uuid())
@@ -491,11 +488,10 @@ impl Db {
                 .bind(trigger.as_str())
                 .bind(self.now())
                 .bind(replay_of.map(|r| r.as_uuid()))
-                .bind(owner)
+                .bind(worker)
                 .fetch_optional(pool)
                 .await?
-        });
-        row.map(SyncAttempt::try_from).transpose()
+        }))
     }
 
     /// Closes a running attempt with its outcome (once: a finished attempt is not rewritten).
@@ -866,7 +862,7 @@ impl Db {
     /// the holder of the sync lease may call it, right after taking the lease: nobody else can be
     /// running one then, so any left is from a process that died mid-sync. Returns how many.
     pub async fn close_interrupted_attempts(&self, firm: FirmId, connection: ConnectionId) -> Result<u64, StoreError> {
-        self.close_interrupted_but(firm, connection, None).await
+        self.close_running(firm, connection, None).await
     }
 
     /// [`Db::close_interrupted_attempts`] provided `owner` holds the connection's sync lease
@@ -878,10 +874,10 @@ impl Db {
         connection: ConnectionId,
         owner: &str,
     ) -> Result<u64, StoreError> {
-        self.close_interrupted_but(firm, connection, Some(owner)).await
+        self.close_running(firm, connection, Some(owner)).await
     }
 
-    async fn close_interrupted_but(
+    async fn close_running(
         &self,
         firm: FirmId,
         connection: ConnectionId,
