@@ -83,10 +83,8 @@ impl TokenSource {
     /// The refresh itself runs in its own task, so a caller that gives up (a request timeout)
     /// cannot abandon it halfway with a rotated token unsaved.
     pub async fn access_token(self: &Arc<Self>, firm: FirmId, id: ConnectionId) -> Result<String, TokenError> {
-        if let Some(token) = self.fresh_token(firm, id).await? {
-            return Ok(token);
-        }
-        self.refresh(firm, id, false).await
+        let connection = self.db.connection(firm, None, id).await?;
+        self.access_token_of(&connection).await
     }
 
     /// [`TokenSource::access_token`] for a connection the caller has just read (its status
