@@ -4,7 +4,8 @@
 # It needs PostgreSQL on 127.0.0.1:5432 with trust auth for user `postgres` (every storage test runs
 # on SQLite and on PostgreSQL, each in its own database). When none answers, it starts the local
 # cluster, or installs Debian's postgresql first. It installs Google's Python API client into a
-# virtualenv (the sandbox's conformance tests use its published discovery document). Then: rustfmt
+# virtualenv (the sandbox's conformance tests use its published discovery document), and Debian's
+# chromium and chromium-driver for the browser tests of the web UI. Then: rustfmt
 # check, clippy with -D warnings, and all tests of the workspace (cargo-nextest when installed,
 # else cargo test).
 set -euo pipefail
@@ -78,9 +79,18 @@ ensure_python_tools() {
   export CALSYNC_GOOGLE_DISCOVERY
 }
 
+ensure_browser() {
+  # The web UI's tests drive Debian's headless Chromium through chromedriver.
+  if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then return 0; fi
+  echo "test.sh: installing Debian's chromium and chromium-driver" >&2
+  as_root apt-get update -q
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver
+}
+
 ensure_postgres
 sweep_test_databases
 ensure_python_tools
+ensure_browser
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -365,6 +365,10 @@ struct SeedReq {
     email: String,
     /// At most 1,000,000 per call.
     count: usize,
+    /// When the first event starts (RFC 3339); the others follow a minute apart.
+    /// Default: 2020-01-01T00:00:00Z.
+    #[serde(default)]
+    start: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Bulk-loads `count` events into the account's primary/default calendar without HTTP
@@ -378,9 +382,10 @@ async fn seed_events(State(shared): State<Arc<Shared>>, payload: Result<Json<See
         return bad("count must be within 1..=1000000");
     }
     let email = req.email.to_ascii_lowercase();
+    let first = req.start.unwrap_or_else(|| "2020-01-01T00:00:00Z".parse().expect("valid")).timestamp_millis();
     let found = match req.provider {
-        Provider::Google => google::seed_events(&shared, &email, req.count),
-        Provider::Microsoft => microsoft::seed_events(&shared, &email, req.count),
+        Provider::Google => google::seed_events(&shared, &email, req.count, first),
+        Provider::Microsoft => microsoft::seed_events(&shared, &email, req.count, first),
     };
     if !found {
         return (StatusCode::NOT_FOUND, Json(json!({"error": "no such account"}))).into_response();

@@ -367,13 +367,13 @@ pub(super) fn remove(
 
 /// Control API bulk load: `count` half-hour events a minute apart from 2020-01-01 in the
 /// default calendar. Returns false for an unknown account.
-pub(crate) fn seed_events(shared: &Shared, email: &str, count: usize) -> bool {
+pub(crate) fn seed_events(shared: &Shared, email: &str, count: usize, first_start_ms: i64) -> bool {
     let now = shared.clock.now_ms();
     let mut world = shared.world();
     let Some(cal_id) = world.microsoft.accounts.get(email).map(|a| a.calendars[0].clone()) else {
         return false;
     };
-    let base = DateTime::parse_from_rfc3339("2020-01-01T00:00:00Z").expect("valid").timestamp_millis();
+    let base = first_start_ms;
     let local = |ms: i64| {
         DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().format("%Y-%m-%dT%H:%M:%S").to_string()
     };

@@ -1,0 +1,473 @@
+//! The web UI in a real headless Chromium, driven over WebDriver (chromedriver), against the real
+//! `calsync serve` binary with its built-in provider sandbox: what a new user clicks through.
+//!
+//! Every page visited is screenshotted at 1280 px and at 375 px (phone) into
+//! `target/browser-screenshots/` (or `$CALSYNC_SCREENSHOTS`), and at 375 px the page must not
+//! scroll sideways. `scripts/test.sh` installs Debian's `chromium` and `chromium-driver` when they
+//! are missing.
+
+mod common;
+
+use calsync_testkit::{Backend, TestDb, backend_tests};
+use fantoccini::{Client, ClientBuilder, Locator};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PHONE: (u32, u32) = (375, 812);
+const LAPTOP: (u32, u32) = (1280, 900);
+
+fn program(env: &str, default: &str) -> PathBuf {
+    let p = std::env::var_os(env).map_or_else(|| PathBuf::from(default), PathBuf::from);
+    assert!(
+        p.exists(),
+        "{} not found: install Debian's chromium and chromium-driver (scripts/test.sh does), or set {env}",
+        p.display()
+    );
+    p
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A `calsync serve` process on the embedded default (SQLite in its directory) or on PostgreSQL.
+struct Server {
+    child: Child,
+    base: String,
+    dir: tempfile::TempDir,
+    db_url: Option<String>,
+    admin_email: String,
+    admin_password: String,
+}
+
+impl Server {
+    fn start(db_url: Option<&str>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_calsync"));
+        cmd.args(["serve", "--log-format", "json"])
+            .current_dir(dir.path())
+            .env("CALSYNC_BIND", "127.0.0.1:0")
+            .env("RUST_LOG", "warn,calsync_server=info")
+            .env_remove("DATABASE_URL")
+            .env_remove("CALSYNC_ENCRYPTION_KEY")
+            .env_remove("CALSYNC_SANDBOX_STATE")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(url) = db_url {
+            cmd.env("DATABASE_URL", url);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut banner = String::new();
+        let mut out = child.stdout.take().unwrap();
+        let mut buf = [0u8; 4096];
+        while !banner.contains("API token:") {
+            let n = out.read(&mut buf).unwrap();
+            assert!(n > 0, "the first-run banner ends early: {banner}");
+            banner.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        let field =
+            |name: &str| banner.lines().find_map(|l| l.trim().strip_prefix(name)).map(|v| v.trim().to_owned()).unwrap();
+        let (admin_email, admin_password) = (field("e-mail:"), field("password:"));
+        let base = Self::listening(&mut child);
+        Server { child, base, dir, db_url: db_url.map(str::to_owned), admin_email, admin_password }
+    }
+
+    /// The address from the "listening on" log line.
+    fn listening(child: &mut Child) -> String {
+        use std::io::BufRead;
+        let err = child.stderr.take().unwrap();
+        let mut lines = std::io::BufReader::new(err).lines();
+        let addr = loop {
+            let line = lines.next().expect("the server logs where it listens").unwrap();
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && let Some(rest) = v["message"].as_str().and_then(|m| m.strip_prefix("listening on "))
+            {
+                break rest.to_owned();
+            }
+        };
+        // Keep draining the log so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines.by_ref() {});
+        addr
+    }
+
+    /// `calsync admin …` against the same database, from the same directory.
+    fn admin(&self, args: &[&str]) -> String {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_calsync"));
+        cmd.arg("admin").args(args).current_dir(self.dir.path()).env_remove("DATABASE_URL");
+        if let Some(url) = &self.db_url {
+            cmd.env("DATABASE_URL", url);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "calsync admin {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// A control call on the embedded provider sandbox (revoke a grant, seed events, …).
+    async fn sandbox(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let resp =
+            reqwest::Client::new().post(format!("{}/sandbox{path}", self.base)).json(&body).send().await.unwrap();
+        assert!(resp.status().is_success(), "sandbox {path}: {}", resp.status());
+        resp.json().await.unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// chromedriver and a headless Chromium session, with helpers that say what failed.
+struct Browser {
+    client: Client,
+    driver: Child,
+    base: String,
+    shots: PathBuf,
+    prefix: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start(base: &str, prefix: &str) -> Self {
+        let chromium = program("CALSYNC_CHROMIUM", "/usr/bin/chromium");
+        let chromedriver = program("CALSYNC_CHROMEDRIVER", "/usr/bin/chromedriver");
+        let port = free_port();
+        let driver = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let profile = tempfile::tempdir().unwrap();
+        let caps = serde_json::json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--disable-component-update", "--no-first-run",
+                    "--disable-quic", "--disable-sync", "--hide-scrollbars",
+                    format!("--user-data-dir={}", profile.path().display()),
+                    format!("--window-size={},{}", LAPTOP.0, LAPTOP.1),
+                ],
+            },
+        });
+        let caps = caps.as_object().unwrap().clone();
+        let url = format!("http://127.0.0.1:{port}");
+        let began = Instant::now();
+        let client = loop {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector).capabilities(caps.clone()).connect(&url).await {
+                Ok(c) => break c,
+                Err(e) if began.elapsed() < Duration::from_secs(20) => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("chromedriver did not start a session: {e}"),
+            }
+        };
+        let shots = std::env::var_os("CALSYNC_SCREENSHOTS").map_or_else(
+            || Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("browser-screenshots"),
+            PathBuf::from,
+        );
+        std::fs::create_dir_all(&shots).unwrap();
+        Browser { client, driver, base: base.to_owned(), shots, prefix: prefix.to_owned(), _profile: profile }
+    }
+
+    async fn go(&self, path: &str) {
+        self.client.goto(&format!("{}{path}", self.base)).await.unwrap();
+    }
+
+    async fn path(&self) -> String {
+        let u = self.client.current_url().await.unwrap();
+        match u.query() {
+            Some(q) => format!("{}?{q}", u.path()),
+            None => u.path().to_owned(),
+        }
+    }
+
+    async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        match self.client.find(Locator::Css(css)).await {
+            Ok(e) => e,
+            Err(e) => panic!("{css} not on {}: {e}", self.path().await),
+        }
+    }
+
+    async fn all(&self, css: &str) -> Vec<fantoccini::elements::Element> {
+        self.client.find_all(Locator::Css(css)).await.unwrap()
+    }
+
+    async fn exists(&self, css: &str) -> bool {
+        !self.all(css).await.is_empty()
+    }
+
+    async fn click(&self, css: &str) {
+        self.find(css).await.click().await.unwrap_or_else(|e| panic!("click {css}: {e}"));
+    }
+
+    /// Clicks something that loads another page, and waits until that page has loaded.
+    async fn nav(&self, css: &str) {
+        self.js("window.__calsyncOldPage = true;").await;
+        self.click(css).await;
+        let began = Instant::now();
+        loop {
+            let done = self
+                .client
+                .execute("return !window.__calsyncOldPage && document.readyState === 'complete';", vec![])
+                .await;
+            if matches!(done, Ok(serde_json::Value::Bool(true))) {
+                return;
+            }
+            assert!(began.elapsed() < Duration::from_secs(30), "clicking {css} loaded no page");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn fill(&self, css: &str, value: &str) {
+        let e = self.find(css).await;
+        e.clear().await.unwrap();
+        e.send_keys(value).await.unwrap();
+    }
+
+    /// Sets a field's value from script (date and time inputs take keys in the locale's format).
+    async fn set(&self, css: &str, value: &str) {
+        let e = self.find(css).await;
+        let arg = serde_json::to_value(&e).unwrap();
+        self.client.execute("arguments[0].value = arguments[1];", vec![arg, value.into()]).await.unwrap();
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.find(css).await.text().await.unwrap()
+    }
+
+    async fn js(&self, script: &str) -> serde_json::Value {
+        self.client.execute(script, vec![]).await.unwrap()
+    }
+
+    /// Screenshots the page at laptop and phone width; at phone width nothing may stick out.
+    async fn page(&self, name: &str) {
+        self.client.set_window_size(LAPTOP.0, LAPTOP.1).await.unwrap();
+        self.save(&format!("{name}-laptop")).await;
+        self.client.set_window_size(PHONE.0, PHONE.1).await.unwrap();
+        let widths = self
+            .js("const d = document.documentElement; return [d.scrollWidth, d.clientWidth, window.innerWidth];")
+            .await;
+        let (scroll, client) = (widths[0].as_u64().unwrap(), widths[1].as_u64().unwrap());
+        assert!(
+            scroll <= client,
+            "{name} ({}) scrolls sideways at {} px: {scroll} px wide in a {client} px viewport",
+            self.path().await,
+            PHONE.0
+        );
+        self.save(&format!("{name}-phone")).await;
+        self.client.set_window_size(LAPTOP.0, LAPTOP.1).await.unwrap();
+    }
+
+    /// A screenshot of the whole page at the window's current width.
+    async fn save(&self, name: &str) {
+        let (width, _) = self.client.get_window_size().await.unwrap();
+        let height = self.js("return document.documentElement.scrollHeight;").await.as_u64().unwrap_or(900);
+        self.client.set_window_size(width as u32, height.clamp(400, 6000) as u32).await.unwrap();
+        let png = self.client.screenshot().await.unwrap();
+        std::fs::write(self.shots.join(format!("{}-{name}.png", self.prefix)), png).unwrap();
+    }
+
+    /// Runs `flow`; whatever happens, a failure leaves a screenshot and the page source behind,
+    /// and the browser is closed.
+    async fn run<F, Fut>(self, flow: F)
+    where
+        F: FnOnce(std::sync::Arc<Browser>) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let me = std::sync::Arc::new(self);
+        let outcome = tokio::spawn(flow(me.clone())).await;
+        if outcome.is_err() {
+            me.save("failure").await;
+            if let Ok(src) = me.client.source().await {
+                let _ = std::fs::write(me.shots.join(format!("{}-failure.html", me.prefix)), src);
+            }
+        }
+        let _ = me.client.clone().close().await;
+        if let Err(e) = outcome {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// The number before `what` in a sentence like "pulled 3 new, 0 updated".
+fn count(text: &str, what: &str) -> u64 {
+    let at = text.find(what).unwrap_or_else(|| panic!("{what:?} not in {text:?}"));
+    text[..at].split_whitespace().last().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("no count in {text:?}"))
+}
+
+async fn sign_in(b: &Browser, email: &str, password: &str) {
+    b.fill("input[name=email]", email).await;
+    b.fill("input[name=password]", password).await;
+    b.nav("form[action='/login'] button[type=submit]").await;
+}
+
+/// Connects `provider` by clicking through the sandbox's consent page; returns the new card's id.
+async fn connect(b: &Browser, provider: &str) -> String {
+    let before: Vec<String> = card_ids(b).await;
+    b.nav(&format!("#connect-{provider}")).await;
+    assert!(b.path().await.starts_with(&format!("/sandbox/{provider}/")), "consent page: {}", b.path().await);
+    b.page(&format!("consent-{provider}")).await;
+    b.nav("button.allow").await;
+    assert_eq!(b.path().await, "/calendar-sync?notice=connected");
+    assert_eq!(b.text("#notice").await, "Calendar connected.");
+    let after = card_ids(b).await;
+    after.into_iter().find(|id| !before.contains(id)).expect("a card for the new connection")
+}
+
+async fn card_ids(b: &Browser) -> Vec<String> {
+    let mut ids = Vec::new();
+    for card in b.all("article.connection").await {
+        ids.push(card.attr("data-connection").await.unwrap().unwrap());
+    }
+    ids
+}
+
+fn card(id: &str, css: &str) -> String {
+    format!("article[data-connection='{id}'] {css}")
+}
+
+/// A new user's first session: sign in, connect both providers, settings (one refused), Sync now,
+/// an appointment that syncs out, a revoked grant and its one-click reconnect, disconnect.
+async fn calendar_sync_end_to_end(backend: Backend) {
+    common::install_tls();
+    let pg = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(TestDb::empty(backend).await),
+    };
+    let server = std::sync::Arc::new(Server::start(pg.as_ref().map(|t| t.url.as_str())));
+    let browser = Browser::start(&server.base, &format!("{backend:?}").to_lowercase()).await;
+    let s = server.clone();
+    browser
+        .run(|b| async move {
+            // Signing in from a deep link lands on the page asked for.
+            b.go("/calendar").await;
+            assert!(b.path().await.starts_with("/login"), "{}", b.path().await);
+            b.page("login").await;
+            sign_in(&b, &s.admin_email, &s.admin_password).await;
+            assert_eq!(b.path().await, "/calendar-sync");
+            assert_eq!(b.find("#nav-calendar-sync").await.attr("aria-current").await.unwrap().as_deref(), Some("page"));
+            assert!(b.exists("#no-connections").await);
+            assert!(b.text("#connect-google").await.contains("Sandbox"));
+            b.page("calendar-sync-empty").await;
+
+            let google = connect(&b, "google").await;
+            let microsoft = connect(&b, "microsoft").await;
+            for id in [&google, &microsoft] {
+                assert_eq!(b.text(&card(id, ".status")).await, "Active");
+            }
+            assert_eq!(b.text(&card(&google, ".account")).await, "admin@google.sandbox.test");
+            b.page("calendar-sync-connected").await;
+
+            // A 3-day window: the browser itself refuses it, and so does the server when a form
+            // gets through anyway; the reason sits next to the field and the form stays open.
+            b.click(&card(&google, "details.settings summary")).await;
+            b.fill(&card(&google, "input[name=sync_window_days]"), "3").await;
+            let window = b.find(&card(&google, "input[name=sync_window_days]")).await;
+            let underflow = b
+                .client
+                .execute("return arguments[0].validity.rangeUnderflow;", vec![serde_json::to_value(&window).unwrap()])
+                .await
+                .unwrap();
+            assert_eq!(underflow, true, "the field itself says 7 is the least");
+            b.js("document.querySelectorAll('form').forEach(f => f.noValidate = true);").await;
+            b.nav(&card(&google, "details.settings button[type=submit]")).await;
+            assert_eq!(b.text("#connect-error").await, "Settings not saved.");
+            let reason = b.text(&format!("#window-error-{google}")).await;
+            assert!(reason.contains("from 7 to 365"), "{reason}");
+            let field = b.find(&card(&google, "input[name=sync_window_days]")).await;
+            assert_eq!(field.attr("aria-invalid").await.unwrap().as_deref(), Some("true"));
+            assert_eq!(field.prop("value").await.unwrap().as_deref(), Some("3"));
+            b.page("calendar-sync-settings-refused").await;
+
+            // Automatic sync off, so that only "Sync now" syncs this connection from here on.
+            b.fill(&card(&google, "input[name=sync_window_days]"), "60").await;
+            b.click(&card(&google, "input[name=sync_enabled]")).await;
+            b.nav(&card(&google, "details.settings button[type=submit]")).await;
+            assert_eq!(b.text("#notice").await, "Settings saved.");
+            let facts = b.text(&card(&google, "dl.facts")).await;
+            assert!(facts.contains("60 days") && facts.contains("Automatic sync\noff"), "{facts}");
+
+            // Five events made at Google: Sync now pulls them and says so.
+            let email = b.text(&card(&google, ".account")).await;
+            let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+            s.sandbox(
+                "/_sandbox/seed-events",
+                serde_json::json!({"provider": "google", "email": email, "count": 5, "start": tomorrow}),
+            )
+            .await;
+            b.nav(&card(&google, "button.sync-now")).await;
+            let said = b.text("#notice").await;
+            assert!(said.starts_with("Synced:"), "{said}");
+            assert_eq!(count(&said, "new,"), 5, "{said}");
+            assert_eq!(count(&said, "deleted;"), 0, "{said}");
+            assert_eq!(b.text(&card(&google, "time")).await, "just now");
+            b.page("calendar-sync-synced").await;
+
+            // An appointment made in calsync goes out on the next sync.
+            b.nav("nav a[href='/']").await;
+            let start = chrono::Utc::now().date_naive() + chrono::Days::new(2);
+            b.fill("input[name=title]", "Browser-made review").await;
+            b.set("input[name=start]", &format!("{start}T10:00")).await;
+            b.set("input[name=end]", &format!("{start}T11:00")).await;
+            b.fill("input[name=time_zone]", "Europe/Berlin").await;
+            b.nav("form[action='/appointments'] button[type=submit]").await;
+            assert!(b.text("#appointments").await.contains("Browser-made review"));
+            b.page("appointments").await;
+            b.nav("#nav-calendar-sync").await;
+            b.nav(&card(&google, "button.sync-now")).await;
+            let said = b.text("#notice").await;
+            assert_eq!(said.split("pushed ").nth(1).map(|p| count(p, "new")), Some(1), "{said}");
+
+            // The user revokes calsync at Google: the next sync says so and one click reconnects
+            // the same connection.
+            s.sandbox("/_sandbox/revoke", serde_json::json!({"provider": "google", "email": email})).await;
+            b.nav(&card(&google, "button.sync-now")).await;
+            assert!(b.text("#connect-error").await.starts_with("Sync failed"), "{}", b.text("#connect-error").await);
+            // Google answers invalid_grant for a revoked grant and for an expired one alike.
+            assert_eq!(b.text(&card(&google, ".status")).await, "Expired");
+            assert!(b.exists(&card(&google, ".status-message")).await, "the card says what to do");
+            b.page("calendar-sync-revoked").await;
+            b.nav(&card(&google, "button.reconnect")).await;
+            b.nav("button.allow").await;
+            assert_eq!(b.path().await, "/calendar-sync?notice=connected");
+            assert_eq!(card_ids(&b).await.len(), 2, "reconnecting brings back the same connection");
+            assert_eq!(b.text(&card(&google, ".status")).await, "Active");
+
+            // Disconnect asks first; the card stays, revoked, with its history and a way back.
+            b.click(&card(&microsoft, "details.confirm summary")).await;
+            b.page("calendar-sync-disconnect").await;
+            b.nav(&card(&microsoft, "details.confirm button.danger")).await;
+            assert!(b.text("#notice").await.starts_with("Calendar disconnected."));
+            assert_eq!(b.text(&card(&microsoft, ".status")).await, "Revoked");
+            assert!(!b.exists(&card(&microsoft, "button.sync-now")).await, "nothing to sync once disconnected");
+            assert!(b.text(&card(&microsoft, ".status-message")).await.contains("reconnect"));
+            b.nav(&card(&microsoft, "button.reconnect")).await;
+            b.nav("button.allow").await;
+            assert_eq!(b.text(&card(&microsoft, ".status")).await, "Active");
+            assert_eq!(card_ids(&b).await.len(), 2);
+
+            // Signed out, the page is closed again.
+            b.nav("nav form[action='/logout'] button").await;
+            b.go("/calendar-sync").await;
+            assert!(b.path().await.starts_with("/login"), "{}", b.path().await);
+        })
+        .await;
+    let _ = server.admin(&["list-tokens", "--email", &server.admin_email]);
+}
+
+backend_tests!(calendar_sync_end_to_end);
