@@ -40,6 +40,7 @@ struct Server {
     db_url: Option<String>,
     admin_email: String,
     admin_password: String,
+    api_token: String,
 }
 
 impl Server {
@@ -69,9 +70,9 @@ impl Server {
         }
         let field =
             |name: &str| banner.lines().find_map(|l| l.trim().strip_prefix(name)).map(|v| v.trim().to_owned()).unwrap();
-        let (admin_email, admin_password) = (field("e-mail:"), field("password:"));
+        let (admin_email, admin_password, api_token) = (field("e-mail:"), field("password:"), field("API token:"));
         let base = Self::listening(&mut child);
-        Server { child, base, dir, db_url: db_url.map(str::to_owned), admin_email, admin_password }
+        Server { child, base, dir, db_url: db_url.map(str::to_owned), admin_email, admin_password, api_token }
     }
 
     /// The address from the "listening on" log line.
@@ -110,6 +111,45 @@ impl Server {
             reqwest::Client::new().post(format!("{}/sandbox{path}", self.base)).json(&body).send().await.unwrap();
         assert!(resp.status().is_success(), "sandbox {path}: {}", resp.status());
         resp.json().await.unwrap()
+    }
+}
+
+impl Server {
+    /// A JSON call on calsync's own API as the first-run admin.
+    async fn api(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> serde_json::Value {
+        let mut rb =
+            reqwest::Client::new().request(method, format!("{}{path}", self.base)).bearer_auth(&self.api_token);
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let resp = rb.send().await.unwrap();
+        assert!(resp.status().is_success(), "{path}: {}", resp.status());
+        resp.json().await.unwrap()
+    }
+
+    /// Renames the sandbox Google event titled `from`, as its owner would in Google Calendar.
+    async fn rename_at_google(&self, email: &str, from: &str, to: &str) {
+        let minted =
+            self.sandbox("/_sandbox/accounts", serde_json::json!({"provider": "google", "email": email})).await;
+        let token = minted["access_token"].as_str().unwrap();
+        let events = format!("{}/sandbox/google/calendar/v3/calendars/primary/events", self.base);
+        let http = reqwest::Client::new();
+        let list: serde_json::Value = http.get(&events).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+        let id = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["summary"] == from)
+            .and_then(|e| e["id"].as_str())
+            .unwrap_or_else(|| panic!("no Google event titled {from:?}: {list}"));
+        let resp = http
+            .patch(format!("{events}/{id}"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"summary": to}))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "patch at Google: {}", resp.status());
     }
 }
 
@@ -433,6 +473,33 @@ async fn calendar_sync_end_to_end(backend: Backend) {
             let said = b.text("#notice").await;
             assert_eq!(said.split("pushed ").nth(1).map(|p| count(p, "new")), Some(1), "{said}");
 
+            // Both sides rename it before the next sync, and this connection asks: the conflict
+            // page shows both versions and keeps the one chosen.
+            b.click(&card(&google, "details.settings summary")).await;
+            let strategy = b.find(&card(&google, "select[name=conflict_strategy]")).await;
+            strategy.select_by_value("manual").await.unwrap();
+            b.nav(&card(&google, "details.settings button[type=submit]")).await;
+            assert_eq!(b.text("#notice").await, "Settings saved.");
+            let list = s.api(reqwest::Method::GET, "/api/appointments/", None).await;
+            let made = list["items"].as_array().unwrap().iter().find(|a| a["title"] == "Browser-made review").unwrap();
+            let path = format!("/api/appointments/{}/", made["id"].as_str().unwrap());
+            s.api(reqwest::Method::PATCH, &path, Some(serde_json::json!({"title": "Review (calsync)"}))).await;
+            s.rename_at_google(&email, "Browser-made review", "Review (Google)").await;
+            b.nav(&card(&google, "button.sync-now")).await;
+            let said = b.text("#notice").await;
+            assert!(said.contains("1 conflict to resolve"), "{said}");
+            assert!(b.text(&card(&google, ".conflicts-waiting")).await.starts_with("1 conflict waits for you."));
+            b.nav(&card(&google, ".conflicts-waiting a")).await;
+            let differs = b.text(".conflict tr.differs").await;
+            assert!(differs.contains("Review (calsync)") && differs.contains("Review (Google)"), "{differs}");
+            b.page("conflicts").await;
+            b.nav(".conflict button.keep-external").await;
+            assert!(b.text("#notice").await.starts_with("Conflict resolved"));
+            assert!(b.exists("#no-conflicts").await);
+            let after = s.api(reqwest::Method::GET, &path, None).await;
+            assert_eq!(after["title"], "Review (Google)", "the calendar's version was kept");
+            b.nav("#nav-calendar-sync").await;
+
             // The user revokes calsync at Google: the next sync says so and one click reconnects
             // the same connection.
             s.sandbox("/_sandbox/revoke", serde_json::json!({"provider": "google", "email": email})).await;
@@ -456,15 +523,69 @@ async fn calendar_sync_end_to_end(backend: Backend) {
             assert_eq!(b.text(&card(&microsoft, ".status")).await, "Revoked");
             assert!(!b.exists(&card(&microsoft, "button.sync-now")).await, "nothing to sync once disconnected");
             assert!(b.text(&card(&microsoft, ".status-message")).await.contains("reconnect"));
+            // The card links to what the status means in the guide.
+            b.nav(&card(&microsoft, ".status-message a")).await;
+            assert_eq!(b.path().await, "/docs/troubleshooting.md");
+            assert!(b.exists("h3#revoked").await, "the link lands on its passage");
+            b.page("docs-troubleshooting").await;
+            b.go("/calendar-sync").await;
             b.nav(&card(&microsoft, "button.reconnect")).await;
             b.nav("button.allow").await;
             assert_eq!(b.text(&card(&microsoft, ".status")).await, "Active");
             assert_eq!(card_ids(&b).await.len(), 2);
 
+            // Sync history: every attempt, the failure among them, its details, a replay, CSV.
+            b.nav("#nav-history").await;
+            assert_eq!(b.all("#chart g.day").await.len(), 14);
+            let rows = b.all("#attempts tbody tr").await.len();
+            assert!(rows >= 5, "{rows} attempts listed");
+            b.page("history").await;
+            b.find("#f-outcome").await.select_by_value("failed").await.unwrap();
+            b.nav("#filters button[type=submit]").await;
+            let failed = b.all("#attempts tbody tr").await;
+            assert_eq!(failed.len(), 1, "one failed sync: the revoked grant");
+            assert_eq!(failed[0].attr("data-outcome").await.unwrap().as_deref(), Some("failed"));
+            // The export follows the filters: one failed attempt and a header.
+            let csv = b
+                .js("return fetch(document.querySelector('#export-csv').href).then(r => r.text().then(t => [r.status, r.headers.get('content-type'), t]));")
+                .await;
+            assert_eq!((csv[0].as_u64(), csv[1].as_str()), (Some(200), Some("text/csv; charset=utf-8")));
+            let lines: Vec<&str> = csv[2].as_str().unwrap().lines().collect();
+            assert_eq!(lines.len(), 2, "{lines:?}");
+            assert!(lines[0].starts_with("id,started_at,") && lines[1].contains(",failed,"), "{lines:?}");
+            b.nav("#attempts a.details").await;
+            assert_eq!(b.text("#outcome").await, "Failed");
+            assert!(b.text("#attempt-error").await.contains("Reconnect"));
+            b.page("attempt-failed").await;
+            b.nav("#replay").await;
+            assert_eq!(b.text("#outcome").await, "Succeeded", "the replay runs after the reconnect");
+            assert!(b.exists("a[href^='/calendar-sync/history/']").await, "it links to the attempt it replays");
+            b.page("attempt-replay").await;
+
+            // Admin: statistics and every connection; a forced full resync.
+            b.nav("#nav-admin").await;
+            assert_eq!(b.text("#stat-connections").await, "2");
+            assert_eq!(b.all("#admin-connections tbody tr").await.len(), 2);
+            b.page("admin").await;
+            b.nav(&format!("tr[data-connection='{google}'] button.resync")).await;
+            assert!(b.text("#notice").await.starts_with("Full resync done"), "{}", b.text("#notice").await);
+
             // Signed out, the page is closed again.
             b.nav("nav form[action='/logout'] button").await;
             b.go("/calendar-sync").await;
             assert!(b.path().await.starts_with("/login"), "{}", b.path().await);
+
+            // Staff: no Admin in the navigation, the admin page refused, only their own history.
+            s.admin(&["create-user", "--firm", "demo", "--email", "sam@demo.test", "--name", "Sam Staff", "--role", "staff", "--password", "a long staff passphrase"]);
+            sign_in(&b, "sam@demo.test", "a long staff passphrase").await;
+            assert!(!b.exists("#nav-admin").await);
+            b.go("/admin/calendar").await;
+            assert_eq!(b.text("h1").await, "Not allowed");
+            b.page("admin-refused").await;
+            b.go("/calendar-sync/history").await;
+            assert!(b.exists("#no-attempts").await, "a colleague's syncs stay out of sight");
+            b.go(&format!("/calendar-sync/history?connection={google}")).await;
+            assert_eq!(b.text("h1").await, "Not found");
         })
         .await;
     let _ = server.admin(&["list-tokens", "--email", &server.admin_email]);

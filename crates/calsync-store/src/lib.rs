@@ -29,7 +29,10 @@ pub use connections::{
 };
 pub use error::StoreError;
 pub use scheduler::{AdminConnection, Claimed, SyncStats};
-pub use sync::{AttemptCounts, AttemptQuery, CursorMove, EventLink, LinkWrite, PendingWrite, SyncAttempt, SyncOutcome};
+pub use sync::{
+    AttemptCounts, AttemptQuery, CursorMove, DailyAttempts, EventLink, LinkWrite, PendingWrite, SyncAttempt,
+    SyncOutcome,
+};
 pub use sync_apply::SyncAppointment;
 pub use sync_state::{CalendarCursor, Conflict, HeldDelete};
 pub use webhooks::WebhookChannel;

@@ -102,6 +102,14 @@ pub struct AttemptQuery {
     pub limit: u32,
 }
 
+/// The attempts of one UTC day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DailyAttempts {
+    pub day: chrono::NaiveDate,
+    pub attempts: i64,
+    pub failed: i64,
+}
+
 /// A provider write recorded before it is made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingWrite {
@@ -820,6 +828,38 @@ impl Db {
         let more = items.len() > limit as usize;
         items.truncate(limit as usize);
         Ok((items, more))
+    }
+
+    /// How many attempts started on each UTC day since `q.since` (status, paging and limit of
+    /// `q` are ignored), and how many of them failed; days without attempts are left out.
+    pub async fn attempts_per_day(&self, firm: FirmId, q: &AttemptQuery) -> Result<Vec<DailyAttempts>, StoreError> {
+        let day = match self.backend() {
+            crate::Backend::Postgres => "to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+            // sqlx stores SQLite times as UTC text that starts with the date.
+            crate::Backend::Sqlite => "substr(started_at, 1, 10)",
+        };
+        let sql = format!(
+            "SELECT {day} AS day, COUNT(*), CAST(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS BIGINT) \
+             FROM sync_attempts WHERE firm_id = $1 AND ($2 IS NULL OR connection_id = $2) \
+             AND ($3 IS NULL OR started_at >= $3) \
+             AND ($4 IS NULL OR connection_id IN (SELECT c.id FROM oauth_connections c WHERE c.firm_id = $1 AND c.user_id = $4)) \
+             GROUP BY day ORDER BY day"
+        );
+        let rows: Vec<(String, i64, Option<i64>)> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(firm.as_uuid())
+                .bind(q.connection.map(|c| c.as_uuid()))
+                .bind(q.since.map(crate::micros))
+                .bind(q.user.map(|u| u.as_uuid()))
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter()
+            .map(|(day, attempts, failed)| {
+                let day = day.parse().map_err(|_| StoreError::Corrupt(format!("sync_attempts.started_at {day:?}")))?;
+                Ok(DailyAttempts { day, attempts, failed: failed.unwrap_or(0) })
+            })
+            .collect()
     }
 
     /// The latest attempt of a connection, whatever its status.

@@ -825,6 +825,54 @@ async fn attempts_are_filtered_and_paged_newest_first(backend: Backend) {
     assert_eq!(db.last_attempt(eve.firm_id, c1.id).await.unwrap(), None);
 }
 
+/// The history chart's figures: attempts and failures per UTC day, filtered like the log.
+async fn attempts_are_counted_per_day(backend: Backend) {
+    let t = TestDb::new(backend).await;
+    let db = &t.db;
+    let ann = user(db, "acme", "ann@acme.test").await;
+    let bob = user(db, "acme", "bob@acme.test").await;
+    let (c1, _) = connected(db, &ann).await;
+    let (c2, _) = connected(db, &bob).await;
+    let firm = ann.firm_id;
+    // Real time plus an offset: move to 09:00 UTC tomorrow so that no attempt straddles midnight.
+    let now = db.clock().now();
+    let nine = (now.date_naive() + chrono::Days::new(1)).and_hms_opt(9, 0, 0).unwrap().and_utc();
+    db.clock().advance((nine - now).num_seconds());
+    let first_day = nine.date_naive();
+    // Day 0: c1 ok, c1 failed, c2 failed; day 2: c1 ok, c2 partial; nothing on day 1.
+    let plan = [
+        (0, c1.id, AttemptStatus::Success),
+        (0, c1.id, AttemptStatus::Failed),
+        (0, c2.id, AttemptStatus::Failed),
+        (2, c1.id, AttemptStatus::Success),
+        (2, c2.id, AttemptStatus::Partial),
+    ];
+    for (day, conn, status) in plan {
+        let at = nine + chrono::Duration::days(day);
+        if db.clock().now() < at {
+            db.clock().advance((at - db.clock().now()).num_seconds());
+        }
+        db.clock().advance(1);
+        let a = db.start_attempt(firm, conn, SyncTrigger::Scheduled, None).await.unwrap();
+        db.finish_attempt(firm, a.id, status, &AttemptCounts::default(), None, &[]).await.unwrap();
+    }
+    let days = |q: AttemptQuery| async move {
+        db.attempts_per_day(firm, &q)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| ((d.day - first_day).num_days(), d.attempts, d.failed))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(days(AttemptQuery::default()).await, vec![(0, 3, 2), (2, 2, 0)]);
+    assert_eq!(days(AttemptQuery { connection: Some(c1.id), ..Default::default() }).await, vec![(0, 2, 1), (2, 1, 0)]);
+    assert_eq!(days(AttemptQuery { user: Some(bob.id), ..Default::default() }).await, vec![(0, 1, 1), (2, 1, 0)]);
+    let since = AttemptQuery { since: Some(nine + chrono::Duration::days(1)), ..Default::default() };
+    assert_eq!(days(since).await, vec![(2, 2, 0)]);
+    let eve = user(db, "globex", "eve@globex.test").await;
+    assert!(db.attempts_per_day(eve.firm_id, &AttemptQuery::default()).await.unwrap().is_empty());
+}
+
 async fn interrupted_attempts_are_closed_as_failed(backend: Backend) {
     let t = TestDb::new(backend).await;
     let db = &t.db;
@@ -892,6 +940,7 @@ backend_tests!(
     conflicts_open_once_per_link_and_resolve_once,
     held_deletes_are_held_once_until_released,
     attempts_are_filtered_and_paged_newest_first,
+    attempts_are_counted_per_day,
     interrupted_attempts_are_closed_as_failed,
     superseded_writes_are_completed_per_calendar_and_appointment,
 );

@@ -1,7 +1,7 @@
 //! The appointments page: what is coming up, a form to add one, and deletion.
 
 use super::session::csrf_ok;
-use super::{csrf_rejected, error_page, render};
+use super::{Nav, csrf_rejected, error_page, render};
 use crate::auth::WebCaller;
 use crate::services::{ServiceError, appointments as service};
 use crate::state::AppState;
@@ -11,7 +11,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use calsync_domain::ValidationError;
-use calsync_domain::appointment::{Appointment, AppointmentInput, When};
+use calsync_domain::appointment::{Appointment, AppointmentData, AppointmentInput, When};
 use calsync_domain::ids::AppointmentId;
 use calsync_store::AppointmentQuery;
 use chrono::{Duration, NaiveDateTime, TimeZone};
@@ -65,12 +65,7 @@ struct FormValues {
 #[derive(Template)]
 #[template(path = "home.html")]
 struct HomePage {
-    /// The page the navigation marks as current.
-    current: &'static str,
-    user_name: String,
-    firm_name: String,
-    is_admin: bool,
-    csrf_token: String,
+    nav: Nav,
     window_start: String,
     window_days: i64,
     appointments: Vec<Row>,
@@ -86,14 +81,19 @@ pub struct HomeQuery {
 }
 
 fn describe(a: &Appointment) -> String {
-    match a.data.when {
+    describe_data(&a.data)
+}
+
+/// When an appointment is, in its own zone: "Tue 2026-12-01 10:00–11:00", or dates for all-day.
+pub(crate) fn describe_data(d: &AppointmentData) -> String {
+    match d.when {
         When::AllDay { start, end } => {
             let last = end - Duration::days(1);
             if last == start { format!("{start} (all day)") } else { format!("{start} – {last} (all day)") }
         }
         When::Timed { start, end } => {
-            let s = start.with_timezone(&a.data.time_zone);
-            let e = end.with_timezone(&a.data.time_zone);
+            let s = start.with_timezone(&d.time_zone);
+            let e = end.with_timezone(&d.time_zone);
             if s.date_naive() == e.date_naive() {
                 format!("{} {}–{}", s.format("%a %Y-%m-%d"), s.format("%H:%M"), e.format("%H:%M"))
             } else {
@@ -139,11 +139,7 @@ async fn page(
     render(
         status,
         &HomePage {
-            current: "appointments",
-            user_name: caller.user.name.clone(),
-            firm_name: caller.user.firm_name.clone(),
-            is_admin: caller.user.actor.is_admin(),
-            csrf_token: caller.session.csrf_token.expose().to_owned(),
+            nav: Nav::of(caller, "appointments"),
             window_start: start.format("%Y-%m-%d").to_string(),
             window_days: WINDOW_DAYS,
             appointments,

@@ -2,7 +2,7 @@
 //! page providers send the browser back to, which completes the flow for the signed-in user.
 
 use super::session::csrf_ok;
-use super::{csrf_rejected, error_page, render};
+use super::{Nav, csrf_rejected, error_page, render};
 use crate::auth::WebCaller;
 use crate::services::connections::{CallbackInput, ConnectError};
 use crate::state::AppState;
@@ -49,6 +49,8 @@ struct Row {
     calendars: String,
     /// Deletions the mass-delete guard holds for confirmation.
     held: usize,
+    /// Conflicts waiting for a choice on the Conflicts page.
+    conflicts: usize,
     /// The settings form as submitted, when it was refused: open, with the reason next to
     /// the window field and the value that was refused in it.
     settings_open: bool,
@@ -67,11 +69,7 @@ struct Refused {
 #[derive(Template)]
 #[template(path = "calendar.html")]
 struct CalendarPage {
-    current: &'static str,
-    user_name: String,
-    firm_name: String,
-    is_admin: bool,
-    csrf_token: String,
+    nav: Nav,
     sandboxed: bool,
     providers: Vec<ProviderButton>,
     connections: Vec<Row>,
@@ -115,6 +113,10 @@ async fn page_with(
         Err(e) => return error_page(e),
     };
     let now = chrono::Utc::now();
+    let open_conflicts = match state.sync.conflicts(&caller.user.actor).await {
+        Ok(c) => c,
+        Err(e) => return error_page(e),
+    };
     let mut connections = Vec::with_capacity(list.len());
     for c in list {
         let calendar_list = match svc.stored_calendars(&caller.user.actor, c.id).await {
@@ -146,6 +148,7 @@ async fn page_with(
             last_sync_iso: c.last_sync_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
             calendars,
             held,
+            conflicts: open_conflicts.iter().filter(|x| x.connection_id == c.id).count(),
             settings_open: false,
             window_value: c.settings.sync_window_days.days().to_string(),
             window_error: None,
@@ -175,11 +178,7 @@ async fn page_with(
     render(
         status,
         &CalendarPage {
-            current: "calendar-sync",
-            user_name: caller.user.name.clone(),
-            firm_name: caller.user.firm_name.clone(),
-            is_admin: caller.user.actor.is_admin(),
-            csrf_token: caller.session.csrf_token.expose().to_owned(),
+            nav: Nav::of(caller, "calendar-sync"),
             sandboxed,
             providers: buttons,
             connections,
@@ -191,7 +190,7 @@ async fn page_with(
     )
 }
 
-fn status_label(s: calsync_domain::connection::ConnectionStatus) -> &'static str {
+pub(crate) fn status_label(s: calsync_domain::connection::ConnectionStatus) -> &'static str {
     use calsync_domain::connection::ConnectionStatus as S;
     match s {
         S::Active => "Active",
@@ -262,8 +261,9 @@ fn sync_summary(a: &calsync_store::SyncAttempt) -> (Option<String>, Option<Strin
         match (c.merged, c.conflicts) {
             (0, 0) => String::new(),
             (m, 0) => format!("; {m} merged field by field"),
-            (0, k) => format!("; {k} conflicts to resolve"),
-            (m, k) => format!("; {m} merged field by field, {k} conflicts to resolve"),
+            (0, k) => format!("; {k} {} to resolve", if k == 1 { "conflict" } else { "conflicts" }),
+            (m, k) =>
+                format!("; {m} merged field by field, {k} {} to resolve", if k == 1 { "conflict" } else { "conflicts" }),
         }
     );
     let error = a.error_message.clone().unwrap_or_default();

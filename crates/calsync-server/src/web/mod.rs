@@ -2,8 +2,12 @@
 //! askama templates (escaped), every form carries a CSRF token, and the router adds
 //! Origin/Sec-Fetch-Site checking on top.
 
+mod admin;
 mod appointments;
 mod calendar;
+mod conflicts;
+mod docs;
+mod history;
 mod session;
 
 use crate::services::ServiceError;
@@ -37,6 +41,17 @@ pub fn router(form_origins: &[String]) -> Router<AppState> {
         .route("/calendar/{id}/settings", post(calendar::save_settings))
         .route("/calendar/{id}/sync", post(calendar::sync_now))
         .route("/calendar/{id}/deletes/{choice}", post(calendar::settle_deletes))
+        .route(history::PAGE, get(history::show))
+        .route("/calendar-sync/history.csv", get(history::csv))
+        .route("/calendar-sync/history/{id}", get(history::detail))
+        .route("/calendar-sync/history/{id}/replay", post(history::replay))
+        .route(conflicts::PAGE, get(conflicts::show))
+        .route("/calendar-sync/conflicts/{id}/resolve", post(conflicts::resolve))
+        .route(admin::PAGE, get(admin::show))
+        .route("/admin/calendar/{id}/resync", post(admin::resync))
+        .route("/docs", get(docs::index))
+        .route("/docs/", get(docs::index))
+        .route("/docs/{name}", get(docs::show))
         .route("/login", get(session::login_page).post(session::login))
         .route("/logout", post(session::logout))
         .route("/static/app.css", get(stylesheet))
@@ -52,6 +67,29 @@ async fn stylesheet() -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
         include_str!("../../static/app.css"),
     )
+}
+
+/// What the navigation bar of a signed-in page needs; every form of the page takes its CSRF
+/// token from here too.
+pub(crate) struct Nav {
+    /// The page the navigation marks as current.
+    pub current: &'static str,
+    pub user_name: String,
+    pub firm_name: String,
+    pub is_admin: bool,
+    pub csrf_token: String,
+}
+
+impl Nav {
+    pub fn of(caller: &crate::auth::WebCaller, current: &'static str) -> Self {
+        Nav {
+            current,
+            user_name: caller.user.name.clone(),
+            firm_name: caller.user.firm_name.clone(),
+            is_admin: caller.user.actor.is_admin(),
+            csrf_token: caller.session.csrf_token.expose().to_owned(),
+        }
+    }
 }
 
 /// Renders a template, or a plain 500 if the template itself fails.
