@@ -28,6 +28,29 @@ fn program(env: &str, default: &str) -> PathBuf {
     p
 }
 
+/// Every visible text of the page whose contrast with its background is below WCAG AA (4.5:1,
+/// or 3:1 for large text), as "tag.class "text" ratio". The background is the nearest opaque one.
+const CONTRAST: &str = r#"
+const parse = c => { const m = /rgba?\(([^)]+)\)/.exec(c); return m ? m[1].split(',').map(parseFloat) : null; };
+const rel = ([r, g, b]) => { const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+  return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
+const under = el => { for (let e = el; e; e = e.parentElement) { const p = parse(getComputedStyle(e).backgroundColor);
+  if (p && (p.length < 4 || p[3] > 0.5)) return p; } return [255, 255, 255]; };
+const low = [];
+for (const el of document.querySelectorAll('body *')) {
+  if (el instanceof SVGElement || !(el.offsetWidth || el.offsetHeight)) continue;
+  if (![...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim())) continue;
+  const cs = getComputedStyle(el);
+  if (cs.visibility === 'hidden') continue;
+  const a = rel(parse(cs.color)), b = rel(under(el));
+  const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  const size = parseFloat(cs.fontSize), bold = parseInt(cs.fontWeight) >= 700;
+  if (ratio < (size >= 24 || (bold && size >= 18.66) ? 3 : 4.5))
+    low.push(el.tagName.toLowerCase() + '.' + el.className + ' "' + el.textContent.trim().slice(0, 40) + '" ' + ratio.toFixed(2));
+}
+return low;
+"#;
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -117,8 +140,17 @@ impl Server {
 impl Server {
     /// A JSON call on calsync's own API as the first-run admin.
     async fn api(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> serde_json::Value {
-        let mut rb =
-            reqwest::Client::new().request(method, format!("{}{path}", self.base)).bearer_auth(&self.api_token);
+        self.api_as(&self.api_token, method, path, body).await
+    }
+
+    async fn api_as(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> serde_json::Value {
+        let mut rb = reqwest::Client::new().request(method, format!("{}{path}", self.base)).bearer_auth(token);
         if let Some(b) = body {
             rb = rb.json(&b);
         }
@@ -266,6 +298,40 @@ impl Browser {
         }
     }
 
+    /// Clicks something that ends in another page loading, and meanwhile records every text the
+    /// element `watch` shows (a live progress state, say).
+    async fn nav_watching(&self, css: &str, watch: &str) -> Vec<String> {
+        self.js("window.__calsyncOldPage = true;").await;
+        self.click(css).await;
+        let began = Instant::now();
+        let mut seen: Vec<String> = Vec::new();
+        loop {
+            let probe = "const e = document.querySelector(arguments[0]); \
+                         return [!!window.__calsyncOldPage, e ? e.textContent.trim() : ''];";
+            if let Ok(v) = self.client.execute(probe, vec![watch.into()]).await {
+                if v[0] == false {
+                    break;
+                }
+                let text = v[1].as_str().unwrap_or_default().to_owned();
+                if !text.is_empty() && seen.last() != Some(&text) {
+                    seen.push(text);
+                }
+            }
+            assert!(began.elapsed() < Duration::from_secs(30), "clicking {css} loaded no page; saw {seen:?}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        self.nav_settled().await;
+        seen
+    }
+
+    async fn nav_settled(&self) {
+        let began = Instant::now();
+        while self.js("return document.readyState;").await != "complete" {
+            assert!(began.elapsed() < Duration::from_secs(30), "the page did not finish loading");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn fill(&self, css: &str, value: &str) {
         let e = self.find(css).await;
         e.clear().await.unwrap();
@@ -304,6 +370,8 @@ impl Browser {
         );
         self.save(&format!("{name}-phone")).await;
         self.client.set_window_size(LAPTOP.0, LAPTOP.1).await.unwrap();
+        let low = self.js(CONTRAST).await;
+        assert_eq!(low, serde_json::json!([]), "{name} ({}): text below WCAG AA contrast", self.path().await);
     }
 
     /// A screenshot of the whole page at the window's current width.
@@ -342,6 +410,18 @@ impl Drop for Browser {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
+}
+
+/// What the appointment list shows for each appointment titled `title`: its edit link ("" when
+/// it has none) and its link states ("google:synced", …), in list order.
+async fn appointments_titled(b: &Browser, title: &str) -> Vec<(String, Vec<String>)> {
+    let script = "return [...document.querySelectorAll('.appt')] \
+        .filter(e => e.querySelector('.appt-title').textContent === arguments[0]) \
+        .map(e => { const a = e.querySelector('a.edit'); \
+                    return [a ? a.getAttribute('href') : '', \
+                            [...e.querySelectorAll('li.link')].map(l => l.dataset.provider + ':' + l.dataset.state)]; });";
+    let v = b.client.execute(script, vec![title.into()]).await.unwrap();
+    serde_json::from_value(v).unwrap()
 }
 
 /// The number before `what` in a sentence like "pulled 3 new, 0 updated".
@@ -397,6 +477,14 @@ async fn calendar_sync_end_to_end(backend: Backend) {
             // Signing in from a deep link lands on the page asked for.
             b.go("/calendar").await;
             assert!(b.path().await.starts_with("/login"), "{}", b.path().await);
+            // The contrast check itself finds pale text.
+            b.js("const p = document.createElement('p'); p.id = 'pale'; p.textContent = 'pale words'; \
+                  p.style.color = '#aaaaaa'; document.querySelector('main').append(p);")
+                .await;
+            let low = b.js(CONTRAST).await;
+            assert_eq!(low.as_array().map(Vec::len), Some(1), "{low}");
+            assert!(low[0].as_str().unwrap().starts_with("p. \"pale words\" 2.17"), "{low}");
+            b.js("document.getElementById('pale').remove();").await;
             b.page("login").await;
             sign_in(&b, &s.admin_email, &s.admin_password).await;
             assert_eq!(b.path().await, "/calendar-sync");
@@ -404,6 +492,22 @@ async fn calendar_sync_end_to_end(backend: Backend) {
             assert!(b.exists("#no-connections").await);
             assert!(b.text("#connect-google").await.contains("Sandbox"));
             b.page("calendar-sync-empty").await;
+
+            // Declining at the consent page: said in plain words, with the way back.
+            b.nav("#connect-microsoft").await;
+            b.nav("button[value=deny]").await;
+            assert_eq!(b.text("#oauth-result h1").await, "You declined access");
+            assert!(b.text("#oauth-detail").await.contains("access was denied"));
+            b.page("oauth-denied").await;
+            b.nav("#back-to-calendar-sync").await;
+            assert!(b.exists("#no-connections").await, "nothing was connected");
+
+            // A colleague with a private appointment: the admin sees its time, as "Busy".
+            s.admin(&["create-user", "--firm", "demo", "--email", "sam@demo.test", "--name", "Sam Staff", "--role", "staff", "--password", "a long staff passphrase"]);
+            let sam = s.admin(&["create-token", "--email", "sam@demo.test", "--name", "browser-test"]).trim().to_owned();
+            let day3 = chrono::Utc::now().date_naive() + chrono::Days::new(3);
+            let private = serde_json::json!({"title": "Dentist", "start": format!("{day3}T08:00:00Z"), "end": format!("{day3}T09:00:00Z"), "time_zone": "UTC", "visibility": "private"});
+            s.api_as(&sam, reqwest::Method::POST, "/api/appointments/", Some(private)).await;
 
             let google = connect(&b, "google").await;
             let microsoft = connect(&b, "microsoft").await;
@@ -450,7 +554,16 @@ async fn calendar_sync_end_to_end(backend: Backend) {
                 serde_json::json!({"provider": "google", "email": email, "count": 5, "start": tomorrow}),
             )
             .await;
-            b.nav(&card(&google, "button.sync-now")).await;
+            // With the provider slowed down, the card shows the sync running, then the page
+            // its result (htmx polls the progress; without scripts the form just waits).
+            s.sandbox("/_sandbox/latency", serde_json::json!({"milliseconds": 300})).await;
+            let states = b.nav_watching(&card(&google, "button.sync-now"), &format!("#progress-{google}")).await;
+            s.sandbox("/_sandbox/latency", serde_json::json!({"milliseconds": 0})).await;
+            assert!(
+                !states.is_empty() && states.iter().all(|t| t.starts_with("Starting the sync") || t.starts_with("Syncing…")),
+                "{states:?}"
+            );
+            assert!(b.path().await.starts_with("/calendar-sync?synced="), "{}", b.path().await);
             let said = b.text("#notice").await;
             assert!(said.starts_with("Synced:"), "{said}");
             assert_eq!(count(&said, "new,"), 5, "{said}");
@@ -458,20 +571,68 @@ async fn calendar_sync_end_to_end(backend: Backend) {
             assert_eq!(b.text(&card(&google, "time")).await, "just now");
             b.page("calendar-sync-synced").await;
 
-            // An appointment made in calsync goes out on the next sync.
-            b.nav("nav a[href='/']").await;
+            // An appointment made in calsync goes out on the next sync; the list says where it
+            // stands on each connected calendar.
+            b.nav("#nav-appointments").await;
             let start = chrono::Utc::now().date_naive() + chrono::Days::new(2);
             b.fill("input[name=title]", "Browser-made review").await;
             b.set("input[name=start]", &format!("{start}T10:00")).await;
             b.set("input[name=end]", &format!("{start}T11:00")).await;
             b.fill("input[name=time_zone]", "Europe/Berlin").await;
             b.nav("form[action='/appointments'] button[type=submit]").await;
-            assert!(b.text("#appointments").await.contains("Browser-made review"));
+            let made = appointments_titled(&b, "Browser-made review").await;
+            assert_eq!(made.len(), 1);
+            // Outlook syncs on its own and has it waiting (or already synced); Google has
+            // automatic sync off, so nothing waits there until Sync now.
+            assert!(made[0].1.iter().any(|l| l.starts_with("microsoft:")), "{made:?}");
+            assert!(!made[0].1.iter().any(|l| l.starts_with("google:")), "{made:?}");
+            let busy = appointments_titled(&b, "Busy").await;
+            assert_eq!(busy.len(), 1, "Sam's private appointment shows as Busy");
+            assert_eq!(busy[0].0, "", "and cannot be edited by the admin");
+            assert!(!b.text("#appointments").await.contains("Dentist"));
             b.page("appointments").await;
             b.nav("#nav-calendar-sync").await;
             b.nav(&card(&google, "button.sync-now")).await;
             let said = b.text("#notice").await;
             assert_eq!(said.split("pushed ").nth(1).map(|p| count(p, "new")), Some(1), "{said}");
+            b.nav("#nav-appointments").await;
+            let made = appointments_titled(&b, "Browser-made review").await;
+            assert!(made[0].1.contains(&"google:synced".to_owned()), "{made:?}");
+
+            // A weekly series: its occurrences in the list and the week view; one occurrence
+            // edited, another deleted, the rest untouched.
+            let first = start + chrono::Days::new(1);
+            b.fill("input[name=title]", "Weekly check-in").await;
+            b.set("input[name=start]", &format!("{first}T09:00")).await;
+            b.set("input[name=end]", &format!("{first}T09:30")).await;
+            b.fill("input[name=time_zone]", "UTC").await;
+            b.find("select[name=repeat]").await.select_by_value("WEEKLY").await.unwrap();
+            b.fill("input[name=count]", "4").await;
+            b.nav("form[action='/appointments'] button[type=submit]").await;
+            assert!(b.text("#notice").await.starts_with("Appointment created."));
+            let series = appointments_titled(&b, "Weekly check-in").await;
+            assert_eq!(series.len(), 4, "{series:?}");
+            b.go(&format!("/appointments?view=week&week={first}")).await;
+            assert!(b.text(&format!("section[data-day='{first}']")).await.contains("Weekly check-in"));
+            b.page("appointments-week").await;
+            b.nav("#next-week").await;
+            let next = first + chrono::Days::new(7);
+            assert!(b.text(&format!("section[data-day='{next}']")).await.contains("Weekly check-in"));
+            b.go(&series[1].0).await;
+            assert_eq!(b.text("h1").await, "Edit an occurrence");
+            b.page("appointment-edit").await;
+            b.fill("input[name=title]", "Check-in (moved)").await;
+            b.nav("#save").await;
+            assert_eq!(b.text("#notice").await, "Appointment saved.");
+            assert_eq!(appointments_titled(&b, "Check-in (moved)").await.len(), 1);
+            let rest = appointments_titled(&b, "Weekly check-in").await;
+            assert_eq!(rest.len(), 3, "{rest:?}");
+            b.go(&rest[1].0).await;
+            b.nav("#delete-occurrence").await;
+            assert!(b.text("#notice").await.starts_with("That occurrence was cancelled"));
+            assert_eq!(appointments_titled(&b, "Weekly check-in").await.len(), 2);
+            assert_eq!(appointments_titled(&b, "Check-in (moved)").await.len(), 1);
+            b.nav("#nav-calendar-sync").await;
 
             // Both sides rename it before the next sync, and this connection asks: the conflict
             // page shows both versions and keeps the one chosen.
@@ -575,8 +736,8 @@ async fn calendar_sync_end_to_end(backend: Backend) {
             b.go("/calendar-sync").await;
             assert!(b.path().await.starts_with("/login"), "{}", b.path().await);
 
-            // Staff: no Admin in the navigation, the admin page refused, only their own history.
-            s.admin(&["create-user", "--firm", "demo", "--email", "sam@demo.test", "--name", "Sam Staff", "--role", "staff", "--password", "a long staff passphrase"]);
+            // Staff: no Admin in the navigation, the admin page refused, only their own history;
+            // their own private appointment in full.
             sign_in(&b, "sam@demo.test", "a long staff passphrase").await;
             assert!(!b.exists("#nav-admin").await);
             b.go("/admin/calendar").await;
@@ -586,6 +747,9 @@ async fn calendar_sync_end_to_end(backend: Backend) {
             assert!(b.exists("#no-attempts").await, "a colleague's syncs stay out of sight");
             b.go(&format!("/calendar-sync/history?connection={google}")).await;
             assert_eq!(b.text("h1").await, "Not found");
+            b.go("/appointments").await;
+            assert_eq!(appointments_titled(&b, "Dentist").await.len(), 1);
+            assert!(appointments_titled(&b, "Busy").await.is_empty());
         })
         .await;
     let _ = server.admin(&["list-tokens", "--email", &server.admin_email]);

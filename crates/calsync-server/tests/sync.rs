@@ -166,6 +166,43 @@ impl<'a> Remote<'a> {
     }
 }
 
+/// While a sync runs, `sync_status` says what it has pulled and pushed so far (what the
+/// Calendar Sync page's live "Sync now" state shows); once it is done, the attempt has it.
+async fn sync_status_shows_progress_while_a_sync_runs(backend: Backend) {
+    let app = TestApp::spawn_with_sandbox(backend).await;
+    let (token, conn, _remote) = connected(&app, "google", 0).await;
+    for i in 0..4 {
+        create_local(&app, &token, &format!("P{i}"), at(30 + i)).await;
+    }
+    // Slow enough that a sync of four pushes takes about a second.
+    app.control("/_sandbox/latency", json!({"milliseconds": 200})).await;
+    let running = {
+        let (http, url) = (app.http.clone(), app.url(&format!("{BASE}/{conn}/sync_now/")));
+        let token = token.clone();
+        tokio::spawn(
+            async move { http.post(url).bearer_auth(token).send().await.unwrap().json::<Value>().await.unwrap() },
+        )
+    };
+    let mut seen_pushed = Vec::new();
+    while !running.is_finished() {
+        let s: Value =
+            app.get(&format!("{BASE}/{conn}/sync_status/"), &token).send().await.unwrap().json().await.unwrap();
+        if s["in_progress"] == true && s["progress"].is_object() {
+            let p = &s["progress"];
+            seen_pushed.push((p["requests"].as_i64().unwrap(), p["pushed"]["created"].as_i64().unwrap()));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let done = running.await.unwrap();
+    app.control("/_sandbox/latency", json!({"milliseconds": 0})).await;
+    assert_eq!(counts(&done)[3], 4, "{done}");
+    assert!(seen_pushed.windows(2).all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1), "only growing: {seen_pushed:?}");
+    assert!(seen_pushed.iter().any(|(_, n)| (1..4).contains(n)), "pushes seen while running: {seen_pushed:?}");
+    let after: Value =
+        app.get(&format!("{BASE}/{conn}/sync_status/"), &token).send().await.unwrap().json().await.unwrap();
+    assert_eq!((after["in_progress"].as_bool(), after["progress"].is_null()), (Some(false), true), "{after}");
+}
+
 /// A staff user with a connection to `provider`; returns (api token, connection id, the remote side).
 async fn connected<'a>(app: &'a TestApp, provider: &'static str, n: usize) -> (String, String, Remote<'a>) {
     let email = format!("staff{n}-{provider}@acme.test");
@@ -1535,4 +1572,5 @@ backend_tests!(
     a_revoked_grant_stops_the_sync_and_says_so,
     the_log_replays_and_stays_within_the_firm,
     concurrent_sync_requests_share_one_sync,
+    sync_status_shows_progress_while_a_sync_runs,
 );

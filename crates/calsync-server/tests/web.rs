@@ -406,7 +406,18 @@ async fn connecting_a_calendar_through_the_pages(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(denied.status(), StatusCode::BAD_REQUEST);
-    assert!(denied.text().await.unwrap().contains("access was denied at Microsoft Outlook"));
+    let said = denied.text().await.unwrap();
+    assert!(said.contains("<h1>You declined access</h1>"), "{said}");
+    assert!(said.contains("access was denied at Microsoft Outlook"), "{said}");
+    assert!(said.contains("href=\"/calendar-sync\""), "the way back");
+    // A state nobody issued: refused, in words.
+    let forged = jar
+        .apply(app.http.get(app.url("/calendar/oauth/callback")).query(&[("code", "c"), ("state", "forged")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::BAD_REQUEST);
+    assert!(forged.text().await.unwrap().contains("<h1>This connection request is not valid</h1>"));
 
     // Disconnect, then the page offers to reconnect.
     let id = html.split("data-connection=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();

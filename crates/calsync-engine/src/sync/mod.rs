@@ -17,14 +17,14 @@ use calsync_domain::connection::ConnectionStatus;
 use calsync_domain::ids::{ConflictId, ConnectionId, FirmId, SyncAttemptId};
 use calsync_domain::merge::{Field, Side};
 use calsync_domain::sync::{AttemptStatus, ConflictSide, Rules, SyncTrigger};
-use calsync_store::{Conflict, Connection, Db, StoreError, SyncAttempt};
+use calsync_store::{AttemptCounts, Conflict, Connection, Db, StoreError, SyncAttempt};
 use chrono::Duration;
 use tokio::sync::watch;
 
 use crate::registry::Providers;
 use crate::tokens::TokenSource;
 use calendar::{CalendarSync, Destructive, Frozen, window_for};
-use session::{Progress, Session, Stop};
+use session::{LiveCounts, Progress, Session, Stop};
 
 pub use channels::{
     ChannelHealth, GOOGLE_PATH, MICROSOFT_LIFECYCLE_PATH, MICROSOFT_PATH, PENDING, WebhookConfig, secret_hash, stop_all,
@@ -150,6 +150,10 @@ pub enum Lease {
     Held { took_over: bool },
 }
 
+/// A sync this process runs: the firm it was started for, where its outcome will be announced,
+/// and its counts so far.
+type Running = (FirmId, watch::Receiver<Outcome>, LiveCounts);
+
 pub struct SyncEngine {
     db: Db,
     tokens: Arc<TokenSource>,
@@ -157,8 +161,8 @@ pub struct SyncEngine {
     clock: Clock,
     config: SyncConfig,
     instance: String,
-    /// The syncs this process runs, with the firm each was started for.
-    running: Mutex<HashMap<ConnectionId, (FirmId, watch::Receiver<Outcome>)>>,
+    /// The syncs this process runs, with the firm each was started for and its counts so far.
+    running: Mutex<HashMap<ConnectionId, Running>>,
     /// One writer per connection in this process: a sync, settling held deletions, resolving a
     /// conflict. (Across processes the lease in the store does the same.)
     locks: Mutex<HashMap<ConnectionId, Arc<tokio::sync::Mutex<()>>>>,
@@ -238,6 +242,17 @@ impl SyncEngine {
         self.running.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&id)
     }
 
+    /// What the sync this process runs for the connection has done so far (updated before each
+    /// request it makes to the provider); `None` when this process is not syncing it.
+    pub fn progress(&self, firm: FirmId, id: ConnectionId) -> Option<AttemptCounts> {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.get(&id).filter(|(of, _, _)| *of == firm).map(|(_, _, live)| live.get())
+    }
+
+    fn live_of(&self, id: ConnectionId) -> Option<LiveCounts> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).get(&id).map(|(_, _, live)| live.clone())
+    }
+
     /// Syncs the connection now and answers with the finished attempt. If this process is
     /// already syncing it, waits for that sync and answers with it instead of starting another.
     /// The sync runs in its own task: a caller that goes away does not cut it short.
@@ -279,11 +294,11 @@ impl SyncEngine {
                 match running.get(&id) {
                     // Only the firm's own connections: a running sync is never shared across
                     // firms (the run itself reads the connection as the firm's).
-                    Some((of, _)) if *of != firm => return Err(SyncError::NotFound),
-                    Some((_, rx)) => (rx.clone(), true),
+                    Some((of, _, _)) if *of != firm => return Err(SyncError::NotFound),
+                    Some((_, rx, _)) => (rx.clone(), true),
                     None => {
                         let (tx, rx) = watch::channel(None);
-                        running.insert(id, (firm, rx.clone()));
+                        running.insert(id, (firm, rx.clone(), LiveCounts::default()));
                         let me = Arc::clone(self);
                         tokio::spawn(async move {
                             // The sync in a task of its own, so a panic in it still ends the
@@ -556,6 +571,7 @@ impl SyncEngine {
             Session::start(self.db.clone(), Arc::clone(&self.tokens), self.config.clone(), conn, self.budget_of(conn))
                 .await
                 .map_err(fail)?;
+        s.live = self.live_of(conn.id);
         let firm = conn.firm_id;
         let load = async {
             let calendars = self.db.calendars(firm, conn.id).await?;

@@ -109,6 +109,22 @@ pub struct Session {
     pub budget: Option<Arc<crate::budget::AccountBudget>>,
     /// The new cursors of the calendars done, stored with the attempt's outcome.
     pub cursors: Vec<CursorMove>,
+    /// Where the counts so far are published for `sync_status` (a sync run by the engine).
+    pub live: Option<LiveCounts>,
+}
+
+/// A running sync's counts so far, shared with whoever asks for its progress.
+#[derive(Debug, Clone, Default)]
+pub struct LiveCounts(Arc<std::sync::Mutex<AttemptCounts>>);
+
+impl LiveCounts {
+    pub fn get(&self) -> AttemptCounts {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set(&self, counts: &AttemptCounts) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = counts.clone();
+    }
 }
 
 /// A provider call with the session's token, retried as [`Session::after_error`] decides.
@@ -126,6 +142,7 @@ macro_rules! call {
                 });
             }
             $s.counts.requests += 1;
+            $s.publish();
             metrics::counter!("calsync_provider_requests_total", "provider" => $s.provider).increment(1);
             let result = {
                 // The account's budget: a slot (held while the request is out) and a token.
@@ -176,7 +193,15 @@ impl Session {
             channels: super::ChannelHealth::default(),
             budget,
             cursors: Vec::new(),
+            live: None,
         })
+    }
+
+    /// Publishes the counts so far (see [`LiveCounts`]).
+    pub fn publish(&self) {
+        if let Some(live) = &self.live {
+            live.set(&self.counts);
+        }
     }
 
     pub async fn after_error(&mut self, e: ProviderError, attempt: &mut u32, refreshed: &mut bool) -> Next {

@@ -57,6 +57,7 @@ use utoipa::{Modify, OpenApi};
         connections::SettingsBody,
         appointments::SyncLinkView,
         sync::Counts,
+        sync::ProgressView,
         sync::AttemptView,
         sync::AttemptPage,
         sync::PendingDeletes,

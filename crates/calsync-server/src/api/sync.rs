@@ -44,6 +44,25 @@ pub struct Counts {
     pub deleted: i64,
 }
 
+/// What a running sync has done so far.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProgressView {
+    pub pulled: Counts,
+    pub pushed: Counts,
+    /// HTTP requests made to the provider so far.
+    pub requests: i64,
+}
+
+impl From<&calsync_store::AttemptCounts> for ProgressView {
+    fn from(c: &calsync_store::AttemptCounts) -> Self {
+        ProgressView {
+            pulled: Counts { created: c.pulled_created, updated: c.pulled_updated, deleted: c.pulled_deleted },
+            pushed: Counts { created: c.pushed_created, updated: c.pushed_updated, deleted: c.pushed_deleted },
+            requests: c.requests,
+        }
+    }
+}
+
 /// One sync attempt.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AttemptView {
@@ -126,6 +145,10 @@ pub struct SyncStatusView {
     pub sync_enabled: bool,
     pub last_sync_at: Option<DateTime<Utc>>,
     pub in_progress: bool,
+    /// While a sync runs in the process answering: what it has pulled and pushed so far
+    /// (updated before each request it makes to the provider). Null otherwise, and while
+    /// another process runs it.
+    pub progress: Option<ProgressView>,
     pub last_attempt: Option<AttemptView>,
     pub last_error: Option<String>,
     pub next_sync_at: Option<DateTime<Utc>>,
@@ -141,6 +164,7 @@ impl From<SyncStatus> for SyncStatusView {
             sync_enabled: s.connection.settings.sync_enabled,
             last_sync_at: s.connection.last_sync_at,
             in_progress: s.in_progress,
+            progress: s.progress.as_ref().map(Into::into),
             last_attempt: s.last_attempt.map(Into::into),
             last_error: s.connection.last_error,
             next_sync_at: s.next_sync_at,

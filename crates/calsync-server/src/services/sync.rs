@@ -37,6 +37,8 @@ impl From<SyncError> for ServiceError {
 pub struct SyncStatus {
     pub connection: Connection,
     pub in_progress: bool,
+    /// What the sync this process runs has done so far.
+    pub progress: Option<calsync_store::AttemptCounts>,
     pub last_attempt: Option<SyncAttempt>,
     pub next_sync_at: Option<DateTime<Utc>>,
     pub held_deletes: Vec<HeldDelete>,
@@ -77,6 +79,7 @@ impl SyncService {
         let connection = self.reachable(actor, id).await?;
         Ok(SyncStatus {
             in_progress: self.engine.is_running(id) || self.db.sync_in_progress(firm, id).await?,
+            progress: self.engine.progress(firm, id),
             last_attempt,
             next_sync_at: self.db.next_sync_at(firm, id).await?,
             held_deletes: self.db.held_deletes(firm, id).await?,

@@ -138,7 +138,9 @@ pub async fn show(State(state): State<AppState>, caller: WebCaller, Query(q): Qu
                 last_sync_iso: c.last_sync_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
                 last_outcome: last.map_or("", |l| l.status.as_str()),
                 last_outcome_label: last.map_or("", |l| outcome_label(l.status)),
-                failed_attempt: last.filter(|l| l.status == AttemptStatus::Failed).map(|l| l.id.to_string()),
+                failed_attempt: last
+                    .filter(|l| matches!(l.status, AttemptStatus::Failed | AttemptStatus::Partial))
+                    .map(|l| l.id.to_string()),
                 next_sync: match c.next_sync_at.filter(|_| scheduled) {
                     None => "not scheduled".to_owned(),
                     Some(t) if t <= now => "due now".to_owned(),
@@ -172,7 +174,10 @@ pub async fn show(State(state): State<AppState>, caller: WebCaller, Query(q): Qu
                 (None, Some(format!("The full resync failed: {}", a.error_message.unwrap_or_default())))
             }
             Ok(_) => (Some("Full resync done: every calendar was read again from the start.".to_owned()), None),
-            Err(_) => (None, None),
+            Err(e) => {
+                tracing::error!(error = %e, "could not read the resync's attempt");
+                (None, Some("The full resync ran; its result could not be read. See Sync history.".to_owned()))
+            }
         },
         _ => (None, None),
     };

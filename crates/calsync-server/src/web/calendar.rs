@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use calsync_domain::Secret;
 use calsync_domain::connection::{ConflictStrategy, DeletePolicy, Provider, SyncWindowDays};
+use calsync_domain::ids::ConnectionId;
 use calsync_domain::sync::AttemptStatus;
 use calsync_store::SettingsChange;
 use serde::Deserialize;
@@ -113,10 +114,13 @@ async fn page_with(
         Err(e) => return error_page(e),
     };
     let now = chrono::Utc::now();
-    let open_conflicts = match state.sync.conflicts(&caller.user.actor).await {
-        Ok(c) => c,
-        Err(e) => return error_page(e),
-    };
+    // The cards are the caller's own connections: their conflicts only. A failure here costs
+    // the count, not the page.
+    let actor = &caller.user.actor;
+    let open_conflicts = state.db.open_conflicts(actor.firm_id, Some(actor.user_id)).await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "could not count open conflicts");
+        Vec::new()
+    });
     let mut connections = Vec::with_capacity(list.len());
     for c in list {
         let calendar_list = match svc.stored_calendars(&caller.user.actor, c.id).await {
@@ -295,21 +299,101 @@ pub async fn show(State(state): State<AppState>, caller: WebCaller, Query(q): Qu
     page(&state, &caller, notice, error, StatusCode::OK).await
 }
 
-/// "Sync now": runs the sync, then shows its counts.
+/// "Sync now". A plain form post runs the sync and then shows its counts. From htmx (the page
+/// with scripts on), the sync starts in the background and the answer is the first progress
+/// state, which polls [`progress`] until the sync is done.
 pub async fn sync_now(
     State(state): State<AppState>,
     caller: WebCaller,
+    headers: axum::http::HeaderMap,
     Path(id): Path<String>,
     Form(f): Form<CsrfOnly>,
 ) -> Response {
     if !csrf_ok(&caller, &f.csrf_token) {
         return csrf_rejected();
     }
-    let Ok(id) = id.parse() else { return error_page(crate::services::ServiceError::NotFound) };
+    let Ok(id) = id.parse::<ConnectionId>() else { return error_page(crate::services::ServiceError::NotFound) };
+    if headers.contains_key("hx-request") {
+        let before = match state.sync.status(&caller.user.actor, id).await {
+            Ok(s) => s.last_attempt.map(|a| a.id.to_string()).unwrap_or_default(),
+            Err(e) => return error_page(e),
+        };
+        let (svc, actor) = (state.sync.clone(), caller.user.actor.clone());
+        tokio::spawn(async move {
+            // The outcome is recorded in the attempt log, which the progress polling reads.
+            if let Err(e) = svc.sync_now(&actor, id).await {
+                tracing::warn!(connection_id = %id, error = %e, "sync now from the page failed");
+            }
+        });
+        let step =
+            ProgressStep { id: id.to_string(), after: before, n: 1, text: "Starting the sync…".into(), poll: true };
+        return render(StatusCode::OK, &step);
+    }
     match state.sync.sync_now(&caller.user.actor, id).await {
         Ok(a) => Redirect::to(&format!("{PAGE}?synced={}", a.id)).into_response(),
         Err(e) => error_page(e),
     }
+}
+
+/// One state of a running "Sync now", polled by htmx (see `calendar_progress.html`).
+#[derive(Template)]
+#[template(path = "calendar_progress.html")]
+struct ProgressStep {
+    id: String,
+    /// The connection's last attempt before this sync: a newer one means it is done.
+    after: String,
+    /// Polls so far.
+    n: u32,
+    text: String,
+    poll: bool,
+}
+
+/// Polls in all before the page stops asking (about five minutes).
+const MAX_POLLS: u32 = 600;
+
+#[derive(Deserialize)]
+pub struct ProgressQuery {
+    #[serde(default)]
+    after: String,
+    #[serde(default)]
+    n: u32,
+}
+
+/// `GET /calendar-sync/{id}/progress`: the counts so far while the sync runs; once it is done,
+/// htmx is sent to the page with its result (`HX-Redirect`).
+pub async fn progress(
+    State(state): State<AppState>,
+    caller: WebCaller,
+    Path(id): Path<String>,
+    Query(q): Query<ProgressQuery>,
+) -> Response {
+    let Ok(id) = id.parse::<ConnectionId>() else { return error_page(crate::services::ServiceError::NotFound) };
+    let s = match state.sync.status(&caller.user.actor, id).await {
+        Ok(s) => s,
+        Err(e) => return error_page(e),
+    };
+    let last = s.last_attempt.as_ref().map(|a| a.id.to_string()).unwrap_or_default();
+    if !s.in_progress && last != q.after && !last.is_empty() {
+        // A 200 with the header: a redirect status would be followed by the browser's request
+        // itself, and htmx would never see where to go.
+        let to = format!("{PAGE}?synced={last}");
+        return ([("HX-Redirect", to)], "Done.").into_response();
+    }
+    let text = match (&s.progress, s.in_progress) {
+        (Some(c), _) => format!(
+            "Syncing… so far pulled {} new, {} updated, {} deleted; pushed {} new, {} updated, {} deleted.",
+            c.pulled_created, c.pulled_updated, c.pulled_deleted, c.pushed_created, c.pushed_updated, c.pushed_deleted
+        ),
+        (None, true) => "Syncing… (another worker is running this sync)".to_owned(),
+        (None, false) => "Starting the sync…".to_owned(),
+    };
+    let n = q.n.saturating_add(1);
+    let (text, poll) = if n > MAX_POLLS {
+        ("Still syncing in the background. Reload the page later to see the result.".to_owned(), false)
+    } else {
+        (text, true)
+    };
+    render(StatusCode::OK, &ProgressStep { id: id.to_string(), after: q.after, n, text, poll })
 }
 
 /// Confirms (or refuses) the deletions held by the mass-delete guard.
@@ -378,13 +462,57 @@ pub async fn oauth_callback(
     let input = CallbackInput { state: q.state, code: q.code, error: q.error, error_description: q.error_description };
     match state.connections.complete(&caller.user.actor, input).await {
         Ok(_) => Redirect::to(&format!("{PAGE}?notice=connected")).into_response(),
-        Err(ConnectError::Rejected { message, .. }) => {
-            page(&state, &caller, None, Some(message), StatusCode::BAD_REQUEST).await
+        Err(ConnectError::Rejected { code, message, .. }) => {
+            render(StatusCode::BAD_REQUEST, &OAuthResult::of(&caller, code, message))
         }
         Err(ConnectError::ProviderUnavailable(m)) => {
-            page(&state, &caller, None, Some(m), StatusCode::BAD_GATEWAY).await
+            render(StatusCode::BAD_GATEWAY, &OAuthResult::of(&caller, "provider_unavailable", m))
         }
         Err(ConnectError::Service(e)) => error_page(e),
+    }
+}
+
+/// Why connecting did not work, in plain words, with what to do and the way back.
+#[derive(Template)]
+#[template(path = "oauth_result.html")]
+struct OAuthResult {
+    nav: Nav,
+    code: &'static str,
+    headline: &'static str,
+    /// What happened, as the service words it.
+    detail: String,
+    advice: &'static str,
+}
+
+impl OAuthResult {
+    fn of(caller: &WebCaller, code: &'static str, detail: String) -> Self {
+        let (headline, advice) = match code {
+            "access_denied" => (
+                "You declined access",
+                "Nothing was connected. To connect, start again and click Allow on the consent page.",
+            ),
+            "insufficient_scope" => (
+                "Some permissions were not granted",
+                "calsync needs every permission it asks for to sync both ways. Start again and leave them all ticked.",
+            ),
+            "state_expired" => (
+                "This connection request expired",
+                "Connection requests last a few minutes. Start again from Calendar Sync.",
+            ),
+            "state_used" => (
+                "This connection request was already used",
+                "The page was probably reloaded or opened twice. Your calendar may already be connected: check Calendar Sync.",
+            ),
+            "invalid_state" => (
+                "This connection request is not valid",
+                "It was not started by you in this browser, or it was altered. Nothing was connected. Start again from Calendar Sync.",
+            ),
+            "provider_unavailable" => {
+                ("The calendar provider did not answer", "Nothing was connected. Try again in a few minutes.")
+            }
+            _ => ("The calendar could not be connected", "Nothing was connected. Start again from Calendar Sync."),
+        };
+        OAuthResult { nav: Nav::of(caller, "calendar-sync"), code, headline, detail, advice }
     }
 }
 

@@ -111,12 +111,12 @@ async fn page(
             title: if c.local.title.is_empty() { c.remote.title.clone() } else { c.local.title.clone() },
             lines: FIELDS
                 .iter()
-                .map(|(field, label)| Line {
-                    field,
-                    label,
-                    internal: value(&c.local, field),
-                    external: value(&c.remote, field),
-                    in_conflict: c.fields.is_empty() || c.fields.iter().any(|f| f == field),
+                .map(|(field, label)| {
+                    let (internal, external) = (value(&c.local, field), value(&c.remote, field));
+                    // A conflict about the whole appointment marks what actually differs.
+                    let in_conflict =
+                        c.fields.iter().any(|f| f == field) || (c.fields.is_empty() && internal != external);
+                    Line { field, label, internal, external, in_conflict }
                 })
                 .filter(|l| l.in_conflict || !(l.internal.is_empty() && l.external.is_empty()))
                 .collect(),

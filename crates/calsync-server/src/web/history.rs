@@ -41,8 +41,6 @@ pub struct Filters {
     /// The last attempt of the previous page.
     #[serde(default)]
     before: String,
-    #[serde(default)]
-    notice: String,
 }
 
 impl Filters {
@@ -56,7 +54,8 @@ impl Filters {
             q.connection = Some(id);
         }
         if !self.outcome.is_empty() {
-            q.status = Some(self.outcome.parse::<AttemptStatus>()?);
+            q.status =
+                Some(self.outcome.parse::<AttemptStatus>().map_err(|e| ValidationError::new("outcome", e.message))?);
         }
         if !self.from.is_empty() {
             let day = NaiveDate::parse_from_str(self.from.trim(), "%Y-%m-%d")
@@ -69,6 +68,8 @@ impl Filters {
                 .parse::<SyncAttemptId>()
                 .map_err(|_| ValidationError::new("before", "not an attempt id"))?;
             let last = state.db.attempt(caller.user.actor.firm_id, id).await?;
+            // Staff page through their own attempts only: a colleague's id is "not found".
+            state.sync.status(&caller.user.actor, last.connection_id).await?;
             q.before = Some((last.started_at, last.id));
         }
         Ok(q)
@@ -292,8 +293,9 @@ pub async fn show(State(state): State<AppState>, caller: WebCaller, Query(f): Qu
         Err(e) => return error_page(e),
     };
     // The chart follows the connection filter, over the last days whatever the date filter.
+    // The connection filter holds even when another filter was refused.
     let mut per_day = AttemptQuery {
-        connection: q.connection,
+        connection: q.connection.or_else(|| f.connection.parse().ok()),
         since: Some((now - Duration::days(CHART_DAYS)).date_naive().and_hms_opt(0, 0, 0).expect("exists").and_utc()),
         ..Default::default()
     };
@@ -304,10 +306,7 @@ pub async fn show(State(state): State<AppState>, caller: WebCaller, Query(f): Qu
         Ok(d) => d,
         Err(e) => return error_page(e.into()),
     };
-    let notice = match f.notice.as_str() {
-        "replayed" => Some("Replayed: the new attempt is at the top.".to_owned()),
-        _ => None,
-    };
+    let notice: Option<String> = None;
     let csv = format!("{PAGE}.csv?{}", f.link(None));
     let next = next.map(|n| format!("{PAGE}?{}", f.link(Some(&n))));
     render(
@@ -386,7 +385,8 @@ pub async fn detail(State(state): State<AppState>, caller: WebCaller, Path(id): 
             notes: a.notes.clone(),
             worker: a.worker.clone().unwrap_or_default(),
             replay_of: a.replay_of.map(|r| r.to_string()).unwrap_or_default(),
-            can_replay: caller.user.actor.is_admin() && a.status == AttemptStatus::Failed,
+            can_replay: caller.user.actor.is_admin()
+                && matches!(a.status, AttemptStatus::Failed | AttemptStatus::Partial),
         },
     )
 }
@@ -421,8 +421,14 @@ fn cell(v: &str) -> String {
 
 /// The attempts the filters select (up to [`CSV_LIMIT`]), newest first, as CSV.
 pub async fn csv(State(state): State<AppState>, caller: WebCaller, Query(f): Query<Filters>) -> Response {
+    // A refused filter answers in plain text: the link downloads, so a page would be saved as .csv.
     let mut q = match f.query(&state, &caller).await {
         Ok(q) => q,
+        Err(ServiceError::Validation(v)) => {
+            let body = format!("Not exported: {}: {}\n", v.field, v.message);
+            return (StatusCode::BAD_REQUEST, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body)
+                .into_response();
+        }
         Err(e) => return error_page(e),
     };
     q.limit = 200;

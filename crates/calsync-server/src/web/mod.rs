@@ -31,7 +31,8 @@ pub fn router(form_origins: &[String]) -> Router<AppState> {
     let csp = HeaderValue::from_str(&csp).expect("origins are ASCII URLs");
     Router::new()
         .route("/", get(appointments::home))
-        .route("/appointments", post(appointments::create))
+        .route(appointments::PAGE, get(appointments::home).post(appointments::create))
+        .route("/appointments/{id}/edit", get(appointments::edit_page).post(appointments::save))
         .route("/appointments/{id}/delete", post(appointments::delete))
         .route(calendar::PAGE, get(calendar::show))
         .route("/calendar", get(calendar::moved))
@@ -40,6 +41,7 @@ pub fn router(form_origins: &[String]) -> Router<AppState> {
         .route("/calendar/{id}/disconnect", post(calendar::disconnect))
         .route("/calendar/{id}/settings", post(calendar::save_settings))
         .route("/calendar/{id}/sync", post(calendar::sync_now))
+        .route("/calendar-sync/{id}/progress", get(calendar::progress))
         .route("/calendar/{id}/deletes/{choice}", post(calendar::settle_deletes))
         .route(history::PAGE, get(history::show))
         .route("/calendar-sync/history.csv", get(history::csv))
@@ -55,11 +57,27 @@ pub fn router(form_origins: &[String]) -> Router<AppState> {
         .route("/login", get(session::login_page).post(session::login))
         .route("/logout", post(session::logout))
         .route("/static/app.css", get(stylesheet))
+        .route(HTMX_PATH, get(htmx))
         .layer(CsrfLayer::new())
         .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, csp))
         .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
         .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+}
+
+/// htmx 2.0.11 from npm (`npm pack htmx.org@2.0.11`), vendored with its licence in
+/// `static/vendor/`: no CDN, no Node at run or build time. The version is in the path, so it is
+/// cached for good.
+pub(crate) const HTMX_PATH: &str = "/static/vendor/htmx-2.0.11.min.js";
+
+async fn htmx() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+        ],
+        include_str!("../../static/vendor/htmx-2.0.11.min.js"),
+    )
 }
 
 async fn stylesheet() -> impl IntoResponse {
