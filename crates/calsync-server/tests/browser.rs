@@ -324,12 +324,42 @@ impl Browser {
         seen
     }
 
+    /// Waits for the page that replaces one marked with `__calsyncOldPage`.
+    async fn nav_settled_after_marker(&self) {
+        let began = Instant::now();
+        while self.js("return !!window.__calsyncOldPage;").await == true {
+            assert!(began.elapsed() < Duration::from_secs(30), "no new page loaded");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.nav_settled().await;
+    }
+
     async fn nav_settled(&self) {
         let began = Instant::now();
         while self.js("return document.readyState;").await != "complete" {
             assert!(began.elapsed() < Duration::from_secs(30), "the page did not finish loading");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Moves the focus with the Tab key until it is on `css` (at most 60 presses), and checks the
+    /// focused control shows a focus ring.
+    async fn tab_to(&self, css: &str) {
+        self.js("document.activeElement && document.activeElement.blur(); window.focus();").await;
+        for _ in 0..60 {
+            self.client.active_element().await.unwrap().send_keys("\u{E004}").await.unwrap();
+            let here = self
+                .client
+                .execute("return document.activeElement.matches(arguments[0]);", vec![css.into()])
+                .await
+                .unwrap();
+            if here == true {
+                let ring = self.js("return getComputedStyle(document.activeElement).outlineStyle;").await;
+                assert_ne!(ring, "none", "{css} shows where the focus is");
+                return;
+            }
+        }
+        panic!("{css} cannot be reached with the Tab key on {}", self.path().await);
     }
 
     async fn fill(&self, css: &str, value: &str) {
@@ -543,6 +573,8 @@ async fn calendar_sync_end_to_end(backend: Backend) {
             b.click(&card(&google, "input[name=sync_enabled]")).await;
             b.nav(&card(&google, "details.settings button[type=submit]")).await;
             assert_eq!(b.text("#notice").await, "Settings saved.");
+            let push = b.find(&card(&google, "select[name=push_calendar]")).await;
+            assert!(!push.prop("value").await.unwrap().unwrap_or_default().is_empty(), "the primary is the default");
             let facts = b.text(&card(&google, "dl.facts")).await;
             assert!(facts.contains("60 days") && facts.contains("Automatic sync\noff"), "{facts}");
 
@@ -592,7 +624,11 @@ async fn calendar_sync_end_to_end(backend: Backend) {
             assert!(!b.text("#appointments").await.contains("Dentist"));
             b.page("appointments").await;
             b.nav("#nav-calendar-sync").await;
-            b.nav(&card(&google, "button.sync-now")).await;
+            // From the keyboard alone: Tab to Sync now, Enter.
+            b.tab_to(&card(&google, "button.sync-now")).await;
+            b.js("window.__calsyncOldPage = true;").await;
+            b.client.active_element().await.unwrap().send_keys("\u{E007}").await.unwrap();
+            b.nav_settled_after_marker().await;
             let said = b.text("#notice").await;
             assert_eq!(said.split("pushed ").nth(1).map(|p| count(p, "new")), Some(1), "{said}");
             b.nav("#nav-appointments").await;

@@ -31,6 +31,8 @@ struct Row {
     conflict_strategy: &'static str,
     delete_policy: &'static str,
     calendar_list: Vec<calsync_store::SyncedCalendar>,
+    /// Where appointments made in calsync go: the chosen calendar, else the primary.
+    push_calendar: String,
     provider: &'static str,
     provider_label: &'static str,
     account_email: String,
@@ -133,7 +135,13 @@ async fn page_with(
         };
         let names: Vec<&str> = calendar_list.iter().filter(|c| c.selected).map(|c| c.name.as_str()).collect();
         let calendars = if names.is_empty() { "none selected".to_owned() } else { names.join(", ") };
+        let push_calendar = c
+            .push_calendar
+            .clone()
+            .or_else(|| calendar_list.iter().find(|x| x.is_primary).map(|x| x.remote_id.clone()))
+            .unwrap_or_default();
         connections.push(Row {
+            push_calendar,
             id: c.id.to_string(),
             conflict_strategy: c.settings.conflict_strategy.as_str(),
             delete_policy: c.settings.delete_policy.as_str(),
@@ -564,8 +572,9 @@ pub async fn save_settings(
             selected_calendars: Some(pairs.iter().filter(|(k, _)| k == "calendar").map(|(_, v)| v.clone()).collect()),
         })
     })();
+    let push = value("push_calendar").filter(|v| !v.is_empty()).map(str::to_owned);
     let result = match parsed {
-        Ok(change) => state.connections.update_settings(&caller.user.actor, id, change, None).await,
+        Ok(change) => state.connections.update_settings(&caller.user.actor, id, change, push).await,
         Err(v) => Err(crate::services::ServiceError::Validation(v)),
     };
     match result {
