@@ -73,6 +73,11 @@ ensure_python_tools() {
     echo "test.sh: installing msgraph-sdk into $venv" >&2
     "$venv/bin/pip" install -q --disable-pip-version-check "msgraph-sdk==1.65.0"
   fi
+  if ! "$venv/bin/python" -c 'import icalendar, recurring_ical_events' 2>/dev/null; then
+    # The ICS feed's test expands the feed with these and compares with calsync's own listing.
+    echo "test.sh: installing icalendar and recurring-ical-events into $venv" >&2
+    "$venv/bin/pip" install -q --disable-pip-version-check "icalendar==7.3.2" "recurring-ical-events==3.8.2"
+  fi
   export PATH="$venv/bin:$PATH"
   export CALSYNC_PYTHON="$venv/bin/python"
   CALSYNC_GOOGLE_DISCOVERY="$("$venv/bin/python" -c 'import googleapiclient, os; print(os.path.join(os.path.dirname(googleapiclient.__file__), "discovery_cache", "documents", "calendar.v3.json"))')"

@@ -10,6 +10,7 @@ pub mod google_events;
 pub mod graph_events;
 pub mod graph_recurrence;
 pub mod html_text;
+pub mod ics;
 pub mod microsoft;
 pub mod oauth;
 pub mod pkce;

@@ -731,6 +731,15 @@ async fn calendar_sync_end_to_end(backend: Backend) {
             assert_eq!(b.text(&card(&microsoft, ".status")).await, "Active");
             assert_eq!(card_ids(&b).await.len(), 2);
 
+            // A calendar feed address for any calendar app, shown once.
+            b.nav("#new-feed").await;
+            let feed = b.find("#feed-url").await.prop("value").await.unwrap().unwrap_or_default();
+            assert!(feed.starts_with(&format!("{}/ics/ics_", s.base)) && feed.ends_with(".ics"), "{feed}");
+            let got = reqwest::get(&feed).await.unwrap();
+            assert_eq!(got.headers()["content-type"], "text/calendar; charset=utf-8");
+            assert!(got.text().await.unwrap().contains("SUMMARY:Check-in (moved)"));
+            b.page("calendar-sync-feed").await;
+
             // Sync history: every attempt, the failure among them, its details, a replay, CSV.
             b.nav("#nav-history").await;
             assert_eq!(b.all("#chart g.day").await.len(), 14);

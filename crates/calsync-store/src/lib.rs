@@ -15,6 +15,7 @@ mod appointments;
 mod connections;
 pub mod crypto;
 mod error;
+mod feeds;
 mod scheduler;
 mod sync;
 mod sync_apply;

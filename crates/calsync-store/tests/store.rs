@@ -276,7 +276,33 @@ async fn updates_and_deletes_are_versioned(backend: Backend) {
     assert!(page.items.is_empty(), "deleted appointments are not listed");
 }
 
+/// One ICS feed token per user, found by its hash; regenerating replaces it, revoking forgets
+/// it, and a user's deletion takes it along.
+async fn ics_feed_tokens_resolve_by_hash(backend: Backend) {
+    let t = TestDb::new(backend).await;
+    let db = &t.db;
+    let (firm, ann) = firm_with_user(db, "acme").await;
+    let bob = user(db, firm, "bob@acme.test", Role::Staff).await;
+    assert_eq!(db.ics_feed_created(firm, ann.id).await.unwrap(), None);
+    db.set_ics_feed(firm, ann.id, "hash-1").await.unwrap();
+    db.set_ics_feed(firm, bob.id, "hash-b").await.unwrap();
+    assert_eq!(db.ics_feed_owner("hash-1").await.unwrap(), (firm, ann.id, ann.name.clone()));
+    assert!(db.ics_feed_created(firm, ann.id).await.unwrap().is_some());
+    // Regenerated: the old token opens nothing.
+    db.set_ics_feed(firm, ann.id, "hash-2").await.unwrap();
+    assert!(matches!(db.ics_feed_owner("hash-1").await, Err(StoreError::NotFound)));
+    assert_eq!(db.ics_feed_owner("hash-2").await.unwrap().1, ann.id);
+    // Another firm cannot revoke it; its owner can.
+    let (other, _) = firm_with_user(db, "globex").await;
+    assert!(!db.revoke_ics_feed(other, ann.id).await.unwrap());
+    assert!(db.revoke_ics_feed(firm, ann.id).await.unwrap());
+    assert!(!db.revoke_ics_feed(firm, ann.id).await.unwrap());
+    assert!(matches!(db.ics_feed_owner("hash-2").await, Err(StoreError::NotFound)));
+    assert_eq!(db.ics_feed_owner("hash-b").await.unwrap().1, bob.id, "Bob's is untouched");
+}
+
 backend_tests!(
+    ics_feed_tokens_resolve_by_hash,
     migrations_are_idempotent,
     firms_and_users_are_unique,
     api_tokens_resolve_by_hash,

@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod appointments;
 pub mod connections;
+pub mod feeds;
 mod passwords;
 pub mod sync;
 

@@ -80,6 +80,15 @@ struct CalendarPage {
     error: Option<String>,
     conflict_options: &'static [(&'static str, &'static str)],
     delete_options: &'static [(&'static str, &'static str)],
+    feed: FeedView,
+}
+
+/// The caller's ICS feed as the page shows it.
+struct FeedView {
+    /// "2026-12-01 09:00 UTC" when a feed exists.
+    created: Option<String>,
+    /// The full URL, only right after it was made (it is not kept).
+    url: Option<String>,
 }
 
 const CONFLICT_OPTIONS: &[(&str, &str)] = &[
@@ -106,9 +115,21 @@ async fn page_with(
     state: &AppState,
     caller: &WebCaller,
     notice: Option<String>,
+    error: Option<String>,
+    status: StatusCode,
+    refused: Option<Refused>,
+) -> Response {
+    page_full(state, caller, notice, error, status, refused, None).await
+}
+
+async fn page_full(
+    state: &AppState,
+    caller: &WebCaller,
+    notice: Option<String>,
     mut error: Option<String>,
     status: StatusCode,
     refused: Option<Refused>,
+    feed_url: Option<String>,
 ) -> Response {
     let svc = &state.connections;
     let list = match svc.list(&caller.user.actor).await {
@@ -187,6 +208,11 @@ async fn page_with(
         .map(|p| ProviderButton { key: p.as_str(), label: p.label() })
         .collect();
     let sandboxed = [&providers.google, &providers.microsoft].into_iter().flatten().any(|s| s.sandboxed);
+    let created = match crate::services::feeds::created(&state.db, &caller.user.actor).await {
+        Ok(c) => c,
+        Err(e) => return error_page(e),
+    };
+    let feed = FeedView { created: created.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()), url: feed_url };
     render(
         status,
         &CalendarPage {
@@ -198,6 +224,7 @@ async fn page_with(
             error,
             conflict_options: CONFLICT_OPTIONS,
             delete_options: DELETE_OPTIONS,
+            feed,
         },
     )
 }
@@ -295,6 +322,7 @@ pub async fn show(State(state): State<AppState>, caller: WebCaller, Query(q): Qu
         Some("saved") => Some("Settings saved.".to_owned()),
         Some("deletes_confirmed") => Some("The held deletions were applied.".to_owned()),
         Some("deletes_rejected") => Some("The held deletions were refused; what was deleted is restored.".to_owned()),
+        Some("feed_revoked") => Some("The calendar feed was turned off: its address no longer works.".to_owned()),
         _ => None,
     };
     let mut error = None;
@@ -589,6 +617,56 @@ pub async fn save_settings(
             let status = StatusCode::BAD_REQUEST;
             page_with(&state, &caller, None, Some("Settings not saved.".into()), status, Some(refused)).await
         }
+        Err(e) => error_page(e),
+    }
+}
+
+/// Makes a new ICS feed address (the old one stops working) and shows it, once: only its hash is
+/// kept. The page is answered directly, so the address never sits in a redirect or the history.
+pub async fn new_feed(State(state): State<AppState>, caller: WebCaller, Form(f): Form<CsrfOnly>) -> Response {
+    if !csrf_ok(&caller, &f.csrf_token) {
+        return csrf_rejected();
+    }
+    match crate::services::feeds::regenerate(&state.db, &caller.user.actor).await {
+        Ok(token) => {
+            let url = state.config.public(&format!("/ics/{token}.ics"));
+            let notice = Some("New calendar feed address made. Copy it now: calsync shows it only once.".to_owned());
+            page_full(&state, &caller, notice, None, StatusCode::OK, None, Some(url)).await
+        }
+        Err(e) => error_page(e),
+    }
+}
+
+/// Turns the ICS feed off: its address answers 404 from now on.
+pub async fn revoke_feed(State(state): State<AppState>, caller: WebCaller, Form(f): Form<CsrfOnly>) -> Response {
+    if !csrf_ok(&caller, &f.csrf_token) {
+        return csrf_rejected();
+    }
+    match crate::services::feeds::revoke(&state.db, &caller.user.actor).await {
+        Ok(_) => Redirect::to(&format!("{PAGE}?notice=feed_revoked")).into_response(),
+        Err(e) => error_page(e),
+    }
+}
+
+/// `GET /ics/{token}.ics`: the feed itself, for calendar apps (no session: the token is the key).
+pub async fn feed(State(state): State<AppState>, Path(file): Path<String>) -> Response {
+    use axum::http::header;
+    let not_found = || {
+        (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "No such calendar feed.\n")
+            .into_response()
+    };
+    let Some(token) = file.strip_suffix(".ics") else { return not_found() };
+    match crate::services::feeds::render(&state.db, token, state.clock.now()).await {
+        Ok(body) => (
+            [
+                (header::CONTENT_TYPE, "text/calendar; charset=utf-8"),
+                (header::CACHE_CONTROL, "private, max-age=300"),
+                (header::CONTENT_DISPOSITION, "inline; filename=\"calsync.ics\""),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(crate::services::ServiceError::NotFound) => not_found(),
         Err(e) => error_page(e),
     }
 }
