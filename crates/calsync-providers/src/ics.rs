@@ -151,6 +151,221 @@ fn vevent(out: &mut String, e: &IcsEvent, stamp: DateTime<Utc>) {
     line(out, "END:VEVENT");
 }
 
+/// One `VEVENT` read from a file, as calsync's appointment input.
+#[derive(Debug, Clone)]
+pub struct ParsedEvent {
+    pub uid: String,
+    /// On an override of one occurrence of a series.
+    pub recurrence_id: Option<OriginalStart>,
+    pub input: calsync_domain::appointment::AppointmentInput,
+    /// `SUMMARY` or the UID, for messages.
+    pub label: String,
+}
+
+/// One `VEVENT` of a file: the appointment it becomes, or `(summary or UID, why not)`.
+pub type Read = Result<ParsedEvent, (String, String)>;
+
+/// Reads every `VEVENT` of an iCalendar file. Times with a `TZID` are read in that zone (IANA,
+/// Windows or a zone the file defines), UTC ones as instants, and floating ones (no zone at all)
+/// in `floating` or else the file's `X-WR-TIMEZONE`: never as UTC. Events that cannot become
+/// appointments come back as `Err((label, reason))` beside the others.
+pub fn parse_events(text: &str, floating: Option<Tz>) -> Result<Vec<Read>, IcsError> {
+    use calcard::icalendar::{ICalendarComponentType, ICalendarProperty};
+    let mut parser = calcard::Parser::new(text);
+    let mut out = Vec::new();
+    let mut calendars = 0;
+    loop {
+        match parser.entry() {
+            calcard::Entry::ICalendar(ical) => {
+                calendars += 1;
+                let resolver = ical.build_owned_tz_resolver();
+                let wr_zone = ical
+                    .components
+                    .first()
+                    .and_then(|root| {
+                        root.entries.iter().find(|e| e.name.as_str().eq_ignore_ascii_case("X-WR-TIMEZONE"))
+                    })
+                    .and_then(|e| e.values.first().and_then(|v| v.as_text()))
+                    .and_then(|z| z.trim().parse::<Tz>().ok());
+                let floating = floating.or(wr_zone);
+                for c in ical.components.iter().filter(|c| c.component_type == ICalendarComponentType::VEvent) {
+                    let label = c
+                        .property(&ICalendarProperty::Summary)
+                        .and_then(|e| e.values.first().and_then(|v| v.as_text()))
+                        .or(c.uid())
+                        .unwrap_or("an event without UID")
+                        .to_owned();
+                    out.push(read_event(c, &resolver, floating).map_err(|why| (label, why)));
+                }
+            }
+            calcard::Entry::Eof => break,
+            calcard::Entry::InvalidLine(_) | calcard::Entry::VCard(_) => continue,
+            other => return Err(IcsError(format!("{other:?}"))),
+        }
+    }
+    if calendars == 0 {
+        return Err(IcsError("no VCALENDAR in the file".into()));
+    }
+    Ok(out)
+}
+
+/// A date or date-time property value, resolved: `Ok(None)` when it is absent.
+enum Moment {
+    Date(NaiveDate),
+    /// The instant and the zone it was given in (UTC for `Z` and fixed offsets).
+    At(DateTime<Utc>, Tz),
+}
+
+fn moment(
+    e: &calcard::icalendar::ICalendarEntry,
+    v: &calcard::icalendar::ICalendarValue,
+    resolver: &calcard::icalendar::timezone::TzResolver<String>,
+    floating: Option<Tz>,
+) -> Result<Moment, String> {
+    use calcard::common::timezone::Tz as CTz;
+    use calcard::icalendar::ICalendarParameterName;
+    let p = v.as_partial_date_time().ok_or_else(|| format!("{} is not a date or date-time", e.name.as_str()))?;
+    if p.hour.is_none() {
+        let d = NaiveDate::from_ymd_opt(
+            i32::from(p.year.unwrap_or(0)),
+            u32::from(p.month.unwrap_or(0)),
+            u32::from(p.day.unwrap_or(0)),
+        )
+        .ok_or_else(|| format!("{} is not a valid date", e.name.as_str()))?;
+        return Ok(Moment::Date(d));
+    }
+    let tzid = e.parameter(&ICalendarParameterName::Tzid).and_then(|t| t.as_text());
+    let dt = p.to_date_time().ok_or_else(|| format!("{} is not a valid date-time", e.name.as_str()))?;
+    if let Some(offset) = dt.offset {
+        let at = chrono::TimeZone::from_local_datetime(&offset, &dt.date_time)
+            .single()
+            .ok_or_else(|| format!("{} is not a valid date-time", e.name.as_str()))?;
+        return Ok(Moment::At(at.with_timezone(&Utc), Tz::UTC));
+    }
+    let zone = match tzid {
+        Some(name) => match resolver.resolve(name) {
+            Some(CTz::Tz(z)) => z,
+            Some(CTz::Fixed(off)) => {
+                let at = chrono::TimeZone::from_local_datetime(&off, &dt.date_time)
+                    .single()
+                    .ok_or_else(|| format!("{} is not a valid date-time", e.name.as_str()))?;
+                return Ok(Moment::At(at.with_timezone(&Utc), Tz::UTC));
+            }
+            _ => return Err(format!("unknown time zone {name:?}")),
+        },
+        None => floating.ok_or_else(|| {
+            format!("{} has a floating time (no zone); give the zone to read it in (--time-zone)", e.name.as_str())
+        })?,
+    };
+    let at = chrono::TimeZone::from_local_datetime(&zone, &dt.date_time)
+        .earliest()
+        .ok_or_else(|| format!("{} does not exist in {} (clocks change then)", dt.date_time, zone.name()))?;
+    Ok(Moment::At(at.with_timezone(&Utc), zone))
+}
+
+fn read_event(
+    c: &calcard::icalendar::ICalendarComponent,
+    resolver: &calcard::icalendar::timezone::TzResolver<String>,
+    floating: Option<Tz>,
+) -> Result<ParsedEvent, String> {
+    use calcard::icalendar::{
+        ICalendarClassification, ICalendarProperty, ICalendarStatus, ICalendarTransparency, ICalendarValue,
+    };
+    let uid = c.uid().filter(|u| !u.trim().is_empty()).ok_or("no UID")?.to_owned();
+    let text_of = |p: ICalendarProperty| {
+        c.property(&p).and_then(|e| e.values.first().and_then(|v| v.as_text())).unwrap_or_default().to_owned()
+    };
+    let first = |p: ICalendarProperty| -> Result<Option<Moment>, String> {
+        match c.property(&p) {
+            Some(e) => match e.values.first() {
+                Some(v) => moment(e, v, resolver, floating).map(Some),
+                None => Ok(None),
+            },
+            None => Ok(None),
+        }
+    };
+    let start = first(ICalendarProperty::Dtstart)?.ok_or("no DTSTART")?;
+    let duration = c.property(&ICalendarProperty::Duration).and_then(|e| match e.values.first() {
+        Some(ICalendarValue::Duration(d)) => {
+            let secs = i64::from(d.weeks) * 604_800
+                + i64::from(d.days) * 86_400
+                + i64::from(d.hours) * 3600
+                + i64::from(d.minutes) * 60
+                + i64::from(d.seconds);
+            Some(if d.neg { -secs } else { secs })
+        }
+        _ => None,
+    });
+    let end = first(ICalendarProperty::Dtend)?;
+    let (start_s, end_s, zone, all_day) = match (start, end) {
+        (Moment::Date(s), Some(Moment::Date(e))) => (s.to_string(), e.to_string(), Tz::UTC, true),
+        (Moment::Date(s), None) => {
+            let days = duration.map_or(1, |secs| (secs / 86_400).max(1));
+            (s.to_string(), (s + chrono::Duration::days(days)).to_string(), Tz::UTC, true)
+        }
+        (Moment::At(s, zone), Some(Moment::At(e, _))) => (s.to_rfc3339(), e.to_rfc3339(), zone, false),
+        (Moment::At(s, zone), None) => {
+            let e = s + chrono::Duration::seconds(duration.unwrap_or(0));
+            (s.to_rfc3339(), e.to_rfc3339(), zone, false)
+        }
+        _ => return Err("DTSTART and DTEND mix a date with a date-time".into()),
+    };
+    let mut recurrence = Vec::new();
+    for e in c.properties(&ICalendarProperty::Rrule) {
+        if let Some(ICalendarValue::RecurrenceRule(r)) = e.values.first() {
+            recurrence.push(format!("RRULE:{r}"));
+        }
+    }
+    for e in c.properties(&ICalendarProperty::Exdate) {
+        for v in &e.values {
+            recurrence.push(match moment(e, v, resolver, Some(zone))? {
+                Moment::Date(d) => format!("EXDATE;VALUE=DATE:{}", date(d)),
+                Moment::At(t, _) => format!("EXDATE:{}", utc_stamp(t)),
+            });
+        }
+    }
+    if c.has_property(&ICalendarProperty::Rdate) {
+        return Err(
+            "RDATE is not supported (Outlook cannot hold extra dates); import them as appointments of their own".into(),
+        );
+    }
+    let recurrence_id = match first(ICalendarProperty::RecurrenceId)? {
+        Some(Moment::Date(d)) => Some(OriginalStart::Date(d)),
+        Some(Moment::At(t, _)) => Some(OriginalStart::At(t)),
+        None => None,
+    };
+    let status = match c.status() {
+        Some(ICalendarStatus::Tentative) => "tentative",
+        Some(ICalendarStatus::Cancelled) => "cancelled",
+        _ => "confirmed",
+    };
+    let private = c.property(&ICalendarProperty::Class).is_some_and(|e| {
+        matches!(
+            e.values.first(),
+            Some(ICalendarValue::Classification(
+                ICalendarClassification::Private | ICalendarClassification::Confidential
+            ))
+        )
+    });
+    let free = matches!(c.transparency(), Some(ICalendarTransparency::Transparent));
+    let title = text_of(ICalendarProperty::Summary);
+    let input = calsync_domain::appointment::AppointmentInput {
+        title: Some(if title.trim().is_empty() { "(no title)".to_owned() } else { title.clone() }),
+        description: Some(text_of(ICalendarProperty::Description)),
+        location: Some(text_of(ICalendarProperty::Location)),
+        start: Some(start_s),
+        end: Some(end_s),
+        time_zone: Some(zone.name().to_owned()),
+        all_day: Some(all_day),
+        status: Some(status.to_owned()),
+        visibility: Some(if private { "private" } else { "default" }.to_owned()),
+        show_as: Some(if free { "free" } else { "busy" }.to_owned()),
+        recurrence: (recurrence_id.is_none()).then_some(recurrence),
+        ..Default::default()
+    };
+    Ok(ParsedEvent { label: if title.is_empty() { uid.clone() } else { title }, uid, recurrence_id, input })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,6 +434,68 @@ mod tests {
         let ics = unfolded(&calendar("x", &[event("p", d)], Utc::now()).unwrap());
         assert!(ics.contains("SUMMARY:Busy\n") && ics.contains("CLASS:PRIVATE\n"), "{ics}");
         assert!(!ics.contains("Dentist") && !ics.contains("Main St"), "{ics}");
+    }
+
+    #[test]
+    fn files_are_read_back_into_appointment_input() {
+        let file = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nX-WR-TIMEZONE:Europe/Paris\r\n\
+BEGIN:VEVENT\r\nUID:a1\r\nSUMMARY:Weekly\\, with a comma\r\nDTSTART;TZID=W. Europe Standard Time:20261207T090000\r\n\
+DTEND;TZID=W. Europe Standard Time:20261207T093000\r\nRRULE:FREQ=WEEKLY;COUNT=4\r\n\
+EXDATE;TZID=W. Europe Standard Time:20261214T090000\r\nCLASS:PRIVATE\r\nEND:VEVENT\r\n\
+BEGIN:VEVENT\r\nUID:a1\r\nRECURRENCE-ID;TZID=W. Europe Standard Time:20261221T090000\r\nSUMMARY:Moved\r\n\
+DTSTART;TZID=W. Europe Standard Time:20261221T110000\r\nDURATION:PT45M\r\nEND:VEVENT\r\n\
+BEGIN:VEVENT\r\nUID:f1\r\nSUMMARY:Floating\r\nDTSTART:20261208T080000\r\nDTEND:20261208T090000\r\nTRANSP:TRANSPARENT\r\nEND:VEVENT\r\n\
+BEGIN:VEVENT\r\nUID:d1\r\nSUMMARY:Holiday\r\nDTSTART;VALUE=DATE:20261224\r\nEND:VEVENT\r\n\
+BEGIN:VEVENT\r\nUID:r1\r\nSUMMARY:Extra dates\r\nDTSTART:20261208T080000Z\r\nDTEND:20261208T090000Z\r\n\
+RRULE:FREQ=DAILY;COUNT=2\r\nRDATE:20261220T080000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        let events = parse_events(file, None).unwrap();
+        assert_eq!(events.len(), 5);
+        let weekly = events[0].as_ref().unwrap();
+        assert_eq!(weekly.input.title.as_deref(), Some("Weekly, with a comma"));
+        assert_eq!(weekly.input.time_zone.as_deref(), Some("Europe/Berlin"), "Windows zone names are mapped");
+        assert_eq!(weekly.input.start.as_deref(), Some("2026-12-07T08:00:00+00:00"));
+        assert_eq!(weekly.input.visibility.as_deref(), Some("private"));
+        assert_eq!(
+            weekly.input.recurrence,
+            Some(vec!["RRULE:FREQ=WEEKLY;COUNT=4".to_owned(), "EXDATE:20261214T080000Z".to_owned()])
+        );
+        let moved = events[1].as_ref().unwrap();
+        assert_eq!(moved.recurrence_id, Some(OriginalStart::At("2026-12-21T08:00:00Z".parse().unwrap())));
+        assert_eq!(moved.input.end.as_deref(), Some("2026-12-21T10:45:00+00:00"), "DURATION counts from DTSTART");
+        assert_eq!(moved.input.recurrence, None);
+        let floating = events[2].as_ref().unwrap();
+        assert_eq!(
+            (floating.input.start.as_deref(), floating.input.time_zone.as_deref(), floating.input.show_as.as_deref()),
+            (Some("2026-12-08T07:00:00+00:00"), Some("Europe/Paris"), Some("free")),
+            "floating times in the file's X-WR-TIMEZONE, never UTC"
+        );
+        let day = events[3].as_ref().unwrap();
+        assert_eq!((day.input.start.as_deref(), day.input.end.as_deref()), (Some("2026-12-24"), Some("2026-12-25")));
+        let (label, why) = events[4].as_ref().unwrap_err();
+        assert_eq!(label, "Extra dates");
+        assert!(why.contains("RDATE"), "{why}");
+        // Without any zone for it, a floating time is refused, not read as UTC.
+        let bare = file.replace("X-WR-TIMEZONE:Europe/Paris\r\n", "");
+        let (_, why) = parse_events(&bare, None).unwrap()[2].clone().unwrap_err();
+        assert!(why.contains("floating"), "{why}");
+        let given = parse_events(&bare, Some(chrono_tz::America::New_York)).unwrap();
+        assert_eq!(given[2].as_ref().unwrap().input.start.as_deref(), Some("2026-12-08T13:00:00+00:00"));
+    }
+
+    #[test]
+    fn what_the_feed_writes_reads_back_the_same() {
+        let mut series = event(
+            "s1",
+            data("Stand-up", "2026-12-07T09:00:00+01:00", "2026-12-07T09:15:00+01:00", "Europe/Berlin", false),
+        );
+        series.data.recurrence = vec!["RRULE:FREQ=WEEKLY;COUNT=5".into()];
+        let ics = calendar("x", &[series], Utc::now()).unwrap();
+        let back = parse_events(&ics, None).unwrap();
+        let e = back[0].as_ref().unwrap();
+        assert_eq!(e.uid, "s1");
+        assert_eq!(e.input.time_zone.as_deref(), Some("Europe/Berlin"));
+        assert_eq!(e.input.start.as_deref(), Some("2026-12-07T08:00:00+00:00"));
+        assert_eq!(e.input.recurrence, Some(vec!["RRULE:FREQ=WEEKLY;COUNT=5".to_owned()]));
     }
 
     #[test]

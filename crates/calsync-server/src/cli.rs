@@ -271,4 +271,17 @@ pub enum AdminCommand {
     },
     /// Re-encrypt every stored token under the newest key of CALSYNC_ENCRYPTION_KEY.
     RotateKey,
+    /// Import an iCalendar (.ics) file as a user's appointments. Idempotent by UID: importing the
+    /// same file again updates what it made instead of adding copies.
+    ImportIcs {
+        /// Whose appointments they become.
+        #[arg(long)]
+        email: String,
+        /// The zone to read floating times in (times without any zone) [default: the file's
+        /// X-WR-TIMEZONE; without either, such events are refused rather than read as UTC].
+        #[arg(long)]
+        time_zone: Option<String>,
+        /// The .ics file.
+        file: std::path::PathBuf,
+    },
 }

@@ -140,6 +140,31 @@ async fn admin(config: &Config, cmd: AdminCommand) -> anyhow::Result<()> {
             let n = db.rotate_keys(&config.keyring).await.context("key rotation failed")?;
             println!("re-encrypted {n} stored secrets under key {}", config.keyring.primary_id());
         }
+        AdminCommand::ImportIcs { email, time_zone, file } => {
+            let zone = match time_zone {
+                Some(z) => {
+                    Some(z.parse::<chrono_tz::Tz>().map_err(|_| anyhow!("--time-zone {z:?} is not an IANA zone"))?)
+                }
+                None => None,
+            };
+            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let report = crate::services::feeds::import(&db, &email, &text, zone).await.map_err(plain)?;
+            for (what, why) in &report.refused {
+                eprintln!("not imported: {what}: {why}");
+            }
+            println!(
+                "imported {}: {} new, {} updated, {} unchanged, {} not imported",
+                file.display(),
+                report.created,
+                report.updated,
+                report.unchanged,
+                report.refused.len()
+            );
+            if !report.refused.is_empty() {
+                db.close().await;
+                anyhow::bail!("{} events were not imported (listed above)", report.refused.len());
+            }
+        }
     }
     db.close().await;
     Ok(())

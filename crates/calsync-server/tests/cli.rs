@@ -393,4 +393,86 @@ async fn a_sign_in_flood_keeps_the_server_small() {
     assert!(peak < 300, "peak RSS {peak} MiB (before the flood: {before} MiB)");
 }
 
-backend_tests!(admin_commands, first_run_serves_a_signed_in_page, rotate_key_reencrypts_under_the_newest_key);
+/// `calsync admin import-ics`: a file with a zone of its own, a Windows zone name, a series with a
+/// moved and a cancelled occurrence, an all-day event and a floating time; importing it again
+/// changes nothing, an edited event is updated in place, and nothing is ever read as UTC by guess.
+async fn import_ics_is_idempotent_by_uid(backend: Backend) {
+    let t = TestDb::empty(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| calsync(&t.url, dir.path(), args);
+    assert!(run(&["admin", "create-firm", "--name", "Acme", "--slug", "acme"]).status.success());
+    let o = run(&[
+        "admin",
+        "create-user",
+        "--firm",
+        "acme",
+        "--email",
+        "ann@acme.test",
+        "--name",
+        "Ann",
+        "--role",
+        "staff",
+        "--password",
+        "a long passphrase here",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ics = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n\
+BEGIN:VEVENT\r\nUID:review-1\r\nSUMMARY:Review\r\nLOCATION:Room 2\\, east\r\nDTSTART;TZID=Europe/Berlin:20270111T100000\r\nDTEND;TZID=Europe/Berlin:20270111T110000\r\nEND:VEVENT\r\n\
+BEGIN:VEVENT\r\nUID:weekly-1\r\nSUMMARY:Weekly\r\nDTSTART;TZID=W. Europe Standard Time:20270104T090000\r\nDTEND;TZID=W. Europe Standard Time:20270104T093000\r\nRRULE:FREQ=WEEKLY;COUNT=6\r\nEND:VEVENT\r\n\
+BEGIN:VEVENT\r\nUID:weekly-1\r\nRECURRENCE-ID;TZID=W. Europe Standard Time:20270111T090000\r\nSUMMARY:Weekly (moved)\r\nDTSTART;TZID=W. Europe Standard Time:20270111T140000\r\nDTEND;TZID=W. Europe Standard Time:20270111T143000\r\nEND:VEVENT\r\n\
+BEGIN:VEVENT\r\nUID:weekly-1\r\nRECURRENCE-ID;TZID=W. Europe Standard Time:20270118T090000\r\nSTATUS:CANCELLED\r\nDTSTART;TZID=W. Europe Standard Time:20270118T090000\r\nDTEND;TZID=W. Europe Standard Time:20270118T093000\r\nEND:VEVENT\r\n\
+BEGIN:VEVENT\r\nUID:holiday-1\r\nSUMMARY:Holiday\r\nDTSTART;VALUE=DATE:20270101\r\nDTEND;VALUE=DATE:20270102\r\nEND:VEVENT\r\n\
+BEGIN:VEVENT\r\nUID:floating-1\r\nSUMMARY:Call\r\nDTSTART:20270112T080000\r\nDTEND:20270112T083000\r\nEND:VEVENT\r\n\
+END:VCALENDAR\r\n";
+    let file = dir.path().join("import.ics");
+    std::fs::write(&file, ics).unwrap();
+    let file = file.to_str().unwrap();
+
+    // The floating "Call" has no zone to be read in: refused, the rest imported, exit status 1.
+    let o = run(&["admin", "import-ics", "--email", "ann@acme.test", file]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not imported: Call: DTSTART has a floating time"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("4 new, 1 updated, 0 unchanged, 1 not imported"), "{}", stdout(&o));
+
+    // With the zone given: the Call arrives; everything else is already there.
+    let o = run(&["admin", "import-ics", "--email", "ann@acme.test", "--time-zone", "America/New_York", file]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("1 new, 0 updated, 5 unchanged, 0 not imported"), "{}", stdout(&o));
+    let o = run(&["admin", "import-ics", "--email", "ann@acme.test", "--time-zone", "America/New_York", file]);
+    assert!(stdout(&o).contains("0 new, 0 updated, 6 unchanged, 0 not imported"), "{}", stdout(&o));
+
+    let ann = t.db.user_by_email(&calsync_domain::account::Email::parse("ann@acme.test").unwrap()).await.unwrap();
+    let q = calsync_store::AppointmentQuery { owner: Some(ann.id), limit: 100, ..Default::default() };
+    let all = t.db.list_appointments(ann.firm_id, &q).await.unwrap().items;
+    let by = |title: &str| all.iter().filter(|a| a.data.title == title).collect::<Vec<_>>();
+    assert_eq!(all.len(), 6, "four events, one series exception moved, one cancelled: {all:#?}");
+    assert_eq!(by("Review")[0].data.location, "Room 2, east");
+    assert_eq!(by("Review")[0].data.time_zone, chrono_tz::Europe::Berlin);
+    let weekly = by("Weekly")[0];
+    assert_eq!(weekly.data.time_zone, chrono_tz::Europe::Berlin, "the Windows zone name is mapped");
+    assert_eq!(weekly.data.recurrence, vec!["RRULE:FREQ=WEEKLY;COUNT=6".to_owned()]);
+    let moved = by("Weekly (moved)")[0];
+    assert_eq!(moved.data.series.map(|s| s.master), Some(weekly.id));
+    let call = by("Call")[0];
+    assert_eq!(
+        call.data.utc_range().0,
+        "2027-01-12T13:00:00Z".parse::<chrono::DateTime<chrono::Utc>>().unwrap(),
+        "08:00 in New York"
+    );
+
+    // An event edited in the file updates its appointment, not a copy.
+    std::fs::write(dir.path().join("import.ics"), ics.replace("SUMMARY:Review", "SUMMARY:Review (final)")).unwrap();
+    let o = run(&["admin", "import-ics", "--email", "ann@acme.test", "--time-zone", "America/New_York", file]);
+    assert!(stdout(&o).contains("0 new, 1 updated, 5 unchanged"), "{}", stdout(&o));
+    let all = t.db.list_appointments(ann.firm_id, &q).await.unwrap().items;
+    assert_eq!(all.len(), 6);
+    assert!(all.iter().any(|a| a.data.title == "Review (final)"));
+    assert_fails_with(&run(&["admin", "import-ics", "--email", "nobody@acme.test", file]), "not found");
+}
+
+backend_tests!(
+    admin_commands,
+    first_run_serves_a_signed_in_page,
+    rotate_key_reencrypts_under_the_newest_key,
+    import_ics_is_idempotent_by_uid
+);

@@ -1,7 +1,7 @@
 //! ICS feeds: one secret URL per user (`/ics/{token}.ics`) that calendar apps subscribe to.
 //! Only the token's hash is stored; regenerating replaces it, revoking forgets it.
 
-use calsync_domain::ids::{FirmId, UserId};
+use calsync_domain::ids::{AppointmentId, FirmId, UserId};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -64,5 +64,46 @@ impl Db {
             .await?
         });
         row.map(|(f, u, name)| (FirmId(f), UserId(u), name)).ok_or(StoreError::NotFound)
+    }
+
+    /// The appointment an imported UID became for this user, if it was imported before.
+    pub async fn imported_as(
+        &self,
+        firm: FirmId,
+        user: UserId,
+        uid: &str,
+    ) -> Result<Option<AppointmentId>, StoreError> {
+        let row: Option<(Uuid,)> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT appointment_id FROM ics_imports WHERE firm_id = $1 AND user_id = $2 AND uid = $3")
+                .bind(firm.as_uuid())
+                .bind(user.as_uuid())
+                .bind(uid)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row.map(|(a,)| AppointmentId(a)))
+    }
+
+    /// Records (or moves) which appointment an imported UID became.
+    pub async fn set_imported_as(
+        &self,
+        firm: FirmId,
+        user: UserId,
+        uid: &str,
+        appointment: AppointmentId,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO ics_imports (firm_id, user_id, uid, appointment_id) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (user_id, uid) DO UPDATE SET appointment_id = EXCLUDED.appointment_id",
+            )
+            .bind(firm.as_uuid())
+            .bind(user.as_uuid())
+            .bind(uid)
+            .bind(appointment.as_uuid())
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
     }
 }

@@ -299,6 +299,17 @@ async fn ics_feed_tokens_resolve_by_hash(backend: Backend) {
     assert!(!db.revoke_ics_feed(firm, ann.id).await.unwrap());
     assert!(matches!(db.ics_feed_owner("hash-2").await, Err(StoreError::NotFound)));
     assert_eq!(db.ics_feed_owner("hash-b").await.unwrap().1, bob.id, "Bob's is untouched");
+
+    // Imported UIDs map to one appointment per user; the mapping moves, and stays in its firm.
+    let a1 = AppointmentId::new();
+    let a2 = AppointmentId::new();
+    assert_eq!(db.imported_as(firm, ann.id, "uid-1").await.unwrap(), None);
+    db.set_imported_as(firm, ann.id, "uid-1", a1).await.unwrap();
+    assert_eq!(db.imported_as(firm, ann.id, "uid-1").await.unwrap(), Some(a1));
+    assert_eq!(db.imported_as(firm, bob.id, "uid-1").await.unwrap(), None, "per user");
+    db.set_imported_as(firm, ann.id, "uid-1", a2).await.unwrap();
+    assert_eq!(db.imported_as(firm, ann.id, "uid-1").await.unwrap(), Some(a2));
+    assert_eq!(db.imported_as(other, ann.id, "uid-1").await.unwrap(), None, "per firm");
 }
 
 backend_tests!(

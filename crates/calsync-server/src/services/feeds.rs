@@ -94,3 +94,100 @@ fn event(a: &Appointment, uid: String) -> IcsEvent {
         cancelled: Vec::new(),
     }
 }
+
+/// What importing a file did.
+#[derive(Debug, Default)]
+pub struct ImportReport {
+    pub created: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+    /// Events that were not imported: `(summary or UID, why)`.
+    pub refused: Vec<(String, String)>,
+}
+
+/// Imports a `.ics` file as appointments of the user with this e-mail. Idempotent by UID: an
+/// event imported before updates the appointment it became (nothing changes when the event did
+/// not), and overrides of single occurrences (`RECURRENCE-ID`) become exceptions of their series.
+/// Floating times are read in `floating`, else in the file's `X-WR-TIMEZONE`.
+pub async fn import(
+    db: &Db,
+    email: &str,
+    text: &str,
+    floating: Option<chrono_tz::Tz>,
+) -> Result<ImportReport, ServiceError> {
+    use super::appointments as appts;
+    let email = calsync_domain::account::Email::parse(email)?;
+    let user = db.user_by_email(&email).await?;
+    let actor = Actor { firm_id: user.firm_id, user_id: user.id, role: user.role };
+    let events = calsync_providers::ics::parse_events(text, floating)
+        .map_err(|e| calsync_domain::ValidationError::new("file", e.to_string()))?;
+    let mut report = ImportReport::default();
+    let (mut whole, mut overrides) = (Vec::new(), Vec::new());
+    for e in events {
+        match e {
+            Ok(e) if e.recurrence_id.is_none() => whole.push(e),
+            Ok(e) => overrides.push(e),
+            Err(refused) => report.refused.push(refused),
+        }
+    }
+    for e in whole {
+        let known = match db.imported_as(actor.firm_id, actor.user_id, &e.uid).await? {
+            Some(id) => appts::get(db, &actor, id).await.ok(),
+            None => None,
+        };
+        let result = match known {
+            Some(before) => appts::update(db, &actor, before.id, None, e.input.clone())
+                .await
+                .map(|after| if after.version == before.version { report.unchanged += 1 } else { report.updated += 1 }),
+            None => match appts::create(db, &actor, e.input.clone()).await {
+                Ok(a) => {
+                    db.set_imported_as(actor.firm_id, actor.user_id, &e.uid, a.id).await?;
+                    report.created += 1;
+                    Ok(())
+                }
+                Err(err) => Err(err),
+            },
+        };
+        match result {
+            Ok(()) => {}
+            Err(ServiceError::Validation(v)) => report.refused.push((e.label, format!("{}: {}", v.field, v.message))),
+            Err(other) => return Err(other),
+        }
+    }
+    for e in overrides {
+        let Some(original) = e.recurrence_id else { continue };
+        let Some(master) = db.imported_as(actor.firm_id, actor.user_id, &e.uid).await? else {
+            report.refused.push((e.label, "an override of a series that is not in the file".into()));
+            continue;
+        };
+        let existing = db
+            .exceptions_of(actor.firm_id, &[master])
+            .await?
+            .into_iter()
+            .find(|x| x.data.series.is_some_and(|s| s.original_start == original));
+        let result = if e.input.status.as_deref() == Some("cancelled") {
+            if existing.is_some_and(|x| x.data.status == calsync_domain::appointment::AppointmentStatus::Cancelled) {
+                report.unchanged += 1;
+                Ok(())
+            } else {
+                appts::cancel_occurrence(db, &actor, master, original).await.map(|()| report.updated += 1)
+            }
+        } else {
+            let mut input = e.input.clone();
+            input.recurrence = None;
+            let before = existing.map(|x| x.version);
+            appts::edit_occurrence(db, &actor, master, original, input).await.map(|(after, _)| match before {
+                None => report.created += 1,
+                Some(v) if v == after.version => report.unchanged += 1,
+                Some(_) => report.updated += 1,
+            })
+        };
+        match result {
+            Ok(()) => {}
+            Err(ServiceError::Validation(v)) => report.refused.push((e.label, format!("{}: {}", v.field, v.message))),
+            Err(ServiceError::NotFound) => report.refused.push((e.label, "its series was deleted in calsync".into())),
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(report)
+}
