@@ -178,6 +178,13 @@ pub enum Command {
         #[arg(long)]
         no_quota: bool,
     },
+    /// Sync one connection now, in this process, and print the attempt as JSON (exit status 1 when
+    /// it failed). For operators, scripts and benchmarks; the connection's firm is looked up.
+    Sync {
+        /// The connection's id.
+        #[arg(long)]
+        connection: String,
+    },
     /// Measure the service on a fresh database against the in-process sandbox (use a release build).
     #[command(subcommand)]
     Bench(BenchCommand),

@@ -23,6 +23,7 @@ pub async fn run(config: Config, command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin(cmd) => admin(&config, cmd).await,
+        Command::Sync { connection } => sync_once(&config, &connection).await,
         Command::Sandbox { bind, seed, state, no_quota } => sandbox(&bind, seed, state, no_quota).await,
         Command::Bench(_) => {
             anyhow::bail!("calsync bench runs on its own; it is handled before the configuration is loaded")
@@ -90,6 +91,45 @@ async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
     }
     app.run_until_stopped(shutdown_signal()).await.context("server error")?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// `calsync sync --connection ID`: the same sync "Sync now" runs, from the command line. With the
+/// embedded provider sandbox, the sandbox is the one the running `calsync serve` mounts at the
+/// public URL.
+async fn sync_once(config: &Config, connection: &str) -> anyhow::Result<()> {
+    let id: calsync_domain::ids::ConnectionId =
+        connection.parse().map_err(|_| anyhow!("--connection {connection:?} is not a connection id"))?;
+    let db = open(config).await?;
+    let firm = match db.connection_firm(id).await {
+        Ok(f) => f,
+        Err(calsync_store::StoreError::NotFound) => anyhow::bail!("no connection {id}"),
+        Err(e) => return Err(e.into()),
+    };
+    let providers =
+        std::sync::Arc::new(crate::providers::resolve(&config.providers, &config.sandbox, &config.public_url)?);
+    let connections = crate::services::connections::ConnectionService::new(
+        db.clone(),
+        config.keyring.clone(),
+        providers.clone(),
+        db.clock().clone(),
+    );
+    let engine = std::sync::Arc::new(calsync_engine::SyncEngine::new(
+        db.clone(),
+        connections.tokens(),
+        providers,
+        config.sync.clone(),
+    ));
+    let attempt = engine
+        .sync(firm, id, calsync_domain::sync::SyncTrigger::Manual, None)
+        .await
+        .map_err(|e| anyhow!("{}", crate::services::ServiceError::from(e)))?;
+    let failed = attempt.status == calsync_domain::sync::AttemptStatus::Failed;
+    println!("{}", serde_json::to_string_pretty(&crate::api::sync::AttemptView::from(attempt))?);
+    db.close().await;
+    if failed {
+        anyhow::bail!("the sync failed (see \"error\" above)");
+    }
     Ok(())
 }
 

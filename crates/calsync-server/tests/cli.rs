@@ -238,6 +238,30 @@ async fn first_run_serves_a_signed_in_page(backend: Backend) {
         (Some("demo@gmail.test"), Some("active"))
     );
 
+    // `calsync sync --connection` runs a sync of it from the command line (the sandbox being the
+    // one this server mounts) and prints the attempt as JSON.
+    let one_shot = |id: &str| {
+        Command::new(env!("CARGO_BIN_EXE_calsync"))
+            .args(["sync", "--connection", id])
+            .current_dir(dir.path())
+            .env("DATABASE_URL", &t.url)
+            .env("CALSYNC_PUBLIC_URL", &base)
+            .env_remove("CALSYNC_ENCRYPTION_KEY")
+            .env_remove("CALSYNC_SANDBOX_STATE")
+            .output()
+            .unwrap()
+    };
+    let o = one_shot(connected["id"].as_str().unwrap());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let attempt: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (attempt["status"].as_str(), attempt["connection_id"].as_str()),
+        (Some("success"), connected["id"].as_str())
+    );
+    assert!(attempt["requests"].as_i64() >= Some(1) && attempt["finished_at"].is_string(), "{attempt}");
+    assert_fails_with(&one_shot(&uuid::Uuid::now_v7().to_string()), "no connection");
+    assert_fails_with(&one_shot("nope"), "not a connection id");
+
     stop(&mut child);
     let rest: Vec<String> = err_lines.map_while(Result::ok).collect();
     let request_logged = rest.iter().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).any(|v| {

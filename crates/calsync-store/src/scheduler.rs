@@ -63,6 +63,18 @@ pub struct SyncStats {
 }
 
 impl Db {
+    /// The firm a connection belongs to, for operator commands that name a connection alone
+    /// (`calsync sync --connection`); everything after this lookup is scoped to that firm.
+    pub async fn connection_firm(&self, id: ConnectionId) -> Result<FirmId, StoreError> {
+        let row: Option<(Uuid,)> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT firm_id FROM oauth_connections WHERE id = $1")
+                .bind(id.as_uuid())
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(|(f,)| FirmId(f)).ok_or(StoreError::NotFound)
+    }
+
     /// Claims up to `limit` due connections for `owner` until `until`, the longest-waiting
     /// first. A connection is never claimed while another worker's lease on it runs.
     pub async fn claim_due(&self, owner: &str, until: DateTime<Utc>, limit: u32) -> Result<Vec<Claimed>, StoreError> {
