@@ -20,8 +20,9 @@ pub struct IcsEvent {
     /// Bumped with every change (`SEQUENCE`).
     pub sequence: i64,
     pub last_modified: DateTime<Utc>,
-    /// On an exception: the occurrence of the series it stands for.
-    pub recurrence_id: Option<OriginalStart>,
+    /// On an exception: the occurrence of the series it stands for, and the series' zone (the
+    /// form `RECURRENCE-ID` takes is the series' `DTSTART`'s, whatever zone the exception has).
+    pub recurrence_id: Option<(OriginalStart, Tz)>,
     /// On a master: occurrences cancelled one by one, written as `EXDATE`s.
     pub cancelled: Vec<OriginalStart>,
 }
@@ -97,6 +98,47 @@ fn occurrence(name: &str, o: OriginalStart, tz: Tz) -> String {
     }
 }
 
+/// An `RRULE` line with `UNTIL` in the form RFC 5545 §3.3.10 asks for: a date for an all-day
+/// series, a UTC date-time for a timed one (a date means the end of that day in the series'
+/// zone; a floating time is read in it). Other lines pass unchanged.
+pub fn rfc_rule(line: &str, when: &When, tz: Tz) -> String {
+    let Some(body) = line.strip_prefix("RRULE:").or_else(|| line.strip_prefix("rrule:")) else {
+        return line.to_owned();
+    };
+    let all_day = matches!(when, When::AllDay { .. });
+    let parts: Vec<String> = body
+        .split(';')
+        .map(|part| {
+            let Some((k, v)) = part.split_once('=') else { return part.to_owned() };
+            if !k.eq_ignore_ascii_case("UNTIL") {
+                return part.to_owned();
+            }
+            let v = v.trim();
+            let date = NaiveDate::parse_from_str(&v[..v.len().min(8)], "%Y%m%d").ok();
+            let local = chrono::NaiveDateTime::parse_from_str(v.trim_end_matches(['Z', 'z']), "%Y%m%dT%H%M%S").ok();
+            let until = match (all_day, v.len(), date, local) {
+                (true, _, Some(d), _) => return format!("UNTIL={}", d.format("%Y%m%d")),
+                (false, 8, Some(d), _) => {
+                    let next = (d + chrono::Duration::days(1)).and_time(chrono::NaiveTime::MIN);
+                    chrono::TimeZone::from_local_datetime(&tz, &next)
+                        .earliest()
+                        .map(|t| t.with_timezone(&Utc) - chrono::Duration::seconds(1))
+                }
+                (false, _, _, Some(n)) if v.ends_with(['Z', 'z']) => Some(n.and_utc()),
+                (false, _, _, Some(n)) => {
+                    chrono::TimeZone::from_local_datetime(&tz, &n).earliest().map(|t| t.with_timezone(&Utc))
+                }
+                _ => None,
+            };
+            match until {
+                Some(u) => format!("UNTIL={}", utc_stamp(u)),
+                None => part.to_owned(),
+            }
+        })
+        .collect();
+    format!("RRULE:{}", parts.join(";"))
+}
+
 fn vevent(out: &mut String, e: &IcsEvent, stamp: DateTime<Utc>) {
     let d = &e.data;
     let tz = d.time_zone;
@@ -105,8 +147,8 @@ fn vevent(out: &mut String, e: &IcsEvent, stamp: DateTime<Utc>) {
     line(out, &format!("DTSTAMP:{}", utc_stamp(stamp)));
     line(out, &format!("LAST-MODIFIED:{}", utc_stamp(e.last_modified)));
     line(out, &format!("SEQUENCE:{}", e.sequence.max(0)));
-    if let Some(o) = e.recurrence_id {
-        line(out, &occurrence("RECURRENCE-ID", o, tz));
+    if let Some((o, series_tz)) = e.recurrence_id {
+        line(out, &occurrence("RECURRENCE-ID", o, series_tz));
     }
     match d.when {
         When::Timed { start, end } => {
@@ -120,7 +162,7 @@ fn vevent(out: &mut String, e: &IcsEvent, stamp: DateTime<Utc>) {
     }
     if e.recurrence_id.is_none() {
         for r in &d.recurrence {
-            line(out, r);
+            line(out, &rfc_rule(r, &d.when, tz));
         }
         for o in &e.cancelled {
             line(out, &occurrence("EXDATE", *o, tz));
@@ -146,7 +188,9 @@ fn vevent(out: &mut String, e: &IcsEvent, stamp: DateTime<Utc>) {
         AppointmentStatus::Cancelled => "CANCELLED",
     };
     line(out, &format!("STATUS:{status}"));
-    line(out, if d.show_as == ShowAs::Free { "TRANSP:TRANSPARENT" } else { "TRANSP:OPAQUE" });
+    // A cancelled one takes no time, also for subscribers that do not read STATUS.
+    let free = d.show_as == ShowAs::Free || d.status == AppointmentStatus::Cancelled;
+    line(out, if free { "TRANSP:TRANSPARENT" } else { "TRANSP:OPAQUE" });
     line(out, &format!("X-CALSYNC-ID:{}", text(&e.calsync_id)));
     line(out, "END:VEVENT");
 }
@@ -305,15 +349,22 @@ fn read_event(
         }
         (Moment::At(s, zone), Some(Moment::At(e, _))) => (s.to_rfc3339(), e.to_rfc3339(), zone, false),
         (Moment::At(s, zone), None) => {
-            let e = s + chrono::Duration::seconds(duration.unwrap_or(0));
+            let secs = duration.ok_or("no DTEND or DURATION: a timed event needs an end")?;
+            let e = s + chrono::Duration::seconds(secs);
             (s.to_rfc3339(), e.to_rfc3339(), zone, false)
         }
         _ => return Err("DTSTART and DTEND mix a date with a date-time".into()),
     };
+    let when_kind = if all_day {
+        When::AllDay { start: NaiveDate::MIN, end: NaiveDate::MIN }
+    } else {
+        When::Timed { start: DateTime::<Utc>::MIN_UTC, end: DateTime::<Utc>::MIN_UTC }
+    };
     let mut recurrence = Vec::new();
     for e in c.properties(&ICalendarProperty::Rrule) {
         if let Some(ICalendarValue::RecurrenceRule(r)) = e.values.first() {
-            recurrence.push(format!("RRULE:{r}"));
+            // calcard writes UNTIL back as it was read: a floating one is read in the series' zone.
+            recurrence.push(rfc_rule(&format!("RRULE:{r}"), &when_kind, zone));
         }
     }
     for e in c.properties(&ICalendarProperty::Exdate) {
@@ -329,9 +380,18 @@ fn read_event(
             "RDATE is not supported (Outlook cannot hold extra dates); import them as appointments of their own".into(),
         );
     }
-    let recurrence_id = match first(ICalendarProperty::RecurrenceId)? {
-        Some(Moment::Date(d)) => Some(OriginalStart::Date(d)),
-        Some(Moment::At(t, _)) => Some(OriginalStart::At(t)),
+    // A floating RECURRENCE-ID is in the series' zone, which an override shares with its DTSTART.
+    let recurrence_id = match c.property(&ICalendarProperty::RecurrenceId) {
+        Some(e) => {
+            if e.parameter(&calcard::icalendar::ICalendarParameterName::Range).is_some() {
+                return Err("RANGE=THISANDFUTURE overrides are not supported; split the series instead".into());
+            }
+            match e.values.first().map(|v| moment(e, v, resolver, Some(zone))).transpose()? {
+                Some(Moment::Date(d)) => Some(OriginalStart::Date(d)),
+                Some(Moment::At(t, _)) => Some(OriginalStart::At(t)),
+                None => None,
+            }
+        }
         None => None,
     };
     let status = match c.status() {
@@ -411,7 +471,8 @@ mod tests {
             "s1",
             data("Stand-up (late)", "2026-12-21T10:00:00+01:00", "2026-12-21T10:15:00+01:00", "Europe/Berlin", false),
         );
-        moved.recurrence_id = Some(OriginalStart::At("2026-12-21T08:00:00Z".parse().unwrap()));
+        moved.recurrence_id =
+            Some((OriginalStart::At("2026-12-21T08:00:00Z".parse().unwrap()), chrono_tz::Europe::Berlin));
         let day = event("d1", data("Offsite, day 1; bring \\ laptops", "2026-12-24", "2026-12-25", "UTC", true));
         let ics = unfolded(&calendar("Ann's appointments", &[series, moved, day], Utc::now()).unwrap());
         assert!(ics.contains("BEGIN:VTIMEZONE\nTZID:Europe/Berlin\n"), "{ics}");
@@ -424,6 +485,30 @@ mod tests {
         assert!(ics.contains("X-WR-CALNAME:Ann's appointments\n"), "{ics}");
         assert_eq!(ics.matches("BEGIN:VEVENT").count(), 3);
         assert_eq!(ics.matches("BEGIN:VTIMEZONE").count(), 1, "one per zone used (UTC needs none)");
+    }
+
+    #[test]
+    fn until_takes_the_form_of_dtstart() {
+        let timed = When::Timed { start: Utc::now(), end: Utc::now() };
+        let day = When::AllDay { start: NaiveDate::MIN, end: NaiveDate::MIN };
+        let berlin = chrono_tz::Europe::Berlin;
+        assert_eq!(
+            rfc_rule("RRULE:FREQ=WEEKLY;UNTIL=20270131", &timed, berlin),
+            "RRULE:FREQ=WEEKLY;UNTIL=20270131T225959Z"
+        );
+        assert_eq!(
+            rfc_rule("RRULE:FREQ=WEEKLY;UNTIL=20270131T090000", &timed, berlin),
+            "RRULE:FREQ=WEEKLY;UNTIL=20270131T080000Z"
+        );
+        assert_eq!(
+            rfc_rule("RRULE:FREQ=WEEKLY;UNTIL=20270131T080000Z", &timed, berlin),
+            "RRULE:FREQ=WEEKLY;UNTIL=20270131T080000Z"
+        );
+        assert_eq!(
+            rfc_rule("RRULE:FREQ=DAILY;UNTIL=20270131T000000Z;COUNT=3", &day, Tz::UTC),
+            "RRULE:FREQ=DAILY;UNTIL=20270131;COUNT=3"
+        );
+        assert_eq!(rfc_rule("EXDATE:20270131T080000Z", &timed, berlin), "EXDATE:20270131T080000Z");
     }
 
     #[test]

@@ -141,6 +141,28 @@ async fn feed_expands_in_python_like_the_api(backend: Backend) {
         .unwrap();
     assert!(cancelled.status().is_success(), "{}", cancelled.text().await.unwrap());
 
+    // A private series keeps its moved occurrence private; an occurrence moved into the window
+    // from a series that ended before it still arrives (with its series).
+    let therapy = create(&app, &token, json!({"title": "Therapy", "start": format!("{}T07:00:00Z", monday + Duration::days(3)), "end": format!("{}T08:00:00Z", monday + Duration::days(3)), "time_zone": "UTC", "visibility": "private", "recurrence": ["RRULE:FREQ=WEEKLY;COUNT=3"]})).await;
+    let second = format!("{}T07:00:00Z", monday + Duration::days(10));
+    let resp = app
+        .patch(&format!("/api/appointments/{}/occurrences/{second}/", therapy["id"].as_str().unwrap()), &token)
+        .json(&json!({"title": "Therapy (moved)", "start": format!("{}T09:00:00Z", monday + Duration::days(10)), "end": format!("{}T10:00:00Z", monday + Duration::days(10))}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    let past = today - Duration::days(60);
+    let old = create(&app, &token, json!({"title": "Old pair", "start": format!("{past}T10:00:00Z"), "end": format!("{past}T11:00:00Z"), "time_zone": "UTC", "recurrence": ["RRULE:FREQ=WEEKLY;COUNT=2"]})).await;
+    let later = today + Duration::days(10);
+    let resp = app
+        .patch(&format!("/api/appointments/{}/occurrences/{}T10:00:00Z/", old["id"].as_str().unwrap(), past + Duration::days(7)), &token)
+        .json(&json!({"title": "Old pair (moved)", "start": format!("{later}T10:00:00Z"), "end": format!("{later}T11:00:00Z")}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+
     let (jar, _) = common::sign_in(&app, "ann@acme.test", PASSWORD).await;
     let url = new_feed(&app, &jar).await;
     // No session needed: the address is the key.
@@ -152,12 +174,15 @@ async fn feed_expands_in_python_like_the_api(backend: Backend) {
     assert!(unfolded.contains("BEGIN:VTIMEZONE\r\nTZID:America/New_York"), "{ics}");
     assert!(unfolded.contains("BEGIN:VTIMEZONE\r\nTZID:Europe/Berlin"), "{ics}");
     assert!(!unfolded.contains("Dentist") && !unfolded.contains("Bob's"), "private and colleagues' stay out: {ics}");
+    assert!(!unfolded.contains("Therapy"), "a private series' moved occurrence too: {ics}");
 
     let (from, to) = (format!("{}T00:00:00Z", today), format!("{}T00:00:00Z", today + Duration::days(200)));
     let theirs = python_occurrences(&ics, &from, &to);
     let ours = api_occurrences(&app, &token, &from, &to).await;
     assert_eq!(theirs, ours, "the feed expands to what the API lists");
     assert_eq!(ours.iter().filter(|(t, _)| t.starts_with("Weekly 1:1")).count(), 19, "20 less the cancelled one");
+    assert!(ours.contains(&("Old pair (moved)".to_owned(), format!("{later}T10:00:00Z"))), "{ours:?}");
+    assert_eq!(ours.iter().filter(|(t, _)| t == "Busy").count(), 4, "the Dentist and three Therapy sessions");
     assert!(ours.contains(&(
         "Weekly 1:1 (moved)".to_owned(),
         (third + Duration::hours(2)).format("%Y-%m-%dT%H:%M:%SZ").to_string()
@@ -165,6 +190,26 @@ async fn feed_expands_in_python_like_the_api(backend: Backend) {
     // Wall-clock 09:00 in New York on both sides of the clock change.
     let ny: BTreeSet<&str> = ours.iter().filter(|(t, _)| t == "Weekly 1:1").map(|(_, s)| &s[11..]).collect();
     assert_eq!(ny, BTreeSet::from(["13:00:00Z", "14:00:00Z"]), "{ours:?}");
+
+    // A series made private after one of its occurrences was moved: the moved one is private too.
+    let coaching = create(&app, &token, json!({"title": "Coaching", "start": format!("{}T15:00:00Z", monday + Duration::days(1)), "end": format!("{}T16:00:00Z", monday + Duration::days(1)), "time_zone": "UTC", "recurrence": ["RRULE:FREQ=WEEKLY;COUNT=3"]})).await;
+    let cid = coaching["id"].as_str().unwrap();
+    let resp = app
+        .patch(&format!("/api/appointments/{cid}/occurrences/{}T15:00:00Z/", monday + Duration::days(8)), &token)
+        .json(&json!({"title": "Coaching (moved)", "start": format!("{}T17:00:00Z", monday + Duration::days(8)), "end": format!("{}T18:00:00Z", monday + Duration::days(8))}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    let resp = app
+        .patch(&format!("/api/appointments/{cid}/"), &token)
+        .json(&json!({"visibility": "private"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    let again = app.http.get(&url).send().await.unwrap().text().await.unwrap().replace("\r\n ", "");
+    assert!(!again.contains("Coaching"), "{again}");
 
     // A new address replaces the old one; turning the feed off closes it.
     let newer = new_feed(&app, &jar).await;

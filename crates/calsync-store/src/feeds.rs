@@ -84,26 +84,44 @@ impl Db {
         Ok(row.map(|(a,)| AppointmentId(a)))
     }
 
-    /// Records (or moves) which appointment an imported UID became.
-    pub async fn set_imported_as(
+    /// A new appointment made from an imported event and the record of its UID, together or not
+    /// at all: an import cut short in between never leaves an appointment a re-import would copy.
+    pub async fn insert_imported_appointment(
         &self,
         firm: FirmId,
-        user: UserId,
+        owner: UserId,
         uid: &str,
-        appointment: AppointmentId,
-    ) -> Result<(), StoreError> {
+        data: calsync_domain::appointment::AppointmentData,
+    ) -> Result<calsync_domain::appointment::Appointment, StoreError> {
+        let now = self.now();
+        let a = calsync_domain::appointment::Appointment {
+            id: AppointmentId::new(),
+            firm_id: firm,
+            owner_id: owner,
+            data,
+            origin: calsync_domain::appointment::Origin::Calsync,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
         on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            crate::appointments::insert_appointment_query!(&a)
+                .execute(&mut *tx)
+                .await
+                .map_err(crate::appointments::owner_not_in_firm)?;
             sqlx::query(
                 "INSERT INTO ics_imports (firm_id, user_id, uid, appointment_id) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (user_id, uid) DO UPDATE SET appointment_id = EXCLUDED.appointment_id",
             )
             .bind(firm.as_uuid())
-            .bind(user.as_uuid())
+            .bind(owner.as_uuid())
             .bind(uid)
-            .bind(appointment.as_uuid())
-            .execute(pool)
+            .bind(a.id.as_uuid())
+            .execute(&mut *tx)
             .await?;
+            tx.commit().await?;
         });
-        Ok(())
+        Ok(a)
     }
 }

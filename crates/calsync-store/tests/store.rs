@@ -300,16 +300,34 @@ async fn ics_feed_tokens_resolve_by_hash(backend: Backend) {
     assert!(matches!(db.ics_feed_owner("hash-2").await, Err(StoreError::NotFound)));
     assert_eq!(db.ics_feed_owner("hash-b").await.unwrap().1, bob.id, "Bob's is untouched");
 
-    // Imported UIDs map to one appointment per user; the mapping moves, and stays in its firm.
-    let a1 = AppointmentId::new();
-    let a2 = AppointmentId::new();
+    // Imported UIDs map to one appointment per user, written together with it; a re-made one
+    // moves the mapping; the mapping stays in its firm.
     assert_eq!(db.imported_as(firm, ann.id, "uid-1").await.unwrap(), None);
-    db.set_imported_as(firm, ann.id, "uid-1", a1).await.unwrap();
-    assert_eq!(db.imported_as(firm, ann.id, "uid-1").await.unwrap(), Some(a1));
+    let a1 = db
+        .insert_imported_appointment(firm, ann.id, "uid-1", timed("I", "2027-01-04T09:00:00Z", "2027-01-04T10:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(db.imported_as(firm, ann.id, "uid-1").await.unwrap(), Some(a1.id));
+    assert_eq!(db.appointment(firm, Some(ann.id), a1.id).await.unwrap().data.title, "I");
     assert_eq!(db.imported_as(firm, bob.id, "uid-1").await.unwrap(), None, "per user");
-    db.set_imported_as(firm, ann.id, "uid-1", a2).await.unwrap();
-    assert_eq!(db.imported_as(firm, ann.id, "uid-1").await.unwrap(), Some(a2));
+    let a2 = db
+        .insert_imported_appointment(firm, ann.id, "uid-1", timed("J", "2027-01-04T09:00:00Z", "2027-01-04T10:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(db.imported_as(firm, ann.id, "uid-1").await.unwrap(), Some(a2.id));
     assert_eq!(db.imported_as(other, ann.id, "uid-1").await.unwrap(), None, "per firm");
+    // An owner outside the firm: neither the appointment nor the mapping is written.
+    assert!(
+        db.insert_imported_appointment(
+            other,
+            ann.id,
+            "uid-2",
+            timed("K", "2027-01-04T09:00:00Z", "2027-01-04T10:00:00Z")
+        )
+        .await
+        .is_err()
+    );
+    assert_eq!(db.imported_as(other, ann.id, "uid-2").await.unwrap(), None);
 }
 
 backend_tests!(

@@ -52,6 +52,17 @@ pub async fn render(db: &Db, token: &str, now: DateTime<Utc>) -> Result<String, 
             None => break,
         }
     }
+    // An occurrence moved into the window from a series that ends before it: its series comes too.
+    let listed: std::collections::HashSet<_> = rows.iter().map(|a| a.id).collect();
+    let missing: std::collections::BTreeSet<_> =
+        rows.iter().filter_map(|a| a.data.series.map(|s| s.master)).filter(|m| !listed.contains(m)).collect();
+    for m in missing {
+        match db.appointment(firm, Some(user), m).await {
+            Ok(a) => rows.push(a),
+            Err(calsync_store::StoreError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     // Every exception of the series listed, wherever it was moved: each stands for (or cancels)
     // an occurrence of its master.
     let masters: Vec<_> = rows.iter().filter(|a| !a.data.recurrence.is_empty()).map(|a| a.id).collect();
@@ -72,7 +83,11 @@ pub async fn render(db: &Db, token: &str, now: DateTime<Utc>) -> Result<String, 
                 master.cancelled.push(s.original_start);
             } else {
                 let mut ex = event(&e, uid.clone());
-                ex.recurrence_id = Some(s.original_start);
+                ex.recurrence_id = Some((s.original_start, a.data.time_zone));
+                // A private series keeps its moved occurrences private too, whatever they say.
+                if a.data.visibility == calsync_domain::appointment::Visibility::Private {
+                    ex.data.visibility = calsync_domain::appointment::Visibility::Private;
+                }
                 moved.push(ex);
             }
         }
@@ -123,29 +138,40 @@ pub async fn import(
         .map_err(|e| calsync_domain::ValidationError::new("file", e.to_string()))?;
     let mut report = ImportReport::default();
     let (mut whole, mut overrides) = (Vec::new(), Vec::new());
+    // One event per UID (and per UID and occurrence): a repeat would overwrite the first at every
+    // import, so it is refused instead.
+    let mut seen = std::collections::HashSet::new();
     for e in events {
         match e {
+            Ok(e) if !seen.insert((e.uid.clone(), e.recurrence_id.map(|o| o.to_string()))) => {
+                report.refused.push((e.label, format!("UID {:?} appears more than once in the file", e.uid)))
+            }
             Ok(e) if e.recurrence_id.is_none() => whole.push(e),
             Ok(e) => overrides.push(e),
             Err(refused) => report.refused.push(refused),
         }
     }
     for e in whole {
+        // Imported before and still there: updated; deleted in calsync since: made again.
         let known = match db.imported_as(actor.firm_id, actor.user_id, &e.uid).await? {
-            Some(id) => appts::get(db, &actor, id).await.ok(),
+            Some(id) => match appts::get(db, &actor, id).await {
+                Ok(a) => Some(a),
+                Err(ServiceError::NotFound) => None,
+                Err(other) => return Err(other),
+            },
             None => None,
         };
         let result = match known {
             Some(before) => appts::update(db, &actor, before.id, None, e.input.clone())
                 .await
                 .map(|after| if after.version == before.version { report.unchanged += 1 } else { report.updated += 1 }),
-            None => match appts::create(db, &actor, e.input.clone()).await {
-                Ok(a) => {
-                    db.set_imported_as(actor.firm_id, actor.user_id, &e.uid, a.id).await?;
+            None => match calsync_domain::appointment::AppointmentData::create(e.input.clone()) {
+                Ok(data) => {
+                    db.insert_imported_appointment(actor.firm_id, actor.user_id, &e.uid, data).await?;
                     report.created += 1;
                     Ok(())
                 }
-                Err(err) => Err(err),
+                Err(v) => Err(ServiceError::Validation(v)),
             },
         };
         match result {
