@@ -246,6 +246,12 @@ impl Browser {
             PathBuf::from,
         );
         std::fs::create_dir_all(&shots).unwrap();
+        // This run's pictures only: an earlier run's (a failure's, say) would mislead.
+        for old in std::fs::read_dir(&shots).unwrap().flatten() {
+            if old.file_name().to_string_lossy().starts_with(&format!("{prefix}-")) {
+                let _ = std::fs::remove_file(old.path());
+            }
+        }
         Browser { client, driver, base: base.to_owned(), shots, prefix: prefix.to_owned(), _profile: profile }
     }
 

@@ -3,7 +3,7 @@
 
 use super::history::{duration_words, outcome_label};
 use super::session::csrf_ok;
-use super::{Nav, csrf_rejected, error_page, render};
+use super::{CsrfOnly, Nav, csrf_rejected, error_page, render};
 use crate::auth::WebCaller;
 use crate::services::ServiceError;
 use crate::state::AppState;
@@ -203,11 +203,6 @@ pub async fn show(State(state): State<AppState>, caller: WebCaller, Query(q): Qu
             error,
         },
     )
-}
-
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    csrf_token: String,
 }
 
 /// Forgets a connection's cursors and reads every calendar again (admins).

@@ -2,7 +2,7 @@
 //! page providers send the browser back to, which completes the flow for the signed-in user.
 
 use super::session::csrf_ok;
-use super::{Nav, csrf_rejected, error_page, render};
+use super::{CsrfOnly, Nav, csrf_rejected, error_page, render};
 use crate::auth::WebCaller;
 use crate::services::connections::{CallbackInput, ConnectError};
 use crate::state::AppState;
@@ -550,11 +550,6 @@ impl OAuthResult {
         };
         OAuthResult { nav: Nav::of(caller, "calendar-sync"), code, headline, detail, advice }
     }
-}
-
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    csrf_token: String,
 }
 
 pub async fn disconnect(

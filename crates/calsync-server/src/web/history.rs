@@ -3,7 +3,7 @@
 //! one (admins) and a CSV export of what the filters select.
 
 use super::session::csrf_ok;
-use super::{Nav, csrf_rejected, error_page, render};
+use super::{CsrfOnly, Nav, csrf_rejected, error_page, render};
 use crate::auth::WebCaller;
 use crate::services::ServiceError;
 use crate::state::AppState;
@@ -389,11 +389,6 @@ pub async fn detail(State(state): State<AppState>, caller: WebCaller, Path(id): 
                 && matches!(a.status, AttemptStatus::Failed | AttemptStatus::Partial),
         },
     )
-}
-
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    csrf_token: String,
 }
 
 /// Runs a failed attempt's sync again (admins), then shows the new attempt.

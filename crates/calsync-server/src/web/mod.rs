@@ -90,6 +90,12 @@ async fn stylesheet() -> impl IntoResponse {
     )
 }
 
+/// A form whose only field is its CSRF token (the action is in the URL).
+#[derive(serde::Deserialize)]
+pub struct CsrfOnly {
+    pub csrf_token: String,
+}
+
 /// What the navigation bar of a signed-in page needs; every form of the page takes its CSRF
 /// token from here too.
 pub(crate) struct Nav {
