@@ -4,7 +4,8 @@
 # It needs PostgreSQL on 127.0.0.1:5432 with trust auth for user `postgres` (every storage test runs
 # on SQLite and on PostgreSQL, each in its own database). When none answers, it starts the local
 # cluster, or installs Debian's postgresql first. It installs Google's Python API client into a
-# virtualenv (the sandbox's conformance tests use its published discovery document), and Debian's
+# virtualenv (the sandbox's conformance tests use its published discovery document), Radicale (a
+# CalDAV server for the CalDAV tests), Python's icalendar for the ICS feed's test, and Debian's
 # chromium and chromium-driver for the browser tests of the web UI. Then: rustfmt
 # check, clippy with -D warnings, and all tests of the workspace (cargo-nextest when installed,
 # else cargo test).
@@ -77,6 +78,11 @@ ensure_python_tools() {
     # The ICS feed's test expands the feed with these and compares with calsync's own listing.
     echo "test.sh: installing icalendar and recurring-ical-events into $venv" >&2
     "$venv/bin/pip" install -q --disable-pip-version-check "icalendar==7.3.2" "recurring-ical-events==3.8.2"
+  fi
+  if ! "$venv/bin/python" -c 'import radicale' 2>/dev/null; then
+    # A real CalDAV server for the CalDAV tests, started by them on a free loopback port.
+    echo "test.sh: installing Radicale into $venv" >&2
+    "$venv/bin/pip" install -q --disable-pip-version-check "radicale==3.9.0"
   fi
   export PATH="$venv/bin:$PATH"
   export CALSYNC_PYTHON="$venv/bin/python"

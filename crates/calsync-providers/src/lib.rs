@@ -3,6 +3,7 @@
 //! Every failure is translated here into a [`ProviderError`] classified by how the caller reacts,
 //! so nothing above this crate looks at HTTP statuses or provider error strings.
 
+pub mod caldav;
 pub mod calendar;
 mod error;
 pub mod google;

@@ -1,0 +1,308 @@
+//! CalDAV (RFC 4791) account discovery: from a server address and credentials to the user's
+//! calendars, following RFC 6764 (`/.well-known/caldav`), RFC 5397 (`current-user-principal`)
+//! and `calendar-home-set`, which may live on another host (iCloud's partition hosts): the URLs
+//! found are absolute and used as they are from then on.
+//!
+//! Requests are `PROPFIND`s with Basic authentication (over TLS in production); redirects are
+//! followed here, a few at most, keeping the method and the credentials. Replies are `207
+//! Multi-Status` documents, read with roxmltree.
+
+use crate::ProviderError;
+use reqwest::{Method, StatusCode, Url};
+
+const DAV: &str = "DAV:";
+const CALDAV: &str = "urn:ietf:params:xml:ns:caldav";
+const CS: &str = "http://calendarserver.org/ns/";
+const APPLE: &str = "http://apple.com/ns/ical/";
+
+/// Redirects followed for one request at most.
+const MAX_REDIRECTS: usize = 5;
+
+/// Where a user's calendars are, and what they are.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DavAccount {
+    pub principal: Url,
+    pub home: Url,
+    pub calendars: Vec<DavCalendar>,
+}
+
+/// One calendar collection of the home set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DavCalendar {
+    pub href: Url,
+    pub name: String,
+    /// `#RRGGBB` or `#RRGGBBAA` as the server gives it (Apple's calendar-color).
+    pub color: Option<String>,
+    pub ctag: Option<String>,
+    pub sync_token: Option<String>,
+    /// Whether it holds events (`supported-calendar-component-set` has VEVENT, or says nothing).
+    pub events: bool,
+    /// Whether the user may write events into it.
+    pub writable: bool,
+    /// Whether it answers `sync-collection` (RFC 6578); without it, ctag and etag listing.
+    pub sync_collection: bool,
+}
+
+/// The credentials of a CalDAV account.
+#[derive(Clone)]
+pub struct DavAuth<'a> {
+    pub username: &'a str,
+    pub password: &'a str,
+}
+
+impl std::fmt::Debug for DavAuth<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DavAuth").field("username", &self.username).field("password", &"[redacted]").finish()
+    }
+}
+
+/// Finds the user's calendars from `server` (a bare host, the server's root, or a DAV URL).
+/// A wrong user name or password is [`ProviderError::Reauthorize`].
+pub async fn discover(http: &reqwest::Client, server: &str, auth: &DavAuth<'_>) -> Result<DavAccount, ProviderError> {
+    let base = server_url(server)?;
+    // The well-known address first (it redirects to the context root); the given URL itself
+    // when the server has none.
+    let mut principal = None;
+    let candidates = [base.join("/.well-known/caldav").map_err(bad_url)?, base.clone()];
+    for start in candidates {
+        match propfind(http, &start, auth, 0, "<d:prop><d:current-user-principal/></d:prop>").await {
+            Ok((at, doc)) => {
+                if let Some(href) = first_href(&doc, DAV, "current-user-principal") {
+                    principal = Some(at.join(&href).map_err(bad_url)?);
+                    break;
+                }
+            }
+            Err(ProviderError::NotFound | ProviderError::Permanent { .. }) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    let principal = principal.ok_or_else(|| ProviderError::Permanent {
+        status: None,
+        reason:
+            "this server does not say where your calendars are (no current-user-principal): check the server address"
+                .into(),
+    })?;
+    let (at, doc) = propfind(http, &principal, auth, 0, "<d:prop><c:calendar-home-set/></d:prop>").await?;
+    let home = first_href(&doc, CALDAV, "calendar-home-set").ok_or_else(|| ProviderError::Permanent {
+        status: None,
+        reason: "this account has no calendar home (calendar-home-set): is it a CalDAV account?".into(),
+    })?;
+    let home = at.join(&home).map_err(bad_url)?;
+    let props = "<d:prop><d:resourcetype/><d:displayname/><cs:getctag/><d:sync-token/>\
+                 <c:supported-calendar-component-set/><apple:calendar-color/><d:current-user-privilege-set/>\
+                 <d:supported-report-set/></d:prop>";
+    let (at, doc) = propfind(http, &home, auth, 1, props).await?;
+    let calendars = calendars(&doc, &at)?;
+    Ok(DavAccount { principal, home, calendars })
+}
+
+fn bad_url(e: url::ParseError) -> ProviderError {
+    ProviderError::Permanent { status: None, reason: format!("the server gave an address that is not a URL: {e}") }
+}
+
+/// `https://` is assumed when no scheme is given.
+fn server_url(server: &str) -> Result<Url, ProviderError> {
+    let s = server.trim();
+    let with_scheme = if s.contains("://") { s.to_owned() } else { format!("https://{s}") };
+    let url = Url::parse(&with_scheme).map_err(|e| ProviderError::Permanent {
+        status: None,
+        reason: format!("{s:?} is not a server address: {e}"),
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(ProviderError::Permanent {
+            status: None,
+            reason: format!("{s:?} is not an http(s) server address"),
+        });
+    }
+    Ok(url)
+}
+
+/// A `PROPFIND` with `depth`, following redirects; answers the URL that replied and its document.
+async fn propfind(
+    http: &reqwest::Client,
+    url: &Url,
+    auth: &DavAuth<'_>,
+    depth: u8,
+    prop: &str,
+) -> Result<(Url, String), ProviderError> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<d:propfind xmlns:d=\"{DAV}\" xmlns:c=\"{CALDAV}\" \
+         xmlns:cs=\"{CS}\" xmlns:apple=\"{APPLE}\">{prop}</d:propfind>"
+    );
+    let method = Method::from_bytes(b"PROPFIND").expect("a valid method");
+    let mut at = url.clone();
+    for _ in 0..=MAX_REDIRECTS {
+        let resp = http
+            .request(method.clone(), at.clone())
+            .basic_auth(auth.username, Some(auth.password))
+            .header("Depth", depth.to_string())
+            .header(reqwest::header::CONTENT_TYPE, "application/xml; charset=utf-8")
+            .body(body.clone())
+            .send()
+            .await
+            .map_err(ProviderError::transport)?;
+        let status = resp.status();
+        if status.is_redirection() {
+            let location =
+                resp.headers().get(reqwest::header::LOCATION).and_then(|l| l.to_str().ok()).ok_or_else(|| {
+                    ProviderError::Permanent {
+                        status: Some(status.as_u16()),
+                        reason: "a redirect without a Location".into(),
+                    }
+                })?;
+            at = at.join(location).map_err(bad_url)?;
+            continue;
+        }
+        return match status {
+            StatusCode::MULTI_STATUS => Ok((at, resp.text().await.map_err(ProviderError::transport)?)),
+            StatusCode::UNAUTHORIZED => Err(ProviderError::Reauthorize {
+                kind: crate::ReauthKind::Revoked,
+                reason: "the server refused the user name or password (for iCloud and Fastmail, use an app-specific password)".into(),
+            }),
+            StatusCode::NOT_FOUND => Err(ProviderError::NotFound),
+            s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => Err(ProviderError::Retryable {
+                after: crate::error::retry_after(resp.headers()),
+                reason: format!("the server answered {}", s.as_u16()),
+            }),
+            s => Err(ProviderError::Permanent { status: Some(s.as_u16()), reason: format!("the server answered {} to PROPFIND", s.as_u16()) }),
+        };
+    }
+    Err(ProviderError::Permanent { status: None, reason: "too many redirects".into() })
+}
+
+fn parse(doc: &str) -> Result<roxmltree::Document<'_>, ProviderError> {
+    roxmltree::Document::parse(doc).map_err(|e| ProviderError::Permanent {
+        status: None,
+        reason: format!("the server sent XML that cannot be read: {e}"),
+    })
+}
+
+/// The `href` inside the first `ns:name` property of a multistatus document.
+fn first_href(doc: &str, ns: &str, name: &str) -> Option<String> {
+    let doc = parse(doc).ok()?;
+    doc.descendants()
+        .find(|n| n.has_tag_name((ns, name)))
+        .and_then(|p| p.descendants().find(|n| n.has_tag_name((DAV, "href"))))
+        .and_then(|h| h.text())
+        .map(|t| t.trim().to_owned())
+}
+
+/// Whether a `propstat` says `200`.
+fn ok_propstat(propstat: roxmltree::Node<'_, '_>) -> bool {
+    propstat
+        .children()
+        .find(|n| n.has_tag_name((DAV, "status")))
+        .and_then(|s| s.text())
+        .is_some_and(|s| s.split_whitespace().nth(1) == Some("200"))
+}
+
+/// The calendar collections of a `Depth: 1` listing of the home set.
+fn calendars(doc: &str, at: &Url) -> Result<Vec<DavCalendar>, ProviderError> {
+    let doc = parse(doc)?;
+    let mut out = Vec::new();
+    for response in doc.descendants().filter(|n| n.has_tag_name((DAV, "response"))) {
+        let Some(href) = response.children().find(|n| n.has_tag_name((DAV, "href"))).and_then(|h| h.text()) else {
+            continue;
+        };
+        let props: Vec<roxmltree::Node<'_, '_>> = response
+            .children()
+            .filter(|n| n.has_tag_name((DAV, "propstat")) && ok_propstat(*n))
+            .filter_map(|ps| ps.children().find(|n| n.has_tag_name((DAV, "prop"))))
+            .flat_map(|p| p.children().filter(|c| c.is_element()))
+            .collect();
+        let prop = |ns: &str, name: &str| props.iter().find(|p| p.has_tag_name((ns, name))).copied();
+        let text = |ns: &str, name: &str| {
+            prop(ns, name).and_then(|p| p.text()).map(|t| t.trim().to_owned()).filter(|t| !t.is_empty())
+        };
+        let is_calendar =
+            prop(DAV, "resourcetype").is_some_and(|r| r.children().any(|c| c.has_tag_name((CALDAV, "calendar"))));
+        if !is_calendar {
+            continue;
+        }
+        let events = prop(CALDAV, "supported-calendar-component-set").is_none_or(|set| {
+            let comps: Vec<_> = set.children().filter(|c| c.has_tag_name((CALDAV, "comp"))).collect();
+            comps.is_empty()
+                || comps.iter().any(|c| c.attribute("name").is_some_and(|n| n.eq_ignore_ascii_case("VEVENT")))
+        });
+        let writable = prop(DAV, "current-user-privilege-set").is_none_or(|set| {
+            set.descendants()
+                .filter(|n| n.is_element() && n.tag_name().namespace() == Some(DAV))
+                .any(|n| matches!(n.tag_name().name(), "write" | "write-content" | "all"))
+        });
+        let sync_collection = prop(DAV, "supported-report-set")
+            .is_some_and(|set| set.descendants().any(|n| n.has_tag_name((DAV, "sync-collection"))));
+        let url = at.join(href.trim()).map_err(bad_url)?;
+        let name = text(DAV, "displayname").unwrap_or_else(|| {
+            url.path_segments().and_then(|mut s| s.rfind(|p| !p.is_empty())).unwrap_or("Calendar").to_owned()
+        });
+        out.push(DavCalendar {
+            href: url,
+            name,
+            color: text(APPLE, "calendar-color"),
+            ctag: text(CS, "getctag"),
+            sync_token: text(DAV, "sync-token"),
+            events,
+            writable,
+            sync_collection,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn home_set_listings_keep_calendars_and_what_they_hold() {
+        let doc = r##"<?xml version="1.0"?>
+<d:multistatus xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav" xmlns:cs="http://calendarserver.org/ns/" xmlns:a="http://apple.com/ns/ical/">
+ <d:response><d:href>/dav/calendars/user/ann/</d:href>
+  <d:propstat><d:prop><d:resourcetype><d:collection/></d:resourcetype></d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>
+ <d:response><d:href>/dav/calendars/user/ann/work/</d:href>
+  <d:propstat><d:prop><d:resourcetype><d:collection/><c:calendar/></d:resourcetype><d:displayname>Work</d:displayname>
+   <cs:getctag>42</cs:getctag><d:sync-token>http://sabre.io/ns/sync/7</d:sync-token><a:calendar-color>#FF2968FF</a:calendar-color>
+   <c:supported-calendar-component-set><c:comp name="VEVENT"/></c:supported-calendar-component-set>
+   <d:current-user-privilege-set><d:privilege><d:read/></d:privilege><d:privilege><d:write/></d:privilege></d:current-user-privilege-set>
+   <d:supported-report-set><d:supported-report><d:report><d:sync-collection/></d:report></d:supported-report></d:supported-report-set>
+  </d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>
+ <d:response><d:href>https://p42-caldav.example.com/ann/tasks/</d:href>
+  <d:propstat><d:prop><d:resourcetype><d:collection/><c:calendar/></d:resourcetype>
+   <c:supported-calendar-component-set><c:comp name="VTODO"/></c:supported-calendar-component-set>
+   <d:current-user-privilege-set><d:privilege><d:read/></d:privilege></d:current-user-privilege-set></d:prop>
+   <d:status>HTTP/1.1 200 OK</d:status></d:propstat>
+  <d:propstat><d:prop><d:displayname/></d:prop><d:status>HTTP/1.1 404 Not Found</d:status></d:propstat></d:response>
+ <d:response><d:href>/dav/calendars/user/ann/inbox/</d:href>
+  <d:propstat><d:prop><d:resourcetype><d:collection/><c:schedule-inbox/></d:resourcetype></d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>
+</d:multistatus>"##;
+        let at = Url::parse("https://dav.example.com/dav/calendars/user/ann/").unwrap();
+        let cals = calendars(doc, &at).unwrap();
+        assert_eq!(cals.len(), 2, "the home itself and the inbox are not calendars");
+        let work = &cals[0];
+        assert_eq!(work.href.as_str(), "https://dav.example.com/dav/calendars/user/ann/work/");
+        assert_eq!(
+            (work.name.as_str(), work.color.as_deref(), work.ctag.as_deref()),
+            ("Work", Some("#FF2968FF"), Some("42"))
+        );
+        assert_eq!(work.sync_token.as_deref(), Some("http://sabre.io/ns/sync/7"));
+        assert!(work.events && work.writable && work.sync_collection);
+        let tasks = &cals[1];
+        assert_eq!(tasks.href.as_str(), "https://p42-caldav.example.com/ann/tasks/", "another host is kept as given");
+        assert_eq!(tasks.name, "tasks", "no display name: the last path segment");
+        assert!(!tasks.events && !tasks.writable && !tasks.sync_collection);
+    }
+
+    #[test]
+    fn server_addresses_default_to_https() {
+        assert_eq!(server_url("caldav.fastmail.com").unwrap().as_str(), "https://caldav.fastmail.com/");
+        assert_eq!(server_url("http://127.0.0.1:5232/").unwrap().as_str(), "http://127.0.0.1:5232/");
+        assert!(server_url("ftp://x").is_err());
+        assert!(server_url("").is_err());
+    }
+
+    #[test]
+    fn passwords_stay_out_of_debug_output() {
+        let auth = DavAuth { username: "ann", password: "hunter2" };
+        assert!(!format!("{auth:?}").contains("hunter2"));
+    }
+}
