@@ -96,6 +96,251 @@ pub async fn discover(http: &reqwest::Client, server: &str, auth: &DavAuth<'_>) 
     Ok(DavAccount { principal, home, calendars })
 }
 
+/// What changed in a calendar since a sync token (RFC 6578).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SyncReply {
+    /// Members added or changed: href and ETag.
+    pub changed: Vec<(Url, String)>,
+    /// Members removed.
+    pub removed: Vec<Url>,
+    /// The token to ask from next time (or to continue with, when `truncated`).
+    pub token: String,
+    /// The server stopped early (507 on the collection itself): ask again with `token`.
+    pub truncated: bool,
+}
+
+/// One `sync-collection` report (`Depth: 0`). Without `token`, every member is listed. A token
+/// the server no longer knows (403, 409 or 412 naming `valid-sync-token`, or a 400 some servers
+/// send) is [`ProviderError::CursorExpired`]: list in full again.
+pub async fn sync_collection(
+    http: &reqwest::Client,
+    calendar: &Url,
+    auth: &DavAuth<'_>,
+    token: Option<&str>,
+) -> Result<SyncReply, ProviderError> {
+    let token_xml = match token {
+        Some(t) => format!("<d:sync-token>{}</d:sync-token>", xml_escape(t)),
+        None => "<d:sync-token/>".to_owned(),
+    };
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<d:sync-collection xmlns:d=\"{DAV}\">{token_xml}\
+         <d:sync-level>1</d:sync-level><d:prop><d:getetag/></d:prop></d:sync-collection>"
+    );
+    let resp = report(http, calendar, auth, 0, body).await?;
+    let status = resp.status();
+    let text = resp.text().await.map_err(ProviderError::transport)?;
+    if status != StatusCode::MULTI_STATUS {
+        let dead = token.is_some()
+            && (matches!(status.as_u16(), 403 | 409 | 412) && text.contains("valid-sync-token")
+                || status == StatusCode::BAD_REQUEST);
+        if dead {
+            return Err(ProviderError::CursorExpired);
+        }
+        return Err(refused(status, "sync-collection"));
+    }
+    sync_reply(&text, calendar)
+}
+
+/// A `sync-collection` multistatus, read.
+fn sync_reply(text: &str, calendar: &Url) -> Result<SyncReply, ProviderError> {
+    let doc = parse(text)?;
+    let mut reply = SyncReply::default();
+    for response in doc.descendants().filter(|n| n.has_tag_name((DAV, "response"))) {
+        let Some(href) = response.children().find(|n| n.has_tag_name((DAV, "href"))).and_then(|h| h.text()) else {
+            continue;
+        };
+        let url = calendar.join(href.trim()).map_err(bad_url)?;
+        let own_status = response
+            .children()
+            .find(|n| n.has_tag_name((DAV, "status")))
+            .and_then(|s| s.text())
+            .and_then(|s| s.split_whitespace().nth(1).map(str::to_owned));
+        if same_collection(&url, calendar) {
+            // The collection itself: 507 says the listing was cut short (iCloud also lists it
+            // among the changes: ignored).
+            reply.truncated |= own_status.as_deref() == Some("507");
+            continue;
+        }
+        if own_status.as_deref() == Some("404") {
+            reply.removed.push(url);
+            continue;
+        }
+        let etag = response
+            .descendants()
+            .find(|n| n.has_tag_name((DAV, "getetag")))
+            .and_then(|e| e.text())
+            .map(|t| t.trim().to_owned())
+            .unwrap_or_default();
+        reply.changed.push((url, etag));
+    }
+    reply.token = doc
+        .root_element()
+        .children()
+        .find(|n| n.has_tag_name((DAV, "sync-token")))
+        .and_then(|t| t.text())
+        .map(|t| t.trim().to_owned())
+        .ok_or_else(|| ProviderError::Permanent {
+            status: None,
+            reason: "sync-collection answered without a sync-token".into(),
+        })?;
+    Ok(reply)
+}
+
+/// The iCalendar text and ETag of each href (`calendar-multiget`); hrefs the server no longer
+/// has (a 404 for a member just listed is normal) are left out.
+pub async fn multiget(
+    http: &reqwest::Client,
+    calendar: &Url,
+    auth: &DavAuth<'_>,
+    hrefs: &[Url],
+) -> Result<Vec<(Url, String, String)>, ProviderError> {
+    let mut out = Vec::new();
+    // Servers take 50 to 100 hrefs per request comfortably.
+    for chunk in hrefs.chunks(50) {
+        let list: String = chunk.iter().map(|h| format!("<d:href>{}</d:href>", xml_escape(h.path()))).collect();
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<c:calendar-multiget xmlns:d=\"{DAV}\" xmlns:c=\"{CALDAV}\">\
+             <d:prop><d:getetag/><c:calendar-data/></d:prop>{list}</c:calendar-multiget>"
+        );
+        let resp = report(http, calendar, auth, 1, body).await?;
+        let status = resp.status();
+        if status != StatusCode::MULTI_STATUS {
+            return Err(refused(status, "calendar-multiget"));
+        }
+        let text = resp.text().await.map_err(ProviderError::transport)?;
+        let doc = parse(&text)?;
+        for response in doc.descendants().filter(|n| n.has_tag_name((DAV, "response"))) {
+            let Some(href) = response.children().find(|n| n.has_tag_name((DAV, "href"))).and_then(|h| h.text()) else {
+                continue;
+            };
+            let found = response.children().filter(|n| n.has_tag_name((DAV, "propstat"))).find(|ps| ok_propstat(*ps));
+            let Some(ps) = found else { continue };
+            let data = ps.descendants().find(|n| n.has_tag_name((CALDAV, "calendar-data"))).and_then(|d| d.text());
+            let etag = ps.descendants().find(|n| n.has_tag_name((DAV, "getetag"))).and_then(|e| e.text());
+            if let (Some(data), Some(etag)) = (data, etag) {
+                out.push((calendar.join(href.trim()).map_err(bad_url)?, etag.trim().to_owned(), data.to_owned()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A write's precondition.
+#[derive(Debug, Clone, Copy)]
+pub enum Precondition<'a> {
+    /// Create only: the name must be free (`If-None-Match: *`), so a retry never makes two.
+    Create,
+    /// Replace only this version (`If-Match`).
+    Match(&'a str),
+}
+
+/// Stores an iCalendar object at `href`. Answers its new ETag, or `None` when the server did not
+/// give one (it changed the object while storing it: read it back before the next conditional
+/// write). A lost precondition is [`ProviderError::PreconditionFailed`].
+pub async fn put(
+    http: &reqwest::Client,
+    href: &Url,
+    auth: &DavAuth<'_>,
+    ics: &str,
+    pre: Precondition<'_>,
+) -> Result<Option<String>, ProviderError> {
+    let rb = http
+        .put(href.clone())
+        .basic_auth(auth.username, Some(auth.password))
+        .header(reqwest::header::CONTENT_TYPE, "text/calendar; charset=utf-8")
+        .body(ics.to_owned());
+    let rb = match pre {
+        Precondition::Create => rb.header(reqwest::header::IF_NONE_MATCH, "*"),
+        Precondition::Match(etag) => rb.header(reqwest::header::IF_MATCH, etag),
+    };
+    let resp = rb.send().await.map_err(ProviderError::transport)?;
+    match resp.status() {
+        s if s.is_success() => {
+            Ok(resp.headers().get(reqwest::header::ETAG).and_then(|e| e.to_str().ok()).map(str::to_owned))
+        }
+        StatusCode::PRECONDITION_FAILED => Err(ProviderError::PreconditionFailed),
+        s => Err(classify(s, resp.headers(), "PUT")),
+    }
+}
+
+/// Deletes the object at `href` if it is still at `etag`; one already gone counts as deleted.
+pub async fn delete(http: &reqwest::Client, href: &Url, auth: &DavAuth<'_>, etag: &str) -> Result<(), ProviderError> {
+    let resp = http
+        .delete(href.clone())
+        .basic_auth(auth.username, Some(auth.password))
+        .header(reqwest::header::IF_MATCH, etag)
+        .send()
+        .await
+        .map_err(ProviderError::transport)?;
+    match resp.status() {
+        s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
+        StatusCode::PRECONDITION_FAILED => Err(ProviderError::PreconditionFailed),
+        s => Err(classify(s, resp.headers(), "DELETE")),
+    }
+}
+
+async fn report(
+    http: &reqwest::Client,
+    url: &Url,
+    auth: &DavAuth<'_>,
+    depth: u8,
+    body: String,
+) -> Result<reqwest::Response, ProviderError> {
+    let resp = http
+        .request(Method::from_bytes(b"REPORT").expect("a valid method"), url.clone())
+        .basic_auth(auth.username, Some(auth.password))
+        .header("Depth", depth.to_string())
+        .header(reqwest::header::CONTENT_TYPE, "application/xml; charset=utf-8")
+        .body(body)
+        .send()
+        .await
+        .map_err(ProviderError::transport)?;
+    match resp.status() {
+        StatusCode::UNAUTHORIZED => Err(wrong_password()),
+        StatusCode::NOT_FOUND => Err(ProviderError::NotFound),
+        s if s.is_server_error() && s != StatusCode::INSUFFICIENT_STORAGE => Err(classify(s, resp.headers(), "REPORT")),
+        _ => Ok(resp),
+    }
+}
+
+fn wrong_password() -> ProviderError {
+    ProviderError::Reauthorize {
+        kind: crate::ReauthKind::Revoked,
+        reason: "the server refused the user name or password (for iCloud and Fastmail, use an app-specific password)"
+            .into(),
+    }
+}
+
+fn classify(status: StatusCode, headers: &reqwest::header::HeaderMap, what: &str) -> ProviderError {
+    match status {
+        StatusCode::UNAUTHORIZED => wrong_password(),
+        StatusCode::NOT_FOUND => ProviderError::NotFound,
+        s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => ProviderError::Retryable {
+            after: crate::error::retry_after(headers),
+            reason: format!("the server answered {} to {what}", s.as_u16()),
+        },
+        s => refused(s, what),
+    }
+}
+
+fn refused(status: StatusCode, what: &str) -> ProviderError {
+    ProviderError::Permanent {
+        status: Some(status.as_u16()),
+        reason: format!("the server answered {} to {what}", status.as_u16()),
+    }
+}
+
+/// The same collection, whatever the trailing slash.
+fn same_collection(a: &Url, b: &Url) -> bool {
+    a.host() == b.host()
+        && a.port_or_known_default() == b.port_or_known_default()
+        && a.path().trim_end_matches('/') == b.path().trim_end_matches('/')
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
 fn bad_url(e: url::ParseError) -> ProviderError {
     ProviderError::Permanent { status: None, reason: format!("the server gave an address that is not a URL: {e}") }
 }
@@ -155,16 +400,16 @@ async fn propfind(
         }
         return match status {
             StatusCode::MULTI_STATUS => Ok((at, resp.text().await.map_err(ProviderError::transport)?)),
-            StatusCode::UNAUTHORIZED => Err(ProviderError::Reauthorize {
-                kind: crate::ReauthKind::Revoked,
-                reason: "the server refused the user name or password (for iCloud and Fastmail, use an app-specific password)".into(),
-            }),
+            StatusCode::UNAUTHORIZED => Err(wrong_password()),
             StatusCode::NOT_FOUND => Err(ProviderError::NotFound),
             s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => Err(ProviderError::Retryable {
                 after: crate::error::retry_after(resp.headers()),
                 reason: format!("the server answered {}", s.as_u16()),
             }),
-            s => Err(ProviderError::Permanent { status: Some(s.as_u16()), reason: format!("the server answered {} to PROPFIND", s.as_u16()) }),
+            s => Err(ProviderError::Permanent {
+                status: Some(s.as_u16()),
+                reason: format!("the server answered {} to PROPFIND", s.as_u16()),
+            }),
         };
     }
     Err(ProviderError::Permanent { status: None, reason: "too many redirects".into() })
@@ -290,6 +535,24 @@ mod tests {
         assert_eq!(tasks.href.as_str(), "https://p42-caldav.example.com/ann/tasks/", "another host is kept as given");
         assert_eq!(tasks.name, "tasks", "no display name: the last path segment");
         assert!(!tasks.events && !tasks.writable && !tasks.sync_collection);
+    }
+
+    #[test]
+    fn sync_replies_say_removed_changed_and_cut_short() {
+        let doc = r#"<d:multistatus xmlns:d="DAV:">
+ <d:response><d:href>/cal/</d:href><d:status>HTTP/1.1 507 Insufficient Storage</d:status></d:response>
+ <d:response><d:href>/cal/a.ics</d:href><d:propstat><d:prop><d:getetag>"1"</d:getetag></d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>
+ <d:response><d:href>/cal/b.ics</d:href><d:status>HTTP/1.1 404 Not Found</d:status></d:response>
+ <d:sync-token>http://example.com/ns/sync/9</d:sync-token>
+</d:multistatus>"#;
+        let cal = Url::parse("https://dav.example.com/cal").unwrap();
+        let r = sync_reply(doc, &cal).unwrap();
+        assert!(r.truncated, "507 on the collection itself");
+        assert_eq!(r.changed, vec![(Url::parse("https://dav.example.com/cal/a.ics").unwrap(), "\"1\"".to_owned())]);
+        assert_eq!(r.removed, vec![Url::parse("https://dav.example.com/cal/b.ics").unwrap()]);
+        assert_eq!(r.token, "http://example.com/ns/sync/9");
+        let no_token = doc.replace("<d:sync-token>http://example.com/ns/sync/9</d:sync-token>", "");
+        assert!(sync_reply(&no_token, &cal).is_err());
     }
 
     #[test]

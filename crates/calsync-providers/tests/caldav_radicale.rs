@@ -102,3 +102,73 @@ async fn radicale_discovery_finds_the_calendars_and_refuses_a_wrong_password() {
         other => panic!("a wrong password is refused as such: {other:?}"),
     }
 }
+
+fn event(uid: &str, summary: &str) -> String {
+    format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//calsync test//EN\r\nBEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20261201T000000Z\r\n\
+         DTSTART:20270104T090000Z\r\nDTEND:20270104T100000Z\r\nSUMMARY:{summary}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+}
+
+/// The calls a sync makes: create with If-None-Match (a retry never makes two), update and
+/// delete with If-Match (a stale ETag loses), sync-collection from nothing and from a token
+/// (changes and removals), multiget (a missing href is skipped), and a dead token.
+#[tokio::test]
+async fn radicale_writes_with_preconditions_and_lists_changes_by_sync_token() {
+    use calsync_providers::caldav::{Precondition, delete, multiget, put, sync_collection};
+    let server = radicale();
+    let http = calsync_providers::http_client(Duration::from_secs(10));
+    mkcalendar(&http, &format!("{}/ann/work/", server.base), "Work", "VEVENT").await;
+    let auth = DavAuth { username: "ann", password: "app-specific-1" };
+    let cal = reqwest::Url::parse(&format!("{}/ann/work/", server.base)).unwrap();
+
+    let first = sync_collection(&http, &cal, &auth, None).await.unwrap();
+    assert!(first.changed.is_empty() && first.removed.is_empty() && !first.truncated, "{first:?}");
+
+    let a = cal.join("calsync-a.ics").unwrap();
+    let b = cal.join("calsync-b.ics").unwrap();
+    let etag_a = put(&http, &a, &auth, &event("a@calsync", "A"), Precondition::Create).await.unwrap();
+    put(&http, &b, &auth, &event("b@calsync", "B"), Precondition::Create).await.unwrap();
+    // The same name again: refused, nothing doubled.
+    assert!(matches!(
+        put(&http, &a, &auth, &event("a@calsync", "A again"), Precondition::Create).await,
+        Err(ProviderError::PreconditionFailed)
+    ));
+
+    let listed = sync_collection(&http, &cal, &auth, Some(&first.token)).await.unwrap();
+    let mut hrefs: Vec<_> = listed.changed.iter().map(|(h, _)| h.clone()).collect();
+    hrefs.sort();
+    assert_eq!(hrefs, vec![a.clone(), b.clone()]);
+    let etag_a = etag_a.unwrap_or_else(|| listed.changed.iter().find(|(h, _)| *h == a).unwrap().1.clone());
+
+    let got = multiget(&http, &cal, &auth, &[a.clone(), cal.join("gone.ics").unwrap()]).await.unwrap();
+    assert_eq!(got.len(), 1, "the missing one is skipped");
+    assert_eq!(got[0].1, etag_a);
+    assert!(got[0].2.contains("SUMMARY:A"), "{}", got[0].2);
+
+    // An update at the current ETag wins; one at a stale ETag loses.
+    let new_etag = put(&http, &a, &auth, &event("a@calsync", "A2"), Precondition::Match(&etag_a)).await.unwrap();
+    assert!(matches!(
+        put(&http, &a, &auth, &event("a@calsync", "A3"), Precondition::Match(&etag_a)).await,
+        Err(ProviderError::PreconditionFailed)
+    ));
+    let etag_b = listed.changed.iter().find(|(h, _)| *h == b).unwrap().1.clone();
+    assert!(matches!(delete(&http, &b, &auth, "\"stale\"").await, Err(ProviderError::PreconditionFailed)));
+    delete(&http, &b, &auth, &etag_b).await.unwrap();
+    delete(&http, &b, &auth, &etag_b).await.unwrap();
+
+    let next = sync_collection(&http, &cal, &auth, Some(&listed.token)).await.unwrap();
+    assert_eq!(next.changed.iter().map(|(h, _)| h.clone()).collect::<Vec<_>>(), vec![a.clone()]);
+    if let Some(e) = new_etag {
+        assert_eq!(next.changed[0].1, e);
+    }
+    assert_eq!(next.removed, vec![b.clone()]);
+    assert_ne!(next.token, listed.token);
+
+    assert!(matches!(
+        sync_collection(&http, &cal, &auth, Some("http://radicale.org/ns/sync/not-a-token")).await,
+        Err(ProviderError::CursorExpired)
+    ));
+    let wrong = DavAuth { username: "ann", password: "nope" };
+    assert!(matches!(sync_collection(&http, &cal, &wrong, None).await, Err(ProviderError::Reauthorize { .. })));
+}
