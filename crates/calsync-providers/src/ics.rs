@@ -33,18 +33,41 @@ pub struct IcsError(String);
 
 /// A whole `VCALENDAR` named `name`, for a feed calendar apps subscribe to (`METHOD:PUBLISH`).
 pub fn calendar(name: &str, events: &[IcsEvent], stamp: DateTime<Utc>) -> Result<String, IcsError> {
+    let name = format!("X-WR-CALNAME:{}", text(name));
+    let header = [
+        "PRODID:-//calsync//calsync ICS feed//EN",
+        "METHOD:PUBLISH",
+        name.as_str(),
+        // How often subscribers should fetch it again.
+        "REFRESH-INTERVAL;VALUE=DURATION:PT15M",
+        "X-PUBLISHED-TTL:PT15M",
+    ];
+    write(&header, events, stamp, true)
+}
+
+/// One calendar object resource for a CalDAV server (RFC 4791 §4.1): a single event, or a series
+/// as its master and its overrides, all under the master's UID. Written for the user's own
+/// calendar: private ones in full (marked `CLASS:PRIVATE`).
+pub fn resource(master: &IcsEvent, overrides: &[IcsEvent], stamp: DateTime<Utc>) -> Result<String, IcsError> {
+    if let Some(o) = overrides.iter().find(|o| o.uid != master.uid || o.recurrence_id.is_none()) {
+        return Err(IcsError(format!("{:?} is not an override of {:?}", o.uid, master.uid)));
+    }
+    let events: Vec<IcsEvent> = std::iter::once(master.clone()).chain(overrides.iter().cloned()).collect();
+    write(&["PRODID:-//calsync//calsync//EN"], &events, stamp, false)
+}
+
+/// A `VCALENDAR` of `events` after `header`, read back and written out by calcard with a
+/// `VTIMEZONE` for every zone used.
+fn write(header: &[&str], events: &[IcsEvent], stamp: DateTime<Utc>, redact_private: bool) -> Result<String, IcsError> {
     let mut out = String::new();
     line(&mut out, "BEGIN:VCALENDAR");
     line(&mut out, "VERSION:2.0");
-    line(&mut out, "PRODID:-//calsync//calsync ICS feed//EN");
     line(&mut out, "CALSCALE:GREGORIAN");
-    line(&mut out, "METHOD:PUBLISH");
-    line(&mut out, &format!("X-WR-CALNAME:{}", text(name)));
-    // How often subscribers should fetch it again.
-    line(&mut out, "REFRESH-INTERVAL;VALUE=DURATION:PT15M");
-    line(&mut out, "X-PUBLISHED-TTL:PT15M");
+    for h in header {
+        line(&mut out, h);
+    }
     for e in events {
-        vevent(&mut out, e, stamp);
+        vevent(&mut out, e, stamp, redact_private);
     }
     line(&mut out, "END:VCALENDAR");
     let mut ical = calcard::icalendar::ICalendar::parse(&out).map_err(|e| IcsError(format!("{e:?}")))?;
@@ -139,7 +162,7 @@ pub fn rfc_rule(line: &str, when: &When, tz: Tz) -> String {
     format!("RRULE:{}", parts.join(";"))
 }
 
-fn vevent(out: &mut String, e: &IcsEvent, stamp: DateTime<Utc>) {
+fn vevent(out: &mut String, e: &IcsEvent, stamp: DateTime<Utc>, redact_private: bool) {
     let d = &e.data;
     let tz = d.time_zone;
     line(out, "BEGIN:VEVENT");
@@ -168,10 +191,10 @@ fn vevent(out: &mut String, e: &IcsEvent, stamp: DateTime<Utc>) {
             line(out, &occurrence("EXDATE", *o, tz));
         }
     }
-    // A private appointment says only that the time is taken: the URL of a feed travels.
-    if d.visibility == Visibility::Private {
+    // In a feed, a private appointment says only that the time is taken: its URL travels.
+    let private = d.visibility == Visibility::Private;
+    if private && redact_private {
         line(out, "SUMMARY:Busy");
-        line(out, "CLASS:PRIVATE");
     } else {
         line(out, &format!("SUMMARY:{}", text(&d.title)));
         if !d.location.is_empty() {
@@ -180,8 +203,8 @@ fn vevent(out: &mut String, e: &IcsEvent, stamp: DateTime<Utc>) {
         if !d.description.is_empty() {
             line(out, &format!("DESCRIPTION:{}", text(&d.description)));
         }
-        line(out, "CLASS:PUBLIC");
     }
+    line(out, if private { "CLASS:PRIVATE" } else { "CLASS:PUBLIC" });
     let status = match d.status {
         AppointmentStatus::Confirmed => "CONFIRMED",
         AppointmentStatus::Tentative => "TENTATIVE",
@@ -204,6 +227,40 @@ pub struct ParsedEvent {
     pub input: calsync_domain::appointment::AppointmentInput,
     /// `SUMMARY` or the UID, for messages.
     pub label: String,
+    /// The appointment id calsync stamped on it (`X-CALSYNC-ID`), when calsync wrote it.
+    pub calsync_id: Option<String>,
+}
+
+/// One CalDAV calendar object resource, read: its UID, the master (absent when the resource
+/// holds only overrides, as an invitation to single occurrences does) and the overrides.
+#[derive(Debug, Clone)]
+pub struct Resource {
+    pub uid: String,
+    pub master: Option<ParsedEvent>,
+    pub overrides: Vec<ParsedEvent>,
+}
+
+/// Reads a calendar object resource (see [`resource`]); any event of it that cannot be read
+/// makes the whole resource unreadable, with the reason.
+pub fn parse_resource(text: &str, floating: Option<Tz>) -> Result<Resource, IcsError> {
+    let mut master = None;
+    let mut overrides = Vec::new();
+    for e in parse_events(text, floating)? {
+        let e = e.map_err(|(what, why)| IcsError(format!("{what}: {why}")))?;
+        if e.recurrence_id.is_some() {
+            overrides.push(e);
+        } else if master.is_some() {
+            return Err(IcsError("two events without RECURRENCE-ID in one resource".into()));
+        } else {
+            master = Some(e);
+        }
+    }
+    let uid =
+        master.as_ref().or(overrides.first()).map(|e| e.uid.clone()).ok_or_else(|| IcsError("no VEVENT".into()))?;
+    if overrides.iter().any(|o| o.uid != uid) {
+        return Err(IcsError("events with different UIDs in one resource".into()));
+    }
+    Ok(Resource { uid, master, overrides })
 }
 
 /// One `VEVENT` of a file: the appointment it becomes, or `(summary or UID, why not)`.
@@ -423,7 +480,13 @@ fn read_event(
         recurrence: (recurrence_id.is_none()).then_some(recurrence),
         ..Default::default()
     };
-    Ok(ParsedEvent { label: if title.is_empty() { uid.clone() } else { title }, uid, recurrence_id, input })
+    let calsync_id = c
+        .entries
+        .iter()
+        .find(|e| e.name.as_str().eq_ignore_ascii_case("X-CALSYNC-ID"))
+        .and_then(|e| e.values.first().and_then(|v| v.as_text()))
+        .map(str::to_owned);
+    Ok(ParsedEvent { label: if title.is_empty() { uid.clone() } else { title }, uid, recurrence_id, input, calsync_id })
 }
 
 #[cfg(test)]
@@ -581,6 +644,45 @@ RRULE:FREQ=DAILY;COUNT=2\r\nRDATE:20261220T080000Z\r\nEND:VEVENT\r\nEND:VCALENDA
         assert_eq!(e.input.time_zone.as_deref(), Some("Europe/Berlin"));
         assert_eq!(e.input.start.as_deref(), Some("2026-12-07T08:00:00+00:00"));
         assert_eq!(e.input.recurrence, Some(vec!["RRULE:FREQ=WEEKLY;COUNT=5".to_owned()]));
+    }
+
+    #[test]
+    fn a_series_resource_round_trips_with_its_overrides_and_private_content() {
+        let mut master = event(
+            "u1@calsync",
+            data("Planning", "2027-01-04T09:00:00+01:00", "2027-01-04T10:00:00+01:00", "Europe/Berlin", false),
+        );
+        master.data.recurrence = vec!["RRULE:FREQ=WEEKLY;UNTIL=20270201".into()];
+        master.data.visibility = Visibility::Private;
+        master.data.location = "Room 4".into();
+        master.cancelled = vec![OriginalStart::At("2027-01-18T08:00:00Z".parse().unwrap())];
+        let mut moved = event(
+            "u1@calsync",
+            data("Planning (late)", "2027-01-11T11:00:00+01:00", "2027-01-11T12:00:00+01:00", "Europe/Berlin", false),
+        );
+        moved.recurrence_id =
+            Some((OriginalStart::At("2027-01-11T08:00:00Z".parse().unwrap()), chrono_tz::Europe::Berlin));
+        let ics = resource(&master, std::slice::from_ref(&moved), Utc::now()).unwrap();
+        assert!(!ics.contains("METHOD:") && ics.contains("BEGIN:VTIMEZONE"), "{ics}");
+        let r = parse_resource(&ics, None).unwrap();
+        assert_eq!(r.uid, "u1@calsync");
+        let m = r.master.unwrap();
+        assert_eq!(m.input.title.as_deref(), Some("Planning"), "its own calendar gets private content in full");
+        assert_eq!((m.input.location.as_deref(), m.input.visibility.as_deref()), (Some("Room 4"), Some("private")));
+        assert_eq!(m.calsync_id.as_deref(), Some("u1@calsync"));
+        assert_eq!(
+            m.input.recurrence,
+            Some(vec!["RRULE:FREQ=WEEKLY;UNTIL=20270201T225959Z".to_owned(), "EXDATE:20270118T080000Z".to_owned()])
+        );
+        assert_eq!(r.overrides.len(), 1);
+        assert_eq!(r.overrides[0].recurrence_id, Some(OriginalStart::At("2027-01-11T08:00:00Z".parse().unwrap())));
+        assert_eq!(r.overrides[0].input.start.as_deref(), Some("2027-01-11T10:00:00+00:00"));
+        // An override of another UID is refused, both ways.
+        let mut stray = moved.clone();
+        stray.uid = "other".into();
+        assert!(resource(&master, &[stray], Utc::now()).is_err());
+        let two = ics.replacen("UID:u1@calsync", "UID:other", 1);
+        assert!(parse_resource(&two, None).is_err());
     }
 
     #[test]

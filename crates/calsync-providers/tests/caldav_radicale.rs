@@ -171,4 +171,49 @@ async fn radicale_writes_with_preconditions_and_lists_changes_by_sync_token() {
     ));
     let wrong = DavAuth { username: "ann", password: "nope" };
     assert!(matches!(sync_collection(&http, &cal, &wrong, None).await, Err(ProviderError::Reauthorize { .. })));
+
+    // A series as calsync writes it (master, an override, a cancelled occurrence, its zone) is
+    // taken by the server as valid calendar data and reads back the same.
+    use calsync_domain::appointment::{AppointmentData, AppointmentInput};
+    use calsync_domain::recurrence::OriginalStart;
+    use calsync_providers::ics::{IcsEvent, parse_resource, resource};
+    let data = |title: &str, start: &str, end: &str| {
+        AppointmentData::create(AppointmentInput {
+            title: Some(title.into()),
+            start: Some(start.into()),
+            end: Some(end.into()),
+            time_zone: Some("America/New_York".into()),
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    let ev = |d: AppointmentData| IcsEvent {
+        uid: "s@calsync".into(),
+        calsync_id: "appt-1".into(),
+        data: d,
+        sequence: 1,
+        last_modified: chrono::Utc::now(),
+        recurrence_id: None,
+        cancelled: Vec::new(),
+    };
+    let mut master = ev(data("1:1", "2027-03-01T09:00:00-05:00", "2027-03-01T09:30:00-05:00"));
+    master.data.recurrence = vec!["RRULE:FREQ=WEEKLY;COUNT=4".into()];
+    master.cancelled = vec![OriginalStart::At("2027-03-22T13:00:00Z".parse().unwrap())];
+    let mut moved = ev(data("1:1 (moved)", "2027-03-15T11:00:00-04:00", "2027-03-15T11:30:00-04:00"));
+    moved.recurrence_id =
+        Some((OriginalStart::At("2027-03-15T13:00:00Z".parse().unwrap()), chrono_tz::America::New_York));
+    let ics = resource(&master, &[moved], chrono::Utc::now()).unwrap();
+    let s_href = cal.join("calsync-s.ics").unwrap();
+    put(&http, &s_href, &auth, &ics, Precondition::Create).await.unwrap();
+    let back = multiget(&http, &cal, &auth, std::slice::from_ref(&s_href)).await.unwrap();
+    let r = parse_resource(&back[0].2, None).unwrap();
+    let m = r.master.unwrap();
+    assert_eq!((m.input.title.as_deref(), m.calsync_id.as_deref()), (Some("1:1"), Some("appt-1")));
+    assert_eq!(m.input.time_zone.as_deref(), Some("America/New_York"));
+    assert_eq!(
+        m.input.recurrence,
+        Some(vec!["RRULE:FREQ=WEEKLY;COUNT=4".to_owned(), "EXDATE:20270322T130000Z".to_owned()])
+    );
+    assert_eq!(r.overrides.len(), 1);
+    assert_eq!(r.overrides[0].input.start.as_deref(), Some("2027-03-15T15:00:00+00:00"));
 }
