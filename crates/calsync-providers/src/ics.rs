@@ -358,10 +358,26 @@ fn moment(
             format!("{} has a floating time (no zone); give the zone to read it in (--time-zone)", e.name.as_str())
         })?,
     };
-    let at = chrono::TimeZone::from_local_datetime(&zone, &dt.date_time)
+    Ok(Moment::At(local_instant(zone, dt.date_time)?, zone))
+}
+
+/// A local time in `zone`: the earlier one when clocks go back; one that a spring-forward skips
+/// is read with the offset before the gap, as RFC 5545 §3.3.5 says (02:30 becomes 03:30).
+fn local_instant(zone: Tz, local: chrono::NaiveDateTime) -> Result<DateTime<Utc>, String> {
+    use chrono::TimeZone;
+    if let Some(t) = zone.from_local_datetime(&local).earliest() {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let before = zone
+        .from_local_datetime(&(local - chrono::Duration::hours(3)))
         .earliest()
-        .ok_or_else(|| format!("{} does not exist in {} (clocks change then)", dt.date_time, zone.name()))?;
-    Ok(Moment::At(at.with_timezone(&Utc), zone))
+        .ok_or_else(|| format!("{local} does not exist in {}", zone.name()))?;
+    let offset = chrono::Offset::fix(before.offset());
+    offset
+        .from_local_datetime(&local)
+        .single()
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| format!("{local} does not exist in {}", zone.name()))
 }
 
 fn read_event(
@@ -628,6 +644,16 @@ RRULE:FREQ=DAILY;COUNT=2\r\nRDATE:20261220T080000Z\r\nEND:VEVENT\r\nEND:VCALENDA
         assert!(why.contains("floating"), "{why}");
         let given = parse_events(&bare, Some(chrono_tz::America::New_York)).unwrap();
         assert_eq!(given[2].as_ref().unwrap().input.start.as_deref(), Some("2026-12-08T13:00:00+00:00"));
+    }
+
+    #[test]
+    fn times_a_clock_change_skips_are_read_with_the_offset_before_it() {
+        let berlin = chrono_tz::Europe::Berlin;
+        let local = |s: &str| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M").unwrap();
+        // 02:30 on 28 March 2027 does not exist in Berlin: read at +01:00, it is 03:30 CEST.
+        assert_eq!(local_instant(berlin, local("2027-03-28T02:30")).unwrap().to_rfc3339(), "2027-03-28T01:30:00+00:00");
+        // 02:30 on 31 October 2027 happens twice: the earlier one.
+        assert_eq!(local_instant(berlin, local("2027-10-31T02:30")).unwrap().to_rfc3339(), "2027-10-31T00:30:00+00:00");
     }
 
     #[test]
