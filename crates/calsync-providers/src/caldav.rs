@@ -400,16 +400,7 @@ async fn propfind(
         }
         return match status {
             StatusCode::MULTI_STATUS => Ok((at, resp.text().await.map_err(ProviderError::transport)?)),
-            StatusCode::UNAUTHORIZED => Err(wrong_password()),
-            StatusCode::NOT_FOUND => Err(ProviderError::NotFound),
-            s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => Err(ProviderError::Retryable {
-                after: crate::error::retry_after(resp.headers()),
-                reason: format!("the server answered {}", s.as_u16()),
-            }),
-            s => Err(ProviderError::Permanent {
-                status: Some(s.as_u16()),
-                reason: format!("the server answered {} to PROPFIND", s.as_u16()),
-            }),
+            s => Err(classify(s, resp.headers(), "PROPFIND")),
         };
     }
     Err(ProviderError::Permanent { status: None, reason: "too many redirects".into() })

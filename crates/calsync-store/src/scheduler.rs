@@ -158,20 +158,9 @@ impl Db {
         Ok(c.settings.sync_enabled)
     }
 
-    /// Every connection of the firm (optionally of one status or provider) with its owner and
-    /// last attempt: failing ones first, then by owner and account.
-    pub async fn admin_connections(
-        &self,
-        firm: FirmId,
-        status: Option<ConnectionStatus>,
-        provider: Option<Provider>,
-    ) -> Result<Vec<AdminConnection>, StoreError> {
-        let connections: Vec<Connection> = self
-            .connections(firm, None)
-            .await?
-            .into_iter()
-            .filter(|c| status.is_none_or(|s| c.status == s) && provider.is_none_or(|p| c.provider == p))
-            .collect();
+    /// Every connection of the firm with its owner's e-mail and name.
+    pub async fn connections_with_owners(&self, firm: FirmId) -> Result<Vec<(Connection, String, String)>, StoreError> {
+        let connections = self.connections(firm, None).await?;
         let users: Vec<(Uuid, String, String)> = on_pool!(self, pool => {
             sqlx::query_as("SELECT id, email, name FROM users WHERE firm_id = $1")
                 .bind(firm.as_uuid())
@@ -180,11 +169,30 @@ impl Db {
         });
         let users: HashMap<UserId, (String, String)> =
             users.into_iter().map(|(id, email, name)| (UserId::from(id), (email, name))).collect();
-        let mut last = self.last_attempts(firm).await?;
-        let mut list: Vec<AdminConnection> = connections
+        Ok(connections
             .into_iter()
             .map(|c| {
-                let (owner_email, owner_name) = users.get(&c.user_id).cloned().unwrap_or_default();
+                let (email, name) = users.get(&c.user_id).cloned().unwrap_or_default();
+                (c, email, name)
+            })
+            .collect())
+    }
+
+    /// Every connection of the firm (optionally of one status or provider) with its owner and
+    /// last attempt: failing ones first, then by owner and account.
+    pub async fn admin_connections(
+        &self,
+        firm: FirmId,
+        status: Option<ConnectionStatus>,
+        provider: Option<Provider>,
+    ) -> Result<Vec<AdminConnection>, StoreError> {
+        let mut last = self.last_attempts(firm).await?;
+        let mut list: Vec<AdminConnection> = self
+            .connections_with_owners(firm)
+            .await?
+            .into_iter()
+            .filter(|(c, _, _)| status.is_none_or(|s| c.status == s) && provider.is_none_or(|p| c.provider == p))
+            .map(|(c, owner_email, owner_name)| {
                 let last_attempt = last.remove(&c.id);
                 AdminConnection { connection: c, owner_email, owner_name, last_attempt }
             })

@@ -31,9 +31,7 @@ struct Row {
     failing: bool,
     failures: i32,
     last_error: String,
-    last_sync: String,
-    last_sync_exact: String,
-    last_sync_iso: String,
+    last_sync: Option<super::calendar::Moment>,
     last_outcome: &'static str,
     last_outcome_label: &'static str,
     /// The last attempt, when it failed: it can be replayed.
@@ -130,12 +128,7 @@ pub async fn show(State(state): State<AppState>, caller: WebCaller, Query(q): Qu
                 failing,
                 failures: c.failure_count,
                 last_error: c.last_error.clone().unwrap_or_default(),
-                last_sync: c.last_sync_at.map_or_else(|| "never".to_owned(), |t| super::calendar::relative(now, t)),
-                last_sync_exact: c
-                    .last_sync_at
-                    .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-                    .unwrap_or_default(),
-                last_sync_iso: c.last_sync_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                last_sync: c.last_sync_at.map(|t| super::calendar::moment(now, t)),
                 last_outcome: last.map_or("", |l| l.status.as_str()),
                 last_outcome_label: last.map_or("", |l| outcome_label(l.status)),
                 failed_attempt: last

@@ -44,11 +44,8 @@ struct Row {
     last_error: Option<String>,
     sync_enabled: bool,
     window_days: i64,
-    /// "3 minutes ago" (or "never") …
-    last_sync: String,
-    /// … and the exact time, for the hover title and `<time datetime>`.
-    last_sync_exact: String,
-    last_sync_iso: String,
+    /// When the last sync finished; `None`: never.
+    last_sync: Option<Moment>,
     calendars: String,
     /// Deletions the mass-delete guard holds for confirmation.
     held: usize,
@@ -136,7 +133,7 @@ async fn page_full(
         Ok(l) => l,
         Err(e) => return error_page(e),
     };
-    let now = chrono::Utc::now();
+    let now = state.clock.now();
     // The cards are the caller's own connections: their conflicts only. A failure here costs
     // the count, not the page.
     let actor = &caller.user.actor;
@@ -150,9 +147,10 @@ async fn page_full(
             Ok(cals) => cals,
             Err(e) => return error_page(e),
         };
-        let held = match state.sync.status(&caller.user.actor, c.id).await {
-            Ok(s) => s.held_deletes.len(),
-            Err(e) => return error_page(e),
+        // The list holds the caller's own connections: their held deletions need no other check.
+        let held = match state.db.held_deletes(caller.user.actor.firm_id, c.id).await {
+            Ok(h) => h.len(),
+            Err(e) => return error_page(e.into()),
         };
         let names: Vec<&str> = calendar_list.iter().filter(|c| c.selected).map(|c| c.name.as_str()).collect();
         let calendars = if names.is_empty() { "none selected".to_owned() } else { names.join(", ") };
@@ -176,9 +174,7 @@ async fn page_full(
             last_error: c.last_error,
             sync_enabled: c.settings.sync_enabled,
             window_days: c.settings.sync_window_days.days(),
-            last_sync: c.last_sync_at.map_or_else(|| "never".to_owned(), |t| relative(now, t)),
-            last_sync_exact: c.last_sync_at.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_default(),
-            last_sync_iso: c.last_sync_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+            last_sync: c.last_sync_at.map(|t| moment(now, t)),
             calendars,
             held,
             conflicts: open_conflicts.iter().filter(|x| x.connection_id == c.id).count(),
@@ -237,6 +233,18 @@ pub(crate) fn status_label(s: calsync_domain::connection::ConnectionStatus) -> &
         S::Error => "Error",
         S::Revoked => "Revoked",
     }
+}
+
+/// A past moment as pages show it: "3 minutes ago", the exact time on hover, and RFC 3339 for
+/// `<time datetime>` (the `moment.html` include).
+pub(crate) struct Moment {
+    pub ago: String,
+    pub exact: String,
+    pub iso: String,
+}
+
+pub(crate) fn moment(now: chrono::DateTime<chrono::Utc>, t: chrono::DateTime<chrono::Utc>) -> Moment {
+    Moment { ago: relative(now, t), exact: t.format("%Y-%m-%d %H:%M:%S UTC").to_string(), iso: t.to_rfc3339() }
 }
 
 /// How long ago `t` was, in words: "just now", "5 minutes ago", "3 hours ago", "2 days ago".

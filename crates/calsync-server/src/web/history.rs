@@ -103,12 +103,13 @@ pub(crate) async fn connection_options(
 ) -> Result<Vec<ConnectionOption>, ServiceError> {
     let actor = &caller.user.actor;
     if actor.is_admin() {
-        let list = state.sync.admin_connections(actor, None, None).await?;
+        // Labels only: the connections and their owners, not the last attempts the admin list reads.
+        let list = state.db.connections_with_owners(actor.firm_id).await?;
         Ok(list
             .into_iter()
-            .map(|a| ConnectionOption {
-                id: a.connection.id.to_string(),
-                label: format!("{} · {} ({})", a.connection.provider.label(), a.connection.account_email, a.owner_name),
+            .map(|(c, _, owner)| ConnectionOption {
+                id: c.id.to_string(),
+                label: format!("{} · {} ({owner})", c.provider.label(), c.account_email),
             })
             .collect())
     } else {
@@ -160,9 +161,7 @@ pub(crate) fn duration_words(ms: i64) -> String {
 
 struct Row {
     id: String,
-    started: String,
-    started_exact: String,
-    started_iso: String,
+    started: super::calendar::Moment,
     connection: String,
     trigger: &'static str,
     outcome: &'static str,
@@ -178,9 +177,7 @@ fn row(a: &SyncAttempt, names: &HashMap<String, String>, now: DateTime<Utc>) -> 
     let connection = a.connection_id.to_string();
     Row {
         id: a.id.to_string(),
-        started: super::calendar::relative(now, a.started_at),
-        started_exact: a.started_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
-        started_iso: a.started_at.to_rfc3339(),
+        started: super::calendar::moment(now, a.started_at),
         connection: names.get(&connection).cloned().unwrap_or_else(|| "a removed connection".to_owned()),
         trigger: trigger_label(a.trigger),
         outcome: a.status.as_str(),
@@ -356,15 +353,12 @@ pub async fn detail(State(state): State<AppState>, caller: WebCaller, Path(id): 
         Err(e) => return error_page(e.into()),
     };
     // Staff see the attempts of their own connections only.
-    if let Err(e) = state.sync.status(&caller.user.actor, a.connection_id).await {
-        return error_page(e);
-    }
-    let names = match connection_options(&state, &caller).await {
-        Ok(c) => c,
+    let c = match state.sync.status(&caller.user.actor, a.connection_id).await {
+        Ok(s) => s.connection,
         Err(e) => return error_page(e),
     };
     let connection_id = a.connection_id.to_string();
-    let connection = names.into_iter().find(|c| c.id == connection_id).map(|c| c.label).unwrap_or_default();
+    let connection = format!("{} · {}", c.provider.label(), c.account_email);
     let exact = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string();
     render(
         StatusCode::OK,
