@@ -4,7 +4,7 @@
 //! written out by calcard, which checks them, folds long lines and derives the `VTIMEZONE`s from
 //! the time zone database over the span the events use.
 
-use calsync_domain::appointment::{AppointmentData, AppointmentStatus, ShowAs, Visibility, When};
+use calsync_domain::appointment::{AppointmentData, AppointmentStatus, ShowAs, Visibility, When, local_midnight};
 use calsync_domain::recurrence::OriginalStart;
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
@@ -124,11 +124,10 @@ fn occurrence(name: &str, o: OriginalStart, tz: Tz) -> String {
 /// An `RRULE` line with `UNTIL` in the form RFC 5545 §3.3.10 asks for: a date for an all-day
 /// series, a UTC date-time for a timed one (a date means the end of that day in the series'
 /// zone; a floating time is read in it). Other lines pass unchanged.
-pub fn rfc_rule(line: &str, when: &When, tz: Tz) -> String {
+pub fn rfc_rule(line: &str, all_day: bool, tz: Tz) -> String {
     let Some(body) = line.strip_prefix("RRULE:").or_else(|| line.strip_prefix("rrule:")) else {
         return line.to_owned();
     };
-    let all_day = matches!(when, When::AllDay { .. });
     let parts: Vec<String> = body
         .split(';')
         .map(|part| {
@@ -141,16 +140,12 @@ pub fn rfc_rule(line: &str, when: &When, tz: Tz) -> String {
             let local = chrono::NaiveDateTime::parse_from_str(v.trim_end_matches(['Z', 'z']), "%Y%m%dT%H%M%S").ok();
             let until = match (all_day, v.len(), date, local) {
                 (true, _, Some(d), _) => return format!("UNTIL={}", d.format("%Y%m%d")),
+                // The last second of that day in the zone, as the domain reads a date UNTIL.
                 (false, 8, Some(d), _) => {
-                    let next = (d + chrono::Duration::days(1)).and_time(chrono::NaiveTime::MIN);
-                    chrono::TimeZone::from_local_datetime(&tz, &next)
-                        .earliest()
-                        .map(|t| t.with_timezone(&Utc) - chrono::Duration::seconds(1))
+                    Some(local_midnight(d + chrono::Duration::days(1), tz) - chrono::Duration::seconds(1))
                 }
                 (false, _, _, Some(n)) if v.ends_with(['Z', 'z']) => Some(n.and_utc()),
-                (false, _, _, Some(n)) => {
-                    chrono::TimeZone::from_local_datetime(&tz, &n).earliest().map(|t| t.with_timezone(&Utc))
-                }
+                (false, _, _, Some(n)) => local_instant(tz, n).ok(),
                 _ => None,
             };
             match until {
@@ -185,7 +180,7 @@ fn vevent(out: &mut String, e: &IcsEvent, stamp: DateTime<Utc>, redact_private: 
     }
     if e.recurrence_id.is_none() {
         for r in &d.recurrence {
-            line(out, &rfc_rule(r, &d.when, tz));
+            line(out, &rfc_rule(r, d.is_all_day(), tz));
         }
         for o in &e.cancelled {
             line(out, &occurrence("EXDATE", *o, tz));
@@ -428,16 +423,11 @@ fn read_event(
         }
         _ => return Err("DTSTART and DTEND mix a date with a date-time".into()),
     };
-    let when_kind = if all_day {
-        When::AllDay { start: NaiveDate::MIN, end: NaiveDate::MIN }
-    } else {
-        When::Timed { start: DateTime::<Utc>::MIN_UTC, end: DateTime::<Utc>::MIN_UTC }
-    };
     let mut recurrence = Vec::new();
     for e in c.properties(&ICalendarProperty::Rrule) {
         if let Some(ICalendarValue::RecurrenceRule(r)) = e.values.first() {
             // calcard writes UNTIL back as it was read: a floating one is read in the series' zone.
-            recurrence.push(rfc_rule(&format!("RRULE:{r}"), &when_kind, zone));
+            recurrence.push(rfc_rule(&format!("RRULE:{r}"), all_day, zone));
         }
     }
     for e in c.properties(&ICalendarProperty::Exdate) {
@@ -568,26 +558,25 @@ mod tests {
 
     #[test]
     fn until_takes_the_form_of_dtstart() {
-        let timed = When::Timed { start: Utc::now(), end: Utc::now() };
-        let day = When::AllDay { start: NaiveDate::MIN, end: NaiveDate::MIN };
+        let (timed, day) = (false, true);
         let berlin = chrono_tz::Europe::Berlin;
         assert_eq!(
-            rfc_rule("RRULE:FREQ=WEEKLY;UNTIL=20270131", &timed, berlin),
+            rfc_rule("RRULE:FREQ=WEEKLY;UNTIL=20270131", timed, berlin),
             "RRULE:FREQ=WEEKLY;UNTIL=20270131T225959Z"
         );
         assert_eq!(
-            rfc_rule("RRULE:FREQ=WEEKLY;UNTIL=20270131T090000", &timed, berlin),
+            rfc_rule("RRULE:FREQ=WEEKLY;UNTIL=20270131T090000", timed, berlin),
             "RRULE:FREQ=WEEKLY;UNTIL=20270131T080000Z"
         );
         assert_eq!(
-            rfc_rule("RRULE:FREQ=WEEKLY;UNTIL=20270131T080000Z", &timed, berlin),
+            rfc_rule("RRULE:FREQ=WEEKLY;UNTIL=20270131T080000Z", timed, berlin),
             "RRULE:FREQ=WEEKLY;UNTIL=20270131T080000Z"
         );
         assert_eq!(
-            rfc_rule("RRULE:FREQ=DAILY;UNTIL=20270131T000000Z;COUNT=3", &day, Tz::UTC),
+            rfc_rule("RRULE:FREQ=DAILY;UNTIL=20270131T000000Z;COUNT=3", day, Tz::UTC),
             "RRULE:FREQ=DAILY;UNTIL=20270131;COUNT=3"
         );
-        assert_eq!(rfc_rule("EXDATE:20270131T080000Z", &timed, berlin), "EXDATE:20270131T080000Z");
+        assert_eq!(rfc_rule("EXDATE:20270131T080000Z", timed, berlin), "EXDATE:20270131T080000Z");
     }
 
     #[test]
