@@ -41,6 +41,9 @@ pub struct DavCalendar {
     pub writable: bool,
     /// Whether it answers `sync-collection` (RFC 6578); without it, ctag and etag listing.
     pub sync_collection: bool,
+    /// The calendar's zone (`calendar-timezone-id`, or the `VTIMEZONE` of `calendar-timezone`):
+    /// where floating times in it are read.
+    pub time_zone: Option<chrono_tz::Tz>,
 }
 
 /// The credentials of a CalDAV account.
@@ -53,6 +56,46 @@ pub struct DavAuth<'a> {
 impl std::fmt::Debug for DavAuth<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DavAuth").field("username", &self.username).field("password", &"[redacted]").finish()
+    }
+}
+
+/// What the sealed token of a CalDAV connection holds: where the account is and how to sign in.
+/// The engine passes it around as the connection's access token (see [`DavCredentials::token`]).
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub struct DavCredentials {
+    pub principal: String,
+    /// The calendar home: where the calendars are listed (on iCloud, the partition host).
+    pub home: String,
+    pub username: String,
+    pub password: String,
+}
+
+impl DavCredentials {
+    /// The credentials as the one string the engine's provider calls take.
+    pub fn token(&self) -> String {
+        serde_json::to_string(self).expect("plain strings serialize")
+    }
+
+    pub fn read(token: &str) -> Result<Self, ProviderError> {
+        serde_json::from_str(token).map_err(|_| ProviderError::Reauthorize {
+            kind: crate::ReauthKind::Expired,
+            reason: "the stored CalDAV sign-in cannot be read; connect the calendar again".into(),
+        })
+    }
+
+    pub fn auth(&self) -> DavAuth<'_> {
+        DavAuth { username: &self.username, password: &self.password }
+    }
+}
+
+impl std::fmt::Debug for DavCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DavCredentials")
+            .field("principal", &self.principal)
+            .field("home", &self.home)
+            .field("username", &self.username)
+            .field("password", &"[redacted]")
+            .finish()
     }
 }
 
@@ -88,12 +131,110 @@ pub async fn discover(http: &reqwest::Client, server: &str, auth: &DavAuth<'_>) 
         reason: "this account has no calendar home (calendar-home-set): is it a CalDAV account?".into(),
     })?;
     let home = at.join(&home).map_err(bad_url)?;
+    let calendars = calendars_in(http, &home, auth).await?;
+    Ok(DavAccount { principal, home, calendars })
+}
+
+/// The calendar collections of a calendar home (`Depth: 1`).
+pub async fn calendars_in(
+    http: &reqwest::Client,
+    home: &Url,
+    auth: &DavAuth<'_>,
+) -> Result<Vec<DavCalendar>, ProviderError> {
     let props = "<d:prop><d:resourcetype/><d:displayname/><cs:getctag/><d:sync-token/>\
                  <c:supported-calendar-component-set/><apple:calendar-color/><d:current-user-privilege-set/>\
-                 <d:supported-report-set/></d:prop>";
-    let (at, doc) = propfind(http, &home, auth, 1, props).await?;
-    let calendars = calendars(&doc, &at)?;
-    Ok(DavAccount { principal, home, calendars })
+                 <d:supported-report-set/><c:calendar-timezone/><c:calendar-timezone-id/></d:prop>";
+    let (at, doc) = propfind(http, home, auth, 1, props).await?;
+    calendars(&doc, &at)
+}
+
+/// One calendar's zone (see [`DavCalendar::time_zone`]).
+pub async fn calendar_zone(
+    http: &reqwest::Client,
+    calendar: &Url,
+    auth: &DavAuth<'_>,
+) -> Result<Option<chrono_tz::Tz>, ProviderError> {
+    let (_, doc) =
+        propfind(http, calendar, auth, 0, "<d:prop><c:calendar-timezone/><c:calendar-timezone-id/></d:prop>").await?;
+    let doc = parse(&doc)?;
+    let text = |name: &str| {
+        doc.descendants().find(|n| n.has_tag_name((CALDAV, name))).and_then(|n| n.text()).map(|t| t.trim().to_owned())
+    };
+    Ok(text("calendar-timezone-id")
+        .and_then(|z| z.parse().ok())
+        .or_else(|| text("calendar-timezone").and_then(|v| vtimezone_id(&v))))
+}
+
+/// One calendar's change tag (`getctag`, else its `sync-token`): what says whether anything in
+/// it changed, for servers without `sync-collection`.
+pub async fn ctag(http: &reqwest::Client, calendar: &Url, auth: &DavAuth<'_>) -> Result<String, ProviderError> {
+    let (_, doc) = propfind(http, calendar, auth, 0, "<d:prop><cs:getctag/><d:sync-token/></d:prop>").await?;
+    let doc = parse(&doc)?;
+    let text = |ns: &str, name: &str| {
+        doc.descendants()
+            .find(|n| n.has_tag_name((ns, name)))
+            .and_then(|n| n.text())
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+    };
+    text(CS, "getctag").or_else(|| text(DAV, "sync-token")).ok_or_else(|| ProviderError::Permanent {
+        status: None,
+        reason: "the calendar has neither a ctag nor a sync-token: calsync cannot tell when it changes".into(),
+    })
+}
+
+/// Every member of a calendar with its ETag (`PROPFIND Depth: 1`), for servers without
+/// `sync-collection`.
+pub async fn members(
+    http: &reqwest::Client,
+    calendar: &Url,
+    auth: &DavAuth<'_>,
+) -> Result<Vec<(Url, String)>, ProviderError> {
+    let (at, doc) = propfind(http, calendar, auth, 1, "<d:prop><d:getetag/><d:resourcetype/></d:prop>").await?;
+    let doc = parse(&doc)?;
+    let mut out = Vec::new();
+    for response in doc.descendants().filter(|n| n.has_tag_name((DAV, "response"))) {
+        let Some(href) = response.children().find(|n| n.has_tag_name((DAV, "href"))).and_then(|h| h.text()) else {
+            continue;
+        };
+        let url = at.join(href.trim()).map_err(bad_url)?;
+        if same_collection(&url, calendar) {
+            continue;
+        }
+        let collection = response.descendants().any(|n| n.has_tag_name((DAV, "collection")));
+        let etag = response.descendants().find(|n| n.has_tag_name((DAV, "getetag"))).and_then(|e| e.text());
+        if let (false, Some(etag)) = (collection, etag) {
+            out.push((url, etag.trim().to_owned()));
+        }
+    }
+    Ok(out)
+}
+
+/// One calendar object resource: its text and ETag, or `None` when there is none at `href`.
+pub async fn get(
+    http: &reqwest::Client,
+    href: &Url,
+    auth: &DavAuth<'_>,
+) -> Result<Option<(String, String)>, ProviderError> {
+    let resp = http
+        .get(href.clone())
+        .basic_auth(auth.username, Some(auth.password))
+        .send()
+        .await
+        .map_err(ProviderError::transport)?;
+    match resp.status() {
+        StatusCode::NOT_FOUND | StatusCode::GONE => Ok(None),
+        s if s.is_success() => {
+            let etag = resp.headers().get(reqwest::header::ETAG).and_then(|e| e.to_str().ok()).map(str::to_owned);
+            let text = resp.text().await.map_err(ProviderError::transport)?;
+            let etag = etag.ok_or_else(|| ProviderError::Permanent {
+                status: None,
+                reason: "the server gave no ETag for an event: calsync cannot write it safely".into(),
+            })?;
+            Ok(Some((text, etag)))
+        }
+        s => Err(classify(s, resp.headers(), "GET")),
+    }
 }
 
 /// What changed in a calendar since a sync token (RFC 6578).
@@ -337,6 +478,15 @@ fn same_collection(a: &Url, b: &Url) -> bool {
         && a.path().trim_end_matches('/') == b.path().trim_end_matches('/')
 }
 
+/// The zone a `calendar-timezone` value (a VCALENDAR with one VTIMEZONE) names, when it is an
+/// IANA zone.
+fn vtimezone_id(vcalendar: &str) -> Option<chrono_tz::Tz> {
+    vcalendar
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("TZID:").or_else(|| l.trim().strip_prefix("X-WR-TIMEZONE:")))
+        .and_then(|z| z.trim().parse().ok())
+}
+
 fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
@@ -480,6 +630,9 @@ fn calendars(doc: &str, at: &Url) -> Result<Vec<DavCalendar>, ProviderError> {
             events,
             writable,
             sync_collection,
+            time_zone: text(CALDAV, "calendar-timezone-id")
+                .and_then(|z| z.parse().ok())
+                .or_else(|| text(CALDAV, "calendar-timezone").and_then(|v| vtimezone_id(&v))),
         });
     }
     Ok(out)

@@ -4,7 +4,9 @@
 //! written out by calcard, which checks them, folds long lines and derives the `VTIMEZONE`s from
 //! the time zone database over the span the events use.
 
-use calsync_domain::appointment::{AppointmentData, AppointmentStatus, ShowAs, Visibility, When, local_midnight};
+use calsync_domain::appointment::{
+    AppointmentData, AppointmentStatus, ResponseStatus, ShowAs, Visibility, When, local_midnight,
+};
 use calsync_domain::recurrence::OriginalStart;
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
@@ -14,7 +16,7 @@ use chrono_tz::Tz;
 pub struct IcsEvent {
     /// Shared by a master and its exceptions; stable across feeds.
     pub uid: String,
-    /// calsync's appointment id (`X-CALSYNC-ID`).
+    /// calsync's appointment id (`X-CALSYNC-ID`); empty on an event calsync did not make.
     pub calsync_id: String,
     pub data: AppointmentData,
     /// Bumped with every change (`SEQUENCE`).
@@ -70,9 +72,22 @@ fn write(header: &[&str], events: &[IcsEvent], stamp: DateTime<Utc>, redact_priv
         vevent(&mut out, e, stamp, redact_private);
     }
     line(&mut out, "END:VCALENDAR");
-    let mut ical = calcard::icalendar::ICalendar::parse(&out).map_err(|e| IcsError(format!("{e:?}")))?;
+    finish(&out)
+}
+
+/// A `VCALENDAR` text read back and written out by calcard: checked, folded, with a `VTIMEZONE`
+/// for every zone its events use.
+pub(crate) fn finish(text: &str) -> Result<String, IcsError> {
+    let mut ical = calcard::icalendar::ICalendar::parse(text).map_err(|e| IcsError(format!("{e:?}")))?;
     ical.add_missing_timezones();
     Ok(ical.to_string())
+}
+
+/// One event's `VEVENT` lines for a user's own calendar (private content in full).
+pub(crate) fn vevent_text(e: &IcsEvent, stamp: DateTime<Utc>) -> String {
+    let mut out = String::new();
+    vevent(&mut out, e, stamp, false);
+    out
 }
 
 fn line(out: &mut String, l: &str) {
@@ -200,6 +215,24 @@ fn vevent(out: &mut String, e: &IcsEvent, stamp: DateTime<Utc>, redact_private: 
         }
     }
     line(out, if private { "CLASS:PRIVATE" } else { "CLASS:PUBLIC" });
+    if !redact_private {
+        // The user's own calendar: guests travel, and the server is told not to mail them
+        // (RFC 6638 SCHEDULE-AGENT=CLIENT) unless the appointment asks for invitations.
+        if let Some(o) = &d.organizer {
+            line(out, &format!("ORGANIZER:mailto:{o}"));
+        }
+        let agent = if d.send_invitations { "" } else { ";SCHEDULE-AGENT=CLIENT" };
+        for a in &d.attendees {
+            let partstat = match a.response {
+                ResponseStatus::Accepted => "ACCEPTED",
+                ResponseStatus::Declined => "DECLINED",
+                ResponseStatus::Tentative => "TENTATIVE",
+                ResponseStatus::NeedsAction => "NEEDS-ACTION",
+            };
+            let cn = if a.name.is_empty() { String::new() } else { format!(";CN=\"{}\"", a.name.replace('"', "'")) };
+            line(out, &format!("ATTENDEE{cn};PARTSTAT={partstat}{agent}:mailto:{}", a.email));
+        }
+    }
     let status = match d.status {
         AppointmentStatus::Confirmed => "CONFIRMED",
         AppointmentStatus::Tentative => "TENTATIVE",
@@ -209,7 +242,9 @@ fn vevent(out: &mut String, e: &IcsEvent, stamp: DateTime<Utc>, redact_private: 
     // A cancelled one takes no time, also for subscribers that do not read STATUS.
     let free = d.show_as == ShowAs::Free || d.status == AppointmentStatus::Cancelled;
     line(out, if free { "TRANSP:TRANSPARENT" } else { "TRANSP:OPAQUE" });
-    line(out, &format!("X-CALSYNC-ID:{}", text(&e.calsync_id)));
+    if !e.calsync_id.is_empty() {
+        line(out, &format!("X-CALSYNC-ID:{}", text(&e.calsync_id)));
+    }
     line(out, "END:VEVENT");
 }
 
@@ -224,6 +259,10 @@ pub struct ParsedEvent {
     pub label: String,
     /// The appointment id calsync stamped on it (`X-CALSYNC-ID`), when calsync wrote it.
     pub calsync_id: Option<String>,
+    /// `LAST-MODIFIED`, when it says.
+    pub last_modified: Option<DateTime<Utc>>,
+    /// `SEQUENCE` (0 when absent).
+    pub sequence: i64,
 }
 
 /// One CalDAV calendar object resource, read: its UID, the master (absent when the resource
@@ -471,6 +510,26 @@ fn read_event(
         )
     });
     let free = matches!(c.transparency(), Some(ICalendarTransparency::Transparent));
+    let attendees = c
+        .properties(&ICalendarProperty::Attendee)
+        .filter_map(|e| {
+            use calcard::icalendar::{ICalendarParameterName, ICalendarParameterValue, ICalendarParticipationStatus};
+            let address = e.values.first().and_then(|v| v.as_text())?;
+            let email = address.strip_prefix("mailto:").or_else(|| address.strip_prefix("MAILTO:"))?.trim();
+            let name = e.parameter(&ICalendarParameterName::Cn).and_then(|v| v.as_text()).map(str::to_owned);
+            let response = match e.parameter(&ICalendarParameterName::Partstat) {
+                Some(ICalendarParameterValue::Partstat(ICalendarParticipationStatus::Accepted)) => "accepted",
+                Some(ICalendarParameterValue::Partstat(ICalendarParticipationStatus::Declined)) => "declined",
+                Some(ICalendarParameterValue::Partstat(ICalendarParticipationStatus::Tentative)) => "tentative",
+                _ => "needs_action",
+            };
+            Some(calsync_domain::appointment::AttendeeInput {
+                email: email.to_ascii_lowercase(),
+                name,
+                response: Some(response.to_owned()),
+            })
+        })
+        .collect::<Vec<_>>();
     let title = text_of(ICalendarProperty::Summary);
     let input = calsync_domain::appointment::AppointmentInput {
         title: Some(if title.trim().is_empty() { "(no title)".to_owned() } else { title.clone() }),
@@ -484,6 +543,7 @@ fn read_event(
         visibility: Some(if private { "private" } else { "default" }.to_owned()),
         show_as: Some(if free { "free" } else { "busy" }.to_owned()),
         recurrence: (recurrence_id.is_none()).then_some(recurrence),
+        attendees: Some(attendees),
         ..Default::default()
     };
     let calsync_id = c
@@ -492,7 +552,27 @@ fn read_event(
         .find(|e| e.name.as_str().eq_ignore_ascii_case("X-CALSYNC-ID"))
         .and_then(|e| e.values.first().and_then(|v| v.as_text()))
         .map(str::to_owned);
-    Ok(ParsedEvent { label: if title.is_empty() { uid.clone() } else { title }, uid, recurrence_id, input, calsync_id })
+    let last_modified = match first(ICalendarProperty::LastModified) {
+        Ok(Some(Moment::At(t, _))) => Some(t),
+        _ => None,
+    };
+    let sequence = c
+        .property(&ICalendarProperty::Sequence)
+        .and_then(|e| e.values.first())
+        .and_then(|v| match v {
+            ICalendarValue::Integer(n) => Some(*n),
+            other => other.as_text().and_then(|t| t.trim().parse().ok()),
+        })
+        .unwrap_or(0);
+    Ok(ParsedEvent {
+        label: if title.is_empty() { uid.clone() } else { title },
+        uid,
+        recurrence_id,
+        input,
+        calsync_id,
+        last_modified,
+        sequence,
+    })
 }
 
 #[cfg(test)]

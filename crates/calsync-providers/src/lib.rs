@@ -4,6 +4,7 @@
 //! so nothing above this crate looks at HTTP statuses or provider error strings.
 
 pub mod caldav;
+pub mod caldav_events;
 pub mod calendar;
 mod error;
 pub mod google;
