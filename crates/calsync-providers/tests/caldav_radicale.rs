@@ -3,80 +3,21 @@
 
 use calsync_providers::ProviderError;
 use calsync_providers::caldav::{DavAuth, discover};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use calsync_testkit::radicale::Radicale;
+use std::time::Duration;
 
-struct Radicale {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
+const ANN: (&str, &str) = ("ann", "app-specific-1");
 
-impl Drop for Radicale {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn python() -> String {
-    std::env::var("CALSYNC_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
-/// Radicale with user `ann` (password `app-specific-1`), storing in a fresh directory.
 fn radicale() -> Radicale {
-    let dir = tempfile::tempdir().unwrap();
-    let users = dir.path().join("users");
-    std::fs::write(&users, "ann:app-specific-1\n").unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(python())
-        .args(["-m", "radicale", "--server-hosts", &format!("127.0.0.1:{port}")])
-        .args(["--auth-type", "htpasswd", "--auth-htpasswd-encryption", "plain"])
-        .arg("--auth-htpasswd-filename")
-        .arg(&users)
-        .arg("--storage-filesystem-folder")
-        .arg(dir.path().join("collections"))
-        .args(["--logging-level", "warning"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{} -m radicale: {e} (scripts/test.sh installs Radicale)", python()));
-    let began = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            began.elapsed() < Duration::from_secs(20),
-            "Radicale did not start (is it installed for {}?)",
-            python()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Radicale { child, base: format!("http://127.0.0.1:{port}"), _dir: dir }
-}
-
-async fn mkcalendar(http: &reqwest::Client, url: &str, name: &str, comp: &str) {
-    let body = format!(
-        r#"<?xml version="1.0" encoding="utf-8"?>
-<c:mkcalendar xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav" xmlns:a="http://apple.com/ns/ical/">
- <d:set><d:prop><d:displayname>{name}</d:displayname><a:calendar-color>#0F5AA3FF</a:calendar-color>
-  <c:supported-calendar-component-set><c:comp name="{comp}"/></c:supported-calendar-component-set></d:prop></d:set>
-</c:mkcalendar>"#
-    );
-    let resp = http
-        .request(reqwest::Method::from_bytes(b"MKCALENDAR").unwrap(), url)
-        .basic_auth("ann", Some("app-specific-1"))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), reqwest::StatusCode::CREATED, "MKCALENDAR {url}");
+    Radicale::start(&[ANN])
 }
 
 #[tokio::test]
 async fn radicale_discovery_finds_the_calendars_and_refuses_a_wrong_password() {
     let server = radicale();
     let http = calsync_providers::http_client(Duration::from_secs(10));
-    mkcalendar(&http, &format!("{}/ann/work/", server.base), "Work", "VEVENT").await;
-    mkcalendar(&http, &format!("{}/ann/tasks/", server.base), "Tasks", "VTODO").await;
+    server.mkcalendar(&http, ANN, "/ann/work/", "Work", "VEVENT").await;
+    server.mkcalendar(&http, ANN, "/ann/tasks/", "Tasks", "VTODO").await;
 
     let auth = DavAuth { username: "ann", password: "app-specific-1" };
     let account = discover(&http, &server.base, &auth).await.unwrap();
@@ -118,7 +59,7 @@ async fn radicale_writes_with_preconditions_and_lists_changes_by_sync_token() {
     use calsync_providers::caldav::{Precondition, delete, multiget, put, sync_collection};
     let server = radicale();
     let http = calsync_providers::http_client(Duration::from_secs(10));
-    mkcalendar(&http, &format!("{}/ann/work/", server.base), "Work", "VEVENT").await;
+    server.mkcalendar(&http, ANN, "/ann/work/", "Work", "VEVENT").await;
     let auth = DavAuth { username: "ann", password: "app-specific-1" };
     let cal = reqwest::Url::parse(&format!("{}/ann/work/", server.base)).unwrap();
 

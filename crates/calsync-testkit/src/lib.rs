@@ -6,6 +6,8 @@
 //! `calsync_t_<uuid>` and drops it when the [`TestDb`] is dropped. `scripts/test.sh` also sweeps
 //! leftovers of crashed runs. A missing server fails the test: a skipped backend proves nothing.
 
+pub mod radicale;
+
 pub use calsync_store::Backend;
 use calsync_store::Db;
 use sqlx::Connection;

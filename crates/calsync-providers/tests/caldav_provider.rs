@@ -1,0 +1,236 @@
+//! The engine's `CalendarProvider` contract for CalDAV, against a real Radicale: a full listing
+//! to a cursor, idempotent creates, conditional updates and deletes, changes since the cursor,
+//! an all-day event, a recurring series with a moved and a cancelled occurrence written by
+//! calsync and by a calendar app, a dead sync token and a revoked password.
+
+use calsync_domain::appointment::{AppointmentData, AppointmentInput, AppointmentStatus, When};
+use calsync_domain::recurrence::OriginalStart;
+use calsync_providers::ProviderError;
+use calsync_providers::caldav::{DavAuth, DavCredentials, discover};
+use calsync_providers::caldav_events::CalDavCalendar;
+use calsync_providers::calendar::{CalendarProvider, Change, ListFrom, PageNext, RemoteEvent, Window};
+use calsync_testkit::radicale::Radicale;
+use std::time::Duration;
+
+const ANN: (&str, &str) = ("ann", "app-specific-1");
+
+fn data(title: &str, start: &str, end: &str, all_day: bool) -> AppointmentData {
+    AppointmentData::create(AppointmentInput {
+        title: Some(title.into()),
+        start: Some(start.into()),
+        end: Some(end.into()),
+        time_zone: Some("Europe/Berlin".into()),
+        all_day: Some(all_day),
+        description: Some("Bring the signed engagement letter.".into()),
+        location: Some("Room 2.14".into()),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn window() -> Window {
+    Window { start: "2026-11-01T00:00:00Z".parse().unwrap(), end: "2027-02-01T00:00:00Z".parse().unwrap() }
+}
+
+async fn drain(
+    p: &dyn CalendarProvider,
+    token: &str,
+    cal: &str,
+    start: ListFrom<'_>,
+) -> Result<(Vec<Change>, String), ProviderError> {
+    let got = p.list_changes(token, cal, start).await?;
+    match got.next {
+        PageNext::Done(c) => Ok((got.changes, c)),
+        PageNext::More(_) => panic!("CalDAV listings come in one page"),
+    }
+}
+
+fn upserts(changes: &[Change]) -> Vec<&RemoteEvent> {
+    changes.iter().filter_map(|c| if let Change::Upsert(e) = c { Some(e.as_ref()) } else { None }).collect()
+}
+
+struct Setup {
+    server: Radicale,
+    http: reqwest::Client,
+    token: String,
+    cal: String,
+    provider: CalDavCalendar,
+}
+
+async fn setup() -> Setup {
+    let server = Radicale::start(&[ANN]);
+    let http = calsync_providers::http_client(Duration::from_secs(10));
+    server.mkcalendar(&http, ANN, "/ann/work/", "Work", "VEVENT").await;
+    let account = discover(&http, &server.base, &DavAuth { username: ANN.0, password: ANN.1 }).await.unwrap();
+    let token = DavCredentials {
+        principal: account.principal.to_string(),
+        home: account.home.to_string(),
+        username: ANN.0.into(),
+        password: ANN.1.into(),
+    }
+    .token();
+    let provider = CalDavCalendar::new(http.clone());
+    let cals = provider.list_calendars(&token).await.unwrap();
+    assert_eq!(cals.len(), 1, "{cals:?}");
+    assert!(cals[0].primary && cals[0].can_write);
+    let cal = cals[0].remote_id.clone();
+    Setup { server, http, token, cal, provider }
+}
+
+#[tokio::test]
+async fn caldav_fulfils_the_provider_contract() {
+    let Setup { server, token, cal, provider: p, .. } = setup().await;
+    let (before, cursor) = drain(&p, &token, &cal, ListFrom::Full { window: window(), page: None }).await.unwrap();
+    assert!(before.is_empty(), "{before:?}");
+    assert!(cursor.starts_with("sync:"), "Radicale answers sync-collection: {cursor}");
+
+    let key = "0190c2a0-1234-7abc-8def-0123456789ab";
+    let stamp = "0190c2a0-aaaa-7abc-8def-0123456789ab";
+    let d = data("Intake: Meyer", "2026-12-03T09:00:00+01:00", "2026-12-03T09:45:00+01:00", false);
+    let created = p.create(&token, &cal, key, stamp, &d).await.unwrap();
+    let again = p.create(&token, &cal, key, stamp, &d).await.unwrap();
+    assert_eq!(again.id, created.id, "a retried create made no second event");
+    assert_eq!(again.etag, created.etag);
+    assert_eq!(server.list(&calsync_providers::http_client(Duration::from_secs(5)), ANN, "/ann/work/").await.len(), 1);
+    assert_eq!(created.calsync_id.as_deref(), Some(stamp));
+    let read = p.get(&token, &cal, &created.id).await.unwrap().expect("created");
+    assert_eq!(read.etag, created.etag, "the version is the content, whatever the server's ETag");
+    let content = read.data.clone().unwrap();
+    assert_eq!((content.title.as_str(), content.location.as_str()), ("Intake: Meyer", "Room 2.14"));
+    assert_eq!((content.when, content.time_zone), (d.when, d.time_zone));
+    assert_eq!(content.description, d.description);
+
+    let moved = data("Intake: Meyer (moved)", "2026-12-04T09:00:00+01:00", "2026-12-04T09:45:00+01:00", false);
+    let updated = p.update(&token, &cal, &created.id, &read.etag, &moved).await.unwrap();
+    assert_ne!(updated.etag, read.etag);
+    assert!(matches!(
+        p.update(&token, &cal, &created.id, &read.etag, &d).await,
+        Err(ProviderError::PreconditionFailed)
+    ));
+
+    let (changes, cursor2) = drain(&p, &token, &cal, ListFrom::Since { cursor: &cursor, page: None }).await.unwrap();
+    let seen = upserts(&changes);
+    assert_eq!(seen.len(), 1, "{changes:?}");
+    assert_eq!(seen[0].data.as_ref().unwrap().title, "Intake: Meyer (moved)");
+    assert_eq!(seen[0].etag, updated.etag, "our own write comes back at the version it was written at");
+
+    let day = data("Office closed", "2026-12-24", "2026-12-25", true);
+    let all_day = p.create(&token, &cal, "0190c2a0-1234-7abc-8def-0123456789ac", stamp, &day).await.unwrap();
+    let back = p.get(&token, &cal, &all_day.id).await.unwrap().unwrap().data.unwrap();
+    assert_eq!(back.when, day.when, "all-day dates stay dates");
+
+    let current = p.get(&token, &cal, &created.id).await.unwrap().unwrap();
+    assert!(matches!(p.delete(&token, &cal, &created.id, &read.etag).await, Err(ProviderError::PreconditionFailed)));
+    p.delete(&token, &cal, &created.id, &current.etag).await.unwrap();
+    p.delete(&token, &cal, &created.id, &current.etag).await.unwrap();
+    assert!(p.get(&token, &cal, &created.id).await.unwrap().is_none());
+    let (changes, _) = drain(&p, &token, &cal, ListFrom::Since { cursor: &cursor2, page: None }).await.unwrap();
+    assert!(changes.iter().any(|c| matches!(c, Change::Deleted { id } if *id == created.id)), "{changes:?}");
+
+    let dead =
+        drain(&p, &token, &cal, ListFrom::Since { cursor: "sync:http://radicale.org/ns/sync/0", page: None }).await;
+    assert!(matches!(dead, Err(ProviderError::CursorExpired)), "{dead:?}");
+
+    // A revoked app password: a typed refusal the engine turns into "revoked".
+    server.set_users(&[("ann", "a-new-app-password")]);
+    match p.list_changes(&token, &cal, ListFrom::Full { window: window(), page: None }).await {
+        Err(ProviderError::Reauthorize { kind: calsync_providers::ReauthKind::Revoked, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+fn at(s: &str) -> OriginalStart {
+    OriginalStart::At(s.parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_series_is_one_resource_both_ways() {
+    let Setup { server, http, token, cal, provider: p } = setup().await;
+    let (_, cursor) = drain(&p, &token, &cal, ListFrom::Full { window: window(), page: None }).await.unwrap();
+    let mut series = data("Stand-up", "2026-12-07T09:00:00+01:00", "2026-12-07T09:15:00+01:00", false);
+    series.recurrence = vec!["RRULE:FREQ=DAILY;COUNT=5".into()];
+    let stamp = "0190c2a0-5555-7abc-8def-0123456789ab";
+    let master = p.create(&token, &cal, stamp, stamp, &series).await.unwrap();
+
+    // calsync moves the second occurrence and cancels the third.
+    let moved = data("Stand-up (late)", "2026-12-08T10:00:00+01:00", "2026-12-08T10:15:00+01:00", false);
+    let second = at("2026-12-08T08:00:00Z");
+    let x = p.write_occurrence(&token, &cal, &master.id, second, "x-1", &moved).await.unwrap();
+    assert_eq!(x.id, format!("{}#20261208T080000Z", master.id));
+    assert_eq!(x.calsync_id.as_deref(), Some("x-1"));
+    let cancelled = AppointmentData { status: AppointmentStatus::Cancelled, ..moved.clone() };
+    let third = at("2026-12-09T08:00:00Z");
+    p.write_occurrence(&token, &cal, &master.id, third, "x-2", &cancelled).await.unwrap();
+    // An occurrence the rule does not make is refused.
+    let nowhere = p.write_occurrence(&token, &cal, &master.id, at("2026-12-09T09:00:00Z"), "x-3", &moved).await;
+    assert!(matches!(nowhere, Err(ProviderError::NotFound)), "{nowhere:?}");
+
+    let paths = server.list(&http, ANN, "/ann/work/").await;
+    assert_eq!(paths.len(), 1, "one resource for the series: {paths:?}");
+    let text = server.get(&http, ANN, &paths[0]).await.unwrap().replace("\r\n ", "");
+    assert!(text.contains("RECURRENCE-ID;TZID=Europe/Berlin:20261208T090000"), "{text}");
+    assert!(text.contains("EXDATE;TZID=Europe/Berlin:20261209T090000"), "{text}");
+    assert!(text.contains("BEGIN:VTIMEZONE"), "{text}");
+    assert_eq!(text.matches("BEGIN:VEVENT").count(), 2, "{text}");
+
+    let (changes, cursor2) = drain(&p, &token, &cal, ListFrom::Since { cursor: &cursor, page: None }).await.unwrap();
+    let ups = upserts(&changes);
+    assert_eq!(ups.len(), 2, "{changes:?}");
+    assert_eq!(ups[0].etag, master.etag, "writing occurrences leaves the master's version alone");
+    assert_eq!(ups[1].data.as_ref().unwrap().title, "Stand-up (late)");
+    assert!(changes.iter().any(|c| matches!(c, Change::OccurrenceCancelled { original_start, master: m, .. }
+        if *original_start == third && *m == master.id)));
+
+    // A calendar app edits the series: the fourth occurrence moved, the fifth deleted, an
+    // alarm added; it copies the master's properties (calsync's stamp among them) into the
+    // occurrence it edits.
+    let app = text
+        .replace(
+            "END:VEVENT\r\nEND:VCALENDAR",
+            "END:VEVENT\r\nBEGIN:VEVENT\r\nUID:0190c2a0-5555-7abc-8def-0123456789ab\r\nDTSTAMP:20261201T000000Z\r\n\
+             RECURRENCE-ID;TZID=Europe/Berlin:20261210T090000\r\nDTSTART;TZID=Europe/Berlin:20261210T140000\r\n\
+             DTEND;TZID=Europe/Berlin:20261210T141500\r\nSUMMARY:Stand-up\r\nX-CALSYNC-ID:0190c2a0-5555-7abc-8def-0123456789ab\r\n\
+             END:VEVENT\r\nEND:VCALENDAR",
+        )
+        .replacen(
+            "EXDATE;TZID=Europe/Berlin:20261209T090000",
+            "EXDATE;TZID=Europe/Berlin:20261209T090000,20261211T090000\r\nBEGIN:VALARM\r\nACTION:DISPLAY\r\n\
+             DESCRIPTION:Stand-up\r\nTRIGGER:-PT5M\r\nEND:VALARM",
+            1,
+        );
+    assert_eq!(server.put(&http, ANN, &paths[0], &app).await, 204, "{app}");
+    let (changes, _) = drain(&p, &token, &cal, ListFrom::Since { cursor: &cursor2, page: None }).await.unwrap();
+    let fourth = upserts(&changes).into_iter().find(|e| e.original_start == Some(at("2026-12-10T08:00:00Z"))).cloned();
+    let fourth = fourth.unwrap_or_else(|| panic!("{changes:?}"));
+    assert_eq!(fourth.calsync_id, None, "the master's stamp on an occurrence is not calsync's");
+    assert_eq!(
+        fourth.data.as_ref().unwrap().when,
+        When::Timed { start: "2026-12-10T13:00:00Z".parse().unwrap(), end: "2026-12-10T13:15:00Z".parse().unwrap() }
+    );
+    let cancels: Vec<OriginalStart> = changes
+        .iter()
+        .filter_map(|c| {
+            if let Change::OccurrenceCancelled { original_start, .. } = c { Some(*original_start) } else { None }
+        })
+        .collect();
+    assert_eq!(cancels, vec![third, at("2026-12-11T08:00:00Z")]);
+
+    // calsync retitles the series: the app's override, its alarm and both cancellations stay.
+    let m = p.get(&token, &cal, &master.id).await.unwrap().unwrap();
+    let retitled = AppointmentData { title: "Daily stand-up".into(), ..series.clone() };
+    p.update(&token, &cal, &master.id, &m.etag, &retitled).await.unwrap();
+    let text = server.get(&http, ANN, &paths[0]).await.unwrap().replace("\r\n ", "");
+    assert!(text.contains("SUMMARY:Daily stand-up") && text.contains("TRIGGER:-PT5M"), "{text}");
+    assert!(text.contains("RECURRENCE-ID;TZID=Europe/Berlin:20261210T090000"), "{text}");
+    assert_eq!(text.matches("BEGIN:VEVENT").count(), 3, "{text}");
+    let m = p.get(&token, &cal, &master.id).await.unwrap().unwrap();
+    assert_eq!(m.data.unwrap().title, "Daily stand-up");
+
+    // Deleting calsync's override cancels that occurrence; the series stays.
+    p.delete(&token, &cal, &x.id, &x.etag).await.unwrap();
+    assert!(p.get(&token, &cal, &x.id).await.unwrap().is_none());
+    assert!(p.get(&token, &cal, &master.id).await.unwrap().is_some());
+    let listed = p.list_changes(&token, &cal, ListFrom::Full { window: window(), page: None }).await.unwrap();
+    let cancels = listed.changes.iter().filter(|c| matches!(c, Change::OccurrenceCancelled { .. })).count();
+    assert_eq!(cancels, 3, "{:?}", listed.changes);
+}
