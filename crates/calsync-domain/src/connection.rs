@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 string_enum!(
     /// The calendar service behind a connection.
-    Provider, "provider", { Google => "google", Microsoft => "microsoft" }
+    Provider, "provider", { Google => "google", Microsoft => "microsoft", CalDav => "caldav" }
 );
 
 impl Provider {
@@ -16,6 +16,7 @@ impl Provider {
         match self {
             Provider::Google => "Google Calendar",
             Provider::Microsoft => "Microsoft Outlook",
+            Provider::CalDav => "CalDAV calendar",
         }
     }
 }

@@ -31,6 +31,8 @@ impl Limits {
         match p {
             Provider::Google => Limits { requests: 600, window: Duration::from_secs(60), concurrent: 10 },
             Provider::Microsoft => Limits { requests: 10_000, window: Duration::from_secs(600), concurrent: 4 },
+            // No published limits; iCloud and Fastmail throttle bursts, so calsync stays gentle.
+            Provider::CalDav => Limits { requests: 300, window: Duration::from_secs(60), concurrent: 2 },
         }
     }
 

@@ -26,13 +26,30 @@ pub struct Providers {
     pub timeout: Duration,
     pub google: Option<Setup>,
     pub microsoft: Option<Setup>,
+    /// CalDAV servers need no configuration: each connection names its own server.
+    pub caldav: Arc<dyn CalendarProvider>,
+    /// Whether a CalDAV server may be on this machine or a private network, over plain http
+    /// (development and tests). In production only public https servers are taken, so a
+    /// connection cannot be pointed at calsync's own network.
+    pub caldav_local: bool,
 }
 
 impl Providers {
+    /// An OAuth provider's setup (`None` for CalDAV, which signs in with a password, and for
+    /// one not configured).
     pub fn get(&self, provider: Provider) -> Option<&Setup> {
         match provider {
             Provider::Google => self.google.as_ref(),
             Provider::Microsoft => self.microsoft.as_ref(),
+            Provider::CalDav => None,
+        }
+    }
+
+    /// The calendar API of a provider, when this server can reach it.
+    pub fn calendar(&self, provider: Provider) -> Option<Arc<dyn CalendarProvider>> {
+        match provider {
+            Provider::CalDav => Some(Arc::clone(&self.caldav)),
+            other => self.get(other).map(|s| Arc::clone(&s.calendar)),
         }
     }
 

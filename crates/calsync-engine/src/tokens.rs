@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
 use calsync_domain::clock::Clock;
-use calsync_domain::connection::{ConnectionStatus, StatusReason};
+use calsync_domain::connection::{ConnectionStatus, Provider, StatusReason};
 use calsync_domain::ids::{ConnectionId, FirmId};
 use calsync_providers::{ProviderError, ReauthKind};
 use calsync_store::crypto::Keyring;
@@ -94,6 +94,13 @@ impl TokenSource {
             return Err(TokenError::Reauthorize(connection.status_message.clone()));
         }
         let (firm, id) = (connection.firm_id, connection.id);
+        if connection.provider == Provider::CalDav {
+            // A CalDAV sign-in does not expire and has nothing to refresh: the stored
+            // credentials are the token until the server refuses them.
+            return self.db.tokens(&self.keyring, firm, id).await?.access_token.ok_or_else(|| {
+                TokenError::Reauthorize("calsync holds no sign-in for this calendar. Reconnect it.".into())
+            });
+        }
         if let Some(token) = self.stored_token(firm, id).await? {
             return Ok(token);
         }
@@ -102,6 +109,10 @@ impl TokenSource {
 
     /// Refreshes now even if the token is still fresh (a provider rejected it).
     pub async fn refresh_now(self: &Arc<Self>, firm: FirmId, id: ConnectionId) -> Result<String, TokenError> {
+        let connection = self.db.connection(firm, None, id).await?;
+        if connection.provider == Provider::CalDav {
+            return self.access_token_of(&connection).await;
+        }
         self.refresh(firm, id, true).await
     }
 

@@ -127,6 +127,8 @@ impl OAuthClient {
                 Provider::Microsoft => {
                     q.append_pair("response_mode", "query").append_pair("prompt", "select_account");
                 }
+                // CalDAV signs in with a password, not OAuth: no client is ever built for it.
+                Provider::CalDav => {}
             }
             if let Some(hint) = login_hint {
                 q.append_pair("login_hint", hint);

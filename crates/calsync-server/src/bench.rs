@@ -79,7 +79,8 @@ async fn world(label: &str) -> anyhow::Result<World> {
     let now = seed_start + chrono::Duration::days(60);
     db.clock().advance((now - Utc::now()).num_seconds());
     let public: Url = "http://127.0.0.1:1".parse()?;
-    let providers = Arc::new(resolve(&ProviderSettings::default(), &SandboxMode::External(sandbox.parse()?), &public)?);
+    let providers =
+        Arc::new(resolve(&ProviderSettings::default(), &SandboxMode::External(sandbox.parse()?), &public, true)?);
     let keyring = Keyring::parse(&Keyring::generate_spec("bench"))?;
     let tokens = Arc::new(TokenSource::new(db.clone(), keyring.clone(), providers.clone(), db.clock().clone()));
     let engine = Arc::new(SyncEngine::new(
@@ -130,7 +131,7 @@ impl World {
             account_email: email.clone(),
             access_token: access.into(),
             refresh_token: Some(refresh.into()),
-            expires_at: self.db.clock().now() + chrono::Duration::minutes(55),
+            expires_at: Some(self.db.clock().now() + chrono::Duration::minutes(55)),
             scopes: vec![],
         };
         let conn = self.db.save_grant(&self.keyring, &grant, &calendars).await?;

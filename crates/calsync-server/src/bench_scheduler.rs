@@ -238,7 +238,7 @@ impl Service {
                 account_email: email,
                 access_token: access.clone().into(),
                 refresh_token: Some(refresh.into()),
-                expires_at: self.db.clock().now() + chrono::Duration::minutes(55),
+                expires_at: Some(self.db.clock().now() + chrono::Duration::minutes(55)),
                 scopes: vec![],
             };
             let conn = self.db.save_grant(&self.keyring, &grant, &calendars).await?;
@@ -283,6 +283,7 @@ impl Service {
                        "start": {"dateTime": f(start).trim_end_matches('Z'), "timeZone": "UTC"},
                        "end": {"dateTime": f(end).trim_end_matches('Z'), "timeZone": "UTC"}}),
             ),
+            Provider::CalDav => anyhow::bail!("the scheduler bench runs on the sandbox's Google and Graph"),
         };
         let earlier: HashSet<_> =
             self.db.attempts(a.firm, Some(a.connection), 5).await?.into_iter().map(|x| x.id).collect();

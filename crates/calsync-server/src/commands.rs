@@ -106,8 +106,12 @@ async fn sync_once(config: &Config, connection: &str) -> anyhow::Result<()> {
         Err(calsync_store::StoreError::NotFound) => anyhow::bail!("no connection {id}"),
         Err(e) => return Err(e.into()),
     };
-    let providers =
-        std::sync::Arc::new(crate::providers::resolve(&config.providers, &config.sandbox, &config.public_url)?);
+    let providers = std::sync::Arc::new(crate::providers::resolve(
+        &config.providers,
+        &config.sandbox,
+        &config.public_url,
+        config.environment == crate::config::Environment::Development,
+    )?);
     let connections = crate::services::connections::ConnectionService::new(
         db.clone(),
         config.keyring.clone(),

@@ -83,7 +83,14 @@ fn url(value: Option<&String>, default: String, name: &str) -> anyhow::Result<Ur
 }
 
 /// Resolves the settings against the service's public URL (known only once bound).
-pub fn resolve(s: &ProviderSettings, sandbox: &SandboxMode, public_url: &Url) -> anyhow::Result<Providers> {
+/// `caldav_local`: whether CalDAV servers may be on this machine or a private network and speak
+/// plain http (development and tests); production takes public https servers only.
+pub fn resolve(
+    s: &ProviderSettings,
+    sandbox: &SandboxMode,
+    public_url: &Url,
+    caldav_local: bool,
+) -> anyhow::Result<Providers> {
     let base = public_url.as_str().trim_end_matches('/').to_owned();
     let sandbox_root = match sandbox {
         SandboxMode::Embedded => Some(format!("{base}{SANDBOX_PATH}")),
@@ -159,7 +166,8 @@ pub fn resolve(s: &ProviderSettings, sandbox: &SandboxMode, public_url: &Url) ->
         )?),
         (None, None) => None,
     };
-    Ok(Providers { http, timeout, google, microsoft })
+    let caldav = Arc::new(calsync_providers::caldav_events::CalDavCalendar::new(http.clone()));
+    Ok(Providers { http, timeout, google, microsoft, caldav, caldav_local })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -232,9 +240,13 @@ mod tests {
 
     #[test]
     fn embedded_default_points_at_the_sandbox() {
-        let p =
-            resolve(&ProviderSettings::default(), &SandboxMode::Embedded, &"http://127.0.0.1:8080/".parse().unwrap())
-                .unwrap();
+        let p = resolve(
+            &ProviderSettings::default(),
+            &SandboxMode::Embedded,
+            &"http://127.0.0.1:8080/".parse().unwrap(),
+            true,
+        )
+        .unwrap();
         let g = p.google.unwrap();
         assert!(g.sandboxed);
         assert_eq!(g.oauth.authorize_url.as_str(), "http://127.0.0.1:8080/sandbox/google/o/oauth2/v2/auth");
@@ -248,10 +260,10 @@ mod tests {
     fn real_clients_need_secrets_and_use_real_endpoints() {
         let mut s = ProviderSettings { google_client_id: Some("id".into()), ..Default::default() };
         let public = "https://calsync.example".parse().unwrap();
-        assert!(resolve(&s, &SandboxMode::Off, &public).is_err());
+        assert!(resolve(&s, &SandboxMode::Off, &public, false).is_err());
         s.google_client_secret = Some("secret".into());
         s.microsoft_tenant = Some("organizations".into());
-        let p = resolve(&s, &SandboxMode::Off, &public).unwrap();
+        let p = resolve(&s, &SandboxMode::Off, &public, false).unwrap();
         let g = p.google.unwrap();
         assert!(!g.sandboxed);
         assert_eq!(g.oauth.token_url.as_str(), "https://oauth2.googleapis.com/token");

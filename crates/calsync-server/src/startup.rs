@@ -80,7 +80,12 @@ impl Application {
         if let Some(w) = config.sync.webhooks.as_mut() {
             w.base_url = config.public_url.as_str().trim_end_matches('/').to_owned();
         }
-        let providers = Arc::new(crate::providers::resolve(&config.providers, &config.sandbox, &config.public_url)?);
+        let providers = Arc::new(crate::providers::resolve(
+            &config.providers,
+            &config.sandbox,
+            &config.public_url,
+            config.environment == crate::config::Environment::Development,
+        )?);
         crate::services::accounts::warm_up().await;
         // One clock for the store and the services: tests advance it instead of sleeping.
         let clock = db.clock().clone();

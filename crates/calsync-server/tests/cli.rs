@@ -315,7 +315,7 @@ async fn rotate_key_reencrypts_under_the_newest_key(backend: Backend) {
         account_email: "ann@outlook.test".into(),
         access_token: "eyJ.access".into(),
         refresh_token: Some("1.refresh".into()),
-        expires_at: chrono::Utc::now(),
+        expires_at: Some(chrono::Utc::now()),
         scopes: vec![],
     };
     let c = t.db.save_grant(&Keyring::parse(&old).unwrap(), &grant, &[]).await.unwrap();

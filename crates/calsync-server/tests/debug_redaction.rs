@@ -30,7 +30,7 @@ fn store_records_hide_their_secrets() {
         account_email: "ann@gmail.test".into(),
         access_token: "ya29.SECRET".into(),
         refresh_token: Some("1//REFRESH".into()),
-        expires_at: chrono::Utc::now(),
+        expires_at: Some(chrono::Utc::now()),
         scopes: vec![],
     };
     let new_auth = NewAuthorization {

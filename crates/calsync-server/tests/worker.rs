@@ -270,7 +270,7 @@ async fn three_worker_processes_share_the_connections_and_survive_a_kill() {
             account_email: email.clone(),
             access_token: minted["access_token"].as_str().unwrap().to_owned().into(),
             refresh_token: Some(minted["refresh_token"].as_str().unwrap().to_owned().into()),
-            expires_at: db.clock().now() + Duration::minutes(55),
+            expires_at: Some(db.clock().now() + Duration::minutes(55)),
             scopes: vec![],
         };
         let cal = CalendarInfo {

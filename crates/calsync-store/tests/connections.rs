@@ -40,7 +40,7 @@ fn grant(u: &User, access: &str, refresh: Option<&str>) -> NewGrant {
         account_email: "ann@gmail.test".into(),
         access_token: access.into(),
         refresh_token: refresh.map(Into::into),
-        expires_at: Utc::now() + Duration::hours(1),
+        expires_at: Some(Utc::now() + Duration::hours(1)),
         scopes: vec!["openid".into(), "calendar".into()],
     }
 }

@@ -43,7 +43,7 @@ async fn connect(db: &Db, u: &User, account: &str, provider: Provider) -> Connec
         account_email: account.into(),
         access_token: "a".into(),
         refresh_token: Some("r".into()),
-        expires_at: db.clock().now() + Duration::hours(1),
+        expires_at: Some(db.clock().now() + Duration::hours(1)),
         scopes: vec![],
     };
     let cal = CalendarInfo {

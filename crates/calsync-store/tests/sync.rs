@@ -35,7 +35,7 @@ async fn connected(db: &Db, u: &User) -> Connection {
         account_email: "ann@gmail.test".into(),
         access_token: "a".into(),
         refresh_token: Some("r".into()),
-        expires_at: Utc::now() + Duration::hours(1),
+        expires_at: Some(Utc::now() + Duration::hours(1)),
         scopes: vec![],
     };
     let cal = CalendarInfo {

@@ -50,7 +50,7 @@ async fn connected(db: &Db, u: &User) -> (Connection, Vec<SyncedCalendar>) {
         account_email: format!("{}@gmail.test", u.id),
         access_token: "a".into(),
         refresh_token: Some("r".into()),
-        expires_at: Utc::now() + Duration::hours(1),
+        expires_at: Some(Utc::now() + Duration::hours(1)),
         scopes: vec![],
     };
     let list = [calendar("primary", true, true), calendar("team", false, true), calendar("holidays", false, false)];

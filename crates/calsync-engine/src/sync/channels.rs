@@ -202,6 +202,10 @@ impl SyncEngine {
             calsync_domain::connection::Provider::Microsoft => {
                 (MICROSOFT_PATH, Some(format!("{}{MICROSOFT_LIFECYCLE_PATH}", cfg.base_url)))
             }
+            // CalDAV has no push channels (`can_watch` is false): never asked.
+            calsync_domain::connection::Provider::CalDav => {
+                return Err(ProviderError::Permanent { status: None, reason: "CalDAV has no push channels".into() });
+            }
         };
         let req = WatchRequest {
             id: id.to_string(),

@@ -563,10 +563,9 @@ impl SyncEngine {
         if matches!(conn.status, ConnectionStatus::Expired | ConnectionStatus::Revoked) {
             return Err(fail(Stop::Reauthorize(conn.status_message.clone())));
         }
-        let setup = self.providers.get(conn.provider).ok_or_else(|| {
+        let provider = self.providers.calendar(conn.provider).ok_or_else(|| {
             fail(Stop::Permanent(format!("{} is not configured on this server", conn.provider.label())))
         })?;
-        let provider = Arc::clone(&setup.calendar);
         let mut s =
             Session::start(self.db.clone(), Arc::clone(&self.tokens), self.config.clone(), conn, self.budget_of(conn))
                 .await
@@ -660,11 +659,10 @@ impl SyncEngine {
         if held.is_empty() {
             return Ok(0);
         }
-        let setup = self
+        let provider = self
             .providers
-            .get(conn.provider)
+            .calendar(conn.provider)
             .ok_or_else(|| SyncError::Conflict(format!("{} is not configured", conn.provider.label())))?;
-        let provider = Arc::clone(&setup.calendar);
         let mut s =
             Session::start(self.db.clone(), Arc::clone(&self.tokens), self.config.clone(), conn, self.budget_of(conn))
                 .await
@@ -747,11 +745,10 @@ impl SyncEngine {
         }
         let heartbeat = self.heartbeat(firm, conn.id);
         let result = async {
-            let setup = self
+            let provider = self
                 .providers
-                .get(conn.provider)
+                .calendar(conn.provider)
                 .ok_or_else(|| SyncError::Conflict(format!("{} is not configured", conn.provider.label())))?;
-            let provider = Arc::clone(&setup.calendar);
             let mut s = Session::start(
                 self.db.clone(),
                 Arc::clone(&self.tokens),

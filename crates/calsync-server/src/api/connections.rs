@@ -28,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .route(&format!("{BASE}/initiate_google_oauth/"), post(initiate_google))
         .route(&format!("{BASE}/initiate_microsoft_oauth/"), post(initiate_microsoft))
         .route(&format!("{BASE}/oauth_callback/"), post(callback))
+        .route(&format!("{BASE}/connect_caldav/"), post(connect_caldav))
         .route(&format!("{BASE}/{{id}}/"), get(show).patch(update))
         .route(&format!("{BASE}/{{id}}/disconnect/"), post(disconnect))
         .route(&format!("{BASE}/{{id}}/calendars/"), get(calendars))
@@ -37,7 +38,7 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConnectionView {
     pub id: Uuid,
-    /// `google` or `microsoft`.
+    /// `google`, `microsoft` or `caldav`.
     pub provider: String,
     pub account_email: String,
     /// `active`, `expired`, `error` or `revoked`.
@@ -136,6 +137,21 @@ pub struct CallbackBody {
     /// The provider's `error` parameter, e.g. `access_denied`, when the user refused.
     pub error: Option<String>,
     pub error_description: Option<String>,
+}
+
+/// A CalDAV account: `server_url` (or `provider`: `icloud`, `fastmail`), user name and an
+/// app-specific password.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CalDavBody {
+    /// The server's address (`https://dav.example.com/`, a bare host, or a DAV URL).
+    pub server_url: Option<String>,
+    /// `icloud` or `fastmail` instead of `server_url`.
+    pub provider: Option<String>,
+    pub username: Option<String>,
+    /// Stored sealed; never shown again.
+    #[schema(value_type = Option<String>)]
+    pub password: Option<Secret>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -250,6 +266,30 @@ pub async fn callback(
         error_description: body.error_description,
     };
     let c = state.connections.complete(&caller.actor, input).await?;
+    Ok(Json(c.into()))
+}
+
+/// Connect a CalDAV calendar account (iCloud, Fastmail, Nextcloud, any RFC 4791 server). The
+/// calendars are discovered and the sign-in checked before anything is stored.
+#[utoipa::path(post, path = "/api/calendar/oauth-connections/connect_caldav/", tag = "calendar connections", request_body = CalDavBody,
+    responses(
+        (status = 200, body = ConnectionView),
+        (status = 400, body = ErrorBody, description = "invalid_request (the field says which), invalid_credentials, caldav_error, no_calendars"),
+        (status = 502, body = ErrorBody, description = "the server could not be reached"),
+    ),
+    security(("bearer" = [])))]
+pub async fn connect_caldav(
+    State(state): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    ApiJson(body): ApiJson<CalDavBody>,
+) -> Result<Json<ConnectionView>, ApiError> {
+    let input = crate::services::connections::CalDavInput {
+        server_url: body.server_url,
+        provider: body.provider,
+        username: body.username,
+        password: body.password,
+    };
+    let c = state.connections.connect_caldav(&caller.actor, input).await?;
     Ok(Json(c.into()))
 }
 

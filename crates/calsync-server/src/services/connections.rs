@@ -89,6 +89,7 @@ impl ConnectionService {
         let domain = match provider {
             Provider::Google => "google.sandbox.test",
             Provider::Microsoft => "outlook.sandbox.test",
+            Provider::CalDav => return None,
         };
         Some(format!("{local}@{domain}"))
     }
@@ -212,6 +213,7 @@ impl ConnectionService {
         let missing = match provider {
             Provider::Google => calsync_providers::google::missing_scopes(&tokens.scopes),
             Provider::Microsoft => calsync_providers::microsoft::missing_scopes(&tokens.scopes),
+            Provider::CalDav => Vec::new(),
         };
         if !missing.is_empty() {
             // The partial grant is dropped, not revoked: at Google, revoking one token withdraws the
@@ -256,7 +258,7 @@ impl ConnectionService {
                     account_email: account.email,
                     access_token: tokens.access_token.into(),
                     refresh_token: tokens.refresh_token.map(Into::into),
-                    expires_at: self.clock.now() + Duration::seconds(tokens.expires_in_secs),
+                    expires_at: Some(self.clock.now() + Duration::seconds(tokens.expires_in_secs)),
                     scopes: tokens.scopes,
                 },
                 &calendar_infos(calendars),
@@ -265,6 +267,111 @@ impl ConnectionService {
             .map_err(ServiceError::from)?;
         tracing::info!(connection_id = %connection.id, provider = provider.as_str(), "calendar connected");
         Ok(connection)
+    }
+
+    /// Connects a CalDAV account (iCloud, Fastmail, Nextcloud, any RFC 4791 server) with a user
+    /// name and an app-specific password: the calendars are discovered, the sign-in is checked
+    /// and stored sealed like OAuth tokens. Connecting the same account again (same principal)
+    /// brings the same connection back with the new password.
+    pub async fn connect_caldav(&self, actor: &Actor, input: CalDavInput) -> Result<Connection, ConnectError> {
+        let server = caldav_server(&input, self.providers.caldav_local)?;
+        let username = input.username.as_deref().map(str::trim).unwrap_or_default();
+        if username.is_empty() || username.len() > 320 {
+            return Err(rejected(
+                "invalid_request",
+                Some("username"),
+                "give the user name (usually your e-mail address), up to 320 characters",
+            ));
+        }
+        let password = input.password.as_ref().map(|p| p.expose().to_owned()).unwrap_or_default();
+        if password.is_empty() || password.len() > 1024 {
+            return Err(rejected(
+                "invalid_request",
+                Some("password"),
+                "give the password (for iCloud and Fastmail, an app-specific password)",
+            ));
+        }
+        let http = &self.providers.http;
+        let auth = calsync_providers::caldav::DavAuth { username, password: &password };
+        let account = calsync_providers::caldav::discover(http, server.as_str(), &auth).await.map_err(|e| match e {
+            ProviderError::Reauthorize { reason, .. } => rejected("invalid_credentials", Some("password"), reason),
+            ProviderError::Retryable { reason, .. } => ConnectError::ProviderUnavailable(format!(
+                "the CalDAV server could not be reached ({reason}); check the address or try again shortly"
+            )),
+            ProviderError::NotFound => {
+                rejected("caldav_error", Some("server_url"), "no CalDAV service at this address")
+            }
+            other => rejected("caldav_error", Some("server_url"), other.to_string()),
+        })?;
+        let for_events: Vec<_> = account.calendars.iter().filter(|c| c.events).collect();
+        if for_events.is_empty() {
+            return Err(rejected("no_calendars", Some("server_url"), "this account has no calendar that holds events"));
+        }
+        let credentials = calsync_providers::caldav::DavCredentials {
+            principal: account.principal.to_string(),
+            home: account.home.to_string(),
+            username: username.to_owned(),
+            password,
+        };
+        let token = credentials.token();
+        let calendar = self.providers.calendar(Provider::CalDav).expect("CalDAV needs no configuration");
+        let calendars = calendar.list_calendars(&token).await.map_err(|e| match e {
+            ProviderError::Retryable { reason, .. } => {
+                ConnectError::ProviderUnavailable(format!("the CalDAV server is unavailable ({reason})"))
+            }
+            other => rejected("caldav_error", Some("server_url"), other.to_string()),
+        })?;
+        let connection = self
+            .db
+            .save_grant(
+                &self.keyring,
+                &NewGrant {
+                    firm_id: actor.firm_id,
+                    user_id: actor.user_id,
+                    provider: Provider::CalDav,
+                    account_id: credentials.principal.clone(),
+                    // A user name that is no address is shown with its server: "ann" on two
+                    // servers are two accounts.
+                    account_email: if username.contains('@') {
+                        username.to_lowercase()
+                    } else {
+                        format!("{}@{}", username.to_lowercase(), account.principal.host_str().unwrap_or("caldav"))
+                    },
+                    access_token: token.into(),
+                    refresh_token: None,
+                    expires_at: None,
+                    scopes: Vec::new(),
+                },
+                &calendar_infos(calendars),
+            )
+            .await
+            .map_err(ServiceError::from)?;
+        tracing::info!(connection_id = %connection.id, provider = "caldav", host = server.host_str().unwrap_or(""), "calendar connected");
+        Ok(connection)
+    }
+
+    /// The server (the principal's origin) and user name of one of the caller's CalDAV
+    /// connections, to fill in the form that reconnects it. `None` for other providers.
+    pub async fn caldav_sign_in(
+        &self,
+        actor: &Actor,
+        id: ConnectionId,
+    ) -> Result<Option<(String, String)>, ServiceError> {
+        let c = self.get(actor, id).await?;
+        if c.provider != Provider::CalDav {
+            return Ok(None);
+        }
+        let tokens = self.db.tokens(&self.keyring, actor.firm_id, id).await?;
+        let creds =
+            tokens.access_token.as_deref().and_then(|t| calsync_providers::caldav::DavCredentials::read(t).ok());
+        Ok(Some(match creds {
+            Some(c) => {
+                let server =
+                    url::Url::parse(&c.principal).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
+                (server, c.username)
+            }
+            None => (String::new(), c.account_email),
+        }))
     }
 
     pub async fn list(&self, actor: &Actor) -> Result<Vec<Connection>, ServiceError> {
@@ -309,10 +416,13 @@ impl ConnectionService {
         id: ConnectionId,
         provider: Provider,
     ) -> Result<Vec<RemoteCalendar>, String> {
-        let setup = self.setup(provider).map_err(|e| e.to_string())?;
+        let calendar = self
+            .providers
+            .calendar(provider)
+            .ok_or_else(|| format!("{} is not configured on this server", provider.label()))?;
         let mut token = self.access_token(firm, id).await.map_err(|e| e.to_string())?;
         for attempt in 0..2 {
-            match setup.calendar.list_calendars(&token).await {
+            match calendar.list_calendars(&token).await {
                 Err(ProviderError::Reauthorize { kind: ReauthKind::TokenRejected, .. }) if attempt == 0 => {
                     token = self.refresh_now(firm, id).await.map_err(|e| e.to_string())?;
                 }
@@ -395,6 +505,108 @@ impl ConnectionService {
         let c = self.db.disconnect(actor.firm_id, actor.user_id, id, &message).await?;
         tracing::info!(connection_id = %id, "calendar disconnected");
         Ok(c)
+    }
+}
+
+/// What connecting a CalDAV account takes: a server (or a known provider) and a sign-in.
+#[derive(Debug, Default, Clone)]
+pub struct CalDavInput {
+    pub server_url: Option<String>,
+    /// `icloud` or `fastmail`: their server, without typing it.
+    pub provider: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+}
+
+/// The CalDAV servers of providers users pick by name.
+pub const CALDAV_PRESETS: &[(&str, &str, &str)] = &[
+    ("icloud", "Apple iCloud", "https://caldav.icloud.com/"),
+    ("fastmail", "Fastmail", "https://caldav.fastmail.com/"),
+];
+
+/// The server to discover from: a preset's, or the given address, checked. In production the
+/// address must be https and must not name this machine or a private network by IP or as
+/// `localhost` (calsync would otherwise probe its own network for whoever asks).
+fn caldav_server(input: &CalDavInput, local_allowed: bool) -> Result<url::Url, ConnectError> {
+    let given = input.server_url.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let preset = input.provider.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let raw = match (given, preset) {
+        (Some(url), _) => url.to_owned(),
+        (None, Some(p)) => match CALDAV_PRESETS.iter().find(|(k, _, _)| k.eq_ignore_ascii_case(p)) {
+            Some((_, _, url)) => (*url).to_owned(),
+            None => {
+                let known: Vec<_> = CALDAV_PRESETS.iter().map(|(k, _, _)| *k).collect();
+                return Err(rejected(
+                    "invalid_request",
+                    Some("provider"),
+                    format!("unknown provider {p:?}: expected {} or a server_url", known.join(", ")),
+                ));
+            }
+        },
+        (None, None) => {
+            return Err(rejected(
+                "invalid_request",
+                Some("server_url"),
+                "give the CalDAV server's address (or provider: icloud or fastmail)",
+            ));
+        }
+    };
+    if raw.len() > 2048 {
+        return Err(rejected("invalid_request", Some("server_url"), "the address is longer than 2048 characters"));
+    }
+    let with_scheme = if raw.contains("://") { raw.clone() } else { format!("https://{raw}") };
+    let url = url::Url::parse(&with_scheme)
+        .ok()
+        .filter(|u| {
+            matches!(u.scheme(), "http" | "https")
+                && u.host().is_some()
+                && u.username().is_empty()
+                && u.password().is_none()
+        })
+        .ok_or_else(|| {
+            rejected(
+                "invalid_request",
+                Some("server_url"),
+                format!("{raw:?} is not an http(s) server address (and carries no sign-in)"),
+            )
+        })?;
+    if !local_allowed {
+        if url.scheme() != "https" {
+            return Err(rejected(
+                "invalid_request",
+                Some("server_url"),
+                "the address must start with https:// (your password travels to it)",
+            ));
+        }
+        if local_host(&url) {
+            return Err(rejected(
+                "invalid_request",
+                Some("server_url"),
+                "the address must be a public server, not this machine or a private network",
+            ));
+        }
+    }
+    Ok(url)
+}
+
+/// Whether a URL names this machine or a private, link-local or unique-local network.
+fn local_host(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => {
+            ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified() || ip.is_broadcast()
+        }
+        Some(url::Host::Ipv6(ip)) => {
+            ip.is_loopback()
+                || ip.is_unspecified()
+                || (ip.segments()[0] & 0xfe00) == 0xfc00
+                || (ip.segments()[0] & 0xffc0) == 0xfe80
+                || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback() || v4.is_private() || v4.is_link_local())
+        }
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost") || d.ends_with(".local") || d.ends_with(".internal")
+        }
+        None => true,
     }
 }
 

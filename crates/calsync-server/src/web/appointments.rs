@@ -277,6 +277,7 @@ async fn rows(
                     provider_label: match e.provider {
                         calsync_domain::connection::Provider::Google => "Google",
                         calsync_domain::connection::Provider::Microsoft => "Outlook",
+                        calsync_domain::connection::Provider::CalDav => "CalDAV",
                     },
                     state: e.state.as_str(),
                     state_label: state_label(e.state),

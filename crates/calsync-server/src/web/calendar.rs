@@ -78,6 +78,8 @@ struct CalendarPage {
     conflict_options: &'static [(&'static str, &'static str)],
     delete_options: &'static [(&'static str, &'static str)],
     feed: FeedView,
+    caldav: CalDavForm,
+    caldav_presets: &'static [(&'static str, &'static str, &'static str)],
 }
 
 /// The caller's ICS feed as the page shows it.
@@ -98,16 +100,6 @@ const CONFLICT_OPTIONS: &[(&str, &str)] = &[
 const DELETE_OPTIONS: &[(&str, &str)] =
     &[("propagate", "Delete it on the other side too"), ("keep", "Keep it on the other side")];
 
-async fn page(
-    state: &AppState,
-    caller: &WebCaller,
-    notice: Option<String>,
-    error: Option<String>,
-    status: StatusCode,
-) -> Response {
-    page_with(state, caller, notice, error, status, None).await
-}
-
 async fn page_with(
     state: &AppState,
     caller: &WebCaller,
@@ -116,7 +108,27 @@ async fn page_with(
     status: StatusCode,
     refused: Option<Refused>,
 ) -> Response {
-    page_full(state, caller, notice, error, status, refused, None).await
+    page_full(state, caller, notice, error, status, refused, Extra::default()).await
+}
+
+/// What a page shows beyond the usual: a feed address just made, the CalDAV form as submitted.
+#[derive(Default)]
+struct Extra {
+    feed_url: Option<String>,
+    caldav: Option<CalDavForm>,
+}
+
+/// The CalDAV connect form: open with the values given and the reason when it was refused, or
+/// prefilled to reconnect.
+#[derive(Default)]
+struct CalDavForm {
+    open: bool,
+    provider: String,
+    server_url: String,
+    username: String,
+    /// The field refused (`server_url`, `username`, `password`) and why.
+    field: String,
+    error: Option<String>,
 }
 
 async fn page_full(
@@ -126,7 +138,7 @@ async fn page_full(
     mut error: Option<String>,
     status: StatusCode,
     refused: Option<Refused>,
-    feed_url: Option<String>,
+    extra: Extra,
 ) -> Response {
     let svc = &state.connections;
     let list = match svc.list(&caller.user.actor).await {
@@ -208,7 +220,7 @@ async fn page_full(
         Ok(c) => c,
         Err(e) => return error_page(e),
     };
-    let feed = FeedView { created: created.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()), url: feed_url };
+    let feed = FeedView { created: created.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()), url: extra.feed_url };
     render(
         status,
         &CalendarPage {
@@ -221,6 +233,8 @@ async fn page_full(
             conflict_options: CONFLICT_OPTIONS,
             delete_options: DELETE_OPTIONS,
             feed,
+            caldav: extra.caldav.unwrap_or_else(|| CalDavForm { provider: "icloud".into(), ..Default::default() }),
+            caldav_presets: crate::services::connections::CALDAV_PRESETS,
         },
     )
 }
@@ -292,6 +306,8 @@ pub struct PageQuery {
     notice: Option<String>,
     /// The attempt a "Sync now" just made: its counts are shown.
     synced: Option<String>,
+    /// A CalDAV connection to reconnect: the form opens with its server and user name.
+    reconnect: Option<String>,
 }
 
 /// What a sync did, in words.
@@ -340,7 +356,18 @@ pub async fn show(State(state): State<AppState>, caller: WebCaller, Query(q): Qu
     {
         (notice, error) = sync_summary(&a);
     }
-    page(&state, &caller, notice, error, StatusCode::OK).await
+    let caldav = match q.reconnect.as_deref().and_then(|s| s.parse().ok()) {
+        Some(id) => match state.connections.caldav_sign_in(&caller.user.actor, id).await {
+            Ok(Some((server_url, username))) => {
+                Some(CalDavForm { open: true, server_url, username, ..Default::default() })
+            }
+            Ok(None) => None,
+            Err(e) => return error_page(e),
+        },
+        None => None,
+    };
+    let extra = Extra { caldav, ..Default::default() };
+    page_full(&state, &caller, notice, error, StatusCode::OK, None, extra).await
 }
 
 /// "Sync now". A plain form post runs the sync and then shows its counts. From htmx (the page
@@ -490,6 +517,59 @@ pub async fn connect(
 }
 
 #[derive(Deserialize)]
+pub struct CalDavConnectForm {
+    csrf_token: String,
+    #[serde(default)]
+    provider: String,
+    #[serde(default)]
+    server_url: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: Option<Secret>,
+}
+
+/// Connects a CalDAV account from the page's form. A refusal shows the form again with what was
+/// typed (not the password) and the reason next to it.
+pub async fn connect_caldav(
+    State(state): State<AppState>,
+    caller: WebCaller,
+    Form(f): Form<CalDavConnectForm>,
+) -> Response {
+    if !csrf_ok(&caller, &f.csrf_token) {
+        return csrf_rejected();
+    }
+    let server = f.server_url.trim();
+    let input = crate::services::connections::CalDavInput {
+        // A typed address wins over the service picked.
+        server_url: Some(server.to_owned()).filter(|s| !s.is_empty()),
+        provider: Some(f.provider.clone()).filter(|p| !p.is_empty()),
+        username: Some(f.username.clone()),
+        password: f.password,
+    };
+    let refused = |status: StatusCode, field: &str, message: String| {
+        let form = CalDavForm {
+            open: true,
+            provider: f.provider.clone(),
+            server_url: f.server_url.clone(),
+            username: f.username.clone(),
+            field: field.to_owned(),
+            error: Some(message),
+        };
+        (status, Extra { caldav: Some(form), ..Default::default() })
+    };
+    let (status, extra) = match state.connections.connect_caldav(&caller.user.actor, input).await {
+        Ok(_) => return Redirect::to(&format!("{PAGE}?notice=connected")).into_response(),
+        Err(ConnectError::Rejected { field, message, .. }) => {
+            refused(StatusCode::BAD_REQUEST, field.unwrap_or(""), message)
+        }
+        Err(ConnectError::ProviderUnavailable(m)) => refused(StatusCode::BAD_GATEWAY, "server_url", m),
+        Err(ConnectError::Service(e)) => return error_page(e),
+    };
+    page_full(&state, &caller, None, Some("Not connected.".into()), status, None, extra).await
+}
+
+#[derive(Deserialize)]
 pub struct CallbackQuery {
     state: Option<Secret>,
     code: Option<Secret>,
@@ -634,7 +714,8 @@ pub async fn new_feed(State(state): State<AppState>, caller: WebCaller, Form(f):
         Ok(token) => {
             let url = state.config.public(&format!("/ics/{token}.ics"));
             let notice = Some("New calendar feed address made. Copy it now: calsync shows it only once.".to_owned());
-            page_full(&state, &caller, notice, None, StatusCode::OK, None, Some(url)).await
+            let extra = Extra { feed_url: Some(url), ..Default::default() };
+            page_full(&state, &caller, notice, None, StatusCode::OK, None, extra).await
         }
         Err(e) => error_page(e),
     }

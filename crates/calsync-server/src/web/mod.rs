@@ -37,6 +37,7 @@ pub fn router(form_origins: &[String]) -> Router<AppState> {
         .route(calendar::PAGE, get(calendar::show))
         .route("/calendar", get(calendar::moved))
         .route("/calendar/connect/{provider}", post(calendar::connect))
+        .route("/calendar/connect-caldav", post(calendar::connect_caldav))
         .route("/calendar/oauth/callback", get(calendar::oauth_callback))
         .route("/calendar/{id}/disconnect", post(calendar::disconnect))
         .route("/calendar/{id}/settings", post(calendar::save_settings))

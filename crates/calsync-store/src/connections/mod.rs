@@ -71,7 +71,8 @@ pub struct NewGrant {
     pub account_email: String,
     pub access_token: Secret,
     pub refresh_token: Option<Secret>,
-    pub expires_at: DateTime<Utc>,
+    /// When the access token expires; `None` for a CalDAV password, which does not.
+    pub expires_at: Option<DateTime<Utc>>,
     pub scopes: Vec<String>,
 }
 
@@ -393,7 +394,7 @@ impl Db {
                         )
                         .bind(&access)
                         .bind(&refresh)
-                        .bind(crate::micros(g.expires_at))
+                        .bind(g.expires_at.map(crate::micros))
                         .bind(&scopes)
                         .bind(now)
                         .bind(id.as_uuid())
@@ -418,7 +419,7 @@ impl Db {
                         .bind(&g.account_email)
                         .bind(&access)
                         .bind(&refresh)
-                        .bind(crate::micros(g.expires_at))
+                        .bind(g.expires_at.map(crate::micros))
                         .bind(&scopes)
                         .bind(d.sync_enabled)
                         .bind(d.sync_window_days.days() as i32)

@@ -1,0 +1,6 @@
+-- CalDAV connections (provider 'caldav'): a server, a user name and an app-specific password,
+-- sealed in access_token like OAuth tokens; token_expires_at stays NULL (a password does not
+-- expire). Keep in step with migrations/sqlite/0018_caldav_connections.sql.
+ALTER TABLE oauth_connections DROP CONSTRAINT oauth_connections_provider_check;
+ALTER TABLE oauth_connections ADD CONSTRAINT oauth_connections_provider_check
+    CHECK (provider IN ('google', 'microsoft', 'caldav'));
