@@ -622,3 +622,59 @@ pub(crate) fn calendar_infos(list: Vec<RemoteCalendar>) -> Vec<CalendarInfo> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(
+        url: Option<&str>,
+        provider: Option<&str>,
+        local: bool,
+    ) -> Result<String, (Option<&'static str>, String)> {
+        let input = CalDavInput {
+            server_url: url.map(str::to_owned),
+            provider: provider.map(str::to_owned),
+            ..Default::default()
+        };
+        caldav_server(&input, local).map(|u| u.to_string()).map_err(|e| match e {
+            ConnectError::Rejected { field, message, .. } => (field, message),
+            other => panic!("{other:?}"),
+        })
+    }
+
+    #[test]
+    fn caldav_servers_are_presets_or_public_https_addresses() {
+        assert_eq!(server(None, Some("icloud"), false).unwrap(), "https://caldav.icloud.com/");
+        assert_eq!(server(None, Some("Fastmail"), false).unwrap(), "https://caldav.fastmail.com/");
+        assert_eq!(
+            server(Some("cloud.example.com/remote.php/dav"), None, false).unwrap(),
+            "https://cloud.example.com/remote.php/dav"
+        );
+        // A typed address wins over the preset.
+        assert_eq!(
+            server(Some("https://dav.example.org/"), Some("icloud"), false).unwrap(),
+            "https://dav.example.org/"
+        );
+        assert_eq!(server(None, Some("yahoo"), false).unwrap_err().0, Some("provider"));
+        assert_eq!(server(None, None, false).unwrap_err().0, Some("server_url"));
+        for bad in [
+            "http://dav.example.org/",
+            "https://127.0.0.1:5232/",
+            "https://localhost/",
+            "https://10.0.0.7/dav",
+            "https://192.168.1.2/",
+            "https://169.254.169.254/latest",
+            "https://[::1]/",
+            "https://[fd00::1]/",
+            "https://nas.local/",
+            "https://ann:secret@dav.example.org/",
+            "ftp://dav.example.org/",
+        ] {
+            let (field, why) = server(Some(bad), None, false).unwrap_err();
+            assert_eq!(field, Some("server_url"), "{bad}: {why}");
+        }
+        // Development and tests take a server on this machine over http.
+        assert_eq!(server(Some("http://127.0.0.1:5232/"), None, true).unwrap(), "http://127.0.0.1:5232/");
+    }
+}
