@@ -234,3 +234,77 @@ async fn a_series_is_one_resource_both_ways() {
     let cancels = listed.changes.iter().filter(|c| matches!(c, Change::OccurrenceCancelled { .. })).count();
     assert_eq!(cancels, 3, "{:?}", listed.changes);
 }
+
+/// A proxy in front of Radicale that refuses `sync-collection` (403 `supported-report`), as
+/// servers without RFC 6578 do; everything else passes through.
+async fn without_sync_collection(upstream: String) -> String {
+    use axum::body::{Body, to_bytes};
+    use axum::http::{Request, Response, StatusCode};
+    let http = calsync_providers::http_client(Duration::from_secs(10));
+    let handler = move |req: Request<Body>| {
+        let (http, upstream) = (http.clone(), upstream.clone());
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = to_bytes(body, 1 << 24).await.unwrap();
+            if parts.method.as_str() == "REPORT" && String::from_utf8_lossy(&body).contains("sync-collection") {
+                return Response::builder()
+                    .status(StatusCode::FORBIDDEN)
+                    .body(Body::from(r#"<?xml version="1.0"?><d:error xmlns:d="DAV:"><d:supported-report/></d:error>"#))
+                    .unwrap();
+            }
+            let url = format!("{upstream}{}", parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+            let mut rb = http.request(parts.method.clone(), url).body(body.to_vec());
+            for (k, v) in &parts.headers {
+                if k != "host" && k != "content-length" {
+                    rb = rb.header(k, v);
+                }
+            }
+            let resp = rb.send().await.unwrap();
+            let mut out = Response::builder().status(resp.status());
+            for (k, v) in resp.headers() {
+                if k != "content-length" && k != "transfer-encoding" {
+                    out = out.header(k, v);
+                }
+            }
+            out.body(Body::from(resp.bytes().await.unwrap())).unwrap()
+        }
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, axum::Router::new().fallback(handler)).await.unwrap() });
+    base
+}
+
+#[tokio::test]
+async fn servers_without_sync_collection_are_listed_by_ctag_and_etags() {
+    let server = Radicale::start(&[ANN]);
+    let http = calsync_providers::http_client(Duration::from_secs(10));
+    server.mkcalendar(&http, ANN, "/ann/work/", "Work", "VEVENT").await;
+    let proxy = without_sync_collection(server.base.clone()).await;
+    let account = discover(&http, &proxy, &DavAuth { username: ANN.0, password: ANN.1 }).await.unwrap();
+    let token = DavCredentials {
+        principal: account.principal.to_string(),
+        home: account.home.to_string(),
+        username: ANN.0.into(),
+        password: ANN.1.into(),
+    }
+    .token();
+    let p = CalDavCalendar::new(http.clone());
+    let cal = p.list_calendars(&token).await.unwrap().remove(0).remote_id;
+    assert!(cal.starts_with(&proxy), "{cal}");
+    let d = data("Intake: Meyer", "2026-12-03T09:00:00+01:00", "2026-12-03T09:45:00+01:00", false);
+    let created = p.create(&token, &cal, "k-1", "s-1", &d).await.unwrap();
+
+    let (changes, cursor) = drain(&p, &token, &cal, ListFrom::Full { window: window(), page: None }).await.unwrap();
+    assert!(cursor.starts_with("ctag:"), "{cursor}");
+    assert_eq!(upserts(&changes).iter().map(|e| e.id.clone()).collect::<Vec<_>>(), vec![created.id.clone()]);
+    // Nothing changed: the ctag says so, and nothing is read.
+    let (changes, same) = drain(&p, &token, &cal, ListFrom::Since { cursor: &cursor, page: None }).await.unwrap();
+    assert!(changes.is_empty() && same == cursor, "{changes:?} {same}");
+    // A change (here a deletion by another client) changes the ctag: list in full again.
+    assert!(matches!(server.delete(&http, ANN, &created.id).await, 200 | 204));
+    let again = drain(&p, &token, &cal, ListFrom::Since { cursor: &cursor, page: None }).await;
+    assert!(matches!(again, Err(ProviderError::CursorExpired)), "{again:?}");
+    let (changes, next) = drain(&p, &token, &cal, ListFrom::Full { window: window(), page: None }).await.unwrap();
+    assert!(changes.is_empty() && next != cursor, "{changes:?}");
+}
