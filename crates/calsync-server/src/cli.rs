@@ -217,6 +217,16 @@ pub enum BenchCommand {
         #[arg(long)]
         postgres: Option<String>,
     },
+    /// CalDAV against a real Radicale (started here): the initial sync of many events and a
+    /// no-change sync, next to vdirsyncer syncing the same calendar into a folder.
+    Caldav {
+        /// Events in the calendar.
+        #[arg(long, default_value_t = 1000)]
+        events: usize,
+        /// The Python with Radicale and vdirsyncer installed (default: $CALSYNC_PYTHON, else python3).
+        #[arg(long)]
+        python: Option<String>,
+    },
     /// Initial import, a no-change sync and the push of new appointments, through the sync engine.
     Sync {
         /// `google` or `microsoft`.

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod auth;
 pub mod bench;
+pub mod bench_caldav;
 pub mod bench_scheduler;
 pub mod cli;
 pub mod clock;

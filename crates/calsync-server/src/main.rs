@@ -21,59 +21,10 @@ fn main() -> ExitCode {
             }
         };
     }
-    if let Some(Command::Bench(calsync_server::cli::BenchCommand::Scheduler {
-        provider,
-        connections,
-        latency_ms,
-        concurrency,
-        samples,
-        poll_seconds,
-        postgres,
-    })) = &cli.command
-    {
+    if let Some(Command::Bench(bench)) = &cli.command {
+        // A fresh database and its own providers: no configuration involved.
         logging::init(cli.settings.log_format.unwrap_or(calsync_server::cli::LogFormat::Text), "warn");
-        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-        let run = async {
-            let provider = provider.parse().map_err(|e| anyhow::anyhow!("--provider: {e}"))?;
-            calsync_server::bench_scheduler::run(calsync_server::bench_scheduler::SchedulerOptions {
-                provider,
-                connections: *connections,
-                latency_ms: *latency_ms,
-                concurrency: *concurrency,
-                samples: *samples,
-                poll_seconds: *poll_seconds,
-                postgres: postgres.clone(),
-            })
-            .await
-        };
-        return match runtime.block_on(run) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    if let Some(Command::Bench(calsync_server::cli::BenchCommand::Sync { provider, events, push })) = &cli.command {
-        // A fresh database and an in-process sandbox: no configuration involved.
-        logging::init(cli.settings.log_format.unwrap_or(calsync_server::cli::LogFormat::Text), "warn");
-        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-        let run = async {
-            let provider = provider.parse().map_err(|e| anyhow::anyhow!("--provider: {e}"))?;
-            calsync_server::bench::run(calsync_server::bench::BenchOptions {
-                provider,
-                imports: events.clone(),
-                push: *push,
-            })
-            .await
-        };
-        return match runtime.block_on(run) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::FAILURE
-            }
-        };
+        return standalone(run_bench(bench));
     }
     let config = match Config::load(&cli.settings) {
         Ok(c) => c,
@@ -100,6 +51,60 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a command that needs no configuration on its own runtime; an error is printed.
+fn standalone(run: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    match runtime.block_on(run) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_bench(bench: &calsync_server::cli::BenchCommand) -> anyhow::Result<()> {
+    use calsync_server::cli::BenchCommand;
+    let provider = |p: &str| p.parse().map_err(|e| anyhow::anyhow!("--provider: {e}"));
+    match bench {
+        BenchCommand::Scheduler {
+            provider: p,
+            connections,
+            latency_ms,
+            concurrency,
+            samples,
+            poll_seconds,
+            postgres,
+        } => {
+            calsync_server::bench_scheduler::run(calsync_server::bench_scheduler::SchedulerOptions {
+                provider: provider(p)?,
+                connections: *connections,
+                latency_ms: *latency_ms,
+                concurrency: *concurrency,
+                samples: *samples,
+                poll_seconds: *poll_seconds,
+                postgres: postgres.clone(),
+            })
+            .await
+        }
+        BenchCommand::Sync { provider: p, events, push } => {
+            calsync_server::bench::run(calsync_server::bench::BenchOptions {
+                provider: provider(p)?,
+                imports: events.clone(),
+                push: *push,
+            })
+            .await
+        }
+        BenchCommand::Caldav { events, python } => {
+            calsync_server::bench_caldav::run(calsync_server::bench_caldav::CalDavBenchOptions {
+                events: *events,
+                python: python.clone(),
+            })
+            .await
         }
     }
 }
