@@ -439,7 +439,10 @@ async fn report(
     match resp.status() {
         StatusCode::UNAUTHORIZED => Err(wrong_password()),
         StatusCode::NOT_FOUND => Err(ProviderError::NotFound),
-        s if s.is_server_error() && s != StatusCode::INSUFFICIENT_STORAGE => Err(classify(s, resp.headers(), "REPORT")),
+        // 501: the server has no such report (sync-collection): the caller falls back.
+        s if s.is_server_error() && s != StatusCode::INSUFFICIENT_STORAGE && s != StatusCode::NOT_IMPLEMENTED => {
+            Err(classify(s, resp.headers(), "REPORT"))
+        }
         _ => Ok(resp),
     }
 }

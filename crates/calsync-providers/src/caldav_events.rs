@@ -583,6 +583,7 @@ impl CalendarProvider for CalDavCalendar {
                         primary: Some(i) == primary,
                         can_write: c.writable,
                         time_zone: c.time_zone.map(|z| z.name().to_owned()),
+                        color: c.color.as_deref().and_then(crate::hex_color),
                     }
                 })
                 .collect())

@@ -67,6 +67,7 @@ struct CalendarListEntry {
     time_zone: Option<String>,
     #[serde(default)]
     deleted: bool,
+    background_color: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -135,6 +136,7 @@ impl GoogleApi {
                 primary: e.primary,
                 can_write: matches!(e.access_role.as_str(), "owner" | "writer"),
                 time_zone: e.time_zone,
+                color: e.background_color.as_deref().and_then(crate::hex_color),
                 remote_id: e.id,
             }));
             match page.next_page_token {

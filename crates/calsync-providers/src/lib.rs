@@ -41,6 +41,16 @@ pub struct RemoteCalendar {
     pub primary: bool,
     pub can_write: bool,
     pub time_zone: Option<String>,
+    /// `#RRGGBB`, when the provider gives one.
+    pub color: Option<String>,
+}
+
+/// A colour as `#rrggbb` (lowercase; an alpha channel dropped), or `None` when it is none.
+pub fn hex_color(c: &str) -> Option<String> {
+    let hex = c.trim().strip_prefix('#')?;
+    let rgb =
+        hex.get(..6).filter(|h| (hex.len() == 6 || hex.len() == 8) && hex.chars().all(|c| c.is_ascii_hexdigit()))?;
+    Some(format!("#{}", rgb.to_ascii_lowercase()))
 }
 
 /// The HTTP client every provider call goes through: bounded time, no redirects (a token endpoint
@@ -56,4 +66,16 @@ pub fn http_client(timeout: Duration) -> reqwest::Client {
         .user_agent(concat!("calsync/", env!("CARGO_PKG_VERSION")))
         .build()
         .expect("HTTP client configuration is static")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn colours_are_rrggbb() {
+        assert_eq!(super::hex_color("#0F5AA3FF").as_deref(), Some("#0f5aa3"), "Apple's alpha is dropped");
+        assert_eq!(super::hex_color("#9fe1e7").as_deref(), Some("#9fe1e7"));
+        for none in ["", "auto", "#12345", "#gggggg", "0f5aa3"] {
+            assert_eq!(super::hex_color(none), None, "{none}");
+        }
+    }
 }

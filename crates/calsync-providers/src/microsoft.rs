@@ -60,6 +60,9 @@ struct GraphCalendar {
     is_default_calendar: bool,
     #[serde(default)]
     can_edit: bool,
+    /// Empty, or `#rrggbb`.
+    #[serde(default)]
+    hex_color: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -126,6 +129,7 @@ impl GraphApi {
                 primary: c.is_default_calendar,
                 can_write: c.can_edit,
                 time_zone: None,
+                color: crate::hex_color(&c.hex_color),
             }));
             next = match page.next_link {
                 Some(link) => Some(self.same_origin(&link)?),

@@ -183,6 +183,7 @@ async fn caldav_connection_syncs_both_ways(backend: Backend) {
     let cals: Value = app.get(&format!("{BASE}/{id}/calendars/"), &token).send().await.unwrap().json().await.unwrap();
     let names: Vec<&str> = cals.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["Work"], "a to-do list holds no events: {cals}");
+    assert_eq!((cals[0]["color"].as_str(), cals[0]["primary"].as_bool()), (Some("#0f5aa3"), Some(true)), "{cals}");
     // The password is sealed at rest.
     let stored = stored_tokens(&app, backend).await;
     assert_eq!(stored.len(), 1);

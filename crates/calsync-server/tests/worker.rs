@@ -279,6 +279,7 @@ async fn three_worker_processes_share_the_connections_and_survive_a_kill() {
             is_primary: true,
             can_write: true,
             time_zone: None,
+            color: None,
         };
         let conn = db.save_grant(&keyring, &grant, &[cal]).await.unwrap();
         let title = format!("Appointment {i}");

@@ -255,6 +255,7 @@ async fn calendars_settings_and_disconnect(backend: Backend) {
         is_primary: primary,
         can_write: true,
         time_zone: Some("Europe/Berlin".into()),
+        color: Some("#0f5aa3".into()),
     };
     // The grant and its calendars are stored together.
     let c = db.save_grant(&k, &grant(&ann, "a", Some("r")), &[cal("work", false), cal("main", true)]).await.unwrap();
@@ -263,6 +264,7 @@ async fn calendars_settings_and_disconnect(backend: Backend) {
         cals.iter().map(|c| (c.remote_id.as_str(), c.selected)).collect::<Vec<_>>(),
         [("main", true), ("work", false)]
     );
+    assert!(cals.iter().all(|c| c.color.as_deref() == Some("#0f5aa3")), "colours are kept");
 
     let bad = SettingsChange {
         selected_calendars: Some(vec!["work".into(), "ghost".into()]),

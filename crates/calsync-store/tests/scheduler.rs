@@ -52,6 +52,7 @@ async fn connect(db: &Db, u: &User, account: &str, provider: Provider) -> Connec
         is_primary: true,
         can_write: true,
         time_zone: None,
+        color: None,
     };
     db.save_grant(&k, &grant, &[cal]).await.unwrap()
 }

@@ -44,6 +44,7 @@ async fn connected(db: &Db, u: &User) -> Connection {
         is_primary: true,
         can_write: true,
         time_zone: None,
+        color: None,
     };
     db.save_grant(&k, &grant, &[cal]).await.unwrap()
 }

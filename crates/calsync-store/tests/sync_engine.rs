@@ -35,7 +35,14 @@ async fn user(db: &Db, slug: &str, email: &str) -> User {
 }
 
 fn calendar(remote_id: &str, is_primary: bool, can_write: bool) -> CalendarInfo {
-    CalendarInfo { remote_id: remote_id.into(), name: remote_id.into(), is_primary, can_write, time_zone: None }
+    CalendarInfo {
+        remote_id: remote_id.into(),
+        name: remote_id.into(),
+        is_primary,
+        can_write,
+        time_zone: None,
+        color: None,
+    }
 }
 
 /// A Google connection of `u` with a writable primary, a writable "team" calendar (not

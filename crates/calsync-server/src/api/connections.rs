@@ -97,6 +97,8 @@ pub struct CalendarView {
     pub selected: bool,
     pub can_write: bool,
     pub time_zone: Option<String>,
+    /// `#rrggbb`, as the provider gives it.
+    pub color: Option<String>,
 }
 
 impl From<SyncedCalendar> for CalendarView {
@@ -108,6 +110,7 @@ impl From<SyncedCalendar> for CalendarView {
             selected: c.selected,
             can_write: c.can_write,
             time_zone: c.time_zone,
+            color: c.color,
         }
     }
 }

@@ -619,6 +619,7 @@ pub(crate) fn calendar_infos(list: Vec<RemoteCalendar>) -> Vec<CalendarInfo> {
             is_primary: c.primary,
             can_write: c.can_write,
             time_zone: c.time_zone,
+            color: c.color,
         })
         .collect()
 }

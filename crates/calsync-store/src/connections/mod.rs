@@ -85,6 +85,8 @@ pub struct SyncedCalendar {
     pub is_primary: bool,
     pub can_write: bool,
     pub time_zone: Option<String>,
+    /// `#RRGGBB`, as the provider gives it.
+    pub color: Option<String>,
     pub selected: bool,
     /// Where the next incremental listing starts, as of when the calendar was read (see
     /// [`Db::calendar_cursor`]).
@@ -99,6 +101,8 @@ pub struct CalendarInfo {
     pub is_primary: bool,
     pub can_write: bool,
     pub time_zone: Option<String>,
+    /// `#RRGGBB`, as the provider gives it.
+    pub color: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -220,7 +224,7 @@ impl TryFrom<Row> for Connection {
 }
 
 /// The columns of [`CalendarRow`], for queries of calendars outside this module.
-pub(crate) const CALENDAR_COLUMNS: &str = "c.id, c.connection_id, c.remote_id, c.name, c.is_primary, c.can_write, c.time_zone, c.selected, \
+pub(crate) const CALENDAR_COLUMNS: &str = "c.id, c.connection_id, c.remote_id, c.name, c.is_primary, c.can_write, c.time_zone, c.color, c.selected, \
      c.sync_cursor, c.cursor_window_start, c.cursor_window_end";
 
 #[derive(sqlx::FromRow)]
@@ -232,6 +236,7 @@ pub(crate) struct CalendarRow {
     is_primary: bool,
     can_write: bool,
     time_zone: Option<String>,
+    color: Option<String>,
     selected: bool,
     sync_cursor: Option<String>,
     cursor_window_start: Option<DateTime<Utc>>,
@@ -248,6 +253,7 @@ impl From<CalendarRow> for SyncedCalendar {
             is_primary: r.is_primary,
             can_write: r.can_write,
             time_zone: r.time_zone,
+            color: r.color,
             selected: r.selected,
             cursor: match (r.sync_cursor, r.cursor_window_start, r.cursor_window_end) {
                 (Some(cursor), Some(window_start), Some(window_end)) => {
@@ -299,7 +305,7 @@ macro_rules! replace_calendars_in {
             if existing.iter().any(|(r, _)| r == &c.remote_id) {
                 sqlx::query(
                     "UPDATE synced_calendars SET name = $1, is_primary = $2, can_write = $3, time_zone = $4, \
-                     selected = CASE WHEN $5 THEN selected ELSE $2 END, updated_at = $6 \
+                     selected = CASE WHEN $5 THEN selected ELSE $2 END, updated_at = $6, color = $9 \
                      WHERE connection_id = $7 AND remote_id = $8",
                 )
                 .bind(&c.name)
@@ -310,12 +316,13 @@ macro_rules! replace_calendars_in {
                 .bind($now)
                 .bind($id.as_uuid())
                 .bind(&c.remote_id)
+                .bind(&c.color)
                 .execute(&mut **$tx)
                 .await?;
             } else {
                 sqlx::query(
                     "INSERT INTO synced_calendars (id, firm_id, connection_id, remote_id, name, is_primary, can_write, \
-                     time_zone, selected, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+                     time_zone, selected, created_at, updated_at, color) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)",
                 )
                 .bind(SyncedCalendarId::new().as_uuid())
                 .bind($firm.as_uuid())
@@ -327,6 +334,7 @@ macro_rules! replace_calendars_in {
                 .bind(&c.time_zone)
                 .bind(c.is_primary && !keeps_selection)
                 .bind($now)
+                .bind(&c.color)
                 .execute(&mut **$tx)
                 .await?;
             }
