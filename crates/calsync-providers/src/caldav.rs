@@ -210,6 +210,21 @@ pub async fn members(
     Ok(out)
 }
 
+/// A resource's ETag as `PROPFIND` gives it (`getetag`: always the strong one).
+async fn strong_etag(http: &reqwest::Client, href: &Url, auth: &DavAuth<'_>) -> Result<String, ProviderError> {
+    let (_, doc) = propfind(http, href, auth, 0, "<d:prop><d:getetag/></d:prop>").await?;
+    let doc = parse(&doc)?;
+    doc.descendants()
+        .find(|n| n.has_tag_name((DAV, "getetag")))
+        .and_then(|n| n.text())
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty() && !t.starts_with("W/"))
+        .ok_or_else(|| ProviderError::Permanent {
+            status: None,
+            reason: "the server gives no strong ETag for an event: calsync cannot write it safely".into(),
+        })
+}
+
 /// One calendar object resource: its text and ETag, or `None` when there is none at `href`.
 pub async fn get(
     http: &reqwest::Client,
@@ -227,10 +242,12 @@ pub async fn get(
         s if s.is_success() => {
             let etag = resp.headers().get(reqwest::header::ETAG).and_then(|e| e.to_str().ok()).map(str::to_owned);
             let text = resp.text().await.map_err(ProviderError::transport)?;
-            let etag = etag.ok_or_else(|| ProviderError::Permanent {
-                status: None,
-                reason: "the server gave no ETag for an event: calsync cannot write it safely".into(),
-            })?;
+            // A weak ETag (a proxy that compresses answers makes one) never matches If-Match:
+            // the resource's own, strong one is asked for.
+            let etag = match etag {
+                Some(e) if !e.starts_with("W/") => e,
+                _ => strong_etag(http, href, auth).await?,
+            };
             Ok(Some((text, etag)))
         }
         s => Err(classify(s, resp.headers(), "GET")),
@@ -548,7 +565,16 @@ async fn propfind(
                         reason: "a redirect without a Location".into(),
                     }
                 })?;
-            at = at.join(location).map_err(bad_url)?;
+            let next = at.join(location).map_err(bad_url)?;
+            // The password goes with the request: never from https down to plain http.
+            if at.scheme() == "https" && next.scheme() != "https" {
+                return Err(ProviderError::Permanent {
+                    status: Some(status.as_u16()),
+                    reason: "the server redirects from https to plain http; calsync does not send the password there"
+                        .into(),
+                });
+            }
+            at = next;
             continue;
         }
         return match status {

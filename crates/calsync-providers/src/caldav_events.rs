@@ -21,7 +21,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use calsync_domain::appointment::{AppointmentData, AppointmentStatus, local_midnight};
+use calsync_domain::appointment::{AppointmentData, AppointmentStatus, When, local_midnight};
 use calsync_domain::recurrence::{OriginalStart, Series};
 use chrono::{Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
@@ -53,10 +53,12 @@ const OWN: &[&str] = &[
     "CLASS",
     "STATUS",
     "TRANSP",
-    "ORGANIZER",
-    "ATTENDEE",
     "X-CALSYNC-ID",
 ];
+
+/// Written by calsync only when it changes who is invited; otherwise kept as the calendar app
+/// wrote them (with their roles, RSVP and scheduling state).
+const PEOPLE: &[&str] = &["ORGANIZER", "ATTENDEE"];
 
 /// The version of a cancelled occurrence (it has no content of its own).
 const CANCELLED: &str = "cancelled";
@@ -79,11 +81,12 @@ impl CalDavCalendar {
     }
 
     async fn zone(&self, calendar: &Url, auth: &DavAuth<'_>) -> Result<Option<Tz>, ProviderError> {
-        if let Some(z) = self.zones.lock().unwrap_or_else(|p| p.into_inner()).get(calendar.as_str()) {
+        let key = zone_key(auth, calendar);
+        if let Some(z) = self.zones.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(*z);
         }
         let z = caldav::calendar_zone(&self.http, calendar, auth).await?;
-        self.zones.lock().unwrap_or_else(|p| p.into_inner()).insert(calendar.as_str().to_owned(), z);
+        self.zones.lock().unwrap_or_else(|p| p.into_inner()).insert(key, z);
         Ok(z)
     }
 
@@ -106,6 +109,7 @@ impl CalDavCalendar {
         let floating = self.zone(cal, auth).await?;
         for _ in 0..WRITE_ATTEMPTS {
             let Some(stored) = self.read(cal, auth, path).await? else { return Err(ProviderError::NotFound) };
+            stored.writable()?;
             let text = edit(&stored)?;
             match caldav::put(&self.http, &stored.href, auth, &text, Precondition::Match(&stored.etag)).await {
                 Ok(Some(etag)) => return Ok(Stored::new(stored.href, etag, &text, floating)),
@@ -162,6 +166,18 @@ impl Stored {
 
     fn path(&self) -> String {
         self.href.path().to_owned()
+    }
+
+    /// A resource with a component calsync cannot read is not rewritten or deleted: that part
+    /// would be lost, or changed blind.
+    fn writable(&self) -> Result<(), ProviderError> {
+        match self.events.iter().find_map(|c| c.read.as_ref().err()) {
+            Some(why) => Err(ProviderError::Permanent {
+                status: None,
+                reason: format!("the event has a part calsync cannot read ({why}); calsync leaves it as it is"),
+            }),
+            None => Ok(()),
+        }
     }
 
     fn master(&self) -> Option<(usize, &ParsedEvent)> {
@@ -221,17 +237,17 @@ impl Stored {
 
     /// The resource with component `replace` (an index into `events`, or a new one when `None`)
     /// written as `with` (or removed when `None`), keeping what calsync does not write of it.
-    fn edited(&self, edits: &[(Option<usize>, Option<String>)]) -> Result<String, ProviderError> {
+    fn edited(&self, edits: &[Edit]) -> Result<String, ProviderError> {
         let mut replaced: BTreeMap<usize, Option<String>> = BTreeMap::new();
         let mut added = Vec::new();
-        for (at, with) in edits {
-            match at {
+        for e in edits {
+            match e.at {
                 Some(i) => {
-                    let c = &self.events[*i];
-                    let new = with.as_ref().map(|w| keep_foreign(&self.lines[c.start..=c.end], w));
+                    let c = &self.events[i];
+                    let new = e.with.as_ref().map(|w| keep_foreign(&self.lines[c.start..=c.end], w, e.people));
                     replaced.insert(c.start, new);
                 }
-                None => added.extend(with.clone()),
+                None => added.extend(e.with.clone()),
             }
         }
         let mut out = String::new();
@@ -254,6 +270,41 @@ impl Stored {
         }
         ics::finish(&out).map_err(|e| ProviderError::Permanent { status: None, reason: e.to_string() })
     }
+}
+
+/// One change to a resource: component `at` (an index into [`Stored::events`], or a new one when
+/// `None`) written as `with` (removed when `None`). `people`: calsync's organizer and attendees
+/// replace the component's; otherwise the component keeps its own.
+struct Edit {
+    at: Option<usize>,
+    with: Option<String>,
+    people: bool,
+}
+
+impl Edit {
+    fn put(at: Option<usize>, with: String, people: bool) -> Self {
+        Self { at, with: Some(with), people }
+    }
+
+    fn remove(at: usize) -> Self {
+        Self { at: Some(at), with: None, people: false }
+    }
+}
+
+/// The key of a calendar's zone in the cache: whose account, and which calendar.
+fn zone_key(auth: &DavAuth<'_>, calendar: &Url) -> String {
+    format!("{}\n{}", auth.username, calendar.as_str())
+}
+
+/// Whether calsync's attendees differ from the component's own (addresses and names).
+fn people_changed(old: &ParsedEvent, data: &AppointmentData) -> bool {
+    let Ok(before) = content(old) else { return true };
+    let key = |a: &[calsync_domain::appointment::Attendee]| {
+        let mut v: Vec<(String, String)> = a.iter().map(|a| (a.email.to_ascii_lowercase(), a.name.clone())).collect();
+        v.sort();
+        v
+    };
+    key(&before.attendees) != key(&data.attendees)
 }
 
 /// Lines with continuation lines joined (RFC 5545 §3.1).
@@ -305,7 +356,7 @@ fn name_of(line: &str) -> String {
 
 /// `new` (a `VEVENT` calsync wrote) with what the `old` one held that calsync does not write:
 /// other properties and nested components (alarms).
-fn keep_foreign(old: &[String], new: &str) -> String {
+fn keep_foreign(old: &[String], new: &str, people: bool) -> String {
     let mut kept = String::new();
     let mut depth = 0usize;
     for l in old.iter().skip(1).take(old.len().saturating_sub(2)) {
@@ -313,7 +364,8 @@ fn keep_foreign(old: &[String], new: &str) -> String {
         if n == "BEGIN" {
             depth += 1;
         }
-        if depth > 0 || !OWN.contains(&n.as_str()) {
+        let ours = OWN.contains(&n.as_str()) || (people && PEOPLE.contains(&n.as_str()));
+        if depth > 0 || !ours {
             kept.push_str(l);
             kept.push_str("\r\n");
         }
@@ -321,6 +373,12 @@ fn keep_foreign(old: &[String], new: &str) -> String {
             depth = depth.saturating_sub(1);
         }
     }
+    // Without a change of people, the component's own lines stand and calsync's are dropped.
+    let new: String = if people {
+        new.to_owned()
+    } else {
+        new.split_inclusive('\n').filter(|l| !PEOPLE.contains(&name_of(l).as_str())).collect()
+    };
     match new.rfind("END:VEVENT") {
         Some(at) => format!("{}{kept}{}", &new[..at], &new[at..]),
         None => new.to_owned(),
@@ -354,23 +412,32 @@ fn bad_id(_: url::ParseError) -> ProviderError {
 
 /// A master's `EXDATE`s, from the lines the reader gives them as.
 fn exdates(p: &ParsedEvent) -> Vec<OriginalStart> {
-    p.input
-        .recurrence
-        .iter()
-        .flatten()
-        .filter_map(|l| {
-            let v = l
-                .strip_prefix("EXDATE;VALUE=DATE:")
-                .map(|d| (d, true))
-                .or(l.strip_prefix("EXDATE:").map(|d| (d, false)))?;
-            match v {
-                (d, true) => NaiveDate::parse_from_str(d, "%Y%m%d").ok().map(OriginalStart::Date),
-                (t, false) => chrono::NaiveDateTime::parse_from_str(t.trim_end_matches('Z'), "%Y%m%dT%H%M%S")
-                    .ok()
-                    .map(|t| OriginalStart::At(t.and_utc())),
-            }
-        })
-        .collect()
+    exdate_lines(p.input.recurrence.as_deref().unwrap_or_default(), series_zone(p))
+}
+
+/// The occurrences `EXDATE` lines name (`;VALUE=DATE`, UTC, `;TZID=`, floating in `tz`, lists).
+fn exdate_lines(lines: &[String], tz: Tz) -> Vec<OriginalStart> {
+    let mut out = Vec::new();
+    for l in lines.iter().filter(|l| l.to_ascii_uppercase().starts_with("EXDATE")) {
+        let Some((head, values)) = l.split_once(':') else { continue };
+        let zone =
+            head.split(';').find_map(|p| p.strip_prefix("TZID=")).and_then(|z| z.parse::<Tz>().ok()).unwrap_or(tz);
+        for v in values.split(',').map(str::trim) {
+            let o = if v.len() == 8 {
+                NaiveDate::parse_from_str(v, "%Y%m%d").ok().map(OriginalStart::Date)
+            } else {
+                chrono::NaiveDateTime::parse_from_str(v.trim_end_matches('Z'), "%Y%m%dT%H%M%S").ok().and_then(|t| {
+                    if v.ends_with('Z') {
+                        Some(OriginalStart::At(t.and_utc()))
+                    } else {
+                        ics::local_instant(zone, t).ok().map(OriginalStart::At)
+                    }
+                })
+            };
+            out.extend(o.filter(|o| !out.contains(o)));
+        }
+    }
+    out
 }
 
 /// An event's content: the master's rule without its `EXDATE`s (those are the cancelled
@@ -461,6 +528,46 @@ fn occurs(master: &AppointmentData, o: OriginalStart) -> bool {
     series.between(at - Duration::days(1), at + Duration::days(2), master.time_zone).contains(&o)
 }
 
+/// Occurrence `o` of the series `m` as its rule makes it, when the rule makes it.
+fn rule_occurrence(path: &str, m: &ParsedEvent, o: OriginalStart) -> Option<RemoteEvent> {
+    let series = content(m).ok()?;
+    if !occurs(&series, o) {
+        return None;
+    }
+    let when = match (series.when, o) {
+        (When::Timed { start, end }, OriginalStart::At(t)) => When::Timed { start: t, end: t + (end - start) },
+        (When::AllDay { start, end }, OriginalStart::Date(d)) => When::AllDay { start: d, end: d + (end - start) },
+        _ => return None,
+    };
+    let data = AppointmentData { when, recurrence: Vec::new(), series: None, ..series };
+    Some(RemoteEvent {
+        id: occurrence_id(path, o),
+        etag: version(Some(&data), None),
+        updated: m.last_modified,
+        calsync_id: None,
+        data: Some(data),
+        recurrence: Vec::new(),
+        series_master_id: Some(path.to_owned()),
+        original_start: Some(o),
+        note: None,
+    })
+}
+
+/// An occurrence calsync cancelled (an `EXDATE` now), as the engine keeps it.
+fn cancelled_occurrence(path: &str, o: OriginalStart, stamp: Option<&str>, data: &AppointmentData) -> RemoteEvent {
+    RemoteEvent {
+        id: occurrence_id(path, o),
+        etag: CANCELLED.into(),
+        updated: Some(Utc::now()),
+        calsync_id: stamp.map(str::to_owned),
+        data: Some(AppointmentData { series: None, recurrence: Vec::new(), ..data.clone() }),
+        recurrence: Vec::new(),
+        series_master_id: Some(path.to_owned()),
+        original_start: Some(o),
+        note: None,
+    }
+}
+
 /// The master rewritten with `cancelled` as its `EXDATE`s.
 fn master_text(m: &ParsedEvent, cancelled: Vec<OriginalStart>) -> Result<String, ProviderError> {
     let data = content(m).map_err(|why| ProviderError::Permanent { status: None, reason: why })?;
@@ -482,9 +589,9 @@ fn cancel_in(stored: &Stored, o: OriginalStart) -> Result<String, ProviderError>
     if !cancelled.contains(&o) {
         cancelled.push(o);
     }
-    edits.push((Some(mi), Some(master_text(m, cancelled)?)));
+    edits.push(Edit::put(Some(mi), master_text(m, cancelled)?, false));
     if let Some((oi, _)) = stored.find(Some(o)) {
-        edits.push((Some(oi), None));
+        edits.push(Edit::remove(oi));
     }
     stored.edited(&edits)
 }
@@ -642,6 +749,10 @@ impl CalendarProvider for CalDavCalendar {
         })
     }
 
+    fn lists_masters_first(&self) -> bool {
+        true
+    }
+
     fn get<'a>(&'a self, token: &'a str, calendar: &'a str, id: &'a str) -> ProviderFuture<'a, Option<RemoteEvent>> {
         Box::pin(async move {
             let creds = DavCredentials::read(token)?;
@@ -652,7 +763,15 @@ impl CalendarProvider for CalDavCalendar {
                 return Ok(None);
             }
             let master = stored.master().map(|(_, m)| m);
-            Ok(stored.find(occurrence).map(|(_, p)| remote(&stored.path(), p, master)))
+            if let Some((_, p)) = stored.find(occurrence) {
+                return Ok(Some(remote(&stored.path(), p, master)));
+            }
+            // An occurrence as the rule makes it (its override gone, say): the master's content
+            // at that start.
+            Ok(match (occurrence, master) {
+                (Some(o), Some(m)) => rule_occurrence(&stored.path(), m, o),
+                _ => None,
+            })
         })
     }
 
@@ -724,31 +843,20 @@ impl CalendarProvider for CalDavCalendar {
                     let mut e = written(&m.uid, stamp, data, sequence);
                     e.data.recurrence.clear();
                     e.recurrence_id = Some((original, series_zone(m)));
-                    let mut edits = vec![(existing.map(|(i, _)| i), Some(ics::vevent_text(&e, Utc::now())))];
+                    let people = existing.is_none_or(|(_, p)| people_changed(p, data));
+                    let mut edits = vec![Edit::put(existing.map(|(i, _)| i), ics::vevent_text(&e, Utc::now()), people)];
                     let cancelled = exdates(m);
                     if cancelled.contains(&original) {
                         // Written again after being cancelled: it is back.
-                        edits.push((
-                            Some(mi),
-                            Some(master_text(m, cancelled.into_iter().filter(|c| *c != original).collect())?),
-                        ));
+                        let back = master_text(m, cancelled.into_iter().filter(|c| *c != original).collect())?;
+                        edits.push(Edit::put(Some(mi), back, false));
                     }
                     stored.edited(&edits)
                 })
                 .await?;
             let path = stored.path();
             if cancel {
-                return Ok(RemoteEvent {
-                    id: occurrence_id(&path, original),
-                    etag: CANCELLED.into(),
-                    updated: Some(Utc::now()),
-                    calsync_id: Some(stamp.to_owned()),
-                    data: Some(AppointmentData { series: None, recurrence: Vec::new(), ..data.clone() }),
-                    recurrence: Vec::new(),
-                    series_master_id: Some(path),
-                    original_start: Some(original),
-                    note: None,
-                });
+                return Ok(cancelled_occurrence(&path, original, Some(stamp), data));
             }
             let master = stored.master().map(|(_, m)| m);
             let (_, p) = stored.find(Some(original)).ok_or(ProviderError::NotFound)?;
@@ -775,19 +883,52 @@ impl CalendarProvider for CalDavCalendar {
                     if !etag.is_empty() && remote(&stored.path(), p, master).etag != etag {
                         return Err(ProviderError::PreconditionFailed);
                     }
+                    if let (Some(o), true) = (occurrence, data.status == AppointmentStatus::Cancelled) {
+                        // An occurrence cancelled: an EXDATE, not a cancelled override.
+                        return cancel_in(stored, o);
+                    }
                     let mut e = written(&p.uid, p.calsync_id.as_deref().unwrap_or(""), data, p.sequence + 1);
+                    let mut edits = Vec::new();
                     match (occurrence, master) {
                         (Some(o), Some(m)) => {
                             e.recurrence_id = Some((o, series_zone(m)));
                             e.data.recurrence.clear();
                         }
                         (Some(o), None) => e.recurrence_id = Some((o, series_zone(p))),
-                        (None, _) => e.cancelled = exdates(p),
+                        (None, _) => {
+                            // The master: its cancellations are the resource's and calsync's
+                            // own EXDATE lines, once each; those and the overrides the new rule
+                            // no longer makes go, as Google drops the exceptions of a series
+                            // whose times change (they would stand alone as stray events).
+                            let tz = data.time_zone;
+                            let mut cancelled = exdates(p);
+                            for o in exdate_lines(&data.recurrence, tz) {
+                                if !cancelled.contains(&o) {
+                                    cancelled.push(o);
+                                }
+                            }
+                            e.data.recurrence.retain(|l| !l.to_ascii_uppercase().starts_with("EXDATE"));
+                            let still = |o: &OriginalStart| !e.data.recurrence.is_empty() && occurs(&e.data, *o);
+                            e.cancelled = cancelled.into_iter().filter(still).collect();
+                            for (j, c) in stored.events.iter().enumerate() {
+                                if let Ok(x) = &c.read
+                                    && let Some(o) = x.recurrence_id
+                                    && !still(&o)
+                                {
+                                    edits.push(Edit::remove(j));
+                                }
+                            }
+                        }
                     }
-                    stored.edited(&[(Some(i), Some(ics::vevent_text(&e, Utc::now())))])
+                    edits.push(Edit::put(Some(i), ics::vevent_text(&e, Utc::now()), people_changed(p, data)));
+                    stored.edited(&edits)
                 })
                 .await?;
             let master = stored.master().map(|(_, m)| m);
+            if let Some(o) = occurrence.filter(|o| stored.cancelled().contains(o)) {
+                let stamp = stored.find(occurrence).and_then(|(_, p)| p.calsync_id.clone());
+                return Ok(cancelled_occurrence(&stored.path(), o, stamp.as_deref(), data));
+            }
             let (_, p) = stored.find(occurrence).ok_or(ProviderError::NotFound)?;
             Ok(remote(&stored.path(), p, master))
         })
@@ -825,9 +966,8 @@ impl CalendarProvider for CalDavCalendar {
             }
             for _ in 0..WRITE_ATTEMPTS {
                 let Some(stored) = self.read(&cal, &auth, path).await? else { return Ok(()) };
-                if stored.master().is_some() {
-                    check(&stored, None)?;
-                }
+                stored.writable()?;
+                check(&stored, None)?;
                 match caldav::delete(&self.http, &stored.href, &auth, &stored.etag).await {
                     Err(ProviderError::PreconditionFailed) => continue,
                     other => return other,
@@ -909,6 +1049,47 @@ DTEND;TZID=Europe/Berlin:20261208T101500\r\nSUMMARY:Stand-up (late)\r\nEND:VEVEN
         let text = cancel_in(&again, at("2026-12-08T08:00:00Z")).unwrap();
         assert!(!text.contains("Stand-up (late)"), "{text}");
         assert_eq!(stored(&text).cancelled().len(), 3);
+    }
+
+    #[test]
+    fn a_resource_with_a_part_calsync_cannot_read_is_not_rewritten() {
+        let with_rdate = SERIES.replacen(
+            "RRULE:FREQ=DAILY;COUNT=5\r\n",
+            "RRULE:FREQ=DAILY;COUNT=5\r\nRDATE:20261224T080000Z\r\n",
+            1,
+        );
+        let s = stored(&with_rdate);
+        assert!(s.master().is_none());
+        assert!(matches!(s.writable(), Err(ProviderError::Permanent { .. })));
+        assert!(stored(SERIES).writable().is_ok());
+        let changes = s.changes();
+        assert!(
+            changes.iter().any(|c| matches!(c, Change::Upsert(e) if e.data.is_none() && e.note.is_some())),
+            "{changes:?}"
+        );
+    }
+
+    #[test]
+    fn exdate_lines_in_every_form() {
+        let berlin: Tz = "Europe/Berlin".parse().unwrap();
+        let lines = [
+            "EXDATE:20261214T080000Z,20261215T080000Z".to_owned(),
+            "EXDATE;TZID=Europe/Berlin:20261216T090000".to_owned(),
+            "EXDATE;VALUE=DATE:20261224".to_owned(),
+            "EXDATE:20261217T090000".to_owned(),
+            "EXDATE:20261214T080000Z".to_owned(),
+        ];
+        assert_eq!(
+            exdate_lines(&lines, berlin),
+            vec![
+                at("2026-12-14T08:00:00Z"),
+                at("2026-12-15T08:00:00Z"),
+                at("2026-12-16T08:00:00Z"),
+                OriginalStart::Date(NaiveDate::from_ymd_opt(2026, 12, 24).unwrap()),
+                at("2026-12-17T08:00:00Z"),
+            ],
+            "floating ones in the series' zone, each once"
+        );
     }
 
     #[test]

@@ -159,6 +159,14 @@ pub trait CalendarProvider: Send + Sync + std::fmt::Debug {
         Box::pin(async { Ok(Vec::new()) })
     }
 
+    /// Whether a listing states a series' master before its exceptions, and a write of the
+    /// master drops the exceptions its new rule no longer makes (CalDAV: one resource per
+    /// series). The engine then leaves exceptions of occurrences its series no longer has
+    /// unimported.
+    fn lists_masters_first(&self) -> bool {
+        false
+    }
+
     /// Whether [`Change::Deleted`] can also mean "left the listing's window" (Graph's `@removed`
     /// for an event moved out of a delta window): the engine then reads the event before it
     /// deletes anything.

@@ -397,7 +397,7 @@ fn moment(
 
 /// A local time in `zone`: the earlier one when clocks go back; one that a spring-forward skips
 /// is read with the offset before the gap, as RFC 5545 §3.3.5 says (02:30 becomes 03:30).
-fn local_instant(zone: Tz, local: chrono::NaiveDateTime) -> Result<DateTime<Utc>, String> {
+pub(crate) fn local_instant(zone: Tz, local: chrono::NaiveDateTime) -> Result<DateTime<Utc>, String> {
     use chrono::TimeZone;
     if let Some(t) = zone.from_local_datetime(&local).earliest() {
         return Ok(t.with_timezone(&Utc));
@@ -516,6 +516,10 @@ fn read_event(
             use calcard::icalendar::{ICalendarParameterName, ICalendarParameterValue, ICalendarParticipationStatus};
             let address = e.values.first().and_then(|v| v.as_text())?;
             let email = address.strip_prefix("mailto:").or_else(|| address.strip_prefix("MAILTO:"))?.trim();
+            // An address calsync could not keep is left out rather than making the event unreadable.
+            if !email.contains('@') || email.contains(char::is_whitespace) || email.len() > 320 {
+                return None;
+            }
             let name = e.parameter(&ICalendarParameterName::Cn).and_then(|v| v.as_text()).map(str::to_owned);
             let response = match e.parameter(&ICalendarParameterName::Partstat) {
                 Some(ICalendarParameterValue::Partstat(ICalendarParticipationStatus::Accepted)) => "accepted",

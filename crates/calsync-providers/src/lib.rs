@@ -49,7 +49,7 @@ pub struct RemoteCalendar {
 pub fn hex_color(c: &str) -> Option<String> {
     let hex = c.trim().strip_prefix('#')?;
     let rgb =
-        hex.get(..6).filter(|h| (hex.len() == 6 || hex.len() == 8) && hex.chars().all(|c| c.is_ascii_hexdigit()))?;
+        hex.get(..6).filter(|_| (hex.len() == 6 || hex.len() == 8) && hex.chars().all(|c| c.is_ascii_hexdigit()))?;
     Some(format!("#{}", rgb.to_ascii_lowercase()))
 }
 

@@ -233,6 +233,83 @@ async fn a_series_is_one_resource_both_ways() {
     let listed = p.list_changes(&token, &cal, ListFrom::Full { window: window(), page: None }).await.unwrap();
     let cancels = listed.changes.iter().filter(|c| matches!(c, Change::OccurrenceCancelled { .. })).count();
     assert_eq!(cancels, 3, "{:?}", listed.changes);
+
+    // The app's override of the fourth goes (the occurrence back to the rule): reading that
+    // occurrence gives the rule's version, not "gone".
+    let text = server.get(&http, ANN, &paths[0]).await.unwrap();
+    let lines: Vec<&str> = text.split("\r\n").collect();
+    let begin = lines.iter().position(|l| l.starts_with("RECURRENCE-ID;TZID=Europe/Berlin:20261210")).unwrap();
+    let start = lines[..begin].iter().rposition(|l| *l == "BEGIN:VEVENT").unwrap();
+    let end = start + lines[start..].iter().position(|l| *l == "END:VEVENT").unwrap();
+    let reverted: Vec<&str> = lines[..start].iter().chain(&lines[end + 1..]).copied().collect();
+    assert_eq!(server.put(&http, ANN, &paths[0], &reverted.join("\r\n")).await, 204);
+    let back = p.get(&token, &cal, &fourth.id).await.unwrap().expect("the rule's occurrence");
+    assert_eq!(back.data.as_ref().unwrap().title, "Daily stand-up");
+    assert_eq!(back.original_start, Some(at("2026-12-10T08:00:00Z")));
+
+    // The series moved an hour later here: cancellations of starts the rule no longer makes go
+    // with the old times.
+    let m = p.get(&token, &cal, &master.id).await.unwrap().unwrap();
+    let later = AppointmentData {
+        when: When::Timed {
+            start: "2026-12-07T09:00:00Z".parse().unwrap(),
+            end: "2026-12-07T09:15:00Z".parse().unwrap(),
+        },
+        ..retitled
+    };
+    p.update(&token, &cal, &master.id, &m.etag, &later).await.unwrap();
+    let text = server.get(&http, ANN, &paths[0]).await.unwrap();
+    assert_eq!(text.matches("BEGIN:VEVENT").count(), 1, "{text}");
+    assert!(!text.contains("EXDATE"), "{text}");
+    assert!(text.contains("TRIGGER:-PT5M"), "the alarm stays: {text}");
+
+    // An override again, then the series made a single event here: the override goes with the
+    // rule instead of standing alone as a stray event.
+    let m = p.get(&token, &cal, &master.id).await.unwrap().unwrap();
+    let first = at("2026-12-07T09:00:00Z");
+    p.write_occurrence(&token, &cal, &master.id, first, "x-9", &moved).await.unwrap();
+    let single = AppointmentData { recurrence: Vec::new(), ..m.data.clone().unwrap() };
+    let m = p.get(&token, &cal, &master.id).await.unwrap().unwrap();
+    p.update(&token, &cal, &master.id, &m.etag, &single).await.unwrap();
+    let text = server.get(&http, ANN, &paths[0]).await.unwrap();
+    assert_eq!(text.matches("BEGIN:VEVENT").count(), 1, "{text}");
+    let event = &text[text.find("BEGIN:VEVENT").unwrap()..];
+    assert!(!event.contains("RRULE") && !event.contains("RECURRENCE-ID"), "{text}");
+}
+
+/// Who is invited, as a calendar app wrote it (roles, RSVP, the organizer), survives calsync's
+/// rewrites that do not change the guests.
+#[tokio::test]
+async fn guests_written_elsewhere_survive_rewrites() {
+    let Setup { server, http, token, cal, provider: p } = setup().await;
+    let ics = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Example//App//EN\r\nBEGIN:VEVENT\r\nUID:inv-1\r\n\
+               DTSTAMP:20261201T000000Z\r\nDTSTART:20261203T090000Z\r\nDTEND:20261203T100000Z\r\nSUMMARY:Review\r\n\
+               ORGANIZER;CN=Ann:mailto:ann@example.com\r\n\
+               ATTENDEE;CN=Bob;ROLE=REQ-PARTICIPANT;RSVP=TRUE;PARTSTAT=ACCEPTED:mailto:bob@example.com\r\n\
+               END:VEVENT\r\nEND:VCALENDAR\r\n";
+    assert_eq!(server.put(&http, ANN, "/ann/work/inv.ics", ics).await, 201);
+    let e = p.get(&token, &cal, "/ann/work/inv.ics").await.unwrap().unwrap();
+    let d = e.data.clone().unwrap();
+    assert_eq!(d.attendees.len(), 1);
+    assert_eq!((d.attendees[0].email.as_str(), d.attendees[0].name.as_str()), ("bob@example.com", "Bob"));
+    let retitled = AppointmentData { title: "Review (room 3)".into(), ..d.clone() };
+    p.update(&token, &cal, &e.id, &e.etag, &retitled).await.unwrap();
+    let text = server.get(&http, ANN, "/ann/work/inv.ics").await.unwrap().replace("\r\n ", "");
+    assert!(text.contains("ROLE=REQ-PARTICIPANT") && text.contains("RSVP=TRUE"), "{text}");
+    assert!(text.contains("ORGANIZER;CN=Ann:mailto:ann@example.com"), "{text}");
+    assert!(!text.contains("SCHEDULE-AGENT"), "calsync did not rewrite the guests: {text}");
+    // A guest added in calsync: now calsync writes the guests, unmailed.
+    let mut more = retitled.clone();
+    more.attendees.push(calsync_domain::appointment::Attendee {
+        email: "carol@example.com".into(),
+        name: "Carol".into(),
+        response: Default::default(),
+    });
+    let now = p.get(&token, &cal, &e.id).await.unwrap().unwrap();
+    p.update(&token, &cal, &e.id, &now.etag, &more).await.unwrap();
+    let text = server.get(&http, ANN, "/ann/work/inv.ics").await.unwrap().replace("\r\n ", "");
+    assert!(text.contains("mailto:carol@example.com") && text.contains("SCHEDULE-AGENT=CLIENT"), "{text}");
+    assert_eq!(text.matches("mailto:bob@example.com").count(), 1, "{text}");
 }
 
 /// A proxy in front of Radicale that refuses `sync-collection` (403 `supported-report`), as

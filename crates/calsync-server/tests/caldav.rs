@@ -411,5 +411,5 @@ async fn the_page_connects_caldav_with_a_form() {
         .await
         .unwrap();
     assert!(form.contains("id=\"caldav\" open") && form.contains("value=\"ann\""), "{form}");
-    assert!(form.contains(&format!("value=\"{}\"", server.base)), "{form}");
+    assert!(form.contains(&format!("value=\"{}/ann/\"", server.base)), "the principal: {form}");
 }

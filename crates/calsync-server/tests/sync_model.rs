@@ -1221,6 +1221,11 @@ fn sync_model_caldav() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let mut app = rt.block_on(TestApp::spawn(Backend::Sqlite));
     let dav = Dav::start();
+    for (strategy, ops) in dav_regressions() {
+        if let Err(e) = rt.block_on(run_dav_case(&mut app, &dav, strategy, &ops)) {
+            panic!("regression caldav {strategy} {ops:?}: {e}");
+        }
+    }
     let cases: u32 = std::env::var("CALSYNC_MODEL_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
     let config = Config {
         cases,
@@ -1244,6 +1249,35 @@ fn sync_model_caldav() {
     if let Err(e) = result {
         panic!("{e}");
     }
+}
+
+/// Shrunk failures of the CalDAV model, replayed first.
+fn dav_regressions() -> Vec<(&'static str, Vec<Op>)> {
+    vec![
+        // A series' first occurrence moved here, edited there, then moved again here.
+        (
+            "newest_wins",
+            vec![
+                Op::LocalSeries,
+                Op::LocalOccurrenceMove(0, 0, 49),
+                Op::Sync(None),
+                Op::RemoteOccurrenceEdit(7),
+                Op::LocalMove(0, 159),
+            ],
+        ),
+        // A series split here after its second occurrence was moved here.
+        (
+            "newest_wins",
+            vec![
+                Op::LocalSeries,
+                Op::LocalOccurrenceMove(0, 1, 168),
+                Op::Sync(Some(Fault::Throttled)),
+                Op::LocalSplit(3),
+            ],
+        ),
+        // An occurrence cancelled here and edited there before the sync.
+        ("newest_wins", vec![Op::LocalSeries, Op::Sync(None), Op::LocalOccurrenceCancel(0, 1), Op::RemoteEdit(4)]),
+    ]
 }
 
 async fn run_dav_case(app: &mut TestApp, dav: &Dav, strategy: &str, ops: &[Op]) -> Result<(), TestCaseError> {

@@ -137,6 +137,11 @@ fn remote_of(seen: &Seen) -> Remote {
 
 /// An event with content (a Graph occurrence skeleton has none: its master holds it). An
 /// occurrence or exception must already have been tied to its master ([`CalendarSync::pulled`]).
+/// Whether the series `d` has occurrence `o` by its rule.
+fn generates(d: &AppointmentData, o: OriginalStart) -> bool {
+    Series::parse(&d.recurrence, &d.when, d.time_zone).is_ok_and(|s| s.generates(o, d.time_zone))
+}
+
 fn supported(e: &RemoteEvent) -> bool {
     e.data.as_ref().is_some_and(|d| e.series_master_id.is_none() || d.series.is_some())
 }
@@ -440,10 +445,21 @@ impl<'a> CalendarSync<'a> {
             }
             // A series deleted here (its deletion not yet written there) takes its occurrences
             // with it: nothing of it is imported.
-            match self.s.db.sync_appointment(self.conn.firm_id, master_id).await {
-                Ok(Some(m)) if m.deleted_at.is_none() => {}
+            let master = match self.s.db.sync_appointment(self.conn.firm_id, master_id).await {
+                Ok(Some(m)) if m.deleted_at.is_none() => m,
                 Ok(_) => return,
                 Err(err) => return self.pull_error(&e.id, &err.to_string()),
+            };
+            // Where a listing states each series' master before its exceptions (CalDAV, one
+            // resource per series), an exception new to calsync for an occurrence the series
+            // here no longer has (moved or ended here, not yet written there) is not imported:
+            // writing the series there drops it, as calsync dropped its own.
+            if self.provider.lists_masters_first()
+                && !self.links.contains_key(&e.id)
+                && let Some(o) = e.original_start
+                && !generates(&master.appointment.data, o)
+            {
+                return;
             }
         }
         if !supported(&e) {

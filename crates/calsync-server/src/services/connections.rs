@@ -291,6 +291,9 @@ impl ConnectionService {
                 "give the password (for iCloud and Fastmail, an app-specific password)",
             ));
         }
+        if !self.providers.caldav_local {
+            public_by_dns(&server).await?;
+        }
         let http = &self.providers.http;
         let auth = calsync_providers::caldav::DavAuth { username, password: &password };
         let account = calsync_providers::caldav::discover(http, server.as_str(), &auth).await.map_err(|e| match e {
@@ -303,6 +306,24 @@ impl ConnectionService {
             }
             other => rejected("caldav_error", Some("server_url"), other.to_string()),
         })?;
+        if !self.providers.caldav_local {
+            // Discovery may lead to other hosts (iCloud's partition hosts): each must be public
+            // too, and reached over https, as calsync sends the password there from now on.
+            let mut found: Vec<&url::Url> = vec![&account.principal, &account.home];
+            found.extend(account.calendars.iter().map(|c| &c.href));
+            for u in found {
+                if u.scheme() != "https" || local_host(u) {
+                    return Err(rejected(
+                        "caldav_error",
+                        Some("server_url"),
+                        "the server points to an address that is not public https",
+                    ));
+                }
+                if u.host_str() != server.host_str() {
+                    public_by_dns(u).await?;
+                }
+            }
+        }
         let for_events: Vec<_> = account.calendars.iter().filter(|c| c.events).collect();
         if for_events.is_empty() {
             return Err(rejected("no_calendars", Some("server_url"), "this account has no calendar that holds events"));
@@ -365,11 +386,9 @@ impl ConnectionService {
         let creds =
             tokens.access_token.as_deref().and_then(|t| calsync_providers::caldav::DavCredentials::read(t).ok());
         Ok(Some(match creds {
-            Some(c) => {
-                let server =
-                    url::Url::parse(&c.principal).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
-                (server, c.username)
-            }
+            // The principal itself: discovery starts from it on servers without a well-known
+            // address as well.
+            Some(c) => (c.principal, c.username),
             None => (String::new(), c.account_email),
         }))
     }
@@ -592,22 +611,59 @@ fn caldav_server(input: &CalDavInput, local_allowed: bool) -> Result<url::Url, C
 /// Whether a URL names this machine or a private, link-local or unique-local network.
 fn local_host(url: &url::Url) -> bool {
     match url.host() {
-        Some(url::Host::Ipv4(ip)) => {
-            ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified() || ip.is_broadcast()
-        }
-        Some(url::Host::Ipv6(ip)) => {
-            ip.is_loopback()
-                || ip.is_unspecified()
-                || (ip.segments()[0] & 0xfe00) == 0xfc00
-                || (ip.segments()[0] & 0xffc0) == 0xfe80
-                || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback() || v4.is_private() || v4.is_link_local())
-        }
+        Some(url::Host::Ipv4(ip)) => local_ip(std::net::IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => local_ip(std::net::IpAddr::V6(ip)),
         Some(url::Host::Domain(d)) => {
             let d = d.trim_end_matches('.').to_ascii_lowercase();
             d == "localhost" || d.ends_with(".localhost") || d.ends_with(".local") || d.ends_with(".internal")
         }
         None => true,
     }
+}
+
+/// Whether an address is this machine's, a private network's (RFC 1918, shared 100.64/10,
+/// unique-local), link-local, unspecified or broadcast.
+fn local_ip(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || o[0] == 0
+                || (o[0] == 100 && (o[1] & 0xc0) == 64)
+        }
+        std::net::IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6.to_ipv4_mapped().is_some_and(|v4| local_ip(std::net::IpAddr::V4(v4)))
+        }
+    }
+}
+
+/// Refuses a server whose name resolves to this machine or a private network (a public name
+/// pointed at 127.0.0.1, say). Checked at connect time for the address given and for every
+/// host discovery leads to.
+async fn public_by_dns(url: &url::Url) -> Result<(), ConnectError> {
+    let Some(host) = url.host_str() else { return Ok(()) };
+    let port = url.port_or_known_default().unwrap_or(443);
+    let addrs = tokio::net::lookup_host((host.trim_start_matches('[').trim_end_matches(']'), port))
+        .await
+        .map_err(|_| rejected("caldav_error", Some("server_url"), format!("{host} cannot be found (DNS)")))?;
+    for a in addrs {
+        if local_ip(a.ip()) {
+            return Err(rejected(
+                "invalid_request",
+                Some("server_url"),
+                "the address must be a public server, not this machine or a private network",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The provider's calendars as the store keeps them.
@@ -666,6 +722,8 @@ mod tests {
             "https://10.0.0.7/dav",
             "https://192.168.1.2/",
             "https://169.254.169.254/latest",
+            "https://100.64.0.1/",
+            "https://0.0.0.0/",
             "https://[::1]/",
             "https://[fd00::1]/",
             "https://nas.local/",

@@ -1,7 +1,9 @@
 -- no-transaction
 -- CalDAV connections (provider 'caldav'): a server, a user name and an app-specific password,
 -- sealed in access_token like OAuth tokens; token_expires_at stays NULL (a password does not
--- expire). Keep in step with migrations/postgres/0018_caldav_connections.sql.
+-- expire). A connection is one per account id (the CalDAV principal), no longer one per
+-- address: the same address may sign in to iCloud and to Fastmail. Keep in step with
+-- migrations/postgres/0018_caldav_connections.sql.
 --
 -- SQLite cannot change a CHECK constraint: the table is rebuilt (https://sqlite.org/lang_altertable.html,
 -- "making other kinds of table schema changes"), with foreign keys off so the tables that refer
@@ -43,8 +45,8 @@ CREATE TABLE oauth_connections_new (
     lease_taken_from    TEXT,
     due_again           INTEGER NOT NULL DEFAULT 0 CHECK (due_again IN (0, 1)),
     UNIQUE (id, firm_id),
-    -- One connection per user per provider account; reconnecting updates it.
-    UNIQUE (user_id, provider, account_email),
+    -- One connection per user per provider account (oauth_connections_account_id below); the
+    -- address is no longer unique: one address may sign in to two CalDAV servers.
     FOREIGN KEY (user_id, firm_id) REFERENCES users (id, firm_id) ON DELETE CASCADE
 ) STRICT;
 INSERT INTO oauth_connections_new SELECT * FROM oauth_connections;
