@@ -339,6 +339,7 @@ async fn openapi_covers_every_api_route(backend: Backend) {
             "POST /api/appointments/",
             "POST /api/appointments/{id}/split/",
             "POST /api/calendar/conflicts/{id}/resolve/",
+            "POST /api/calendar/oauth-connections/connect_caldav/",
             "POST /api/calendar/oauth-connections/initiate_google_oauth/",
             "POST /api/calendar/oauth-connections/initiate_microsoft_oauth/",
             "POST /api/calendar/oauth-connections/oauth_callback/",
