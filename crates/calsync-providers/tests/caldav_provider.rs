@@ -312,9 +312,18 @@ async fn guests_written_elsewhere_survive_rewrites() {
     assert_eq!(text.matches("mailto:bob@example.com").count(), 1, "{text}");
 }
 
-/// A proxy in front of Radicale that refuses `sync-collection` (403 `supported-report`), as
-/// servers without RFC 6578 do; everything else passes through.
-async fn without_sync_collection(upstream: String) -> String {
+/// How the proxy in front of Radicale changes what servers say.
+#[derive(Clone, Copy)]
+enum Quirk {
+    /// Refuses `sync-collection` (403 `supported-report`), as servers without RFC 6578 do.
+    NoSyncCollection,
+    /// Answers `PUT` without an ETag (a server that changed the object while storing it) and
+    /// `GET` with a weak one (a compressing proxy).
+    NoPutEtagWeakGetEtag,
+}
+
+/// A proxy in front of Radicale with `quirk`; everything else passes through.
+async fn proxy(upstream: String, quirk: Quirk) -> String {
     use axum::body::{Body, to_bytes};
     use axum::http::{Request, Response, StatusCode};
     let http = calsync_providers::http_client(Duration::from_secs(10));
@@ -323,7 +332,9 @@ async fn without_sync_collection(upstream: String) -> String {
         async move {
             let (parts, body) = req.into_parts();
             let body = to_bytes(body, 1 << 24).await.unwrap();
-            if parts.method.as_str() == "REPORT" && String::from_utf8_lossy(&body).contains("sync-collection") {
+            let sync_report =
+                parts.method.as_str() == "REPORT" && String::from_utf8_lossy(&body).contains("sync-collection");
+            if matches!(quirk, Quirk::NoSyncCollection) && sync_report {
                 return Response::builder()
                     .status(StatusCode::FORBIDDEN)
                     .body(Body::from(r#"<?xml version="1.0"?><d:error xmlns:d="DAV:"><d:supported-report/></d:error>"#))
@@ -339,6 +350,16 @@ async fn without_sync_collection(upstream: String) -> String {
             let resp = rb.send().await.unwrap();
             let mut out = Response::builder().status(resp.status());
             for (k, v) in resp.headers() {
+                if k == "etag" && matches!(quirk, Quirk::NoPutEtagWeakGetEtag) {
+                    match parts.method.as_str() {
+                        "PUT" => continue,
+                        "GET" => {
+                            out = out.header(k, format!("W/{}", v.to_str().unwrap()));
+                            continue;
+                        }
+                        _ => {}
+                    }
+                }
                 if k != "content-length" && k != "transfer-encoding" {
                     out = out.header(k, v);
                 }
@@ -357,7 +378,7 @@ async fn servers_without_sync_collection_are_listed_by_ctag_and_etags() {
     let server = Radicale::start(&[ANN]);
     let http = calsync_providers::http_client(Duration::from_secs(10));
     server.mkcalendar(&http, ANN, "/ann/work/", "Work", "VEVENT").await;
-    let proxy = without_sync_collection(server.base.clone()).await;
+    let proxy = proxy(server.base.clone(), Quirk::NoSyncCollection).await;
     let account = discover(&http, &proxy, &DavAuth { username: ANN.0, password: ANN.1 }).await.unwrap();
     let token = DavCredentials {
         principal: account.principal.to_string(),
@@ -384,4 +405,32 @@ async fn servers_without_sync_collection_are_listed_by_ctag_and_etags() {
     assert!(matches!(again, Err(ProviderError::CursorExpired)), "{again:?}");
     let (changes, next) = drain(&p, &token, &cal, ListFrom::Full { window: window(), page: None }).await.unwrap();
     assert!(changes.is_empty() && next != cursor, "{changes:?}");
+}
+
+/// A `PUT` answered without an ETag is read back, and a weak ETag from `GET` is replaced by the
+/// strong one before any `If-Match`: writes go through instead of failing their precondition.
+#[tokio::test]
+async fn missing_and_weak_etags_do_not_stop_writes() {
+    let server = Radicale::start(&[ANN]);
+    let http = calsync_providers::http_client(Duration::from_secs(10));
+    server.mkcalendar(&http, ANN, "/ann/work/", "Work", "VEVENT").await;
+    let proxy = proxy(server.base.clone(), Quirk::NoPutEtagWeakGetEtag).await;
+    let account = discover(&http, &proxy, &DavAuth { username: ANN.0, password: ANN.1 }).await.unwrap();
+    let token = DavCredentials {
+        principal: account.principal.to_string(),
+        home: account.home.to_string(),
+        username: ANN.0.into(),
+        password: ANN.1.into(),
+    }
+    .token();
+    let p = CalDavCalendar::new(http.clone());
+    let cal = p.list_calendars(&token).await.unwrap().remove(0).remote_id;
+    let d = data("Intake: Meyer", "2026-12-03T09:00:00+01:00", "2026-12-03T09:45:00+01:00", false);
+    let created = p.create(&token, &cal, "k-1", "s-1", &d).await.unwrap();
+    assert_eq!(created.calsync_id.as_deref(), Some("s-1"));
+    let moved = AppointmentData { title: "Intake: Meyer (moved)".into(), ..d.clone() };
+    let updated = p.update(&token, &cal, &created.id, &created.etag, &moved).await.unwrap();
+    assert_eq!(updated.data.unwrap().title, "Intake: Meyer (moved)");
+    p.delete(&token, &cal, &created.id, &updated.etag).await.unwrap();
+    assert!(p.get(&token, &cal, &created.id).await.unwrap().is_none());
 }

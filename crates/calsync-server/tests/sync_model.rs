@@ -784,6 +784,26 @@ fn regressions() -> Vec<(&'static str, &'static str, Vec<Op>)> {
     ]
 }
 
+/// The runner: `CALSYNC_MODEL_CASES` cases (else `cases`), a fixed seed unless
+/// `CALSYNC_MODEL_SEED=random` (CI replays a known set of cases, plus the regressions; exploring
+/// new ones is asked for explicitly).
+fn runner(cases: u32, max_shrink_iters: u32) -> TestRunner {
+    let cases = std::env::var("CALSYNC_MODEL_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(cases);
+    let config = Config {
+        cases,
+        max_shrink_iters,
+        failure_persistence: Some(Box::new(FileFailurePersistence::SourceParallel("proptest-regressions"))),
+        source_file: Some(file!()),
+        ..Config::default()
+    };
+    if std::env::var("CALSYNC_MODEL_SEED").as_deref() == Ok("random") {
+        TestRunner::new(config)
+    } else {
+        let rng = proptest::test_runner::TestRng::deterministic_rng(proptest::test_runner::RngAlgorithm::ChaCha);
+        TestRunner::new_with_rng(config, rng)
+    }
+}
+
 fn model(backend: Backend) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let mut app = rt.block_on(TestApp::spawn_with_sandbox(backend));
@@ -792,22 +812,7 @@ fn model(backend: Backend) {
             panic!("regression {provider} {strategy} {ops:?}: {e}");
         }
     }
-    let cases: u32 = std::env::var("CALSYNC_MODEL_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(12);
-    let config = Config {
-        cases,
-        max_shrink_iters: 64,
-        failure_persistence: Some(Box::new(FileFailurePersistence::SourceParallel("proptest-regressions"))),
-        source_file: Some(file!()),
-        ..Config::default()
-    };
-    // A fixed seed unless `CALSYNC_MODEL_SEED=random`: CI replays a known set of cases (plus the
-    // regressions), and exploring new ones is asked for explicitly.
-    let mut runner = if std::env::var("CALSYNC_MODEL_SEED").as_deref() == Ok("random") {
-        TestRunner::new(config)
-    } else {
-        let rng = proptest::test_runner::TestRng::deterministic_rng(proptest::test_runner::RngAlgorithm::ChaCha);
-        TestRunner::new_with_rng(config, rng)
-    };
+    let mut runner = runner(12, 64);
     let strategy = (
         prop_oneof![Just("google"), Just("microsoft")],
         prop_oneof![Just("newest_wins"), Just("prefer_internal")],
@@ -1226,20 +1231,7 @@ fn sync_model_caldav() {
             panic!("regression caldav {strategy} {ops:?}: {e}");
         }
     }
-    let cases: u32 = std::env::var("CALSYNC_MODEL_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
-    let config = Config {
-        cases,
-        max_shrink_iters: 32,
-        failure_persistence: Some(Box::new(FileFailurePersistence::SourceParallel("proptest-regressions"))),
-        source_file: Some(file!()),
-        ..Config::default()
-    };
-    let mut runner = if std::env::var("CALSYNC_MODEL_SEED").as_deref() == Ok("random") {
-        TestRunner::new(config)
-    } else {
-        let rng = proptest::test_runner::TestRng::deterministic_rng(proptest::test_runner::RngAlgorithm::ChaCha);
-        TestRunner::new_with_rng(config, rng)
-    };
+    let mut runner = runner(10, 32);
     let strategy = (prop_oneof![Just("newest_wins"), Just("prefer_internal")], proptest::collection::vec(op(), 4..24));
     let app = std::cell::RefCell::new(&mut app);
     let result = runner.run(&strategy, |(strategy, ops)| {
