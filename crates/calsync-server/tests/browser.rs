@@ -807,3 +807,45 @@ async fn calendar_sync_end_to_end(backend: Backend) {
 }
 
 backend_tests!(calendar_sync_end_to_end);
+
+/// Connecting a CalDAV calendar (a real Radicale) from the Calendar Sync page's form: a wrong
+/// password comes back next to its field with what was typed (never the password), the right
+/// one connects, and the card says Active.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caldav_form_in_chromium() {
+    common::install_tls();
+    let radicale = calsync_testkit::radicale::Radicale::start(&[("ann", "app-specific-1")]);
+    let http = calsync_providers::http_client(Duration::from_secs(10));
+    radicale.mkcalendar(&http, ("ann", "app-specific-1"), "/ann/work/", "Work", "VEVENT").await;
+    let server = std::sync::Arc::new(Server::start(None));
+    let browser = Browser::start(&server.base, "caldav").await;
+    let (s, dav) = (server.clone(), radicale.base.clone());
+    browser
+        .run(|b| async move {
+            b.go("/calendar-sync").await;
+            sign_in(&b, &s.admin_email, &s.admin_password).await;
+            assert_eq!(b.path().await, "/calendar-sync");
+            assert!(!b.exists("#caldav[open]").await, "the form starts folded");
+            b.click("#caldav summary").await;
+            b.set("#caldav-provider", "").await;
+            b.fill("#caldav-server", &dav).await;
+            b.fill("#caldav-username", "ann").await;
+            b.fill("#caldav-password", "her-main-password").await;
+            b.page("caldav-form").await;
+            b.nav("#connect-caldav").await;
+            assert!(b.text("#caldav-error").await.contains("app-specific password"));
+            assert_eq!(b.find("#caldav-password").await.attr("aria-invalid").await.unwrap().as_deref(), Some("true"));
+            assert_eq!(b.find("#caldav-server").await.prop("value").await.unwrap().as_deref(), Some(dav.as_str()));
+            assert_eq!(b.find("#caldav-password").await.prop("value").await.unwrap().as_deref(), Some(""));
+            b.page("caldav-refused").await;
+            b.fill("#caldav-password", "app-specific-1").await;
+            b.nav("#connect-caldav").await;
+            assert_eq!(b.path().await, "/calendar-sync?notice=connected");
+            let ids = card_ids(&b).await;
+            assert_eq!(ids.len(), 1);
+            assert_eq!(b.text(&card(&ids[0], ".provider-name")).await, "CalDAV calendar");
+            assert_eq!(b.text(&card(&ids[0], ".status")).await, "Active");
+            b.page("caldav-connected").await;
+        })
+        .await;
+}
