@@ -224,6 +224,25 @@ impl Stored {
                 }
             }
         }
+        // The occurrences as the rule makes them, within any sync window, are listed as gone as
+        // exceptions: one whose override went there (back to the rule) is read again by the
+        // engine (`removals_may_be_moves`) and takes the rule's content; ids calsync never
+        // linked are ignored.
+        if let Some((_, m)) = self.master()
+            && let Ok(series) = content(m)
+            && !series.recurrence.is_empty()
+            && let Ok(rule) = Series::parse(&series.recurrence, &series.when, series.time_zone)
+        {
+            let now = Utc::now();
+            let overridden: Vec<OriginalStart> =
+                self.events.iter().filter_map(|c| c.read.as_ref().ok().and_then(|p| p.recurrence_id)).collect();
+            let plain = rule
+                .between(now - Duration::days(400), now + Duration::days(400), series.time_zone)
+                .into_iter()
+                .filter(|o| !overridden.contains(o) && !cancelled.contains(o))
+                .take(2000);
+            out.extend(plain.map(|o| Change::Deleted { id: occurrence_id(&path, o) }));
+        }
         for o in cancelled {
             out.push(Change::OccurrenceCancelled {
                 id: occurrence_id(&path, o),
@@ -553,6 +572,38 @@ fn rule_occurrence(path: &str, m: &ParsedEvent, o: OriginalStart) -> Option<Remo
     })
 }
 
+/// An update of occurrence `o` that has no override (its override gone there, or cancelled
+/// there): written as a new override (an `EXDATE` dropped), if it is still at `etag`.
+fn plain_occurrence_written(
+    stored: &Stored,
+    o: OriginalStart,
+    etag: &str,
+    data: &AppointmentData,
+) -> Result<String, ProviderError> {
+    let (mi, m) = stored.master().ok_or(ProviderError::NotFound)?;
+    let cancelled = exdates(m);
+    let current = if cancelled.contains(&o) {
+        CANCELLED.to_owned()
+    } else {
+        rule_occurrence(&stored.path(), m, o).ok_or(ProviderError::NotFound)?.etag
+    };
+    if !etag.is_empty() && current != etag {
+        return Err(ProviderError::PreconditionFailed);
+    }
+    if data.status == AppointmentStatus::Cancelled {
+        return cancel_in(stored, o);
+    }
+    let mut e = written(&m.uid, "", data, m.sequence + 1);
+    e.data.recurrence.clear();
+    e.recurrence_id = Some((o, series_zone(m)));
+    let mut edits = vec![Edit::put(None, ics::vevent_text(&e, Utc::now()), true)];
+    if cancelled.contains(&o) {
+        let back = master_text(m, cancelled.into_iter().filter(|c| *c != o).collect())?;
+        edits.push(Edit::put(Some(mi), back, false));
+    }
+    stored.edited(&edits)
+}
+
 /// An occurrence calsync cancelled (an `EXDATE` now), as the engine keeps it.
 fn cancelled_occurrence(path: &str, o: OriginalStart, stamp: Option<&str>, data: &AppointmentData) -> RemoteEvent {
     RemoteEvent {
@@ -753,6 +804,12 @@ impl CalendarProvider for CalDavCalendar {
         true
     }
 
+    /// The rule's own occurrences are listed as gone (see [`Stored::changes`]): the engine reads
+    /// each linked one before it concludes anything.
+    fn removals_may_be_moves(&self) -> bool {
+        true
+    }
+
     fn get<'a>(&'a self, token: &'a str, calendar: &'a str, id: &'a str) -> ProviderFuture<'a, Option<RemoteEvent>> {
         Box::pin(async move {
             let creds = DavCredentials::read(token)?;
@@ -878,6 +935,11 @@ impl CalendarProvider for CalDavCalendar {
             let (path, occurrence) = split_id(id)?;
             let stored = self
                 .modify(&cal, &creds.auth(), path, |stored| {
+                    if let Some(o) = occurrence
+                        && stored.find(occurrence).is_none()
+                    {
+                        return plain_occurrence_written(stored, o, etag, data);
+                    }
                     let (i, p) = stored.find(occurrence).ok_or(ProviderError::NotFound)?;
                     let master = stored.master().map(|(_, m)| m);
                     if !etag.is_empty() && remote(&stored.path(), p, master).etag != etag {
@@ -1000,7 +1062,15 @@ DTEND;TZID=Europe/Berlin:20261208T101500\r\nSUMMARY:Stand-up (late)\r\nEND:VEVEN
 
     #[test]
     fn a_series_resource_lists_as_master_override_and_cancelled_occurrence() {
-        let changes = stored(SERIES).changes();
+        let all = stored(SERIES).changes();
+        let plain: Vec<&str> =
+            all.iter().filter_map(|c| if let Change::Deleted { id } = c { Some(id.as_str()) } else { None }).collect();
+        assert_eq!(
+            plain,
+            ["/cal/s1.ics#20261207T080000Z", "/cal/s1.ics#20261210T080000Z", "/cal/s1.ics#20261211T080000Z"],
+            "the rule's own occurrences, as gone as exceptions"
+        );
+        let changes: Vec<Change> = all.into_iter().filter(|c| !matches!(c, Change::Deleted { .. })).collect();
         assert_eq!(changes.len(), 3, "{changes:#?}");
         let Change::Upsert(m) = &changes[0] else { panic!("{changes:?}") };
         assert_eq!(

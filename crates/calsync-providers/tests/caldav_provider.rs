@@ -246,6 +246,30 @@ async fn a_series_is_one_resource_both_ways() {
     let back = p.get(&token, &cal, &fourth.id).await.unwrap().expect("the rule's occurrence");
     assert_eq!(back.data.as_ref().unwrap().title, "Daily stand-up");
     assert_eq!(back.original_start, Some(at("2026-12-10T08:00:00Z")));
+    let since = p.list_changes(&token, &cal, ListFrom::Since { cursor: &cursor2, page: None }).await.unwrap();
+    assert!(
+        since.changes.iter().any(|c| matches!(c, Change::Deleted { id } if *id == fourth.id)),
+        "an exception gone there is told, for the engine to read it again: {:?}",
+        since.changes
+    );
+    // Written again from here: a new override, at the rule occurrence's version.
+    let again = AppointmentData { title: "Stand-up (again)".into(), ..back.data.clone().unwrap() };
+    assert!(matches!(
+        p.update(&token, &cal, &fourth.id, &fourth.etag, &again).await,
+        Err(ProviderError::PreconditionFailed)
+    ));
+    let rewritten = p.update(&token, &cal, &fourth.id, &back.etag, &again).await.unwrap();
+    assert_eq!(
+        (rewritten.id.as_str(), rewritten.data.unwrap().title.as_str()),
+        (fourth.id.as_str(), "Stand-up (again)")
+    );
+    let x4 = p.get(&token, &cal, &fourth.id).await.unwrap().unwrap();
+    p.delete(&token, &cal, &fourth.id, &x4.etag).await.unwrap();
+    let restored = AppointmentData { title: "Stand-up (restored)".into(), ..again };
+    let un = p.update(&token, &cal, &fourth.id, "cancelled", &restored).await.unwrap();
+    assert_eq!(un.data.unwrap().title, "Stand-up (restored)", "a cancelled occurrence written again is back");
+    let x4 = p.get(&token, &cal, &fourth.id).await.unwrap().unwrap();
+    p.delete(&token, &cal, &fourth.id, &x4.etag).await.unwrap();
 
     // The series moved an hour later here: cancellations of starts the rule no longer makes go
     // with the old times.

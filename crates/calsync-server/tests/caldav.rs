@@ -294,6 +294,29 @@ async fn caldav_connection_syncs_both_ways(backend: Backend) {
     let quiet = sync_now(&app, &token, &id).await;
     assert_eq!(counts(&quiet), [0; 6], "{quiet}");
 
+    // The app takes its moved occurrence back to the rule (the override goes, no EXDATE): the
+    // occurrence here follows.
+    let text = server.get(&http, ANN, "/ann/work/standup.ics").await.unwrap().replace("\r\n ", "");
+    let lines: Vec<&str> = text.split("\r\n").collect();
+    let rid = lines.iter().position(|l| l.starts_with("RECURRENCE-ID") && l.ends_with(&stamp(at(48 + 8)))).unwrap();
+    let begin = lines[..rid].iter().rposition(|l| *l == "BEGIN:VEVENT").unwrap();
+    let end = rid + lines[rid..].iter().position(|l| *l == "END:VEVENT").unwrap();
+    let reverted: Vec<&str> = lines[..begin].iter().chain(&lines[end + 1..]).copied().collect();
+    assert_eq!(server.put(&http, ANN, "/ann/work/standup.ics", &reverted.join("\r\n")).await, 204);
+    let a = sync_now(&app, &token, &id).await;
+    assert_eq!(a["status"], "success", "{a}");
+    assert_eq!(
+        local(&app, &token, "").await.into_iter().filter(|o| o.0.contains("tand-up")).collect::<Vec<_>>(),
+        [
+            ("Daily stand-up".to_owned(), at(24 + 8)),
+            ("Daily stand-up".to_owned(), at(48 + 8)),
+            ("Stand-up (Friday)".to_owned(), at(120 + 10)),
+        ],
+        "back to the rule here too"
+    );
+    let quiet = sync_now(&app, &token, &id).await;
+    assert_eq!(counts(&quiet), [0; 6], "{quiet}");
+
     // The app password is revoked: the connection says so and asks to reconnect.
     server.set_users(&[("ann", "app-specific-2")]);
     let a = sync_now(&app, &token, &id).await;
