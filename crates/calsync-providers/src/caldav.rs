@@ -71,6 +71,16 @@ pub struct DavCredentials {
 }
 
 impl DavCredentials {
+    /// The sign-in to keep for an account found by [`discover`].
+    pub fn of(account: &DavAccount, username: &str, password: &str) -> Self {
+        Self {
+            principal: account.principal.to_string(),
+            home: account.home.to_string(),
+            username: username.to_owned(),
+            password: password.to_owned(),
+        }
+    }
+
     /// The credentials as the one string the engine's provider calls take.
     pub fn token(&self) -> String {
         serde_json::to_string(self).expect("plain strings serialize")
@@ -515,8 +525,9 @@ fn bad_url(e: url::ParseError) -> ProviderError {
     ProviderError::Permanent { status: None, reason: format!("the server gave an address that is not a URL: {e}") }
 }
 
-/// `https://` is assumed when no scheme is given.
-fn server_url(server: &str) -> Result<Url, ProviderError> {
+/// A CalDAV server's address as given (a bare host, a root or a DAV URL), read as an http(s)
+/// URL; `https://` is assumed when no scheme is given.
+pub fn server_url(server: &str) -> Result<Url, ProviderError> {
     let s = server.trim();
     let with_scheme = if s.contains("://") { s.to_owned() } else { format!("https://{s}") };
     let url = Url::parse(&with_scheme).map_err(|e| ProviderError::Permanent {

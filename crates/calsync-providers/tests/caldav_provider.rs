@@ -49,6 +49,12 @@ fn upserts(changes: &[Change]) -> Vec<&RemoteEvent> {
     changes.iter().filter_map(|c| if let Change::Upsert(e) = c { Some(e.as_ref()) } else { None }).collect()
 }
 
+/// Ann's sign-in at the server (or proxy) at `base`, as a connection keeps it.
+async fn sign_in(http: &reqwest::Client, base: &str) -> String {
+    let account = discover(http, base, &DavAuth { username: ANN.0, password: ANN.1 }).await.unwrap();
+    DavCredentials::of(&account, ANN.0, ANN.1).token()
+}
+
 struct Setup {
     server: Radicale,
     http: reqwest::Client,
@@ -61,14 +67,7 @@ async fn setup() -> Setup {
     let server = Radicale::start(&[ANN]);
     let http = calsync_providers::http_client(Duration::from_secs(10));
     server.mkcalendar(&http, ANN, "/ann/work/", "Work", "VEVENT").await;
-    let account = discover(&http, &server.base, &DavAuth { username: ANN.0, password: ANN.1 }).await.unwrap();
-    let token = DavCredentials {
-        principal: account.principal.to_string(),
-        home: account.home.to_string(),
-        username: ANN.0.into(),
-        password: ANN.1.into(),
-    }
-    .token();
+    let token = sign_in(&http, &server.base).await;
     let provider = CalDavCalendar::new(http.clone());
     let cals = provider.list_calendars(&token).await.unwrap();
     assert_eq!(cals.len(), 1, "{cals:?}");
@@ -403,14 +402,7 @@ async fn servers_without_sync_collection_are_listed_by_ctag_and_etags() {
     let http = calsync_providers::http_client(Duration::from_secs(10));
     server.mkcalendar(&http, ANN, "/ann/work/", "Work", "VEVENT").await;
     let proxy = proxy(server.base.clone(), Quirk::NoSyncCollection).await;
-    let account = discover(&http, &proxy, &DavAuth { username: ANN.0, password: ANN.1 }).await.unwrap();
-    let token = DavCredentials {
-        principal: account.principal.to_string(),
-        home: account.home.to_string(),
-        username: ANN.0.into(),
-        password: ANN.1.into(),
-    }
-    .token();
+    let token = sign_in(&http, &proxy).await;
     let p = CalDavCalendar::new(http.clone());
     let cal = p.list_calendars(&token).await.unwrap().remove(0).remote_id;
     assert!(cal.starts_with(&proxy), "{cal}");
@@ -439,14 +431,7 @@ async fn missing_and_weak_etags_do_not_stop_writes() {
     let http = calsync_providers::http_client(Duration::from_secs(10));
     server.mkcalendar(&http, ANN, "/ann/work/", "Work", "VEVENT").await;
     let proxy = proxy(server.base.clone(), Quirk::NoPutEtagWeakGetEtag).await;
-    let account = discover(&http, &proxy, &DavAuth { username: ANN.0, password: ANN.1 }).await.unwrap();
-    let token = DavCredentials {
-        principal: account.principal.to_string(),
-        home: account.home.to_string(),
-        username: ANN.0.into(),
-        password: ANN.1.into(),
-    }
-    .token();
+    let token = sign_in(&http, &proxy).await;
     let p = CalDavCalendar::new(http.clone());
     let cal = p.list_calendars(&token).await.unwrap().remove(0).remote_id;
     let d = data("Intake: Meyer", "2026-12-03T09:00:00+01:00", "2026-12-03T09:45:00+01:00", false);

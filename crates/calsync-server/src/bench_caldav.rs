@@ -191,13 +191,7 @@ async fn calsync_side(proxy: &str, dir: &Path, count: &AtomicU64) -> anyhow::Res
         })
         .await?;
     let account = discover(&providers.http, proxy, &DavAuth { username: USER, password: PASSWORD }).await?;
-    let token = DavCredentials {
-        principal: account.principal.to_string(),
-        home: account.home.to_string(),
-        username: USER.into(),
-        password: PASSWORD.into(),
-    }
-    .token();
+    let token = DavCredentials::of(&account, USER, PASSWORD).token();
     let calendars = providers.caldav.list_calendars(&token).await?;
     let grant = NewGrant {
         firm_id: firm.id,

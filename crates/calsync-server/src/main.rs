@@ -12,14 +12,7 @@ fn main() -> ExitCode {
     if let Some(Command::Sandbox { bind, seed, state, no_quota }) = &cli.command {
         // The sandbox needs no database, key or configuration file.
         logging::init(cli.settings.log_format.unwrap_or(calsync_server::cli::LogFormat::Text), "info");
-        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-        return match runtime.block_on(commands::sandbox(bind, *seed, state.clone(), *no_quota)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::FAILURE
-            }
-        };
+        return standalone(commands::sandbox(bind, *seed, state.clone(), *no_quota));
     }
     if let Some(Command::Bench(bench)) = &cli.command {
         // A fresh database and its own providers: no configuration involved.

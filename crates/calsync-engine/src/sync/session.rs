@@ -88,7 +88,7 @@ pub struct Session {
     pub firm: FirmId,
     pub connection: ConnectionId,
     pub label: &'static str,
-    /// `google` or `microsoft`, for metrics.
+    /// `google`, `microsoft` or `caldav`, for metrics.
     pub provider: &'static str,
     pub token: String,
     pub counts: AttemptCounts,

@@ -328,12 +328,7 @@ impl ConnectionService {
         if for_events.is_empty() {
             return Err(rejected("no_calendars", Some("server_url"), "this account has no calendar that holds events"));
         }
-        let credentials = calsync_providers::caldav::DavCredentials {
-            principal: account.principal.to_string(),
-            home: account.home.to_string(),
-            username: username.to_owned(),
-            password,
-        };
+        let credentials = calsync_providers::caldav::DavCredentials::of(&account, username, &password);
         let token = credentials.token();
         let calendar = self.providers.calendar(Provider::CalDav).expect("CalDAV needs no configuration");
         let calendars = calendar.list_calendars(&token).await.map_err(|e| match e {
@@ -573,15 +568,9 @@ fn caldav_server(input: &CalDavInput, local_allowed: bool) -> Result<url::Url, C
     if raw.len() > 2048 {
         return Err(rejected("invalid_request", Some("server_url"), "the address is longer than 2048 characters"));
     }
-    let with_scheme = if raw.contains("://") { raw.clone() } else { format!("https://{raw}") };
-    let url = url::Url::parse(&with_scheme)
+    let url = calsync_providers::caldav::server_url(&raw)
         .ok()
-        .filter(|u| {
-            matches!(u.scheme(), "http" | "https")
-                && u.host().is_some()
-                && u.username().is_empty()
-                && u.password().is_none()
-        })
+        .filter(|u| u.username().is_empty() && u.password().is_none())
         .ok_or_else(|| {
             rejected(
                 "invalid_request",
